@@ -1,0 +1,44 @@
+# soundlib: two commands on a fresh machine with only Python 3.11:
+#   make demo   the main job on the embedded default (synthetic corpus + offline backbone)
+#   make test   the test suite (slow tests included, as in CI)
+# Each bootstraps .venv (editable install with the dev extra) when it is missing.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.soundlib-installed
+DEMO   ?= demo_out
+JOBS   ?= 2
+
+.PHONY: demo test test-fast bench venv clean help
+
+help:
+	@echo "make demo       run the main job (synthetic corpus, offline backbone) into $(DEMO)/"
+	@echo "make test       run all tests (bootstraps .venv)"
+	@echo "make test-fast  skip tests marked slow"
+	@echo "make bench      run the benchmarks in bench/"
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name soundlib --display-name "Python (soundlib)" >/dev/null
+	@touch $@
+
+demo: $(STAMP)
+	$(BIN)/python -m soundlib.demo --out $(DEMO) --jobs $(JOBS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -ra
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -ra -m "not slow"
+
+bench: $(STAMP)
+	$(BIN)/python bench/featurize.py
+	$(BIN)/python bench/embed.py
+
+clean:
+	rm -rf $(DEMO) .pytest_cache

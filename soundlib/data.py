@@ -1,0 +1,499 @@
+"""Datasets as lazy indexes of clips with label, fold and group metadata.
+
+Loaders read metadata only; audio is read later by :mod:`soundlib.audio`.
+``load_dataset(path)`` picks the loader from what ``path`` is:
+
+* a folder with ``metadata/UrbanSound8K.csv`` (and ``audio/foldN/``): UrbanSound8K,
+* a folder with ``meta/esc50.csv`` (and ``audio/``): ESC-50,
+* a ``.csv`` file with the UrbanSound8K header: UrbanSound8K (audio beside it in ``../audio``),
+* any other ``.csv`` file: a manifest with columns ``path,label`` and optional ``fold,group``,
+* any other folder: one sub-folder per class holding audio files.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import os
+import re
+from collections import defaultdict
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+from .errors import DatasetError
+
+__all__ = [
+    "Clip",
+    "Dataset",
+    "US8K_CLASSES",
+    "US8K_HEADER",
+    "ESC50_HEADER",
+    "AUDIO_EXTENSIONS",
+    "US8KName",
+    "parse_us8k_filename",
+    "load_dataset",
+    "load_urbansound8k",
+    "load_esc50",
+    "load_manifest",
+    "load_folder",
+    "assign_folds",
+    "find_leakage",
+    "check_leakage",
+    "download",
+]
+
+#: UrbanSound8K class names, indexed by ``classID``.
+US8K_CLASSES: tuple[str, ...] = (
+    "air_conditioner",
+    "car_horn",
+    "children_playing",
+    "dog_bark",
+    "drilling",
+    "engine_idling",
+    "gun_shot",
+    "jackhammer",
+    "siren",
+    "street_music",
+)
+US8K_HEADER: tuple[str, ...] = (
+    "slice_file_name", "fsID", "start", "end", "salience", "fold", "classID", "class",
+)
+ESC50_HEADER: tuple[str, ...] = (
+    "filename", "fold", "target", "category", "esc10", "src_file", "take",
+)
+AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".aiff", ".aif", ".mp3", ".au"})
+
+
+@dataclasses.dataclass(frozen=True)
+class Clip:
+    """One labelled audio clip.
+
+    ``group`` identifies the source recording: clips sharing a group must never
+    be split across folds (UrbanSound8K's ``fsID``, ESC-50's ``src_file``).
+    """
+
+    path: Path
+    label: str
+    class_id: int
+    fold: int | None
+    group: str
+    meta: Mapping[str, object] = dataclasses.field(default_factory=dict, compare=False)
+
+    @property
+    def clip_id(self) -> str:
+        """A short stable name (the file stem)."""
+        return self.path.stem
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """An index of clips plus the ordered class list (``classes[class_id]``)."""
+
+    name: str
+    root: Path
+    classes: tuple[str, ...]
+    clips: tuple[Clip, ...]
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __iter__(self):
+        return iter(self.clips)
+
+    @property
+    def folds(self) -> tuple[int, ...]:
+        """Sorted fold numbers present (empty when the dataset has no folds)."""
+        return tuple(sorted({c.fold for c in self.clips if c.fold is not None}))
+
+    @property
+    def has_folds(self) -> bool:
+        return all(c.fold is not None for c in self.clips) and bool(self.clips)
+
+    def with_clips(self, clips: Iterable[Clip]) -> "Dataset":
+        return dataclasses.replace(self, clips=tuple(clips))
+
+    def split(self, test_fold: int) -> tuple["Dataset", "Dataset"]:
+        """Return ``(train, test)``: clips outside ``test_fold`` and inside it."""
+        if not self.has_folds:
+            raise DatasetError(f"dataset {self.name!r} at {self.root} has no folds; call assign_folds first")
+        if test_fold not in self.folds:
+            raise DatasetError(
+                f"fold {test_fold} has no clips in dataset {self.name!r} at {self.root}; "
+                f"folds present: {list(self.folds)}"
+            )
+        train = [c for c in self.clips if c.fold != test_fold]
+        test = [c for c in self.clips if c.fold == test_fold]
+        return self.with_clips(train), self.with_clips(test)
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {c: 0 for c in self.classes}
+        for clip in self.clips:
+            out[clip.label] += 1
+        return out
+
+    def subset(self, *, folds: Sequence[int] | None = None, labels: Sequence[str] | None = None) -> "Dataset":
+        clips = self.clips
+        if folds is not None:
+            clips = tuple(c for c in clips if c.fold in set(folds))
+        if labels is not None:
+            clips = tuple(c for c in clips if c.label in set(labels))
+        return self.with_clips(clips)
+
+
+# ---------------------------------------------------------------------------
+# UrbanSound8K file names
+
+@dataclasses.dataclass(frozen=True)
+class US8KName:
+    fsid: int
+    class_id: int
+    occurrence_id: int
+    slice_id: int
+
+    @property
+    def label(self) -> str:
+        return US8K_CLASSES[self.class_id]
+
+
+_US8K_NAME = re.compile(r"^(\d+)-(\d+)-(\d+)-(\d+)\.[A-Za-z0-9]+$")
+
+
+def parse_us8k_filename(name: str | os.PathLike) -> US8KName:
+    """Parse ``[fsID]-[classID]-[occurrenceID]-[sliceID].wav``.
+
+    >>> parse_us8k_filename("100032-3-0-0.wav").label
+    'dog_bark'
+    """
+    base = Path(name).name
+    m = _US8K_NAME.match(base)
+    if not m:
+        raise DatasetError(
+            f"{base!r} does not follow the UrbanSound8K name convention "
+            "[fsID]-[classID]-[occurrenceID]-[sliceID].wav"
+        )
+    fsid, class_id, occ, sl = (int(g) for g in m.groups())
+    if not 0 <= class_id < len(US8K_CLASSES):
+        raise DatasetError(f"{base!r}: classID {class_id} is not one of 0..{len(US8K_CLASSES) - 1}")
+    return US8KName(fsid, class_id, occ, sl)
+
+
+# ---------------------------------------------------------------------------
+# CSV helpers
+
+def _read_csv(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
+    if not path.is_file():
+        raise DatasetError(f"{path}: metadata file not found")
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            header = [h.strip() for h in (reader.fieldnames or [])]
+            missing = [col for col in required if col not in header]
+            if missing:
+                raise DatasetError(
+                    f"{path}: missing column(s) {', '.join(missing)}; expected at least {', '.join(required)}"
+                    f" (found {', '.join(header) or 'no header'})"
+                )
+            reader.fieldnames = header
+            rows = [row for row in reader]
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{path}: not a UTF-8 text CSV ({exc})") from None
+    if not rows:
+        raise DatasetError(f"{path}: metadata has a header but no rows")
+    return rows
+
+
+def _int(path: Path, lineno: int, column: str, value: str | None) -> int:
+    try:
+        return int(str(value).strip())
+    except (TypeError, ValueError):
+        raise DatasetError(f"{path}, line {lineno}: column {column!r} should be an integer, got {value!r}") from None
+
+
+def _float(path: Path, lineno: int, column: str, value: str | None) -> float:
+    try:
+        return float(str(value).strip())
+    except (TypeError, ValueError):
+        raise DatasetError(f"{path}, line {lineno}: column {column!r} should be a number, got {value!r}") from None
+
+
+def _check_files_exist(clips: Sequence[Clip], source: Path) -> None:
+    missing = [c.path for c in clips if not c.path.is_file()]
+    if missing:
+        shown = "\n  ".join(str(p) for p in missing[:5])
+        more = f"\n  ... and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise DatasetError(
+            f"{source}: {len(missing)} of {len(clips)} listed audio file(s) do not exist:\n  {shown}{more}"
+        )
+
+
+# ---------------------------------------------------------------------------
+# Loaders
+
+def load_urbansound8k(path: str | os.PathLike, *, check_files: bool = True) -> Dataset:
+    """Load the UrbanSound8K layout.
+
+    ``path`` is the dataset folder (``metadata/UrbanSound8K.csv`` + ``audio/foldN/``)
+    or the metadata CSV itself. With ``check_files=False`` only metadata is read
+    (useful to inspect folds without the audio).
+    """
+    path = Path(path)
+    if path.is_dir():
+        csv_path = path / "metadata" / "UrbanSound8K.csv"
+        root = path
+    else:
+        csv_path = path
+        root = path.parent.parent if path.parent.name == "metadata" else path.parent
+    rows = _read_csv(csv_path, US8K_HEADER)
+    clips = []
+    for lineno, row in enumerate(rows, start=2):
+        class_id = _int(csv_path, lineno, "classID", row["classID"])
+        label = (row["class"] or "").strip()
+        if label not in US8K_CLASSES:
+            raise DatasetError(
+                f"{csv_path}, line {lineno}: unknown class {label!r}; expected one of {', '.join(US8K_CLASSES)}"
+            )
+        if US8K_CLASSES.index(label) != class_id:
+            raise DatasetError(
+                f"{csv_path}, line {lineno}: classID {class_id} does not match class {label!r} "
+                f"(expected classID {US8K_CLASSES.index(label)})"
+            )
+        fold = _int(csv_path, lineno, "fold", row["fold"])
+        name = row["slice_file_name"].strip()
+        clips.append(
+            Clip(
+                path=root / "audio" / f"fold{fold}" / name,
+                label=label,
+                class_id=class_id,
+                fold=fold,
+                group=f"fs{_int(csv_path, lineno, 'fsID', row['fsID'])}",
+                meta={
+                    "start": _float(csv_path, lineno, "start", row["start"]),
+                    "end": _float(csv_path, lineno, "end", row["end"]),
+                    "salience": _int(csv_path, lineno, "salience", row["salience"]),
+                },
+            )
+        )
+    if check_files:
+        _check_files_exist(clips, csv_path)
+    return Dataset("urbansound8k", root, US8K_CLASSES, tuple(clips))
+
+
+def load_esc50(path: str | os.PathLike, *, check_files: bool = True) -> Dataset:
+    """Load the ESC-50 layout (``meta/esc50.csv`` + ``audio/``), 5 folds."""
+    path = Path(path)
+    if path.is_dir():
+        csv_path, root = path / "meta" / "esc50.csv", path
+    else:
+        csv_path = path
+        root = path.parent.parent if path.parent.name == "meta" else path.parent
+    rows = _read_csv(csv_path, ("filename", "fold", "target", "category"))
+    by_id: dict[int, str] = {}
+    clips = []
+    for lineno, row in enumerate(rows, start=2):
+        target = _int(csv_path, lineno, "target", row["target"])
+        label = (row["category"] or "").strip()
+        if not label:
+            raise DatasetError(f"{csv_path}, line {lineno}: empty category")
+        if by_id.setdefault(target, label) != label:
+            raise DatasetError(
+                f"{csv_path}, line {lineno}: target {target} is {label!r} here but {by_id[target]!r} earlier"
+            )
+        name = row["filename"].strip()
+        src = (row.get("src_file") or "").strip() or Path(name).stem
+        clips.append(
+            Clip(
+                path=root / "audio" / name,
+                label=label,
+                class_id=target,
+                fold=_int(csv_path, lineno, "fold", row["fold"]),
+                group=f"src{src}",
+                meta={k: row[k] for k in ("esc10", "take") if k in row},
+            )
+        )
+    ids = sorted(by_id)
+    if ids != list(range(len(ids))):
+        raise DatasetError(f"{csv_path}: targets should be 0..{len(ids) - 1} without gaps, got {ids}")
+    if check_files:
+        _check_files_exist(clips, csv_path)
+    return Dataset("esc50", root, tuple(by_id[i] for i in ids), tuple(clips))
+
+
+def load_manifest(path: str | os.PathLike, *, check_files: bool = True) -> Dataset:
+    """Load a manifest CSV with columns ``path,label`` and optional ``fold,group``.
+
+    Relative paths resolve against the CSV's folder. Class ids follow the sorted
+    label names. Without a ``group`` column every file is its own group; give one
+    when several files were cut from the same recording.
+    """
+    csv_path = Path(path)
+    rows = _read_csv(csv_path, ("path", "label"))
+    has_fold = "fold" in rows[0]
+    labels = sorted({(r["label"] or "").strip() for r in rows})
+    if "" in labels:
+        line = next(i for i, r in enumerate(rows, start=2) if not (r["label"] or "").strip())
+        raise DatasetError(f"{csv_path}, line {line}: empty label")
+    clips = []
+    for lineno, row in enumerate(rows, start=2):
+        raw = (row["path"] or "").strip()
+        if not raw:
+            raise DatasetError(f"{csv_path}, line {lineno}: empty path")
+        p = Path(raw).expanduser()
+        if not p.is_absolute():
+            p = csv_path.parent / p
+        label = row["label"].strip()
+        fold_raw = (row.get("fold") or "").strip() if has_fold else ""
+        group = (row.get("group") or "").strip() or str(p)
+        clips.append(
+            Clip(
+                path=p,
+                label=label,
+                class_id=labels.index(label),
+                fold=_int(csv_path, lineno, "fold", fold_raw) if fold_raw else None,
+                group=group,
+            )
+        )
+    if has_fold and any(c.fold is None for c in clips) and any(c.fold is not None for c in clips):
+        raise DatasetError(f"{csv_path}: column 'fold' is filled for some rows but empty for others")
+    if check_files:
+        _check_files_exist(clips, csv_path)
+    return Dataset(csv_path.stem, csv_path.parent, tuple(labels), tuple(clips))
+
+
+def load_folder(path: str | os.PathLike) -> Dataset:
+    """Load a folder-per-class tree: ``ROOT/<label>/*.wav``. No folds."""
+    root = Path(path)
+    labels = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    clips = []
+    for class_id, label in enumerate(labels):
+        for f in sorted((root / label).rglob("*")):
+            if f.is_file() and f.suffix.lower() in AUDIO_EXTENSIONS:
+                clips.append(Clip(path=f, label=label, class_id=class_id, fold=None, group=str(f)))
+    if not clips:
+        raise DatasetError(
+            f"{root}: no audio files found; expected one sub-folder per class holding "
+            f"{', '.join(sorted(AUDIO_EXTENSIONS))} files"
+        )
+    used = sorted({c.label for c in clips})
+    return Dataset(root.name, root, tuple(used), tuple(
+        dataclasses.replace(c, class_id=used.index(c.label)) for c in clips))
+
+
+def _csv_header(path: Path) -> list[str]:
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        return [h.strip() for h in next(csv.reader(fh), [])]
+
+
+def load_dataset(path: str | os.PathLike, *, check_files: bool = True) -> Dataset:
+    """Open any supported dataset, choosing the loader from what ``path`` is."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise DatasetError(f"{path}: dataset path does not exist")
+    if path.is_dir():
+        if (path / "metadata" / "UrbanSound8K.csv").is_file():
+            return load_urbansound8k(path, check_files=check_files)
+        if (path / "meta" / "esc50.csv").is_file():
+            return load_esc50(path, check_files=check_files)
+        return load_folder(path)
+    if path.suffix.lower() == ".csv":
+        header = _csv_header(path)
+        if set(US8K_HEADER) <= set(header):
+            return load_urbansound8k(path, check_files=check_files)
+        if {"filename", "target", "category", "fold"} <= set(header):
+            return load_esc50(path, check_files=check_files)
+        return load_manifest(path, check_files=check_files)
+    raise DatasetError(
+        f"{path}: not a dataset; expected a dataset folder (UrbanSound8K, ESC-50 or one sub-folder per class) "
+        "or a metadata/manifest .csv"
+    )
+
+
+# ---------------------------------------------------------------------------
+# Folds
+
+def assign_folds(dataset: Dataset, k: int = 5, *, seed: int = 0, force: bool = False) -> Dataset:
+    """Return ``dataset`` with clips assigned to ``k`` folds grouped by ``group``.
+
+    A recording's clips always land in one fold. Folds are stratified by label
+    where the class sizes allow it (scikit-learn's ``StratifiedGroupKFold``).
+    Datasets that already have folds are returned unchanged unless ``force``.
+    """
+    if dataset.has_folds and not force:
+        return dataset
+    if k < 2:
+        raise DatasetError(f"k must be at least 2 folds, got {k}")
+    groups = [c.group for c in dataset.clips]
+    n_groups = len(set(groups))
+    if n_groups < k:
+        raise DatasetError(
+            f"dataset {dataset.name!r} at {dataset.root} has {n_groups} distinct recording group(s); "
+            f"cannot make {k} folds without splitting a recording"
+        )
+    import warnings
+
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    labels = [c.class_id for c in dataset.clips]
+    fold_of = [0] * len(dataset.clips)
+    splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # a class smaller than k: stratify as well as possible
+        for fold, (_, test_idx) in enumerate(splitter.split(labels, labels, groups), start=1):
+            for i in test_idx:
+                fold_of[i] = fold
+    return dataset.with_clips(dataclasses.replace(c, fold=f) for c, f in zip(dataset.clips, fold_of))
+
+
+def find_leakage(clips: Iterable[Clip]) -> dict[str, tuple[int, ...]]:
+    """Map each group found in more than one fold to the folds it appears in."""
+    folds_of: dict[str, set[int]] = defaultdict(set)
+    for clip in clips:
+        if clip.fold is not None:
+            folds_of[clip.group].add(clip.fold)
+    return {g: tuple(sorted(f)) for g, f in folds_of.items() if len(f) > 1}
+
+
+def check_leakage(dataset: Dataset) -> None:
+    """Raise :class:`DatasetError` if any recording group spans more than one fold."""
+    leaks = find_leakage(dataset.clips)
+    if leaks:
+        shown = ", ".join(f"{g} in folds {list(f)}" for g, f in list(leaks.items())[:5])
+        raise DatasetError(
+            f"dataset {dataset.name!r} at {dataset.root}: {len(leaks)} recording group(s) span several folds "
+            f"(fold leakage): {shown}{' ...' if len(leaks) > 5 else ''}"
+        )
+
+
+# ---------------------------------------------------------------------------
+# Download (needs the network; real users have it)
+
+_SOUNDATA_NAMES = {"urbansound8k": "urbansound8k", "esc50": "esc50"}
+
+
+def download(name: str, data_home: str | os.PathLike, *, validate: bool = True) -> Path:
+    """Download a public dataset with ``soundata`` into ``data_home``.
+
+    Returns ``data_home``; open it with :func:`load_dataset`. Raises
+    :class:`DatasetError` with a clear message when the network cannot be reached.
+    """
+    key = name.lower().replace("-", "").replace("_", "")
+    if key not in _SOUNDATA_NAMES:
+        raise DatasetError(f"unknown dataset {name!r}; expected one of {', '.join(_SOUNDATA_NAMES)}")
+    import soundata
+
+    data_home = Path(data_home).expanduser()
+    data_home.mkdir(parents=True, exist_ok=True)
+    ds = soundata.initialize(_SOUNDATA_NAMES[key], data_home=str(data_home))
+    try:
+        ds.download()
+    except Exception as exc:  # urllib/requests raise many types when offline
+        raise DatasetError(
+            f"could not download {name} into {data_home}: {type(exc).__name__}: {exc}. "
+            "Check the network connection (downloads need internet), or place the dataset there by hand."
+        ) from None
+    if validate:
+        missing, invalid = ds.validate(verbose=False)
+        bad = sum(len(v) for v in missing.values()) + sum(len(v) for v in invalid.values()) if isinstance(
+            missing, dict) else 0
+        if bad:
+            raise DatasetError(f"{data_home}: {bad} file(s) missing or with a wrong checksum after download")
+    return data_home

@@ -1,0 +1,45 @@
+"""Shared fixtures: tiny fixed-seed audio files written by the tests themselves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SR = 22050
+DATA = Path(__file__).parent / "data"
+
+
+def tone(freq: float = 440.0, *, seconds: float = 1.0, sr: int = SR, seed: int = 0, noise: float = 0.01) -> np.ndarray:
+    t = np.arange(int(seconds * sr)) / sr
+    rng = np.random.default_rng(seed)
+    return (0.5 * np.sin(2 * np.pi * freq * t) + noise * rng.standard_normal(t.size)).astype(np.float32)
+
+
+def write_wav(path: Path, y: np.ndarray, sr: int = SR, subtype: str = "PCM_16") -> Path:
+    import soundfile as sf
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), y, sr, subtype=subtype)
+    return path
+
+
+@pytest.fixture
+def wav(tmp_path: Path) -> Path:
+    return write_wav(tmp_path / "tone.wav", tone())
+
+
+@pytest.fixture
+def us8k_csv() -> Path:
+    return DATA / "UrbanSound8K.csv"
+
+
+@pytest.fixture(scope="session")
+def synth_corpus(tmp_path_factory) -> Path:
+    """A tiny synthetic corpus (UrbanSound8K layout), made once per session."""
+    from soundlib.synth import SynthConfig, generate_corpus
+
+    out = tmp_path_factory.mktemp("synth")
+    return generate_corpus(out, SynthConfig(clips_per_class=8, duration=1.0, slices_per_recording=2, n_folds=4),
+                           progress=False)

@@ -1,0 +1,54 @@
+"""Project-level checks: environment.yml agrees with pyproject.toml; notebooks are stripped."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).parents[1]
+
+
+def _norm(req: str) -> tuple[str, str]:
+    m = re.match(r"^\s*([A-Za-z0-9_.\-]+(?:\[[^\]]+\])?)\s*(.*)$", req)
+    assert m, req
+    return m.group(1).lower().replace("_", "-"), m.group(2).replace(" ", "")
+
+
+def test_environment_yml_matches_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = dict(_norm(r) for r in project["dependencies"] + project["optional-dependencies"]["dev"])
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip_list = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    got = dict(_norm(r) for r in pip_list)
+    assert got == wanted
+    assert any(str(d).startswith("python=3.11") for d in env["dependencies"])
+
+
+def test_every_dependency_has_a_lower_bound():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for req in project["dependencies"]:
+        assert ">=" in req, f"{req} has no lower bound"
+
+
+def test_notebooks_have_parameters_cell_and_no_outputs():
+    notebooks = sorted((ROOT / "notebooks").glob("*.ipynb"))
+    for nb_path in notebooks:
+        nb = json.loads(nb_path.read_text())
+        code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+        assert any("parameters" in c.get("metadata", {}).get("tags", []) for c in code), nb_path
+        for c in code:
+            assert not c.get("outputs") and c.get("execution_count") is None, f"{nb_path} has outputs"
+
+
+def test_cli_help_does_not_import_tensorflow():
+    code = ("import sys, soundlib.cli as c\n"
+            "try:\n    c.main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "bad = [m for m in ('tensorflow', 'matplotlib', 'tensorflow_hub', 'tf_keras') if m in sys.modules]\n"
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
