@@ -158,17 +158,202 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-home", type=Path, required=True, help="folder to download into")
     p.add_argument("--no-validate", action="store_true", help="skip checksum validation")
 
-    _add_learning_commands(add, _positive_int)
+    _add_learning_commands(add)
     return parser
 
 
-def _add_learning_commands(add, positive_int) -> None:
-    """Commands of the transfer-learning stages (defined in their own modules' CLI helpers)."""
-    try:
-        from . import _cli_learning
-    except ImportError:  # pragma: no cover - during bootstrap only
+def _train_config(args: argparse.Namespace):
+    from .train import Distortions, TrainConfig
+
+    return TrainConfig(
+        learning_rate=args.learning_rate, epochs=args.epochs, steps=args.steps, batch_size=args.train_batch_size,
+        validation_batch_size=args.validation_batch_size, validation_split=args.validation_split,
+        dropout=args.dropout, label_smoothing=args.label_smoothing, l2=args.l2, seed=args.seed,
+        fine_tune=args.fine_tune,
+        distortions=Distortions(
+            flip_left_right=args.flip_left_right, random_crop=args.random_crop / 100, random_scale=args.random_scale / 100,
+            random_brightness=args.random_brightness / 100, time_shift=args.time_shift, time_mask=args.time_mask,
+            freq_mask=args.freq_mask),
+        summaries_dir=str(args.summaries_dir) if args.summaries_dir else None,
+    )
+
+
+def _eval_config(args: argparse.Namespace, **kw):
+    from .evaluate import EvalConfig
+
+    return EvalConfig(variant=args.variant, backbone=args.backbone, train=_train_config(args), seed=args.seed,
+                      k_folds=args.k_folds, **kw)
+
+
+def _embed_config(args: argparse.Namespace):
+    from .embed import EmbedConfig
+
+    return EmbedConfig(batch_size=args.batch_size, progress=not args.quiet,
+                       cache_dir=args.cache_dir, use_cache=not args.no_cache)
+
+
+def _load(args: argparse.Namespace):
+    from .data import load_dataset
+
+    return load_dataset(args.dataset)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate, format_summary
+
+    results = evaluate(_load(args), _eval_config(args, leaky_split=args.leaky_split,
+                                                 folds=tuple(args.folds) if args.folds else None),
+                       out_dir=args.out, embed_config=_embed_config(args), progress=not args.quiet)
+    if results["cross_fold_groups"]:
+        print(f"note: {len(results['cross_fold_groups'])} recording group(s) appear in more than one of the "
+              f"dataset's folds: {', '.join(list(results['cross_fold_groups'])[:5])} (see results.json)")
+    for fold in results["per_fold"]:
+        print(f"  fold {fold['fold']:>2}: accuracy {fold['accuracy']:.3f} ({fold['n']} clips)")
+    print(f"results: {args.out / 'results.json'}, confusion matrix: {args.out / 'confusion_matrix.png'}")
+    print(format_summary(results))
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .evaluate import train_fold
+
+    m = train_fold(_load(args), test_fold=args.test_fold, config=_eval_config(args), out_dir=args.out,
+                   embed_config=_embed_config(args), progress=not args.quiet)
+    print(f"model: {args.out / 'model'}  (labels.txt, feature_spec.json, saved_model/)")
+    print(f"{m['variant']}, test fold {m['test_fold']}: accuracy {m['accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f} "
+          f"on {m['n']} clips (trained on {m['train_clips']})")
+    return 0
+
+
+def _cmd_embed(args: argparse.Namespace) -> int:
+    from .embed import embed_clips
+    from .features import get_variant
+
+    ds = _load(args)
+    res = embed_clips(ds.clips, get_variant(args.variant), args.backbone, config=_embed_config(args))
+    print(f"embed {args.variant}: {res.hits} from cache, {res.computed} computed, {len(res.failures)} failed")
+    for _, msg in res.failures:
+        print(f"  {msg}", file=sys.stderr)
+    return 1 if res.failures else 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    import csv
+
+    from .infer import predict
+
+    rows, failures = predict(args.model_dir, args.inputs, top_k=args.top_k)
+    current = None
+    for row in rows:
+        if row["input"] != current:
+            current = row["input"]
+            print(current)
+        print(f"  {row['rank']}. {row['label']:<24} {row['probability']:.3f}")
+    if args.csv:
+        from ._io import atomic_path
+
+        with atomic_path(args.csv) as tmp, open(tmp, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=["input", "rank", "label", "probability"])
+            w.writeheader()
+            w.writerows(rows)
+        print(f"wrote {args.csv}")
+    for path, msg in failures:
+        print(f"error: {msg}", file=sys.stderr)
+    if not rows and not failures:
+        print("no audio or picture files found in the inputs", file=sys.stderr)
+        return 1
+    return 1 if failures else 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from . import sweep
+
+    result = sweep.run(args.params, out_dir=args.out, jobs=args.jobs, scheduler=args.scheduler,
+                       progress=not args.quiet)
+    print(sweep.summary_text(result) if hasattr(sweep, "summary_text") else result)
+    return 1 if getattr(result, "failed", None) else 0
+
+
+def _add_common_learning(p: argparse.ArgumentParser, *, training: bool = True) -> None:
+    p.add_argument("dataset", type=Path, help="dataset folder or metadata/manifest CSV (see `soundlib featurize -h`)")
+    p.add_argument("--variant", default="mel", help="feature variant (see `soundlib variants`)")
+    p.add_argument("--backbone", default="efficientnet_lite0",
+                   help="embedded backbone name, TF Hub/Kaggle handle or alias (mobilenet_v2, inception_v3), "
+                        "or a local SavedModel directory")
+    g = p.add_argument_group("embedding")
+    g.add_argument("--batch-size", type=int, default=32, help="pictures per backbone call")
+    g.add_argument("--cache-dir", type=Path, default=None,
+                   help="embedding cache (default: $SOUNDLIB_CACHE_DIR/embeddings or ~/.cache/soundlib/embeddings)")
+    g.add_argument("--no-cache", action="store_true", help="do not read or write the embedding cache")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    if not training:
         return
-    _cli_learning.register(add, positive_int)
+    g = p.add_argument_group("head training (retrain.py-style)")
+    g.add_argument("--learning-rate", type=float, default=0.001)
+    g.add_argument("--epochs", type=int, default=60, help="passes over the training clips")
+    g.add_argument("--steps", type=int, default=None, help="total optimizer steps (overrides --epochs)")
+    g.add_argument("--train-batch-size", type=int, default=32)
+    g.add_argument("--validation-batch-size", type=int, default=256)
+    g.add_argument("--validation-split", type=float, default=0.1,
+                   help="share of training *recordings* held out for validation (never split by file name hash)")
+    g.add_argument("--dropout", type=float, default=0.2)
+    g.add_argument("--label-smoothing", type=float, default=0.1)
+    g.add_argument("--l2", type=float, default=1e-4, help="L2 penalty on the head's weights")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--k-folds", type=int, default=5, help="folds to assign (grouped by recording) when the "
+                   "dataset has none")
+    g.add_argument("--summaries-dir", type=Path, default=None, help="write TensorBoard summaries here")
+    g.add_argument("--fine-tune", action="store_true", help="train the backbone too (slow; bypasses the cache)")
+    g = p.add_argument_group("distortions (bypass the embedding cache, like retrain.py)")
+    g.add_argument("--flip-left-right", action="store_true")
+    g.add_argument("--random-crop", type=float, default=0.0, help="percent of the side cropped at most")
+    g.add_argument("--random-scale", type=float, default=0.0, help="percent zoom at most")
+    g.add_argument("--random-brightness", type=float, default=0.0, help="percent brightness change at most")
+    g.add_argument("--time-shift", type=float, default=0.0, help="circular time shift, fraction of the width")
+    g.add_argument("--time-mask", type=float, default=0.0, help="largest masked fraction of the width")
+    g.add_argument("--freq-mask", type=float, default=0.0, help="largest masked fraction of the height")
+
+
+def _add_learning_commands(add) -> None:
+    p = add("evaluate", _cmd_evaluate, "leave-one-fold-out evaluation of a variant",
+            "Leave-one-fold-out over the dataset's folds (or k folds grouped by recording when it has none): "
+            "embed every clip once (cached), train a fresh head per fold, score the held-out fold. Writes "
+            "DIR/results.json (per-fold accuracy, mean and std, macro-F1, per-class precision/recall/F1, summed "
+            "confusion matrix), predictions.csv and confusion_matrix.png, and prints a one-line summary last.")
+    _add_common_learning(p)
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--folds", type=int, nargs="+", help="only these test folds")
+    p.add_argument("--leaky-split", action="store_true",
+                   help="LEAKY protocol for comparison: split slices at random, ignoring recordings")
+
+    p = add("train", _cmd_train, "train on all folds but one and export a model",
+            "Train a head on every fold except --test-fold, score that fold, and export DIR/model: a SavedModel "
+            "mapping pictures to class probabilities, labels.txt and the feature spec (so `soundlib predict` "
+            "can label raw WAVs). Also writes metrics.json, predictions.csv, confusion_matrix.png.")
+    _add_common_learning(p)
+    p.add_argument("--test-fold", type=int, required=True, help="fold held out for testing")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+
+    p = add("embed", _cmd_embed, "fill the embedding cache for a dataset and variant")
+    _add_common_learning(p, training=False)
+
+    p = add("predict", _cmd_predict, "label WAVs or pictures with an exported model",
+            "Print the top-k labels and probabilities for each input (a WAV or other audio file, a picture, "
+            "or a folder of them).")
+    p.add_argument("model_dir", type=Path, help="an exported model folder (from `soundlib train`)")
+    p.add_argument("inputs", nargs="+", type=Path, help="audio files, pictures, or folders")
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--csv", type=Path, help="also write the predictions to this CSV")
+
+    p = add("sweep", _cmd_sweep, "run train.ipynb over folds x variants with papermill, then evaluate.ipynb",
+            "Expand the YAML's folds x variants, fill the embedding cache once per variant, execute "
+            "notebooks/train.ipynb once per (fold, variant) with papermill (--jobs in parallel), then "
+            "notebooks/evaluate.ipynb over the output folder. Finished runs are skipped on a rerun.")
+    p.add_argument("params", type=Path, help="sweep YAML, e.g. params/demo.yaml")
+    p.add_argument("--out", type=Path, required=True, help="sweep output folder")
+    p.add_argument("--jobs", type=int, default=None, help="parallel runs (default: the YAML's, else 1)")
+    p.add_argument("--scheduler", default=None, help="tcp://HOST:PORT of a Dask distributed scheduler")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _version() -> str:

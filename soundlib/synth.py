@@ -23,7 +23,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import json
 import math
 import os
 from collections import deque
@@ -34,15 +33,17 @@ from typing import Callable, Iterator, Mapping
 
 import numpy as np
 
-from ._io import atomic_path, write_text_atomic
+from ._io import atomic_path, write_json_atomic, write_text_atomic
 from .data import US8K_CLASSES, US8K_HEADER
 from .errors import ConfigError, DatasetError
 
 __all__ = ["SynthConfig", "generate_corpus", "render_recording", "SOUND_MODELS"]
 
-#: A sound model: ``model(rng, n, sr)`` returns ``n`` float64 samples of the
-#: foreground sound (any scale, no background) at sample rate ``sr``.
-SoundModel = Callable[[np.random.Generator, int, int], np.ndarray]
+#: A sound model: ``model(rng, n, sr, *, max_gap=math.inf)`` returns ``n`` float64
+#: samples of the foreground sound (any scale, no background) at sample rate ``sr``;
+#: sounds made of events (barks, shots, honks...) leave no pause longer than
+#: ``max_gap`` seconds between them, continuous sounds ignore it.
+SoundModel = Callable[..., np.ndarray]
 
 _MIN_SLICE_S = 0.5          # shortest slice written (when ``duration`` allows it)
 _MAX_RECORDINGS = 100_000   # per class; keeps fsIDs unique
@@ -234,14 +235,14 @@ def _power_amps(rng: np.random.Generator, k: int, lo: float, hi: float) -> np.nd
 
 
 def _alternate(rng: np.random.Generator, total: float, on: tuple[float, float], off: tuple[float, float],
-               first: tuple[float, float] = (0.0, 0.1)) -> list[tuple[float, float]]:
-    """On-intervals (seconds) of an on/off pattern covering ``[0, total]``."""
+               first: tuple[float, float] = (0.0, 0.1), max_off: float = math.inf) -> list[tuple[float, float]]:
+    """On-intervals (seconds) of an on/off pattern covering ``[0, total]``; pauses last at most ``max_off``."""
     out = []
-    t = rng.uniform(*first)
+    t = min(rng.uniform(*first), max_off)
     while t < total:
         d = rng.uniform(*on)
         out.append((t, min(t + d, total)))
-        t += d + rng.uniform(*off)
+        t += d + min(rng.uniform(*off), max_off)
     return out
 
 
@@ -271,7 +272,7 @@ def _place(n: int, kernel: np.ndarray, onsets: np.ndarray, gains: np.ndarray) ->
     return oaconvolve(train, kernel)[:n]
 
 
-def _onsets(rng: np.random.Generator, total: float, gap: Callable[[], float], first: float) -> np.ndarray:
+def _onsets(total: float, gap: Callable[[], float], first: float) -> np.ndarray:
     t, out = first, []
     while t < total:
         out.append(t)
@@ -286,7 +287,7 @@ def _midi_hz(m: np.ndarray | float) -> np.ndarray | float:
 # ---------------------------------------------------------------------------
 # Sound models, one per UrbanSound8K class
 
-def _air_conditioner(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
+def _air_conditioner(rng: np.random.Generator, n: int, sr: int, *, max_gap: float = math.inf) -> np.ndarray:
     """Steady broadband noise (white to light pink) plus mains hum and a faint fan tone."""
     t = np.arange(n) / sr
     exponent = rng.uniform(0.0, 0.6)
@@ -301,7 +302,7 @@ def _air_conditioner(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
     return (noise + hum) * slow
 
 
-def _car_horn(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
+def _car_horn(rng: np.random.Generator, n: int, sr: int, *, max_gap: float = math.inf) -> np.ndarray:
     """A steady stack of harmonics (one or two tones), honked on and off, mostly on."""
     f0 = rng.uniform(300, 520)
     ratio = rng.uniform(1.19, 1.27) if rng.random() < 0.6 else None
@@ -315,11 +316,11 @@ def _car_horn(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
     if ratio:
         y += rng.uniform(0.5, 1.0) * _osc(table, _cycles(f0 * ratio * drift, n, sr, rng.random()))
     total = n / sr
-    env = _gate(n, sr, _alternate(rng, total, (0.8, 3.0), (0.06, 0.35), (0.0, 0.08)), rng.uniform(0.01, 0.03))
+    env = _gate(n, sr, _alternate(rng, total, (0.8, 3.0), (0.06, 0.35), (0.0, 0.08), 0.5 * max_gap), rng.uniform(0.01, 0.03))
     return y * env
 
 
-def _children_playing(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
+def _children_playing(rng: np.random.Generator, n: int, sr: int, *, max_gap: float = math.inf) -> np.ndarray:
     """Babble of several high-pitched voices: syllables with glides and vowel formants, some shouts."""
     total = n / sr
     out = np.zeros(n)
@@ -337,7 +338,7 @@ def _children_playing(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
             f_start.append(base * 2.0 ** (rng.normal(0, 0.2) + (0.7 if shout else 0.0)))
             glide.append(2.0 ** rng.normal(0, 0.3))
             gains.append(rng.uniform(0.5, 1.0) * (1.8 if shout else 1.0))
-            t += d + (rng.uniform(0.02, 0.2) if rng.random() < 0.7 else rng.uniform(0.3, 0.9))
+            t += d + min(rng.uniform(0.02, 0.2) if rng.random() < 0.7 else rng.uniform(0.3, 0.9), max_gap)
         starts_a = np.asarray(starts)
         lens_a = np.minimum(np.asarray(lens), n - starts_a)
         keep = lens_a > 8
@@ -373,7 +374,7 @@ def _children_playing(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
     return out
 
 
-def _dog_bark(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
+def _dog_bark(rng: np.random.Generator, n: int, sr: int, *, max_gap: float = math.inf) -> np.ndarray:
     """Short, loud harmonic bursts with a rising-then-falling pitch and a rough noisy edge, in bouts."""
     total = n / sr
     f0 = rng.uniform(320, 800)
@@ -383,15 +384,17 @@ def _dog_bark(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
     amps = _power_amps(rng, k, 0.4, 0.9) * (0.3 + np.exp(-((hf - formant) / 700.0) ** 2))
     table = _harmonic_table(amps, rng.uniform(0, 2 * np.pi, k))
     length = rng.uniform(0.1, 0.25)
-    noisiness = rng.uniform(0.15, 0.5)
+    noisiness = rng.uniform(0.08, 0.3)
     growl = rng.uniform(0.1, 0.4)
     onsets = []
-    t = rng.uniform(0.0, 0.15)
+    t = min(rng.uniform(0.0, 0.15), max_gap)
+    longest = max(max_gap, 1.2 * length)      # onset to onset
     while t < total:
-        for _ in range(int(rng.integers(1, 5))):
+        bout = int(rng.integers(1, 5))
+        for j in range(bout):
             onsets.append(t)
-            t += length + rng.uniform(0.12, 0.4)
-        t += rng.uniform(0.3, 1.0)
+            step = length + rng.uniform(0.12, 0.4) + (rng.uniform(0.3, 1.0) if j == bout - 1 else 0.0)
+            t += min(step, longest)
     out = np.zeros(n)
     noise = _band_noise(rng, n, sr, 700, 5000)
     for on in onsets:
@@ -412,12 +415,12 @@ def _dog_bark(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
     return out
 
 
-def _drilling(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
+def _drilling(rng: np.random.Generator, n: int, sr: int, *, max_gap: float = math.inf) -> np.ndarray:
     """A high, nearly steady motor whine with fast rotation ripple over high-band grinding noise."""
     total = n / sr
     f_w = rng.uniform(1500, 3000)
     speed = 1.0 + 0.03 * np.clip(_smooth(rng, n, sr, 2.0), -2, 2)
-    runs = _alternate(rng, total, (1.2, 4.0), (0.05, 0.3), (0.0, 0.05))
+    runs = _alternate(rng, total, (1.2, 4.0), (0.05, 0.3), (0.0, 0.05), 0.5 * max_gap)
     # spin-up after each (re)start: pitch climbs from ~60 % over ~0.15 s
     t = np.arange(n) / sr
     since = np.full(n, 10.0)
@@ -434,7 +437,7 @@ def _drilling(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
     return y * _gate(n, sr, runs, 0.02)
 
 
-def _engine_idling(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
+def _engine_idling(rng: np.random.Generator, n: int, sr: int, *, max_gap: float = math.inf) -> np.ndarray:
     """A low pulsed hum: cylinder firings exciting low resonances, with rumble, all below ~1 kHz."""
     from scipy.signal import lfilter
 
@@ -463,12 +466,12 @@ def _engine_idling(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
     return _filter(y, sr, lambda f: _band(f, 20.0, rng.uniform(600, 1100), 2))
 
 
-def _gun_shot(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
+def _gun_shot(rng: np.random.Generator, n: int, sr: int, *, max_gap: float = math.inf) -> np.ndarray:
     """Shots: a sharp broadband crack, a low boom and a decaying noisy tail with an echo."""
     total = n / sr
     m = int(rng.uniform(0.5, 1.0) * sr)
     tt = np.arange(m) / sr
-    tau = rng.uniform(0.025, 0.12)
+    tau = rng.uniform(0.02, 0.08)
     body = _band_noise(rng, m, sr, 80, rng.uniform(1500, 5000)) * np.exp(-tt / tau)
     crack = _band_noise(rng, m, sr, 500, None) * np.exp(-tt / rng.uniform(0.002, 0.006))
     boom = np.sin(2 * np.pi * rng.uniform(50, 120) * tt) * np.exp(-tt / rng.uniform(0.04, 0.12))
@@ -481,14 +484,14 @@ def _gun_shot(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
 
     def gap() -> float:
         if volley and rng.random() < 0.6:
-            return rng.uniform(0.15, 0.3)
-        return rng.uniform(0.5, 1.4)
+            return min(rng.uniform(0.15, 0.3), max_gap)
+        return min(rng.uniform(0.5, 1.4), max_gap)
 
-    onsets = _onsets(rng, total, gap, rng.uniform(0.01, 0.15))
+    onsets = _onsets(total, gap, min(rng.uniform(0.01, 0.15), max_gap))
     return _place(n, kernel, (onsets * sr).astype(np.int64), rng.uniform(0.6, 1.0, onsets.size))
 
 
-def _jackhammer(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
+def _jackhammer(rng: np.random.Generator, n: int, sr: int, *, max_gap: float = math.inf) -> np.ndarray:
     """Fast periodic impacts (10-22 per second) with a metallic ring, in long runs with short pauses."""
     total = n / sr
     rate = rng.uniform(10, 22)
@@ -499,7 +502,7 @@ def _jackhammer(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
                for _ in range(int(rng.integers(2, 5))))
     thud = np.sin(2 * np.pi * rng.uniform(60, 150) * tt) * np.exp(-tt / 0.015)
     kernel = hit + rng.uniform(0.2, 0.6) * ring + rng.uniform(0.2, 0.6) * thud
-    runs = _alternate(rng, total, (1.5, 5.0), (0.1, 0.35), (0.0, 0.05))
+    runs = _alternate(rng, total, (1.5, 5.0), (0.1, 0.35), (0.0, 0.05), 0.5 * max_gap)
     times = np.arange(0.0, total, 1.0 / rate)
     times = times + rng.normal(0, 0.03 / rate, times.size)
     inside = np.zeros(times.size, dtype=bool)
@@ -511,7 +514,7 @@ def _jackhammer(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
     return y + hiss
 
 
-def _siren(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
+def _siren(rng: np.random.Generator, n: int, sr: int, *, max_gap: float = math.inf) -> np.ndarray:
     """A slow frequency sweep (wail, 2-5.5 s per cycle) or a fast one (yelp, 0.15-0.35 s)."""
     t = np.arange(n) / sr
     yelp = rng.random() < 0.35
@@ -531,7 +534,7 @@ def _siren(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
     return _osc(_harmonic_table(amps), _cycles(freq, n, sr))
 
 
-def _street_music(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
+def _street_music(rng: np.random.Generator, n: int, sr: int, *, max_gap: float = math.inf) -> np.ndarray:
     """Notes and chords: a strummed or held chord progression, a bass line, a melody, maybe drums."""
     total = n / sr
     beat = 60.0 / rng.uniform(80, 150)
@@ -623,19 +626,20 @@ SOUND_MODELS: Mapping[str, SoundModel] = {
     "siren": _siren,
     "street_music": _street_music,
 }
-"""Class name -> sound model ``model(rng, n, sr) -> ndarray`` (foreground only, any scale)."""
+"""Class name -> sound model ``model(rng, n, sr, *, max_gap=math.inf) -> ndarray`` (foreground only, any scale)."""
 
 
 # ---------------------------------------------------------------------------
 # Recordings
 
-def _render(label: str, rng: np.random.Generator, n: int, sr: int) -> tuple[np.ndarray, float]:
+def _render(label: str, rng: np.random.Generator, n: int, sr: int, *,
+            max_gap: float = math.inf) -> tuple[np.ndarray, float]:
     """Foreground + coloured background, peak-normalised; returns ``(audio, snr_db)``."""
     try:
         model = SOUND_MODELS[label]
     except KeyError:
         raise ConfigError(f"unknown sound class {label!r}; expected one of {', '.join(SOUND_MODELS)}") from None
-    fg = np.asarray(model(rng, n, sr), dtype=np.float64)
+    fg = np.asarray(model(rng, n, sr, max_gap=max(float(max_gap), 0.1)), dtype=np.float64)
     fg = fg / (_rms(fg) + 1e-12)
     # the source moves: slow loudness drift of up to +-6 dB
     fg *= 10.0 ** (rng.uniform(0.0, 6.0) * np.clip(_smooth(rng, n, sr, rng.uniform(0.1, 0.4)), -1.5, 1.5) / 30.0)
@@ -646,7 +650,8 @@ def _render(label: str, rng: np.random.Generator, n: int, sr: int) -> tuple[np.n
     return y.astype(np.float32), snr_db
 
 
-def render_recording(label: str, rng: np.random.Generator, *, seconds: float, sr: int) -> np.ndarray:
+def render_recording(label: str, rng: np.random.Generator, *, seconds: float, sr: int,
+                     max_gap: float | None = None) -> np.ndarray:
     """Render one recording of class ``label``.
 
     The sound model ``SOUND_MODELS[label]`` draws its own parameters from ``rng``;
@@ -663,6 +668,11 @@ def render_recording(label: str, rng: np.random.Generator, *, seconds: float, sr
         Length in seconds (positive).
     sr : int
         Sample rate in Hz.
+    max_gap : float, optional
+        Longest pause in seconds between the events of event-like sounds (barks,
+        shots, honks, drill runs); ``None`` keeps each model's natural pauses.
+        :func:`generate_corpus` sets it below the shortest slice so that every
+        slice holds its class's sound.
 
     Returns
     -------
@@ -672,16 +682,24 @@ def render_recording(label: str, rng: np.random.Generator, *, seconds: float, sr
     Raises
     ------
     ConfigError
-        For an unknown label, a non-positive length or sample rate.
+        For an unknown label, a non-positive length, sample rate or ``max_gap``.
     """
     if not isinstance(rng, np.random.Generator):
         raise ConfigError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
     if isinstance(sr, bool) or not isinstance(sr, (int, np.integer)) or sr < 1000:
         raise ConfigError(f"sr must be an integer sample rate of at least 1000 Hz, got {sr!r}")
-    n = int(round(float(seconds) * sr)) if np.isfinite(seconds) else 0
+    try:
+        n = int(round(float(seconds) * sr))
+    except (TypeError, ValueError, OverflowError):
+        n = 0
     if n < 16:
         raise ConfigError(f"seconds must give at least 16 samples at sr={sr}, got {seconds!r}")
-    return _render(label, rng, n, int(sr))[0]
+    if max_gap is None:
+        max_gap = math.inf
+    elif isinstance(max_gap, bool) or not isinstance(max_gap, (int, float, np.integer, np.floating)) \
+            or not max_gap > 0:
+        raise ConfigError(f"max_gap must be a positive number of seconds or None, got {max_gap!r}")
+    return _render(label, rng, n, int(sr), max_gap=float(max_gap))[0]
 
 
 # ---------------------------------------------------------------------------
@@ -757,7 +775,10 @@ def _render_planned(rec: _Recording, *, config: SynthConfig) -> tuple[_Recording
     layout_ss, audio_ss = np.random.SeedSequence(config.seed, spawn_key=(0, rec.class_id, rec.index)).spawn(2)
     slices = _layout(np.random.default_rng(layout_ss), rec.n_slices, config)
     n_total = max(s + m for s, m in slices)
-    audio, snr_db = _render(US8K_CLASSES[rec.class_id], np.random.default_rng(audio_ss), n_total, config.sr)
+    # every slice must hold the class's sound: no pause between events longer than 80 % of the shortest slice
+    max_gap = 0.8 * min(m for _, m in slices) / config.sr
+    audio, snr_db = _render(US8K_CLASSES[rec.class_id], np.random.default_rng(audio_ss), n_total, config.sr,
+                            max_gap=max_gap)
     return rec, slices, audio, (1 if snr_db >= 12.0 else 2)
 
 
@@ -817,7 +838,7 @@ def generate_corpus(out_dir: str | os.PathLike, config: SynthConfig = SynthConfi
     meta_dir = out_dir / "metadata"
     meta_dir.mkdir(parents=True, exist_ok=True)
     (meta_dir / _CSV_NAME).unlink(missing_ok=True)
-    write_text_atomic(meta_dir / _MARKER, json.dumps(dataclasses.asdict(config), indent=2, sort_keys=True) + "\n")
+    write_json_atomic(meta_dir / _MARKER, dataclasses.asdict(config))
 
     plan = _plan(config)
     rows: list[tuple[str, int, str, str, int, int, int, str]] = []

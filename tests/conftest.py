@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+# Tests never touch the user's cache: backbones exports and embeddings go to a fresh folder.
+os.environ["SOUNDLIB_CACHE_DIR"] = tempfile.mkdtemp(prefix="soundlib-test-cache-")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 SR = 22050
 DATA = Path(__file__).parent / "data"
@@ -43,3 +49,18 @@ def synth_corpus(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("synth")
     return generate_corpus(out, SynthConfig(clips_per_class=8, duration=1.0, slices_per_recording=2, n_folds=4),
                            progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone(tmp_path_factory) -> Path:
+    """A stand-in feature-vector SavedModel (32x32 -> 16), built by the tests."""
+    from soundlib.backbones import save_tiny_backbone
+
+    return save_tiny_backbone(tmp_path_factory.mktemp("bb") / "tiny")
+
+
+def small_spec(name: str = "mel"):
+    """A variant at 32x32 so the stand-in backbone sees its own input size."""
+    from soundlib.features import get_variant
+
+    return get_variant(name).replace(height=32, width=32)

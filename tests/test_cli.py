@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from soundlib.cli import main
+from soundlib.features import GALLERY_FILES, register_variant
+
+from .conftest import SR, small_spec, tone, write_wav
+
+
+def test_help_for_every_command(capsys):
+    for cmd in ("synth", "variants", "featurize", "gallery", "download", "evaluate", "train", "embed", "predict",
+                "sweep"):
+        with pytest.raises(SystemExit) as exc:
+            main([cmd, "--help"])
+        assert exc.value.code == 0
+        assert "usage: soundlib " + cmd in capsys.readouterr().out
+
+
+def test_variants_lists_parameters(capsys):
+    assert main(["variants"]) == 0
+    out = capsys.readouterr().out
+    assert "mel_gray" in out and "n_mels=128" in out and "merge: order=" in out
+    assert main(["variants", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["stacked"]["kind"] == "stacked"
+
+
+def test_synth_featurize_gallery(tmp_path, capsys):
+    assert main(["synth", str(tmp_path / "s"), "--clips-per-class", "2", "--duration", "1", "--quiet"]) == 0
+    assert main(["featurize", str(tmp_path / "s"), "--variant", "mel_gray", "--out", str(tmp_path / "p"),
+                 "--quiet"]) == 0
+    pngs = sorted((tmp_path / "p").rglob("*.png"))
+    assert len(pngs) == 20 and pngs[0].parent.name.startswith("fold")
+    assert "20 written" in capsys.readouterr().out
+    clip = next((tmp_path / "s" / "audio").rglob("*.wav"))
+    assert main(["gallery", str(clip), str(tmp_path / "g")]) == 0
+    assert sorted(p.name for p in (tmp_path / "g").iterdir()) == sorted(GALLERY_FILES)
+
+
+def test_featurize_folder_with_bad_files(tmp_path, capsys):
+    d = tmp_path / "in"
+    write_wav(d / "good1.wav", tone(300))
+    write_wav(d / "good2.wav", tone(500))
+    write_wav(d / "silent.wav", np.zeros(SR, np.float32))
+    (d / "empty.wav").write_bytes(b"")
+    (d / "text.wav").write_text("hello")
+    code = main(["featurize", str(d), "--variant", "mel", "--out", str(tmp_path / "o"), "--quiet", "--jobs", "2"])
+    assert code == 1
+    cap = capsys.readouterr()
+    assert "2 written" in cap.out and "3 failed" in cap.out
+    for name, why in (("silent.wav", "silent"), ("empty.wav", "empty file"), ("text.wav", "not a readable")):
+        assert f"{name}: {why}" in cap.err
+    assert sorted(p.name for p in (tmp_path / "o").glob("*.png")) == ["good1.png", "good2.png"]
+    assert not list((tmp_path / "o").glob(".*"))  # no temporary leftovers
+
+
+def test_bad_dataset_errors_exit_2(tmp_path, capsys):
+    assert main(["featurize", str(tmp_path / "nothing"), "--out", str(tmp_path / "o")]) == 2
+    assert "nothing: dataset path does not exist" in capsys.readouterr().err
+    bad = tmp_path / "m.csv"
+    bad.write_text("path,label\nmissing.wav,dog\n")
+    assert main(["evaluate", str(bad), "--out", str(tmp_path / "e")]) == 2
+    assert "m.csv: 1 of 1 listed audio file(s) do not exist" in capsys.readouterr().err
+
+
+def test_download_offline(tmp_path, capsys, monkeypatch):
+    import soundata
+
+    class Offline:
+        def download(self):
+            raise OSError("network is unreachable")
+
+    monkeypatch.setattr(soundata, "initialize", lambda name, data_home: Offline())
+    assert main(["download", "esc50", "--data-home", str(tmp_path)]) == 2
+    assert "could not download esc50" in capsys.readouterr().err
+
+
+def test_evaluate_train_predict(tmp_path, capsys, synth_corpus, tiny_backbone):
+    register_variant(small_spec().replace(name="mel32"), overwrite=True)
+    common = ["--variant", "mel32", "--backbone", str(tiny_backbone), "--epochs", "2", "--quiet"]
+    assert main(["evaluate", str(synth_corpus), "--out", str(tmp_path / "ev"), *common]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[-1].startswith("mel32: accuracy") and "over 4 folds" in out[-1]
+    assert json.loads((tmp_path / "ev" / "results.json").read_text())["variant"] == "mel32"
+    assert main(["evaluate", str(synth_corpus), "--out", str(tmp_path / "lk"), "--leaky-split", *common]) == 0
+    assert "LEAKY" in capsys.readouterr().out.strip().splitlines()[-1]
+    assert main(["train", str(synth_corpus), "--test-fold", "2", "--out", str(tmp_path / "m"), *common]) == 0
+    capsys.readouterr()
+    wavs = sorted((synth_corpus / "audio" / "fold2").glob("*.wav"))[:2]
+    assert main(["predict", str(tmp_path / "m" / "model"), *map(str, wavs), "--top-k", "2",
+                 "--csv", str(tmp_path / "p.csv")]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "p.csv")))
+    assert len(rows) == 4 and rows[0]["rank"] == "1" and rows[0]["input"] == str(wavs[0])
+
+
+def test_console_script_starts_without_tensorflow():
+    out = subprocess.run([sys.executable, "-m", "soundlib.cli", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("soundlib ")

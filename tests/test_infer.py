@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from soundlib.data import load_dataset
+from soundlib.errors import ModelError
+from soundlib.evaluate import EvalConfig, train_fold
+from soundlib.features import featurize_clip, register_variant, write_png
+from soundlib.infer import load_model, predict
+from soundlib.train import TrainConfig
+
+from .conftest import small_spec
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, synth_corpus, tiny_backbone):
+    register_variant(small_spec().replace(name="mel32"), overwrite=True)
+    out = tmp_path_factory.mktemp("model")
+    train_fold(load_dataset(synth_corpus), test_fold=1, out_dir=out, progress=False,
+               config=EvalConfig(variant="mel32", backbone=str(tiny_backbone), train=TrainConfig(epochs=3)))
+    return out / "model"
+
+
+def test_predict_wav_picture_and_folder(tmp_path, model_dir, synth_corpus):
+    ds = load_dataset(synth_corpus)
+    wav = ds.clips[0].path
+    model = load_model(model_dir)
+    assert model.labels == list(ds.classes)
+    pic = write_png(tmp_path / "pic.png", featurize_clip(wav, model.spec))
+    rows, failures = predict(model, [wav, pic], top_k=3)
+    assert not failures and len(rows) == 6
+    by_input = {}
+    for r in rows:
+        by_input.setdefault(r["input"], []).append(r)
+    wav_rows, pic_rows = by_input[str(wav)], by_input[str(pic)]
+    assert [r["rank"] for r in wav_rows] == [1, 2, 3]
+    assert wav_rows[0]["probability"] >= wav_rows[1]["probability"] >= wav_rows[2]["probability"]
+    assert [r["label"] for r in wav_rows] == [r["label"] for r in pic_rows]
+    assert np.allclose([r["probability"] for r in wav_rows], [r["probability"] for r in pic_rows], atol=1e-5)
+    rows, _ = predict(model, [wav.parent], top_k=1)
+    assert len(rows) == len(list(wav.parent.glob("*.wav")))
+
+
+def test_wrong_picture_and_bad_audio_are_reported(tmp_path, model_dir):
+    write_png(tmp_path / "big.png", np.zeros((64, 48, 3), np.uint8))
+    (tmp_path / "bad.wav").write_text("no")
+    rows, failures = predict(model_dir, [tmp_path / "big.png", tmp_path / "bad.wav"])
+    assert not rows
+    msgs = [m for _, m in failures]
+    assert "big.png: picture is 48x64 pixels" in msgs[0] and "makes 32x32" in msgs[0]
+    assert "bad.wav: not a readable audio file" in msgs[1]
+
+
+def test_missing_or_corrupt_model(tmp_path, model_dir):
+    with pytest.raises(ModelError, match="model directory not found"):
+        load_model(tmp_path / "nowhere")
+    broken = tmp_path / "broken"
+    shutil.copytree(model_dir, broken)
+    (broken / "labels.txt").unlink()
+    with pytest.raises(ModelError, match=r"missing labels.txt"):
+        load_model(broken)
+    shutil.copy(model_dir / "labels.txt", broken / "labels.txt")
+    (broken / "saved_model" / "saved_model.pb").write_bytes(b"junk")
+    with pytest.raises(ModelError, match="could not load the SavedModel"):
+        load_model(broken)
+    wrong = tmp_path / "wrong"
+    shutil.copytree(model_dir, wrong)
+    (wrong / "labels.txt").write_text("a\nb\n")
+    with pytest.raises(ModelError, match="labels.txt lists 2 labels"):
+        load_model(wrong)
