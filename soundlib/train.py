@@ -211,6 +211,101 @@ def _check_labels(y: np.ndarray, n_classes: int) -> None:
         raise DatasetError(f"labels must be class ids in [0, {n_classes}), got {y.min()}..{y.max()}")
 
 
+class _HeadTrainer:
+    """Softmax head + Adam, traced once and reused for every fold with the same shapes and config.
+
+    One traced call per epoch (its batches loop inside the graph); dropout uses
+    stateless random numbers keyed by (seed, step), so a reused trainer gives
+    exactly the results of a fresh one.
+    """
+
+    def __init__(self, dim: int, n_classes: int, config: TrainConfig):
+        tf, tf_keras = _tf()
+        self.tf = tf
+        self.config = config
+        self.n_classes = n_classes
+        dense = tf_keras.layers.Dense(
+            n_classes, activation="softmax", name="head",
+            kernel_regularizer=tf_keras.regularizers.l2(config.l2) if config.l2 else None)
+        self.model = tf_keras.Sequential([tf_keras.Input((dim,)), dense])
+        self.optimizer = tf_keras.optimizers.Adam(config.learning_rate)
+        self.loss_fn = tf_keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
+        self._init = tf_keras.initializers.GlorotUniform(seed=config.seed)
+        model, opt, loss_fn = self.model, self.optimizer, self.loss_fn
+        bs, rate, seed = config.batch_size, float(config.dropout), int(config.seed)
+
+        def batch_loss(xb, yb, step, training):
+            if training and rate > 0:
+                u = tf.random.stateless_uniform(tf.shape(xb), seed=tf.stack([tf.constant(seed, tf.int64), step]))
+                xb = tf.where(u >= rate, xb / (1.0 - rate), tf.zeros_like(xb))
+            p = model(xb, training=training)
+            loss = loss_fn(yb, p)
+            if model.losses:
+                loss += tf.add_n(model.losses)
+            return loss, p
+
+        def accuracy(p, y):
+            return tf.reduce_mean(tf.cast(tf.argmax(p, 1) == tf.argmax(y, 1), tf.float32))
+
+        spec_x = tf.TensorSpec([None, dim], tf.float32)
+        spec_y = tf.TensorSpec([None, n_classes], tf.float32)
+
+        @tf.function(input_signature=[spec_x, spec_y, tf.TensorSpec([None], tf.int32), tf.TensorSpec([], tf.int64)])
+        def run_epoch(xt, yt, perm, step):
+            n = tf.shape(xt)[0]
+            total, correct = tf.constant(0.0), tf.constant(0.0)
+            for i in tf.range((n + bs - 1) // bs):
+                idx = perm[i * bs:(i + 1) * bs]
+                xb, yb = tf.gather(xt, idx), tf.gather(yt, idx)
+                with tf.GradientTape() as tape:
+                    loss, p = batch_loss(xb, yb, step + tf.cast(i, tf.int64), True)
+                grads = tape.gradient(loss, model.trainable_variables)
+                opt.apply_gradients(zip(grads, model.trainable_variables))
+                k = tf.cast(tf.shape(idx)[0], tf.float32)
+                total += loss * k
+                correct += accuracy(p, yb) * k
+            nf = tf.cast(n, tf.float32)
+            return total / nf, correct / nf
+
+        @tf.function(input_signature=[spec_x, spec_y])
+        def score(xv, yv):
+            vl, vp = batch_loss(xv, yv, tf.constant(0, tf.int64), False)
+            return vl, accuracy(vp, yv)
+
+        def fit(xt, yt, perms, xv, yv):
+            xt, yt = tf.constant(xt), tf.constant(yt)
+            if len(xv):
+                xv, yv = tf.constant(xv), tf.constant(yv)
+            hist: list[list[float]] = [[], [], [], []]
+            n_batches = -(-len(perms[0]) // bs) if len(perms) else 0
+            for e, perm in enumerate(perms):
+                loss, acc = run_epoch(xt, yt, tf.constant(perm), tf.constant(e * n_batches, tf.int64))
+                hist[0].append(float(loss))
+                hist[1].append(float(acc))
+                if len(xv):
+                    vl, va = score(xv, yv)
+                    hist[2].append(float(vl))
+                    hist[3].append(float(va))
+            return hist
+
+        self._fit = fit
+
+    def reset(self) -> None:
+        dense = self.model.get_layer("head")
+        kernel, bias = dense.kernel, dense.bias
+        kernel.assign(self._init(kernel.shape))
+        bias.assign(self.tf.zeros_like(bias))
+        for v in self.optimizer.variables():
+            v.assign(self.tf.zeros_like(v))
+
+    def fit(self, xt, yt, perms, xv, yv):
+        self.reset()
+        return self._fit(xt, yt, perms, xv, yv)
+
+
+_TRAINERS: dict[tuple, _HeadTrainer] = {}
+
+
 def train_head(
     embeddings: np.ndarray,
     labels: np.ndarray,
@@ -219,13 +314,13 @@ def train_head(
     groups: Sequence[str] | None = None,
     config: TrainConfig = TrainConfig(),
 ) -> TrainedHead:
-    """Train dropout + softmax layer on (N, D) embeddings; validation held out by group.
+    """Train a dropout + softmax head on (N, D) embeddings; validation held out by recording.
 
-    The head is a tf_keras model, trained by a compiled loop (one traced
-    function per epoch: shuffled mini-batches of ``batch_size``, Adam,
-    label-smoothed cross-entropy plus L2). This is the same optimisation
-    ``model.fit`` runs, without its per-step Python overhead, which dominates
-    for a head this small.
+    Mini-batch Adam on label-smoothed cross-entropy plus L2, ``epochs`` (or
+    ``steps``) passes over shuffled batches of ``batch_size``: the optimisation
+    ``model.fit`` would run, compiled into one graph call per epoch and traced
+    once per process (a 10-fold evaluation reuses it), because Keras' per-step overhead dwarfs the work
+    of a head this small. The result is a tf_keras model (Dense softmax).
     """
     tf, tf_keras = _tf()
     x = np.asarray(embeddings, np.float32)
@@ -233,60 +328,33 @@ def train_head(
     _check_labels(y, n_classes)
     tr, va = grouped_validation_split(groups if groups is not None else [str(i) for i in range(len(y))],
                                       config.validation_split, seed=config.seed)
-    tf_keras.utils.set_random_seed(config.seed)
-    model = tf_keras.Sequential([tf_keras.Input((x.shape[1],))] + _head_layers(tf_keras, n_classes, config))
-    optimizer = tf_keras.optimizers.Adam(config.learning_rate)
-    loss_fn = tf_keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
+    key = (x.shape[1], n_classes, dataclasses.replace(config, summaries_dir=None, verbose=0))
+    if key not in _TRAINERS:
+        _TRAINERS[key] = _HeadTrainer(x.shape[1], n_classes, config)
+    trainer = _TRAINERS[key]
     onehot = np.eye(n_classes, dtype=np.float32)[y]
-    xt, yt = tf.constant(x[tr]), tf.constant(onehot[tr])
     n = len(tr)
-    bs = min(config.batch_size, n)
-    n_batches = math.ceil(n / bs)
     epochs = _epochs(config, n)
-
-    @tf.function
-    def run_epoch(perm):
-        total = tf.constant(0.0)
-        correct = tf.constant(0.0)
-        for i in tf.range(n_batches):
-            idx = perm[i * bs:(i + 1) * bs]
-            xb, yb = tf.gather(xt, idx), tf.gather(yt, idx)
-            with tf.GradientTape() as tape:
-                p = model(xb, training=True)
-                loss = loss_fn(yb, p) + tf.add_n(model.losses) if model.losses else loss_fn(yb, p)
-            grads = tape.gradient(loss, model.trainable_variables)
-            optimizer.apply_gradients(zip(grads, model.trainable_variables))
-            total += loss * tf.cast(tf.shape(idx)[0], tf.float32)
-            correct += tf.reduce_sum(tf.cast(tf.argmax(p, 1) == tf.argmax(yb, 1), tf.float32))
-        return total / n, correct / n
-
-    @tf.function
-    def score(xv, yv):
-        p = model(xv, training=False)
-        return loss_fn(yv, p), tf.reduce_mean(tf.cast(tf.argmax(p, 1) == tf.argmax(yv, 1), tf.float32))
-
     rng = np.random.default_rng(config.seed)
-    history: dict[str, list[float]] = {"loss": [], "accuracy": []}
+    perms = np.stack([rng.permutation(n) for _ in range(epochs)]).astype(np.int32)
+    loss, acc, vloss, vacc = trainer.fit(x[tr], onehot[tr], perms, x[va], onehot[va])
+    history: dict[str, list[float]] = {"loss": loss, "accuracy": acc}
     if len(va):
-        history.update(val_loss=[], val_accuracy=[])
-        xv, yv = tf.constant(x[va]), tf.constant(onehot[va])
-    writer = tf.summary.create_file_writer(str(config.summaries_dir)) if config.summaries_dir else None
-    for epoch in range(epochs):
-        loss, acc = run_epoch(tf.constant(rng.permutation(n)))
-        history["loss"].append(float(loss))
-        history["accuracy"].append(float(acc))
-        if len(va):
-            vl, vacc = score(xv, yv)
-            history["val_loss"].append(float(vl))
-            history["val_accuracy"].append(float(vacc))
-        if writer is not None:
-            with writer.as_default(step=epoch):
+        history.update(val_loss=vloss, val_accuracy=vacc)
+    if config.summaries_dir:
+        writer = tf.summary.create_file_writer(str(config.summaries_dir))
+        with writer.as_default():
+            for epoch in range(epochs):
                 for k, v in history.items():
-                    tf.summary.scalar(k, v[-1])
-        if config.verbose:
-            print(f"epoch {epoch + 1}/{epochs}: " + ", ".join(f"{k} {v[-1]:.4f}" for k, v in history.items()))
-    if writer is not None:
+                    tf.summary.scalar(k, v[epoch], step=epoch)
         writer.flush()
+    if config.verbose:
+        for epoch in range(epochs):
+            print(f"epoch {epoch + 1}/{epochs}: " + ", ".join(f"{k} {v[epoch]:.4f}" for k, v in history.items()))
+    # hand back an independent copy: the trainer's model is reused by the next fold
+    model = tf_keras.Sequential([tf_keras.Input((x.shape[1],)), tf_keras.layers.Dense(
+        n_classes, activation="softmax", name="head")])
+    model.get_layer("head").set_weights(trainer.model.get_layer("head").get_weights())
     return TrainedHead(model, history, config, n_classes)
 
 
