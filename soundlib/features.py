@@ -235,10 +235,18 @@ def register_variant(spec: FeatureSpec, *, overwrite: bool = False) -> FeatureSp
 # Planes: float arrays in [0, 1]
 
 @functools.lru_cache(maxsize=32)
-def _mel_basis(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
-    import librosa
+def _mel_basis(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float):
+    """librosa's (Slaney) mel filterbank as a sparse CSR matrix.
 
-    return librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax).astype(np.float32)
+    About 2 000 of its 131 000 entries are non-zero: the sparse product is ~10x
+    faster than a dense BLAS call and needs no BLAS threads (which thrash when
+    several featurizing workers share the cores).
+    """
+    import librosa
+    import scipy.sparse
+
+    return scipy.sparse.csr_matrix(
+        librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax).astype(np.float32))
 
 
 @functools.lru_cache(maxsize=8)
@@ -252,9 +260,11 @@ def _power_stft(y: np.ndarray, *, n_fft: int, hop_length: int) -> np.ndarray:
     yp = np.pad(np.asarray(y, dtype=np.float32), pad, mode="constant")
     if yp.shape[0] < n_fft:
         yp = np.pad(yp, (0, n_fft - yp.shape[0]))
+    import scipy.fft
+
     frames = np.lib.stride_tricks.sliding_window_view(yp, n_fft)[::hop_length]
-    spec = np.fft.rfft(frames * _window(n_fft), axis=-1)
-    return (spec.real**2 + spec.imag**2).T.astype(np.float32)
+    spec = scipy.fft.rfft(frames * _window(n_fft), axis=-1)  # float32 in, complex64 out
+    return np.ascontiguousarray((spec.real**2 + spec.imag**2).T, dtype=np.float32)
 
 
 def spectrogram_plane(y: np.ndarray, *, spec: FeatureSpec) -> np.ndarray:
@@ -262,7 +272,7 @@ def spectrogram_plane(y: np.ndarray, *, spec: FeatureSpec) -> np.ndarray:
     power = _power_stft(y, n_fft=spec.n_fft, hop_length=spec.hop_length)
     fmax = spec.fmax if spec.fmax is not None else spec.sr / 2
     if spec.frequency == "mel":
-        S = _mel_basis(spec.sr, spec.n_fft, spec.n_mels, float(spec.fmin), float(fmax)) @ power
+        S = np.asarray(_mel_basis(spec.sr, spec.n_fft, spec.n_mels, float(spec.fmin), float(fmax)) @ power)
     else:
         freqs = np.linspace(0, spec.sr / 2, power.shape[0])
         S = power[(freqs >= spec.fmin) & (freqs <= fmax)]
