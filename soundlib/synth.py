@@ -132,7 +132,7 @@ class SynthConfig:
 
 
 # ---------------------------------------------------------------------------
-# Signal helpers (vectorised; float64 inside)
+# Signal helpers (vectorised numpy, no per-sample Python loops)
 
 _TABLE_SIZE = 4096
 
@@ -148,11 +148,15 @@ def _fft_len(n: int) -> int:
 
 
 def _shape_noise(rng: np.random.Generator, n: int, sr: int, gain: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-    """White Gaussian noise filtered in the frequency domain by ``gain(freqs)``, unit RMS."""
-    from scipy.fft import irfft, rfft
+    """Gaussian noise with amplitude spectrum ``gain(freqs)``, unit RMS.
+
+    The spectrum of white Gaussian noise is drawn directly (independent complex
+    Gaussian bins), which saves the forward FFT.
+    """
+    from scipy.fft import irfft
 
     m = _fft_len(n)
-    spec = rfft(rng.standard_normal(m, dtype=np.float32))
+    spec = rng.standard_normal(2 * (m // 2 + 1), dtype=np.float32).view(np.complex64)
     freqs = np.arange(spec.size, dtype=np.float32) * np.float32(sr / m)
     spec *= gain(freqs).astype(np.float32)
     spec[0] = 0.0
@@ -179,16 +183,6 @@ def _band_noise(rng: np.random.Generator, n: int, sr: int, lo: float | None, hi:
                 order: int = 2) -> np.ndarray:
     hi = None if hi is None else min(hi, 0.45 * sr)
     return _shape_noise(rng, n, sr, lambda f: _band(f, lo, hi, order))
-
-
-def _filter(x: np.ndarray, sr: int, gain: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-    """Zero-phase FFT filter (zero-padded, so no wrap-around for short signals)."""
-    from scipy.fft import irfft, rfft
-
-    m = _fft_len(2 * x.size)
-    spec = rfft(x, m)
-    spec *= gain(np.arange(spec.size) * (sr / m))
-    return irfft(spec, m)[: x.size]
 
 
 def _smooth(rng: np.random.Generator, n: int, sr: int, rate: float) -> np.ndarray:
@@ -264,12 +258,13 @@ def _gate(n: int, sr: int, intervals: list[tuple[float, float]], ramp: float) ->
 
 def _place(n: int, kernel: np.ndarray, onsets: np.ndarray, gains: np.ndarray) -> np.ndarray:
     """Sum of ``gains[i] * kernel`` started at sample ``onsets[i]`` (via FFT convolution)."""
-    from scipy.signal import oaconvolve
+    from scipy.fft import irfft, rfft
 
     train = np.zeros(n)
     ok = (onsets >= 0) & (onsets < n)
     np.add.at(train, onsets[ok], gains[ok])
-    return oaconvolve(train, kernel)[:n]
+    m = _fft_len(n + kernel.size)
+    return irfft(rfft(train, m) * rfft(kernel, m), m)[:n]
 
 
 def _onsets(total: float, gap: Callable[[], float], first: float) -> np.ndarray:
@@ -289,14 +284,18 @@ def _midi_hz(m: np.ndarray | float) -> np.ndarray | float:
 
 def _air_conditioner(rng: np.random.Generator, n: int, sr: int, *, max_gap: float = math.inf) -> np.ndarray:
     """Steady broadband noise (white to light pink) plus mains hum and a faint fan tone."""
-    t = np.arange(n) / sr
     exponent = rng.uniform(0.0, 0.6)
     lo, hi = rng.uniform(60, 180), rng.uniform(3500, 9000)
-    noise = _shape_noise(rng, n, sr, lambda f: np.maximum(f, 20.0) ** (-exponent / 2) * _band(f, lo, min(hi, 0.45 * sr), 1))
+    hi = min(hi, 0.45 * sr)
+    noise = _shape_noise(rng, n, sr, lambda f: np.maximum(f, 20.0) ** (-exponent / 2) * _band(f, lo, hi, 1))
     mains = 50.0 if rng.random() < 0.5 else 60.0
-    hum = sum(a * np.sin(2 * np.pi * k * mains * t + rng.uniform(0, 2 * np.pi))
-              for k, a in zip((2, 4, 6, 1), (1.0, rng.uniform(0.2, 0.6), rng.uniform(0.05, 0.3), rng.uniform(0.0, 0.4))))
-    fan = np.sin(2 * np.pi * rng.uniform(150, 450) * t) * (1 + 0.3 * np.sin(2 * np.pi * rng.uniform(0.5, 3) * t))
+    # hum: mostly twice the mains frequency (transformer/compressor), some mains and higher partials
+    amps = np.zeros(6)
+    amps[[1, 3, 5, 0]] = 1.0, rng.uniform(0.2, 0.6), rng.uniform(0.05, 0.3), rng.uniform(0.0, 0.4)
+    hum = _osc(_harmonic_table(amps, rng.uniform(0, 2 * np.pi, 6)), _cycles(mains, n, sr))
+    sine = _harmonic_table(np.ones(1))
+    fan = _osc(sine, _cycles(rng.uniform(150, 450), n, sr))
+    fan *= 1.0 + 0.3 * _osc(sine, _cycles(rng.uniform(0.5, 3), n, sr))
     hum = hum / _rms(hum) * rng.uniform(0.12, 0.35) + fan * rng.uniform(0.0, 0.08)
     slow = 1.0 + rng.uniform(0.0, 0.05) * np.clip(_smooth(rng, n, sr, 0.3), -2, 2)
     return (noise + hum) * slow
@@ -316,8 +315,8 @@ def _car_horn(rng: np.random.Generator, n: int, sr: int, *, max_gap: float = mat
     if ratio:
         y += rng.uniform(0.5, 1.0) * _osc(table, _cycles(f0 * ratio * drift, n, sr, rng.random()))
     total = n / sr
-    env = _gate(n, sr, _alternate(rng, total, (0.8, 3.0), (0.06, 0.35), (0.0, 0.08), 0.5 * max_gap), rng.uniform(0.01, 0.03))
-    return y * env
+    honks = _alternate(rng, total, (0.8, 3.0), (0.06, 0.35), (0.0, 0.08), 0.5 * max_gap)
+    return y * _gate(n, sr, honks, rng.uniform(0.01, 0.03))
 
 
 def _children_playing(rng: np.random.Generator, n: int, sr: int, *, max_gap: float = math.inf) -> np.ndarray:
@@ -360,13 +359,14 @@ def _children_playing(rng: np.random.Generator, n: int, sr: int, *, max_gap: flo
         amps = (np.exp(-((hk - f1[:, None]) / 250.0) ** 2) + 0.6 * np.exp(-((hk - f2[:, None]) / 400.0) ** 2)
                 + 0.15 / np.arange(1, k_max + 1)[None, :])
         amps[hk > 0.45 * sr] = 0.0
-        s1 = np.sin(phase)
-        c2 = 2.0 * np.cos(phase)
+        amps = np.ascontiguousarray(amps.T, dtype=np.float32)
+        s1 = np.sin(phase).astype(np.float32)
+        c2 = (2.0 * np.cos(phase)).astype(np.float32)
         prev, cur = np.zeros_like(s1), s1
-        y = amps[ids, 0] * cur
+        y = amps[0][ids] * cur
         for k in range(1, k_max):
             prev, cur = cur, c2 * cur - prev          # sin((k+1) phase) by Chebyshev recurrence
-            y += amps[ids, k] * cur
+            y += amps[k][ids] * cur
         edge = np.minimum(1.0, np.minimum(local, lens_a[ids] - local) / (0.02 * sr))
         y *= (0.5 - 0.5 * np.cos(np.pi * edge)) * gains_a[ids] * loud
         out[starts_a[ids] + local] += y
@@ -378,7 +378,7 @@ def _dog_bark(rng: np.random.Generator, n: int, sr: int, *, max_gap: float = mat
     """Short, loud harmonic bursts with a rising-then-falling pitch and a rough noisy edge, in bouts."""
     total = n / sr
     f0 = rng.uniform(320, 800)
-    k = _n_harmonics(1.4 * f0, sr, 14)
+    k = _n_harmonics(1.5 * f0, sr, 14)
     formant = rng.uniform(900, 2200)
     hf = f0 * np.arange(1, k + 1)
     amps = _power_amps(rng, k, 0.4, 0.9) * (0.3 + np.exp(-((hf - formant) / 700.0) ** 2))
@@ -439,7 +439,7 @@ def _drilling(rng: np.random.Generator, n: int, sr: int, *, max_gap: float = mat
 
 def _engine_idling(rng: np.random.Generator, n: int, sr: int, *, max_gap: float = math.inf) -> np.ndarray:
     """A low pulsed hum: cylinder firings exciting low resonances, with rumble, all below ~1 kHz."""
-    from scipy.signal import lfilter
+    from scipy.fft import irfft, rfft
 
     total = n / sr
     f_fire = rng.uniform(22, 55)
@@ -453,17 +453,22 @@ def _engine_idling(rng: np.random.Generator, n: int, sr: int, *, max_gap: float 
     gains = imbalance[np.arange(onsets.size) % n_cyl]
     train = np.zeros(n)
     np.add.at(train, onsets, gains)
+    m = _fft_len(n + sr // 4)                       # room for the resonances to ring out
+    spec = rfft(train, m)
+    freqs = np.arange(spec.size) * (sr / m)
+    z1 = np.exp(-2j * np.pi * np.arange(spec.size) / m)
+    spec *= _band(freqs, 20.0, rng.uniform(600, 1100), 2)       # nothing above ~1 kHz
     y = np.zeros(n)
     for f_c, bw, g in ((rng.uniform(60, 160), rng.uniform(20, 50), 1.0),
                        (rng.uniform(200, 450), rng.uniform(40, 100), rng.uniform(0.3, 0.7))):
+        # two-pole resonator (1 - r) / (1 - 2 r cos(w0) z^-1 + r^2 z^-2), applied in the frequency domain
         r = np.exp(-np.pi * bw / sr)
-        a = [1.0, -2.0 * r * np.cos(2 * np.pi * f_c / sr), r * r]
-        part = lfilter([1.0 - r], a, train)
+        h = (1.0 - r) / (1.0 - 2.0 * r * np.cos(2 * np.pi * f_c / sr) * z1 + r * r * z1 * z1)
+        part = irfft(spec * h, m)[:n]
         y += g * part / (_rms(part) + 1e-12)
     rumble = _band_noise(rng, n, sr, 25, rng.uniform(150, 350))
-    y = y + rng.uniform(0.2, 0.5) * rumble
-    y *= 1.0 + rng.uniform(0.05, 0.2) * np.clip(_smooth(rng, n, sr, 1.5), -2, 2)
-    return _filter(y, sr, lambda f: _band(f, 20.0, rng.uniform(600, 1100), 2))
+    y += rng.uniform(0.2, 0.5) * rumble
+    return y * (1.0 + rng.uniform(0.05, 0.2) * np.clip(_smooth(rng, n, sr, 1.5), -2, 2))
 
 
 def _gun_shot(rng: np.random.Generator, n: int, sr: int, *, max_gap: float = math.inf) -> np.ndarray:
@@ -682,12 +687,13 @@ def render_recording(label: str, rng: np.random.Generator, *, seconds: float, sr
     Raises
     ------
     ConfigError
-        For an unknown label, a non-positive length, sample rate or ``max_gap``.
+        For an unknown label, a non-positive length or ``max_gap``, or a sample
+        rate outside 8000-96000 Hz.
     """
     if not isinstance(rng, np.random.Generator):
         raise ConfigError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
-    if isinstance(sr, bool) or not isinstance(sr, (int, np.integer)) or sr < 1000:
-        raise ConfigError(f"sr must be an integer sample rate of at least 1000 Hz, got {sr!r}")
+    if isinstance(sr, bool) or not isinstance(sr, (int, np.integer)) or not 8000 <= sr <= 96000:
+        raise ConfigError(f"sr must be an integer sample rate between 8000 and 96000 Hz, got {sr!r}")
     try:
         n = int(round(float(seconds) * sr))
     except (TypeError, ValueError, OverflowError):
@@ -770,7 +776,8 @@ def _previous_files(out_dir: Path) -> list[Path]:
         return []
 
 
-def _render_planned(rec: _Recording, *, config: SynthConfig) -> tuple[_Recording, list[tuple[int, int]], np.ndarray, int]:
+def _render_planned(rec: _Recording, *,
+                    config: SynthConfig) -> tuple[_Recording, list[tuple[int, int]], np.ndarray, int]:
     """Slice layout, audio and salience of one planned recording (its RNGs depend only on seed, class, index)."""
     layout_ss, audio_ss = np.random.SeedSequence(config.seed, spawn_key=(0, rec.class_id, rec.index)).spawn(2)
     slices = _layout(np.random.default_rng(layout_ss), rec.n_slices, config)

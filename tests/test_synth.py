@@ -185,7 +185,7 @@ def test_rerun_replaces_previous_corpus_and_refuses_foreign_dataset(tmp_path):
 
     foreign = tmp_path / "real"
     (foreign / "metadata").mkdir(parents=True)
-    csv_text = "slice_file_name,fsID,start,end,salience,fold,classID,class\n100032-3-0-0.wav,100032,0,0.3,1,5,3,dog_bark\n"
+    csv_text = ",".join(D.US8K_HEADER) + "\n100032-3-0-0.wav,100032,0,0.3,1,5,3,dog_bark\n"
     (foreign / "metadata" / "UrbanSound8K.csv").write_text(csv_text)
     with pytest.raises(DatasetError, match="not written by soundlib.synth"):
         generate_corpus(foreign, SMALL, progress=False)
@@ -337,7 +337,7 @@ def test_jackhammer_has_a_fast_periodic_envelope(clips):
 def test_engine_idling_is_low_and_drilling_is_high(clips):
     engine = _mean(clips, "engine_idling", spectral_centroid)
     drilling = _mean(clips, "drilling", spectral_centroid)
-    assert engine < 2500 and drilling > 3500 and drilling > 2 * engine, (engine, drilling)
+    assert engine < 2000 and drilling > 3000 and drilling > 3 * engine, (engine, drilling)
     assert engine < 0.6 * _mean(clips, "air_conditioner", spectral_centroid)
 
 
