@@ -28,6 +28,7 @@ from .merge import MergeSpec, merge_channels, stack_panels
 __all__ = [
     "FeatureSpec",
     "VARIANTS",
+    "BUILTIN_VARIANTS",
     "GALLERY_FILES",
     "FEATURE_VERSION",
     "get_variant",
@@ -202,6 +203,9 @@ VARIANTS: dict[str, FeatureSpec] = {
     "merged": _MEL.replace(name="merged", kind="merged"),
     "stacked": _MEL.replace(name="stacked", kind="stacked"),
 }
+
+#: The names of the built-in variants (``register_variant`` may add more at run time).
+BUILTIN_VARIANTS: tuple[str, ...] = tuple(VARIANTS)
 
 #: ``soundlib gallery`` file names (the seed's example set) → variant.
 GALLERY_FILES: dict[str, str] = {
