@@ -270,8 +270,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
     result = sweep.run(args.params, out_dir=args.out, jobs=args.jobs, scheduler=args.scheduler,
                        progress=not args.quiet)
-    print(sweep.summary_text(result) if hasattr(sweep, "summary_text") else result)
-    return 1 if getattr(result, "failed", None) else 0
+    print(result.summary())
+    return 0 if result.ok else 1
 
 
 def _add_common_learning(p: argparse.ArgumentParser, *, training: bool = True) -> None:
