@@ -13,12 +13,13 @@ folds, the feature variants, the backbone and the head's hyperparameters.
    ``metrics.json`` (:func:`collect_results`) and writes ``results.csv`` and
    ``results.md``.
 
-Sweeps are resumable. A run is complete when its ``metrics.json`` (written last,
-atomically, by :func:`soundlib.evaluate.train_fold`) is valid and its
-``params.json`` matches the run's parameters; complete runs are skipped, so a
-sweep killed at any moment (``kill -9`` included) and started again finishes
-the same table without running a complete run twice. Executed notebooks are
-written under a temporary name and renamed when papermill is done. Each run
+Sweeps are resumable. A run is complete when its ``params.json`` matches the
+run's parameters, its ``metrics.json`` (written last of its data, atomically, by
+:func:`soundlib.evaluate.train_fold`) is valid, and its executed notebook (written
+under a temporary name, renamed when papermill is done) is in place. Complete
+runs are skipped, so a sweep killed at any moment (``kill -9`` included) and
+started again finishes the same table without running a complete run twice;
+a failed run leaves no ``metrics.json`` behind. Each run
 holds a lock on its folder while it executes, so two sweeps (or a leftover
 Dask task) never execute the same run at once. A failed run is reported with
 its notebook and the failing cell's error; the other runs go on.
@@ -592,8 +593,12 @@ def _valid_metrics(path: Path, *, variant: str | None = None, fold: int | None =
 
 
 def _run_complete(run_dir: Path, fingerprint: str, variant: str, fold: int) -> bool:
+    """A run is complete when it ran with these parameters (``params.json``), wrote a valid
+    ``metrics.json`` (last of its data, atomically) and its executed notebook was renamed into place."""
     record = _read_json(run_dir / "params.json")
     if not isinstance(record, dict) or record.get("fingerprint") != fingerprint:
+        return False
+    if not (run_dir / TRAIN_NOTEBOOK).is_file():
         return False
     return _valid_metrics(run_dir / "metrics.json", variant=variant, fold=fold) is not None
 
@@ -604,6 +609,7 @@ def _prepare_run_dir(run_dir: Path, record: Mapping[str, Any], *, export: bool) 
 
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "metrics.json").unlink(missing_ok=True)
+    (run_dir / TRAIN_NOTEBOOK).unlink(missing_ok=True)
     for stale in list(run_dir.glob(".*.tmp*")) + list(run_dir.glob(".model.*")):
         if stale.is_dir():
             shutil.rmtree(stale, ignore_errors=True)
@@ -767,6 +773,9 @@ def _do_notebook(task: Mapping[str, Any]) -> dict[str, Any]:
                 traceback.print_exc()
                 error = {"ename": type(exc).__name__, "evalue": str(exc), "cell": None}
                 print(f"[soundlib sweep] attempt {attempt} failed: {error['ename']}: {error['evalue']}", flush=True)
+        if error is not None and check:
+            # a failed run is not complete, even when train_fold got as far as writing metrics.json
+            (Path(check["run_dir"]) / "metrics.json").unlink(missing_ok=True)
         if tmp.is_file():
             os.replace(tmp, out)
         notebook = str(out) if out.is_file() else None
@@ -823,7 +832,7 @@ class _DaskBackend:
 
         self.limit = jobs if jobs else math.inf
         self._n = 0
-        self._done = as_completed()
+        self._done = as_completed(loop=self.client.loop)
 
     def submit(self, task: Mapping[str, Any]):
         self._n += 1

@@ -1,0 +1,228 @@
+"""The four notebooks, executed by papermill on a tiny corpus with the stand-in backbone,
+and the notebook helpers of :mod:`soundlib.sweep` they call."""
+
+from __future__ import annotations
+
+import json
+import re
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+
+from soundlib import sweep
+from soundlib.errors import DatasetError
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+NAMES = ("plotting_trials.ipynb", "train.ipynb", "visualize.ipynb", "evaluate.ipynb")
+TINY_VARIANT = {"name": "tmel", "base": "mel", "height": 32, "width": 32, "duration": 1.0}
+
+
+# ---------------------------------------------------------------------------
+# The notebook files themselves (fast)
+
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_is_thin_stripped_and_parameterised(name):
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    nbformat.validate(nb)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert sum("parameters" in c.metadata.get("tags", []) for c in code) == 1
+    assert all(not c.outputs and c.execution_count is None for c in code), "outputs must be stripped"
+    source = "\n".join(c.source for c in code)
+    assert "from soundlib import sweep" in source
+    assert not re.search(r"^\s*(def|class) ", source, re.M), "notebook logic belongs in soundlib"
+
+
+def test_sweep_passes_only_known_parameters():
+    import papermill as pm
+
+    known = set(pm.inspect_notebook(str(NOTEBOOKS / "train.ipynb")))
+    from soundlib.features import get_variant
+    from soundlib.sweep import SweepConfig, _train_params
+
+    params = _train_params(SweepConfig(dataset=Path("/data")), get_variant("mel"), 1, Path("/data"), Path("/out"))
+    assert set(params) <= known
+    assert set(pm.inspect_notebook(str(NOTEBOOKS / "evaluate.ipynb"))) == {"sweep_dir"}
+
+
+# ---------------------------------------------------------------------------
+# Helpers, in process (fast)
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    old = os.environ.get("SOUNDLIB_CACHE_DIR")
+    path = tmp_path_factory.mktemp("cache")
+    os.environ["SOUNDLIB_CACHE_DIR"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("SOUNDLIB_CACHE_DIR", None)
+    else:
+        os.environ["SOUNDLIB_CACHE_DIR"] = old
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    from soundlib.synth import SynthConfig, generate_corpus
+
+    return generate_corpus(tmp_path_factory.mktemp("nbdata") / "data",
+                           SynthConfig(clips_per_class=4, duration=1.0, slices_per_recording=1, n_folds=3),
+                           progress=False)
+
+
+@pytest.mark.filterwarnings("ignore:Empty filters")
+def test_trials_ui_redraws_on_every_control(corpus, tmp_path):
+    ds = sweep.open_dataset(corpus)
+    ui = sweep.TrialsUI(ds, variant="mel", seed=1)
+    first = ui.picture.copy()
+    assert first.shape == (224, 224, 3) and ui.image.value[:4] == b"\x89PNG"
+    ui.colormap.value = "gray"
+    assert ui.spec.colormap == "gray" and not np.array_equal(ui.picture, first)
+    gray = ui.picture.copy()
+    assert np.array_equal(gray[..., 0], gray[..., 1])
+    ui.n_mels.value = 32
+    ui.hop_length.value = 256
+    ui.top_db.value = 40.0
+    assert ui.spec.n_mels == 32 and ui.spec.hop_length == 256 and not np.array_equal(ui.picture, gray)
+    ui.variant_dd.value = "merged"
+    assert ui.spec.kind == "merged" and ui.colormap.value == "magma" and ui.n_mels.value == 128
+    merged = ui.picture.copy()
+    ui.strengths[2].value = 1.0
+    ui.order.value = "waveform / spectrogram / background"
+    assert ui.spec.merge.order == ("waveform", "spectrogram", "background")
+    assert not np.array_equal(ui.picture, merged)
+    old = ui.clip
+    picked = ui.random_clip()
+    assert ui.clip == picked and ui.class_dd.value == picked.label
+    ui.class_dd.value = next(c for c in ds.classes if c != ui.class_dd.value)
+    assert ui.clip.label == ui.class_dd.value and ui.clip != old
+    ui.fmin.value = 11000.0  # above fmax: reported, not raised
+    ui.fmax.value = 5000.0
+    assert ui.error and "fmin" in ui.message.value
+    ui.fmin.value = 0.0
+    assert ui.error is None
+    path = ui.save_png(tmp_path / "pic.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_pick_clip_and_helpers(corpus):
+    ds = sweep.open_dataset(corpus)
+    a = sweep.pick_clip(ds, fold=2, label="siren", seed=3)
+    assert a.fold == 2 and a.label == "siren"
+    assert sweep.pick_clip(ds, fold=2, label="siren", seed=3) == a
+    with pytest.raises(DatasetError, match="no clip"):
+        sweep.pick_clip(ds, fold=9)
+    assert sweep.alert_tone(True) is None  # not in a Jupyter kernel
+    fig = sweep.plot_history({"loss": [1.0, 0.5], "val_loss": [1.1, 0.7], "accuracy": [0.2, 0.6]})
+    assert fig._repr_png_()[:4] == b"\x89PNG"
+    cfg = sweep.train_config(epochs=3, l2="1e-4", extra={"steps": 5})
+    assert cfg.l2 == 1e-4 and cfg.steps == 5
+    assert sweep.resolve_variant(TINY_VARIANT).height == 32
+    assert sweep.resolve_variant(sweep.resolve_variant(TINY_VARIANT).to_dict()) == sweep.resolve_variant(TINY_VARIANT)
+
+
+def test_open_dataset_generates_only_when_asked(tmp_path):
+    with pytest.raises(DatasetError, match="does not exist"):
+        sweep.open_dataset(tmp_path / "nothing")
+    ds = sweep.open_dataset(tmp_path / "made", generate_if_missing=True, clips_per_class=1)
+    assert len(ds) == 10
+
+
+# ---------------------------------------------------------------------------
+# Executed by papermill
+
+def execute(name: str, out: Path, **parameters) -> nbformat.NotebookNode:
+    import papermill as pm
+
+    return pm.execute_notebook(str(NOTEBOOKS / name), str(out), parameters=parameters,
+                               kernel_name=sweep.default_kernel_name(), progress_bar=False, cwd=str(out.parent))
+
+
+def outputs(nb) -> list[dict]:
+    return [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+
+
+def has_mime(nb, mime: str) -> bool:
+    return any(mime in o.get("data", {}) for o in outputs(nb))
+
+
+@pytest.fixture(scope="module")
+def tiny_backbone(tmp_path_factory, cache) -> Path:
+    path = tmp_path_factory.mktemp("backbone") / "tiny"
+    subprocess.run([sys.executable, "-c", "import sys; from soundlib.backbones import save_tiny_backbone; "
+                    "save_tiny_backbone(sys.argv[1])", str(path)], check=True, capture_output=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, corpus, tiny_backbone):
+    """train.ipynb run once: <sweep>/tmel/fold1 holds its outputs and the exported model."""
+    sweep_dir = tmp_path_factory.mktemp("nbsweep")
+    run_dir = sweep_dir / "tmel" / "fold1"
+    run_dir.mkdir(parents=True)
+    nb = execute("train.ipynb", run_dir / "train.ipynb", dataset=str(corpus), fold=1, variant=TINY_VARIANT,
+                 backbone=str(tiny_backbone), epochs=2, batch_size=8, output_dir=str(run_dir), export_model=True,
+                 alert=False, generate_if_missing=False)
+    return sweep_dir, run_dir, nb
+
+
+def test_plotting_trials_notebook(tmp_path, cache):
+    data = tmp_path / "new_corpus"  # missing: the notebook generates a small synthetic corpus there
+    png = tmp_path / "picture.png"
+    nb = execute("plotting_trials.ipynb", tmp_path / "out.ipynb", dataset=str(data), variant="stacked",
+                 output_png=str(png))
+    assert (data / "metadata" / "UrbanSound8K.csv").is_file()
+    from soundlib.features import read_picture
+
+    assert read_picture(png).shape == (224, 224, 3)
+    assert has_mime(nb, "application/vnd.jupyter.widget-view+json")  # the widgets were built
+    assert has_mime(nb, "image/png")
+
+
+def test_train_notebook(trained):
+    _, run_dir, nb = trained
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["test_fold"] == 1 and metrics["variant"] == "tmel" and 0.0 <= metrics["accuracy"] <= 1.0
+    assert metrics["train_config"]["epochs"] == 2
+    for name in ("predictions.csv", "confusion_matrix.png", "history.json"):
+        assert (run_dir / name).is_file()
+    assert (run_dir / "model" / "labels.txt").read_text().split() [0] == "air_conditioner"
+    assert (run_dir / "model" / "saved_model").is_dir()
+    pngs = [o for o in outputs(nb) if "image/png" in o.get("data", {})]
+    assert len(pngs) >= 2  # training curves and confusion matrix
+    assert not any(o.get("output_type") == "error" for o in outputs(nb))
+    assert not has_mime(nb, "audio/wav") and "<audio" not in json.dumps(outputs(nb))  # alert=False: silent
+
+
+def test_visualize_notebook(trained, corpus, tmp_path):
+    _, run_dir, _ = trained
+    result = tmp_path / "pick.json"
+    nb = execute("visualize.ipynb", tmp_path / "vis.ipynb", dataset=str(corpus), model_dir=str(run_dir / "model"),
+                 seed=4, top_k=3, output_json=str(result))
+    pick = json.loads(result.read_text())
+    assert pick["fold"] == 1  # the model's test fold by default
+    assert len(pick["top"]) == 3 and pick["predicted"] == pick["top"][0]["label"]
+    probs = [t["probability"] for t in pick["top"]]
+    assert probs == sorted(probs, reverse=True) and all(0 <= p <= 1 for p in probs)
+    assert pick["correct"] == (pick["predicted"] == pick["true_label"])
+    assert has_mime(nb, "image/png")  # the picture
+    assert "<audio" in json.dumps(outputs(nb))  # the player
+    other = tmp_path / "pick2.json"
+    execute("visualize.ipynb", tmp_path / "vis2.ipynb", dataset=str(corpus), model_dir=str(run_dir / "model"),
+            fold=2, label="siren", output_json=str(other))
+    assert json.loads(other.read_text())["true_label"] == "siren"
+
+
+def test_evaluate_notebook(trained, tmp_path):
+    sweep_dir, _, _ = trained
+    nb = execute("evaluate.ipynb", tmp_path / "eval.ipynb", sweep_dir=str(sweep_dir))
+    import pandas as pd
+
+    table = pd.read_csv(sweep_dir / "results.csv", index_col="variant")
+    assert list(table.index) == ["tmel"] and table.loc["tmel", "folds"] == 1
+    assert "| tmel | 1 |" in (sweep_dir / "results.md").read_text()
+    assert (sweep_dir / "tmel" / "confusion_matrix.png").is_file()
+    assert has_mime(nb, "image/png") and has_mime(nb, "text/html")

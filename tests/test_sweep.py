@@ -1,0 +1,445 @@
+"""Sweeps: config validation, aggregation, local / resumed / failing / Dask runs.
+
+The end-to-end tests use a tiny synthetic corpus (5 clips per class, 1 s, 3 folds),
+32x32 pictures and the stand-in backbone (``save_tiny_backbone``); every TensorFlow
+artefact goes to a temporary ``SOUNDLIB_CACHE_DIR``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from soundlib import sweep
+from soundlib.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+PARAMS = ROOT / "params"
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+# ---------------------------------------------------------------------------
+# Configuration (fast, no TensorFlow)
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "data"
+    d.mkdir()
+    return d
+
+
+@pytest.mark.parametrize("body, key", [
+    ("dataset: data\nvariants: [mel]\nepochs: 3\n", "epochs"),
+    ("dataset: data\ntrain: {epochs: 3, learning_rat: 0.1}\n", "learning_rat"),
+    ("dataset: data\nvariants: [{name: m2, base: mel, hop_lenght: 256}]\n", "hop_lenght"),
+    ("dataset: data\nvariants: [{name: m2, base: mel, merge: {strenghts: [1, 1, 1]}}]\n", "strenghts"),
+    ("dataset: data\nembed: {batch_size: 8, jobs: 2}\n", "jobs"),
+    ("synth: {clips_per_class: 4, colour: red}\n", "colour"),
+])
+def test_unknown_key_names_key_and_file(tmp_path, data_dir, body, key):
+    cfg = write(tmp_path / "bad.yaml", body)
+    with pytest.raises(ConfigError) as err:
+        sweep.load_sweep_config(cfg)
+    assert key in str(err.value)
+    assert str(cfg) in str(err.value)
+
+
+def test_missing_dataset_fails_naming_path(tmp_path):
+    cfg = write(tmp_path / "cfg" / "s.yaml", "dataset: no/such/place\nvariants: [mel]\n")
+    with pytest.raises(ConfigError) as err:
+        sweep.load_sweep_config(cfg)
+    msg = str(err.value)
+    assert str(tmp_path / "cfg" / "no" / "such" / "place") in msg  # resolved against the YAML's folder
+    assert "does not exist" in msg and str(cfg) in msg
+
+
+@pytest.mark.parametrize("body, words", [
+    ("variants: [mel]\n", ["no dataset"]),
+    ("dataset: data\nvariants: [mfcc]\n", ["unknown feature variant", "mfcc"]),
+    ("dataset: data\nvariants: [mel, mel]\n", ["given twice"]),
+    ("dataset: data\nfolds: [1, x]\n", ["folds", "integer"]),
+    ("dataset: data\ntrain: {epochs: 0}\n", ["epochs"]),
+    ("dataset: data\ntrain: {l2: lots}\n", ["l2"]),
+    ("dataset: data\nexport_model: maybe\n", ["export_model"]),
+    ("dataset: data\ndata_home: data\n", ["data_home"]),
+    ("dataset: data\nvariants: [{name: 'bad/name', base: mel}]\n", ["bad/name"]),
+    ("dataset: [unclosed\n", ["YAML"]),
+])
+def test_invalid_values_are_config_errors(tmp_path, data_dir, body, words):
+    cfg = write(tmp_path / "s.yaml", body)
+    with pytest.raises(ConfigError) as err:
+        sweep.load_sweep_config(cfg)
+    for w in words:
+        assert w in str(err.value)
+
+
+def test_config_resolves_and_round_trips(tmp_path, data_dir):
+    cfg = write(tmp_path / "s.yaml", """
+        data_home: data
+        folds: [2, 1]
+        variants: [mel, {name: mel_hop256, base: mel, hop_length: 256, merge: {jitter: 0.1}}]
+        train: {epochs: 3, l2: 1e-4, distortions: {time_mask: 0.1}}
+        embed: {batch_size: 8}
+        export_model: [1]
+        jobs: 3
+        seed: 7
+    """)
+    c = sweep.load_sweep_config(cfg)
+    assert c.dataset == data_dir.resolve()
+    assert c.folds == (2, 1) and c.jobs == 3 and c.embed_batch_size == 8
+    assert [v.name for v in c.variants] == ["mel", "mel_hop256"]
+    assert c.variants[1].hop_length == 256 and c.variants[1].merge.jitter == 0.1
+    assert c.train.l2 == 1e-4 and c.train.epochs == 3 and c.train.seed == 7  # seed defaults the head's
+    assert c.exports(1) and not c.exports(2)
+    import yaml
+
+    again = write(tmp_path / "again.yaml", yaml.safe_dump(c.to_dict()))
+    assert sweep.load_sweep_config(again) == c
+
+
+def test_shipped_params_files(tmp_path, monkeypatch):
+    demo = sweep.load_sweep_config(PARAMS / "demo.yaml")
+    assert demo.synth is not None and demo.synth.clips_per_class == 40 and demo.folds is None
+    assert len(demo.variants) == 3 and demo.backbone == "efficientnet_lite0"
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for name, n_variants in (("urbansound8k", 6), ("esc50", 6)):
+        with pytest.raises(ConfigError, match="does not exist"):
+            sweep.load_sweep_config(PARAMS / f"{name}.yaml")
+        (tmp_path / "soundata" / name).mkdir(parents=True)
+        c = sweep.load_sweep_config(PARAMS / f"{name}.yaml")
+        assert c.dataset == tmp_path / "soundata" / name and len(c.variants) == n_variants
+
+
+# ---------------------------------------------------------------------------
+# Aggregation (fast: hand-written metrics files)
+
+def fake_metrics(run_dir: Path, variant: str, fold: int, acc: float, f1: float, cm) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    classes = ["a", "b"]
+    (run_dir / "metrics.json").write_text(json.dumps({
+        "variant": variant, "test_fold": fold, "accuracy": acc, "macro_f1": f1, "n": int(np.sum(cm)),
+        "confusion_matrix": cm, "per_class": {c: {"f1": 0.0} for c in classes}, "seconds": 1.0}))
+
+
+def test_collect_results_mean_std_and_files(tmp_path):
+    fake_metrics(tmp_path / "mel" / "fold1", "mel", 1, 1.0, 1.0, [[2, 0], [0, 2]])
+    fake_metrics(tmp_path / "mel" / "fold2", "mel", 2, 0.5, 0.4, [[1, 1], [1, 1]])
+    fake_metrics(tmp_path / "wave" / "fold1", "wave", 1, 0.25, 0.2, [[1, 1], [2, 0]])
+    (tmp_path / "wave" / "fold2").mkdir()
+    (tmp_path / "wave" / "fold2" / "metrics.json").write_text('{"accuracy": ')  # torn file: ignored
+    (tmp_path / "notes" / "x").mkdir(parents=True)
+
+    runs = sweep.collect_runs(tmp_path)
+    assert list(zip(runs["variant"], runs["fold"])) == [("mel", 1), ("mel", 2), ("wave", 1)]
+    table = sweep.collect_results(tmp_path)
+    assert list(table.index) == ["mel", "wave"]
+    assert table.loc["mel", "folds"] == 2 and table.loc["mel", "clips"] == 8
+    assert table.loc["mel", "accuracy_mean"] == pytest.approx(0.75)
+    assert table.loc["mel", "accuracy_std"] == pytest.approx(0.25)  # population std
+    assert table.loc["mel", "macro_f1_mean"] == pytest.approx(0.7)
+    md = sweep.results_table_markdown(table)
+    assert "| mel | 2 | 0.750 ± 0.250 | 0.700 ± 0.300 |" in md
+
+    csv_path, md_path = sweep.write_results(tmp_path)
+    import pandas as pd
+
+    back = pd.read_csv(csv_path, index_col="variant")
+    assert back.loc["wave", "accuracy_mean"] == pytest.approx(0.25)
+    assert "0.750 ± 0.250" in md_path.read_text()
+    assert not list(tmp_path.glob(".*.tmp"))
+
+    classes, summed = sweep.summed_confusion(tmp_path)["mel"]
+    assert classes == ["a", "b"] and summed.tolist() == [[3, 1], [1, 3]]
+    f1 = sweep.per_class_f1(tmp_path)
+    assert f1.loc["mel", "a"] == pytest.approx(0.75) and f1.loc["wave", "a"] == pytest.approx(0.4)
+    pngs = sweep.write_summed_confusions(tmp_path)
+    assert pngs["mel"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sweep.plot_results(table)._repr_png_()[:4] == b"\x89PNG"
+    assert sweep.plot_per_class_f1(f1)._repr_png_()[:4] == b"\x89PNG"
+
+
+def test_collect_results_empty(tmp_path):
+    table = sweep.collect_results(tmp_path)
+    assert len(table) == 0 and "no complete runs" in sweep.results_table_markdown(table)
+
+
+# ---------------------------------------------------------------------------
+# End to end with the stand-in backbone
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """A temporary soundlib cache for the whole module (never ~/.cache)."""
+    old = os.environ.get("SOUNDLIB_CACHE_DIR")
+    path = tmp_path_factory.mktemp("cache")
+    os.environ["SOUNDLIB_CACHE_DIR"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("SOUNDLIB_CACHE_DIR", None)
+    else:
+        os.environ["SOUNDLIB_CACHE_DIR"] = old
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, cache) -> Path:
+    """A folder with a tiny corpus, the stand-in backbone and sweep files using both (relative paths)."""
+    from soundlib.synth import SynthConfig, generate_corpus
+
+    root = tmp_path_factory.mktemp("project")
+    generate_corpus(root / "data", SynthConfig(clips_per_class=5, duration=1.0, slices_per_recording=1, n_folds=3),
+                    progress=False)
+    subprocess.run([sys.executable, "-c", "import sys; from soundlib.backbones import save_tiny_backbone; "
+                    "save_tiny_backbone(sys.argv[1])", str(root / "tiny")], check=True, capture_output=True)
+    common = """
+        dataset: data
+        backbone: ./tiny
+        train: {epochs: 20, learning_rate: 0.05}
+        embed: {batch_size: 16}
+        export_model: [1]
+    """
+    write(root / "sweep.yaml", common + """
+        variants:
+          - {name: tmel, base: mel, height: 32, width: 32, duration: 1.0}
+          - {name: twave, base: waveform, height: 32, width: 32, duration: 1.0}
+    """)
+    write(root / "broken.yaml", common + """
+        folds: [1]
+        variants:
+          - {name: tmel, base: mel, height: 32, width: 32, duration: 1.0}
+          - {name: broken, base: mel, height: 32, width: 32, duration: 1.0, colormap: no_such_colormap}
+    """)
+    return root
+
+
+@pytest.fixture(scope="module")
+def reference(project):
+    """An uninterrupted local sweep: 2 variants x 3 folds, 2 jobs."""
+    return sweep.run(project / "sweep.yaml", out_dir=project / "out_ref", jobs=2, progress=False)
+
+
+def run_table(out: Path):
+    return sweep.collect_runs(out)[["variant", "fold", "accuracy", "macro_f1", "n"]]
+
+
+def assert_same_results(out: Path, ref: Path) -> None:
+    import pandas as pd
+
+    pd.testing.assert_frame_equal(run_table(out), run_table(ref))  # exact: training is seeded
+    for pred in sorted(ref.glob("*/fold*/predictions.csv")):
+        a = pd.read_csv(pred)
+        b = pd.read_csv(out / pred.relative_to(ref))
+        assert list(a["predicted"]) == list(b["predicted"])
+        np.testing.assert_allclose(a["probability"], b["probability"], rtol=0, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_local_sweep(project, reference):
+    res = reference
+    out = project / "out_ref"
+    assert res.ok, res.summary()
+    assert len(res.completed) == 6 and not res.skipped and not res.failed
+    assert list(res.table.index) == ["tmel", "twave"] and list(res.table["folds"]) == [3, 3]
+    assert len(res.runs) == 6
+    for variant in ("tmel", "twave"):
+        for fold in (1, 2, 3):
+            d = out / variant / f"fold{fold}"
+            for name in ("metrics.json", "predictions.csv", "confusion_matrix.png", "history.json", "train.ipynb",
+                         "params.json"):
+                assert (d / name).is_file(), d / name
+            assert (d / "model" / "labels.txt").is_file() == (fold == 1)  # export_model: [1]
+            assert not list(d.glob(".*.tmp*"))
+    assert (out / "results.csv").is_file() and (out / "results.md").is_file()
+    assert res.evaluate_notebook == out / "evaluate.ipynb" and res.evaluate_notebook.is_file()
+    assert len(res.notebooks) == 7 and res.notebooks[-1] == out / "evaluate.ipynb"
+    assert "tmel" in (out / "results.md").read_text()
+    resolved = sweep.load_sweep_config(out / "sweep.yaml")
+    assert resolved.folds == (1, 2, 3) and resolved.dataset == project / "data"
+
+    import nbformat
+
+    nb = nbformat.read(out / "tmel" / "fold2" / "train.ipynb", as_version=4)
+    assert any("injected-parameters" in c.metadata.get("tags", []) for c in nb.cells)
+    assert any(o.get("data", {}).get("image/png") for c in nb.cells for o in c.get("outputs", []))
+
+    # run again: everything is complete, nothing executes
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/fold*/metrics.json")}
+    again = sweep.run(project / "sweep.yaml", out_dir=out, jobs=2, progress=False)
+    assert len(again.skipped) == 6 and not again.completed and not again.failed
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*/fold*/metrics.json")} == stamps
+    assert again.table.equals(res.table)
+
+    # complete outputs count only for the same parameters: changing one re-executes the run
+    import dataclasses
+    import shutil
+
+    stale = project / "out_stale"
+    shutil.copytree(out / "tmel" / "fold1", stale / "tmel" / "fold1")
+    c = sweep.load_sweep_config(project / "sweep.yaml")
+    same = dataclasses.replace(c, variants=c.variants[:1], folds=(1,))
+    assert len(sweep.run(same, out_dir=stale, jobs=1, progress=False).skipped) == 1
+    changed = dataclasses.replace(same, train=dataclasses.replace(c.train, epochs=3))
+    res = sweep.run(changed, out_dir=stale, jobs=1, progress=False)
+    assert len(res.completed) == 1 and not res.skipped
+    assert json.loads((stale / "tmel" / "fold1" / "params.json").read_text())["parameters"]["epochs"] == 3
+    assert json.loads((stale / "tmel" / "fold1" / "metrics.json").read_text())["train_config"]["epochs"] == 3
+
+
+def descendants(pid: int):
+    import psutil
+
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+@pytest.mark.slow
+def test_resume_after_kill_9(project, reference, tmp_path):
+    import nbformat
+    import psutil
+
+    out = project / "out_killed"
+    run_dirs = [out / v / f"fold{f}" for v in ("tmel", "twave") for f in (1, 2, 3)]
+    code = ("import sys; from soundlib.sweep import run; "
+            "run(sys.argv[1], out_dir=sys.argv[2], jobs=1, progress=False)")
+    log = open(tmp_path / "killed.log", "w")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(project / "sweep.yaml"), str(out)],
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            assert proc.poll() is None, "the sweep finished before it could be interrupted"
+            assert time.monotonic() < deadline, "no run finished in time"
+            done = [d for d in run_dirs if (d / "train.ipynb").is_file()]
+            running = [d for d in run_dirs if list(d.glob(".train.*.tmp.ipynb"))]
+            if done and running:
+                time.sleep(1.5)  # let the kernel get into the notebook
+                if not (running[0] / "train.ipynb").is_file():
+                    break
+            time.sleep(0.1)
+        victims = descendants(proc.pid)
+        assert victims, "the sweep should have a worker process and a kernel running"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        _, alive = psutil.wait_procs(victims, timeout=15)
+        assert not alive, f"processes outlived the killed sweep: {alive}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for p in descendants(proc.pid):
+            p.kill()
+        log.close()
+
+    # complete: metrics.json and the renamed executed notebook (a kill between the two re-executes the run)
+    complete = {d: (d / "metrics.json").stat().st_mtime_ns for d in run_dirs
+                if (d / "metrics.json").is_file() and (d / "train.ipynb").is_file()}
+    assert 1 <= len(complete) < 6
+    interrupted = [d for d in run_dirs if d not in complete and (d / "params.json").is_file()]
+    assert interrupted, "a run was in progress when the sweep was killed"
+    for d in complete:  # nothing half-written is taken for complete
+        json.loads((d / "metrics.json").read_text())
+    for nb in out.glob("*/fold*/train.ipynb"):
+        nbformat.read(nb, as_version=4)
+
+    res = sweep.run(project / "sweep.yaml", out_dir=out, jobs=2, progress=False)
+    assert res.ok, res.summary()
+    assert {o.run_dir for o in res.skipped} == set(complete)
+    assert {o.run_dir for o in res.completed} == set(run_dirs) - set(complete)
+    for d, stamp in complete.items():  # no complete run was executed again
+        assert (d / "metrics.json").stat().st_mtime_ns == stamp
+    assert all((d / "train.ipynb").is_file() for d in interrupted)
+    assert not list(out.glob("*/fold*/.train.*.tmp.ipynb"))
+    assert_same_results(out, project / "out_ref")
+    assert res.table.equals(reference.table)
+
+
+@pytest.mark.slow
+def test_failed_run_is_reported_and_others_finish(project):
+    out = project / "out_broken"
+    res = sweep.run(project / "broken.yaml", out_dir=out, jobs=2, progress=False)
+    assert not res.ok
+    assert [(o.variant, o.fold) for o in res.completed] == [("tmel", 1)]
+    assert len(res.failed) == 1
+    bad = res.failed[0]
+    assert (bad.variant, bad.fold) == ("broken", 1)
+    assert bad.notebook == out / "broken" / "fold1" / "train.ipynb" and bad.notebook.is_file()
+    assert "no_such_colormap" in bad.error and bad.cell is not None
+    assert "no_such_colormap" in str(bad)
+    assert "broken" in res.embed_errors
+    assert not (out / "broken" / "fold1" / "metrics.json").exists()
+    assert list(res.table.index) == ["tmel"]
+    assert res.evaluate_error is None and (out / "results.md").is_file()
+    import nbformat
+
+    nb = nbformat.read(bad.notebook, as_version=4)
+    assert any(o.get("output_type") == "error" for c in nb.cells for o in c.get("outputs", []))
+
+
+@pytest.mark.slow
+def test_dask_cluster_matches_local(project, reference, tmp_path, monkeypatch):
+    import logging
+
+    from dask.distributed import LocalCluster
+
+    monkeypatch.setenv("SOUNDLIB_CACHE_DIR", str(tmp_path / "cache"))  # embeddings are filled on the cluster
+    out = project / "out_dask"
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                      silence_logs=logging.ERROR) as cluster:
+        res = sweep.run(project / "sweep.yaml", out_dir=out, scheduler=cluster.scheduler_address, progress=False)
+        assert res.ok, res.summary()
+        assert len(res.completed) == 6 and not res.embed_errors
+        assert list((tmp_path / "cache" / "embeddings").iterdir())
+        again = sweep.run(project / "sweep.yaml", out_dir=out, scheduler=cluster.scheduler_address, progress=False)
+        assert len(again.skipped) == 6
+    assert_same_results(out, project / "out_ref")
+    assert res.table.equals(reference.table)
+    assert all((out / v / f"fold{f}" / "train.ipynb").is_file() for v in ("tmel", "twave") for f in (1, 2, 3))
+    assert (out / "evaluate.ipynb").is_file() and (out / "results.csv").is_file()
+
+
+def test_unreachable_scheduler_is_a_config_error(tmp_path, data_dir):
+    import dask
+
+    cfg = write(tmp_path / "s.yaml", "dataset: data\n")
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+        with pytest.raises(ConfigError, match="Dask scheduler"):
+            sweep.run(cfg, out_dir=tmp_path / "out", scheduler="tcp://127.0.0.1:1", progress=False)
+    assert not (tmp_path / "out" / "sweep.yaml").exists()  # failed before doing any work
+
+
+@pytest.mark.slow
+def test_run_failing_after_metrics_is_not_complete(project, tmp_path):
+    """A notebook that fails after train_fold wrote metrics.json leaves the run incomplete."""
+    import dataclasses
+    import shutil
+
+    import nbformat
+
+    notebooks = tmp_path / "notebooks"
+    shutil.copytree(sweep.notebooks_dir(), notebooks)
+    nb = nbformat.read(notebooks / "train.ipynb", as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell('raise RuntimeError("display went wrong")'))
+    nbformat.write(nb, notebooks / "train.ipynb")
+    c = sweep.load_sweep_config(project / "sweep.yaml")
+    one = dataclasses.replace(c, variants=c.variants[:1], folds=(2,))
+    out = tmp_path / "out"
+    res = sweep.run(one, out_dir=out, jobs=1, progress=False, notebooks=notebooks)
+    assert [(o.variant, o.fold) for o in res.failed] == [("tmel", 2)]
+    assert "RuntimeError: display went wrong" in res.failed[0].error
+    assert res.failed[0].notebook.is_file() and not (out / "tmel" / "fold2" / "metrics.json").exists()
+    assert len(res.table) == 0
+    again = sweep.run(one, out_dir=out, jobs=1, progress=False)  # the real notebooks: it runs again
+    assert [(o.variant, o.fold) for o in again.completed] == [("tmel", 2)]
