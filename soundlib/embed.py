@@ -148,17 +148,21 @@ def embed_clips(
 
     from tqdm.auto import tqdm
 
-    from .backbones import load_backbone
+    from .backbones import load_backbone, resolve_backbone
     from .features import featurize_clip, get_variant
 
     spec = get_variant(spec)
+    handle = backbone
     if isinstance(backbone, (str, os.PathLike)):
-        backbone = load_backbone(backbone)
+        identity = resolve_backbone(backbone).identity
+        backbone = None  # loaded (TensorFlow and all) only if some clip misses the cache
+    else:
+        identity = backbone.identity
     paths = [Path(getattr(c, "path", c)) for c in clips]
     cache = EmbeddingCache(config.cache_dir) if config.use_cache else None
-    folder = cache.folder(spec.key(), backbone.identity) if cache else None
+    folder = cache.folder(spec.key(), identity) if cache else None
     if cache:
-        cache.write_manifest(folder, spec, backbone.identity)
+        cache.write_manifest(folder, spec, identity)
 
     vectors: dict[int, np.ndarray] = {}
     failures: dict[int, str] = {}
@@ -175,6 +179,8 @@ def embed_clips(
         else:
             todo.append((i, h))
     hits = len(vectors)
+    if todo and backbone is None:
+        backbone = load_backbone(handle)
 
     def render(item: tuple[int, str | None]):
         i, h = item
@@ -214,7 +220,7 @@ def embed_clips(
         bar.close()
 
     order = [i for i in range(len(paths)) if i in vectors]
-    dim = backbone.output_dim
+    dim = backbone.output_dim if backbone is not None else 0
     emb = np.stack([vectors[i] for i in order]).astype(np.float32) if order else np.zeros((0, dim), np.float32)
     return EmbedResult(
         embeddings=emb,

@@ -135,7 +135,7 @@ def _fit_predict(emb, ds, test_fold, train_cfg, classes, *, backbone=None, pictu
     y = np.array([c.class_id for c in ds.clips])
     groups = [c.group for c in ds.clips]
     if train_cfg.needs_pictures:
-        trained = train_end_to_end(pictures[tr], y[tr], len(classes), backbone_path=backbone.info.path,
+        trained = train_end_to_end(pictures[tr], y[tr], len(classes), backbone_path=backbone.path,
                                    groups=[g for g, t in zip(groups, tr) if t], config=train_cfg)
         proba = trained.predict_proba(pictures[te].astype(np.float32) / 255.0)
     else:
@@ -189,7 +189,7 @@ def evaluate(dataset, config: EvalConfig = EvalConfig(), *, out_dir: str | os.Pa
              embed_config=None, progress: bool = True) -> dict[str, Any]:
     """Leave-one-fold-out evaluation; writes ``results.json``, ``predictions.csv`` and
     ``confusion_matrix.png`` into ``out_dir`` when given. Returns the results dict."""
-    from .backbones import load_backbone
+    from .backbones import resolve_backbone
     from .data import find_leakage
     from .embed import EmbedConfig
     from .features import get_variant
@@ -205,14 +205,14 @@ def evaluate(dataset, config: EvalConfig = EvalConfig(), *, out_dir: str | os.Pa
         if f not in ds.folds:
             raise DatasetError(f"fold {f} has no clips in dataset {ds.name!r} at {ds.root}; folds: {list(ds.folds)}")
     leaks = find_leakage(ds.clips)
-    backbone = load_backbone(config.backbone)
+    backbone = resolve_backbone(config.backbone)  # loaded by embed_clips only when the cache misses
     ecfg = embed_config or EmbedConfig(progress=progress)
     emb = pictures = None
     t_embed = time.perf_counter()
     if train_cfg.needs_pictures:
         pictures = _pictures(ds, spec, progress)
     else:
-        emb = _embed_dataset(ds, spec, backbone, ecfg).embeddings
+        emb = _embed_dataset(ds, spec, config.backbone, ecfg).embeddings
     t_embed = time.perf_counter() - t_embed
 
     classes = list(ds.classes)
@@ -272,7 +272,7 @@ def train_fold(dataset, *, test_fold: int, config: EvalConfig = EvalConfig(), ou
     ``metrics.json``, ``predictions.csv``, ``confusion_matrix.png``, ``history.json`` and
     (``export=True``) the exported model under ``out_dir/model``. ``metrics.json`` is
     written last: its presence marks a complete run."""
-    from .backbones import load_backbone
+    from .backbones import resolve_backbone
     from .embed import EmbedConfig
     from .features import get_variant
     from .train import TrainConfig, export_model
@@ -286,12 +286,12 @@ def train_fold(dataset, *, test_fold: int, config: EvalConfig = EvalConfig(), ou
     if test_fold not in ds.folds:
         raise DatasetError(f"fold {test_fold} has no clips in dataset {ds.name!r} at {ds.root}; "
                            f"folds: {list(ds.folds)}")
-    backbone = load_backbone(config.backbone)
+    backbone = resolve_backbone(config.backbone)  # loaded by embed_clips only when the cache misses
     emb = pictures = None
     if train_cfg.needs_pictures:
         pictures = _pictures(ds, spec, progress)
     else:
-        emb = _embed_dataset(ds, spec, backbone, embed_config or EmbedConfig(progress=progress)).embeddings
+        emb = _embed_dataset(ds, spec, config.backbone, embed_config or EmbedConfig(progress=progress)).embeddings
     classes = list(ds.classes)
     trained, te, proba = _fit_predict(emb, ds, test_fold, train_cfg, classes, backbone=backbone, pictures=pictures)
     yt = [c.class_id for c, t in zip(ds.clips, te) if t]
@@ -301,7 +301,7 @@ def train_fold(dataset, *, test_fold: int, config: EvalConfig = EvalConfig(), ou
                    title=f"{spec.name}, test fold {test_fold}: accuracy {metrics['accuracy']:.3f}")
     write_json_atomic(out / "history.json", trained.history)
     if export:
-        export_model(out / "model", trained, backbone_path=backbone.info.path, backbone_identity=backbone.identity,
+        export_model(out / "model", trained, backbone_path=backbone.path, backbone_identity=backbone.identity,
                      spec=spec, labels=classes, metadata={"test_fold": test_fold, "protocol": protocol})
     result = {
         "variant": spec.name,
