@@ -396,7 +396,7 @@ def test_dask_cluster_matches_local(project, reference, tmp_path, monkeypatch):
 
     monkeypatch.setenv("SOUNDLIB_CACHE_DIR", str(tmp_path / "cache"))  # embeddings are filled on the cluster
     out = project / "out_dask"
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
                       silence_logs=logging.ERROR) as cluster:
         res = sweep.run(project / "sweep.yaml", out_dir=out, scheduler=cluster.scheduler_address, progress=False)
         assert res.ok, res.summary()
