@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-__all__ = ["atomic_path", "write_bytes_atomic", "write_text_atomic", "write_json_atomic"]
+__all__ = ["atomic_path", "write_bytes_atomic", "write_text_atomic", "write_json_atomic", "write_csv_atomic"]
 
 
 @contextlib.contextmanager
@@ -51,6 +51,20 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
     return write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=_jsonable) + "\n")
+
+
+def write_csv_atomic(path: str | os.PathLike, rows: list[dict], *, fieldnames: list[str] | None = None) -> Path:
+    """Write dict rows as CSV (header from ``fieldnames`` or the first row's keys), atomically."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    fields = fieldnames or (list(rows[0]) if rows else None)
+    if fields:
+        w = csv.DictWriter(buf, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
+    return write_text_atomic(path, buf.getvalue())
 
 
 def _jsonable(obj: Any) -> Any:

@@ -238,8 +238,6 @@ def _cmd_embed(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    import csv
-
     from .infer import predict
 
     rows, failures = predict(args.model_dir, args.inputs, top_k=args.top_k)
@@ -250,12 +248,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             print(current)
         print(f"  {row['rank']}. {row['label']:<24} {row['probability']:.3f}")
     if args.csv:
-        from ._io import atomic_path
+        from ._io import write_csv_atomic
 
-        with atomic_path(args.csv) as tmp, open(tmp, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=["input", "rank", "label", "probability"])
-            w.writeheader()
-            w.writerows(rows)
+        write_csv_atomic(args.csv, rows, fieldnames=["input", "rank", "label", "probability"])
         print(f"wrote {args.csv}")
     for path, msg in failures:
         print(f"error: {msg}", file=sys.stderr)

@@ -19,13 +19,13 @@ import dataclasses
 import hashlib
 import os
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable
 
 import numpy as np
 
 from .errors import SoundlibError
 
-__all__ = ["EmbedConfig", "EmbeddingCache", "EmbedResult", "audio_hash", "embed_clips", "embed_pictures"]
+__all__ = ["EmbedConfig", "EmbeddingCache", "EmbedResult", "audio_hash", "embed_clips"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,11 +119,6 @@ class EmbedResult:
     failures: list[tuple[Path, str]]
     hits: int = 0
     computed: int = 0
-
-
-def embed_pictures(pictures: np.ndarray, backbone: Any, *, batch_size: int = 32) -> np.ndarray:
-    """Embed a (N, H, W, 3) uint8 batch with a loaded backbone (no cache)."""
-    return backbone(pictures, batch_size=batch_size)
 
 
 def embed_clips(

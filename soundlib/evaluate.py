@@ -12,7 +12,6 @@ reported beside the real protocol to show how much leakage inflates accuracy.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import io
 import os
@@ -155,6 +154,16 @@ def _embed_dataset(ds, spec, backbone, embed_config):
     return res
 
 
+def _inputs(ds, spec, train_cfg, backbone: str, embed_config, progress: bool):
+    """``(embeddings, pictures)``: pictures when training must see them (fine-tuning or
+    distortions bypass the cache, like retrain.py), cached embeddings otherwise."""
+    from .embed import EmbedConfig
+
+    if train_cfg.needs_pictures:
+        return None, _pictures(ds, spec, progress)
+    return _embed_dataset(ds, spec, backbone, embed_config or EmbedConfig(progress=progress)).embeddings, None
+
+
 def _pictures(ds, spec, progress: bool) -> np.ndarray:
     from .features import featurize
 
@@ -174,27 +183,15 @@ def _predictions_rows(ds, idx, proba, classes):
     return rows
 
 
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    from ._io import write_text_atomic
-
-    buf = io.StringIO()
-    if rows:
-        w = csv.DictWriter(buf, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    write_text_atomic(path, buf.getvalue())
-
-
 def evaluate(dataset, config: EvalConfig = EvalConfig(), *, out_dir: str | os.PathLike | None = None,
              embed_config=None, progress: bool = True) -> dict[str, Any]:
     """Leave-one-fold-out evaluation; writes ``results.json``, ``predictions.csv`` and
     ``confusion_matrix.png`` into ``out_dir`` when given. Returns the results dict."""
     from .backbones import resolve_backbone
     from .data import find_leakage
-    from .embed import EmbedConfig
     from .features import get_variant
     from .train import TrainConfig
-    from ._io import write_json_atomic
+    from ._io import write_csv_atomic, write_json_atomic
 
     t0 = time.perf_counter()
     train_cfg = config.train or TrainConfig(seed=config.seed)
@@ -206,13 +203,8 @@ def evaluate(dataset, config: EvalConfig = EvalConfig(), *, out_dir: str | os.Pa
             raise DatasetError(f"fold {f} has no clips in dataset {ds.name!r} at {ds.root}; folds: {list(ds.folds)}")
     leaks = find_leakage(ds.clips)
     backbone = resolve_backbone(config.backbone)  # loaded by embed_clips only when the cache misses
-    ecfg = embed_config or EmbedConfig(progress=progress)
-    emb = pictures = None
     t_embed = time.perf_counter()
-    if train_cfg.needs_pictures:
-        pictures = _pictures(ds, spec, progress)
-    else:
-        emb = _embed_dataset(ds, spec, config.backbone, ecfg).embeddings
+    emb, pictures = _inputs(ds, spec, train_cfg, config.backbone, embed_config, progress)
     t_embed = time.perf_counter() - t_embed
 
     classes = list(ds.classes)
@@ -251,7 +243,7 @@ def evaluate(dataset, config: EvalConfig = EvalConfig(), *, out_dir: str | os.Pa
     }
     if out_dir is not None:
         out = Path(out_dir)
-        _write_csv(out / "predictions.csv", rows)
+        write_csv_atomic(out / "predictions.csv", rows)
         plot_confusion(pooled["confusion_matrix"], classes, out / "confusion_matrix.png",
                        title=f"{spec.name} / {protocol}: accuracy {results['accuracy_mean']:.3f}")
         write_json_atomic(out / "results.json", results)
@@ -273,10 +265,9 @@ def train_fold(dataset, *, test_fold: int, config: EvalConfig = EvalConfig(), ou
     (``export=True``) the exported model under ``out_dir/model``. ``metrics.json`` is
     written last: its presence marks a complete run."""
     from .backbones import resolve_backbone
-    from .embed import EmbedConfig
     from .features import get_variant
     from .train import TrainConfig, export_model
-    from ._io import write_json_atomic
+    from ._io import write_csv_atomic, write_json_atomic
 
     t0 = time.perf_counter()
     out = Path(out_dir)
@@ -287,16 +278,12 @@ def train_fold(dataset, *, test_fold: int, config: EvalConfig = EvalConfig(), ou
         raise DatasetError(f"fold {test_fold} has no clips in dataset {ds.name!r} at {ds.root}; "
                            f"folds: {list(ds.folds)}")
     backbone = resolve_backbone(config.backbone)  # loaded by embed_clips only when the cache misses
-    emb = pictures = None
-    if train_cfg.needs_pictures:
-        pictures = _pictures(ds, spec, progress)
-    else:
-        emb = _embed_dataset(ds, spec, config.backbone, embed_config or EmbedConfig(progress=progress)).embeddings
+    emb, pictures = _inputs(ds, spec, train_cfg, config.backbone, embed_config, progress)
     classes = list(ds.classes)
     trained, te, proba = _fit_predict(emb, ds, test_fold, train_cfg, classes, backbone=backbone, pictures=pictures)
     yt = [c.class_id for c, t in zip(ds.clips, te) if t]
     metrics = compute_metrics(yt, proba.argmax(axis=1).tolist(), classes)
-    _write_csv(out / "predictions.csv", _predictions_rows(ds, te, proba, classes))
+    write_csv_atomic(out / "predictions.csv", _predictions_rows(ds, te, proba, classes))
     plot_confusion(metrics["confusion_matrix"], classes, out / "confusion_matrix.png",
                    title=f"{spec.name}, test fold {test_fold}: accuracy {metrics['accuracy']:.3f}")
     write_json_atomic(out / "history.json", trained.history)

@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .errors import AudioError, ConfigError, FeatureError, SoundlibError
+from .errors import ConfigError, FeatureError, SoundlibError
 from .merge import MergeSpec, merge_channels, stack_panels
 
 __all__ = [

@@ -64,3 +64,16 @@ def small_spec(name: str = "mel"):
     from soundlib.features import get_variant
 
     return get_variant(name).replace(height=32, width=32)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """A fresh soundlib cache for one test module (SOUNDLIB_CACHE_DIR), restored afterwards."""
+    old = os.environ.get("SOUNDLIB_CACHE_DIR")
+    path = tmp_path_factory.mktemp("cache")
+    os.environ["SOUNDLIB_CACHE_DIR"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("SOUNDLIB_CACHE_DIR", None)
+    else:
+        os.environ["SOUNDLIB_CACHE_DIR"] = old

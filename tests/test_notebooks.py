@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -51,18 +50,6 @@ def test_sweep_passes_only_known_parameters():
 
 # ---------------------------------------------------------------------------
 # Helpers, in process (fast)
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    old = os.environ.get("SOUNDLIB_CACHE_DIR")
-    path = tmp_path_factory.mktemp("cache")
-    os.environ["SOUNDLIB_CACHE_DIR"] = str(path)
-    yield path
-    if old is None:
-        os.environ.pop("SOUNDLIB_CACHE_DIR", None)
-    else:
-        os.environ["SOUNDLIB_CACHE_DIR"] = old
-
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:

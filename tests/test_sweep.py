@@ -8,7 +8,6 @@ artefact goes to a temporary ``SOUNDLIB_CACHE_DIR``.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -179,19 +178,6 @@ def test_collect_results_empty(tmp_path):
 
 # ---------------------------------------------------------------------------
 # End to end with the stand-in backbone
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    """A temporary soundlib cache for the whole module (never ~/.cache)."""
-    old = os.environ.get("SOUNDLIB_CACHE_DIR")
-    path = tmp_path_factory.mktemp("cache")
-    os.environ["SOUNDLIB_CACHE_DIR"] = str(path)
-    yield path
-    if old is None:
-        os.environ.pop("SOUNDLIB_CACHE_DIR", None)
-    else:
-        os.environ["SOUNDLIB_CACHE_DIR"] = old
-
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, cache) -> Path:
