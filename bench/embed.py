@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> dict:
     from soundlib.data import load_dataset
     from soundlib.embed import EmbedConfig, embed_clips
     from soundlib.evaluate import EvalConfig, evaluate
-    from soundlib.features import featurize, get_variant
+    from soundlib.featurize import featurize
+    from soundlib.variants import get_variant
     from soundlib.synth import SynthConfig, generate_corpus
 
     bs = args.batch_size
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> dict:
 
         # 10-fold evaluation from a cold cache (embeds every clip once, then 10 heads)
         t0 = time.perf_counter()
-        r = evaluate(ds, EvalConfig(variant="mel"), progress=False,
+        r = evaluate(ds, EvalConfig(), progress=False,
                      embed_config=EmbedConfig(batch_size=bs, cache_dir=tmp / "c2", progress=False))
         t_eval = time.perf_counter() - t0
 

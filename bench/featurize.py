@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> dict:
     from PIL import Image
 
     from soundlib.data import load_dataset
-    from soundlib.features import featurize_clip, get_variant, write_png
+    from soundlib.featurize import featurize_clip, write_png
+    from soundlib.variants import get_variant
     from soundlib.synth import SynthConfig, generate_corpus
 
     with tempfile.TemporaryDirectory() as tmp:

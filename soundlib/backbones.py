@@ -38,6 +38,8 @@ __all__ = [
     "Backbone",
     "cache_dir",
     "resolve_backbone",
+    "is_ready",
+    "open_backbone",
     "load_backbone",
     "save_tiny_backbone",
 ]
@@ -184,6 +186,7 @@ class Backbone:
 
     @property
     def identity(self) -> str:
+        """The exact weights (part of every embedding cache key)."""
         return self.info.identity
 
     def _fn(self, batch: int, h: int, w: int):
@@ -228,12 +231,25 @@ class Backbone:
         return np.concatenate(out).astype(np.float32) if out else np.zeros((0, self.output_dim), np.float32)
 
 
+def is_ready(handle: str | os.PathLike) -> bool:
+    """True when ``handle`` resolves without exporting or downloading anything
+    (a local SavedModel folder, or an embedded backbone already exported)."""
+    raw = str(handle)
+    if raw in EMBEDDED_BACKBONES:
+        return (_embedded_dir(raw) / "saved_model.pb").is_file()
+    return Path(raw).expanduser().is_dir()
+
+
 _LOADED: dict[str, Backbone] = {}
 
 
 def load_backbone(handle: str | os.PathLike = DEFAULT_BACKBONE) -> Backbone:
     """Resolve and load a backbone (cached per process). See the module docstring for handles."""
-    info = resolve_backbone(handle)
+    return open_backbone(resolve_backbone(handle))
+
+
+def open_backbone(info: BackboneInfo) -> Backbone:
+    """Load a resolved backbone with TensorFlow (cached per process by identity)."""
     if info.identity in _LOADED:
         return _LOADED[info.identity]
     import tensorflow_hub as hub
@@ -269,7 +285,7 @@ def save_tiny_backbone(path: str | os.PathLike, *, input_size: int = 32, dim: in
     import tensorflow as tf
     import tf_keras
 
-    from ._io import atomic_path
+    from .atomic import atomic_path
 
     path = Path(path)
     if (path / "saved_model.pb").is_file():

@@ -1,7 +1,11 @@
 """The ``soundlib`` command line: parses flags, calls the library, prints results.
 
-The library never reads ``argv``; every command maps to one library call with a
-configuration object. TensorFlow is imported only by the commands that need it.
+The library never reads ``argv``. Every flag's default comes from the
+configuration dataclass it fills (``TrainConfig()``, ``EmbedConfig()``,
+``EvalConfig()``, ``SynthConfig()``), and each command converts its flags to
+that object once (:func:`train_config_from_args` and friends), where names are
+resolved and values checked. TensorFlow is imported only by the commands that
+need it.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from typing import Callable, Sequence
 
 from .errors import SoundlibError
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "train_config_from_args", "eval_config_from_args", "embed_config_from_args"]
 
 EPILOG = """\
 examples:
@@ -23,15 +27,61 @@ examples:
   soundlib gallery data/synth/audio/fold1/X.wav gallery/
   soundlib evaluate data/synth --variant mel --out runs/mel
   soundlib train data/synth --variant mel --test-fold 1 --out models/mel-f1
-  soundlib predict models/mel-f1 some.wav --top-k 5
+  soundlib predict models/mel-f1/model some.wav --top-k 5
   soundlib sweep params/demo.yaml --jobs 2 --out runs/demo
 """
 
 
+# ---------------------------------------------------------------------------
+# Flags -> configuration objects (the edge: names resolved, values checked once)
+
+def train_config_from_args(args: argparse.Namespace):
+    """The :class:`~soundlib.train.TrainConfig` the training flags describe."""
+    from .train import TrainConfig
+
+    return TrainConfig.from_dict({
+        "learning_rate": args.learning_rate, "epochs": args.epochs, "steps": args.steps,
+        "batch_size": args.train_batch_size, "validation_batch_size": args.validation_batch_size,
+        "validation_split": args.validation_split, "dropout": args.dropout,
+        "label_smoothing": args.label_smoothing, "l2": args.l2, "seed": args.seed, "fine_tune": args.fine_tune,
+        "distortions": {
+            "flip_left_right": args.flip_left_right, "random_crop": args.random_crop / 100,
+            "random_scale": args.random_scale / 100, "random_brightness": args.random_brightness / 100,
+            "time_shift": args.time_shift, "time_mask": args.time_mask, "freq_mask": args.freq_mask},
+        "summaries_dir": str(args.summaries_dir) if args.summaries_dir else None,
+    }, where="command line")
+
+
+def eval_config_from_args(args: argparse.Namespace, **fields):
+    """The :class:`~soundlib.evaluate.EvalConfig` of ``evaluate`` / ``train`` (plus ``fields``)."""
+    from .config import from_mapping
+    from .evaluate import EvalConfig
+    from .variants import resolve_variant
+
+    return from_mapping(EvalConfig, {"spec": resolve_variant(args.variant, where="--variant"),
+                                     "backbone": args.backbone, "train": train_config_from_args(args),
+                                     "seed": args.seed, "k_folds": args.k_folds, **fields}, where="command line")
+
+
+def embed_config_from_args(args: argparse.Namespace):
+    """The :class:`~soundlib.embed.EmbedConfig` of the embedding flags."""
+    from .config import from_mapping
+    from .embed import EmbedConfig
+
+    return from_mapping(EmbedConfig, {"batch_size": args.batch_size, "progress": not args.quiet,
+                                      "cache_dir": args.cache_dir, "use_cache": not args.no_cache},
+                        where="command line")
+
+
+# ---------------------------------------------------------------------------
+# Commands
+
 def _cmd_synth(args: argparse.Namespace) -> int:
+    from .config import from_mapping
     from .synth import SynthConfig, generate_corpus
 
-    cfg = SynthConfig(clips_per_class=args.clips_per_class, seed=args.seed, duration=args.duration)
+    cfg = from_mapping(SynthConfig, {"clips_per_class": args.clips_per_class, "seed": args.seed,
+                                     "duration": args.duration}, where="command line")
     out = generate_corpus(args.out_dir, cfg, progress=not args.quiet)
     print(f"synthetic corpus ({10 * cfg.clips_per_class} clips, seed {cfg.seed}) in {out}")
     return 0
@@ -40,8 +90,11 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 def _cmd_variants(args: argparse.Namespace) -> int:
     import json
 
-    from .features import VARIANTS
+    from .variants import VARIANTS, variants_yaml
 
+    if args.yaml:
+        sys.stdout.write(variants_yaml())
+        return 0
     if args.json:
         print(json.dumps({name: spec.to_dict() for name, spec in VARIANTS.items()}, indent=2))
         return 0
@@ -69,10 +122,11 @@ def _featurize_inputs(path: Path):
 
 
 def _cmd_featurize(args: argparse.Namespace) -> int:
-    from .features import featurize, get_variant
+    from .featurize import featurize
+    from .variants import resolve_variant
 
+    spec = resolve_variant(args.variant, where="--variant")
     clips, root = _featurize_inputs(Path(args.dataset))
-    spec = get_variant(args.variant)
     report = featurize(clips, spec, out_dir=args.out, root=root, jobs=args.jobs, progress=not args.quiet)
     print(
         f"featurize {spec.name}: {len(report.written)} written, {len(report.skipped)} already there, "
@@ -85,7 +139,7 @@ def _cmd_featurize(args: argparse.Namespace) -> int:
 
 
 def _cmd_gallery(args: argparse.Namespace) -> int:
-    from .features import write_gallery
+    from .featurize import write_gallery
 
     for path in write_gallery(args.clip, args.out_dir):
         print(path)
@@ -93,103 +147,11 @@ def _cmd_gallery(args: argparse.Namespace) -> int:
 
 
 def _cmd_download(args: argparse.Namespace) -> int:
-    from .data import download
+    from .download import download
 
     home = download(args.dataset, args.data_home, validate=not args.no_validate)
     print(f"{args.dataset} ready in {home}")
     return 0
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="soundlib",
-        description="Classify sounds by transfer learning: render audio as pictures, embed them with a "
-        "pretrained image model, train a small head, evaluate fold by fold.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--version", action="version", version=f"soundlib {_version()}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    def add(name: str, func: Callable[[argparse.Namespace], int], help: str, description: str | None = None):
-        p = sub.add_parser(name, help=help, description=description or help,
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-        p.set_defaults(func=func)
-        return p
-
-    p = add("synth", _cmd_synth, "write the embedded synthetic corpus (UrbanSound8K layout)",
-            "Write a deterministic synthetic corpus: ten UrbanSound8K classes, each from its own procedural "
-            "sound model, recordings cut into slices and assigned to 10 folds. Same seed, same bytes.")
-    p.add_argument("out_dir", type=Path, help="folder to write audio/foldN/*.wav and metadata/UrbanSound8K.csv into")
-    p.add_argument("--clips-per-class", type=_positive_int, default=40, help="slices per class")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
-    p.add_argument("--duration", type=float, default=4.0, help="slice length in seconds (at most 10)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-
-    p = add("variants", _cmd_variants, "list the feature variants and their parameters")
-    p.add_argument("--json", action="store_true", help="print the full specs as JSON")
-
-    p = add("featurize", _cmd_featurize, "render every clip of a dataset as a PNG picture",
-            "Render every clip as a picture of one feature variant and write one PNG per clip under --out "
-            "(atomic writes; pictures already there are kept). Bad files are reported at the end and the "
-            "command exits 1; the good ones are still written.")
-    p.add_argument("dataset", type=Path, help="dataset folder (UrbanSound8K, ESC-50, folder per class, "
-                   "or a plain folder of audio files) or a metadata/manifest CSV")
-    p.add_argument("--variant", default="mel", help="feature variant name (see `soundlib variants`)")
-    p.add_argument("--out", type=Path, required=True, help="output folder for the PNG files")
-    p.add_argument("--jobs", type=_positive_int, default=1, help="worker processes")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-
-    p = add("gallery", _cmd_gallery, "write the six example pictures of one clip",
-            "Write spectrogram.png, gray_scale_spectrogram.png, non_log_spectrogram.png, wave_form.png, "
-            "spectrogram_and_wave_form_merged.png and spectrogram_and_wave_form_stacked.png for one clip.")
-    p.add_argument("clip", type=Path, help="an audio file")
-    p.add_argument("out_dir", type=Path, help="folder for the six PNG files")
-
-    p = add("download", _cmd_download, "download UrbanSound8K or ESC-50 with soundata (needs internet)")
-    p.add_argument("dataset", choices=["urbansound8k", "esc50"], help="which dataset")
-    p.add_argument("--data-home", type=Path, required=True, help="folder to download into")
-    p.add_argument("--no-validate", action="store_true", help="skip checksum validation")
-
-    _add_learning_commands(add)
-    return parser
-
-
-def _train_config(args: argparse.Namespace):
-    from .train import Distortions, TrainConfig
-
-    return TrainConfig(
-        learning_rate=args.learning_rate, epochs=args.epochs, steps=args.steps, batch_size=args.train_batch_size,
-        validation_batch_size=args.validation_batch_size, validation_split=args.validation_split,
-        dropout=args.dropout, label_smoothing=args.label_smoothing, l2=args.l2, seed=args.seed,
-        fine_tune=args.fine_tune,
-        distortions=Distortions(
-            flip_left_right=args.flip_left_right, random_crop=args.random_crop / 100, random_scale=args.random_scale / 100,
-            random_brightness=args.random_brightness / 100, time_shift=args.time_shift, time_mask=args.time_mask,
-            freq_mask=args.freq_mask),
-        summaries_dir=str(args.summaries_dir) if args.summaries_dir else None,
-    )
-
-
-def _eval_config(args: argparse.Namespace, **kw):
-    from .evaluate import EvalConfig
-
-    return EvalConfig(variant=args.variant, backbone=args.backbone, train=_train_config(args), seed=args.seed,
-                      k_folds=args.k_folds, **kw)
-
-
-def _embed_config(args: argparse.Namespace):
-    from .embed import EmbedConfig
-
-    return EmbedConfig(batch_size=args.batch_size, progress=not args.quiet,
-                       cache_dir=args.cache_dir, use_cache=not args.no_cache)
 
 
 def _load(args: argparse.Namespace):
@@ -201,9 +163,10 @@ def _load(args: argparse.Namespace):
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate, format_summary
 
-    results = evaluate(_load(args), _eval_config(args, leaky_split=args.leaky_split,
-                                                 folds=tuple(args.folds) if args.folds else None),
-                       out_dir=args.out, embed_config=_embed_config(args), progress=not args.quiet)
+    config = eval_config_from_args(args, leaky_split=args.leaky_split,
+                                   folds=tuple(args.folds) if args.folds else None)
+    results = evaluate(_load(args), config, out_dir=args.out, embed_config=embed_config_from_args(args),
+                       progress=not args.quiet)
     if results["cross_fold_groups"]:
         print(f"note: {len(results['cross_fold_groups'])} recording group(s) appear in more than one of the "
               f"dataset's folds: {', '.join(list(results['cross_fold_groups'])[:5])} (see results.json)")
@@ -215,32 +178,33 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .evaluate import train_fold
+    from .evaluate import format_run, train_fold
 
-    m = train_fold(_load(args), test_fold=args.test_fold, config=_eval_config(args), out_dir=args.out,
-                   embed_config=_embed_config(args), progress=not args.quiet)
+    m = train_fold(_load(args), test_fold=args.test_fold, config=eval_config_from_args(args), out_dir=args.out,
+                   embed_config=embed_config_from_args(args), progress=not args.quiet)
     print(f"model: {args.out / 'model'}  (labels.txt, feature_spec.json, saved_model/)")
-    print(f"{m['variant']}, test fold {m['test_fold']}: accuracy {m['accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f} "
-          f"on {m['n']} clips (trained on {m['train_clips']})")
+    print(format_run(m))
     return 0
 
 
 def _cmd_embed(args: argparse.Namespace) -> int:
+    from .backbones import resolve_backbone
     from .embed import embed_clips
-    from .features import get_variant
+    from .variants import resolve_variant
 
     ds = _load(args)
-    res = embed_clips(ds.clips, get_variant(args.variant), args.backbone, config=_embed_config(args))
-    print(f"embed {args.variant}: {res.hits} from cache, {res.computed} computed, {len(res.failures)} failed")
+    spec = resolve_variant(args.variant, where="--variant")
+    res = embed_clips(ds.clips, spec, resolve_backbone(args.backbone), config=embed_config_from_args(args))
+    print(f"embed {spec.name}: {res.hits} from cache, {res.computed} computed, {len(res.failures)} failed")
     for _, msg in res.failures:
         print(f"  {msg}", file=sys.stderr)
     return 1 if res.failures else 0
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from .infer import predict
+    from .infer import load_model, predict
 
-    rows, failures = predict(args.model_dir, args.inputs, top_k=args.top_k)
+    rows, failures = predict(load_model(args.model_dir), args.inputs, top_k=args.top_k)
     current = None
     for row in rows:
         if row["input"] != current:
@@ -248,7 +212,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             print(current)
         print(f"  {row['rank']}. {row['label']:<24} {row['probability']:.3f}")
     if args.csv:
-        from ._io import write_csv_atomic
+        from .atomic import write_csv_atomic
 
         write_csv_atomic(args.csv, rows, fieldnames=["input", "rank", "label", "probability"])
         print(f"wrote {args.csv}")
@@ -269,44 +233,130 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+# ---------------------------------------------------------------------------
+# The parser (every default from a configuration object)
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``soundlib`` argument parser (building it imports no TensorFlow)."""
+    from .synth import SynthConfig
+
+    parser = argparse.ArgumentParser(
+        prog="soundlib",
+        description="Classify sounds by transfer learning: render audio as pictures, embed them with a "
+        "pretrained image model, train a small head, evaluate fold by fold.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"soundlib {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name: str, func: Callable[[argparse.Namespace], int], help: str, description: str | None = None):
+        p = sub.add_parser(name, help=help, description=description or help,
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        p.set_defaults(func=func)
+        return p
+
+    synth = SynthConfig()
+    p = add("synth", _cmd_synth, "write the embedded synthetic corpus (UrbanSound8K layout)",
+            "Write a deterministic synthetic corpus: ten UrbanSound8K classes, each from its own procedural "
+            "sound model, recordings cut into slices and assigned to 10 folds. Same seed, same bytes.")
+    p.add_argument("out_dir", type=Path, help="folder to write audio/foldN/*.wav and metadata/UrbanSound8K.csv into")
+    p.add_argument("--clips-per-class", type=_positive_int, default=synth.clips_per_class, help="slices per class")
+    p.add_argument("--seed", type=int, default=synth.seed, help="random seed")
+    p.add_argument("--duration", type=float, default=synth.duration, help="slice length in seconds (at most 10)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = add("variants", _cmd_variants, "list the feature variants and their parameters")
+    p.add_argument("--json", action="store_true", help="print the full specs as JSON")
+    p.add_argument("--yaml", action="store_true",
+                   help="print params/variants.yaml (generated from the registry: "
+                        "`soundlib variants --yaml > params/variants.yaml`)")
+
+    p = add("featurize", _cmd_featurize, "render every clip of a dataset as a PNG picture",
+            "Render every clip as a picture of one feature variant and write one PNG per clip under --out "
+            "(atomic writes; pictures already there are kept). Bad files are reported at the end and the "
+            "command exits 1; the good ones are still written.")
+    p.add_argument("dataset", type=Path, help="dataset folder (UrbanSound8K, ESC-50, folder per class, "
+                   "or a plain folder of audio files) or a metadata/manifest CSV")
+    _add_variant(p)
+    p.add_argument("--out", type=Path, required=True, help="output folder for the PNG files")
+    p.add_argument("--jobs", type=_positive_int, default=1, help="worker processes")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = add("gallery", _cmd_gallery, "write the six example pictures of one clip",
+            "Write spectrogram.png, gray_scale_spectrogram.png, non_log_spectrogram.png, wave_form.png, "
+            "spectrogram_and_wave_form_merged.png and spectrogram_and_wave_form_stacked.png for one clip.")
+    p.add_argument("clip", type=Path, help="an audio file")
+    p.add_argument("out_dir", type=Path, help="folder for the six PNG files")
+
+    p = add("download", _cmd_download, "download UrbanSound8K or ESC-50 with soundata (needs internet)")
+    p.add_argument("dataset", choices=["urbansound8k", "esc50"], help="which dataset")
+    p.add_argument("--data-home", type=Path, required=True, help="folder to download into")
+    p.add_argument("--no-validate", action="store_true", help="skip checksum validation")
+
+    _add_learning_commands(add)
+    return parser
+
+
+def _add_variant(p: argparse.ArgumentParser) -> None:
+    from .evaluate import EvalConfig
+
+    p.add_argument("--variant", default=EvalConfig().spec.name, help="feature variant (see `soundlib variants`)")
+
+
 def _add_common_learning(p: argparse.ArgumentParser, *, training: bool = True) -> None:
+    from .embed import EmbedConfig
+    from .evaluate import EvalConfig
+    from .train import TrainConfig
+
+    e, t, ev = EmbedConfig(), TrainConfig(), EvalConfig()
     p.add_argument("dataset", type=Path, help="dataset folder or metadata/manifest CSV (see `soundlib featurize -h`)")
-    p.add_argument("--variant", default="mel", help="feature variant (see `soundlib variants`)")
-    p.add_argument("--backbone", default="efficientnet_lite0",
+    _add_variant(p)
+    p.add_argument("--backbone", default=ev.backbone,
                    help="embedded backbone name, TF Hub/Kaggle handle or alias (mobilenet_v2, inception_v3), "
                         "or a local SavedModel directory")
     g = p.add_argument_group("embedding")
-    g.add_argument("--batch-size", type=int, default=32, help="pictures per backbone call")
-    g.add_argument("--cache-dir", type=Path, default=None,
+    g.add_argument("--batch-size", type=int, default=e.batch_size, help="pictures per backbone call")
+    g.add_argument("--cache-dir", type=Path, default=e.cache_dir,
                    help="embedding cache (default: $SOUNDLIB_CACHE_DIR/embeddings or ~/.cache/soundlib/embeddings)")
     g.add_argument("--no-cache", action="store_true", help="do not read or write the embedding cache")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     if not training:
         return
     g = p.add_argument_group("head training (retrain.py-style)")
-    g.add_argument("--learning-rate", type=float, default=0.001)
-    g.add_argument("--epochs", type=int, default=60, help="passes over the training clips")
-    g.add_argument("--steps", type=int, default=None, help="total optimizer steps (overrides --epochs)")
-    g.add_argument("--train-batch-size", type=int, default=32)
-    g.add_argument("--validation-batch-size", type=int, default=256)
-    g.add_argument("--validation-split", type=float, default=0.1,
+    g.add_argument("--learning-rate", type=float, default=t.learning_rate)
+    g.add_argument("--epochs", type=int, default=t.epochs, help="passes over the training clips")
+    g.add_argument("--steps", type=int, default=t.steps, help="total optimizer steps (overrides --epochs)")
+    g.add_argument("--train-batch-size", type=int, default=t.batch_size)
+    g.add_argument("--validation-batch-size", type=int, default=t.validation_batch_size)
+    g.add_argument("--validation-split", type=float, default=t.validation_split,
                    help="share of training *recordings* held out for validation (never split by file name hash)")
-    g.add_argument("--dropout", type=float, default=0.2)
-    g.add_argument("--label-smoothing", type=float, default=0.1)
-    g.add_argument("--l2", type=float, default=1e-4, help="L2 penalty on the head's weights")
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--k-folds", type=int, default=5, help="folds to assign (grouped by recording) when the "
+    g.add_argument("--dropout", type=float, default=t.dropout)
+    g.add_argument("--label-smoothing", type=float, default=t.label_smoothing)
+    g.add_argument("--l2", type=float, default=t.l2, help="L2 penalty on the head's weights")
+    g.add_argument("--seed", type=int, default=t.seed)
+    g.add_argument("--k-folds", type=int, default=ev.k_folds, help="folds to assign (grouped by recording) when the "
                    "dataset has none")
-    g.add_argument("--summaries-dir", type=Path, default=None, help="write TensorBoard summaries here")
-    g.add_argument("--fine-tune", action="store_true", help="train the backbone too (slow; bypasses the cache)")
+    g.add_argument("--summaries-dir", type=Path, default=t.summaries_dir, help="write TensorBoard summaries here")
+    g.add_argument("--fine-tune", action="store_true", default=t.fine_tune,
+                   help="train the backbone too (slow; bypasses the cache)")
+    d = t.distortions
     g = p.add_argument_group("distortions (bypass the embedding cache, like retrain.py)")
-    g.add_argument("--flip-left-right", action="store_true")
-    g.add_argument("--random-crop", type=float, default=0.0, help="percent of the side cropped at most")
-    g.add_argument("--random-scale", type=float, default=0.0, help="percent zoom at most")
-    g.add_argument("--random-brightness", type=float, default=0.0, help="percent brightness change at most")
-    g.add_argument("--time-shift", type=float, default=0.0, help="circular time shift, fraction of the width")
-    g.add_argument("--time-mask", type=float, default=0.0, help="largest masked fraction of the width")
-    g.add_argument("--freq-mask", type=float, default=0.0, help="largest masked fraction of the height")
+    g.add_argument("--flip-left-right", action="store_true", default=d.flip_left_right)
+    g.add_argument("--random-crop", type=float, default=100 * d.random_crop, help="percent of the side cropped at most")
+    g.add_argument("--random-scale", type=float, default=100 * d.random_scale, help="percent zoom at most")
+    g.add_argument("--random-brightness", type=float, default=100 * d.random_brightness,
+                   help="percent brightness change at most")
+    g.add_argument("--time-shift", type=float, default=d.time_shift, help="circular time shift, fraction of the width")
+    g.add_argument("--time-mask", type=float, default=d.time_mask, help="largest masked fraction of the width")
+    g.add_argument("--freq-mask", type=float, default=d.freq_mask, help="largest masked fraction of the height")
 
 
 def _add_learning_commands(add) -> None:
@@ -358,6 +408,7 @@ def _version() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``soundlib`` command; returns the exit status (2 with a one-line message for bad input)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

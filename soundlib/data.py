@@ -16,7 +16,6 @@ import csv
 import dataclasses
 import os
 import re
-from collections import defaultdict
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
@@ -36,10 +35,6 @@ __all__ = [
     "load_esc50",
     "load_manifest",
     "load_folder",
-    "assign_folds",
-    "find_leakage",
-    "check_leakage",
-    "download",
 ]
 
 #: UrbanSound8K class names, indexed by ``classID``.
@@ -107,9 +102,11 @@ class Dataset:
 
     @property
     def has_folds(self) -> bool:
+        """True when every clip has a fold (and there is at least one clip)."""
         return all(c.fold is not None for c in self.clips) and bool(self.clips)
 
     def with_clips(self, clips: Iterable[Clip]) -> "Dataset":
+        """The same dataset (name, root, classes) holding ``clips``."""
         return dataclasses.replace(self, clips=tuple(clips))
 
     def split(self, test_fold: int) -> tuple["Dataset", "Dataset"]:
@@ -126,12 +123,14 @@ class Dataset:
         return self.with_clips(train), self.with_clips(test)
 
     def counts(self) -> dict[str, int]:
+        """Clips per class, every class listed."""
         out: dict[str, int] = {c: 0 for c in self.classes}
         for clip in self.clips:
             out[clip.label] += 1
         return out
 
     def subset(self, *, folds: Sequence[int] | None = None, labels: Sequence[str] | None = None) -> "Dataset":
+        """The clips in ``folds`` and/or with ``labels`` (``None``: no filter)."""
         clips = self.clips
         if folds is not None:
             clips = tuple(c for c in clips if c.fold in set(folds))
@@ -145,6 +144,8 @@ class Dataset:
 
 @dataclasses.dataclass(frozen=True)
 class US8KName:
+    """The parts of an UrbanSound8K file name ``[fsID]-[classID]-[occurrenceID]-[sliceID].wav``."""
+
     fsid: int
     class_id: int
     occurrence_id: int
@@ -152,6 +153,7 @@ class US8KName:
 
     @property
     def label(self) -> str:
+        """The class name of ``class_id``."""
         return US8K_CLASSES[self.class_id]
 
 
@@ -405,95 +407,3 @@ def load_dataset(path: str | os.PathLike, *, check_files: bool = True) -> Datase
         f"{path}: not a dataset; expected a dataset folder (UrbanSound8K, ESC-50 or one sub-folder per class) "
         "or a metadata/manifest .csv"
     )
-
-
-# ---------------------------------------------------------------------------
-# Folds
-
-def assign_folds(dataset: Dataset, k: int = 5, *, seed: int = 0, force: bool = False) -> Dataset:
-    """Return ``dataset`` with clips assigned to ``k`` folds grouped by ``group``.
-
-    A recording's clips always land in one fold. Folds are stratified by label
-    where the class sizes allow it (scikit-learn's ``StratifiedGroupKFold``).
-    Datasets that already have folds are returned unchanged unless ``force``.
-    """
-    if dataset.has_folds and not force:
-        return dataset
-    if k < 2:
-        raise DatasetError(f"k must be at least 2 folds, got {k}")
-    groups = [c.group for c in dataset.clips]
-    n_groups = len(set(groups))
-    if n_groups < k:
-        raise DatasetError(
-            f"dataset {dataset.name!r} at {dataset.root} has {n_groups} distinct recording group(s); "
-            f"cannot make {k} folds without splitting a recording"
-        )
-    import warnings
-
-    from sklearn.model_selection import StratifiedGroupKFold
-
-    labels = [c.class_id for c in dataset.clips]
-    fold_of = [0] * len(dataset.clips)
-    splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # a class smaller than k: stratify as well as possible
-        for fold, (_, test_idx) in enumerate(splitter.split(labels, labels, groups), start=1):
-            for i in test_idx:
-                fold_of[i] = fold
-    return dataset.with_clips(dataclasses.replace(c, fold=f) for c, f in zip(dataset.clips, fold_of))
-
-
-def find_leakage(clips: Iterable[Clip]) -> dict[str, tuple[int, ...]]:
-    """Map each group found in more than one fold to the folds it appears in."""
-    folds_of: dict[str, set[int]] = defaultdict(set)
-    for clip in clips:
-        if clip.fold is not None:
-            folds_of[clip.group].add(clip.fold)
-    return {g: tuple(sorted(f)) for g, f in folds_of.items() if len(f) > 1}
-
-
-def check_leakage(dataset: Dataset) -> None:
-    """Raise :class:`DatasetError` if any recording group spans more than one fold."""
-    leaks = find_leakage(dataset.clips)
-    if leaks:
-        shown = ", ".join(f"{g} in folds {list(f)}" for g, f in list(leaks.items())[:5])
-        raise DatasetError(
-            f"dataset {dataset.name!r} at {dataset.root}: {len(leaks)} recording group(s) span several folds "
-            f"(fold leakage): {shown}{' ...' if len(leaks) > 5 else ''}"
-        )
-
-
-# ---------------------------------------------------------------------------
-# Download (needs the network; real users have it)
-
-_SOUNDATA_NAMES = {"urbansound8k": "urbansound8k", "esc50": "esc50"}
-
-
-def download(name: str, data_home: str | os.PathLike, *, validate: bool = True) -> Path:
-    """Download a public dataset with ``soundata`` into ``data_home``.
-
-    Returns ``data_home``; open it with :func:`load_dataset`. Raises
-    :class:`DatasetError` with a clear message when the network cannot be reached.
-    """
-    key = name.lower().replace("-", "").replace("_", "")
-    if key not in _SOUNDATA_NAMES:
-        raise DatasetError(f"unknown dataset {name!r}; expected one of {', '.join(_SOUNDATA_NAMES)}")
-    import soundata
-
-    data_home = Path(data_home).expanduser()
-    data_home.mkdir(parents=True, exist_ok=True)
-    ds = soundata.initialize(_SOUNDATA_NAMES[key], data_home=str(data_home))
-    try:
-        ds.download()
-    except Exception as exc:  # urllib/requests raise many types when offline
-        raise DatasetError(
-            f"could not download {name} into {data_home}: {type(exc).__name__}: {exc}. "
-            "Check the network connection (downloads need internet), or place the dataset there by hand."
-        ) from None
-    if validate:
-        missing, invalid = ds.validate(verbose=False)
-        bad = sum(len(v) for v in missing.values()) + sum(len(v) for v in invalid.values()) if isinstance(
-            missing, dict) else 0
-        if bad:
-            raise DatasetError(f"{data_home}: {bad} file(s) missing or with a wrong checksum after download")
-    return data_home

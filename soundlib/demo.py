@@ -26,7 +26,9 @@ def run_demo(out: Path, *, jobs: int = 2, params: Path | None = None, progress: 
     """Run the demo into ``out``; returns paths and the :class:`~soundlib.sweep.SweepResult`."""
     from . import sweep
     from .data import load_dataset
-    from .features import featurize, write_gallery
+    from .featurize import featurize, write_gallery
+    from .synth import ensure_corpus
+    from .variants import get_variant
 
     t0 = time.perf_counter()
     out = Path(out)
@@ -34,7 +36,7 @@ def run_demo(out: Path, *, jobs: int = 2, params: Path | None = None, progress: 
     data = (out / "synth").resolve()
     if config.synth is not None:
         config = dataclasses.replace(config, dataset=data)
-        sweep.ensure_synth_corpus(data, config.synth, progress=progress)
+        ensure_corpus(data, config.synth, progress=progress)
     else:
         data = config.dataset
     ds = load_dataset(data)
@@ -43,7 +45,7 @@ def run_demo(out: Path, *, jobs: int = 2, params: Path | None = None, progress: 
     write_gallery(ds.clips[0].path, gallery)
     print(f"[demo] gallery of the six variants for {ds.clips[0].path.name} -> {gallery}")
     pictures = out / "pictures" / "mel"
-    report = featurize(ds, "mel", out_dir=pictures, jobs=jobs, progress=progress)
+    report = featurize(ds, get_variant("mel"), out_dir=pictures, jobs=jobs, progress=progress)
     print(f"[demo] featurized {len(report.written) + len(report.skipped)} clips (mel) -> {pictures}")
 
     sweep_dir = out / "sweep"
@@ -71,6 +73,7 @@ def run_demo(out: Path, *, jobs: int = 2, params: Path | None = None, progress: 
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m soundlib.demo``: run the demo; exit status 0 when every run succeeded."""
     from .errors import SoundlibError
 
     p = argparse.ArgumentParser(prog="python -m soundlib.demo", description=__doc__,

@@ -1,31 +1,26 @@
-"""Batch embedding of feature pictures with a content-addressed on-disk cache.
+"""Batch embedding of clips: featurize, run the backbone, through the embedding cache.
 
-A cached embedding is keyed by
-
-* the audio file's content hash (SHA-256 of its bytes),
-* the full feature spec (:meth:`FeatureSpec.key`, merge parameters included),
-* the backbone identity (exact weights),
-
-so changing any of them misses and nothing stale is ever returned. Entries are
-single ``.npy`` files written atomically (temp file + rename): two processes
-filling the cache at once at worst compute an entry twice and write identical
-bytes. The cache is shared by folds, runs, notebooks and sweeps: a 10-fold
-evaluation computes each clip's embedding once.
+:func:`embed_clips` renders pictures in a thread pool running ahead of the
+backbone, embeds them in fixed-size batches, and reads and writes
+:class:`~soundlib.cache.EmbeddingCache` entries. The backbone is loaded (with
+TensorFlow) only when some clip misses the cache. The cache is shared by
+folds, runs, notebooks and sweeps: a 10-fold evaluation computes each clip's
+embedding once.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import os
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 
+from .backbones import Backbone, BackboneInfo
 from .errors import SoundlibError
+from .variants import FeatureSpec
 
-__all__ = ["EmbedConfig", "EmbeddingCache", "EmbedResult", "audio_hash", "embed_clips"]
+__all__ = ["EmbedConfig", "EmbedResult", "embed_clips"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,8 +32,7 @@ class EmbedConfig:
     batch_size : int
         Pictures per backbone call.
     cache_dir : path or None
-        Embedding cache root (default: ``<soundlib cache>/embeddings``); ``None``-valued
-        ``use_cache=False`` disables the cache.
+        Embedding cache root (default: ``<soundlib cache>/embeddings``).
     use_cache : bool
         Read and write the cache.
     jobs : int
@@ -54,65 +48,21 @@ class EmbedConfig:
     progress: bool = True
 
 
-_HASHES: dict[tuple[str, int, int], str] = {}
-
-
-def audio_hash(path: str | os.PathLike) -> str:
-    """SHA-256 of a file's bytes (memoised per path, size and mtime within a process)."""
-    p = Path(path)
-    st = p.stat()
-    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _HASHES:
-        h = hashlib.sha256()
-        with open(p, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-        _HASHES[key] = h.hexdigest()
-    return _HASHES[key]
-
-
-class EmbeddingCache:
-    """``root/<backbone>/<spec>/<ab>/<audio-hash>.npy``, each written atomically."""
-
-    def __init__(self, root: str | os.PathLike | None = None):
-        from .backbones import cache_dir
-
-        self.root = Path(root) if root is not None else cache_dir() / "embeddings"
-
-    def folder(self, spec_key: str, backbone_identity: str) -> Path:
-        bb = hashlib.sha256(backbone_identity.encode()).hexdigest()[:16]
-        return self.root / bb / spec_key
-
-    def path(self, folder: Path, content_hash: str) -> Path:
-        return folder / content_hash[:2] / f"{content_hash}.npy"
-
-    def get(self, folder: Path, content_hash: str) -> np.ndarray | None:
-        p = self.path(folder, content_hash)
-        try:
-            return np.load(p, allow_pickle=False)
-        except FileNotFoundError:
-            return None
-        except (ValueError, OSError, EOFError):
-            return None  # unreadable entry: recompute and overwrite
-
-    def put(self, folder: Path, content_hash: str, vector: np.ndarray) -> None:
-        from ._io import atomic_path
-
-        with atomic_path(self.path(folder, content_hash)) as tmp:
-            with open(tmp, "wb") as fh:
-                np.save(fh, np.asarray(vector, dtype=np.float32), allow_pickle=False)
-
-    def write_manifest(self, folder: Path, spec: Any, backbone_identity: str) -> None:
-        from ._io import write_json_atomic
-
-        marker = folder / "key.json"
-        if not marker.is_file():
-            write_json_atomic(marker, {"spec": spec.to_dict(), "spec_key": spec.key(), "backbone": backbone_identity})
-
-
 @dataclasses.dataclass
 class EmbedResult:
-    """Embeddings of the clips that worked (rows follow ``paths``) and the failures."""
+    """Embeddings of the clips that worked and the failures.
+
+    Attributes
+    ----------
+    embeddings : np.ndarray, shape (n_ok, dim), float32
+        One row per clip that worked, in the order of ``paths``.
+    paths : list of Path
+        The clips that worked.
+    failures : list of (Path, str)
+        The clips that failed and why.
+    hits, computed : int
+        Embeddings read from the cache and computed now.
+    """
 
     embeddings: np.ndarray
     paths: list[Path]
@@ -123,8 +73,8 @@ class EmbedResult:
 
 def embed_clips(
     clips: Iterable[Any],
-    spec: Any,
-    backbone: Any,
+    spec: FeatureSpec,
+    backbone: "BackboneInfo | Backbone",
     *,
     config: EmbedConfig = EmbedConfig(),
 ) -> EmbedResult:
@@ -133,31 +83,32 @@ def embed_clips(
     Parameters
     ----------
     clips : iterable of Clip or paths (a Dataset works)
-    spec : FeatureSpec or variant name
-    backbone : a loaded :class:`~soundlib.backbones.Backbone` or a handle to load
+    spec : FeatureSpec
+    backbone : BackboneInfo or Backbone
+        A resolved backbone (:func:`~soundlib.backbones.resolve_backbone`), loaded
+        only if some clip misses the cache, or an already loaded one.
     config : EmbedConfig
 
-    Bad audio files do not stop the run: they are returned in ``failures``.
+    Returns
+    -------
+    EmbedResult
+        Bad audio files do not stop the run: they are returned in ``failures``.
     """
     from concurrent.futures import ThreadPoolExecutor
 
     from tqdm.auto import tqdm
 
-    from .backbones import load_backbone, resolve_backbone
-    from .features import featurize_clip, get_variant
+    from .backbones import open_backbone
+    from .cache import EmbeddingCache, audio_hash
+    from .featurize import featurize_clip
 
-    spec = get_variant(spec)
-    handle = backbone
-    if isinstance(backbone, (str, os.PathLike)):
-        identity = resolve_backbone(backbone).identity
-        backbone = None  # loaded (TensorFlow and all) only if some clip misses the cache
-    else:
-        identity = backbone.identity
+    info = backbone.info if isinstance(backbone, Backbone) else backbone
+    loaded = backbone if isinstance(backbone, Backbone) else None
     paths = [Path(getattr(c, "path", c)) for c in clips]
     cache = EmbeddingCache(config.cache_dir) if config.use_cache else None
-    folder = cache.folder(spec.key(), identity) if cache else None
+    folder = cache.folder(spec, info.identity) if cache else None
     if cache:
-        cache.write_manifest(folder, spec, identity)
+        cache.write_manifest(folder, spec, info.identity)
 
     vectors: dict[int, np.ndarray] = {}
     failures: dict[int, str] = {}
@@ -174,8 +125,8 @@ def embed_clips(
         else:
             todo.append((i, h))
     hits = len(vectors)
-    if todo and backbone is None:
-        backbone = load_backbone(handle)
+    if todo and loaded is None:
+        loaded = open_backbone(info)
 
     def render(item: tuple[int, str | None]):
         i, h = item
@@ -194,7 +145,7 @@ def embed_clips(
             def flush():
                 if not batch:
                     return
-                feats = backbone(np.stack([b[2] for b in batch]), batch_size=config.batch_size)
+                feats = loaded(np.stack([b[2] for b in batch]), batch_size=config.batch_size)
                 for (i, h, _), v in zip(batch, feats):
                     vectors[i] = v
                     if cache:
@@ -215,7 +166,7 @@ def embed_clips(
         bar.close()
 
     order = [i for i in range(len(paths)) if i in vectors]
-    dim = backbone.output_dim if backbone is not None else 0
+    dim = loaded.output_dim if loaded is not None else 0
     emb = np.stack([vectors[i] for i in order]).astype(np.float32) if order else np.zeros((0, dim), np.float32)
     return EmbedResult(
         embeddings=emb,

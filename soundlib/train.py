@@ -13,29 +13,24 @@ All models are tf_keras (Keras 2) models; backbones enter them as ``hub.KerasLay
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .errors import ConfigError, DatasetError, ModelError
+from .config import from_mapping
+from .errors import ConfigError, DatasetError
+from .folds import grouped_validation_split
+from .runtime import import_tf
 
 __all__ = [
     "Distortions",
     "TrainConfig",
     "TrainedHead",
-    "grouped_validation_split",
     "train_head",
     "train_end_to_end",
-    "export_model",
-    "MODEL_FILES",
 ]
-
-#: Files in an exported model directory.
-MODEL_FILES = ("saved_model", "labels.txt", "feature_spec.json", "soundlib_model.json")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +59,7 @@ class Distortions:
 
     @property
     def active(self) -> bool:
+        """True when any distortion is on."""
         return any(bool(getattr(self, f.name)) for f in dataclasses.fields(self))
 
 
@@ -116,42 +112,15 @@ class TrainConfig:
         return self.fine_tune or self.distortions.active
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field as plain data; :meth:`from_dict` reads it back."""
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any], *, where: str = "train config") -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; expected some of "
-                              f"{', '.join(sorted(known))}")
-        d = dict(d)
-        if isinstance(d.get("distortions"), Mapping):
-            dknown = {f.name for f in dataclasses.fields(Distortions)}
-            bad = sorted(set(d["distortions"]) - dknown)
-            if bad:
-                raise ConfigError(f"{where}: unknown distortion(s) {', '.join(map(repr, bad))}; expected some of "
-                                  f"{', '.join(sorted(dknown))}")
-        return cls(**d)
-
-
-def grouped_validation_split(
-    groups: Sequence[str], fraction: float, *, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
-    """Indices ``(train, validation)`` holding out ``fraction`` of the *groups* (recordings)."""
-    n = len(groups)
-    idx = np.arange(n)
-    if fraction <= 0 or n < 2:
-        return idx, idx[:0]
-    uniq = sorted(set(groups))
-    if len(uniq) < 2:
-        return idx, idx[:0]
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(uniq))
-    n_val = min(len(uniq) - 1, max(1, int(round(fraction * len(uniq)))))
-    val_groups = {uniq[i] for i in order[:n_val]}
-    is_val = np.array([g in val_groups for g in groups])
-    return idx[~is_val], idx[is_val]
+    def from_dict(cls, d: Mapping[str, Any], *, where: str = "train config",
+                  base: "TrainConfig | None" = None) -> "TrainConfig":
+        """Build from a mapping of fields (missing ones from ``base`` or the defaults); see
+        :func:`soundlib.config.from_mapping` for the checks."""
+        return from_mapping(cls, d, where=where, base=base)
 
 
 @dataclasses.dataclass
@@ -165,17 +134,11 @@ class TrainedHead:
     end_to_end: bool = False
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """Class probabilities, shape (N, n_classes), of embeddings (N, D) or, end to end, of float
+        pictures (N, H, W, 3) in [0, 1]."""
         bs = self.config.validation_batch_size
         out = [np.asarray(self.model(x[i:i + bs], training=False)) for i in range(0, len(x), bs)]
         return np.concatenate(out) if out else np.zeros((0, self.n_classes), np.float32)
-
-
-def _tf():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
-    import tf_keras
-
-    return tf, tf_keras
 
 
 def _epochs(config: TrainConfig, n_train: int) -> int:
@@ -220,7 +183,7 @@ class _HeadTrainer:
     """
 
     def __init__(self, dim: int, n_classes: int, config: TrainConfig):
-        tf, tf_keras = _tf()
+        tf, tf_keras = import_tf()
         self.tf = tf
         self.config = config
         self.n_classes = n_classes
@@ -322,7 +285,7 @@ def train_head(
     once per process (a 10-fold evaluation reuses it), because Keras' per-step overhead dwarfs the work
     of a head this small. The result is a tf_keras model (Dense softmax).
     """
-    tf, tf_keras = _tf()
+    tf, tf_keras = import_tf()
     x = np.asarray(embeddings, np.float32)
     y = np.asarray(labels, np.int64)
     _check_labels(y, n_classes)
@@ -414,7 +377,7 @@ def train_end_to_end(
     ``pictures``: uint8 (N, H, W, 3). The backbone enters as ``hub.KerasLayer``;
     ``config.fine_tune`` makes it trainable (with ``fine_tune_learning_rate``).
     """
-    tf, tf_keras = _tf()
+    tf, tf_keras = import_tf()
     import tensorflow_hub as hub
 
     y = np.asarray(labels, np.int64)
@@ -454,78 +417,3 @@ def train_end_to_end(
     )
     return TrainedHead(model, {k: [float(v) for v in vs] for k, vs in hist.history.items()}, config, n_classes,
                        end_to_end=True)
-
-
-def export_model(
-    out_dir: str | os.PathLike,
-    trained: TrainedHead,
-    *,
-    backbone_path: str | os.PathLike,
-    backbone_identity: str,
-    spec: Any,
-    labels: Sequence[str],
-    metadata: Mapping[str, Any] | None = None,
-) -> Path:
-    """Write a model that labels pictures, atomically.
-
-    ``out_dir/saved_model``: a SavedModel mapping float32 (N, H, W, 3) pictures in
-    [0, 1] (the feature spec's size) to class probabilities (N, n_classes);
-    ``labels.txt``: one class name per line, in output order;
-    ``feature_spec.json``: the spec that turns a WAV into the picture;
-    ``soundlib_model.json``: backbone identity, training config and metadata.
-    """
-    import shutil
-    import tempfile
-
-    tf, tf_keras = _tf()
-    import tensorflow_hub as hub
-
-    out_dir = Path(out_dir)
-    if len(labels) != trained.n_classes:
-        raise ModelError(f"{len(labels)} labels for a {trained.n_classes}-class model")
-    size = (spec.height, spec.width)
-    if trained.end_to_end:
-        inputs = tf_keras.Input(size + (3,), dtype="float32")
-        h = inputs
-        for layer in trained.model.layers:
-            if isinstance(layer, tf_keras.layers.InputLayer):
-                continue
-            h = layer(h, training=False) if layer.name == "spec_augment" else layer(h)
-        model = tf_keras.Model(inputs, h)
-    else:
-        head = trained.model.get_layer("head")
-        model = tf_keras.Sequential([
-            tf_keras.Input(size + (3,), dtype="float32"),
-            hub.KerasLayer(str(backbone_path), trainable=False, name="backbone"),
-            tf_keras.layers.Dense(trained.n_classes, activation="softmax", name="head"),
-        ])
-        model.get_layer("head").set_weights(head.get_weights())
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        model.save(str(tmp / "saved_model"), include_optimizer=False, save_format="tf")
-        (tmp / "labels.txt").write_text("".join(f"{label}\n" for label in labels))
-        (tmp / "feature_spec.json").write_text(json.dumps(spec.to_dict(), indent=2))
-        info = {
-            "format": "soundlib-model/1",
-            "backbone": backbone_identity,
-            "input": {"height": size[0], "width": size[1], "channels": 3, "dtype": "float32", "range": [0, 1]},
-            "train_config": trained.config.to_dict(),
-            "history": trained.history,
-            **dict(metadata or {}),
-        }
-        from ._io import _jsonable
-
-        (tmp / "soundlib_model.json").write_text(json.dumps(info, indent=2, default=_jsonable))
-        if out_dir.exists():
-            old = out_dir.with_name(f".{out_dir.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out_dir, old)
-            os.replace(tmp, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out_dir

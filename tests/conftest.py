@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from soundlib import data as D
 
 # Tests never touch the user's cache: backbones exports and embeddings go to a fresh folder.
 os.environ["SOUNDLIB_CACHE_DIR"] = tempfile.mkdtemp(prefix="soundlib-test-cache-")
@@ -61,7 +64,7 @@ def tiny_backbone(tmp_path_factory) -> Path:
 
 def small_spec(name: str = "mel"):
     """A variant at 32x32 so the stand-in backbone sees its own input size."""
-    from soundlib.features import get_variant
+    from soundlib.variants import get_variant
 
     return get_variant(name).replace(height=32, width=32)
 
@@ -77,3 +80,33 @@ def cache(tmp_path_factory):
         os.environ.pop("SOUNDLIB_CACHE_DIR", None)
     else:
         os.environ["SOUNDLIB_CACHE_DIR"] = old
+
+
+def write_csv(path: Path, header, rows) -> Path:
+    """Write a CSV file with ``header`` and ``rows``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+def fake_dataset(n_groups=40, per_group=3, n_classes=4) -> D.Dataset:
+    """An index of clips (no audio) with ``n_groups`` recordings of ``per_group`` slices, no folds."""
+    clips = []
+    for g in range(n_groups):
+        label = f"c{g % n_classes}"
+        for s in range(per_group):
+            clips.append(D.Clip(Path(f"/x/{g}-{s}.wav"), label, g % n_classes, None, f"rec{g}"))
+    return D.Dataset("fake", Path("/x"), tuple(f"c{i}" for i in range(n_classes)), tuple(clips))
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory) -> Path:
+    """A tiny synthetic corpus for the notebooks: 4 clips per class, 1 s, 3 folds."""
+    from soundlib.synth import SynthConfig, generate_corpus
+
+    return generate_corpus(tmp_path_factory.mktemp("nbdata") / "data",
+                           SynthConfig(clips_per_class=4, duration=1.0, slices_per_recording=1, n_folds=3),
+                           progress=False)

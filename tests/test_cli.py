@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from soundlib.cli import main
-from soundlib.features import GALLERY_FILES, register_variant
+from soundlib.featurize import GALLERY_FILES
+from soundlib.variants import register_variant
 
 from .conftest import SR, small_spec, tone, write_wav
 
@@ -102,3 +103,34 @@ def test_evaluate_train_predict(tmp_path, capsys, synth_corpus, tiny_backbone):
 def test_console_script_starts_without_tensorflow():
     out = subprocess.run([sys.executable, "-m", "soundlib.cli", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("soundlib ")
+
+
+def test_flag_defaults_are_the_config_defaults():
+    """Every default comes from the configuration dataclass the flags fill (one place for defaults)."""
+    from soundlib.cli import build_parser, embed_config_from_args, eval_config_from_args, train_config_from_args
+    from soundlib.embed import EmbedConfig
+    from soundlib.evaluate import EvalConfig
+    from soundlib.synth import SynthConfig
+    from soundlib.train import TrainConfig
+
+    parser = build_parser()
+    for cmd in (["evaluate", "d", "--out", "o"], ["train", "d", "--out", "o", "--test-fold", "1"]):
+        args = parser.parse_args(cmd)
+        assert train_config_from_args(args) == TrainConfig()
+        assert eval_config_from_args(args) == EvalConfig()
+        assert embed_config_from_args(args) == EmbedConfig()
+    args = parser.parse_args(["embed", "d"])
+    assert embed_config_from_args(args) == EmbedConfig() and args.variant == EvalConfig().spec.name
+    args = parser.parse_args(["synth", "out"])
+    assert (args.clips_per_class, args.seed, args.duration) == (SynthConfig().clips_per_class, SynthConfig().seed,
+                                                               SynthConfig().duration)
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--learning-rate", "nan"], "learning_rate"), (["--l2", "inf"], "l2"), (["--dropout", "1.5"], "dropout"),
+    (["--variant", "nope"], "unknown feature variant 'nope'"),
+])
+def test_bad_training_flags_are_one_line_errors(tmp_path, capsys, synth_corpus, flags, words):
+    assert main(["evaluate", str(synth_corpus), "--out", str(tmp_path / "o"), "--quiet", *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("soundlib evaluate: error:") and words in err and "Traceback" not in err

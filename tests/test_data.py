@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import csv
-import random
 from pathlib import Path
 
 import pytest
@@ -9,7 +8,7 @@ import pytest
 from soundlib import data as D
 from soundlib.errors import DatasetError
 
-from .conftest import tone, write_wav
+from .conftest import tone, write_csv, write_wav
 
 # fsIDs whose slices the official UrbanSound8K split places in two folds (one fold per class label):
 OFFICIAL_CROSS_FOLD = {"fs106905": (1, 8), "fs132016": (1, 4), "fs176638": (1, 4), "fs180937": (1, 9), "fs77751": (2, 7)}
@@ -33,34 +32,6 @@ def test_us8k_real_metadata(us8k_csv):
     assert clip.group == "fs100032" and clip.label == "dog_bark" and clip.meta["salience"] == 1
 
 
-def test_us8k_official_split_groups(us8k_csv):
-    """Every (fsID, class) annotation sits in one fold; five fsIDs cross folds with a second label."""
-    ds = D.load_dataset(us8k_csv, check_files=False)
-    per_annotation: dict[tuple[str, str], set[int]] = {}
-    for c in ds:
-        per_annotation.setdefault((c.group, c.label), set()).add(c.fold)
-    assert all(len(f) == 1 for f in per_annotation.values())
-    assert D.find_leakage(ds.clips) == OFFICIAL_CROSS_FOLD
-    # the US8K authors' grouping unit passes the check
-    import dataclasses
-
-    by_annotation = ds.with_clips(dataclasses.replace(c, group=f"{c.group}/{c.label}") for c in ds)
-    D.check_leakage(by_annotation)
-
-
-def test_leakage_check_fails_on_shuffled_folds(us8k_csv):
-    ds = D.load_dataset(us8k_csv, check_files=False)
-    folds = [c.fold for c in ds]
-    random.Random(0).shuffle(folds)
-    import dataclasses
-
-    shuffled = ds.with_clips(dataclasses.replace(c, fold=f) for c, f in zip(ds, folds))
-    leaks = D.find_leakage(shuffled.clips)
-    assert len(leaks) > 500
-    with pytest.raises(DatasetError, match="fold leakage"):
-        D.check_leakage(shuffled)
-
-
 def test_parse_us8k_filename():
     n = D.parse_us8k_filename("100263-2-0-117.wav")
     assert (n.fsid, n.class_id, n.occurrence_id, n.slice_id, n.label) == (100263, 2, 0, 117, "children_playing")
@@ -70,22 +41,13 @@ def test_parse_us8k_filename():
         D.parse_us8k_filename("1-12-0-0.wav")
 
 
-def _write_csv(path: Path, header, rows) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(header)
-        w.writerows(rows)
-    return path
-
-
 def test_us8k_layout_with_audio(tmp_path):
     rows = []
     for i, (fs, cid, fold) in enumerate([(1, 3, 1), (1, 3, 1), (2, 8, 2)]):
         name = f"{fs}-{cid}-0-{i}.wav"
         write_wav(tmp_path / "audio" / f"fold{fold}" / name, tone(300 + 100 * i))
         rows.append([name, fs, 0, 1, 1, fold, cid, D.US8K_CLASSES[cid]])
-    _write_csv(tmp_path / "metadata" / "UrbanSound8K.csv", D.US8K_HEADER, rows)
+    write_csv(tmp_path / "metadata" / "UrbanSound8K.csv", D.US8K_HEADER, rows)
     ds = D.load_dataset(tmp_path)
     assert [c.path.exists() for c in ds] == [True] * 3
     train, test = ds.split(2)
@@ -99,20 +61,20 @@ def test_us8k_layout_with_audio(tmp_path):
 
 
 def test_us8k_bad_metadata(tmp_path):
-    p = _write_csv(tmp_path / "a" / "metadata" / "UrbanSound8K.csv",
+    p = write_csv(tmp_path / "a" / "metadata" / "UrbanSound8K.csv",
                    [h for h in D.US8K_HEADER if h != "fold"], [["1-3-0-0.wav", 1, 0, 1, 1, 3, "dog_bark"]])
     with pytest.raises(DatasetError, match=r"UrbanSound8K.csv: missing column\(s\) fold"):
         D.load_urbansound8k(p, check_files=False)
-    p = _write_csv(tmp_path / "b.csv", D.US8K_HEADER, [["1-3-0-0.wav", 1, 0, 1, 1, 1, 3, "cat_meow"]])
+    p = write_csv(tmp_path / "b.csv", D.US8K_HEADER, [["1-3-0-0.wav", 1, 0, 1, 1, 1, 3, "cat_meow"]])
     with pytest.raises(DatasetError, match=r"b.csv, line 2: unknown class 'cat_meow'"):
         D.load_dataset(p, check_files=False)
-    p = _write_csv(tmp_path / "c.csv", D.US8K_HEADER, [["1-3-0-0.wav", 1, 0, 1, 1, 1, 4, "dog_bark"]])
+    p = write_csv(tmp_path / "c.csv", D.US8K_HEADER, [["1-3-0-0.wav", 1, 0, 1, 1, 1, 4, "dog_bark"]])
     with pytest.raises(DatasetError, match="classID 4 does not match class 'dog_bark'"):
         D.load_dataset(p, check_files=False)
-    p = _write_csv(tmp_path / "d.csv", D.US8K_HEADER, [["1-3-0-0.wav", 1, 0, 1, 1, "one", 3, "dog_bark"]])
+    p = write_csv(tmp_path / "d.csv", D.US8K_HEADER, [["1-3-0-0.wav", 1, 0, 1, 1, "one", 3, "dog_bark"]])
     with pytest.raises(DatasetError, match="column 'fold' should be an integer, got 'one'"):
         D.load_dataset(p, check_files=False)
-    p = _write_csv(tmp_path / "e.csv", D.US8K_HEADER, [])
+    p = write_csv(tmp_path / "e.csv", D.US8K_HEADER, [])
     with pytest.raises(DatasetError, match="header but no rows"):
         D.load_dataset(p, check_files=False)
 
@@ -124,7 +86,7 @@ def test_esc50_layout(tmp_path):
             name = f"{fold}-{100 + target}-A-{target}.wav"
             write_wav(tmp_path / "audio" / name, tone(200 + 50 * fold + 300 * target, seconds=0.5))
             rows.append([name, fold, target, cat, "True", 100 + target + 10 * fold, "A"])
-    _write_csv(tmp_path / "meta" / "esc50.csv", D.ESC50_HEADER, rows)
+    write_csv(tmp_path / "meta" / "esc50.csv", D.ESC50_HEADER, rows)
     ds = D.load_dataset(tmp_path)
     assert ds.name == "esc50" and ds.classes == ("dog", "rain") and ds.folds == (1, 2, 3, 4, 5)
     assert len(ds) == 10 and ds.clips[0].group.startswith("src")
@@ -135,7 +97,7 @@ def test_manifest(tmp_path):
     write_wav(tmp_path / "clips" / "b.wav", tone(600))
     write_wav(tmp_path / "clips" / "c.wav", tone(900))
     absolute = tmp_path / "clips" / "c.wav"
-    p = _write_csv(tmp_path / "manifest.csv", ["path", "label", "group"],
+    p = write_csv(tmp_path / "manifest.csv", ["path", "label", "group"],
                    [["clips/a.wav", "low", "r1"], ["clips/b.wav", "high", "r1"], [str(absolute), "high", ""]])
     ds = D.load_dataset(p)
     assert ds.classes == ("high", "low")
@@ -143,10 +105,10 @@ def test_manifest(tmp_path):
     assert ds.clips[0].path == tmp_path / "clips" / "a.wav"
     assert ds.clips[2].group == str(absolute)  # no group given: the file is its own group
     assert not ds.has_folds
-    bad = _write_csv(tmp_path / "bad.csv", ["path", "label"], [["clips/a.wav", "x"], ["clips/missing.wav", "y"]])
+    bad = write_csv(tmp_path / "bad.csv", ["path", "label"], [["clips/a.wav", "x"], ["clips/missing.wav", "y"]])
     with pytest.raises(DatasetError, match=r"bad.csv: 1 of 2 listed audio file\(s\) do not exist:\n.*missing.wav"):
         D.load_dataset(bad)
-    nolabel = _write_csv(tmp_path / "nolabel.csv", ["path", "fold"], [["clips/a.wav", 1]])
+    nolabel = write_csv(tmp_path / "nolabel.csv", ["path", "fold"], [["clips/a.wav", 1]])
     with pytest.raises(DatasetError, match=r"missing column\(s\) label"):
         D.load_dataset(nolabel)
 
@@ -163,68 +125,3 @@ def test_folder_per_class(tmp_path):
         D.load_dataset(tmp_path / "empty")
     with pytest.raises(DatasetError, match="does not exist"):
         D.load_dataset(tmp_path / "nowhere")
-
-
-def _fake_dataset(n_groups=40, per_group=3, n_classes=4):
-    clips = []
-    for g in range(n_groups):
-        label = f"c{g % n_classes}"
-        for s in range(per_group):
-            clips.append(D.Clip(Path(f"/x/{g}-{s}.wav"), label, g % n_classes, None, f"rec{g}"))
-    return D.Dataset("fake", Path("/x"), tuple(f"c{i}" for i in range(n_classes)), tuple(clips))
-
-
-def test_assign_folds_grouped_stratified_seeded():
-    ds = _fake_dataset()
-    a = D.assign_folds(ds, 5, seed=1)
-    assert a.folds == (1, 2, 3, 4, 5)
-    assert D.find_leakage(a.clips) == {}
-    for fold in a.folds:  # stratified: every class in every fold (8 groups per fold, 2 per class)
-        assert {c.label for c in a.clips if c.fold == fold} == set(ds.classes)
-    assert [c.fold for c in D.assign_folds(ds, 5, seed=1)] == [c.fold for c in a]
-    assert [c.fold for c in D.assign_folds(ds, 5, seed=2)] != [c.fold for c in a]
-    assert D.assign_folds(a, 3) is a  # existing folds are kept
-    assert D.assign_folds(a, 3, force=True).folds == (1, 2, 3)
-    with pytest.raises(DatasetError, match="3 distinct recording group"):
-        D.assign_folds(_fake_dataset(n_groups=3), 5)
-
-
-def test_download_offline_is_clear(tmp_path, monkeypatch):
-    import soundata
-
-    class Offline:
-        def download(self):
-            raise ConnectionError("Failed to resolve host")
-
-    monkeypatch.setattr(soundata, "initialize", lambda name, data_home: Offline())
-    with pytest.raises(DatasetError, match=r"could not download urbansound8k .*Check the network"):
-        D.download("urbansound8k", tmp_path)
-    with pytest.raises(DatasetError, match="unknown dataset 'audioset'"):
-        D.download("audioset", tmp_path)
-
-
-def test_download_uses_soundata_layout(tmp_path, monkeypatch):
-    """soundata's UrbanSound8K layout is the one load_dataset reads."""
-    import soundata
-
-    calls = []
-
-    class Fake:
-        def __init__(self, home):
-            self.home = Path(home)
-
-        def download(self):
-            calls.append("download")
-            name = "7-3-0-0.wav"
-            write_wav(self.home / "audio" / "fold1" / name, tone())
-            _write_csv(self.home / "metadata" / "UrbanSound8K.csv", D.US8K_HEADER,
-                       [[name, 7, 0, 1, 1, 1, 3, "dog_bark"]])
-
-        def validate(self, verbose=False):
-            calls.append("validate")
-            return {}, {}
-
-    monkeypatch.setattr(soundata, "initialize", lambda name, data_home: Fake(data_home))
-    home = D.download("UrbanSound8K", tmp_path / "home")
-    assert calls == ["download", "validate"]
-    assert len(D.load_dataset(home)) == 1

@@ -7,8 +7,9 @@ import textwrap
 import numpy as np
 import pytest
 
-from soundlib.backbones import load_backbone, save_tiny_backbone
-from soundlib.embed import EmbedConfig, EmbeddingCache, audio_hash, embed_clips
+from soundlib.backbones import load_backbone, resolve_backbone, save_tiny_backbone
+from soundlib.cache import EmbeddingCache, audio_hash
+from soundlib.embed import EmbedConfig, embed_clips
 
 from .conftest import small_spec, tone, write_wav
 
@@ -19,23 +20,24 @@ def clips(tmp_path):
 
 
 def test_cache_hits_and_keys(tmp_path, clips, tiny_backbone):
+    tiny = resolve_backbone(tiny_backbone)
     cfg = EmbedConfig(cache_dir=tmp_path / "cache", progress=False, batch_size=2)
     spec = small_spec()
-    first = embed_clips(clips, spec, tiny_backbone, config=cfg)
+    first = embed_clips(clips, spec, tiny, config=cfg)
     assert first.computed == 5 and first.hits == 0 and first.embeddings.shape == (5, 16)
-    again = embed_clips(clips, spec, tiny_backbone, config=cfg)
+    again = embed_clips(clips, spec, tiny, config=cfg)
     assert again.hits == 5 and again.computed == 0
     assert np.array_equal(first.embeddings, again.embeddings)
     # another spec, another backbone, another audio content: misses
-    assert embed_clips(clips, spec.replace(hop_length=256), tiny_backbone, config=cfg).computed == 5
+    assert embed_clips(clips, spec.replace(hop_length=256), tiny, config=cfg).computed == 5
     other_bb = save_tiny_backbone(tmp_path / "other", seed=1)
-    assert embed_clips(clips, spec, other_bb, config=cfg).computed == 5
+    assert embed_clips(clips, spec, resolve_backbone(other_bb), config=cfg).computed == 5
     write_wav(clips[0], tone(999, seconds=1.0))
-    changed = embed_clips(clips, spec, tiny_backbone, config=cfg)
+    changed = embed_clips(clips, spec, tiny, config=cfg)
     assert changed.computed == 1 and changed.hits == 4
     assert not np.allclose(changed.embeddings[0], first.embeddings[0])
     # the stored vector is what the backbone gives for the rendered picture
-    from soundlib.features import featurize_clip
+    from soundlib.featurize import featurize_clip
 
     direct = load_backbone(tiny_backbone)(featurize_clip(clips[1], spec)[None])[0]
     assert np.allclose(direct, first.embeddings[1], atol=1e-5)
@@ -44,19 +46,19 @@ def test_cache_hits_and_keys(tmp_path, clips, tiny_backbone):
 
 def test_corrupt_entry_is_recomputed(tmp_path, clips, tiny_backbone):
     cfg = EmbedConfig(cache_dir=tmp_path / "cache", progress=False)
-    spec = small_spec()
-    ref = embed_clips(clips, spec, tiny_backbone, config=cfg).embeddings
+    spec, tiny = small_spec(), resolve_backbone(tiny_backbone)
+    ref = embed_clips(clips, spec, tiny, config=cfg).embeddings
     cache = EmbeddingCache(tmp_path / "cache")
-    folder = cache.folder(spec.key(), load_backbone(tiny_backbone).identity)
+    folder = cache.folder(spec, tiny.identity)
     cache.path(folder, audio_hash(clips[2])).write_bytes(b"broken")
-    res = embed_clips(clips, spec, tiny_backbone, config=cfg)
+    res = embed_clips(clips, spec, tiny, config=cfg)
     assert res.computed == 1 and np.allclose(res.embeddings, ref)
 
 
 def test_bad_files_are_reported_not_fatal(tmp_path, clips, tiny_backbone):
     bad = tmp_path / "a" / "bad.wav"
     bad.write_text("no")
-    res = embed_clips(clips[:2] + [bad, tmp_path / "missing.wav"], small_spec(), tiny_backbone,
+    res = embed_clips(clips[:2] + [bad, tmp_path / "missing.wav"], small_spec(), resolve_backbone(tiny_backbone),
                       config=EmbedConfig(cache_dir=tmp_path / "c", progress=False))
     assert len(res.embeddings) == 2 and [p.name for p, _ in res.failures] == ["bad.wav", "missing.wav"]
     assert "not a readable audio file" in res.failures[0][1]
@@ -66,11 +68,12 @@ def test_bad_files_are_reported_not_fatal(tmp_path, clips, tiny_backbone):
 def test_two_processes_fill_one_cache(tmp_path, clips, tiny_backbone):
     script = textwrap.dedent(f"""
         import numpy as np, sys
+        from soundlib.backbones import resolve_backbone
         from soundlib.embed import EmbedConfig, embed_clips
-        from soundlib.features import get_variant
+        from soundlib.variants import get_variant
         spec = get_variant("mel").replace(height=32, width=32)
         paths = {[str(c) for c in clips]!r}
-        res = embed_clips(paths, spec, {str(tiny_backbone)!r},
+        res = embed_clips(paths, spec, resolve_backbone({str(tiny_backbone)!r}),
                           config=EmbedConfig(cache_dir={str(tmp_path / "shared")!r}, progress=False, batch_size=1))
         np.save(sys.argv[1], res.embeddings)
     """)
@@ -80,6 +83,6 @@ def test_two_processes_fill_one_cache(tmp_path, clips, tiny_backbone):
     assert np.allclose(a, b, atol=1e-6)
     entries = list((tmp_path / "shared").rglob("*.npy"))
     assert len(entries) == 5 and not list((tmp_path / "shared").rglob("*.tmp"))
-    res = embed_clips(clips, small_spec(), tiny_backbone,
+    res = embed_clips(clips, small_spec(), resolve_backbone(tiny_backbone),
                       config=EmbedConfig(cache_dir=tmp_path / "shared", progress=False))
     assert res.hits == 5 and np.allclose(res.embeddings, a, atol=1e-6)

@@ -6,11 +6,12 @@ import json
 import numpy as np
 import pytest
 
-from soundlib.data import find_leakage, load_dataset
+from soundlib.data import load_dataset
 from soundlib.errors import DatasetError
-from soundlib.evaluate import EvalConfig, compute_metrics, evaluate, format_summary, leaky_folds, train_fold
-from soundlib.features import register_variant
+from soundlib.evaluate import EvalConfig, evaluate, format_run, format_summary, train_fold
+from soundlib.metrics import RunMetrics
 from soundlib.train import TrainConfig
+from soundlib.variants import register_variant
 
 from .conftest import small_spec
 
@@ -20,15 +21,9 @@ def tiny_variant():
     return register_variant(small_spec().replace(name="mel32"), overwrite=True)
 
 
-def test_compute_metrics():
-    m = compute_metrics([0, 0, 1, 2], [0, 1, 1, 2], ["a", "b", "c"])
-    assert m["accuracy"] == 0.75 and m["confusion_matrix"] == [[1, 1, 0], [0, 1, 0], [0, 0, 1]]
-    assert m["per_class"]["b"]["precision"] == 0.5 and m["per_class"]["a"]["recall"] == 0.5
-
-
 def test_evaluate_writes_results(tmp_path, synth_corpus, tiny_backbone, tiny_variant):
     ds = load_dataset(synth_corpus)
-    cfg = EvalConfig(variant="mel32", backbone=str(tiny_backbone), train=TrainConfig(epochs=3))
+    cfg = EvalConfig(spec=tiny_variant, backbone=str(tiny_backbone), train=TrainConfig(epochs=3))
     res = evaluate(ds, cfg, out_dir=tmp_path / "ev", progress=False)
     saved = json.loads((tmp_path / "ev" / "results.json").read_text())
     assert saved["accuracy_mean"] == pytest.approx(res["accuracy_mean"])
@@ -44,22 +39,17 @@ def test_evaluate_writes_results(tmp_path, synth_corpus, tiny_backbone, tiny_var
     assert leaky["leaky"] and "LEAKY" in format_summary(leaky) and leaky["protocol"] == "leaky-random-slices"
 
 
-def test_leaky_folds_split_recordings(synth_corpus):
-    ds = load_dataset(synth_corpus)
-    assert find_leakage(leaky_folds(ds, 4, seed=0).clips)  # the leaky protocol does share recordings
-
-
 def test_dataset_without_folds_gets_grouped_folds(tmp_path, synth_corpus, tiny_backbone, tiny_variant):
     ds = load_dataset(synth_corpus)
     nofolds = ds.with_clips(dataclasses.replace(c, fold=None) for c in ds.clips)
-    res = evaluate(nofolds, EvalConfig(variant="mel32", backbone=str(tiny_backbone), k_folds=3,
+    res = evaluate(nofolds, EvalConfig(spec=tiny_variant, backbone=str(tiny_backbone), k_folds=3,
                                        train=TrainConfig(epochs=2)), progress=False)
     assert res["protocol"] == "grouped-3-folds" and len(res["per_fold"]) == 3 and not res["cross_fold_groups"]
 
 
 def test_empty_dataset_and_missing_fold(tmp_path, synth_corpus, tiny_backbone, tiny_variant):
     ds = load_dataset(synth_corpus)
-    cfg = EvalConfig(variant="mel32", backbone=str(tiny_backbone), train=TrainConfig(epochs=2))
+    cfg = EvalConfig(spec=tiny_variant, backbone=str(tiny_backbone), train=TrainConfig(epochs=2))
     with pytest.raises(DatasetError, match="has no clips"):
         evaluate(ds.with_clips([]), cfg, progress=False)
     with pytest.raises(DatasetError, match="fold 9 has no clips"):
@@ -70,11 +60,12 @@ def test_empty_dataset_and_missing_fold(tmp_path, synth_corpus, tiny_backbone, t
 
 def test_train_fold_outputs(tmp_path, synth_corpus, tiny_backbone, tiny_variant):
     ds = load_dataset(synth_corpus)
-    cfg = EvalConfig(variant="mel32", backbone=str(tiny_backbone), train=TrainConfig(epochs=2))
+    cfg = EvalConfig(spec=tiny_variant, backbone=str(tiny_backbone), train=TrainConfig(epochs=2))
     m = train_fold(ds, test_fold=2, config=cfg, out_dir=tmp_path / "run", progress=False)
     for name in ("metrics.json", "predictions.csv", "confusion_matrix.png", "history.json", "model/labels.txt"):
         assert (tmp_path / "run" / name).exists(), name
-    assert m["n"] == sum(c.fold == 2 for c in ds.clips) and m["train_clips"] == len(ds) - m["n"]
+    assert m.n == sum(c.fold == 2 for c in ds.clips) and m.train_clips == len(ds) - m.n
+    assert RunMetrics.read(tmp_path / "run") == m and "test fold 2" in format_run(m)
 
 
 @pytest.mark.slow
@@ -83,8 +74,8 @@ def test_synthetic_corpus_mel_efficientnet_reaches_the_bar(tmp_path):
     from soundlib.synth import SynthConfig, generate_corpus
 
     ds = load_dataset(generate_corpus(tmp_path / "synth", SynthConfig(), progress=False))
-    res = evaluate(ds, EvalConfig(variant="mel"), out_dir=tmp_path / "ev", progress=False)
+    res = evaluate(ds, EvalConfig(), out_dir=tmp_path / "ev", progress=False)
     assert len(res["per_fold"]) == 10
     assert res["accuracy_mean"] >= 0.90, format_summary(res)
-    leaky = evaluate(ds, EvalConfig(variant="mel", leaky_split=True), progress=False)
+    leaky = evaluate(ds, EvalConfig(leaky_split=True), progress=False)
     assert leaky["accuracy_mean"] >= res["accuracy_mean"] - 0.05

@@ -8,19 +8,20 @@ import pytest
 from soundlib.data import load_dataset
 from soundlib.errors import ModelError
 from soundlib.evaluate import EvalConfig, train_fold
-from soundlib.features import featurize_clip, register_variant, write_png
+from soundlib.featurize import featurize_clip, write_png
 from soundlib.infer import load_model, predict
 from soundlib.train import TrainConfig
+from soundlib.variants import register_variant
 
 from .conftest import small_spec
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory, synth_corpus, tiny_backbone):
-    register_variant(small_spec().replace(name="mel32"), overwrite=True)
+    spec = register_variant(small_spec().replace(name="mel32"), overwrite=True)
     out = tmp_path_factory.mktemp("model")
     train_fold(load_dataset(synth_corpus), test_fold=1, out_dir=out, progress=False,
-               config=EvalConfig(variant="mel32", backbone=str(tiny_backbone), train=TrainConfig(epochs=3)))
+               config=EvalConfig(spec=spec, backbone=str(tiny_backbone), train=TrainConfig(epochs=3)))
     return out / "model"
 
 
@@ -47,7 +48,7 @@ def test_predict_wav_picture_and_folder(tmp_path, model_dir, synth_corpus):
 def test_wrong_picture_and_bad_audio_are_reported(tmp_path, model_dir):
     write_png(tmp_path / "big.png", np.zeros((64, 48, 3), np.uint8))
     (tmp_path / "bad.wav").write_text("no")
-    rows, failures = predict(model_dir, [tmp_path / "big.png", tmp_path / "bad.wav"])
+    rows, failures = predict(load_model(model_dir), [tmp_path / "big.png", tmp_path / "bad.wav"])
     assert not rows
     msgs = [m for _, m in failures]
     assert "big.png: picture is 48x64 pixels" in msgs[0] and "makes 32x32" in msgs[0]

@@ -19,6 +19,7 @@ import soundfile as sf
 
 from soundlib import data as D
 from soundlib.errors import ConfigError, DatasetError
+from soundlib.folds import check_leakage
 from soundlib.synth import SOUND_MODELS, SynthConfig, generate_corpus, render_recording
 
 # the session fixture ``synth_corpus`` (tests/conftest.py) is made with this configuration
@@ -49,7 +50,7 @@ def clips(synth_corpus) -> dict[str, list[np.ndarray]]:
 def test_layout_loads_as_urbansound8k(synth_corpus):
     cfg = FIXTURE_CONFIG
     ds = D.load_dataset(synth_corpus)
-    D.check_leakage(ds)
+    check_leakage(ds)
     assert ds.name == "urbansound8k"
     assert ds.classes == D.US8K_CLASSES and len(ds.classes) == 10
     assert len(ds) == 10 * cfg.clips_per_class
@@ -97,7 +98,7 @@ def test_clips_are_pcm16_mono_bounded_and_not_silent(synth_corpus):
 def test_uneven_slices_and_single_slice_recordings(tmp_path):
     cfg = SynthConfig(clips_per_class=5, duration=1.5, slices_per_recording=2, n_folds=3, seed=3)
     ds = D.load_dataset(generate_corpus(tmp_path / "c", cfg, progress=False))
-    D.check_leakage(ds)
+    check_leakage(ds)
     assert ds.counts() == {c: 5 for c in D.US8K_CLASSES}
     per_rec = defaultdict(int)
     for clip in ds:

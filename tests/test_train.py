@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 
 from soundlib.errors import ConfigError, DatasetError
-from soundlib.train import Distortions, TrainConfig, export_model, grouped_validation_split, train_end_to_end, train_head
+from soundlib.backbones import resolve_backbone
+from soundlib.infer import export_model
+from soundlib.train import Distortions, TrainConfig, train_end_to_end, train_head
 
 from .conftest import small_spec
 
@@ -16,15 +18,6 @@ def _blobs(n_per=30, n_classes=3, dim=8, seed=0):
     y = np.repeat(np.arange(n_classes), n_per)
     groups = [f"rec{i // 3}" for i in range(len(y))]  # three slices per recording
     return x, y, groups
-
-
-def test_grouped_validation_split_never_splits_a_recording():
-    groups = [f"r{i // 4}" for i in range(100)]
-    tr, va = grouped_validation_split(groups, 0.2, seed=3)
-    assert len(tr) + len(va) == 100 and 15 <= len(va) <= 25
-    assert not {groups[i] for i in tr} & {groups[i] for i in va}
-    assert np.array_equal(va, grouped_validation_split(groups, 0.2, seed=3)[1])
-    assert len(grouped_validation_split(groups, 0.0)[1]) == 0
 
 
 def test_train_head_learns_and_is_seeded(tmp_path):
@@ -46,7 +39,7 @@ def test_config_validation():
         TrainConfig(dropout=1.5)
     with pytest.raises(ConfigError, match="unknown key.*'lr'"):
         TrainConfig.from_dict({"lr": 0.1})
-    with pytest.raises(ConfigError, match="unknown distortion.*'rotate'"):
+    with pytest.raises(ConfigError, match="distortions: unknown key.*'rotate'"):
         TrainConfig.from_dict({"distortions": {"rotate": 0.1}})
     assert TrainConfig.from_dict({"distortions": {"time_mask": 0.2}}).needs_pictures
     assert not TrainConfig().needs_pictures
@@ -79,7 +72,7 @@ def test_fine_tune_trains_the_backbone_and_export_roundtrip(tmp_path, tiny_backb
     tuned_vals = sorted(float(tf.reduce_sum(v)) for v in tuned.model.get_layer("backbone").weights)
     frozen_vals = sorted(float(tf.reduce_sum(v)) for v in frozen.model.get_layer("backbone").weights)
     assert np.allclose(orig_vals, frozen_vals) and not np.allclose(orig_vals, tuned_vals)
-    out = export_model(tmp_path / "model", tuned, backbone_path=tiny_backbone, backbone_identity="tiny",
+    out = export_model(tmp_path / "model", tuned, backbone=resolve_backbone(tiny_backbone),
                        spec=small_spec(), labels=["a", "b"])
     model = load_model(out)
     assert model.labels == ["a", "b"] and model.spec == small_spec()

@@ -101,7 +101,7 @@ def cross_check_numpy_reader(weights_path: str, torch_state: dict) -> str:
     """Compare soundlib's torch-free checkpoint reader with torch.load, if soundlib is importable."""
     sys.path.insert(0, str(REPO))
     try:
-        from soundlib._efficientnet_lite import read_torch_checkpoint
+        from soundlib._torch_checkpoint import read_torch_checkpoint
     except ImportError as exc:  # pragma: no cover - informational only
         return f"skipped ({exc})"
     ours = read_torch_checkpoint(weights_path)

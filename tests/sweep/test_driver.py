@@ -1,4 +1,4 @@
-"""Sweeps: config validation, aggregation, local / resumed / failing / Dask runs.
+"""Sweeps end to end: local / resumed / failing / Dask runs.
 
 The end-to-end tests use a tiny synthetic corpus (5 clips per class, 1 s, 3 folds),
 32x32 pictures and the stand-in backbone (``save_tiny_backbone``); every TensorFlow
@@ -19,9 +19,10 @@ import numpy as np
 import pytest
 
 from soundlib import sweep
+from soundlib.notebook import notebooks_dir
 from soundlib.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PARAMS = ROOT / "params"
 
 
@@ -34,150 +35,6 @@ def write(path: Path, text: str) -> Path:
 # ---------------------------------------------------------------------------
 # Configuration (fast, no TensorFlow)
 
-@pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    d = tmp_path / "data"
-    d.mkdir()
-    return d
-
-
-@pytest.mark.parametrize("body, key", [
-    ("dataset: data\nvariants: [mel]\nepochs: 3\n", "epochs"),
-    ("dataset: data\ntrain: {epochs: 3, learning_rat: 0.1}\n", "learning_rat"),
-    ("dataset: data\nvariants: [{name: m2, base: mel, hop_lenght: 256}]\n", "hop_lenght"),
-    ("dataset: data\nvariants: [{name: m2, base: mel, merge: {strenghts: [1, 1, 1]}}]\n", "strenghts"),
-    ("dataset: data\nembed: {batch_size: 8, jobs: 2}\n", "jobs"),
-    ("synth: {clips_per_class: 4, colour: red}\n", "colour"),
-])
-def test_unknown_key_names_key_and_file(tmp_path, data_dir, body, key):
-    cfg = write(tmp_path / "bad.yaml", body)
-    with pytest.raises(ConfigError) as err:
-        sweep.load_sweep_config(cfg)
-    assert key in str(err.value)
-    assert str(cfg) in str(err.value)
-
-
-def test_missing_dataset_fails_naming_path(tmp_path):
-    cfg = write(tmp_path / "cfg" / "s.yaml", "dataset: no/such/place\nvariants: [mel]\n")
-    with pytest.raises(ConfigError) as err:
-        sweep.load_sweep_config(cfg)
-    msg = str(err.value)
-    assert str(tmp_path / "cfg" / "no" / "such" / "place") in msg  # resolved against the YAML's folder
-    assert "does not exist" in msg and str(cfg) in msg
-
-
-@pytest.mark.parametrize("body, words", [
-    ("variants: [mel]\n", ["no dataset"]),
-    ("dataset: data\nvariants: [mfcc]\n", ["unknown feature variant", "mfcc"]),
-    ("dataset: data\nvariants: [mel, mel]\n", ["given twice"]),
-    ("dataset: data\nfolds: [1, x]\n", ["folds", "integer"]),
-    ("dataset: data\ntrain: {epochs: 0}\n", ["epochs"]),
-    ("dataset: data\ntrain: {l2: lots}\n", ["l2"]),
-    ("dataset: data\nexport_model: maybe\n", ["export_model"]),
-    ("dataset: data\ndata_home: data\n", ["data_home"]),
-    ("dataset: data\nvariants: [{name: 'bad/name', base: mel}]\n", ["bad/name"]),
-    ("dataset: [unclosed\n", ["YAML"]),
-])
-def test_invalid_values_are_config_errors(tmp_path, data_dir, body, words):
-    cfg = write(tmp_path / "s.yaml", body)
-    with pytest.raises(ConfigError) as err:
-        sweep.load_sweep_config(cfg)
-    for w in words:
-        assert w in str(err.value)
-
-
-def test_config_resolves_and_round_trips(tmp_path, data_dir):
-    cfg = write(tmp_path / "s.yaml", """
-        data_home: data
-        folds: [2, 1]
-        variants: [mel, {name: mel_hop256, base: mel, hop_length: 256, merge: {jitter: 0.1}}]
-        train: {epochs: 3, l2: 1e-4, distortions: {time_mask: 0.1}}
-        embed: {batch_size: 8}
-        export_model: [1]
-        jobs: 3
-        seed: 7
-    """)
-    c = sweep.load_sweep_config(cfg)
-    assert c.dataset == data_dir.resolve()
-    assert c.folds == (2, 1) and c.jobs == 3 and c.embed_batch_size == 8
-    assert [v.name for v in c.variants] == ["mel", "mel_hop256"]
-    assert c.variants[1].hop_length == 256 and c.variants[1].merge.jitter == 0.1
-    assert c.train.l2 == 1e-4 and c.train.epochs == 3 and c.train.seed == 7  # seed defaults the head's
-    assert c.exports(1) and not c.exports(2)
-    import yaml
-
-    again = write(tmp_path / "again.yaml", yaml.safe_dump(c.to_dict()))
-    assert sweep.load_sweep_config(again) == c
-
-
-def test_shipped_params_files(tmp_path, monkeypatch):
-    demo = sweep.load_sweep_config(PARAMS / "demo.yaml")
-    assert demo.synth is not None and demo.synth.clips_per_class == 40 and demo.folds is None
-    assert len(demo.variants) == 3 and demo.backbone == "efficientnet_lite0"
-    monkeypatch.setenv("HOME", str(tmp_path))
-    for name, n_variants in (("urbansound8k", 6), ("esc50", 6)):
-        with pytest.raises(ConfigError, match="does not exist"):
-            sweep.load_sweep_config(PARAMS / f"{name}.yaml")
-        (tmp_path / "soundata" / name).mkdir(parents=True)
-        c = sweep.load_sweep_config(PARAMS / f"{name}.yaml")
-        assert c.dataset == tmp_path / "soundata" / name and len(c.variants) == n_variants
-
-
-# ---------------------------------------------------------------------------
-# Aggregation (fast: hand-written metrics files)
-
-def fake_metrics(run_dir: Path, variant: str, fold: int, acc: float, f1: float, cm) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    classes = ["a", "b"]
-    (run_dir / "metrics.json").write_text(json.dumps({
-        "variant": variant, "test_fold": fold, "accuracy": acc, "macro_f1": f1, "n": int(np.sum(cm)),
-        "confusion_matrix": cm, "per_class": {c: {"f1": 0.0} for c in classes}, "seconds": 1.0}))
-
-
-def test_collect_results_mean_std_and_files(tmp_path):
-    fake_metrics(tmp_path / "mel" / "fold1", "mel", 1, 1.0, 1.0, [[2, 0], [0, 2]])
-    fake_metrics(tmp_path / "mel" / "fold2", "mel", 2, 0.5, 0.4, [[1, 1], [1, 1]])
-    fake_metrics(tmp_path / "wave" / "fold1", "wave", 1, 0.25, 0.2, [[1, 1], [2, 0]])
-    (tmp_path / "wave" / "fold2").mkdir()
-    (tmp_path / "wave" / "fold2" / "metrics.json").write_text('{"accuracy": ')  # torn file: ignored
-    (tmp_path / "notes" / "x").mkdir(parents=True)
-
-    runs = sweep.collect_runs(tmp_path)
-    assert list(zip(runs["variant"], runs["fold"])) == [("mel", 1), ("mel", 2), ("wave", 1)]
-    table = sweep.collect_results(tmp_path)
-    assert list(table.index) == ["mel", "wave"]
-    assert table.loc["mel", "folds"] == 2 and table.loc["mel", "clips"] == 8
-    assert table.loc["mel", "accuracy_mean"] == pytest.approx(0.75)
-    assert table.loc["mel", "accuracy_std"] == pytest.approx(0.25)  # population std
-    assert table.loc["mel", "macro_f1_mean"] == pytest.approx(0.7)
-    md = sweep.results_table_markdown(table)
-    assert "| mel | 2 | 0.750 ± 0.250 | 0.700 ± 0.300 |" in md
-
-    csv_path, md_path = sweep.write_results(tmp_path)
-    import pandas as pd
-
-    back = pd.read_csv(csv_path, index_col="variant")
-    assert back.loc["wave", "accuracy_mean"] == pytest.approx(0.25)
-    assert "0.750 ± 0.250" in md_path.read_text()
-    assert not list(tmp_path.glob(".*.tmp"))
-
-    classes, summed = sweep.summed_confusion(tmp_path)["mel"]
-    assert classes == ["a", "b"] and summed.tolist() == [[3, 1], [1, 3]]
-    f1 = sweep.per_class_f1(tmp_path)
-    assert f1.loc["mel", "a"] == pytest.approx(0.75) and f1.loc["wave", "a"] == pytest.approx(0.4)
-    pngs = sweep.write_summed_confusions(tmp_path)
-    assert pngs["mel"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert sweep.plot_results(table)._repr_png_()[:4] == b"\x89PNG"
-    assert sweep.plot_per_class_f1(f1)._repr_png_()[:4] == b"\x89PNG"
-
-
-def test_collect_results_empty(tmp_path):
-    table = sweep.collect_results(tmp_path)
-    assert len(table) == 0 and "no complete runs" in sweep.results_table_markdown(table)
-
-
-# ---------------------------------------------------------------------------
-# End to end with the stand-in backbone
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, cache) -> Path:
@@ -415,7 +272,7 @@ def test_run_failing_after_metrics_is_not_complete(project, tmp_path):
     import nbformat
 
     notebooks = tmp_path / "notebooks"
-    shutil.copytree(sweep.notebooks_dir(), notebooks)
+    shutil.copytree(notebooks_dir(), notebooks)
     nb = nbformat.read(notebooks / "train.ipynb", as_version=4)
     nb.cells.append(nbformat.v4.new_code_cell('raise RuntimeError("display went wrong")'))
     nbformat.write(nb, notebooks / "train.ipynb")

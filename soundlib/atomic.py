@@ -1,4 +1,10 @@
-"""Atomic file writes: a reader never sees a half-written artifact."""
+"""Atomic file writes: a reader never sees a half-written artifact.
+
+Every file soundlib writes goes through here: the data are written to a
+temporary name in the destination folder, flushed, and renamed into place
+(``os.replace`` is atomic on one filesystem). On error the temporary file is
+removed and the destination is untouched.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,14 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-__all__ = ["atomic_path", "write_bytes_atomic", "write_text_atomic", "write_json_atomic", "write_csv_atomic"]
+__all__ = [
+    "atomic_path",
+    "write_bytes_atomic",
+    "write_text_atomic",
+    "write_json_atomic",
+    "write_csv_atomic",
+    "jsonable",
+]
 
 
 @contextlib.contextmanager
@@ -37,6 +50,7 @@ def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterat
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (flushed and fsync'ed before the rename)."""
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             fh.write(data)
@@ -46,11 +60,13 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write UTF-8 ``text`` to ``path`` atomically."""
     return write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
-    return write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=_jsonable) + "\n")
+    """Write ``obj`` as indented, key-sorted JSON atomically (numpy scalars and arrays allowed)."""
+    return write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=jsonable) + "\n")
 
 
 def write_csv_atomic(path: str | os.PathLike, rows: list[dict], *, fieldnames: list[str] | None = None) -> Path:
@@ -67,7 +83,8 @@ def write_csv_atomic(path: str | os.PathLike, rows: list[dict], *, fieldnames: l
     return write_text_atomic(path, buf.getvalue())
 
 
-def _jsonable(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
+    """``json.dumps(default=...)`` hook: numpy scalars and arrays, paths."""
     import numpy as np
 
     if isinstance(obj, np.integer):

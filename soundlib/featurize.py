@@ -1,0 +1,238 @@
+"""Pictures on disk: render clips to PNG files (or memory), read pictures back, the gallery.
+
+:func:`featurize` renders many clips with one :class:`~soundlib.variants.FeatureSpec`,
+in worker processes, keeping going past bad files and reporting them. It owns
+the layout of a pictures folder: one PNG per clip under the clip's path
+relative to the dataset root, and ``feature_spec.json`` recording the spec
+that made them (a folder never mixes two specs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from .errors import FeatureError, SoundlibError
+from .features import render
+from .variants import FEATURE_VERSION, FeatureSpec, get_variant
+
+__all__ = [
+    "GALLERY_FILES",
+    "featurize_clip",
+    "featurize",
+    "FeaturizeReport",
+    "picture_path",
+    "write_png",
+    "read_picture",
+    "write_gallery",
+]
+
+#: ``soundlib gallery`` file names (the seed's example set) -> variant.
+GALLERY_FILES: dict[str, str] = {
+    "spectrogram.png": "mel",
+    "gray_scale_spectrogram.png": "mel_gray",
+    "non_log_spectrogram.png": "linear",
+    "wave_form.png": "waveform",
+    "spectrogram_and_wave_form_merged.png": "merged",
+    "spectrogram_and_wave_form_stacked.png": "stacked",
+}
+
+
+
+def featurize_clip(path: str | os.PathLike, spec: FeatureSpec) -> np.ndarray:
+    """Load one audio file and render it with ``spec``.
+
+    Returns
+    -------
+    np.ndarray, shape (spec.height, spec.width, 3), dtype uint8
+    """
+    from .audio import load_audio
+
+    return render(load_audio(path, sr=spec.sr, duration=spec.duration), spec)
+
+
+def write_png(path: str | os.PathLike, picture: np.ndarray) -> Path:
+    """Write a uint8 (H, W, 3) picture as PNG, atomically."""
+    from PIL import Image
+
+    from .atomic import atomic_path
+
+    if picture.dtype != np.uint8 or picture.ndim != 3 or picture.shape[2] != 3:
+        raise FeatureError(f"{path}: expected a uint8 (H, W, 3) picture, got {picture.dtype} {picture.shape}")
+    with atomic_path(path) as tmp:
+        Image.fromarray(picture).save(tmp, format="PNG", compress_level=1)
+    return Path(path)
+
+
+def read_picture(path: str | os.PathLike) -> np.ndarray:
+    """Read a picture file as uint8 (H, W, 3); raise :class:`FeatureError` naming the file if it is not one."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            if img.mode not in ("RGB", "L", "RGBA", "P", "I;16", "I", "F"):
+                raise FeatureError(f"{path}: unsupported picture mode {img.mode}")
+            return np.asarray(img.convert("RGB"))
+    except FileNotFoundError:
+        raise FeatureError(f"{path}: picture file not found") from None
+    except (UnidentifiedImageError, OSError) as exc:
+        raise FeatureError(f"{path}: not a readable picture ({exc})") from None
+
+
+def picture_path(clip_path: Path, root: Path, out_dir: Path) -> Path:
+    """Where a clip's picture goes: its path under the dataset root (minus ``audio/``), as .png."""
+    try:
+        rel = Path(clip_path).resolve().relative_to(Path(root).resolve())
+    except ValueError:
+        rel = Path(Path(clip_path).name)
+    if rel.parts and rel.parts[0] == "audio" and len(rel.parts) > 1:
+        rel = Path(*rel.parts[1:])
+    return Path(out_dir) / rel.with_suffix(".png")
+
+
+@dataclasses.dataclass
+class FeaturizeReport:
+    """What :func:`featurize` did: pictures in memory or files written, and the failures."""
+
+    spec: FeatureSpec
+    pictures: dict[Path, np.ndarray] = dataclasses.field(default_factory=dict)
+    written: list[Path] = dataclasses.field(default_factory=list)
+    skipped: list[Path] = dataclasses.field(default_factory=list)
+    failures: list[tuple[Path, str]] = dataclasses.field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when no file failed."""
+        return not self.failures
+
+    def failure_text(self) -> str:
+        """The failures, one line each, for printing."""
+        lines = [f"{len(self.failures)} file(s) failed:"]
+        lines += [f"  {msg}" for _, msg in self.failures]
+        return "\n".join(lines)
+
+
+def _work(args: tuple[Path, FeatureSpec, Path | None]) -> tuple[Path, np.ndarray | None, str | None]:
+    path, spec, dest = args
+    try:
+        pic = featurize_clip(path, spec)
+        if dest is not None:
+            write_png(dest, pic)
+            return path, None, None
+        return path, pic, None
+    except SoundlibError as exc:
+        return path, None, str(exc)
+    except Exception as exc:  # keep going; report the file with what went wrong
+        return path, None, f"{path}: {type(exc).__name__}: {exc}"
+
+
+def _check_out_dir(out_dir: Path, spec: FeatureSpec) -> None:
+    from .atomic import write_json_atomic
+
+    marker = out_dir / "feature_spec.json"
+    if marker.is_file():
+        try:
+            old = json.loads(marker.read_text())
+        except (OSError, json.JSONDecodeError):
+            old = None
+        if old is None or old.get("key") != spec.key():
+            raise FeatureError(
+                f"{out_dir} already holds pictures made with another feature spec ({marker}); "
+                "choose another --out folder"
+            )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(marker, {"key": spec.key(), "spec": spec.to_dict(), "feature_version": FEATURE_VERSION})
+
+
+def featurize(
+    clips: "Iterable[Any]",
+    spec: FeatureSpec,
+    *,
+    out_dir: str | os.PathLike | None = None,
+    root: str | os.PathLike | None = None,
+    jobs: int = 1,
+    progress: bool = True,
+) -> FeaturizeReport:
+    """Render many clips; keep going past bad files and report them.
+
+    Parameters
+    ----------
+    clips : iterable of :class:`~soundlib.data.Clip` or paths, or a :class:`~soundlib.data.Dataset`
+    spec : FeatureSpec
+    out_dir : path, optional
+        Write one PNG per clip under it (see :func:`picture_path`), skipping
+        pictures already there from the same spec. Without it, pictures stay in memory.
+    root : path, optional
+        Dataset root the PNG paths are made relative to (a Dataset's own root by default).
+    jobs : int
+        Worker processes (1: in this process).
+    """
+    if root is None:
+        root = getattr(clips, "root", None)
+    paths = [Path(getattr(c, "path", c)) for c in clips]
+    if root is None:
+        root = Path(os.path.commonpath([p.parent.resolve() for p in paths])) if paths else Path(".")
+    report = FeaturizeReport(spec=spec)
+    tasks: list[tuple[Path, FeatureSpec, Path | None]] = []
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        _check_out_dir(out_dir, spec)
+        for p in paths:
+            dest = picture_path(p, Path(root), out_dir)
+            if dest.is_file():
+                report.skipped.append(dest)
+            else:
+                tasks.append((p, spec, dest))
+    else:
+        tasks = [(p, spec, None) for p in paths]
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(tasks), desc=f"featurize {spec.name}", unit="clip", disable=not progress)
+    try:
+        if jobs > 1 and len(tasks) > 1:
+            import concurrent.futures as cf
+            import multiprocessing as mp
+
+            with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
+                results = pool.map(_work, tasks, chunksize=max(1, len(tasks) // (jobs * 8)))
+                for task, (path, pic, err) in zip(tasks, results):
+                    _collect(report, task, path, pic, err)
+                    bar.update()
+        else:
+            for task in tasks:
+                _collect(report, task, *_work(task))
+                bar.update()
+    finally:
+        bar.close()
+    return report
+
+
+def _collect(report: FeaturizeReport, task, path, pic, err) -> None:
+    if err is not None:
+        report.failures.append((path, err))
+    elif task[2] is not None:
+        report.written.append(task[2])
+    else:
+        report.pictures[path] = pic
+
+
+def write_gallery(clip: str | os.PathLike, out_dir: str | os.PathLike) -> list[Path]:
+    """Write the seed's example set for one clip: one PNG per variant in :data:`GALLERY_FILES`."""
+    from .audio import load_audio
+
+    out_dir = Path(out_dir)
+    written = []
+    cache: dict[tuple[int, float], np.ndarray] = {}
+    for filename, variant in GALLERY_FILES.items():
+        spec = get_variant(variant)
+        key = (spec.sr, spec.duration)
+        if key not in cache:
+            cache[key] = load_audio(clip, sr=spec.sr, duration=spec.duration)
+        written.append(write_png(out_dir / filename, render(cache[key], spec)))
+    return written

@@ -1,0 +1,196 @@
+"""The small helpers the notebooks call, and where the notebooks and their kernel are found.
+
+The notebooks in ``notebooks/`` stay thin: their ``parameters`` cell is an
+edge where names (variant, backbone) are resolved once, through
+:func:`eval_config`; the rest of their logic lives here and in the library, so
+it is tested like any other code. The interactive picture explorer is
+:mod:`soundlib.trials`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+from .data import Clip, Dataset
+from .errors import ConfigError, DatasetError
+
+__all__ = [
+    "NOTEBOOKS",
+    "notebooks_dir",
+    "default_kernel_name",
+    "open_dataset",
+    "eval_config",
+    "pick_clip",
+    "label_clip",
+    "ClipPrediction",
+    "alert_tone",
+]
+
+#: The notebooks soundlib ships.
+NOTEBOOKS = ("plotting_trials.ipynb", "train.ipynb", "visualize.ipynb", "evaluate.ipynb")
+
+
+def notebooks_dir(path: str | os.PathLike | None = None) -> Path:
+    """The folder holding soundlib's notebooks.
+
+    ``path`` if given, else ``$SOUNDLIB_NOTEBOOKS``, else ``notebooks/`` beside the
+    ``soundlib`` package (a source checkout or editable install).
+    """
+    raw = path or os.environ.get("SOUNDLIB_NOTEBOOKS")
+    folder = Path(raw).expanduser() if raw else Path(__file__).resolve().parent.parent / "notebooks"
+    missing = [n for n in ("train.ipynb", "evaluate.ipynb") if not (folder / n).is_file()]
+    if missing:
+        raise ConfigError(f"{folder}: notebook(s) {', '.join(missing)} not found; run from a soundlib "
+                          "checkout, or point SOUNDLIB_NOTEBOOKS (or notebooks_dir=) at its notebooks/ folder")
+    return folder
+
+
+def default_kernel_name() -> str:
+    """``"soundlib"`` when that kernelspec is installed (``make venv`` installs it), else ``"python3"``."""
+    try:
+        from jupyter_client.kernelspec import KernelSpecManager
+
+        specs = KernelSpecManager().find_kernel_specs()
+    except Exception:  # a broken Jupyter config should not hide the fallback
+        specs = {}
+    return "soundlib" if "soundlib" in specs else "python3"
+
+
+def open_dataset(path: str | os.PathLike, *, generate_if_missing: bool = False, clips_per_class: int = 10) -> Dataset:
+    """Load a dataset; with ``generate_if_missing``, first write a small synthetic corpus at a missing ``path``."""
+    from .data import load_dataset
+
+    p = Path(path).expanduser()
+    if not p.exists() and generate_if_missing:
+        from .synth import SynthConfig, generate_corpus
+
+        generate_corpus(p, SynthConfig(clips_per_class=clips_per_class), progress=False)
+    return load_dataset(p)
+
+
+def eval_config(*, variant: Any, backbone: str | None = None, k_folds: int | None = None, seed: int = 0,
+                train: Mapping[str, Any] | None = None):
+    """Resolve a notebook's parameters into an :class:`~soundlib.evaluate.EvalConfig`.
+
+    Parameters
+    ----------
+    variant : str or mapping
+        A variant name or a mapping of FeatureSpec fields (see :func:`soundlib.variants.resolve_variant`).
+    backbone : str or None
+        Backbone handle; ``None``: the default backbone.
+    k_folds : int or None
+        Folds to assign when the dataset has none; ``None``: the default.
+    seed : int
+        Seed of the fold assignment and, unless ``train`` says otherwise, of the head.
+    train : mapping, optional
+        :class:`~soundlib.train.TrainConfig` fields; entries that are ``None`` keep the default.
+    """
+    from .config import from_mapping
+    from .evaluate import EvalConfig
+    from .train import TrainConfig
+    from .variants import resolve_variant
+
+    fields: dict[str, Any] = {"spec": resolve_variant(variant), "seed": seed}
+    if backbone is not None:
+        fields["backbone"] = backbone
+    if k_folds is not None:
+        fields["k_folds"] = k_folds
+    given = {"seed": seed, **{k: v for k, v in dict(train or {}).items() if v is not None}}
+    fields["train"] = TrainConfig.from_dict(given, where="notebook parameters: train")
+    return from_mapping(EvalConfig, fields, where="notebook parameters")
+
+
+def pick_clip(dataset: Dataset, *, fold: int | None = None, label: str | None = None, seed: int = 0) -> Clip:
+    """A random clip (seeded), optionally from one fold and/or class; :class:`DatasetError` if none match."""
+    import random
+
+    clips = dataset.subset(folds=[fold] if fold is not None else None, labels=[label] if label else None).clips
+    if not clips:
+        raise DatasetError(f"no clip in dataset {dataset.name!r} at {dataset.root} with fold={fold!r}, "
+                           f"label={label!r} (folds: {list(dataset.folds)}, classes: {', '.join(dataset.classes)})")
+    return clips[random.Random(seed).randrange(len(clips))]
+
+
+@dataclasses.dataclass
+class ClipPrediction:
+    """A clip, its picture and the model's top-k labels."""
+
+    clip: Clip
+    picture: Any
+    top: list[tuple[str, float]]
+
+    @property
+    def true_label(self) -> str:
+        """The clip's own class."""
+        return self.clip.label
+
+    @property
+    def predicted(self) -> str:
+        """The top class."""
+        return self.top[0][0]
+
+    @property
+    def correct(self) -> bool:
+        """Whether the top class is the true one."""
+        return self.predicted == self.true_label
+
+    def frame(self):
+        """The top-k as a pandas DataFrame (rank, label, probability, is the true class)."""
+        import pandas as pd
+
+        rows = [{"rank": i + 1, "label": lab, "probability": round(p, 4), "true class": lab == self.true_label}
+                for i, (lab, p) in enumerate(self.top)]
+        return pd.DataFrame(rows).set_index("rank")
+
+    def image(self):
+        """The picture as a PIL image (displays inline in a notebook)."""
+        from PIL import Image
+
+        return Image.fromarray(self.picture)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The pick and its labels as plain data (for JSON)."""
+        return {"path": str(self.clip.path), "fold": self.clip.fold, "true_label": self.true_label,
+                "predicted": self.predicted, "correct": self.correct,
+                "top": [{"label": lab, "probability": p} for lab, p in self.top]}
+
+
+def label_clip(model, clip: Clip, *, top_k: int = 3) -> ClipPrediction:
+    """Render ``clip`` with the model's feature spec and label it (``model``: a :class:`~soundlib.infer.LoadedModel`)."""
+    import numpy as np
+
+    from .featurize import featurize_clip
+
+    picture = featurize_clip(clip.path, model.spec)
+    proba = model.predict_pictures(picture[None])[0]
+    order = np.argsort(-proba)[:max(1, top_k)]
+    return ClipPrediction(clip, picture, [(model.labels[i], float(proba[i])) for i in order])
+
+
+def _interactive() -> bool:
+    if os.environ.get("SOUNDLIB_BATCH"):
+        return False
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
+
+
+def alert_tone(enabled: bool = True, *, seconds: float = 0.6, sr: int = 22050):
+    """An autoplaying two-note chime (``IPython.display.Audio``), or ``None`` when disabled,
+    in a batch run (a sweep sets ``$SOUNDLIB_BATCH``) or outside a Jupyter kernel."""
+    if not enabled or not _interactive():
+        return None
+    import numpy as np
+    from IPython.display import Audio
+
+    t = np.arange(int(seconds * sr)) / sr
+    half = t.size // 2
+    f = np.where(np.arange(t.size) < half, 880.0, 1320.0)
+    y = 0.3 * np.sin(2 * np.pi * f * t) * np.minimum(1.0, 20 * (seconds - t)) * np.minimum(1.0, 50 * t)
+    return Audio(y, rate=sr, autoplay=True)

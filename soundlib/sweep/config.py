@@ -1,0 +1,267 @@
+"""Sweep files: :class:`SweepConfig` and :func:`load_sweep_config` (YAML -> validated config).
+
+This is the edge where a sweep's names are resolved: variant names and
+mappings become :class:`~soundlib.variants.FeatureSpec` objects, relative paths
+resolve against the YAML file's folder, and every key is checked (a misspelt
+key is an error naming it and the file).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..backbones import DEFAULT_BACKBONE
+from ..config import check_keys, from_mapping, to_int
+from ..embed import EmbedConfig
+from ..errors import ConfigError
+from ..folds import DEFAULT_K_FOLDS
+from ..train import TrainConfig
+from ..variants import VARIANTS, FeatureSpec, resolve_variant
+
+__all__ = ["SweepConfig", "load_sweep_config"]
+
+_TOP_KEYS = ("dataset", "data_home", "synth", "folds", "k_folds", "variants", "backbone", "train", "embed",
+             "export_model", "jobs", "seed")
+_EMBED_KEYS = ("batch_size",)
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepConfig:
+    """A resolved sweep file.
+
+    Attributes
+    ----------
+    dataset : pathlib.Path or None
+        Dataset folder or metadata CSV (absolute). ``None`` with ``synth``: the
+        corpus is generated into ``<out>/data``.
+    synth : soundlib.synth.SynthConfig or None
+        Generate this synthetic corpus into ``dataset`` (or ``<out>/data``) when it
+        is missing or was made with another configuration.
+    folds : tuple of int or None
+        Test folds to run; ``None`` means every fold of the dataset.
+    k_folds : int
+        Folds assigned (grouped by recording) when the dataset has none.
+    variants : tuple of FeatureSpec
+        Feature variants; their names are the output sub-folders.
+    backbone : str
+        Backbone handle (embedded name, TF Hub handle, or SavedModel folder).
+    train : TrainConfig
+        Head hyperparameters (``train.seed`` defaults to ``seed``).
+    embed_batch_size : int
+        Pictures per backbone call while filling the embedding cache.
+    export_model : bool or tuple of int
+        Export each run's model (``True``), none (``False``), or only the runs of these test folds.
+    jobs : int
+        Runs executed at once (the ``jobs`` argument of :func:`soundlib.sweep.run` overrides it).
+    seed : int
+        Default seed of the head and of fold assignment.
+    source : pathlib.Path or None
+        The YAML file this came from (for messages).
+    """
+
+    dataset: Path | None = None
+    synth: Any = None
+    folds: tuple[int, ...] | None = None
+    k_folds: int = DEFAULT_K_FOLDS
+    variants: tuple[FeatureSpec, ...] = (VARIANTS["mel"],)
+    backbone: str = DEFAULT_BACKBONE
+    train: TrainConfig = TrainConfig()
+    embed_batch_size: int = EmbedConfig.batch_size
+    export_model: bool | tuple[int, ...] = True
+    jobs: int = 1
+    seed: int = 0
+    source: Path | None = dataclasses.field(default=None, compare=False)
+
+    def exports(self, fold: int) -> bool:
+        """Whether the run of test fold ``fold`` exports its model."""
+        if isinstance(self.export_model, bool):
+            return self.export_model
+        return fold in self.export_model
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain mapping (the YAML file's keys) that :meth:`from_dict` reads back to an equal config."""
+        d: dict[str, Any] = {}
+        if self.dataset is not None:
+            d["dataset"] = str(self.dataset)
+        if self.synth is not None:
+            d["synth"] = dataclasses.asdict(self.synth)
+        d["folds"] = list(self.folds) if self.folds is not None else "all"
+        d["k_folds"] = self.k_folds
+        d["variants"] = [spec.name if VARIANTS.get(spec.name) == spec else spec.to_dict() for spec in self.variants]
+        d["backbone"] = self.backbone
+        d["train"] = self.train.to_dict()
+        d["embed"] = {"batch_size": self.embed_batch_size}
+        d["export_model"] = self.export_model if isinstance(self.export_model, bool) else list(self.export_model)
+        d["jobs"] = self.jobs
+        d["seed"] = self.seed
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], *, where: str = "sweep config",
+                  base_dir: str | os.PathLike | None = None) -> "SweepConfig":
+        """Validate a mapping (a parsed sweep file); see :func:`load_sweep_config`."""
+        return _from_dict(d, where=where, base_dir=Path(base_dir) if base_dir is not None else Path.cwd())
+
+
+def _resolve_path(raw: Any, base_dir: Path, where: str) -> Path:
+    if not isinstance(raw, (str, os.PathLike)) or not str(raw).strip():
+        raise ConfigError(f"{where}: expected a path, got {raw!r}")
+    p = Path(os.path.expandvars(str(raw))).expanduser()
+    return p if p.is_absolute() else (base_dir / p).resolve()
+
+
+def _synth(raw: Any, where: str):
+    from ..synth import SynthConfig
+
+    if raw is None:
+        return None
+    return from_mapping(SynthConfig, {} if raw is True else raw, where=f"{where}: synth")
+
+
+def _folds(raw: Any, where: str) -> tuple[int, ...] | None:
+    if raw in ("all", None):
+        return None
+    items = [raw] if isinstance(raw, int) and not isinstance(raw, bool) else raw
+    if not isinstance(items, (list, tuple)) or not items:
+        raise ConfigError(f"{where}: folds must be \"all\" or a list of fold numbers, got {raw!r}")
+    folds = tuple(to_int(f, f"{where}: folds", minimum=1) for f in items)
+    if len(set(folds)) != len(folds):
+        raise ConfigError(f"{where}: folds lists a fold twice: {list(folds)}")
+    return folds
+
+
+def _variants(raw: Any, where: str) -> tuple[FeatureSpec, ...]:
+    if isinstance(raw, (str, Mapping)):
+        raw = [raw]
+    if not isinstance(raw, (list, tuple)) or not raw:
+        raise ConfigError(f"{where}: variants must be a non-empty list of variant names or mappings")
+    variants = tuple(resolve_variant(v, where=f"{where}: variants") for v in raw)
+    names = [v.name for v in variants]
+    for n in names:
+        if not _NAME.match(n):
+            raise ConfigError(f"{where}: variant name {n!r} cannot name a folder; use letters, digits, _ . -")
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ConfigError(f"{where}: variant name(s) {', '.join(dup)} given twice")
+    return variants
+
+
+def _backbone(raw: Any, base_dir: Path, where: str) -> str:
+    if not isinstance(raw, str) or not raw:
+        raise ConfigError(f"{where}: backbone must be a name, handle or path, got {raw!r}")
+    if raw.startswith((".", "~", "/")) or (os.sep in raw and "://" not in raw and not raw.startswith("@")):
+        local = _resolve_path(raw, base_dir, f"{where}: backbone")
+        if local.exists():
+            return str(local)
+    return raw
+
+
+def _export(raw: Any, where: str) -> bool | tuple[int, ...]:
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, (list, tuple)):
+        return tuple(to_int(f, f"{where}: export_model", minimum=1) for f in raw)
+    raise ConfigError(f"{where}: export_model must be true, false or a list of test folds, got {raw!r}")
+
+
+def _from_dict(d: Any, *, where: str, base_dir: Path) -> SweepConfig:
+    check_keys(d, _TOP_KEYS, where)
+    if "dataset" in d and "data_home" in d:
+        raise ConfigError(f"{where}: give either 'dataset' or its alias 'data_home', not both")
+    raw_ds = d.get("dataset", d.get("data_home"))
+    synth = _synth(d.get("synth"), where)
+    if raw_ds is None and synth is None:
+        raise ConfigError(f"{where}: no dataset; give 'dataset' (or 'data_home'): a dataset folder or metadata CSV, "
+                          "or 'synth: {clips_per_class: 40}' to generate the synthetic corpus")
+    dataset = _resolve_path(raw_ds, base_dir, f"{where}: dataset") if raw_ds is not None else None
+    if dataset is not None and synth is None and not dataset.exists():
+        raise ConfigError(
+            f"{where}: dataset path {dataset} does not exist (relative paths are resolved against {base_dir}). "
+            "Edit the path, or download the data first, e.g. `soundlib download urbansound8k --data-home DIR`.")
+    defaults = SweepConfig()
+    seed = to_int(d.get("seed", defaults.seed), f"{where}: seed")
+    train = TrainConfig.from_dict({"seed": seed, **check_keys(d.get("train") or {}, _train_keys(), f"{where}: train")},
+                                  where=f"{where}: train")
+    embed = check_keys(d.get("embed") or {}, _EMBED_KEYS, f"{where}: embed")
+    return SweepConfig(
+        dataset=dataset,
+        synth=synth,
+        folds=_folds(d.get("folds", "all"), where),
+        k_folds=to_int(d.get("k_folds", defaults.k_folds), f"{where}: k_folds", minimum=2),
+        variants=_variants(d.get("variants", [v.name for v in defaults.variants]), where),
+        backbone=_backbone(d.get("backbone", defaults.backbone), base_dir, where),
+        train=train,
+        embed_batch_size=to_int(embed.get("batch_size", defaults.embed_batch_size), f"{where}: embed: batch_size",
+                                minimum=1),
+        export_model=_export(d.get("export_model", defaults.export_model), where),
+        jobs=to_int(d.get("jobs", defaults.jobs), f"{where}: jobs", minimum=1),
+        seed=seed,
+    )
+
+
+def _train_keys() -> list[str]:
+    return [f.name for f in dataclasses.fields(TrainConfig)]
+
+
+def load_sweep_config(path: str | os.PathLike) -> SweepConfig:
+    """Read and validate a sweep file.
+
+    Parameters
+    ----------
+    path : path-like
+        A YAML file with the keys
+
+        ``dataset`` (alias ``data_home``)
+            Dataset folder or metadata CSV. **Relative paths resolve against the
+            YAML file's folder** (not the working directory); ``~`` and ``$VARS`` expand.
+        ``synth``
+            ``{clips_per_class: .., seed: .., duration: ..}`` (any
+            :class:`~soundlib.synth.SynthConfig` field): generate the synthetic corpus
+            into ``dataset``, or into ``<out>/data`` without ``dataset``, when it is
+            missing, and use it.
+        ``folds``
+            ``all`` (default) or a list of test folds.
+        ``k_folds``
+            Folds to assign when the dataset has none.
+        ``variants``
+            Registry names (``soundlib variants``) or mappings
+            ``{name: X, base: mel, <FeatureSpec fields>...}``.
+        ``backbone``
+            Backbone handle (default: the embedded, offline EfficientNet-Lite0).
+        ``train``
+            :class:`~soundlib.train.TrainConfig` fields.
+        ``embed``
+            ``{batch_size: N}``.
+        ``export_model``
+            ``true``, ``false``, or a list of test folds whose models are exported.
+        ``jobs``, ``seed``
+            Parallel runs; default seed of the head and of fold assignment.
+
+    Returns
+    -------
+    SweepConfig
+
+    Raises
+    ------
+    ConfigError
+        The file is missing or not YAML, a key is unknown (the message names the
+        key and the file), a value is invalid, or the dataset path does not exist.
+    """
+    import yaml
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"{path}: sweep file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not a valid YAML file ({exc})") from None
+    if data is None:
+        raise ConfigError(f"{path}: empty sweep file")
+    config = _from_dict(data, where=str(path), base_dir=path.resolve().parent)
+    return dataclasses.replace(config, source=path)

@@ -1,0 +1,280 @@
+"""One sweep task in its own process: lock the run folder, execute, report through a result file.
+
+A *task* is a JSON-able mapping: ``kind`` ``"notebook"`` (execute a notebook with
+papermill: a training run, or the evaluate notebook) or ``"embed"`` (fill the
+embedding cache for one variant). :func:`run_task` starts a fresh Python
+process for it (locally or on a Dask worker), waits, and returns the result
+the process wrote; it never raises for a failing task. The run bookkeeping that
+makes sweeps resumable lives here too: a run is complete when its
+``params.json`` fingerprint matches, its ``metrics.json`` is valid and its
+executed notebook is in place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from ..metrics import METRICS_FILE, RunMetrics
+
+__all__ = [
+    "TRAIN_NOTEBOOK",
+    "EVALUATE_NOTEBOOK",
+    "fingerprint",
+    "run_complete",
+    "read_run_record",
+    "run_task",
+    "kill_running",
+    "child_main",
+]
+
+#: Notebooks a sweep executes.
+TRAIN_NOTEBOOK = "train.ipynb"
+EVALUATE_NOTEBOOK = "evaluate.ipynb"
+RUN_RECORD = "params.json"
+
+#: Run by each kernel at start-up: the kernel dies with the process that launched it.
+_KERNEL_EXEC_LINE = "__import__('soundlib.runtime', fromlist=['_']).die_with_parent()"
+_CHILD = "import sys; from soundlib.sweep.tasks import child_main; sys.exit(child_main(sys.argv[1]))"
+_LIVE: set = set()
+
+
+# ---------------------------------------------------------------------------
+# Run bookkeeping
+
+def fingerprint(params: Mapping[str, Any], synth: Mapping[str, Any] | None) -> str:
+    """The identity of a run: its notebook parameters (minus output-only ones) and the synthetic corpus."""
+    ident = {k: v for k, v in params.items() if k not in ("output_dir", "alert", "generate_if_missing")}
+    ident["_synth"] = synth
+    return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def read_run_record(run_dir: Path) -> dict | None:
+    """A run's ``params.json`` (fingerprint, parameters, synth, classes), or ``None``."""
+    record = _read_json(Path(run_dir) / RUN_RECORD)
+    return record if isinstance(record, dict) else None
+
+
+def run_complete(run_dir: Path, fp: str, variant: str, fold: int) -> bool:
+    """A run is complete when it ran with these parameters (``params.json``), wrote a valid
+    ``metrics.json`` (last of its data, atomically) and its executed notebook was renamed into place."""
+    record = read_run_record(run_dir)
+    if record is None or record.get("fingerprint") != fp:
+        return False
+    if not (run_dir / TRAIN_NOTEBOOK).is_file():
+        return False
+    return RunMetrics.read(run_dir, variant=variant, fold=fold) is not None
+
+
+def _prepare_run_dir(run_dir: Path, record: Mapping[str, Any], *, export: bool) -> None:
+    """Start a run afresh: no stale ``metrics.json`` can outlive the new parameters."""
+    from ..atomic import write_json_atomic
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / METRICS_FILE).unlink(missing_ok=True)
+    (run_dir / TRAIN_NOTEBOOK).unlink(missing_ok=True)
+    for stale in list(run_dir.glob(".*.tmp*")) + list(run_dir.glob(".model.*")):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+    if not export and (run_dir / "model").is_dir():
+        shutil.rmtree(run_dir / "model", ignore_errors=True)
+    write_json_atomic(run_dir / RUN_RECORD, dict(record))
+
+
+@contextlib.contextmanager
+def _locked(path: str | None) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (released when the process dies)."""
+    if not path:
+        yield
+        return
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+# ---------------------------------------------------------------------------
+# The parent side
+
+def run_task(task: Mapping[str, Any]) -> dict[str, Any]:
+    """Execute one task in a fresh Python process and return its result.
+
+    Used as is by the local thread pool and as the Dask task function. Never
+    raises for a failing task: the failure is in the returned dict
+    (``status``, ``ename``, ``evalue``, ``cell``, ``notebook``, ``seconds``).
+    """
+    t0 = time.perf_counter()
+    fd, result_path = tempfile.mkstemp(prefix="soundlib-sweep-", suffix=".result.json")
+    os.close(fd)
+    os.unlink(result_path)
+    fd, task_path = tempfile.mkstemp(prefix="soundlib-sweep-", suffix=".task.json")
+    with os.fdopen(fd, "w") as fh:
+        json.dump({**task, "result_path": result_path}, fh)
+    env = {**os.environ, **task.get("env", {}), "SOUNDLIB_SWEEP_PARENT": str(os.getpid()),
+           "PYTHONUNBUFFERED": "1", "JUPYTER_PLATFORM_DIRS": "1"}
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    log = Path(task["log"])
+    log.parent.mkdir(parents=True, exist_ok=True)
+    proc = None
+    try:
+        with open(log, "w") as log_fh:
+            proc = subprocess.Popen([sys.executable, "-c", _CHILD, task_path], stdin=subprocess.DEVNULL,
+                                    stdout=log_fh, stderr=subprocess.STDOUT, env=env,
+                                    cwd=task.get("cwd") or None)
+            _LIVE.add(proc)
+            rc = proc.wait()
+        result = _read_json(Path(result_path))
+        if not isinstance(result, dict):
+            result = {"status": "failed", "ename": "WorkerExit",
+                      "evalue": f"the worker process exited with code {rc} before reporting; see {log}:\n"
+                                + _tail(log)}
+    except BaseException as exc:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+        if isinstance(exc, Exception):
+            result = {"status": "failed", "ename": type(exc).__name__, "evalue": str(exc)}
+        else:
+            raise
+    finally:
+        if proc is not None:
+            _LIVE.discard(proc)
+        for p in (task_path, result_path):
+            with contextlib.suppress(OSError):
+                os.unlink(p)
+    result.setdefault("seconds", round(time.perf_counter() - t0, 2))
+    return result
+
+
+def kill_running() -> None:
+    """Kill every task process this process started that is still running."""
+    for proc in list(_LIVE):
+        with contextlib.suppress(OSError):
+            proc.kill()
+
+
+def _tail(path: Path, n: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return ""
+
+
+# ---------------------------------------------------------------------------
+# The child side
+
+def child_main(task_path: str) -> int:
+    """Entry point of a task process (``python -c``); writes the result file."""
+    from ..runtime import die_with_parent
+
+    die_with_parent(int(os.environ.get("SOUNDLIB_SWEEP_PARENT") or 0))
+    task = json.loads(Path(task_path).read_text())
+    try:
+        if task["kind"] == "embed":
+            result = _do_embed(task)
+        elif task["kind"] == "notebook":
+            result = _do_notebook(task)
+        else:
+            raise ValueError(f"unknown task kind {task['kind']!r}")
+    except BaseException as exc:  # report everything, KeyboardInterrupt included
+        traceback.print_exc()
+        result = {"status": "failed", "ename": type(exc).__name__, "evalue": str(exc)}
+    from ..atomic import write_json_atomic
+
+    write_json_atomic(task["result_path"], result)
+    return 0
+
+
+def _do_embed(task: Mapping[str, Any]) -> dict[str, Any]:
+    from ..backbones import resolve_backbone
+    from ..data import load_dataset
+    from ..embed import EmbedConfig, embed_clips
+    from ..variants import FeatureSpec
+
+    ds = load_dataset(task["dataset"])
+    spec = FeatureSpec.from_dict(task["variant"])
+    res = embed_clips(ds.clips, spec, resolve_backbone(task["backbone"]),
+                      config=EmbedConfig(batch_size=task["batch_size"], progress=False))
+    out = {"status": "completed", "computed": res.computed, "hits": res.hits, "failures": len(res.failures)}
+    if res.failures:
+        out.update(status="failed", ename="EmbedError",
+                   evalue=f"{len(res.failures)} clip(s) could not be embedded; first: {res.failures[0][1]}")
+    return out
+
+
+def _do_notebook(task: Mapping[str, Any]) -> dict[str, Any]:
+    import nbformat
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    from ..notebook import default_kernel_name
+
+    out = Path(task["output"])
+    check = task.get("check")
+    with _locked(task.get("lock")):
+        if check:
+            run_dir = Path(check["run_dir"])
+            if run_complete(run_dir, check["fingerprint"], check["variant"], check["fold"]):
+                return {"status": "skipped", "notebook": str(out) if out.is_file() else None,
+                        "note": "completed by another process"}
+            _prepare_run_dir(run_dir, check["record"], export=bool(task["parameters"].get("export_model")))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.ipynb")
+        kernel = task.get("kernel_name") or default_kernel_name()
+        error: dict[str, Any] | None = None
+        for attempt in (1, 2):
+            try:
+                pm.execute_notebook(
+                    nbformat.reads(task["notebook"], as_version=4), str(tmp),
+                    parameters=task["parameters"], kernel_name=kernel, progress_bar=False, log_output=False,
+                    cwd=task.get("cwd"), start_timeout=180,
+                    extra_arguments=[f"--IPKernelApp.exec_lines={_KERNEL_EXEC_LINE}"],
+                )
+                error = None
+                break
+            except PapermillExecutionError as exc:  # a cell raised: report it, no retry
+                error = {"ename": exc.ename, "evalue": exc.evalue, "cell": exc.exec_count}
+                break
+            except Exception as exc:  # kernel start-up / port clash / dead kernel: retry once
+                traceback.print_exc()
+                error = {"ename": type(exc).__name__, "evalue": str(exc), "cell": None}
+                print(f"[soundlib sweep] attempt {attempt} failed: {error['ename']}: {error['evalue']}", flush=True)
+        if error is not None and check:
+            # a failed run is not complete, even when train_fold got as far as writing metrics.json
+            (Path(check["run_dir"]) / METRICS_FILE).unlink(missing_ok=True)
+        if tmp.is_file():
+            # renamed by hand, not through soundlib.atomic: a failed run's notebook is kept (its error is read)
+            os.replace(tmp, out)
+        notebook = str(out) if out.is_file() else None
+        if error is not None:
+            return {"status": "failed", "notebook": notebook, **error}
+        if check and RunMetrics.read(Path(check["run_dir"]), variant=check["variant"], fold=check["fold"]) is None:
+            return {"status": "failed", "notebook": notebook, "ename": "MissingOutput", "cell": None,
+                    "evalue": f"the notebook finished but wrote no valid {Path(check['run_dir']) / METRICS_FILE}"}
+        return {"status": "completed", "notebook": notebook}

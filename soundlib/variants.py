@@ -1,0 +1,241 @@
+"""Feature variants: :class:`FeatureSpec`, the registry of named variants, and name resolution.
+
+A variant is a frozen :class:`FeatureSpec` holding every parameter of one kind
+of picture. :data:`VARIANTS` maps names to specs (the seed's six are built in).
+:func:`resolve_variant` is the one place where a name or a mapping (from a
+YAML file, a notebook parameter or a JSON file) becomes a spec; everything
+past that edge takes a ``FeatureSpec``.
+
+``params/variants.yaml`` is generated from the registry (``soundlib variants
+--yaml``, :func:`variants_yaml`), never edited by hand.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from typing import Any, Mapping, Sequence
+
+from .config import from_mapping, to_dict
+from .errors import ConfigError, FeatureError
+from .merge import MergeSpec
+
+__all__ = [
+    "FeatureSpec",
+    "VARIANTS",
+    "BUILTIN_VARIANTS",
+    "FEATURE_VERSION",
+    "KINDS",
+    "get_variant",
+    "register_variant",
+    "resolve_variant",
+    "variants_yaml",
+]
+
+#: Bumped whenever rendering code changes what a spec produces; part of every cache key.
+FEATURE_VERSION = 1
+
+KINDS = ("spectrogram", "waveform", "merged", "stacked")
+FREQUENCY_SCALES = ("mel", "linear")
+AMPLITUDE_SCALES = ("db", "amplitude")
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureSpec:
+    """Every parameter of one feature variant.
+
+    Attributes
+    ----------
+    name : str
+        The variant's name (not part of :meth:`key`: equal parameters, equal pictures).
+    kind : {"spectrogram", "waveform", "merged", "stacked"}
+        What the picture shows. ``merged``: spectrogram and waveform as channels
+        of one image (see :class:`~soundlib.merge.MergeSpec`); ``stacked``:
+        spectrogram panel on top of a waveform panel.
+    sr : int
+        Sample rate in Hz the audio is resampled to.
+    duration : float
+        Seconds of audio one picture shows; shorter clips are padded, longer ones trimmed.
+    n_fft, hop_length : int
+        STFT window and hop in samples.
+    frequency : {"mel", "linear"}
+        Frequency axis of the spectrogram.
+    n_mels, fmin, fmax : int, float, float or None
+        Mel filterbank (``fmax=None``: ``sr / 2``), in Hz. ``fmin``/``fmax`` also crop linear spectrograms.
+    scale : {"db", "amplitude"}
+        Log (dB, relative to the clip's maximum, floored at ``-top_db``) or
+        linear amplitude normalised to the clip's maximum ("non-log").
+    top_db : float
+        Dynamic range kept, in dB.
+    colormap : str
+        Any matplotlib colormap name (``"gray"`` for grayscale).
+    height, width : int
+        Output picture size in pixels.
+    waveform_color, background_color : tuple of int
+        RGB colours of the waveform plot.
+    merge : MergeSpec
+        Channel order, strengths, jitter (``merged``) and panel split (``stacked``).
+    """
+
+    name: str = "mel"
+    kind: str = "spectrogram"
+    sr: int = 22050
+    duration: float = 4.0
+    n_fft: int = 2048
+    hop_length: int = 512
+    frequency: str = "mel"
+    n_mels: int = 128
+    fmin: float = 0.0
+    fmax: float | None = None
+    scale: str = "db"
+    top_db: float = 80.0
+    colormap: str = "magma"
+    height: int = 224
+    width: int = 224
+    waveform_color: tuple[int, int, int] = (31, 119, 180)
+    background_color: tuple[int, int, int] = (255, 255, 255)
+    merge: MergeSpec = MergeSpec()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "waveform_color", tuple(int(c) for c in self.waveform_color))
+        object.__setattr__(self, "background_color", tuple(int(c) for c in self.background_color))
+        if isinstance(self.merge, Mapping):
+            object.__setattr__(self, "merge", MergeSpec(**self.merge))
+        where = f"feature variant {self.name!r}"
+        _choice(where, "kind", self.kind, KINDS)
+        _choice(where, "frequency", self.frequency, FREQUENCY_SCALES)
+        _choice(where, "scale", self.scale, AMPLITUDE_SCALES)
+        for field in ("sr", "n_fft", "hop_length", "n_mels"):
+            if int(getattr(self, field)) <= 0:
+                raise FeatureError(f"{where}: {field} must be a positive integer, got {getattr(self, field)}")
+        if not 0 < self.duration <= 600:
+            raise FeatureError(f"{where}: duration must be in (0, 600] seconds, got {self.duration}")
+        nyquist = self.sr / 2
+        fmax = self.fmax if self.fmax is not None else nyquist
+        if not 0 <= self.fmin < fmax <= nyquist:
+            raise FeatureError(
+                f"{where}: need 0 <= fmin < fmax <= sr/2 = {nyquist:g}, got fmin={self.fmin}, fmax={self.fmax}"
+            )
+        if self.top_db <= 0:
+            raise FeatureError(f"{where}: top_db must be positive, got {self.top_db}")
+        if not (16 <= self.height <= 4096 and 16 <= self.width <= 4096):
+            raise FeatureError(f"{where}: height and width must be in [16, 4096], got {self.height}x{self.width}")
+        for field in ("waveform_color", "background_color"):
+            c = getattr(self, field)
+            if len(c) != 3 or not all(0 <= v <= 255 for v in c):
+                raise FeatureError(f"{where}: {field} must be three integers in [0, 255], got {c}")
+
+    # -- identity -----------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Every field as plain data (tuples as lists); :meth:`from_dict` reads it back."""
+        return to_dict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], *, base: "FeatureSpec | None" = None,
+                  where: str = "feature spec") -> "FeatureSpec":
+        """Build a spec from a mapping of its fields (missing ones from ``base`` or the defaults).
+
+        Unknown keys and invalid values raise :class:`~soundlib.errors.ConfigError` naming ``where``.
+        """
+        return from_mapping(cls, d, where=where, base=base)
+
+    def key(self) -> str:
+        """A content hash of every parameter that changes the pictures (not the name)."""
+        d = self.to_dict()
+        d.pop("name")
+        d["_version"] = FEATURE_VERSION
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+    def replace(self, **changes: Any) -> "FeatureSpec":
+        """A copy with ``changes`` applied (and validated)."""
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def n_samples(self) -> int:
+        """Samples in one picture's window (``sr * duration``)."""
+        return int(round(self.sr * self.duration))
+
+
+def _choice(where: str, field: str, value: str, allowed: Sequence[str]) -> None:
+    if value not in allowed:
+        raise FeatureError(f"{where}: {field} must be one of {', '.join(allowed)}, got {value!r}")
+
+
+_MEL = FeatureSpec(name="mel")
+#: The registry of named variants (the seed's six are built in).
+VARIANTS: dict[str, FeatureSpec] = {
+    "mel": _MEL,
+    "mel_gray": _MEL.replace(name="mel_gray", colormap="gray"),
+    "linear": _MEL.replace(name="linear", frequency="linear", scale="amplitude"),
+    "waveform": _MEL.replace(name="waveform", kind="waveform"),
+    "merged": _MEL.replace(name="merged", kind="merged"),
+    "stacked": _MEL.replace(name="stacked", kind="stacked"),
+}
+
+#: The names of the built-in variants (``register_variant`` may add more at run time).
+BUILTIN_VARIANTS: tuple[str, ...] = tuple(VARIANTS)
+
+
+def get_variant(name: str) -> FeatureSpec:
+    """The registered variant called ``name``; :class:`FeatureError` listing the known ones otherwise."""
+    try:
+        return VARIANTS[name]
+    except (KeyError, TypeError):
+        raise FeatureError(f"unknown feature variant {name!r}; known: {', '.join(VARIANTS)}") from None
+
+
+def register_variant(spec: FeatureSpec, *, overwrite: bool = False) -> FeatureSpec:
+    """Add ``spec`` to :data:`VARIANTS` under its name (an equal spec may be registered twice)."""
+    if spec.name in VARIANTS and VARIANTS[spec.name] != spec and not overwrite:
+        raise FeatureError(f"feature variant {spec.name!r} is already registered with other parameters")
+    VARIANTS[spec.name] = spec
+    return spec
+
+
+def resolve_variant(item: "str | Mapping[str, Any]", *, where: str = "variant") -> FeatureSpec:
+    """Turn a variant name or a mapping into a :class:`FeatureSpec` (the edge where names are resolved).
+
+    Parameters
+    ----------
+    item : str or mapping
+        A registered name (``"mel"``), or a mapping with ``name`` and any
+        FeatureSpec fields, optionally ``base`` (the registered variant it
+        derives from; default: ``name`` when registered, else ``"mel"``).
+        A full :meth:`FeatureSpec.to_dict` is a valid mapping.
+    where : str
+        Prefix of error messages (the file and key the item came from).
+
+    Raises
+    ------
+    ConfigError
+        Unknown name or base, a mapping without ``name``, unknown fields or invalid values.
+    """
+    if isinstance(item, str):
+        if item not in VARIANTS:
+            raise ConfigError(f"{where}: unknown feature variant {item!r}; known: {', '.join(VARIANTS)} "
+                              "(or derive one: {name: my_variant, base: mel, hop_length: 256})")
+        return VARIANTS[item]
+    if not isinstance(item, Mapping):
+        raise ConfigError(f"{where}: a variant is a registered name or a mapping with 'name', got {item!r}")
+    d = dict(item)
+    name = d.get("name")
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{where}: a derived variant needs a 'name' (used as its output folder)")
+    base_name = d.pop("base", name if name in VARIANTS else "mel")
+    if base_name not in VARIANTS:
+        raise ConfigError(f"{where}: variant {name!r}: unknown base {base_name!r}; known: {', '.join(VARIANTS)}")
+    return FeatureSpec.from_dict(d, base=VARIANTS[base_name], where=f"{where}: variant {name!r}")
+
+
+def variants_yaml(names: Sequence[str] = BUILTIN_VARIANTS) -> str:
+    """The text of ``params/variants.yaml``: every parameter of the named variants, generated."""
+    import yaml
+
+    body = {"variants": {n: {k: v for k, v in VARIANTS[n].to_dict().items() if k != "name"} for n in names}}
+    header = ("# Feature variants: every parameter of the built-in pictures.\n"
+              "# GENERATED by `soundlib variants --yaml > params/variants.yaml` from soundlib/variants.py;\n"
+              "# do not edit (tests/test_variants.py checks it is up to date).\n"
+              "# Sweep files refer to these by name, or derive new ones:\n"
+              "#   variants: [mel, {name: mel_hop256, base: mel, hop_length: 256}]\n")
+    return header + yaml.safe_dump(body, sort_keys=False, default_flow_style=None, width=100)

@@ -1,0 +1,113 @@
+"""Sweep files: keys, values and paths checked; round trip through YAML."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from soundlib import sweep
+from soundlib.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+PARAMS = ROOT / "params"
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "data"
+    d.mkdir()
+    return d
+
+
+@pytest.mark.parametrize("body, key", [
+    ("dataset: data\nvariants: [mel]\nepochs: 3\n", "epochs"),
+    ("dataset: data\ntrain: {epochs: 3, learning_rat: 0.1}\n", "learning_rat"),
+    ("dataset: data\nvariants: [{name: m2, base: mel, hop_lenght: 256}]\n", "hop_lenght"),
+    ("dataset: data\nvariants: [{name: m2, base: mel, merge: {strenghts: [1, 1, 1]}}]\n", "strenghts"),
+    ("dataset: data\nembed: {batch_size: 8, jobs: 2}\n", "jobs"),
+    ("synth: {clips_per_class: 4, colour: red}\n", "colour"),
+])
+def test_unknown_key_names_key_and_file(tmp_path, data_dir, body, key):
+    cfg = write(tmp_path / "bad.yaml", body)
+    with pytest.raises(ConfigError) as err:
+        sweep.load_sweep_config(cfg)
+    assert key in str(err.value)
+    assert str(cfg) in str(err.value)
+
+
+def test_missing_dataset_fails_naming_path(tmp_path):
+    cfg = write(tmp_path / "cfg" / "s.yaml", "dataset: no/such/place\nvariants: [mel]\n")
+    with pytest.raises(ConfigError) as err:
+        sweep.load_sweep_config(cfg)
+    msg = str(err.value)
+    assert str(tmp_path / "cfg" / "no" / "such" / "place") in msg  # resolved against the YAML's folder
+    assert "does not exist" in msg and str(cfg) in msg
+
+
+@pytest.mark.parametrize("body, words", [
+    ("variants: [mel]\n", ["no dataset"]),
+    ("dataset: data\nvariants: [mfcc]\n", ["unknown feature variant", "mfcc"]),
+    ("dataset: data\nvariants: [mel, mel]\n", ["given twice"]),
+    ("dataset: data\nfolds: [1, x]\n", ["folds", "integer"]),
+    ("dataset: data\ntrain: {epochs: 0}\n", ["epochs"]),
+    ("dataset: data\ntrain: {l2: lots}\n", ["l2"]),
+    ("dataset: data\nexport_model: maybe\n", ["export_model"]),
+    ("dataset: data\ndata_home: data\n", ["data_home"]),
+    ("dataset: data\nvariants: [{name: 'bad/name', base: mel}]\n", ["bad/name"]),
+    ("dataset: [unclosed\n", ["YAML"]),
+])
+def test_invalid_values_are_config_errors(tmp_path, data_dir, body, words):
+    cfg = write(tmp_path / "s.yaml", body)
+    with pytest.raises(ConfigError) as err:
+        sweep.load_sweep_config(cfg)
+    for w in words:
+        assert w in str(err.value)
+
+
+def test_config_resolves_and_round_trips(tmp_path, data_dir):
+    cfg = write(tmp_path / "s.yaml", """
+        data_home: data
+        folds: [2, 1]
+        variants: [mel, {name: mel_hop256, base: mel, hop_length: 256, merge: {jitter: 0.1}}]
+        train: {epochs: 3, l2: 1e-4, distortions: {time_mask: 0.1}}
+        embed: {batch_size: 8}
+        export_model: [1]
+        jobs: 3
+        seed: 7
+    """)
+    c = sweep.load_sweep_config(cfg)
+    assert c.dataset == data_dir.resolve()
+    assert c.folds == (2, 1) and c.jobs == 3 and c.embed_batch_size == 8
+    assert [v.name for v in c.variants] == ["mel", "mel_hop256"]
+    assert c.variants[1].hop_length == 256 and c.variants[1].merge.jitter == 0.1
+    assert c.train.l2 == 1e-4 and c.train.epochs == 3 and c.train.seed == 7  # seed defaults the head's
+    assert c.exports(1) and not c.exports(2)
+    import yaml
+
+    again = write(tmp_path / "again.yaml", yaml.safe_dump(c.to_dict()))
+    assert sweep.load_sweep_config(again) == c
+
+
+def test_shipped_params_files(tmp_path, monkeypatch):
+    demo = sweep.load_sweep_config(PARAMS / "demo.yaml")
+    assert demo.synth is not None and demo.synth.clips_per_class == 40 and demo.folds is None
+    assert len(demo.variants) == 3 and demo.backbone == "efficientnet_lite0"
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for name, n_variants in (("urbansound8k", 6), ("esc50", 6)):
+        with pytest.raises(ConfigError, match="does not exist"):
+            sweep.load_sweep_config(PARAMS / f"{name}.yaml")
+        (tmp_path / "soundata" / name).mkdir(parents=True)
+        c = sweep.load_sweep_config(PARAMS / f"{name}.yaml")
+        assert c.dataset == tmp_path / "soundata" / name and len(c.variants) == n_variants
+
+
+# ---------------------------------------------------------------------------
+# Aggregation (fast: hand-written metrics files)

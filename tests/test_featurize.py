@@ -1,0 +1,75 @@
+"""Pictures on disk: featurize to PNG or memory, reading pictures, the gallery."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from soundlib import featurize as FZ
+from soundlib.errors import FeatureError
+from soundlib.variants import VARIANTS
+
+from .conftest import SR, tone, write_wav
+
+
+def test_featurize_in_memory_and_files(tmp_path):
+    paths = [write_wav(tmp_path / "in" / f"{i}.wav", tone(300 + 200 * i)) for i in range(3)]
+    rep = FZ.featurize(paths, VARIANTS["mel"], progress=False)
+    assert rep.ok and len(rep.pictures) == 3
+    assert np.array_equal(rep.pictures[paths[1]], FZ.featurize_clip(paths[1], VARIANTS["mel"]))
+    out = tmp_path / "out"
+    rep = FZ.featurize(paths, VARIANTS["mel"], out_dir=out, progress=False)
+    assert sorted(p.name for p in rep.written) == ["0.png", "1.png", "2.png"]
+    assert np.array_equal(FZ.read_picture(out / "1.png"), rep and FZ.featurize_clip(paths[1], VARIANTS["mel"]))
+    assert json.loads((out / "feature_spec.json").read_text())["key"] == VARIANTS["mel"].key()
+    again = FZ.featurize(paths, VARIANTS["mel"], out_dir=out, progress=False)
+    assert len(again.skipped) == 3 and not again.written
+    with pytest.raises(FeatureError, match="another feature spec"):
+        FZ.featurize(paths, VARIANTS["mel_gray"], out_dir=out, progress=False)
+
+
+def test_featurize_keeps_going_past_bad_files(tmp_path):
+    good = [write_wav(tmp_path / "in" / f"g{i}.wav", tone(400 + i * 100)) for i in range(2)]
+    bad = tmp_path / "in" / "broken.wav"
+    bad.write_text("not audio")
+    silent = write_wav(tmp_path / "in" / "silent.wav", np.zeros(SR, np.float32))
+    missing = tmp_path / "in" / "missing.wav"
+    rep = FZ.featurize([good[0], bad, silent, missing, good[1]], VARIANTS["waveform"], out_dir=tmp_path / "o",
+                      jobs=2, progress=False)
+    assert sorted(p.name for p in rep.written) == ["g0.png", "g1.png"]
+    msgs = dict((p.name, m) for p, m in rep.failures)
+    assert set(msgs) == {"broken.wav", "silent.wav", "missing.wav"}
+    assert "not a readable audio file" in msgs["broken.wav"] and "silent" in msgs["silent.wav"]
+    assert not list((tmp_path / "o").glob("**/*.tmp")) and not (tmp_path / "o" / "broken.png").exists()
+
+
+def test_write_png_is_atomic(tmp_path, monkeypatch):
+    from PIL import Image
+
+    def boom(self, fp, *a, **k):
+        Path(fp).write_bytes(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Image.Image, "save", boom)
+    with pytest.raises(OSError):
+        FZ.write_png(tmp_path / "x.png", np.zeros((16, 16, 3), np.uint8))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_read_picture_errors(tmp_path):
+    (tmp_path / "a.png").write_text("nope")
+    with pytest.raises(FeatureError, match=r"a\.png: not a readable picture"):
+        FZ.read_picture(tmp_path / "a.png")
+    with pytest.raises(FeatureError, match="not found"):
+        FZ.read_picture(tmp_path / "b.png")
+
+
+def test_gallery_writes_seed_names(tmp_path):
+    clip = write_wav(tmp_path / "c.wav", tone(seconds=2))
+    written = FZ.write_gallery(clip, tmp_path / "g")
+    assert sorted(p.name for p in written) == sorted(FZ.GALLERY_FILES)
+    for p in written:
+        assert FZ.read_picture(p).shape == (224, 224, 3)

@@ -1,0 +1,68 @@
+"""Files written by soundlib 0.1.0 (tests/data/legacy_0_1, see its README) still load the same way."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from soundlib import sweep
+from soundlib.metrics import RunMetrics
+from soundlib.sweep.driver import run_parameters
+from soundlib.sweep.tasks import fingerprint, read_run_record, run_complete
+
+LEGACY = Path(__file__).parent / "data" / "legacy_0_1"
+
+
+@pytest.fixture
+def old_sweep(tmp_path) -> Path:
+    return Path(shutil.copytree(LEGACY / "sweep", tmp_path / "sweep"))
+
+
+def test_old_sweep_folder_reads_into_the_same_table(old_sweep):
+    import pandas as pd
+
+    table = sweep.collect_results(old_sweep)
+    old = pd.read_csv(LEGACY / "sweep" / "results.csv", index_col="variant")
+    pd.testing.assert_frame_equal(table, old, check_dtype=False)
+    runs = sweep.collect_runs(old_sweep)
+    assert list(runs["fold"]) == [1, 2] and list(runs["variant"]) == ["tmel", "tmel"]
+    classes, summed = sweep.summed_confusion(old_sweep)["tmel"]
+    assert classes[0] == "air_conditioner" and len(classes) == 10 and summed.sum() == runs["n"].sum()
+    m = RunMetrics.read(old_sweep / "tmel" / "fold1")
+    assert m is not None and m.variant == "tmel" and m.train_config["epochs"] == 5
+
+
+def test_old_runs_stay_complete_for_a_resumed_sweep(old_sweep):
+    """Same parameters, same fingerprint: a resumed sweep skips the runs 0.1.0 finished."""
+    doc = yaml.safe_load((old_sweep / "sweep.yaml").read_text())
+    record = read_run_record(old_sweep / "tmel" / "fold1")
+    recorded = record["parameters"]
+    assert fingerprint(recorded, record["synth"]) == record["fingerprint"]
+    doc["dataset"] = str(old_sweep)  # exists here; the recorded path is used below
+    doc["backbone"] = recorded["backbone"]
+    config = sweep.SweepConfig.from_dict(doc, where="legacy sweep.yaml")
+    for fold in (1, 2):
+        run_dir = Path(recorded["output_dir"]).parent / f"fold{fold}"
+        params = run_parameters(config, config.variants[0], fold, Path(recorded["dataset"]), run_dir)
+        old = read_run_record(old_sweep / "tmel" / f"fold{fold}")
+        assert params == old["parameters"]
+        assert fingerprint(params, old["synth"]) == old["fingerprint"]
+        assert run_complete(old_sweep / "tmel" / f"fold{fold}", old["fingerprint"], "tmel", fold)
+
+
+def test_old_exported_model_predicts_the_same(tmp_path):
+    from soundlib.infer import load_model, predict
+
+    model = load_model(LEGACY / "sweep" / "tmel" / "fold1" / "model")
+    assert model.info["format"] == "soundlib-model/1" and model.spec.height == 32
+    rows, failures = predict(model, [LEGACY / "clip.wav"], top_k=10)
+    assert not failures
+    expected = json.loads((LEGACY / "expected_prediction.json").read_text())
+    assert [r["label"] for r in rows] == [e["label"] for e in expected][:10]
+    np.testing.assert_allclose([r["probability"] for r in rows], [e["probability"] for e in expected][:10],
+                               atol=1e-5)

@@ -1,0 +1,44 @@
+"""The widget explorer of plotting_trials.ipynb, driven headless."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from soundlib.notebook import open_dataset
+from soundlib.trials import TrialsUI
+
+
+@pytest.mark.filterwarnings("ignore:Empty filters")
+def test_trials_ui_redraws_on_every_control(corpus, tmp_path):
+    ds = open_dataset(corpus)
+    ui = TrialsUI(ds, variant="mel", seed=1)
+    first = ui.picture.copy()
+    assert first.shape == (224, 224, 3) and ui.image.value[:4] == b"\x89PNG"
+    ui.colormap.value = "gray"
+    assert ui.spec.colormap == "gray" and not np.array_equal(ui.picture, first)
+    gray = ui.picture.copy()
+    assert np.array_equal(gray[..., 0], gray[..., 1])
+    ui.n_mels.value = 32
+    ui.hop_length.value = 256
+    ui.top_db.value = 40.0
+    assert ui.spec.n_mels == 32 and ui.spec.hop_length == 256 and not np.array_equal(ui.picture, gray)
+    ui.variant_dd.value = "merged"
+    assert ui.spec.kind == "merged" and ui.colormap.value == "magma" and ui.n_mels.value == 128
+    merged = ui.picture.copy()
+    ui.strengths[2].value = 1.0
+    ui.order.value = "waveform / spectrogram / background"
+    assert ui.spec.merge.order == ("waveform", "spectrogram", "background")
+    assert not np.array_equal(ui.picture, merged)
+    old = ui.clip
+    picked = ui.random_clip()
+    assert ui.clip == picked and ui.class_dd.value == picked.label
+    ui.class_dd.value = next(c for c in ds.classes if c != ui.class_dd.value)
+    assert ui.clip.label == ui.class_dd.value and ui.clip != old
+    ui.fmin.value = 11000.0  # above fmax: reported, not raised
+    ui.fmax.value = 5000.0
+    assert ui.error and "fmin" in ui.message.value
+    ui.fmin.value = 0.0
+    assert ui.error is None
+    path = ui.save_png(tmp_path / "pic.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
