@@ -253,7 +253,8 @@ def test_dask_cluster_matches_local(project, reference, tmp_path, monkeypatch):
     assert (out / "evaluate.ipynb").is_file() and (out / "results.csv").is_file()
 
 
-def test_unreachable_scheduler_is_a_config_error(tmp_path, data_dir):
+def test_unreachable_scheduler_is_a_config_error(tmp_path):
+    (tmp_path / "data").mkdir()
     import dask
 
     cfg = write(tmp_path / "s.yaml", "dataset: data\n")
