@@ -1,60 +1,130 @@
-"""Audio loading: any format soundfile reads, to mono at a target rate and fixed length."""
+"""Reading audio: mono, at a target rate, one window at a time.
+
+Every reader here reads only the part of the file it needs (a seek and a
+bounded read, plus a few milliseconds of margin for the resampler), so memory
+is bounded by the window, not the file: a ten-minute 96 kHz recording costs
+what its four seconds cost.
+
+A clip longer than a window is cut into windows (:func:`window_starts`): the
+first starts at 0, the next every ``hop`` samples, and the last is aligned to
+the clip's end, so every window holds real audio. A clip shorter than a window
+is padded (:func:`pad_to`): with silence at the end (``"end"``, the default),
+silence on both sides (``"center"``), or by repeating it (``"repeat"``).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
 from .errors import AudioError
 
-__all__ = ["load_audio", "fix_duration", "SILENCE_PEAK"]
+__all__ = [
+    "SILENCE_PEAK",
+    "PAD_POLICIES",
+    "AudioInfo",
+    "audio_info",
+    "read_segment",
+    "load_audio",
+    "load_windows",
+    "iter_windows",
+    "window_starts",
+    "clip_samples",
+    "pad_to",
+    "fix_duration",
+]
 
 #: Peak amplitude below which a clip counts as silent (about -100 dBFS).
 SILENCE_PEAK = 1e-5
+#: How a clip shorter than a window is padded.
+PAD_POLICIES = ("end", "center", "repeat")
+#: Extra audio read on each side of a segment that must be resampled (cropped afterwards), in seconds.
+_RESAMPLE_MARGIN = 0.05
 
 
-def fix_duration(y: np.ndarray, *, sr: int, duration: float | None) -> np.ndarray:
-    """Zero-pad at the end or trim ``y`` to exactly ``duration`` seconds (``None``: unchanged)."""
-    if duration is None:
-        return y
-    n = int(round(sr * duration))
-    if y.shape[-1] >= n:
-        return y[..., :n]
-    pad = np.zeros(y.shape[:-1] + (n - y.shape[-1],), dtype=y.dtype)
-    return np.concatenate([y, pad], axis=-1)
+@dataclasses.dataclass(frozen=True)
+class AudioInfo:
+    """What a file's header says: sample rate (Hz), frames per channel, channels, duration (s)."""
+
+    sr: int
+    frames: int
+    channels: int
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.sr if self.sr else 0.0
 
 
-def _read(path: Path) -> tuple[np.ndarray, int]:
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise AudioError(f"{path}: file not found")
+    if path.is_dir():
+        raise AudioError(f"{path}: is a folder, expected an audio file")
+    if path.stat().st_size == 0:
+        raise AudioError(f"{path}: empty file (0 bytes)")
+
+
+def audio_info(path: str | os.PathLike) -> AudioInfo:
+    """Read a file's header (no samples decoded, except for formats libsndfile lacks)."""
+    import soundfile as sf
+
+    path = Path(path)
+    _check_file(path)
+    try:
+        info = sf.info(str(path))
+        return AudioInfo(int(info.samplerate), int(info.frames), int(info.channels))
+    except (sf.LibsndfileError, RuntimeError, TypeError) as sf_exc:
+        y, sr = _decode_fallback(path, sf_exc, offset=0.0, duration=None)
+        return AudioInfo(sr, y.shape[-1], y.shape[0])
+
+
+def _decode_fallback(path: Path, sf_exc: Exception, *, offset: float, duration: float | None) -> tuple[np.ndarray, int]:
+    """Formats libsndfile lacks (some mp3/m4a) go through librosa/audioread, which streams blocks."""
+    try:
+        import warnings
+
+        import librosa
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            y, sr = librosa.load(str(path), sr=None, mono=False, offset=offset, duration=duration)
+        return np.atleast_2d(y).astype(np.float32), int(sr)
+    except Exception:
+        raise AudioError(f"{path}: not a readable audio file ({sf_exc})") from None
+
+
+def _read_frames(path: Path, start: int, stop: int | None) -> tuple[np.ndarray, int]:
+    """Frames ``[start, stop)`` at the file's rate, shape (channels, n), and that rate."""
     import soundfile as sf
 
     try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-        return data.T, int(sr)
+        with sf.SoundFile(str(path)) as f:
+            sr = int(f.samplerate)
+            if start > 0:
+                if not f.seekable():
+                    raise RuntimeError("not seekable")
+                f.seek(min(start, f.frames))
+            n = -1 if stop is None else max(0, stop - start)
+            data = f.read(n, dtype="float32", always_2d=True)
+        return data.T, sr
     except (sf.LibsndfileError, RuntimeError, TypeError) as sf_exc:
-        # Formats libsndfile lacks (some mp3/m4a) go through librosa/audioread.
+        info_sr = None
         try:
-            import warnings
-
-            import librosa
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                y, sr = librosa.load(str(path), sr=None, mono=False)
-            return np.atleast_2d(y).astype(np.float32), int(sr)
+            info_sr = int(sf.info(str(path)).samplerate)
         except Exception:
-            raise AudioError(f"{path}: not a readable audio file ({sf_exc})") from None
+            pass
+        offset = start / info_sr if info_sr else 0.0
+        duration = (stop - start) / info_sr if (info_sr and stop is not None) else None
+        return _decode_fallback(path, sf_exc, offset=offset, duration=duration)
 
 
-def load_audio(
-    path: str | os.PathLike,
-    *,
-    sr: int = 22050,
-    duration: float | None = 4.0,
-    allow_silent: bool = False,
-) -> np.ndarray:
-    """Read ``path`` as mono float32 at ``sr`` Hz, padded or trimmed to ``duration`` s.
+def read_segment(path: str | os.PathLike, *, sr: int, start: float = 0.0, duration: float | None = None,
+                 allow_silent: bool = True) -> np.ndarray:
+    """Read ``duration`` seconds from ``start`` as mono float32 at ``sr`` Hz, reading only that part.
 
     Parameters
     ----------
@@ -62,35 +132,172 @@ def load_audio(
         Any file soundfile (libsndfile) reads: WAV/FLAC/OGG/AIFF at any rate and
         bit depth; other formats fall back to librosa/audioread.
     sr : int
-        Target sample rate; resampled with soxr (high quality) when it differs.
-    duration : float or None
-        Output length in seconds; shorter clips are zero-padded at the end.
+        Target sample rate in Hz; resampled with soxr (high quality) when the file's differs.
+    start, duration : float
+        Seconds; ``duration=None`` reads to the end. A segment past the end is shorter (or empty).
     allow_silent : bool
-        Accept all-silent clips instead of raising.
+        Accept an all-silent segment instead of raising.
+
+    Returns
+    -------
+    np.ndarray, shape (n,), float32
+        ``n = round(duration * sr)`` samples at most.
 
     Raises
     ------
     AudioError
-        The file is missing, unreadable, not audio, empty, non-finite, or silent.
+        The file is missing, unreadable, not audio, empty, non-finite, or (unless allowed) silent.
     """
     path = Path(path)
-    if not path.exists():
-        raise AudioError(f"{path}: file not found")
-    if path.is_dir():
-        raise AudioError(f"{path}: is a folder, expected an audio file")
-    if path.stat().st_size == 0:
-        raise AudioError(f"{path}: empty file (0 bytes)")
-    data, file_sr = _read(path)
-    if data.shape[-1] == 0:
+    _check_file(path)
+    import soundfile as sf
+
+    try:
+        file_sr = int(sf.info(str(path)).samplerate)
+    except (sf.LibsndfileError, RuntimeError, TypeError):
+        file_sr = None
+    if file_sr is None or file_sr == sr:
+        # no resampling: read the exact frames (fallback formats report their own rate)
+        rate = file_sr or sr
+        first = int(round(start * rate))
+        stop = None if duration is None else first + int(round(duration * rate))
+        data, got_sr = _read_frames(path, first, stop)
+        margin_before = 0
+    else:
+        # read from a file sample that falls exactly on the target-rate grid, so the chunk's
+        # resampled samples line up with those of the whole file; the margin is cropped away
+        import math
+
+        q = file_sr // math.gcd(file_sr, sr)  # file samples per grid step
+        t0 = int(round(start * sr))  # first wanted sample, at the target rate
+        lo = max(0, (t0 * file_sr // sr - int(round(_RESAMPLE_MARGIN * file_sr))) // q * q)
+        stop = None if duration is None else int(math.ceil((start + duration + _RESAMPLE_MARGIN) * file_sr))
+        data, got_sr = _read_frames(path, lo, stop)
+        margin_before = t0 - lo * sr // file_sr  # in target samples
+    if data.shape[-1] == 0 and start == 0:
         raise AudioError(f"{path}: zero-length audio (0 samples)")
     y = data.mean(axis=0) if data.shape[0] > 1 else data[0]
     if not np.all(np.isfinite(y)):
         raise AudioError(f"{path}: audio holds NaN or infinite samples")
-    peak = float(np.max(np.abs(y)))
-    if peak < SILENCE_PEAK and not allow_silent:
-        raise AudioError(f"{path}: silent audio (peak amplitude {peak:.2g}, below {SILENCE_PEAK:g})")
-    if file_sr != sr:
+    if got_sr != sr:
         import soxr
 
-        y = soxr.resample(y, file_sr, sr, quality="HQ")
-    return np.ascontiguousarray(fix_duration(y.astype(np.float32, copy=False), sr=sr, duration=duration))
+        y = soxr.resample(y, got_sr, sr, quality="HQ") if y.size else y
+        y = y[margin_before:]
+    if duration is not None:
+        y = y[: int(round(duration * sr))]
+    if not allow_silent:
+        peak = float(np.max(np.abs(y))) if y.size else 0.0
+        if peak < SILENCE_PEAK:
+            raise AudioError(f"{path}: silent audio (peak amplitude {peak:.2g}, below {SILENCE_PEAK:g})")
+    return np.ascontiguousarray(y, dtype=np.float32)
+
+
+def pad_to(y: np.ndarray, n: int, *, policy: str = "end") -> np.ndarray:
+    """Pad (or trim) mono ``y`` to exactly ``n`` samples.
+
+    Parameters
+    ----------
+    y : np.ndarray, shape (m,)
+    n : int
+    policy : {"end", "center", "repeat"}
+        Silence after the clip, silence split before and after it, or the clip
+        repeated (tiled) until ``n`` samples are filled.
+
+    Returns
+    -------
+    np.ndarray, shape (n,), same dtype as ``y``
+    """
+    if policy not in PAD_POLICIES:
+        raise AudioError(f"padding policy must be one of {', '.join(PAD_POLICIES)}, got {policy!r}")
+    m = y.shape[-1]
+    if m >= n:
+        return y[..., :n]
+    if policy == "repeat" and m > 0:
+        return np.tile(y, -(-n // m))[..., :n]
+    before = (n - m) // 2 if policy == "center" else 0
+    out = np.zeros(y.shape[:-1] + (n,), dtype=y.dtype)
+    out[..., before:before + m] = y
+    return out
+
+
+def fix_duration(y: np.ndarray, *, sr: int, duration: float | None, pad: str = "end") -> np.ndarray:
+    """Pad (``pad`` policy) or trim ``y`` to exactly ``duration`` seconds (``None``: unchanged)."""
+    if duration is None:
+        return y
+    return pad_to(y, int(round(sr * duration)), policy=pad)
+
+
+def clip_samples(path: str | os.PathLike, sr: int) -> int:
+    """The clip's length in samples at ``sr`` Hz, from its header (what windowing counts on)."""
+    info = audio_info(path)
+    return int(round(info.frames * sr / info.sr)) if info.sr else 0
+
+
+def window_starts(n_samples: int, window: int, hop: int) -> list[int]:
+    """Start samples of the windows that cover a clip of ``n_samples``.
+
+    One window (at 0) when the clip fits in it; otherwise windows every ``hop``
+    samples while they fit, and a last one aligned to the clip's end.
+    """
+    if window <= 0 or hop <= 0:
+        raise AudioError(f"window and hop must be positive, got window={window}, hop={hop}")
+    if n_samples <= window:
+        return [0]
+    starts = list(range(0, n_samples - window + 1, hop))
+    if starts[-1] + window < n_samples:
+        starts.append(n_samples - window)
+    return starts
+
+
+def load_audio(path: str | os.PathLike, *, sr: int = 22050, duration: float | None = 4.0, pad: str = "end",
+               allow_silent: bool = False) -> np.ndarray:
+    """The first ``duration`` seconds of a file as mono float32 at ``sr`` Hz, padded to length.
+
+    Only the first ``duration`` seconds (plus a resampling margin) are read.
+
+    Returns
+    -------
+    np.ndarray, shape (round(sr * duration),), float32
+        (all of the file when ``duration`` is ``None``).
+
+    Raises
+    ------
+    AudioError
+        The file is missing, unreadable, not audio, empty, non-finite, or (unless allowed) silent.
+    """
+    y = read_segment(path, sr=sr, start=0.0, duration=duration, allow_silent=allow_silent)
+    return np.ascontiguousarray(fix_duration(y, sr=sr, duration=duration, pad=pad))
+
+
+def load_windows(path: str | os.PathLike, *, sr: int, duration: float, hop: float, pad: str = "end",
+                 allow_silent: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Every window of a clip (for clips of seconds to a minute or two: the clip is read whole).
+
+    Returns
+    -------
+    windows : np.ndarray, shape (n_windows, round(sr * duration)), float32
+    starts : np.ndarray, shape (n_windows,), float
+        Start of each window in seconds.
+    """
+    y = read_segment(path, sr=sr, allow_silent=allow_silent)
+    n = int(round(sr * duration))
+    starts = window_starts(clip_samples(path, sr), n, max(1, int(round(sr * hop))))
+    windows = np.stack([pad_to(y[s:s + n], n, policy=pad) for s in starts])
+    return windows, np.asarray(starts, dtype=np.float64) / sr
+
+
+def iter_windows(path: str | os.PathLike, *, sr: int, duration: float, hop: float,
+                 pad: str = "end") -> Iterator[tuple[float, np.ndarray]]:
+    """Stream ``(start seconds, window)`` over a recording of any length, one bounded read per window.
+
+    Memory stays at one window (plus a resampling margin) whatever the file's
+    length. Silent windows are yielded as they are.
+    """
+    total = clip_samples(path, sr)
+    if total == 0:
+        raise AudioError(f"{path}: zero-length audio (0 samples)")
+    n = int(round(sr * duration))
+    for s in window_starts(total, n, max(1, int(round(sr * hop)))):
+        seg = read_segment(path, sr=sr, start=s / sr, duration=duration, allow_silent=True)
+        yield s / sr, pad_to(seg, n, policy=pad)

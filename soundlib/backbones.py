@@ -39,6 +39,10 @@ __all__ = [
     "cache_dir",
     "resolve_backbone",
     "is_ready",
+    "POOLINGS",
+    "LAYER_ALIASES",
+    "PooledInfo",
+    "pooled_backbone",
     "open_backbone",
     "load_backbone",
     "save_tiny_backbone",
@@ -75,6 +79,10 @@ class BackboneInfo:
     identity: str
     path: Path
     input_size: tuple[int, int]
+
+    def load(self) -> "Backbone":
+        """The backbone loaded with TensorFlow (see :func:`open_backbone`)."""
+        return open_backbone(self)
 
 
 def _is_url_or_hub_handle(handle: str) -> bool:
@@ -189,6 +197,10 @@ class Backbone:
         """The exact weights (part of every embedding cache key)."""
         return self.info.identity
 
+    def load(self) -> "Backbone":
+        """Itself (already loaded)."""
+        return self
+
     def _fn(self, batch: int, h: int, w: int):
         key = (batch, h, w)
         if key not in self._fns:
@@ -274,6 +286,100 @@ def open_backbone(info: BackboneInfo) -> Backbone:
         ) from None
     _LOADED[info.identity] = backbone
     return backbone
+
+
+#: How a backbone's feature map (N, rows = frequency, columns = time, channels) becomes one vector.
+POOLINGS = ("avg", "time_stats", "time_max")
+#: Layer names of the embedded EfficientNet-Lite0 that ``layer`` may name by a short alias.
+LAYER_ALIASES = {"head": "head_relu6", "block15": "block15_project_bn", "block14": "block14_add",
+                 "block10": "block10_add", "block7": "block7_add"}
+
+
+def pool_feature_map(tf, fmap, pooling: str):
+    """Pool a feature map (N, H, W, C) -> (N, D) with TensorFlow ops.
+
+    ``avg``: the mean over rows and columns (D = C); ``time_stats``: the mean over
+    rows (frequency), then the mean and standard deviation over columns (time)
+    (D = 2C); ``time_max``: the mean over rows, then the maximum over columns (D = C).
+    """
+    if pooling == "avg":
+        return tf.reduce_mean(fmap, axis=[1, 2])
+    over_time = tf.reduce_mean(fmap, axis=1)
+    if pooling == "time_stats":
+        return tf.concat([tf.reduce_mean(over_time, axis=1), tf.math.reduce_std(over_time, axis=1)], axis=1)
+    if pooling == "time_max":
+        return tf.reduce_max(over_time, axis=1)
+    raise BackboneError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
+
+
+def pool_layer_fn(fmap, pooling: str = "avg"):
+    """:func:`pool_feature_map` as a tf_keras ``Lambda`` function (module-level, so models save)."""
+    import tensorflow as tf
+
+    return pool_feature_map(tf, fmap, pooling)
+
+
+def resize_layer_fn(pictures, size: tuple = (224, 224)):
+    """Bilinear, antialiased resize of float pictures, as the backbones do, for a tf_keras ``Lambda``."""
+    import tensorflow as tf
+
+    return tf.image.resize(pictures, tuple(size), method="bilinear", antialias=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class PooledInfo:
+    """The embedded backbone cut at ``layer`` and pooled with ``pooling`` (resolved, not loaded).
+
+    Its identity extends the backbone's (so its embeddings are cached apart).
+    """
+
+    base: BackboneInfo
+    layer: str
+    pooling: str
+
+    @property
+    def identity(self) -> str:
+        return f"{self.base.identity}|layer={self.layer}|pool={self.pooling}"
+
+    @property
+    def path(self) -> Path:
+        return self.base.path
+
+    def keras_model(self):
+        """The tf_keras model: float pictures (N, 224, 224, 3) in [0, 1] -> pooled features (N, D)."""
+        from . import _efficientnet_lite
+        from .runtime import import_tf
+
+        tf, tf_keras = import_tf()
+        net = _efficientnet_lite.build_efficientnet_lite0("imagenet", include_top=False)
+        try:
+            fmap = net.get_layer(self.layer).output
+        except ValueError:
+            raise BackboneError(f"EfficientNet-Lite0 has no layer {self.layer!r}; aliases: "
+                                f"{', '.join(LAYER_ALIASES)}, or a tf_keras layer name such as block12_add") from None
+        pooled = tf_keras.layers.Lambda(pool_layer_fn, arguments={"pooling": self.pooling}, name="pool")(fmap)
+        return tf_keras.Model(net.input, pooled, name=f"efficientnet_lite0_{self.layer}_{self.pooling}")
+
+    def load(self) -> "Backbone":
+        key = self.identity
+        if key not in _LOADED:
+            model = self.keras_model()
+            info = dataclasses.replace(self.base, identity=key, input_size=(224, 224))
+            _LOADED[key] = Backbone(info, lambda x: model(x, training=False))
+        return _LOADED[key]
+
+
+def pooled_backbone(info: BackboneInfo, *, layer: str = "head", pooling: str = "avg") -> "BackboneInfo | PooledInfo":
+    """``info`` itself for the default (the last layer, average-pooled), else the embedded network cut at
+    ``layer`` (an alias of :data:`LAYER_ALIASES` or a layer name) and pooled with ``pooling``."""
+    if pooling not in POOLINGS:
+        raise BackboneError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
+    if layer == "head" and pooling == "avg":
+        return info
+    if info.handle not in EMBEDDED_BACKBONES:
+        raise BackboneError(f"backbone {info.handle!r}: layer and pooling choices need the feature maps of the "
+                            f"embedded {', '.join(EMBEDDED_BACKBONES)}; other backbones give pooled vectors only")
+    return PooledInfo(info, LAYER_ALIASES.get(layer, layer), pooling)
 
 
 def save_tiny_backbone(path: str | os.PathLike, *, input_size: int = 32, dim: int = 16, seed: int = 0) -> Path:

@@ -1,11 +1,14 @@
 """The embedding cache: one ``.npy`` file per (audio content, feature spec, backbone).
 
-Layout: ``<root>/<backbone-hash>/<spec-key>/<ab>/<audio-sha256>.npy`` plus a
-``key.json`` per (backbone, spec) folder recording what made the entries. A
-cached embedding is keyed by
+Layout: ``<root>/<backbone-hash>/<spec-key>/<ab>/<audio-sha256>.npy`` (the
+first window of a clip; window ``k > 0`` of a long clip is ``<audio-sha256>.w<k>.npy``)
+plus a ``key.json`` per (backbone, spec) folder recording what made the entries.
+A cached embedding is keyed by
 
 * the audio file's content hash (SHA-256 of its bytes, :func:`audio_hash`),
-* the full feature spec (:meth:`FeatureSpec.key`, merge parameters included),
+* the full feature spec (:meth:`FeatureSpec.key`: merge parameters, window
+  length, hop and padding included),
+* the window's index within the clip,
 * the backbone identity (exact weights),
 
 so changing any of them misses and nothing stale is ever returned. Entries are
@@ -62,13 +65,14 @@ class EmbeddingCache:
         bb = hashlib.sha256(backbone_identity.encode()).hexdigest()[:16]
         return self.root / bb / spec.key()
 
-    def path(self, folder: Path, content_hash: str) -> Path:
-        """The entry file of one audio content hash in ``folder``."""
-        return folder / content_hash[:2] / f"{content_hash}.npy"
+    def path(self, folder: Path, content_hash: str, window: int = 0) -> Path:
+        """The entry file of one audio content hash (and window of it) in ``folder``."""
+        suffix = f".w{window}" if window else ""
+        return folder / content_hash[:2] / f"{content_hash}{suffix}.npy"
 
-    def get(self, folder: Path, content_hash: str) -> np.ndarray | None:
+    def get(self, folder: Path, content_hash: str, window: int = 0) -> np.ndarray | None:
         """The cached vector, or ``None`` when missing or unreadable (it is then recomputed)."""
-        p = self.path(folder, content_hash)
+        p = self.path(folder, content_hash, window)
         try:
             return np.load(p, allow_pickle=False)
         except FileNotFoundError:
@@ -76,11 +80,11 @@ class EmbeddingCache:
         except (ValueError, OSError, EOFError):
             return None  # unreadable entry: recompute and overwrite
 
-    def put(self, folder: Path, content_hash: str, vector: np.ndarray) -> None:
+    def put(self, folder: Path, content_hash: str, vector: np.ndarray, window: int = 0) -> None:
         """Store one vector atomically."""
         from .atomic import atomic_path
 
-        with atomic_path(self.path(folder, content_hash)) as tmp:
+        with atomic_path(self.path(folder, content_hash, window)) as tmp:
             with open(tmp, "wb") as fh:
                 np.save(fh, np.asarray(vector, dtype=np.float32), allow_pickle=False)
 
@@ -93,9 +97,16 @@ class EmbeddingCache:
             write_json_atomic(marker, {"spec": spec.to_dict(), "spec_key": spec.key(), "backbone": backbone_identity})
 
     def has_all(self, paths: Iterable[str | os.PathLike], spec: FeatureSpec, backbone_identity: str) -> bool:
-        """True when every file's embedding is cached (checked by file existence, without TensorFlow)."""
+        """True when every window of every file is cached (checked by file existence, without TensorFlow)."""
+        from .errors import SoundlibError
+        from .featurize import window_starts_of
+
         folder = self.folder(spec, backbone_identity)
         try:
-            return all(self.path(folder, audio_hash(p)).is_file() for p in paths)
-        except OSError:
+            for p in paths:
+                h = audio_hash(p)
+                if not all(self.path(folder, h, k).is_file() for k in range(len(window_starts_of(p, spec)))):
+                    return False
+            return True
+        except (OSError, SoundlibError):
             return False

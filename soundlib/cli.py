@@ -17,7 +17,8 @@ from typing import Callable, Sequence
 
 from .errors import SoundlibError
 
-__all__ = ["main", "build_parser", "train_config_from_args", "eval_config_from_args", "embed_config_from_args"]
+__all__ = ["main", "build_parser", "train_config_from_args", "method_from_args", "eval_config_from_args",
+           "embed_config_from_args"]
 
 EPILOG = """\
 examples:
@@ -52,6 +53,27 @@ def train_config_from_args(args: argparse.Namespace):
     }, where="command line")
 
 
+def method_from_args(args: argparse.Namespace):
+    """The :class:`~soundlib.methods.MethodSpec` of ``--method`` and ``--method-option KEY=VALUE``."""
+    import yaml
+
+    from .errors import ConfigError
+    from .methods import resolve_method
+
+    if not args.method_option:
+        return resolve_method(args.method, where="--method")
+    options = {}
+    for item in args.method_option:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--method-option: expected KEY=VALUE, got {item!r}")
+        try:
+            options[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--method-option {key}: not a valid value ({exc})") from None
+    return resolve_method({"name": args.method, "method": args.method, **options}, where="--method")
+
+
 def eval_config_from_args(args: argparse.Namespace, **fields):
     """The :class:`~soundlib.evaluate.EvalConfig` of ``evaluate`` / ``train`` (plus ``fields``)."""
     from .config import from_mapping
@@ -59,8 +81,10 @@ def eval_config_from_args(args: argparse.Namespace, **fields):
     from .variants import resolve_variant
 
     return from_mapping(EvalConfig, {"spec": resolve_variant(args.variant, where="--variant"),
-                                     "backbone": args.backbone, "train": train_config_from_args(args),
-                                     "seed": args.seed, "k_folds": args.k_folds, **fields}, where="command line")
+                                     "method": method_from_args(args), "backbone": args.backbone,
+                                     "train": train_config_from_args(args), "seed": args.seed,
+                                     "k_folds": args.k_folds, "aggregate": args.aggregate, **fields},
+                        where="command line")
 
 
 def embed_config_from_args(args: argparse.Namespace):
@@ -204,18 +228,27 @@ def _cmd_embed(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from .infer import load_model, predict
 
-    rows, failures = predict(load_model(args.model_dir), args.inputs, top_k=args.top_k)
+    timeline: list | None = [] if args.timeline else None
+    rows, failures = predict(load_model(args.model_dir), args.inputs, top_k=args.top_k, aggregate=args.aggregate,
+                             timeline=timeline)
     current = None
     for row in rows:
         if row["input"] != current:
             current = row["input"]
-            print(current)
+            windows = row.get("windows", 1)
+            print(current + (f"  ({windows} windows, {args.aggregate} of their probabilities)" if windows > 1 else ""))
         print(f"  {row['rank']}. {row['label']:<24} {row['probability']:.3f}")
     if args.csv:
         from .atomic import write_csv_atomic
 
-        write_csv_atomic(args.csv, rows, fieldnames=["input", "rank", "label", "probability"])
+        write_csv_atomic(args.csv, rows, fieldnames=["input", "rank", "label", "probability", "windows"])
         print(f"wrote {args.csv}")
+    if timeline is not None:
+        from .atomic import write_csv_atomic
+
+        write_csv_atomic(args.timeline, timeline,
+                         fieldnames=["input", "start", "end", "rank", "label", "probability"])
+        print(f"wrote {args.timeline} ({len(timeline)} rows: top-{args.top_k} per window)")
     for path, msg in failures:
         print(f"error: {msg}", file=sys.stderr)
     if not rows and not failures:
@@ -330,7 +363,19 @@ def _add_common_learning(p: argparse.ArgumentParser, *, training: bool = True) -
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     if not training:
         return
-    g = p.add_argument_group("head training (retrain.py-style)")
+    from .methods import METHOD_KINDS
+
+    g = p.add_argument_group("learning method")
+    g.add_argument("--method", default=ev.method.name, choices=METHOD_KINDS,
+                   help="frozen: pretrained backbone embeddings + logistic head (C chosen on validation); "
+                        "finetune: the backbone fine-tuned on the pictures; scratch: a small log-mel CNN; "
+                        "mfcc: MFCC statistics + logistic regression (classic control); birdnet: BirdNET "
+                        "embeddings (extra); fusion: several methods combined; auto: pick on validation")
+    g.add_argument("--method-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a method option, e.g. head=softmax, epochs=10, members=[frozen,mfcc] (repeatable)")
+    g.add_argument("--aggregate", default=ev.aggregate, choices=["mean", "max"],
+                   help="how the windows of a clip longer than the variant's duration become one decision")
+    g = p.add_argument_group("training (validation split, seed; the softmax head's retrain.py-style options)")
     g.add_argument("--learning-rate", type=float, default=t.learning_rate)
     g.add_argument("--epochs", type=int, default=t.epochs, help="passes over the training clips")
     g.add_argument("--steps", type=int, default=t.steps, help="total optimizer steps (overrides --epochs)")
@@ -384,11 +429,16 @@ def _add_learning_commands(add) -> None:
 
     p = add("predict", _cmd_predict, "label WAVs or pictures with an exported model",
             "Print the top-k labels and probabilities for each input (a WAV or other audio file, a picture, "
-            "or a folder of them).")
+            "or a folder of them). An audio file longer than the model's window is cut into windows (read one "
+            "at a time: a recording of hours needs the memory of one window) whose probabilities are averaged "
+            "into one label; --timeline writes the label of every window.")
     p.add_argument("model_dir", type=Path, help="an exported model folder (from `soundlib train`)")
     p.add_argument("inputs", nargs="+", type=Path, help="audio files, pictures, or folders")
     p.add_argument("--top-k", type=int, default=5)
-    p.add_argument("--csv", type=Path, help="also write the predictions to this CSV")
+    p.add_argument("--csv", type=Path, help="also write the per-file predictions to this CSV")
+    p.add_argument("--timeline", type=Path, help="write start, end and the top-k of every window to this CSV")
+    p.add_argument("--aggregate", default="mean", choices=["mean", "max"],
+                   help="how the windows' probabilities become one label per file")
 
     p = add("sweep", _cmd_sweep, "run train.ipynb over folds x variants with papermill, then evaluate.ipynb",
             "Expand the YAML's folds x variants, fill the embedding cache once per variant, execute "

@@ -166,8 +166,10 @@ def from_mapping(cls: type[T], d: Any, *, where: str, base: T | None = None) -> 
 def to_dict(obj: Any) -> dict[str, Any]:
     """A dataclass as plain JSON/YAML data (tuples as lists, paths as strings, nested dataclasses as dicts)."""
 
-    def plain(v: Any) -> Any:
+    def plain(v: Any, top: bool = False) -> Any:
         if dataclasses.is_dataclass(v) and not isinstance(v, type):
+            if not top and callable(getattr(v, "to_dict", None)):
+                return v.to_dict()  # a nested config writes itself (e.g. a method inside a fusion)
             return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
         if isinstance(v, (list, tuple)):
             return [plain(x) for x in v]
@@ -177,7 +179,7 @@ def to_dict(obj: Any) -> dict[str, Any]:
             return str(v)
         return v
 
-    return plain(obj)
+    return plain(obj, top=True)
 
 
 def check_finite(obj: Any, where: str) -> None:

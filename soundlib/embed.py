@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -20,7 +20,7 @@ from .backbones import Backbone, BackboneInfo
 from .errors import SoundlibError
 from .variants import FeatureSpec
 
-__all__ = ["EmbedConfig", "EmbedResult", "embed_clips"]
+__all__ = ["EmbedConfig", "EmbedResult", "embed_clips", "picture_windows"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,25 +50,41 @@ class EmbedConfig:
 
 @dataclasses.dataclass
 class EmbedResult:
-    """Embeddings of the clips that worked and the failures.
+    """Embeddings of the windows of the clips that worked, and the failures.
+
+    A clip that fits in one window gives one row; a longer clip gives one row
+    per window (see :mod:`soundlib.audio`).
 
     Attributes
     ----------
-    embeddings : np.ndarray, shape (n_ok, dim), float32
-        One row per clip that worked, in the order of ``paths``.
+    embeddings : np.ndarray, shape (n_rows, dim), float32
+        One row per window, clips in the order of ``paths``, windows in time order.
     paths : list of Path
         The clips that worked.
+    row_clip : np.ndarray, shape (n_rows,), int
+        Index into ``paths`` of each row's clip.
+    row_start : np.ndarray, shape (n_rows,), float
+        Start of each row's window within its clip, in seconds.
     failures : list of (Path, str)
         The clips that failed and why.
     hits, computed : int
-        Embeddings read from the cache and computed now.
+        Windows read from the cache and computed now.
     """
 
     embeddings: np.ndarray
     paths: list[Path]
+    row_clip: np.ndarray
+    row_start: np.ndarray
     failures: list[tuple[Path, str]]
     hits: int = 0
     computed: int = 0
+
+
+def picture_windows(path: Path, spec: FeatureSpec) -> np.ndarray:
+    """The inputs of an image backbone: every window rendered as a picture, (n_windows, H, W, 3) uint8."""
+    from .featurize import featurize_windows
+
+    return featurize_windows(path, spec)[0]
 
 
 def embed_clips(
@@ -77,17 +93,24 @@ def embed_clips(
     backbone: "BackboneInfo | Backbone",
     *,
     config: EmbedConfig = EmbedConfig(),
+    inputs: Callable[[Path, FeatureSpec], np.ndarray] = picture_windows,
 ) -> EmbedResult:
-    """Embed audio clips: featurize with ``spec``, embed with ``backbone``, through the cache.
+    """Embed audio clips window by window: featurize with ``spec``, embed with ``backbone``, through the cache.
 
     Parameters
     ----------
     clips : iterable of Clip or paths (a Dataset works)
     spec : FeatureSpec
-    backbone : BackboneInfo or Backbone
+        With a numeric duration (see :func:`soundlib.variants.resolve_duration`); its windowing
+        (duration, window_hop, pad) decides the windows, and its key is part of the cache key.
+    backbone : BackboneInfo or Backbone (or any embedder with ``identity`` and ``load()``)
         A resolved backbone (:func:`~soundlib.backbones.resolve_backbone`), loaded
-        only if some clip misses the cache, or an already loaded one.
+        (``load()``) only if some window misses the cache, or an already loaded one.
+        A loaded embedder maps a batch of inputs to (n, dim) float32 (``embedder(batch, batch_size=...)``).
     config : EmbedConfig
+    inputs : callable
+        ``inputs(path, spec)`` -> one input per window, stacked (default: the pictures of
+        :func:`~soundlib.featurize.featurize_windows`; an audio embedder passes audio windows).
 
     Returns
     -------
@@ -98,80 +121,89 @@ def embed_clips(
 
     from tqdm.auto import tqdm
 
-    from .backbones import open_backbone
     from .cache import EmbeddingCache, audio_hash
-    from .featurize import featurize_clip
+    from .featurize import window_starts_of
 
-    info = backbone.info if isinstance(backbone, Backbone) else backbone
-    loaded = backbone if isinstance(backbone, Backbone) else None
+    identity = backbone.identity
+    loaded = backbone if callable(backbone) else None
     paths = [Path(getattr(c, "path", c)) for c in clips]
     cache = EmbeddingCache(config.cache_dir) if config.use_cache else None
-    folder = cache.folder(spec, info.identity) if cache else None
+    folder = cache.folder(spec, identity) if cache else None
     if cache:
-        cache.write_manifest(folder, spec, info.identity)
+        cache.write_manifest(folder, spec, identity)
 
-    vectors: dict[int, np.ndarray] = {}
+    vectors: dict[int, list[np.ndarray | None]] = {}
+    starts: dict[int, list[float]] = {}
     failures: dict[int, str] = {}
     todo: list[tuple[int, str | None]] = []
+    hit: dict[int, int] = {}
     for i, p in enumerate(paths):
         try:
             h = audio_hash(p) if cache else None
+            starts[i] = window_starts_of(p, spec)
         except OSError as exc:
             failures[i] = f"{p}: cannot read file ({exc.strerror or exc})"
             continue
-        hit = cache.get(folder, h) if cache else None
-        if hit is not None:
-            vectors[i] = hit
-        else:
+        except SoundlibError as exc:
+            failures[i] = str(exc)
+            continue
+        got = [cache.get(folder, h, k) for k in range(len(starts[i]))] if cache else [None] * len(starts[i])
+        vectors[i] = got
+        hit[i] = sum(v is not None for v in got)
+        if any(v is None for v in got):
             todo.append((i, h))
-    hits = len(vectors)
     if todo and loaded is None:
-        loaded = open_backbone(info)
+        loaded = backbone.load()
 
     def render(item: tuple[int, str | None]):
         i, h = item
         try:
-            return i, h, featurize_clip(paths[i], spec), None
+            return i, h, inputs(paths[i], spec), None
         except SoundlibError as exc:
             return i, h, None, str(exc)
         except Exception as exc:
             return i, h, None, f"{paths[i]}: {type(exc).__name__}: {exc}"
 
-    bar = tqdm(total=len(paths), initial=hits, desc=f"embed {spec.name}", unit="clip", disable=not config.progress)
+    bar = tqdm(total=len(paths), initial=len(paths) - len(todo) - len(failures), desc=f"embed {spec.name}",
+               unit="clip", disable=not config.progress)
     try:
         with ThreadPoolExecutor(max_workers=max(1, config.jobs)) as pool:
-            batch: list[tuple[int, str | None, np.ndarray]] = []
+            batch: list[tuple[int, str | None, int, np.ndarray]] = []
 
             def flush():
                 if not batch:
                     return
-                feats = loaded(np.stack([b[2] for b in batch]), batch_size=config.batch_size)
-                for (i, h, _), v in zip(batch, feats):
-                    vectors[i] = v
+                feats = loaded(np.stack([b[3] for b in batch]), batch_size=config.batch_size)
+                for (i, h, k, _), v in zip(batch, feats):
+                    vectors[i][k] = v
                     if cache:
-                        cache.put(folder, h, v)
-                bar.update(len(batch))
+                        cache.put(folder, h, v, k)
                 batch.clear()
 
-            for i, h, pic, err in pool.map(render, todo):
-                if err is not None:
-                    failures[i] = err
-                    bar.update(1)
-                    continue
-                batch.append((i, h, pic))
-                if len(batch) >= config.batch_size:
-                    flush()
+            for i, h, pics, err in pool.map(render, todo):
+                if err is not None or len(pics) != len(vectors[i]):
+                    failures[i] = err or f"{paths[i]}: {len(pics)} windows rendered, {len(vectors[i])} expected"
+                    del vectors[i]
+                else:
+                    batch.extend((i, h, k, pic) for k, pic in enumerate(pics) if vectors[i][k] is None)
+                    if len(batch) >= config.batch_size:
+                        flush()
+                bar.update(1)
             flush()
     finally:
         bar.close()
 
     order = [i for i in range(len(paths)) if i in vectors]
-    dim = loaded.output_dim if loaded is not None else 0
-    emb = np.stack([vectors[i] for i in order]).astype(np.float32) if order else np.zeros((0, dim), np.float32)
+    rows = [v for i in order for v in vectors[i]]
+    hits = sum(hit[i] for i in order)
+    dim = getattr(loaded, "output_dim", 0)
+    emb = np.stack(rows).astype(np.float32) if rows else np.zeros((0, dim), np.float32)
     return EmbedResult(
         embeddings=emb,
         paths=[paths[i] for i in order],
+        row_clip=np.asarray([j for j, i in enumerate(order) for _ in vectors[i]], dtype=np.int64),
+        row_start=np.asarray([t for i in order for t in starts[i]], dtype=np.float64),
         failures=[(paths[i], failures[i]) for i in sorted(failures)],
         hits=hits,
-        computed=len(paths) - hits - len(failures),
+        computed=len(rows) - hits,
     )

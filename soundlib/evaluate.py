@@ -1,11 +1,14 @@
 """Fold-by-fold evaluation: leave-one-fold-out over a dataset's folds, and one-fold training runs.
 
 The protocol is :mod:`soundlib.folds`'s: the dataset's own folds when it has
-them, otherwise ``k`` folds grouped by recording. Each clip is embedded once
-(through the cache); each fold trains a fresh head on the other folds, with
-validation recordings held out of the training folds, and is scored on its
-own clips. ``leaky_split=True`` instead splits *slices* at random, reported
-beside the real protocol to show how much leakage inflates accuracy.
+them, otherwise ``k`` folds grouped by recording. A learning method
+(:mod:`soundlib.methods`) prepares every clip's features once (embeddings
+through the cache...), then each fold fits it on the other folds, with
+validation recordings held out of the training folds to choose its
+hyperparameters, and scores it on its own clips, one decision per clip
+(windows of long clips are aggregated). ``leaky_split=True`` instead splits
+*slices* at random, reported beside the real protocol to show how much
+leakage inflates accuracy.
 
 :func:`evaluate` runs every fold and writes ``results.json``;
 :func:`train_fold` runs one (the unit of a sweep) and writes ``metrics.json``
@@ -22,10 +25,11 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .backbones import DEFAULT_BACKBONE, BackboneInfo
+from .backbones import DEFAULT_BACKBONE
 from .data import Dataset
-from .errors import DatasetError
+from .errors import ConfigError, DatasetError
 from .folds import DEFAULT_K_FOLDS
+from .methods import DEFAULT_METHOD, MethodSpec, resolve_method
 from .metrics import RunMetrics
 from .train import TrainConfig
 from .variants import VARIANTS, FeatureSpec
@@ -40,11 +44,15 @@ class EvalConfig:
     Attributes
     ----------
     spec : FeatureSpec
-        The pictures (a resolved variant, see :func:`soundlib.variants.resolve_variant`).
+        The pictures and windows (a resolved variant, see :func:`soundlib.variants.resolve_variant`;
+        ``duration: auto`` is chosen from the dataset's clip lengths).
+    method : MethodSpec
+        The learning method (see :func:`soundlib.methods.resolve_method`).
     backbone : str
         Backbone handle (embedded name, TF Hub handle or SavedModel folder), resolved once per evaluation.
     train : TrainConfig
-        Head hyperparameters.
+        Training hyperparameters: the validation split (share of training recordings held out to
+        choose hyperparameters), the seed, and the 0.1 softmax head's settings.
     folds : tuple of int or None
         Test folds to run (default: all).
     k_folds : int
@@ -53,140 +61,161 @@ class EvalConfig:
         Seed of fold assignment (and of the leaky split).
     leaky_split : bool
         Use the leaky random slice-level split instead (for comparison only).
+    aggregate : {"mean", "max"}
+        How the windows of a long clip become one decision.
     """
 
     spec: FeatureSpec = VARIANTS["mel"]
+    method: MethodSpec = resolve_method(DEFAULT_METHOD)
     backbone: str = DEFAULT_BACKBONE
     train: TrainConfig = TrainConfig()
     folds: tuple[int, ...] | None = None
     k_folds: int = DEFAULT_K_FOLDS
     seed: int = 0
     leaky_split: bool = False
+    aggregate: str = "mean"
+
+    def __post_init__(self) -> None:
+        from .methods.base import AGGREGATIONS
+
+        if self.aggregate not in AGGREGATIONS:
+            raise ConfigError(f"aggregate must be one of {', '.join(AGGREGATIONS)}, got {self.aggregate!r}")
 
 
-def _fit_predict(emb, pictures, ds: Dataset, test_fold: int, train_cfg: TrainConfig, backbone: BackboneInfo):
-    """Train on every fold but ``test_fold``; return ``(trained, test mask, test probabilities)``."""
-    from .train import train_end_to_end, train_head
+@dataclasses.dataclass
+class _Prepared:
+    """An evaluation set up: the dataset with its folds, the resolved spec, the method, its features."""
 
-    tr = np.array([c.fold != test_fold for c in ds.clips])
-    te = ~tr
-    if not te.any():
-        raise DatasetError(f"fold {test_fold} has no clips in dataset {ds.name!r} at {ds.root}")
-    if not tr.any():
-        raise DatasetError(f"no training clips outside fold {test_fold} in dataset {ds.name!r}")
-    y = np.array([c.class_id for c in ds.clips])
-    groups = [c.group for c, t in zip(ds.clips, tr) if t]
-    n_classes = len(ds.classes)
-    if train_cfg.needs_pictures:
-        trained = train_end_to_end(pictures[tr], y[tr], n_classes, backbone_path=backbone.path, groups=groups,
-                                   config=train_cfg)
-        proba = trained.predict_proba(pictures[te].astype(np.float32) / 255.0)
-    else:
-        trained = train_head(emb[tr], y[tr], n_classes, groups=groups, config=train_cfg)
-        proba = trained.predict_proba(emb[te])
-    return trained, te, proba
+    ds: Dataset
+    protocol: str
+    spec: FeatureSpec
+    duration: dict
+    method: Any
+    ctx: Any
+    feats: Any
+    y: np.ndarray
+    seconds: float
 
 
-def _inputs(ds: Dataset, spec: FeatureSpec, train_cfg: TrainConfig, backbone: BackboneInfo, embed_config,
-            progress: bool):
-    """``(embeddings, pictures)``: pictures when training must see them (fine-tuning or
-    distortions bypass the cache, like retrain.py), cached embeddings otherwise."""
-    from .embed import EmbedConfig, embed_clips
-    from .featurize import featurize
+def _prepare(dataset: Dataset, config: EvalConfig, embed_config, progress: bool) -> _Prepared:
+    """Folds, ``duration: auto``, the method and its features (the part every fold shares)."""
+    from .embed import EmbedConfig
+    from .folds import prepare_folds
+    from .methods import build_method
+    from .methods.base import Context, clip_durations, labels_of
+    from .variants import resolve_duration
 
-    if train_cfg.needs_pictures:
-        rep = featurize(ds.clips, spec, progress=progress)
-        if rep.failures:
-            raise DatasetError(rep.failure_text())
-        return None, np.stack([rep.pictures[c.path] for c in ds.clips])
-    res = embed_clips(ds.clips, spec, backbone, config=embed_config or EmbedConfig(progress=progress))
-    if res.failures:
-        text = "\n  ".join(m for _, m in res.failures[:10])
-        raise DatasetError(f"{len(res.failures)} clip(s) could not be featurized:\n  {text}")
-    return res.embeddings, None
+    t0 = time.perf_counter()
+    ds, protocol = prepare_folds(dataset, k_folds=config.k_folds, seed=config.seed, leaky=config.leaky_split)
+    spec, duration = resolve_duration(config.spec, clip_durations(ds) if not config.spec.resolved else [])
+    method = build_method(config.method)
+    ctx = Context(classes=tuple(ds.classes), spec=spec, backbone=config.backbone, train=config.train,
+                  embed=embed_config or EmbedConfig(progress=progress), groups=tuple(c.group for c in ds.clips),
+                  aggregate=config.aggregate, progress=progress)
+    feats = method.prepare(ds, ctx)
+    return _Prepared(ds, protocol, spec, duration, method, ctx, feats, labels_of(ds),
+                     round(time.perf_counter() - t0, 2))
 
 
-def _test_clips(ds: Dataset, mask: np.ndarray) -> list:
-    return [c for c, t in zip(ds.clips, mask) if t]
+def _run_fold(p: _Prepared, test_fold: int, config: EvalConfig):
+    """Fit on every fold but ``test_fold``; returns ``(split, fit, test probabilities, seconds)``."""
+    from .methods.base import FoldSplit
+
+    t0 = time.perf_counter()
+    split = FoldSplit.make(p.ds, test_fold, validation_split=config.train.validation_split, seed=config.train.seed)
+    fit = p.method.fit(p.feats, split, p.y, p.ctx)
+    proba = p.method.predict(fit, p.feats, split.test, p.ctx)
+    return split, fit, proba, round(time.perf_counter() - t0, 2)
+
+
+def _check_folds(ds: Dataset, folds) -> None:
+    for f in folds:
+        if f not in ds.folds:
+            raise DatasetError(f"fold {f} has no clips in dataset {ds.name!r} at {ds.root}; folds: {list(ds.folds)}")
 
 
 def evaluate(dataset: Dataset, config: EvalConfig = EvalConfig(), *, out_dir: str | os.PathLike | None = None,
              embed_config=None, progress: bool = True) -> dict[str, Any]:
-    """Leave-one-fold-out evaluation.
+    """Leave-one-fold-out evaluation of one (variant, method).
 
     Writes ``results.json``, ``predictions.csv`` and ``confusion_matrix.png``
     into ``out_dir`` when given. Returns the results as a dict (the content of
-    ``results.json``): per-fold accuracy, mean and std, pooled macro-F1,
-    per-class scores, the summed confusion matrix, timings.
+    ``results.json``): per-fold accuracy, validation accuracy, what the method
+    chose and its wall time, mean and std, pooled macro-F1, per-class scores,
+    the summed confusion matrix, timings.
     """
     from tqdm.auto import tqdm
 
-    from .backbones import resolve_backbone
-    from .folds import find_leakage, prepare_folds
+    from .folds import find_leakage
     from .metrics import compute_metrics, prediction_rows, write_predictions, write_results_json
     from .plots import plot_confusion, save_png
 
     t0 = time.perf_counter()
-    spec, train_cfg = config.spec, config.train
-    ds, protocol = prepare_folds(dataset, k_folds=config.k_folds, seed=config.seed, leaky=config.leaky_split)
-    folds = list(config.folds or ds.folds)
-    for f in folds:
-        if f not in ds.folds:
-            raise DatasetError(f"fold {f} has no clips in dataset {ds.name!r} at {ds.root}; folds: {list(ds.folds)}")
-    leaks = find_leakage(ds.clips)
-    backbone = resolve_backbone(config.backbone)  # loaded by embed_clips only when the cache misses
-    t_embed = time.perf_counter()
-    emb, pictures = _inputs(ds, spec, train_cfg, backbone, embed_config, progress)
-    t_embed = time.perf_counter() - t_embed
-
-    classes = list(ds.classes)
+    if not dataset.clips:
+        raise DatasetError(f"dataset {dataset.name!r} at {dataset.root} has no clips")
+    p = _prepare(dataset, config, embed_config, progress)
+    folds = list(config.folds or p.ds.folds)
+    _check_folds(p.ds, folds)
+    classes = list(p.ds.classes)
     per_fold, y_true, y_pred, rows = [], [], [], []
-    for f in tqdm(folds, desc=f"folds ({spec.name})", unit="fold", disable=not progress):
-        _, te, proba = _fit_predict(emb, pictures, ds, f, train_cfg, backbone)
-        yt = [c.class_id for c in _test_clips(ds, te)]
-        yp = proba.argmax(axis=1).tolist()
-        per_fold.append({"fold": int(f), "accuracy": float(np.mean(np.array(yt) == np.array(yp))), "n": len(yt)})
-        y_true += yt
-        y_pred += yp
-        rows += prediction_rows(_test_clips(ds, te), proba, classes)
+    for f in tqdm(folds, desc=f"folds ({p.spec.name}, {config.method.name})", unit="fold", disable=not progress):
+        split, fit, proba, seconds = _run_fold(p, f, config)
+        yt = p.y[split.test]
+        per_fold.append({"fold": int(f), "accuracy": float(np.mean(proba.argmax(axis=1) == yt)), "n": len(yt),
+                         "val_accuracy": _num(fit.val_accuracy), "choice": fit.choice, "seconds": seconds})
+        y_true += yt.tolist()
+        y_pred += proba.argmax(axis=1).tolist()
+        rows += prediction_rows([p.ds.clips[i] for i in split.test], proba, classes)
 
-    accs = [p["accuracy"] for p in per_fold]
+    accs = [r["accuracy"] for r in per_fold]
     pooled = compute_metrics(y_true, y_pred, classes)
     results = {
-        "dataset": {"name": ds.name, "root": str(ds.root), "clips": len(ds), "classes": classes},
-        "variant": spec.name,
-        "feature_spec": spec.to_dict(),
-        "backbone": backbone.identity,
-        "protocol": protocol,
+        "dataset": {"name": p.ds.name, "root": str(p.ds.root), "clips": len(p.ds), "classes": classes},
+        "variant": p.spec.name,
+        "feature_spec": p.spec.to_dict(),
+        "duration": p.duration,
+        "method": config.method.to_dict(),
+        "features": p.feats.info,
+        "backbone": p.feats.info.get("backbone"),
+        "protocol": p.protocol,
         "leaky": bool(config.leaky_split),
         "note": ("LEAKY: slices split at random, recordings shared between train and test; "
                  "NOT a valid estimate" if config.leaky_split else "leave-one-fold-out, recordings never split"),
-        "cross_fold_groups": {g: list(v) for g, v in leaks.items()},
+        "cross_fold_groups": {g: list(v) for g, v in find_leakage(p.ds.clips).items()},
+        "aggregate": config.aggregate,
         "per_fold": per_fold,
         "accuracy_mean": float(np.mean(accs)),
         "accuracy_std": float(np.std(accs)),
         "macro_f1": pooled["macro_f1"],
         "per_class": pooled["per_class"],
         "confusion_matrix": pooled["confusion_matrix"],
-        "train_config": train_cfg.to_dict(),
-        "seconds": {"embed": round(t_embed, 2), "total": round(time.perf_counter() - t0, 2)},
+        "train_config": config.train.to_dict(),
+        "seconds": {"prepare": p.seconds, "folds": [r["seconds"] for r in per_fold],
+                    "total": round(time.perf_counter() - t0, 2)},
     }
     if out_dir is not None:
         out = Path(out_dir)
         write_predictions(out, rows)
         save_png(plot_confusion(pooled["confusion_matrix"], classes,
-                                title=f"{spec.name} / {protocol}: accuracy {results['accuracy_mean']:.3f}"),
+                                title=f"{p.spec.name} / {config.method.name} / {p.protocol}: "
+                                      f"accuracy {results['accuracy_mean']:.3f}"),
                  out / "confusion_matrix.png")
         write_results_json(out, results)
     return results
 
 
+def _num(x: float) -> float | None:
+    return None if x is None or x != x else round(float(x), 4)
+
+
 def format_summary(results: Mapping[str, Any]) -> str:
-    """One line about an :func:`evaluate` result: variant, protocol, mean ± std accuracy, macro-F1."""
+    """One line about an :func:`evaluate` result: variant, method, protocol, mean ± std accuracy, macro-F1."""
     tag = " [LEAKY split: not a valid estimate]" if results.get("leaky") else ""
-    return (f"{results['variant']}: accuracy {results['accuracy_mean']:.3f} ± {results['accuracy_std']:.3f} "
-            f"over {len(results['per_fold'])} folds, macro-F1 {results['macro_f1']:.3f} "
-            f"({results['protocol']}, {results['dataset']['clips']} clips, {results['backbone']}){tag}")
+    method = results.get("method", {}).get("name", DEFAULT_METHOD)
+    return (f"{results['variant']} / {method}: accuracy {results['accuracy_mean']:.3f} ± "
+            f"{results['accuracy_std']:.3f} over {len(results['per_fold'])} folds, macro-F1 {results['macro_f1']:.3f} "
+            f"({results['protocol']}, {results['dataset']['clips']} clips"
+            f"{', ' + results['backbone'] if results.get('backbone') else ''}){tag}")
 
 
 def train_fold(dataset: Dataset, *, test_fold: int, config: EvalConfig = EvalConfig(),
@@ -194,43 +223,44 @@ def train_fold(dataset: Dataset, *, test_fold: int, config: EvalConfig = EvalCon
                progress: bool = True) -> RunMetrics:
     """Train on every fold but ``test_fold``, score on it, and write its outputs into ``out_dir``.
 
-    Writes ``predictions.csv``, ``confusion_matrix.png``, ``history.json``,
-    (``export=True``) the exported model under ``out_dir/model``, and last
+    Writes ``predictions.csv``, ``confusion_matrix.png``, ``history.json``
+    (what the method chose on validation), the exported model under
+    ``out_dir/model`` (``export=True`` and a method that can export one), and last
     ``metrics.json``: its presence marks a complete run.
     """
     from .atomic import write_json_atomic
-    from .backbones import resolve_backbone
-    from .folds import prepare_folds
-    from .infer import export_model
     from .metrics import compute_metrics, prediction_rows, write_predictions
     from .plots import plot_confusion, save_png
 
     t0 = time.perf_counter()
     out = Path(out_dir)
-    spec, train_cfg = config.spec, config.train
-    ds, protocol = prepare_folds(dataset, k_folds=config.k_folds, seed=config.seed, leaky=config.leaky_split)
-    if test_fold not in ds.folds:
-        raise DatasetError(f"fold {test_fold} has no clips in dataset {ds.name!r} at {ds.root}; "
-                           f"folds: {list(ds.folds)}")
-    backbone = resolve_backbone(config.backbone)  # loaded by embed_clips only when the cache misses
-    emb, pictures = _inputs(ds, spec, train_cfg, backbone, embed_config, progress)
-    classes = list(ds.classes)
-    trained, te, proba = _fit_predict(emb, pictures, ds, test_fold, train_cfg, backbone)
-    yt = [c.class_id for c in _test_clips(ds, te)]
-    scores = compute_metrics(yt, proba.argmax(axis=1).tolist(), classes)
-    write_predictions(out, prediction_rows(_test_clips(ds, te), proba, classes))
+    if not dataset.clips:
+        raise DatasetError(f"dataset {dataset.name!r} at {dataset.root} has no clips")
+    p = _prepare(dataset, config, embed_config, progress)
+    _check_folds(p.ds, [test_fold])
+    classes = list(p.ds.classes)
+    split, fit, proba, seconds = _run_fold(p, test_fold, config)
+    yt = p.y[split.test]
+    scores = compute_metrics(yt.tolist(), proba.argmax(axis=1).tolist(), classes)
+    write_predictions(out, prediction_rows([p.ds.clips[i] for i in split.test], proba, classes))
     save_png(plot_confusion(scores["confusion_matrix"], classes,
-                            title=f"{spec.name}, test fold {test_fold}: accuracy {scores['accuracy']:.3f}"),
+                            title=f"{p.spec.name} / {config.method.name}, test fold {test_fold}: "
+                                  f"accuracy {scores['accuracy']:.3f}"),
              out / "confusion_matrix.png")
-    write_json_atomic(out / "history.json", trained.history)
-    if export:
-        export_model(out / "model", trained, backbone=backbone, spec=spec, labels=classes,
-                     metadata={"test_fold": test_fold, "protocol": protocol})
+    write_json_atomic(out / "history.json", fit.choice.get("history", {}))
+    exported = None
+    if export and p.method.exportable:
+        exported = p.method.export(fit, out / "model", p.ctx, metadata={"test_fold": test_fold,
+                                                                        "protocol": p.protocol})
     metrics = RunMetrics(
-        variant=spec.name, test_fold=int(test_fold), protocol=protocol, backbone=backbone.identity,
+        variant=p.spec.name, test_fold=int(test_fold), protocol=p.protocol,
+        backbone=p.feats.info.get("backbone", ""),
         **{k: scores[k] for k in ("accuracy", "macro_f1", "per_class", "confusion_matrix", "n")},
-        train_clips=int((~te).sum()), train_config=train_cfg.to_dict(),
-        seconds=round(time.perf_counter() - t0, 2),
+        train_clips=int(len(split.train)), train_config=config.train.to_dict(),
+        seconds=round(time.perf_counter() - t0, 2), method=config.method.name,
+        method_config=config.method.to_dict(), val_accuracy=_num(fit.val_accuracy),
+        choice={k: v for k, v in fit.choice.items() if k != "history"},
+        fit_seconds=seconds, prepare_seconds=p.seconds, exported=exported is not None, duration=p.duration,
     )
     metrics.write(out)
     return metrics
@@ -238,6 +268,6 @@ def train_fold(dataset: Dataset, *, test_fold: int, config: EvalConfig = EvalCon
 
 def format_run(metrics: RunMetrics) -> str:
     """One line about a :func:`train_fold` result."""
-    return (f"{metrics.variant}, test fold {metrics.test_fold}: accuracy {metrics.accuracy:.3f}, "
+    return (f"{metrics.variant} / {metrics.method}, test fold {metrics.test_fold}: accuracy {metrics.accuracy:.3f}, "
             f"macro-F1 {metrics.macro_f1:.3f} on {metrics.n} clips (trained on {metrics.train_clips}, "
             f"{metrics.seconds} s)")

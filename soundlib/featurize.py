@@ -24,6 +24,8 @@ from .variants import FEATURE_VERSION, FeatureSpec, get_variant
 __all__ = [
     "GALLERY_FILES",
     "featurize_clip",
+    "featurize_windows",
+    "window_starts_of",
     "featurize",
     "FeaturizeReport",
     "picture_path",
@@ -45,7 +47,7 @@ GALLERY_FILES: dict[str, str] = {
 
 
 def featurize_clip(path: str | os.PathLike, spec: FeatureSpec) -> np.ndarray:
-    """Load one audio file and render it with ``spec``.
+    """Load the first window of one audio file and render it with ``spec``.
 
     Returns
     -------
@@ -53,7 +55,30 @@ def featurize_clip(path: str | os.PathLike, spec: FeatureSpec) -> np.ndarray:
     """
     from .audio import load_audio
 
-    return render(load_audio(path, sr=spec.sr, duration=spec.duration), spec)
+    return render(load_audio(path, sr=spec.sr, duration=spec.duration, pad=spec.pad), spec)
+
+
+def window_starts_of(path: str | os.PathLike, spec: FeatureSpec) -> list[float]:
+    """Start (seconds) of each window ``spec`` cuts the file into, from its header alone."""
+    from .audio import clip_samples, window_starts
+
+    hop = max(1, int(round(spec.hop_seconds * spec.sr)))
+    return [s / spec.sr for s in window_starts(clip_samples(path, spec.sr), spec.n_samples, hop)]
+
+
+def featurize_windows(path: str | os.PathLike, spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Every window of one clip rendered with ``spec`` (a clip that fits one window gives one picture).
+
+    Returns
+    -------
+    pictures : np.ndarray, shape (n_windows, spec.height, spec.width, 3), dtype uint8
+    starts : np.ndarray, shape (n_windows,)
+        Start of each window in seconds.
+    """
+    from .audio import load_windows
+
+    windows, starts = load_windows(path, sr=spec.sr, duration=spec.duration, hop=spec.hop_seconds, pad=spec.pad)
+    return np.stack([render(w, spec) for w in windows]), starts
 
 
 def write_png(path: str | os.PathLike, picture: np.ndarray) -> Path:
@@ -231,8 +256,8 @@ def write_gallery(clip: str | os.PathLike, out_dir: str | os.PathLike) -> list[P
     cache: dict[tuple[int, float], np.ndarray] = {}
     for filename, variant in GALLERY_FILES.items():
         spec = get_variant(variant)
-        key = (spec.sr, spec.duration)
+        key = (spec.sr, spec.duration, spec.pad)
         if key not in cache:
-            cache[key] = load_audio(clip, sr=spec.sr, duration=spec.duration)
+            cache[key] = load_audio(clip, sr=spec.sr, duration=spec.duration, pad=spec.pad)
         written.append(write_png(out_dir / filename, render(cache[key], spec)))
     return written

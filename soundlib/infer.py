@@ -31,9 +31,11 @@ __all__ = [
     "MODEL_FORMAT",
     "LoadedModel",
     "export_model",
+    "export_keras_model",
     "load_model",
     "read_labels",
     "predict",
+    "window_probabilities",
     "PICTURE_EXTENSIONS",
     "expand_inputs",
 ]
@@ -61,7 +63,7 @@ def export_model(
     labels: Sequence[str],
     metadata: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write a model that labels pictures, atomically.
+    """Write a backbone + head model that labels pictures (see :func:`export_keras_model`).
 
     Parameters
     ----------
@@ -76,18 +78,13 @@ def export_model(
     labels : sequence of str
         Class names in output order.
     metadata : mapping, optional
-        Extra entries for ``soundlib_model.json`` (test fold, protocol...).
+        Extra entries for ``soundlib_model.json`` (test fold, protocol, method...).
     """
-    import shutil
-    import tempfile
-
     import tensorflow_hub as hub
 
-    from .atomic import jsonable
     from .runtime import import_tf
 
     tf, tf_keras = import_tf()
-    out_dir = Path(out_dir)
     if len(labels) != trained.n_classes:
         raise ModelError(f"{len(labels)} labels for a {trained.n_classes}-class model")
     size = (spec.height, spec.width)
@@ -107,21 +104,34 @@ def export_model(
             tf_keras.layers.Dense(trained.n_classes, activation="softmax", name="head"),
         ])
         model.get_layer("head").set_weights(head.get_weights())
+    info = {"backbone": backbone.identity, "train_config": trained.config.to_dict(), "history": trained.history,
+            **dict(metadata or {})}
+    return export_keras_model(out_dir, model, spec=spec, labels=labels, info=info)
+
+
+def export_keras_model(out_dir: str | os.PathLike, model: Any, *, spec: FeatureSpec, labels: Sequence[str],
+                       info: Mapping[str, Any] | None = None) -> Path:
+    """Write any tf_keras model mapping float32 pictures (N, spec.height, spec.width, 3) in [0, 1] to class
+    probabilities (N, len(labels)) as an exported model folder, atomically (new folder, then swap)."""
+    import shutil
+    import tempfile
+
+    from .atomic import jsonable
+
+    out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         model.save(str(tmp / SAVED_MODEL), include_optimizer=False, save_format="tf")
         (tmp / LABELS_FILE).write_text("".join(f"{label}\n" for label in labels))
         (tmp / SPEC_FILE).write_text(json.dumps(spec.to_dict(), indent=2))
-        info = {
+        full = {
             "format": MODEL_FORMAT,
-            "backbone": backbone.identity,
-            "input": {"height": size[0], "width": size[1], "channels": 3, "dtype": "float32", "range": [0, 1]},
-            "train_config": trained.config.to_dict(),
-            "history": trained.history,
-            **dict(metadata or {}),
+            "input": {"height": spec.height, "width": spec.width, "channels": 3, "dtype": "float32",
+                      "range": [0, 1]},
+            **dict(info or {}),
         }
-        (tmp / INFO_FILE).write_text(json.dumps(info, indent=2, default=jsonable))
+        (tmp / INFO_FILE).write_text(json.dumps(full, indent=2, default=jsonable))
         if out_dir.exists():
             old = out_dir.with_name(f".{out_dir.name}.old")
             shutil.rmtree(old, ignore_errors=True)
@@ -250,14 +260,70 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
     return out
 
 
-def predict(model: LoadedModel, inputs: Sequence[str | os.PathLike], *,
-            top_k: int = 5) -> tuple[list[dict], list[tuple[Path, str]]]:
+def window_probabilities(model: LoadedModel, path: str | os.PathLike, *, batch_size: int = 32,
+                         hop: float | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+    """Class probabilities of every window of an audio file, streamed (memory bounded by a batch of windows).
+
+    Parameters
+    ----------
+    hop : float, optional
+        Seconds between window starts (default: the model's feature spec's).
+
+    Returns
+    -------
+    proba : np.ndarray, shape (n_windows, n_classes)
+    starts : np.ndarray, shape (n_windows,)
+        Window starts in seconds.
+    length : float
+        The recording's length in seconds.
+    """
+    from .audio import SILENCE_PEAK, audio_info, iter_windows
+    from .errors import AudioError
+    from .features import render
+
+    spec = model.spec
+    length = audio_info(path).duration
+    starts, probas, batch, peak = [], [], [], 0.0
+    for start, window in iter_windows(path, sr=spec.sr, duration=spec.duration, hop=hop or spec.hop_seconds,
+                                      pad=spec.pad):
+        starts.append(start)
+        peak = max(peak, float(np.max(np.abs(window))) if window.size else 0.0)
+        batch.append(render(window, spec))
+        if len(batch) == batch_size:
+            probas.append(model.predict_pictures(np.stack(batch)))
+            batch.clear()
+    if batch:
+        probas.append(model.predict_pictures(np.stack(batch)))
+    if not probas:
+        raise AudioError(f"{path}: no audio windows to label")
+    if peak < SILENCE_PEAK:
+        raise AudioError(f"{path}: silent audio (peak amplitude {peak:.2g}, below {SILENCE_PEAK:g})")
+    return np.concatenate(probas), np.asarray(starts), length
+
+
+def predict(model: LoadedModel, inputs: Sequence[str | os.PathLike], *, top_k: int = 5, aggregate: str = "mean",
+            timeline: list | None = None) -> tuple[list[dict], list[tuple[Path, str]]]:
     """Top-k labels for audio files, pictures or folders of them.
 
-    Returns ``(rows, failures)``; each row: ``input, rank, label, probability``.
-    A file that fails is reported in ``failures`` and the others go on.
+    An audio file is cut into the model's windows (a recording of minutes is
+    streamed window by window) and the windows' probabilities are aggregated
+    into one decision per file (``aggregate``: ``"mean"`` or ``"max"``).
+
+    Parameters
+    ----------
+    timeline : list, optional
+        When given, one row per window of each audio file is appended to it:
+        ``input, start, end`` (seconds) and ``rank, label, probability`` for the top-k.
+
+    Returns
+    -------
+    rows : list of dict
+        ``input, rank, label, probability`` (and ``windows``) per file.
+    failures : list of (Path, str)
+        A file that fails is reported here and the others go on.
     """
-    from .featurize import featurize_clip, read_picture
+    from .featurize import read_picture
+    from .methods.base import aggregate as aggregate_windows
 
     rows, failures = [], []
     for path in expand_inputs(inputs):
@@ -268,12 +334,21 @@ def predict(model: LoadedModel, inputs: Sequence[str | os.PathLike], *,
                 if pic.shape[:2] != want:
                     raise FeatureError(f"{path}: picture is {pic.shape[1]}x{pic.shape[0]} pixels; the model's "
                                        f"feature spec {model.spec.name!r} makes {want[1]}x{want[0]}")
+                proba, n_windows = model.predict_pictures(pic[None])[0], 1
             else:
-                pic = featurize_clip(path, model.spec)
-            proba = model.predict_pictures(pic[None])[0]
+                win, starts, length = window_probabilities(model, path)
+                proba = aggregate_windows(win, np.zeros(len(win), np.int64), np.array([0]), how=aggregate)[0]
+                n_windows = len(win)
+                if timeline is not None:
+                    for start, p in zip(starts, win):
+                        for rank, k in enumerate(np.argsort(-p)[:top_k], start=1):
+                            timeline.append({"input": str(path), "start": round(float(start), 3),
+                                             "end": round(float(min(length, start + model.spec.duration)), 3),
+                                             "rank": rank, "label": model.labels[k], "probability": float(p[k])})
         except SoundlibError as exc:
             failures.append((path, str(exc)))
             continue
         for rank, k in enumerate(np.argsort(-proba)[:top_k], start=1):
-            rows.append({"input": str(path), "rank": rank, "label": model.labels[k], "probability": float(proba[k])})
+            rows.append({"input": str(path), "rank": rank, "label": model.labels[k], "probability": float(proba[k]),
+                         "windows": n_windows})
     return rows, failures

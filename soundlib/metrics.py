@@ -25,6 +25,7 @@ __all__ = [
     "RunMetrics",
     "prediction_rows",
     "write_predictions",
+    "read_predictions",
     "write_results_json",
 ]
 
@@ -88,6 +89,20 @@ class RunMetrics:
         The :class:`~soundlib.train.TrainConfig` used, as a mapping.
     seconds : float
         Wall time of the run.
+    method : str
+        The learning method's name (``"frozen"`` for runs made by soundlib 0.1).
+    method_config : dict
+        The method's full configuration.
+    val_accuracy : float or None
+        Accuracy on the grouped validation split inside the training folds.
+    choice : dict
+        What the method chose on validation (C, epochs, fusion weights, the method ``auto`` picked...).
+    fit_seconds, prepare_seconds : float
+        Wall time of fitting on this fold, and of preparing the features (shared by a sweep's folds).
+    exported : bool
+        Whether the run exported a labelling model.
+    duration : dict
+        The window length used, and whether ``duration: auto`` chose it.
     """
 
     variant: str
@@ -102,6 +117,14 @@ class RunMetrics:
     train_clips: int = 0
     train_config: dict = dataclasses.field(default_factory=dict)
     seconds: float = 0.0
+    method: str = "frozen"
+    method_config: dict = dataclasses.field(default_factory=dict)
+    val_accuracy: float | None = None
+    choice: dict = dataclasses.field(default_factory=dict)
+    fit_seconds: float = 0.0
+    prepare_seconds: float = 0.0
+    exported: bool = False
+    duration: dict = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The content of ``metrics.json``."""
@@ -164,6 +187,19 @@ def write_predictions(out_dir: str | os.PathLike, rows: list[dict[str, Any]]) ->
     from .atomic import write_csv_atomic
 
     return write_csv_atomic(Path(out_dir) / PREDICTIONS_FILE, rows, fieldnames=PREDICTION_COLUMNS)
+
+
+def read_predictions(run_dir: str | os.PathLike):
+    """A run's ``predictions.csv`` as a pandas DataFrame (columns as written by :func:`write_predictions`);
+    ``None`` when it is missing or unreadable."""
+    import pandas as pd
+
+    path = Path(run_dir) / PREDICTIONS_FILE
+    try:
+        frame = pd.read_csv(path)
+    except (OSError, ValueError):
+        return None
+    return frame if {"path", "true", "predicted"} <= set(frame.columns) else None
 
 
 def write_results_json(out_dir: str | os.PathLike, results: Mapping[str, Any]) -> Path:

@@ -71,14 +71,18 @@ def open_dataset(path: str | os.PathLike, *, generate_if_missing: bool = False, 
     return load_dataset(p)
 
 
-def eval_config(*, variant: Any, backbone: str | None = None, k_folds: int | None = None, seed: int = 0,
-                train: Mapping[str, Any] | None = None):
+def eval_config(*, variant: Any, method: Any = None, backbone: str | None = None, k_folds: int | None = None,
+                seed: int = 0, aggregate: str | None = None, train: Mapping[str, Any] | None = None):
     """Resolve a notebook's parameters into an :class:`~soundlib.evaluate.EvalConfig`.
 
     Parameters
     ----------
     variant : str or mapping
         A variant name or a mapping of FeatureSpec fields (see :func:`soundlib.variants.resolve_variant`).
+    method : str, mapping or None
+        A method name or mapping (see :func:`soundlib.methods.resolve_method`); ``None``: the default.
+    aggregate : {"mean", "max"} or None
+        How a long clip's windows become one decision; ``None``: the default.
     backbone : str or None
         Backbone handle; ``None``: the default backbone.
     k_folds : int or None
@@ -90,10 +94,15 @@ def eval_config(*, variant: Any, backbone: str | None = None, k_folds: int | Non
     """
     from .config import from_mapping
     from .evaluate import EvalConfig
+    from .methods import resolve_method
     from .train import TrainConfig
     from .variants import resolve_variant
 
     fields: dict[str, Any] = {"spec": resolve_variant(variant), "seed": seed}
+    if method is not None:
+        fields["method"] = resolve_method(method, where="notebook parameters: method")
+    if aggregate is not None:
+        fields["aggregate"] = aggregate
     if backbone is not None:
         fields["backbone"] = backbone
     if k_folds is not None:
@@ -116,11 +125,24 @@ def pick_clip(dataset: Dataset, *, fold: int | None = None, label: str | None = 
 
 @dataclasses.dataclass
 class ClipPrediction:
-    """A clip, its picture and the model's top-k labels."""
+    """A clip, its (first window's) picture, the model's top-k labels, and every window's probabilities.
+
+    ``starts`` (seconds, shape (n_windows,)) and ``window_proba`` (shape (n_windows, n_classes)) hold the
+    timeline of a clip longer than the model's window; ``labels`` are the model's classes.
+    """
 
     clip: Clip
     picture: Any
     top: list[tuple[str, float]]
+    starts: Any = None
+    window_proba: Any = None
+    labels: list[str] = dataclasses.field(default_factory=list)
+    window_seconds: float = 0.0
+
+    @property
+    def long(self) -> bool:
+        """True when the clip spans several windows (it has a timeline)."""
+        return self.starts is not None and len(self.starts) > 1
 
     @property
     def true_label(self) -> str:
@@ -158,16 +180,21 @@ class ClipPrediction:
                 "top": [{"label": lab, "probability": p} for lab, p in self.top]}
 
 
-def label_clip(model, clip: Clip, *, top_k: int = 3) -> ClipPrediction:
-    """Render ``clip`` with the model's feature spec and label it (``model``: a :class:`~soundlib.infer.LoadedModel`)."""
+def label_clip(model, clip: Clip, *, top_k: int = 3, aggregate: str = "mean") -> ClipPrediction:
+    """Label ``clip`` with a :class:`~soundlib.infer.LoadedModel`: every window rendered with the model's
+    feature spec, the windows' probabilities aggregated into one decision."""
     import numpy as np
 
     from .featurize import featurize_clip
+    from .infer import window_probabilities
+    from .methods.base import aggregate as aggregate_windows
 
     picture = featurize_clip(clip.path, model.spec)
-    proba = model.predict_pictures(picture[None])[0]
+    win, starts, _ = window_probabilities(model, clip.path)
+    proba = aggregate_windows(win, np.zeros(len(win), np.int64), np.array([0]), how=aggregate)[0]
     order = np.argsort(-proba)[:max(1, top_k)]
-    return ClipPrediction(clip, picture, [(model.labels[i], float(proba[i])) for i in order])
+    return ClipPrediction(clip, picture, [(model.labels[i], float(proba[i])) for i in order], starts, win,
+                          list(model.labels), float(model.spec.duration))
 
 
 def _interactive() -> bool:

@@ -16,7 +16,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 __all__ = ["figure", "save_png", "png_bytes", "plot_confusion", "plot_history", "plot_results",
-           "plot_per_class_f1"]
+           "plot_per_class_f1", "plot_timeline"]
 
 
 def figure(figsize: tuple[float, float], *, dpi: int = 100):
@@ -91,7 +91,12 @@ def plot_history(history: Mapping[str, Sequence[float]], *, title: str = ""):
     return fig
 
 
-def plot_results(table: Any, *, title: str = "accuracy and macro-F1 per variant (mean ± std over folds)"):
+def _label(index: Any) -> str:
+    """A table row's name: ``variant/method`` for a (variant, method) index."""
+    return "/".join(map(str, index)) if isinstance(index, tuple) else str(index)
+
+
+def plot_results(table: Any, *, title: str = "accuracy and macro-F1 (mean ± std over folds)"):
     """Bar chart with error bars of a results table (``soundlib.sweep.results.collect_results``)."""
     fig = figure((max(4.0, 1.3 * len(table) + 2), 3.6))
     ax = fig.add_subplot()
@@ -99,7 +104,7 @@ def plot_results(table: Any, *, title: str = "accuracy and macro-F1 per variant 
     w = 0.38
     ax.bar(x - w / 2, table["accuracy_mean"], w, yerr=table["accuracy_std"], capsize=4, label="accuracy")
     ax.bar(x + w / 2, table["macro_f1_mean"], w, yerr=table["macro_f1_std"], capsize=4, label="macro-F1")
-    ax.set_xticks(x, [str(i) for i in table.index], rotation=20, ha="right")
+    ax.set_xticks(x, [_label(i) for i in table.index], rotation=20, ha="right")
     ax.set_ylim(0, 1.05)
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8, loc="lower right")
@@ -113,7 +118,7 @@ def plot_per_class_f1(frame: Any, *, title: str = "per-class F1 (all folds poole
     ax = fig.add_subplot()
     im = ax.imshow(frame.to_numpy(dtype=float), cmap="viridis", vmin=0, vmax=1, aspect="auto")
     ax.set_xticks(range(frame.shape[1]), list(frame.columns), rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(frame.shape[0]), [str(i) for i in frame.index], fontsize=8)
+    ax.set_yticks(range(frame.shape[0]), [_label(i) for i in frame.index], fontsize=8)
     for i in range(frame.shape[0]):
         for j in range(frame.shape[1]):
             v = float(frame.iat[i, j])
@@ -122,3 +127,32 @@ def plot_per_class_f1(frame: Any, *, title: str = "per-class F1 (all folds poole
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def plot_timeline(starts: Sequence[float], proba: np.ndarray, labels: Sequence[str], *, window: float,
+                  top: int = 5, title: str = ""):
+    """What a model hears along a recording: the probability of the ``top`` classes (by their mean) per window.
+
+    Parameters
+    ----------
+    starts : sequence of float, length n_windows
+        Window starts in seconds.
+    proba : np.ndarray, shape (n_windows, n_classes)
+    labels : sequence of str, length n_classes
+    window : float
+        Window length in seconds (each window is drawn over its span, centred on its middle).
+    """
+    proba = np.asarray(proba, dtype=float)
+    order = np.argsort(-proba.mean(axis=0))[:max(1, min(top, proba.shape[1]))]
+    fig = figure((8.0, 1.2 + 0.35 * len(order)))
+    ax = fig.add_subplot()
+    centres = np.asarray(starts, dtype=float) + window / 2
+    im = ax.imshow(proba[:, order].T, aspect="auto", cmap="Greens", vmin=0, vmax=1, interpolation="nearest",
+                   extent=(centres[0] - window / 2, centres[-1] + window / 2, len(order) - 0.5, -0.5))
+    ax.set_yticks(range(len(order)), [labels[k] for k in order], fontsize=8)
+    ax.set_xlabel("time (s)")
+    fig.colorbar(im, ax=ax, fraction=0.03, label="probability")
+    ax.set_title(title or "probability per window", fontsize=9)
+    fig.tight_layout()
+    return fig
+

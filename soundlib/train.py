@@ -65,11 +65,16 @@ class Distortions:
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Hyperparameters of the classifier head (and of fine-tuning).
+    """Training hyperparameters shared by the methods, and those of the 0.1 softmax head.
 
-    ``steps``, when given, overrides ``epochs`` with a total number of optimizer steps.
     ``validation_split`` holds out that share of the *recordings* (groups) of the
-    training folds for validation; 0 disables validation.
+    training folds for validation: every method chooses its hyperparameters
+    (the logistic head's C, early-stopping epochs, fusion weights, ``auto``'s
+    pick) on those clips, never on the test fold; 0 disables validation.
+    ``seed`` seeds the split and the training. The other fields configure the
+    ``frozen`` method's ``head: softmax`` (soundlib 0.1's head; ``steps``, when
+    given, overrides ``epochs`` with a total number of optimizer steps) and the
+    end-to-end :func:`train_end_to_end`.
     """
 
     learning_rate: float = 0.001
@@ -77,7 +82,7 @@ class TrainConfig:
     steps: int | None = None
     batch_size: int = 32
     validation_batch_size: int = 256
-    validation_split: float = 0.1
+    validation_split: float = 0.2
     dropout: float = 0.2
     label_smoothing: float = 0.1
     l2: float = 1e-4

@@ -19,6 +19,7 @@ from typing import Any, Mapping, Sequence
 
 from .config import from_mapping, to_dict
 from .errors import ConfigError, FeatureError
+from .audio import PAD_POLICIES
 from .merge import MergeSpec
 
 __all__ = [
@@ -30,8 +31,13 @@ __all__ = [
     "get_variant",
     "register_variant",
     "resolve_variant",
+    "resolve_duration",
+    "AUTO_DURATION_PERCENTILE",
     "variants_yaml",
 ]
+
+#: ``duration: auto`` covers this percentile of a dataset's clip lengths.
+AUTO_DURATION_PERCENTILE = 95
 
 #: Bumped whenever rendering code changes what a spec produces; part of every cache key.
 FEATURE_VERSION = 1
@@ -55,8 +61,11 @@ class FeatureSpec:
         spectrogram panel on top of a waveform panel.
     sr : int
         Sample rate in Hz the audio is resampled to.
-    duration : float
-        Seconds of audio one picture shows; shorter clips are padded, longer ones trimmed.
+    duration : float or "auto"
+        Seconds of audio one picture (one *window*) shows. A longer clip is cut
+        into windows (see ``window_hop``); a shorter one is padded (see ``pad``).
+        ``"auto"`` is chosen from a dataset's clip lengths (:func:`resolve_duration`)
+        before any picture is made.
     n_fft, hop_length : int
         STFT window and hop in samples.
     frequency : {"mel", "linear"}
@@ -76,12 +85,22 @@ class FeatureSpec:
         RGB colours of the waveform plot.
     merge : MergeSpec
         Channel order, strengths, jitter (``merged``) and panel split (``stacked``).
+    pad : {"end", "center", "repeat"}
+        How a clip shorter than ``duration`` is padded: silence after it, silence
+        on both sides, or the clip repeated.
+    window_hop : float or None
+        Seconds between the starts of consecutive windows of a long clip
+        (``None``: half of ``duration``, i.e. 50 % overlap).
+
+    Fields added after soundlib 0.1 (``pad``, ``window_hop``) are left out of
+    :meth:`to_dict` and :meth:`key` while they hold their default, so specs,
+    files and cache keys made by 0.1 stay valid.
     """
 
     name: str = "mel"
     kind: str = "spectrogram"
     sr: int = 22050
-    duration: float = 4.0
+    duration: float | str = 4.0
     n_fft: int = 2048
     hop_length: int = 512
     frequency: str = "mel"
@@ -96,6 +115,8 @@ class FeatureSpec:
     waveform_color: tuple[int, int, int] = (31, 119, 180)
     background_color: tuple[int, int, int] = (255, 255, 255)
     merge: MergeSpec = MergeSpec()
+    pad: str = "end"
+    window_hop: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "waveform_color", tuple(int(c) for c in self.waveform_color))
@@ -109,8 +130,11 @@ class FeatureSpec:
         for field in ("sr", "n_fft", "hop_length", "n_mels"):
             if int(getattr(self, field)) <= 0:
                 raise FeatureError(f"{where}: {field} must be a positive integer, got {getattr(self, field)}")
-        if not 0 < self.duration <= 600:
-            raise FeatureError(f"{where}: duration must be in (0, 600] seconds, got {self.duration}")
+        if self.duration != "auto" and not (isinstance(self.duration, (int, float)) and 0 < self.duration <= 600):
+            raise FeatureError(f"{where}: duration must be in (0, 600] seconds or \"auto\", got {self.duration!r}")
+        _choice(where, "pad", self.pad, PAD_POLICIES)
+        if self.window_hop is not None and not 0 < self.window_hop <= 600:
+            raise FeatureError(f"{where}: window_hop must be in (0, 600] seconds or null, got {self.window_hop}")
         nyquist = self.sr / 2
         fmax = self.fmax if self.fmax is not None else nyquist
         if not 0 <= self.fmin < fmax <= nyquist:
@@ -128,8 +152,13 @@ class FeatureSpec:
 
     # -- identity -----------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """Every field as plain data (tuples as lists); :meth:`from_dict` reads it back."""
-        return to_dict(self)
+        """Every field as plain data (tuples as lists); :meth:`from_dict` reads it back.
+        Fields added after 0.1 appear only when they differ from their default."""
+        d = to_dict(self)
+        for field, default in _SINCE_0_1.items():
+            if d[field] == default:
+                del d[field]
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], *, base: "FeatureSpec | None" = None,
@@ -152,9 +181,30 @@ class FeatureSpec:
         return dataclasses.replace(self, **changes)
 
     @property
+    def resolved(self) -> bool:
+        """False while ``duration`` is ``"auto"`` (see :func:`resolve_duration`)."""
+        return self.duration != "auto"
+
+    def _need_resolved(self) -> None:
+        if not self.resolved:
+            raise FeatureError(f"feature variant {self.name!r}: duration is \"auto\"; choose it from the dataset "
+                               "first (soundlib.variants.resolve_duration)")
+
+    @property
     def n_samples(self) -> int:
         """Samples in one picture's window (``sr * duration``)."""
+        self._need_resolved()
         return int(round(self.sr * self.duration))
+
+    @property
+    def hop_seconds(self) -> float:
+        """Seconds between window starts (``window_hop``, else half of ``duration``)."""
+        self._need_resolved()
+        return float(self.window_hop) if self.window_hop is not None else float(self.duration) / 2
+
+
+#: Fields added after soundlib 0.1, with the default that keeps 0.1's behaviour.
+_SINCE_0_1 = {"pad": "end", "window_hop": None}
 
 
 def _choice(where: str, field: str, value: str, allowed: Sequence[str]) -> None:
@@ -226,6 +276,44 @@ def resolve_variant(item: "str | Mapping[str, Any]", *, where: str = "variant") 
     if base_name not in VARIANTS:
         raise ConfigError(f"{where}: variant {name!r}: unknown base {base_name!r}; known: {', '.join(VARIANTS)}")
     return FeatureSpec.from_dict(d, base=VARIANTS[base_name], where=f"{where}: variant {name!r}")
+
+
+def resolve_duration(spec: FeatureSpec, clip_durations: Sequence[float]) -> tuple[FeatureSpec, dict[str, Any]]:
+    """Choose ``duration: auto`` from a dataset's clip lengths (a spec with a number passes through).
+
+    The window covers the :data:`AUTO_DURATION_PERCENTILE` th percentile of the
+    clip lengths, rounded up to 0.1 s and kept within [0.25, 30] s: most clips
+    then fill one picture instead of being a thin stripe in a mostly empty one,
+    and the few longer ones are cut into windows.
+
+    Parameters
+    ----------
+    spec : FeatureSpec
+    clip_durations : sequence of float
+        Seconds, one per clip.
+
+    Returns
+    -------
+    spec : FeatureSpec
+        With a numeric ``duration``.
+    record : dict
+        What was chosen and why (recorded in results.json): ``auto``, ``seconds``,
+        ``percentile``, ``clip_seconds`` (min, median, max).
+    """
+    import math
+
+    import numpy as np
+
+    if spec.resolved:
+        return spec, {"auto": False, "seconds": float(spec.duration)}
+    d = np.asarray([x for x in clip_durations if x > 0], dtype=float)
+    if d.size == 0:
+        raise FeatureError(f"feature variant {spec.name!r}: duration \"auto\" needs clips with a known length")
+    q = float(np.percentile(d, AUTO_DURATION_PERCENTILE))
+    seconds = min(30.0, max(0.25, math.ceil(q * 10 - 1e-9) / 10))
+    record = {"auto": True, "seconds": seconds, "percentile": AUTO_DURATION_PERCENTILE,
+              "clip_seconds": {"min": float(d.min()), "median": float(np.median(d)), "max": float(d.max())}}
+    return spec.replace(duration=seconds), record
 
 
 def variants_yaml(names: Sequence[str] = BUILTIN_VARIANTS) -> str:

@@ -67,3 +67,89 @@ def test_bad_files_are_named(tmp_path):
     truncated.write_bytes(write_wav(tmp_path / "ok.wav", tone()).read_bytes()[:30])
     with pytest.raises(AudioError, match=r"truncated\.wav"):
         load_audio(truncated)
+
+
+def test_pad_policies():
+    from soundlib.audio import pad_to
+
+    y = np.array([1, 2, 3], np.float32)
+    assert pad_to(y, 7, policy="end").tolist() == [1, 2, 3, 0, 0, 0, 0]
+    assert pad_to(y, 7, policy="center").tolist() == [0, 0, 1, 2, 3, 0, 0]
+    assert pad_to(y, 7, policy="repeat").tolist() == [1, 2, 3, 1, 2, 3, 1]
+    assert pad_to(y, 2, policy="repeat").tolist() == [1, 2]
+    with pytest.raises(AudioError, match="padding policy"):
+        pad_to(y, 7, policy="mirror")
+
+
+def test_window_starts_cover_the_clip():
+    from soundlib.audio import window_starts
+
+    assert window_starts(50, 100, 50) == [0]  # fits: one window
+    assert window_starts(100, 100, 50) == [0]
+    assert window_starts(250, 100, 50) == [0, 50, 100, 150]  # the last ends at the clip's end
+    assert window_starts(260, 100, 50) == [0, 50, 100, 150, 160]  # the last is aligned to the end
+    for n in (101, 333, 1000):
+        s = window_starts(n, 100, 30)
+        assert s[0] == 0 and s[-1] + 100 == n and all(b - a <= 30 for a, b in zip(s, s[1:]))
+
+
+@pytest.mark.parametrize("file_sr", [8000, 16000, 44100, 48000, 96000])
+def test_segments_match_the_whole_file_resampled(tmp_path, file_sr):
+    """Reading a segment (with its resampling margin) gives the samples of the whole file resampled."""
+    import soxr
+
+    from soundlib.audio import read_segment
+
+    y = np.random.default_rng(file_sr).standard_normal(file_sr * 6).astype(np.float32) * 0.1
+    p = write_wav(tmp_path / "x.wav", y, sr=file_sr, subtype="FLOAT")
+    full = soxr.resample(y, file_sr, SR, quality="HQ")
+    for start in (0.0, 1.0, 2.3337):
+        seg = read_segment(p, sr=SR, start=start, duration=1.5)
+        t0 = int(round(start * SR))
+        assert seg.shape == (int(1.5 * SR),)
+        assert np.abs(seg - full[t0:t0 + len(seg)]).max() < 1e-5, start
+
+
+def test_windows_of_a_long_clip(tmp_path):
+    from soundlib.audio import iter_windows, load_windows
+
+    y = np.concatenate([tone(300, seconds=2.0), tone(2000, seconds=3.0)])
+    p = write_wav(tmp_path / "long.wav", y)
+    windows, starts = load_windows(p, sr=SR, duration=2.0, hop=1.0)
+    assert windows.shape == (4, 2 * SR) and starts.tolist() == [0.0, 1.0, 2.0, 3.0]
+    streamed = list(iter_windows(p, sr=SR, duration=2.0, hop=1.0))
+    assert [s for s, _ in streamed] == starts.tolist()
+    assert all(np.allclose(w, s[1], atol=1e-6) for w, s in zip(windows, streamed))
+    short = write_wav(tmp_path / "short.wav", tone(seconds=0.5))
+    w, s = load_windows(short, sr=SR, duration=2.0, hop=1.0, pad="repeat")
+    assert w.shape == (1, 2 * SR) and np.allclose(w[0, :SR // 2], w[0, SR // 2:SR], atol=1e-6)
+
+
+@pytest.mark.slow
+def test_memory_is_bounded_by_the_window_not_the_file(tmp_path):
+    """A 10-minute 96 kHz stereo recording: rendering its first 4 s, and streaming all its windows,
+    needs the memory of a window, not of the file (the issue measured 935 MB before)."""
+    import subprocess
+    import sys
+
+    import soundfile as sf
+
+    path = tmp_path / "long.flac"
+    sr, seconds = 96000, 600
+    t = np.arange(sr * 10) / sr
+    block = (0.3 * np.stack([np.sin(2 * np.pi * 440 * t), np.sin(2 * np.pi * 660 * t)], axis=1)).astype(np.float32)
+    with sf.SoundFile(str(path), "w", samplerate=sr, channels=2, subtype="PCM_16", format="FLAC") as f:
+        for _ in range(seconds // 10):
+            f.write(block)
+    code = (
+        "import resource, sys\n"
+        "import numpy as np\n"
+        "from soundlib.audio import iter_windows, load_audio\n"
+        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "y = load_audio(sys.argv[1], sr=22050, duration=4.0)\n"
+        "n = sum(1 for _ in iter_windows(sys.argv[1], sr=22050, duration=4.0, hop=60.0))\n"
+        "print(n, y.shape[0], (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024)\n")
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True)
+    n, length, peak_mb = out.stdout.split()
+    assert int(n) == 11 and int(length) == 4 * 22050
+    assert float(peak_mb) < 100, f"reading windows of a 10-min 96 kHz file grew memory by {peak_mb} MB"

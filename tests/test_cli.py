@@ -87,7 +87,7 @@ def test_evaluate_train_predict(tmp_path, capsys, synth_corpus, tiny_backbone):
     common = ["--variant", "mel32", "--backbone", str(tiny_backbone), "--epochs", "2", "--quiet"]
     assert main(["evaluate", str(synth_corpus), "--out", str(tmp_path / "ev"), *common]) == 0
     out = capsys.readouterr().out.strip().splitlines()
-    assert out[-1].startswith("mel32: accuracy") and "over 4 folds" in out[-1]
+    assert out[-1].startswith("mel32 / frozen: accuracy") and "over 4 folds" in out[-1]
     assert json.loads((tmp_path / "ev" / "results.json").read_text())["variant"] == "mel32"
     assert main(["evaluate", str(synth_corpus), "--out", str(tmp_path / "lk"), "--leaky-split", *common]) == 0
     assert "LEAKY" in capsys.readouterr().out.strip().splitlines()[-1]

@@ -28,31 +28,37 @@ def test_old_sweep_folder_reads_into_the_same_table(old_sweep):
 
     table = sweep.collect_results(old_sweep)
     old = pd.read_csv(LEGACY / "sweep" / "results.csv", index_col="variant")
-    pd.testing.assert_frame_equal(table, old, check_dtype=False)
+    assert list(table.index) == [("tmel", "frozen")]  # 0.1's runs were the frozen method
+    for column in old.columns:
+        assert table.loc[("tmel", "frozen"), column] == pytest.approx(old.loc["tmel", column]), column
     runs = sweep.collect_runs(old_sweep)
     assert list(runs["fold"]) == [1, 2] and list(runs["variant"]) == ["tmel", "tmel"]
-    classes, summed = sweep.summed_confusion(old_sweep)["tmel"]
+    assert list(runs["method"]) == ["frozen", "frozen"]
+    classes, summed = sweep.summed_confusion(old_sweep)["tmel/frozen"]
     assert classes[0] == "air_conditioner" and len(classes) == 10 and summed.sum() == runs["n"].sum()
     m = RunMetrics.read(old_sweep / "tmel" / "fold1")
     assert m is not None and m.variant == "tmel" and m.train_config["epochs"] == 5
 
 
-def test_old_runs_stay_complete_for_a_resumed_sweep(old_sweep):
-    """Same parameters, same fingerprint: a resumed sweep skips the runs 0.1.0 finished."""
+def test_old_run_records_read_and_a_new_sweep_reruns_them(old_sweep):
+    """0.1's run records still parse and verify; the same sweep file now means different runs (a method,
+    the aggregation, and a frozen head chosen on validation), so a new sweep executes them again
+    instead of mistaking 0.1's results for its own."""
     doc = yaml.safe_load((old_sweep / "sweep.yaml").read_text())
     record = read_run_record(old_sweep / "tmel" / "fold1")
     recorded = record["parameters"]
     assert fingerprint(recorded, record["synth"]) == record["fingerprint"]
+    assert run_complete(old_sweep / "tmel" / "fold1", record["fingerprint"], "tmel", 1)
     doc["dataset"] = str(old_sweep)  # exists here; the recorded path is used below
     doc["backbone"] = recorded["backbone"]
     config = sweep.SweepConfig.from_dict(doc, where="legacy sweep.yaml")
     for fold in (1, 2):
         run_dir = Path(recorded["output_dir"]).parent / f"fold{fold}"
         params = run_parameters(config, config.variants[0], fold, Path(recorded["dataset"]), run_dir)
-        old = read_run_record(old_sweep / "tmel" / f"fold{fold}")
-        assert params == old["parameters"]
-        assert fingerprint(params, old["synth"]) == old["fingerprint"]
-        assert run_complete(old_sweep / "tmel" / f"fold{fold}", old["fingerprint"], "tmel", fold)
+        old = read_run_record(old_sweep / "tmel" / f"fold{fold}")["parameters"]
+        assert {k: v for k, v in params.items() if k not in ("method", "aggregate")} == old
+        assert params["method"] == "frozen" and params["aggregate"] == "mean"
+        assert fingerprint(params, None) != read_run_record(old_sweep / "tmel" / f"fold{fold}")["fingerprint"]
 
 
 def test_old_exported_model_predicts_the_same(tmp_path):

@@ -19,13 +19,14 @@ from ..config import check_keys, from_mapping, to_int
 from ..embed import EmbedConfig
 from ..errors import ConfigError
 from ..folds import DEFAULT_K_FOLDS
+from ..methods import DEFAULT_METHOD, MethodSpec, resolve_method
 from ..train import TrainConfig
 from ..variants import VARIANTS, FeatureSpec, resolve_variant
 
-__all__ = ["SweepConfig", "load_sweep_config"]
+__all__ = ["SweepConfig", "load_sweep_config", "method_param"]
 
-_TOP_KEYS = ("dataset", "data_home", "synth", "folds", "k_folds", "variants", "backbone", "train", "embed",
-             "export_model", "jobs", "seed")
+_TOP_KEYS = ("dataset", "data_home", "synth", "folds", "k_folds", "variants", "methods", "backbone", "train",
+             "aggregate", "embed", "export_model", "jobs", "seed")
 _EMBED_KEYS = ("batch_size",)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -48,10 +49,20 @@ class SweepConfig:
         Folds assigned (grouped by recording) when the dataset has none.
     variants : tuple of FeatureSpec
         Feature variants; their names are the output sub-folders.
+    methods : tuple of MethodSpec
+        Learning methods; every variant runs with every method (``<variant>/<method>/fold<k>``),
+        unless ``only`` restricts a method.
+    only : dict
+        Method name -> ``{"variants": (...), "folds": (...)}``: the variants and test folds that
+        method runs with (from the sweep file's ``variants:``/``folds:`` keys inside a method
+        mapping; a method that does not depend on the picture needs one variant, an expensive one
+        may be measured on a few folds).
     backbone : str
         Backbone handle (embedded name, TF Hub handle, or SavedModel folder).
     train : TrainConfig
-        Head hyperparameters (``train.seed`` defaults to ``seed``).
+        Training hyperparameters (``train.seed`` defaults to ``seed``).
+    aggregate : {"mean", "max"}
+        How the windows of a long clip become one decision.
     embed_batch_size : int
         Pictures per backbone call while filling the embedding cache.
     export_model : bool or tuple of int
@@ -69,13 +80,26 @@ class SweepConfig:
     folds: tuple[int, ...] | None = None
     k_folds: int = DEFAULT_K_FOLDS
     variants: tuple[FeatureSpec, ...] = (VARIANTS["mel"],)
+    methods: tuple[MethodSpec, ...] = (resolve_method(DEFAULT_METHOD),)
+    only: dict = dataclasses.field(default_factory=dict)
     backbone: str = DEFAULT_BACKBONE
     train: TrainConfig = TrainConfig()
+    aggregate: str = "mean"
     embed_batch_size: int = EmbedConfig.batch_size
     export_model: bool | tuple[int, ...] = True
     jobs: int = 1
     seed: int = 0
     source: Path | None = dataclasses.field(default=None, compare=False)
+
+    def runs(self, variant: str, method: str) -> bool:
+        """Whether ``method`` runs with ``variant`` (see ``only``)."""
+        allowed = self.only.get(method, {}).get("variants")
+        return allowed is None or variant in allowed
+
+    def method_folds(self, method: str, folds: tuple[int, ...]) -> tuple[int, ...]:
+        """The test folds ``method`` runs on, out of ``folds`` (see ``only``)."""
+        allowed = self.only.get(method, {}).get("folds")
+        return tuple(f for f in folds if allowed is None or f in allowed)
 
     def exports(self, fold: int) -> bool:
         """Whether the run of test fold ``fold`` exports its model."""
@@ -93,8 +117,10 @@ class SweepConfig:
         d["folds"] = list(self.folds) if self.folds is not None else "all"
         d["k_folds"] = self.k_folds
         d["variants"] = [spec.name if VARIANTS.get(spec.name) == spec else spec.to_dict() for spec in self.variants]
+        d["methods"] = [_with_only(method_param(m), self.only.get(m.name, {})) for m in self.methods]
         d["backbone"] = self.backbone
         d["train"] = self.train.to_dict()
+        d["aggregate"] = self.aggregate
         d["embed"] = {"batch_size": self.embed_batch_size}
         d["export_model"] = self.export_model if isinstance(self.export_model, bool) else list(self.export_model)
         d["jobs"] = self.jobs
@@ -151,6 +177,51 @@ def _variants(raw: Any, where: str) -> tuple[FeatureSpec, ...]:
     return variants
 
 
+def method_param(method: MethodSpec) -> Any:
+    """A method as plain data: its kind's name when it is that kind with default options, else a mapping."""
+    return method.name if resolve_method(method.kind) == method else method.to_dict()
+
+
+def _with_only(param: Any, only: Mapping[str, Any]) -> Any:
+    if not only:
+        return param
+    d = {"name": param, "method": param} if isinstance(param, str) else dict(param)
+    return {**d, **{k: list(v) for k, v in only.items()}}
+
+
+def _methods(raw: Any, where: str) -> tuple[tuple[MethodSpec, ...], dict]:
+    """The methods, and their ``variants:``/``folds:`` restrictions (sweep keys, not method options)."""
+    if isinstance(raw, (str, Mapping)):
+        raw = [raw]
+    if not isinstance(raw, (list, tuple)) or not raw:
+        raise ConfigError(f"{where}: methods must be a non-empty list of method names or mappings")
+    only: dict[str, dict] = {}
+    items = []
+    for m in raw:
+        if isinstance(m, Mapping) and ("variants" in m or "folds" in m):
+            m = dict(m)
+            name = m.get("name") or m.get("method")
+            restrict = {}
+            if "variants" in m:
+                v = m.pop("variants")
+                if not isinstance(v, (list, tuple)) or not v or not all(isinstance(x, str) for x in v):
+                    raise ConfigError(f"{where}: methods: {name!r}: variants must be a list of variant names")
+                restrict["variants"] = tuple(v)
+            if "folds" in m:
+                restrict["folds"] = _folds(m.pop("folds"), f"{where}: methods: {name!r}") or ()
+            only[str(name)] = restrict
+        items.append(m)
+    methods = tuple(resolve_method(m, where=f"{where}: methods") for m in items)
+    names = [m.name for m in methods]
+    for n in names:
+        if not _NAME.match(n):
+            raise ConfigError(f"{where}: method name {n!r} cannot name a folder; use letters, digits, _ . -")
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ConfigError(f"{where}: method name(s) {', '.join(dup)} given twice")
+    return methods, only
+
+
 def _backbone(raw: Any, base_dir: Path, where: str) -> str:
     if not isinstance(raw, str) or not raw:
         raise ConfigError(f"{where}: backbone must be a name, handle or path, got {raw!r}")
@@ -184,6 +255,12 @@ def _from_dict(d: Any, *, where: str, base_dir: Path) -> SweepConfig:
             f"{where}: dataset path {dataset} does not exist (relative paths are resolved against {base_dir}). "
             "Edit the path, or download the data first, e.g. `soundlib download urbansound8k --data-home DIR`.")
     defaults = SweepConfig()
+    variants = _variants(d.get("variants", [v.name for v in defaults.variants]), where)
+    methods, only = _methods(d.get("methods", [m.name for m in defaults.methods]), where)
+    for name, restrict in only.items():
+        unknown = [v for v in restrict.get("variants", ()) if v not in {x.name for x in variants}]
+        if unknown:
+            raise ConfigError(f"{where}: methods: {name!r}: variants {unknown} are not in the sweep's variants")
     seed = to_int(d.get("seed", defaults.seed), f"{where}: seed")
     train = TrainConfig.from_dict({"seed": seed, **check_keys(d.get("train") or {}, _train_keys(), f"{where}: train")},
                                   where=f"{where}: train")
@@ -193,15 +270,26 @@ def _from_dict(d: Any, *, where: str, base_dir: Path) -> SweepConfig:
         synth=synth,
         folds=_folds(d.get("folds", "all"), where),
         k_folds=to_int(d.get("k_folds", defaults.k_folds), f"{where}: k_folds", minimum=2),
-        variants=_variants(d.get("variants", [v.name for v in defaults.variants]), where),
+        variants=variants,
+        methods=methods,
+        only=only,
         backbone=_backbone(d.get("backbone", defaults.backbone), base_dir, where),
         train=train,
+        aggregate=_aggregate(d.get("aggregate", defaults.aggregate), where),
         embed_batch_size=to_int(embed.get("batch_size", defaults.embed_batch_size), f"{where}: embed: batch_size",
                                 minimum=1),
         export_model=_export(d.get("export_model", defaults.export_model), where),
         jobs=to_int(d.get("jobs", defaults.jobs), f"{where}: jobs", minimum=1),
         seed=seed,
     )
+
+
+def _aggregate(raw: Any, where: str) -> str:
+    from ..methods.base import AGGREGATIONS
+
+    if raw not in AGGREGATIONS:
+        raise ConfigError(f"{where}: aggregate must be one of {', '.join(AGGREGATIONS)}, got {raw!r}")
+    return raw
 
 
 def _train_keys() -> list[str]:
@@ -231,6 +319,13 @@ def load_sweep_config(path: str | os.PathLike) -> SweepConfig:
         ``variants``
             Registry names (``soundlib variants``) or mappings
             ``{name: X, base: mel, <FeatureSpec fields>...}``.
+        ``methods``
+            Method names (``frozen``, ``finetune``, ``scratch``, ``mfcc``, ``birdnet``,
+            ``fusion``, ``auto``) or mappings ``{name: X, method: <kind>, <options>...}``
+            (default ``[frozen]``); the results table is variant × method. A mapping may
+            restrict the method to ``variants: [...]`` and/or ``folds: [...]``.
+        ``aggregate``
+            ``mean`` (default) or ``max``: how a long clip's windows become one decision.
         ``backbone``
             Backbone handle (default: the embedded, offline EfficientNet-Lite0).
         ``train``

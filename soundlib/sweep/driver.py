@@ -1,11 +1,12 @@
-"""The sweep driver: plan the (variant, fold) runs, fill caches, drive the runs, evaluate.
+"""The sweep driver: plan the (variant, method, fold) runs, fill caches, drive the runs, evaluate.
 
 :func:`run` reads as the sequence it performs:
 
 1. resolve the configuration and the dataset (generating the synthetic corpus if asked);
-2. plan one run per (variant, fold), skipping runs already complete;
-3. fill the embedding cache once per variant (one task each), then execute
-   ``train.ipynb`` once per remaining run, ``jobs`` at a time (:mod:`.executors`);
+2. plan one run per (variant, method, fold), skipping runs already complete;
+3. fill each cache the runs read once (backbone embeddings per variant, BirdNET
+   and MFCC features: one task each), then execute ``train.ipynb`` once per
+   remaining run as soon as its fills are done, ``jobs`` at a time (:mod:`.executors`);
 4. execute ``evaluate.ipynb`` over the output folder and collect the table (:mod:`.results`).
 """
 
@@ -19,8 +20,9 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from ..errors import ConfigError
+from ..methods import DEFAULT_METHOD, MethodSpec
 from ..variants import VARIANTS, FeatureSpec
-from .config import SweepConfig, load_sweep_config
+from .config import SweepConfig, load_sweep_config, method_param
 from .executors import DaskBackend, LocalBackend, drive
 from .results import collect_results, collect_runs, results_table_markdown, write_results
 from .tasks import EVALUATE_NOTEBOOK, TRAIN_NOTEBOOK, fingerprint, run_complete, run_task
@@ -30,7 +32,7 @@ __all__ = ["RunOutcome", "SweepResult", "run", "run_parameters"]
 
 @dataclasses.dataclass(frozen=True)
 class RunOutcome:
-    """What happened to one (variant, fold) run.
+    """What happened to one (variant, method, fold) run.
 
     ``status`` is ``"completed"`` (executed now), ``"skipped"`` (already complete)
     or ``"failed"``; ``error`` is ``"ename: evalue"`` of the failing cell (or of the
@@ -46,11 +48,12 @@ class RunOutcome:
     cell: int | None = None
     log: Path | None = None
     seconds: float = 0.0
+    method: str = DEFAULT_METHOD
 
     def __str__(self) -> str:
         where = f" (cell {self.cell})" if self.cell is not None else ""
         err = f": {self.error}{where}" if self.error else ""
-        return f"{self.variant}/fold{self.fold} {self.status}{err} [{self.notebook or self.run_dir}]"
+        return f"{self.variant}/{self.method}/fold{self.fold} {self.status}{err} [{self.notebook or self.run_dir}]"
 
 
 @dataclasses.dataclass
@@ -72,7 +75,7 @@ class SweepResult:
     evaluate_notebook : Path or None
     evaluate_error : str or None
     embed_errors : dict
-        Variant name -> error of its embedding-cache fill (the runs then embed themselves).
+        Cache fill (``fill-<kind>-<variant>``) -> its error (the runs then compute what they need themselves).
     seconds : float
     """
 
@@ -108,7 +111,8 @@ class SweepResult:
 # ---------------------------------------------------------------------------
 # Planning
 
-def run_parameters(config: SweepConfig, spec: FeatureSpec, fold: int, dataset: Path, run_dir: Path) -> dict[str, Any]:
+def run_parameters(config: SweepConfig, spec: FeatureSpec, fold: int, dataset: Path, run_dir: Path,
+                   method: MethodSpec | None = None) -> dict[str, Any]:
     """The parameters ``train.ipynb`` receives for one run (also the run's identity, see
     :func:`~soundlib.sweep.tasks.fingerprint`)."""
     t = config.train.to_dict()
@@ -118,6 +122,8 @@ def run_parameters(config: SweepConfig, spec: FeatureSpec, fold: int, dataset: P
         "dataset": str(dataset),
         "fold": int(fold),
         "variant": spec.name if VARIANTS.get(spec.name) == spec else spec.to_dict(),
+        "method": method_param(method or config.methods[0]),
+        "aggregate": config.aggregate,
         "backbone": config.backbone,
         **{k: t[k] for k in named},
         "train_extra": {k: v for k, v in t.items() if k not in named and v != defaults[k]},
@@ -132,15 +138,17 @@ def run_parameters(config: SweepConfig, spec: FeatureSpec, fold: int, dataset: P
 
 @dataclasses.dataclass
 class _Plan:
-    """Runs already complete, and the notebook tasks still to execute, by variant."""
+    """Runs already complete, the notebook tasks still to execute, and the cache fills they wait for."""
 
-    outcomes: dict[tuple[str, int], RunOutcome]
-    todo: dict[str, list[dict]]
+    outcomes: dict[tuple[str, str, int], RunOutcome]
+    todo: list[dict]
+    fills: dict[str, dict]
     env: dict[str, str]
+    deferred: list[dict] = dataclasses.field(default_factory=list)
 
     @property
     def remaining(self) -> int:
-        return sum(len(v) for v in self.todo.values())
+        return len(self.todo)
 
 
 def _env() -> dict[str, str]:
@@ -151,69 +159,91 @@ def _env() -> dict[str, str]:
 
 
 def _plan(config: SweepConfig, ds, ds_path: Path, out: Path, notebook: str, kernel_name: str | None) -> _Plan:
+    from ..methods import cache_units
+
     env = _env()
     synth = dataclasses.asdict(config.synth) if config.synth is not None else None
     classes = list(ds.classes)
-    plan = _Plan({}, {}, env)
+    plan = _Plan({}, [], {}, env)
     for spec in config.variants:
-        for fold in config.folds:
-            run_dir = out / spec.name / f"fold{fold}"
-            params = run_parameters(config, spec, fold, ds_path, run_dir)
-            fp = fingerprint(params, synth)
-            if run_complete(run_dir, fp, spec.name, fold):
-                nb = run_dir / TRAIN_NOTEBOOK
-                plan.outcomes[(spec.name, fold)] = RunOutcome(spec.name, fold, run_dir, "skipped",
-                                                              nb if nb.is_file() else None, log=run_dir / "run.log")
+        for method in config.methods:
+            if not config.runs(spec.name, method.name):
                 continue
-            plan.todo.setdefault(spec.name, []).append({
-                "kind": "notebook", "label": f"{spec.name}-fold{fold}", "variant": spec.name, "fold": fold,
-                "notebook": notebook, "output": str(run_dir / TRAIN_NOTEBOOK), "parameters": params,
-                "kernel_name": kernel_name, "cwd": str(run_dir), "lock": str(run_dir / ".lock"),
-                "log": str(run_dir / "run.log"), "env": env,
-                "check": {"run_dir": str(run_dir), "fingerprint": fp, "variant": spec.name, "fold": fold,
-                          "record": {"fingerprint": fp, "parameters": params, "synth": synth, "classes": classes}},
-            })
+            units = cache_units(method, spec, config.backbone)
+            for fold in config.method_folds(method.name, config.folds):
+                run_dir = out / spec.name / method.name / f"fold{fold}"
+                params = run_parameters(config, spec, fold, ds_path, run_dir, method)
+                fp = fingerprint(params, synth)
+                key = (spec.name, method.name, fold)
+                if run_complete(run_dir, fp, spec.name, fold):
+                    nb = run_dir / TRAIN_NOTEBOOK
+                    plan.outcomes[key] = RunOutcome(spec.name, fold, run_dir, "skipped", nb if nb.is_file() else None,
+                                                    log=run_dir / "run.log", method=method.name)
+                    continue
+                plan.fills.update(units)
+                plan.todo.append({
+                    "kind": "notebook", "label": f"{spec.name}-{method.name}-fold{fold}", "variant": spec.name,
+                    "method": method.name, "fold": fold, "needs": sorted(units),
+                    "notebook": notebook, "output": str(run_dir / TRAIN_NOTEBOOK), "parameters": params,
+                    "kernel_name": kernel_name, "cwd": str(run_dir), "lock": str(run_dir / ".lock"),
+                    "log": str(run_dir / "run.log"), "env": env,
+                    "check": {"run_dir": str(run_dir), "fingerprint": fp, "variant": spec.name, "fold": fold,
+                              "record": {"fingerprint": fp, "parameters": params, "synth": synth, "classes": classes}},
+                })
     return plan
 
 
-def _schedule(plan: _Plan, config: SweepConfig, ds, ds_path: Path, out: Path) -> tuple[list, dict[str, list]]:
-    """``(initial tasks, follow-ups by task label)``: each variant's runs wait for its cache fill."""
+def _fill_done(unit: dict, ds, backbone: str) -> bool:
+    """True when a backbone-embedding fill has nothing to do (checked without TensorFlow)."""
     from ..backbones import is_ready, resolve_backbone
     from ..cache import EmbeddingCache
 
-    embed_tasks = []
-    if not config.train.needs_pictures:
-        identity = resolve_backbone(config.backbone).identity if is_ready(config.backbone) else None
-        paths = [c.path for c in ds.clips]
-        for spec in config.variants:
-            if spec.name not in plan.todo:
-                continue
-            if identity is not None and EmbeddingCache().has_all(paths, spec, identity):
-                continue
-            embed_tasks.append({"kind": "embed", "label": f"embed-{spec.name}", "variant_name": spec.name,
-                                "variant": spec.to_dict(), "dataset": str(ds_path), "backbone": config.backbone,
-                                "batch_size": config.embed_batch_size, "env": plan.env,
-                                "log": str(out / ".logs" / f"embed-{spec.name}.log")})
-    waiting = {t["variant_name"] for t in embed_tasks}
-    ready = [t for name, ts in plan.todo.items() if name not in waiting for t in ts]
-    followups = {t["label"]: list(plan.todo.get(t["variant_name"], [])) for t in embed_tasks}
-    if embed_tasks and not is_ready(config.backbone):
-        # the first fill exports (or downloads) the backbone alone; the others then only load it
+    if unit["method"].kind != "frozen" or not unit["variant"].resolved or not is_ready(unit["backbone"]):
+        return False
+    identity = resolve_backbone(unit["backbone"]).identity
+    return EmbeddingCache().has_all([c.path for c in ds.clips], unit["variant"], identity)
+
+
+def _schedule(plan: _Plan, config: SweepConfig, ds, ds_path: Path, out: Path) -> tuple[list, dict[str, set]]:
+    """``(initial tasks, pending fills by run label)``: a run starts when the fills it reads are done."""
+    from ..backbones import is_ready
+
+    fills = []
+    for key, unit in plan.fills.items():
+        if _fill_done(unit, ds, config.backbone):
+            continue
+        kind = key.split("|")[0]
+        label = f"fill-{kind}" if kind == "birdnet" else f"fill-{kind}-{unit['variant'].name}"
+        if any(t["label"] == label for t in fills):
+            label = f"{label}-{len(fills)}"
+        fills.append({"kind": "fill", "label": label, "unit": key, "dataset": str(ds_path),
+                      "method": unit["method"].to_dict(), "variant": unit["variant"].to_dict(),
+                      "backbone": unit["backbone"], "batch_size": config.embed_batch_size, "env": plan.env,
+                      "log": str(out / ".logs" / f"{label}.log")})
+    filling = {t["unit"] for t in fills}
+    pending = {t["label"]: set(t["needs"]) & filling for t in plan.todo}
+    ready = [t for t in plan.todo if not pending[t["label"]]]
+    backbone_fills = [t for t in fills if t["unit"].startswith("backbone|")]
+    if backbone_fills and not is_ready(config.backbone):
+        # the first backbone fill exports (or downloads) the backbone alone; the rest then only load it
         # (measured: the first variant's runs interleave with the other fills better than fills first)
-        followups[embed_tasks[0]["label"]] += ready + embed_tasks[1:]
-        return [embed_tasks[0]], followups
-    return list(embed_tasks) + ready, followups
+        first = backbone_fills[0]
+        plan.deferred = [t for t in fills if t is not first] + ready
+        return [first], pending
+    return fills + ready, pending
 
 
 class _Tracker:
-    """Collects outcomes as tasks finish and keeps the progress bar current."""
+    """Collects outcomes as tasks finish, starts runs whose fills are done, keeps the progress bar current."""
 
-    def __init__(self, plan: _Plan, filling: set[str], followups: dict[str, list], total: int, progress: bool):
+    def __init__(self, plan: _Plan, fills: list, pending: dict[str, set], total: int, progress: bool):
         from tqdm.auto import tqdm
 
         self.outcomes = plan.outcomes
-        self.followups = followups
-        self.filling = set(filling)
+        self.waiting = {t["label"]: t for t in plan.todo if pending.get(t["label"])}
+        self.pending = pending
+        self.deferred = list(plan.deferred)
+        self.filling = {t["unit"] for t in fills}
         self.embed_errors: dict[str, str] = {}
         self.bar = tqdm(total=total, initial=total - plan.remaining, desc="sweep", unit="run",
                         disable=not progress, dynamic_ncols=True)
@@ -222,23 +252,30 @@ class _Tracker:
     def _postfix(self) -> None:
         n_failed = sum(o.status == "failed" for o in self.outcomes.values())
         if self.filling:
-            self.bar.set_postfix_str(f"filling embedding cache: {', '.join(sorted(self.filling))}")
+            names = sorted({u.split("|")[0] for u in self.filling})
+            self.bar.set_postfix_str(f"filling caches: {', '.join(names)} ({len(self.filling)})")
         else:
             self.bar.set_postfix_str(f"{n_failed} failed" if n_failed else "")
 
     def on_done(self, task: Mapping[str, Any], result: dict) -> list:
-        if task["kind"] == "embed":
+        if task["kind"] == "fill":
             if result.get("status") != "completed":
-                self.embed_errors[task["variant_name"]] = f"{result.get('ename')}: {result.get('evalue')}"
-            self.filling.discard(task["variant_name"])
+                self.embed_errors[task["label"]] = f"{result.get('ename')}: {result.get('evalue')}"
+            self.filling.discard(task["unit"])
+            released = list(self.deferred)
+            self.deferred = []
+            for label in list(self.waiting):
+                self.pending[label].discard(task["unit"])
+                if not self.pending[label]:
+                    released.append(self.waiting.pop(label))
             self._postfix()
-            return self.followups.get(task["label"], [])
+            return released
         status = result.get("status", "failed")
         nb = result.get("notebook")
         err = f"{result.get('ename')}: {result.get('evalue')}" if status == "failed" else None
-        self.outcomes[(task["variant"], task["fold"])] = RunOutcome(
+        self.outcomes[(task["variant"], task["method"], task["fold"])] = RunOutcome(
             task["variant"], task["fold"], Path(task["check"]["run_dir"]), status, Path(nb) if nb else None,
-            err, result.get("cell"), Path(task["log"]), float(result.get("seconds") or 0.0))
+            err, result.get("cell"), Path(task["log"]), float(result.get("seconds") or 0.0), task["method"])
         self.bar.update(1)
         self._postfix()
         return []
@@ -365,18 +402,19 @@ def run(config_or_path: "SweepConfig | str | os.PathLike", *, out_dir: str | os.
         ds_path, ds, config = _prepare_dataset(config, out, progress=progress)
         _write_resolved(out, config)
         plan = _plan(config, ds, ds_path, out, train_nb, kernel_name)
-        initial, followups = _schedule(plan, config, ds, ds_path, out)
-        filling = {t["variant_name"] for t in initial + [f for fs in followups.values() for f in fs]
-                   if t["kind"] == "embed"}
-        tracker = _Tracker(plan, filling, followups, len(config.variants) * len(config.folds), progress)
+        initial, pending = _schedule(plan, config, ds, ds_path, out)
+        fills = [t for t in initial + plan.deferred if t["kind"] == "fill"]
+        total = sum(len(config.method_folds(m.name, config.folds)) for v in config.variants for m in config.methods
+                    if config.runs(v.name, m.name))
+        tracker = _Tracker(plan, fills, pending, total, progress)
         try:
             drive(backend, initial, tracker.on_done)
         finally:
             tracker.close()
     eval_path, eval_error = _evaluate(out, eval_nb, kernel_name, plan.env)
 
-    ordered = [plan.outcomes[(s.name, f)] for s in config.variants for f in config.folds
-               if (s.name, f) in plan.outcomes]
+    ordered = [plan.outcomes[(s.name, m.name, f)] for s in config.variants for m in config.methods
+               for f in config.folds if (s.name, m.name, f) in plan.outcomes]
     notebooks_run = [o.notebook for o in ordered if o.notebook is not None and o.notebook.is_file()]
     if eval_path is not None:
         notebooks_run.append(eval_path)

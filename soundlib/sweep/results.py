@@ -22,96 +22,197 @@ __all__ = [
     "summed_confusion",
     "per_class_f1",
     "write_summed_confusions",
+    "row_label",
+    "significance",
+    "significance_markdown",
 ]
 
 _FOLD_DIR = re.compile(r"^fold(\d+)$")
-_RUN_COLUMNS = ["variant", "fold", "accuracy", "macro_f1", "n", "seconds", "run_dir"]
-_TABLE_COLUMNS = ["folds", "accuracy_mean", "accuracy_std", "macro_f1_mean", "macro_f1_std", "clips"]
+_RUN_COLUMNS = ["variant", "method", "fold", "accuracy", "macro_f1", "val_accuracy", "n", "seconds", "fit_seconds",
+                "choice", "run_dir"]
+_TABLE_COLUMNS = ["folds", "accuracy_mean", "accuracy_std", "macro_f1_mean", "macro_f1_std", "clips",
+                  "seconds_per_fold"]
 
 
-def _variant_order(sweep_dir: Path) -> list[str]:
+def _order(sweep_dir: Path) -> tuple[list[str], list[str]]:
+    """Variant and method names in the order of ``sweep.yaml`` (empty when there is none)."""
     try:
         import yaml
 
         data = yaml.safe_load((sweep_dir / "sweep.yaml").read_text())
-        return [v if isinstance(v, str) else v["name"] for v in data.get("variants", [])]
+        variants = [v if isinstance(v, str) else v["name"] for v in data.get("variants", [])]
+        methods = [m if isinstance(m, str) else m["name"] for m in data.get("methods", [])]
+        return variants, methods
     except Exception:  # no or foreign sweep.yaml: alphabetical order
-        return []
+        return [], []
 
 
 def _runs(sweep_dir: Path) -> Iterator[tuple[Path, RunMetrics]]:
-    """``(run folder, metrics)`` of every complete run, in sweep.yaml's variant order, then by fold."""
-    order = _variant_order(sweep_dir)
+    """``(run folder, metrics)`` of every complete run: ``<variant>/<method>/fold<k>`` (and soundlib 0.1's
+    ``<variant>/fold<k>``, whose method is ``frozen``), in sweep.yaml's order, then by fold."""
+    variants, methods = _order(sweep_dir)
     found = []
-    for path in Path(sweep_dir).glob("*/fold*/metrics.json"):
-        m = _FOLD_DIR.match(path.parent.name)
-        metrics = RunMetrics.read(path) if m else None
-        if metrics is not None:
-            found.append((path.parent.parent.name, int(m.group(1)), path.parent, metrics))
-    rank = {name: i for i, name in enumerate(order)}
-    found.sort(key=lambda r: (rank.get(r[0], len(rank)), r[0], r[1]))
-    return iter((run_dir, _named_by_folder(metrics, variant, fold)) for variant, fold, run_dir, metrics in found)
-
-
-def _named_by_folder(metrics: RunMetrics, variant: str, fold: int) -> RunMetrics:
-    """The run's folder names its variant and fold (what the tables group by)."""
-    return dataclasses.replace(metrics, variant=variant, test_fold=fold)
+    for pattern, depth in (("*/*/fold*/metrics.json", 2), ("*/fold*/metrics.json", 1)):
+        for path in Path(sweep_dir).glob(pattern):
+            m = _FOLD_DIR.match(path.parent.name)
+            metrics = RunMetrics.read(path) if m else None
+            if metrics is None:
+                continue
+            variant = path.parents[depth].name
+            method = path.parent.parent.name if depth == 2 else metrics.method
+            found.append((variant, method, int(m.group(1)), path.parent, metrics))
+    vr, mr = {n: i for i, n in enumerate(variants)}, {n: i for i, n in enumerate(methods)}
+    found.sort(key=lambda r: (vr.get(r[0], len(vr)), r[0], mr.get(r[1], len(mr)), r[1], r[2]))
+    return iter((run_dir, dataclasses.replace(metrics, variant=variant, method=method, test_fold=fold))
+                for variant, method, fold, run_dir, metrics in found)
 
 
 def collect_runs(sweep_dir: str | os.PathLike):
-    """One row per complete run under ``sweep_dir`` (every ``<variant>/fold<k>/metrics.json``).
+    """One row per complete run under ``sweep_dir``.
 
     Returns
     -------
     pandas.DataFrame
-        Columns ``variant, fold, accuracy, macro_f1, n, seconds, run_dir``; variants
-        in the order of ``sweep.yaml`` when there is one.
+        Columns ``variant, method, fold, accuracy, macro_f1, val_accuracy, n, seconds, fit_seconds,
+        choice, run_dir``; variants and methods in the order of ``sweep.yaml`` when there is one.
     """
     import pandas as pd
 
-    rows = [{"variant": m.variant, "fold": m.test_fold, "accuracy": m.accuracy, "macro_f1": m.macro_f1,
-             "n": int(m.n), "seconds": m.seconds, "run_dir": str(run_dir)}
+    rows = [{"variant": m.variant, "method": m.method, "fold": m.test_fold, "accuracy": m.accuracy,
+             "macro_f1": m.macro_f1, "val_accuracy": m.val_accuracy, "n": int(m.n), "seconds": m.seconds,
+             "fit_seconds": m.fit_seconds, "choice": _choice_text(m.choice), "run_dir": str(run_dir)}
             for run_dir, m in _runs(Path(sweep_dir))]
     return pd.DataFrame(rows, columns=_RUN_COLUMNS)
 
 
+def _choice_text(choice: dict) -> str:
+    """A short text of what a method chose (the method auto picked, C, best epoch)."""
+    parts = []
+    for key in ("picked", "C", "best_epoch", "mode"):
+        if key in (choice or {}):
+            parts.append(f"{key}={choice[key]}")
+    return ", ".join(parts)
+
+
 def collect_results(sweep_dir: str | os.PathLike):
-    """Per-variant mean ± std of accuracy and macro-F1 over the folds found under ``sweep_dir``.
+    """Mean ± std of accuracy and macro-F1 over the folds of each (variant, method) under ``sweep_dir``.
 
     Returns
     -------
     pandas.DataFrame
-        Indexed by ``variant``; columns ``folds`` (runs found), ``accuracy_mean``,
+        Indexed by ``(variant, method)``; columns ``folds`` (runs found), ``accuracy_mean``,
         ``accuracy_std``, ``macro_f1_mean``, ``macro_f1_std`` (population std, ddof=0,
-        as :func:`soundlib.evaluate.evaluate` reports) and ``clips`` (test clips summed).
+        as :func:`soundlib.evaluate.evaluate` reports), ``clips`` (test clips summed) and
+        ``seconds_per_fold`` (mean wall time of a run).
     """
     import pandas as pd
 
     runs = collect_runs(sweep_dir)
     rows = []
-    for variant in dict.fromkeys(runs["variant"]):
-        r = runs[runs["variant"] == variant]
-        rows.append({"variant": variant, "folds": len(r),
+    for (variant, method) in dict.fromkeys(zip(runs["variant"], runs["method"])):
+        r = runs[(runs["variant"] == variant) & (runs["method"] == method)]
+        rows.append({"variant": variant, "method": method, "folds": len(r),
                      "accuracy_mean": float(r["accuracy"].mean()), "accuracy_std": float(r["accuracy"].std(ddof=0)),
                      "macro_f1_mean": float(r["macro_f1"].mean()), "macro_f1_std": float(r["macro_f1"].std(ddof=0)),
-                     "clips": int(r["n"].sum())})
-    return pd.DataFrame(rows, columns=["variant"] + _TABLE_COLUMNS).set_index("variant")
+                     "clips": int(r["n"].sum()), "seconds_per_fold": float(r["seconds"].astype(float).mean())})
+    return pd.DataFrame(rows, columns=["variant", "method"] + _TABLE_COLUMNS).set_index(["variant", "method"])
 
 
 def results_table_markdown(table: Any, *, digits: int = 3) -> str:
-    """A Markdown table of :func:`collect_results`: variant, folds, accuracy and macro-F1 as mean ± std."""
-    lines = ["| variant | folds | accuracy | macro-F1 |", "|---|---:|---|---|"]
-    for variant, r in table.iterrows():
-        lines.append(f"| {variant} | {int(r['folds'])} "
+    """A Markdown table of :func:`collect_results`: variant, method, folds, accuracy and macro-F1 as
+    mean ± std, seconds per fold."""
+    lines = ["| variant | method | folds | accuracy | macro-F1 | s / fold |", "|---|---|---:|---|---|---:|"]
+    for (variant, method), r in table.iterrows():
+        lines.append(f"| {variant} | {method} | {int(r['folds'])} "
                      f"| {r['accuracy_mean']:.{digits}f} ± {r['accuracy_std']:.{digits}f} "
-                     f"| {r['macro_f1_mean']:.{digits}f} ± {r['macro_f1_std']:.{digits}f} |")
+                     f"| {r['macro_f1_mean']:.{digits}f} ± {r['macro_f1_std']:.{digits}f} "
+                     f"| {r['seconds_per_fold']:.0f} |")
     if len(table) == 0:
-        lines.append("| (no complete runs) | 0 | | |")
+        lines.append("| (no complete runs) | | 0 | | | |")
     return "\n".join(lines)
 
 
+def significance(sweep_dir: str | os.PathLike, *, alpha: float = 0.05):
+    """Is each row's difference to the best row real? Two paired tests over the same data.
+
+    * a paired t-test of the per-fold accuracies over the folds both rows ran
+      (with 4 folds it has 3 degrees of freedom: it rarely declares anything);
+    * McNemar's exact test over the clips both rows labelled (pooled over folds):
+      of the clips exactly one of the two got right, are the two counts
+      compatible with chance?
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (variant, method) other than the best: ``accuracy``, ``delta`` (vs the best),
+        ``folds``, ``t_p``, ``clips``, ``best_only`` and ``other_only`` (clips only the best / only
+        this row got right), ``mcnemar_p``, ``verdict``.
+    """
+    import numpy as np
+    import pandas as pd
+    from scipy import stats
+
+    from ..metrics import read_predictions
+
+    runs = collect_runs(sweep_dir)
+    columns = ["variant", "method", "accuracy", "delta", "folds", "t_p", "clips", "best_only", "other_only",
+               "mcnemar_p", "verdict"]
+    if runs.empty:
+        return pd.DataFrame(columns=columns).set_index(["variant", "method"])
+    table = collect_results(sweep_dir)
+    best = table["accuracy_mean"].idxmax()
+
+    def correct(key) -> "pd.Series":
+        parts = []
+        for run_dir in runs[(runs["variant"] == key[0]) & (runs["method"] == key[1])]["run_dir"]:
+            frame = read_predictions(run_dir)
+            if frame is not None:
+                parts.append(pd.Series((frame["true"] == frame["predicted"]).to_numpy(), index=frame["path"]))
+        return pd.concat(parts) if parts else pd.Series(dtype=bool)
+
+    def per_fold(key) -> "pd.Series":
+        r = runs[(runs["variant"] == key[0]) & (runs["method"] == key[1])]
+        return pd.Series(r["accuracy"].to_numpy(), index=r["fold"].to_numpy())
+
+    best_correct, best_folds = correct(best), per_fold(best)
+    rows = []
+    for key in table.index:
+        if key == best:
+            continue
+        folds = best_folds.index.intersection(per_fold(key).index)
+        a, b = best_folds[folds].to_numpy(), per_fold(key)[folds].to_numpy()
+        t_p = float(stats.ttest_rel(a, b).pvalue) if len(folds) >= 2 and np.any(a != b) else float("nan")
+        other = correct(key)
+        common = best_correct.index.intersection(other.index)
+        x, y = best_correct[common].to_numpy(), other[common].to_numpy()
+        n01, n10 = int(np.sum(x & ~y)), int(np.sum(~x & y))
+        mc_p = float(stats.binomtest(min(n01, n10), n01 + n10, 0.5).pvalue) if n01 + n10 else 1.0
+        sig = [name for name, p in (("McNemar", mc_p), ("paired t", t_p)) if p == p and p < alpha]
+        verdict = (f"worse than the best (p < {alpha:g}: {', '.join(sig)})" if sig
+                   else "not significantly different from the best")
+        rows.append({"variant": key[0], "method": key[1], "accuracy": float(table.loc[key, "accuracy_mean"]),
+                     "delta": float(table.loc[key, "accuracy_mean"] - table.loc[best, "accuracy_mean"]),
+                     "folds": len(folds), "t_p": t_p, "clips": len(common), "best_only": n01, "other_only": n10,
+                     "mcnemar_p": mc_p, "verdict": verdict})
+    return pd.DataFrame(rows, columns=columns).set_index(["variant", "method"])
+
+
+def significance_markdown(frame: Any, best: tuple[str, str] | None = None) -> str:
+    """A Markdown table of :func:`significance`."""
+    head = f"Compared with the best row ({best[0]} / {best[1]}), over the same folds and clips:\n\n" if best else ""
+    lines = ["| variant | method | accuracy | Δ vs best | paired t (folds) p | McNemar (clips) p | verdict |",
+             "|---|---|---|---|---|---|---|"]
+    for (variant, method), r in frame.iterrows():
+        t_p = f"{r['t_p']:.3f} ({int(r['folds'])})" if r["t_p"] == r["t_p"] else f"n/a ({int(r['folds'])})"
+        lines.append(f"| {variant} | {method} | {r['accuracy']:.3f} | {r['delta']:+.3f} | {t_p} "
+                     f"| {r['mcnemar_p']:.2g} ({int(r['best_only'])} vs {int(r['other_only'])} of "
+                     f"{int(r['clips'])}) | {r['verdict']} |")
+    return head + "\n".join(lines)
+
+
 def write_results(sweep_dir: str | os.PathLike, table: Any = None) -> tuple[Path, Path]:
-    """Write ``results.csv`` and ``results.md`` into ``sweep_dir`` atomically; return their paths."""
+    """Write ``results.csv`` and ``results.md`` (the table, and which differences to the best row are
+    significant) into ``sweep_dir`` atomically; return their paths."""
     from ..atomic import write_text_atomic
 
     sweep_dir = Path(sweep_dir)
@@ -119,6 +220,9 @@ def write_results(sweep_dir: str | os.PathLike, table: Any = None) -> tuple[Path
     csv_path = write_text_atomic(sweep_dir / "results.csv", table.to_csv())
     md = ("# Sweep results\n\n" + results_table_markdown(table) + "\n\n"
           "Mean ± standard deviation (ddof=0) over test folds; each fold trained on the others.\n")
+    if len(table) > 1:
+        best = table["accuracy_mean"].idxmax()
+        md += "\n## Differences to the best row\n\n" + significance_markdown(significance(sweep_dir), best) + "\n"
     md_path = write_text_atomic(sweep_dir / "results.md", md)
     return csv_path, md_path
 
@@ -142,8 +246,13 @@ def _run_classes(run_dir: Path, metrics: RunMetrics) -> list[str]:
     return sorted(metrics.per_class or {})[:n]
 
 
+def row_label(variant: str, method: str) -> str:
+    """How a (variant, method) row is named in figures and file names: ``variant/method``."""
+    return f"{variant}/{method}"
+
+
 def summed_confusion(sweep_dir: str | os.PathLike) -> dict[str, tuple[list[str], Any]]:
-    """Per variant: ``(classes, confusion matrix summed over its folds)`` as an int64 array."""
+    """Per ``variant/method``: ``(classes, confusion matrix summed over its folds)`` as an int64 array."""
     import numpy as np
 
     out: dict[str, tuple[list[str], Any]] = {}
@@ -151,15 +260,16 @@ def summed_confusion(sweep_dir: str | os.PathLike) -> dict[str, tuple[list[str],
         mat = np.asarray(m.confusion_matrix or [], dtype=np.int64)
         if mat.ndim != 2 or mat.size == 0:
             continue
-        if m.variant not in out:
-            out[m.variant] = (_run_classes(run_dir, m), mat.copy())
-        elif out[m.variant][1].shape == mat.shape:
-            out[m.variant][1][...] += mat
+        label = row_label(m.variant, m.method)
+        if label not in out:
+            out[label] = (_run_classes(run_dir, m), mat.copy())
+        elif out[label][1].shape == mat.shape:
+            out[label][1][...] += mat
     return out
 
 
 def per_class_f1(sweep_dir: str | os.PathLike):
-    """Per-class F1 of each variant from its summed confusion matrix (variants × classes DataFrame)."""
+    """Per-class F1 of each ``variant/method`` from its summed confusion matrix (rows × classes DataFrame)."""
     import numpy as np
     import pandas as pd
 
@@ -173,13 +283,13 @@ def per_class_f1(sweep_dir: str | os.PathLike):
 
 
 def write_summed_confusions(sweep_dir: str | os.PathLike) -> dict[str, Path]:
-    """Write ``<variant>/confusion_matrix.png`` (summed over folds) for every variant; return the paths."""
+    """Write ``<variant>/<method>/confusion_matrix.png`` (summed over folds) for every row; return the paths."""
     from ..plots import plot_confusion, save_png
 
     sweep_dir = Path(sweep_dir)
     paths = {}
-    for variant, (classes, mat) in summed_confusion(sweep_dir).items():
+    for label, (classes, mat) in summed_confusion(sweep_dir).items():
         acc = float(mat.trace() / max(mat.sum(), 1))
-        fig = plot_confusion(mat.tolist(), classes, title=f"{variant}: all folds, pooled accuracy {acc:.3f}")
-        paths[variant] = save_png(fig, sweep_dir / variant / "confusion_matrix.png")
+        fig = plot_confusion(mat.tolist(), classes, title=f"{label}: all folds, pooled accuracy {acc:.3f}")
+        paths[label] = save_png(fig, sweep_dir / label / "confusion_matrix.png")
     return paths

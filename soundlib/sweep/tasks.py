@@ -1,8 +1,8 @@
 """One sweep task in its own process: lock the run folder, execute, report through a result file.
 
 A *task* is a JSON-able mapping: ``kind`` ``"notebook"`` (execute a notebook with
-papermill: a training run, or the evaluate notebook) or ``"embed"`` (fill the
-embedding cache for one variant). :func:`run_task` starts a fresh Python
+papermill: a training run, or the evaluate notebook) or ``"fill"`` (prepare one
+method's features once, filling the embedding cache, for one variant). :func:`run_task` starts a fresh Python
 process for it (locally or on a Dask worker), waits, and returns the result
 the process wrote; it never raises for a failing task. The run bookkeeping that
 makes sweeps resumable lives here too: a run is complete when its
@@ -196,8 +196,8 @@ def child_main(task_path: str) -> int:
     die_with_parent(int(os.environ.get("SOUNDLIB_SWEEP_PARENT") or 0))
     task = json.loads(Path(task_path).read_text())
     try:
-        if task["kind"] == "embed":
-            result = _do_embed(task)
+        if task["kind"] == "fill":
+            result = _do_fill(task)
         elif task["kind"] == "notebook":
             result = _do_notebook(task)
         else:
@@ -211,21 +211,25 @@ def child_main(task_path: str) -> int:
     return 0
 
 
-def _do_embed(task: Mapping[str, Any]) -> dict[str, Any]:
-    from ..backbones import resolve_backbone
+def _do_fill(task: Mapping[str, Any]) -> dict[str, Any]:
+    """Prepare one method's features once (filling the embedding cache) so the runs only read them."""
     from ..data import load_dataset
-    from ..embed import EmbedConfig, embed_clips
-    from ..variants import FeatureSpec
+    from ..embed import EmbedConfig
+    from ..methods import build_method, resolve_method
+    from ..methods.base import Context, clip_durations
+    from ..train import TrainConfig
+    from ..variants import FeatureSpec, resolve_duration
 
     ds = load_dataset(task["dataset"])
-    spec = FeatureSpec.from_dict(task["variant"])
-    res = embed_clips(ds.clips, spec, resolve_backbone(task["backbone"]),
-                      config=EmbedConfig(batch_size=task["batch_size"], progress=False))
-    out = {"status": "completed", "computed": res.computed, "hits": res.hits, "failures": len(res.failures)}
-    if res.failures:
-        out.update(status="failed", ename="EmbedError",
-                   evalue=f"{len(res.failures)} clip(s) could not be embedded; first: {res.failures[0][1]}")
-    return out
+    spec = FeatureSpec.from_dict(task["variant"], where="fill task: variant")
+    if not spec.resolved:
+        spec, _ = resolve_duration(spec, clip_durations(ds))
+    method = build_method(resolve_method(task["method"], where="fill task"))
+    ctx = Context(classes=tuple(ds.classes), spec=spec, backbone=task["backbone"], train=TrainConfig(),
+                  embed=EmbedConfig(batch_size=task["batch_size"], progress=False),
+                  groups=tuple(c.group for c in ds.clips))
+    feats = method.prepare(ds, ctx)
+    return {"status": "completed", "rows": int(len(feats.row_clip)), "info": feats.info}
 
 
 def _do_notebook(task: Mapping[str, Any]) -> dict[str, Any]:

@@ -77,6 +77,11 @@ def run_table(out: Path):
     return sweep.collect_runs(out)[["variant", "fold", "accuracy", "macro_f1", "n"]]
 
 
+def same_scores(a, b) -> bool:
+    """Equal result tables, wall time aside."""
+    return a.drop(columns="seconds_per_fold").equals(b.drop(columns="seconds_per_fold"))
+
+
 def assert_same_results(out: Path, ref: Path) -> None:
     import pandas as pd
 
@@ -94,11 +99,11 @@ def test_local_sweep(project, reference):
     out = project / "out_ref"
     assert res.ok, res.summary()
     assert len(res.completed) == 6 and not res.skipped and not res.failed
-    assert list(res.table.index) == ["tmel", "twave"] and list(res.table["folds"]) == [3, 3]
+    assert list(res.table.index) == [("tmel", "frozen"), ("twave", "frozen")] and list(res.table["folds"]) == [3, 3]
     assert len(res.runs) == 6
     for variant in ("tmel", "twave"):
         for fold in (1, 2, 3):
-            d = out / variant / f"fold{fold}"
+            d = out / variant / "frozen" / f"fold{fold}"
             for name in ("metrics.json", "predictions.csv", "confusion_matrix.png", "history.json", "train.ipynb",
                          "params.json"):
                 assert (d / name).is_file(), d / name
@@ -113,15 +118,15 @@ def test_local_sweep(project, reference):
 
     import nbformat
 
-    nb = nbformat.read(out / "tmel" / "fold2" / "train.ipynb", as_version=4)
+    nb = nbformat.read(out / "tmel" / "frozen" / "fold2" / "train.ipynb", as_version=4)
     assert any("injected-parameters" in c.metadata.get("tags", []) for c in nb.cells)
     assert any(o.get("data", {}).get("image/png") for c in nb.cells for o in c.get("outputs", []))
 
     # run again: everything is complete, nothing executes
-    stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/fold*/metrics.json")}
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/*/fold*/metrics.json")}
     again = sweep.run(project / "sweep.yaml", out_dir=out, jobs=2, progress=False)
     assert len(again.skipped) == 6 and not again.completed and not again.failed
-    assert {p: p.stat().st_mtime_ns for p in out.glob("*/fold*/metrics.json")} == stamps
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*/*/fold*/metrics.json")} == stamps
     assert again.table.equals(res.table)
 
     # complete outputs count only for the same parameters: changing one re-executes the run
@@ -129,15 +134,15 @@ def test_local_sweep(project, reference):
     import shutil
 
     stale = project / "out_stale"
-    shutil.copytree(out / "tmel" / "fold1", stale / "tmel" / "fold1")
+    shutil.copytree(out / "tmel" / "frozen" / "fold1", stale / "tmel" / "frozen" / "fold1")
     c = sweep.load_sweep_config(project / "sweep.yaml")
     same = dataclasses.replace(c, variants=c.variants[:1], folds=(1,))
     assert len(sweep.run(same, out_dir=stale, jobs=1, progress=False).skipped) == 1
     changed = dataclasses.replace(same, train=dataclasses.replace(c.train, epochs=3))
     res = sweep.run(changed, out_dir=stale, jobs=1, progress=False)
     assert len(res.completed) == 1 and not res.skipped
-    assert json.loads((stale / "tmel" / "fold1" / "params.json").read_text())["parameters"]["epochs"] == 3
-    assert json.loads((stale / "tmel" / "fold1" / "metrics.json").read_text())["train_config"]["epochs"] == 3
+    assert json.loads((stale / "tmel" / "frozen" / "fold1" / "params.json").read_text())["parameters"]["epochs"] == 3
+    assert json.loads((stale / "tmel" / "frozen" / "fold1" / "metrics.json").read_text())["train_config"]["epochs"] == 3
 
 
 def descendants(pid: int):
@@ -155,7 +160,7 @@ def test_resume_after_kill_9(project, reference, tmp_path):
     import psutil
 
     out = project / "out_killed"
-    run_dirs = [out / v / f"fold{f}" for v in ("tmel", "twave") for f in (1, 2, 3)]
+    run_dirs = [out / v / "frozen" / f"fold{f}" for v in ("tmel", "twave") for f in (1, 2, 3)]
     code = ("import sys; from soundlib.sweep import run; "
             "run(sys.argv[1], out_dir=sys.argv[2], jobs=1, progress=False)")
     log = open(tmp_path / "killed.log", "w")
@@ -194,7 +199,7 @@ def test_resume_after_kill_9(project, reference, tmp_path):
     assert interrupted, "a run was in progress when the sweep was killed"
     for d in complete:  # nothing half-written is taken for complete
         json.loads((d / "metrics.json").read_text())
-    for nb in out.glob("*/fold*/train.ipynb"):
+    for nb in out.glob("*/*/fold*/train.ipynb"):
         nbformat.read(nb, as_version=4)
 
     res = sweep.run(project / "sweep.yaml", out_dir=out, jobs=2, progress=False)
@@ -204,9 +209,9 @@ def test_resume_after_kill_9(project, reference, tmp_path):
     for d, stamp in complete.items():  # no complete run was executed again
         assert (d / "metrics.json").stat().st_mtime_ns == stamp
     assert all((d / "train.ipynb").is_file() for d in interrupted)
-    assert not list(out.glob("*/fold*/.train.*.tmp.ipynb"))
+    assert not list(out.glob("*/*/fold*/.train.*.tmp.ipynb"))
     assert_same_results(out, project / "out_ref")
-    assert res.table.equals(reference.table)
+    assert same_scores(res.table, reference.table)
 
 
 @pytest.mark.slow
@@ -218,12 +223,12 @@ def test_failed_run_is_reported_and_others_finish(project):
     assert len(res.failed) == 1
     bad = res.failed[0]
     assert (bad.variant, bad.fold) == ("broken", 1)
-    assert bad.notebook == out / "broken" / "fold1" / "train.ipynb" and bad.notebook.is_file()
+    assert bad.notebook == out / "broken" / "frozen" / "fold1" / "train.ipynb" and bad.notebook.is_file()
     assert "no_such_colormap" in bad.error and bad.cell is not None
     assert "no_such_colormap" in str(bad)
-    assert "broken" in res.embed_errors
-    assert not (out / "broken" / "fold1" / "metrics.json").exists()
-    assert list(res.table.index) == ["tmel"]
+    assert "fill-backbone-broken" in res.embed_errors
+    assert not (out / "broken" / "frozen" / "fold1" / "metrics.json").exists()
+    assert list(res.table.index) == [("tmel", "frozen")]
     assert res.evaluate_error is None and (out / "results.md").is_file()
     import nbformat
 
@@ -248,8 +253,9 @@ def test_dask_cluster_matches_local(project, reference, tmp_path, monkeypatch):
         again = sweep.run(project / "sweep.yaml", out_dir=out, scheduler=cluster.scheduler_address, progress=False)
         assert len(again.skipped) == 6
     assert_same_results(out, project / "out_ref")
-    assert res.table.equals(reference.table)
-    assert all((out / v / f"fold{f}" / "train.ipynb").is_file() for v in ("tmel", "twave") for f in (1, 2, 3))
+    assert same_scores(res.table, reference.table)
+    assert all((out / v / "frozen" / f"fold{f}" / "train.ipynb").is_file() for v in ("tmel", "twave")
+               for f in (1, 2, 3))
     assert (out / "evaluate.ipynb").is_file() and (out / "results.csv").is_file()
 
 
@@ -283,7 +289,34 @@ def test_run_failing_after_metrics_is_not_complete(project, tmp_path):
     res = sweep.run(one, out_dir=out, jobs=1, progress=False, notebooks=notebooks)
     assert [(o.variant, o.fold) for o in res.failed] == [("tmel", 2)]
     assert "RuntimeError: display went wrong" in res.failed[0].error
-    assert res.failed[0].notebook.is_file() and not (out / "tmel" / "fold2" / "metrics.json").exists()
+    assert res.failed[0].notebook.is_file() and not (out / "tmel" / "frozen" / "fold2" / "metrics.json").exists()
     assert len(res.table) == 0
     again = sweep.run(one, out_dir=out, jobs=1, progress=False)  # the real notebooks: it runs again
     assert [(o.variant, o.fold) for o in again.completed] == [("tmel", 2)]
+
+
+@pytest.mark.slow
+def test_methods_sweep_variant_by_method(project, tmp_path, monkeypatch):
+    """methods: every variant runs with every method into <variant>/<method>/fold<k>; fills run once."""
+    monkeypatch.setenv("SOUNDLIB_CACHE_DIR", str(tmp_path / "cache"))  # nothing cached yet: both fills run
+    write(project / "methods.yaml", """
+        dataset: data
+        backbone: ./tiny
+        folds: [2]
+        variants:
+          - {name: tmel, base: mel, height: 32, width: 32, duration: 1.0}
+        methods: [mfcc, {name: pick, method: auto, candidates: [frozen, mfcc], fusions: false}]
+        export_model: false
+    """)
+    out = tmp_path / "out"
+    res = sweep.run(project / "methods.yaml", out_dir=out, jobs=2, progress=False)
+    assert res.ok, res.summary()
+    assert list(res.table.index) == [("tmel", "mfcc"), ("tmel", "pick")]
+    assert (out / "tmel" / "mfcc" / "fold2" / "metrics.json").is_file()
+    picked = json.loads((out / "tmel" / "pick" / "fold2" / "metrics.json").read_text())
+    assert picked["method"] == "pick" and picked["choice"]["picked"] in ("frozen", "mfcc")
+    assert set(picked["choice"]["val_accuracy"]) == {"frozen", "mfcc"}
+    logs = sorted(p.name for p in (out / ".logs").glob("fill-*.log"))
+    assert logs == ["fill-backbone-tmel.log", "fill-mfcc-tmel.log"]  # one fill per cache, shared by both runs
+    assert "| tmel | pick | 1 |" in (out / "results.md").read_text()
+

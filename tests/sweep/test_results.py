@@ -11,54 +11,93 @@ import pytest
 from soundlib import plots, sweep
 
 
-def fake_metrics(run_dir: Path, variant: str, fold: int, acc: float, f1: float, cm) -> None:
+def fake_metrics(run_dir: Path, variant: str, fold: int, acc: float, f1: float, cm, *, method: str | None = None,
+                 paths=None, correct=None) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     classes = ["a", "b"]
-    (run_dir / "metrics.json").write_text(json.dumps({
-        "variant": variant, "test_fold": fold, "accuracy": acc, "macro_f1": f1, "n": int(np.sum(cm)),
-        "confusion_matrix": cm, "per_class": {c: {"f1": 0.0} for c in classes}, "seconds": 1.0}))
+    d = {"variant": variant, "test_fold": fold, "accuracy": acc, "macro_f1": f1, "n": int(np.sum(cm)),
+         "confusion_matrix": cm, "per_class": {c: {"f1": 0.0} for c in classes}, "seconds": 1.0}
+    if method is not None:
+        d["method"] = method
+    (run_dir / "metrics.json").write_text(json.dumps(d))
+    if paths is not None:
+        rows = ["path,fold,group,true,predicted,probability,correct"]
+        rows += [f"{p},{fold},g,a,{'a' if ok else 'b'},0.9,{ok}" for p, ok in zip(paths, correct)]
+        (run_dir / "predictions.csv").write_text("\n".join(rows) + "\n")
 
 
 def test_collect_results_mean_std_and_files(tmp_path):
+    # soundlib 0.1's layout <variant>/fold<k> (method frozen) beside <variant>/<method>/fold<k>
     fake_metrics(tmp_path / "mel" / "fold1", "mel", 1, 1.0, 1.0, [[2, 0], [0, 2]])
     fake_metrics(tmp_path / "mel" / "fold2", "mel", 2, 0.5, 0.4, [[1, 1], [1, 1]])
-    fake_metrics(tmp_path / "wave" / "fold1", "wave", 1, 0.25, 0.2, [[1, 1], [2, 0]])
-    (tmp_path / "wave" / "fold2").mkdir()
-    (tmp_path / "wave" / "fold2" / "metrics.json").write_text('{"accuracy": ')  # torn file: ignored
+    fake_metrics(tmp_path / "wave" / "mfcc" / "fold1", "wave", 1, 0.25, 0.2, [[1, 1], [2, 0]], method="mfcc")
+    (tmp_path / "wave" / "mfcc" / "fold2").mkdir(parents=True)
+    (tmp_path / "wave" / "mfcc" / "fold2" / "metrics.json").write_text('{"accuracy": ')  # torn file: ignored
     (tmp_path / "notes" / "x").mkdir(parents=True)
 
     runs = sweep.collect_runs(tmp_path)
-    assert list(zip(runs["variant"], runs["fold"])) == [("mel", 1), ("mel", 2), ("wave", 1)]
+    assert list(zip(runs["variant"], runs["method"], runs["fold"])) == [("mel", "frozen", 1), ("mel", "frozen", 2),
+                                                                      ("wave", "mfcc", 1)]
     table = sweep.collect_results(tmp_path)
-    assert list(table.index) == ["mel", "wave"]
-    assert table.loc["mel", "folds"] == 2 and table.loc["mel", "clips"] == 8
-    assert table.loc["mel", "accuracy_mean"] == pytest.approx(0.75)
-    assert table.loc["mel", "accuracy_std"] == pytest.approx(0.25)  # population std
-    assert table.loc["mel", "macro_f1_mean"] == pytest.approx(0.7)
+    assert list(table.index) == [("mel", "frozen"), ("wave", "mfcc")]
+    mel = table.loc[("mel", "frozen")]
+    assert mel["folds"] == 2 and mel["clips"] == 8
+    assert mel["accuracy_mean"] == pytest.approx(0.75)
+    assert mel["accuracy_std"] == pytest.approx(0.25)  # population std
+    assert mel["macro_f1_mean"] == pytest.approx(0.7)
     md = sweep.results_table_markdown(table)
-    assert "| mel | 2 | 0.750 ± 0.250 | 0.700 ± 0.300 |" in md
+    assert "| mel | frozen | 2 | 0.750 ± 0.250 | 0.700 ± 0.300 | 1 |" in md
 
     csv_path, md_path = sweep.write_results(tmp_path)
     import pandas as pd
 
-    back = pd.read_csv(csv_path, index_col="variant")
-    assert back.loc["wave", "accuracy_mean"] == pytest.approx(0.25)
-    assert "0.750 ± 0.250" in md_path.read_text()
+    back = pd.read_csv(csv_path, index_col=["variant", "method"])
+    assert back.loc[("wave", "mfcc"), "accuracy_mean"] == pytest.approx(0.25)
+    assert "0.750 ± 0.250" in md_path.read_text() and "Differences to the best row" in md_path.read_text()
     assert not list(tmp_path.glob(".*.tmp"))
 
-    classes, summed = sweep.summed_confusion(tmp_path)["mel"]
+    classes, summed = sweep.summed_confusion(tmp_path)["mel/frozen"]
     assert classes == ["a", "b"] and summed.tolist() == [[3, 1], [1, 3]]
     f1 = sweep.per_class_f1(tmp_path)
-    assert f1.loc["mel", "a"] == pytest.approx(0.75) and f1.loc["wave", "a"] == pytest.approx(0.4)
+    assert f1.loc["mel/frozen", "a"] == pytest.approx(0.75) and f1.loc["wave/mfcc", "a"] == pytest.approx(0.4)
     pngs = sweep.write_summed_confusions(tmp_path)
-    assert pngs["mel"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert pngs["mel/frozen"] == tmp_path / "mel" / "frozen" / "confusion_matrix.png"
+    assert pngs["mel/frozen"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert plots.plot_results(table)._repr_png_()[:4] == b"\x89PNG"
     assert plots.plot_per_class_f1(f1)._repr_png_()[:4] == b"\x89PNG"
+
+
+def test_significance_paired_over_folds_and_clips(tmp_path):
+    """McNemar counts the clips only one of two rows got right; the paired t-test compares fold accuracies."""
+    from soundlib.sweep.results import significance, significance_markdown
+
+    clips = [f"c{i}.wav" for i in range(60)]
+    # best: 55/60 right; close: differs on 5 clips; poor: 27/60 right, all of them right for best too
+    best = [i >= 5 for i in range(60)]
+    close = [i >= 5 or i < 2 for i in range(60)]
+    close[10] = close[11] = close[12] = False
+    poor = [i % 2 == 0 and i >= 5 for i in range(60)]
+    for name, correct in (("best", best), ("close", close), ("poor", poor)):
+        for fold, part in ((1, slice(0, 30)), (2, slice(30, 60))):
+            acc = float(np.mean(correct[part]))
+            fake_metrics(tmp_path / "mel" / name / f"fold{fold}", "mel", fold, acc, acc, [[1, 0], [0, 1]],
+                         method=name, paths=clips[part], correct=correct[part])
+    frame = significance(tmp_path)
+    assert list(frame.index) == [("mel", "close"), ("mel", "poor")]
+    c, p = frame.loc[("mel", "close")], frame.loc[("mel", "poor")]
+    assert (c["best_only"], c["other_only"], c["clips"]) == (3, 2, 60)  # clips 10-12 vs 0-1
+    assert c["mcnemar_p"] == pytest.approx(1.0) and "not significantly" in c["verdict"]
+    assert p["best_only"] == 28 and p["other_only"] == 0 and p["mcnemar_p"] < 1e-6 and "McNemar" in p["verdict"]
+    assert p["folds"] == 2 and p["delta"] < -0.4
+    assert "| mel | poor |" in significance_markdown(frame, ("mel", "best"))
 
 
 def test_collect_results_empty(tmp_path):
     table = sweep.collect_results(tmp_path)
     assert len(table) == 0 and "no complete runs" in sweep.results_table_markdown(table)
+    from soundlib.sweep.results import significance
+
+    assert len(significance(tmp_path)) == 0
 
 
 # ---------------------------------------------------------------------------

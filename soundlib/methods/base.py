@@ -1,0 +1,301 @@
+"""What every learning method shares: the inputs of a fold, a fitted method, window aggregation.
+
+A *method* turns clips into class probabilities. It works in three steps, so
+that the expensive part is shared by every fold and the choice of
+hyperparameters never sees the test fold:
+
+1. :meth:`Method.prepare` once per evaluation: per-window features of every
+   clip (embeddings through the cache, MFCC statistics, log-mel planes...) as
+   a :class:`Features` object;
+2. :meth:`Method.fit` once per test fold, on the training clips only, with a
+   grouped validation split inside them (:class:`FoldSplit`) used to choose
+   hyperparameters, stop early, weight a fusion or pick a method;
+3. :meth:`Method.predict` on the test clips: per-window probabilities averaged
+   (or max-pooled) into one decision per clip (:func:`aggregate`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..data import Dataset
+from ..errors import ConfigError, DatasetError
+
+__all__ = ["AGGREGATIONS", "Features", "FoldSplit", "FoldFit", "Method", "Context", "aggregate", "accuracy",
+           "backbone_info", "member_context", "clip_durations", "labels_of"]
+
+#: How window probabilities become one clip decision.
+AGGREGATIONS = ("mean", "max")
+
+
+@dataclasses.dataclass
+class Features:
+    """Per-window inputs of every clip of a dataset.
+
+    Attributes
+    ----------
+    x : np.ndarray, shape (n_rows, ...)
+        One row per window (embeddings (n_rows, dim), or planes (n_rows, H, W)).
+    row_clip : np.ndarray, shape (n_rows,), int
+        Index of each row's clip in the dataset's clip list.
+    n_clips : int
+        Clips in the dataset; every clip has at least one row.
+    info : dict
+        What made them (backbone identity, spec key, seconds...), recorded in results.
+    """
+
+    x: np.ndarray
+    row_clip: np.ndarray
+    n_clips: int
+    info: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.row_clip = np.asarray(self.row_clip, dtype=np.int64)
+        if len(self.x) != len(self.row_clip):
+            raise ValueError(f"{len(self.x)} feature rows but {len(self.row_clip)} row->clip indices")
+
+    def rows_of(self, clips: np.ndarray) -> np.ndarray:
+        """Row indices of the windows of ``clips`` (clip indices), in row order."""
+        mask = np.zeros(self.n_clips, dtype=bool)
+        mask[np.asarray(clips, dtype=np.int64)] = True
+        return np.flatnonzero(mask[self.row_clip])
+
+    def clip_means(self) -> np.ndarray:
+        """One row per clip: the mean of its windows' rows (for methods that work on clips), shape (n_clips, dim)."""
+        x = self.x.reshape(len(self.x), -1).astype(np.float64)
+        sums = np.zeros((self.n_clips, x.shape[1]))
+        np.add.at(sums, self.row_clip, x)
+        counts = np.bincount(self.row_clip, minlength=self.n_clips)[:, None]
+        return (sums / np.maximum(counts, 1)).astype(np.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class FoldSplit:
+    """The clips of one outer fold: ``train`` (all training clips), its grouped split into
+    ``fit`` and ``val``, and ``test``. All are clip indices into the dataset."""
+
+    train: np.ndarray
+    fit: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+    @classmethod
+    def make(cls, dataset: Dataset, test_fold: int, *, validation_split: float, seed: int) -> "FoldSplit":
+        """Hold out ``validation_split`` of the training *recordings* for validation (never the test fold)."""
+        from ..folds import grouped_validation_split
+
+        folds = np.array([c.fold for c in dataset.clips])
+        test = np.flatnonzero(folds == test_fold)
+        train = np.flatnonzero(folds != test_fold)
+        if not len(test):
+            raise DatasetError(f"fold {test_fold} has no clips in dataset {dataset.name!r} at {dataset.root}")
+        if not len(train):
+            raise DatasetError(f"no training clips outside fold {test_fold} in dataset {dataset.name!r}")
+        groups = [dataset.clips[i].group for i in train]
+        fit_i, val_i = grouped_validation_split(groups, validation_split, seed=seed)
+        return cls(train=train, fit=train[fit_i], val=train[val_i], test=test)
+
+
+@dataclasses.dataclass
+class FoldFit:
+    """A method fitted on one fold's training clips.
+
+    Attributes
+    ----------
+    model : Any
+        What :meth:`Method.predict` needs.
+    val_proba : np.ndarray, shape (len(split.val), n_classes)
+        Probabilities of the validation clips from the model fitted without them
+        (what fusions and ``auto`` compare and weight).
+    val_accuracy : float
+    choice : dict
+        The hyperparameters chosen on validation (C, epochs, members, weights...); recorded in results.
+    seconds : float
+        Wall time of the fit.
+    """
+
+    model: Any
+    val_proba: np.ndarray
+    val_accuracy: float
+    choice: dict = dataclasses.field(default_factory=dict)
+    seconds: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+    """Everything a method may need besides its own options (resolved at the edge).
+
+    Attributes
+    ----------
+    classes : tuple of str
+    spec : soundlib.variants.FeatureSpec
+        The pictures (numeric duration).
+    backbone : str
+        The image backbone's handle (resolved by the methods that use it: :func:`backbone_info`).
+    train : soundlib.train.TrainConfig
+        Neural-training hyperparameters (epochs, learning rates, batch size, distortions, seed).
+    embed : soundlib.embed.EmbedConfig
+    groups : tuple of str
+        The recording of every clip of the dataset.
+    aggregate : {"mean", "max"}
+    progress : bool
+    """
+
+    classes: tuple[str, ...]
+    spec: Any
+    backbone: Any
+    train: Any
+    embed: Any
+    groups: tuple[str, ...] = ()
+    aggregate: str = "mean"
+    progress: bool = False
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+
+def aggregate(proba: np.ndarray, row_clip: np.ndarray, clips: np.ndarray, *, how: str = "mean") -> np.ndarray:
+    """Window probabilities -> one row per clip.
+
+    Parameters
+    ----------
+    proba : np.ndarray, shape (n_rows, n_classes)
+    row_clip : np.ndarray, shape (n_rows,)
+        Clip index of each row.
+    clips : np.ndarray, shape (n,)
+        The clips wanted, in output order (each must have rows).
+    how : {"mean", "max"}
+        Mean of the windows' probabilities, or the maximum per class renormalised to sum to 1.
+
+    Returns
+    -------
+    np.ndarray, shape (n, n_classes)
+    """
+    if how not in AGGREGATIONS:
+        raise ConfigError(f"aggregate must be one of {', '.join(AGGREGATIONS)}, got {how!r}")
+    pos = {int(c): k for k, c in enumerate(clips)}
+    out = np.zeros((len(clips), proba.shape[1]), dtype=np.float64)
+    counts = np.zeros(len(clips))
+    for r, c in enumerate(row_clip):
+        k = pos.get(int(c))
+        if k is None:
+            continue
+        if how == "mean":
+            out[k] += proba[r]
+        else:
+            out[k] = np.maximum(out[k], proba[r])
+        counts[k] += 1
+    if np.any(counts == 0):
+        raise DatasetError(f"{int(np.sum(counts == 0))} clip(s) have no windows to aggregate")
+    out = out / counts[:, None] if how == "mean" else out / out.sum(axis=1, keepdims=True)
+    return out.astype(np.float32)
+
+
+def accuracy(proba: np.ndarray, y: np.ndarray) -> float:
+    """Share of rows whose most probable class is ``y``."""
+    return float(np.mean(np.asarray(proba).argmax(axis=1) == np.asarray(y))) if len(y) else 0.0
+
+
+class Method:
+    """Base class of the learning methods (see the module docstring for the three steps).
+
+    Subclasses set :attr:`kind` and implement :meth:`prepare`, :meth:`fit` and :meth:`predict`.
+    """
+
+    kind: str = ""
+    #: Whether :meth:`export` can write a pictures -> probabilities SavedModel.
+    exportable: bool = False
+
+    def __init__(self, spec: "Any", options: Any):
+        self.spec = spec  # the MethodSpec (name, kind, options)
+        self.options = options
+
+    def prepare(self, dataset: Dataset, ctx: Context) -> Features:
+        raise NotImplementedError
+
+    def fit(self, feats: Features, split: FoldSplit, y: np.ndarray, ctx: Context) -> FoldFit:
+        raise NotImplementedError
+
+    def predict(self, fit: FoldFit, feats: Features, clips: np.ndarray, ctx: Context) -> np.ndarray:
+        raise NotImplementedError
+
+    def export(self, fit: FoldFit, out_dir, ctx: Context, *, metadata: dict) -> Any:
+        from ..errors import ModelError
+
+        raise ModelError(f"method {self.spec.name!r} ({self.kind}) cannot export a labelling model; "
+                         "exportable methods: frozen, finetune, scratch")
+
+
+def timed(fn):
+    """Decorator for :meth:`Method.fit`: fills :attr:`FoldFit.seconds`."""
+
+    def wrapper(*args, **kwargs) -> FoldFit:
+        t0 = time.perf_counter()
+        fit = fn(*args, **kwargs)
+        fit.seconds = round(time.perf_counter() - t0, 2)
+        return fit
+
+    wrapper.__doc__ = fn.__doc__
+    wrapper.__name__ = fn.__name__
+    return wrapper
+
+
+def labels_of(dataset: Dataset) -> np.ndarray:
+    """Class ids of the dataset's clips, shape (n_clips,)."""
+    return np.array([c.class_id for c in dataset.clips], dtype=np.int64)
+
+
+def check_rows(feats: Features, what: str, clips: Sequence[int]) -> None:
+    """Every clip in ``clips`` has at least one feature row."""
+    have = np.bincount(feats.row_clip, minlength=feats.n_clips)
+    missing = [int(c) for c in clips if have[int(c)] == 0]
+    if missing:
+        raise DatasetError(f"{what}: {len(missing)} clip(s) have no features")
+
+
+def clip_durations(dataset: Dataset) -> list[float]:
+    """Every clip's length in seconds, from the file headers (0 for unreadable files)."""
+    from ..audio import audio_info
+    from ..errors import SoundlibError
+
+    out = []
+    for c in dataset.clips:
+        try:
+            out.append(audio_info(c.path).duration)
+        except SoundlibError:
+            out.append(0.0)
+    return out
+
+
+def member_context(ctx: Context, spec: Any, dataset: Dataset) -> Context:
+    """``ctx`` with a method spec's own variant and backbone (when it names them), durations resolved."""
+    if spec.variant is None and spec.backbone is None:
+        return ctx
+    changes: dict[str, Any] = {}
+    if spec.variant is not None:
+        from ..variants import resolve_duration
+
+        variant = spec.variant
+        if not variant.resolved:
+            variant, _ = resolve_duration(variant, clip_durations(dataset))
+        changes["spec"] = variant
+    if spec.backbone is not None:
+        changes["backbone"] = spec.backbone
+    return dataclasses.replace(ctx, **changes)
+
+
+_RESOLVED: dict[str, Any] = {}
+
+
+def backbone_info(ctx: Context):
+    """The context's backbone resolved (exported or downloaded on first use), once per process."""
+    from ..backbones import resolve_backbone
+
+    if ctx.backbone not in _RESOLVED:
+        _RESOLVED[ctx.backbone] = resolve_backbone(ctx.backbone)
+    return _RESOLVED[ctx.backbone]

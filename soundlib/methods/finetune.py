@@ -1,0 +1,240 @@
+"""``finetune``: the image backbone fine-tuned end to end on the pictures, with a recipe that
+protects the pretrained features.
+
+1. **Head first**: a dropout + softmax head is trained on the frozen backbone's
+   embeddings (read from the embedding cache), so the backbone never sees the
+   large gradients of a random head.
+2. **Then the backbone**: every layer is unfrozen except batch normalization,
+   whose ImageNet statistics are kept (BN layers stay in inference mode), and
+   the whole network trains with a learning rate far below the head's
+   (``backbone_learning_rate``), warmed up linearly over the first epoch and
+   decayed with a cosine, on SpecAugment-ed pictures (circular time shift,
+   time and frequency masks) and mixup.
+3. **Early stopping** on the grouped validation clips' accuracy; the best
+   epoch's weights are kept (epoch 0 is the head-only model, so fine-tuning
+   can only be kept when it helps on validation).
+
+The embedded EfficientNet-Lite0 is rebuilt in tf_keras for this; other
+backbones (TF Hub handles, SavedModels) enter as a trainable ``hub.KerasLayer``,
+whose batch normalization follows the module's own training flag. On 2 CPU
+cores an epoch over UrbanSound8K-sized folds takes minutes (see the README); a
+GPU makes it practical.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from ..data import Dataset
+from ..errors import ConfigError, DatasetError, SoundlibError
+from .base import Context, Features, FoldFit, FoldSplit, Method, accuracy, aggregate, backbone_info, timed
+
+__all__ = ["FinetuneOptions", "FinetuneMethod"]
+
+
+@dataclasses.dataclass(frozen=True)
+class FinetuneOptions:
+    """Options of ``finetune``.
+
+    Attributes
+    ----------
+    head_epochs : int
+        Epochs of the head on frozen embeddings (step 1).
+    epochs, patience : int
+        Most fine-tuning epochs, and epochs without a better validation accuracy before stopping.
+    head_learning_rate, backbone_learning_rate : float
+        Adam learning rates of step 1 and (peak, after warm-up) of step 2.
+    batch_size : int
+    dropout, label_smoothing : float
+    time_shift : bool
+    time_mask, freq_mask : float
+        Largest masked share of the picture's width / height per mask (two masks each).
+    mixup : float
+        Beta(mixup, mixup) mixing of example pairs (0: off).
+    """
+
+    head_epochs: int = 30
+    epochs: int = 8
+    patience: int = 3
+    head_learning_rate: float = 1e-3
+    backbone_learning_rate: float = 1e-4
+    batch_size: int = 32
+    dropout: float = 0.2
+    label_smoothing: float = 0.1
+    time_shift: bool = True
+    time_mask: float = 0.1
+    freq_mask: float = 0.1
+    mixup: float = 0.2
+
+    def __post_init__(self) -> None:
+        if self.head_epochs < 1 or self.epochs < 0 or self.patience < 1 or self.batch_size < 1:
+            raise ConfigError("head_epochs, patience and batch_size must be at least 1, epochs at least 0")
+        if not (self.head_learning_rate > 0 and self.backbone_learning_rate > 0):
+            raise ConfigError("learning rates must be positive")
+        if not (0 <= self.time_mask < 1 and 0 <= self.freq_mask < 1 and 0 <= self.dropout < 1 and self.mixup >= 0):
+            raise ConfigError("time_mask, freq_mask and dropout must be in [0, 1), mixup >= 0")
+
+
+def picture_augment(x: np.ndarray, rng: np.random.Generator, o: FinetuneOptions) -> np.ndarray:
+    """SpecAugment for picture batches (n, H, W, 3) float in [0, 1]: circular time shift, two time and
+    two frequency masks (set to 0) per picture."""
+    x = x.copy()
+    n, h, w, _ = x.shape
+    for k in range(n):
+        if o.time_shift:
+            x[k] = np.roll(x[k], int(rng.integers(0, w)), axis=1)
+        for _ in range(2):
+            t = int(rng.integers(0, int(w * o.time_mask) + 1))
+            t0 = int(rng.integers(0, w - t + 1))
+            x[k, :, t0:t0 + t] = 0.0
+            f = int(rng.integers(0, int(h * o.freq_mask) + 1))
+            f0 = int(rng.integers(0, h - f + 1))
+            x[k, f0:f0 + f] = 0.0
+    return x
+
+
+def _backbone_model(ctx: Context):
+    """``(backbone layer or model, batch-norm layers)``; the embedded network is rebuilt in tf_keras."""
+    from ..backbones import EMBEDDED_BACKBONES
+    from ..runtime import import_tf
+
+    tf, K = import_tf()
+    if ctx.backbone in EMBEDDED_BACKBONES:
+        from .. import _efficientnet_lite
+
+        net = _efficientnet_lite.build_efficientnet_lite0("imagenet", include_top=False)
+        return net, [layer for layer in net.layers if isinstance(layer, K.layers.BatchNormalization)]
+    import tensorflow_hub as hub
+
+    return hub.KerasLayer(str(backbone_info(ctx).path), trainable=True, name="backbone"), []
+
+
+class FinetuneMethod(Method):
+    """See the module docstring."""
+
+    kind = "finetune"
+    exportable = True
+
+    def prepare(self, dataset: Dataset, ctx: Context) -> Features:
+        import time
+
+        from ..featurize import featurize_windows
+
+        t0 = time.perf_counter()
+        from .frozen import embed_features
+
+        self._embeddings = embed_features(dataset, ctx)  # the head's inputs in step 1 (cached, last layer pooled)
+        pics, clip_of, failures = [], [], []
+        for i, clip in enumerate(dataset.clips):
+            try:
+                p = featurize_windows(clip.path, ctx.spec)[0]
+            except SoundlibError as exc:
+                failures.append(str(exc))
+                continue
+            pics.append(p)
+            clip_of += [i] * len(p)
+        if failures:
+            raise DatasetError(f"{len(failures)} clip(s) could not be featurized:\n  " + "\n  ".join(failures[:10]))
+        return Features(np.concatenate(pics), np.asarray(clip_of), len(dataset.clips),
+                        info={**self._embeddings.info, "seconds": round(time.perf_counter() - t0, 2)})
+
+    @timed
+    def fit(self, feats: Features, split: FoldSplit, y: np.ndarray, ctx: Context) -> FoldFit:
+        from ..runtime import import_tf
+        from .scratch import train_network
+
+        tf, K = import_tf()
+        o = self.options
+        K.backend.clear_session()
+        K.utils.set_random_seed(ctx.train.seed)
+        backbone, bns = _backbone_model(ctx)
+        head = K.Sequential([K.layers.Dropout(o.dropout, seed=ctx.train.seed),
+                             K.layers.Dense(ctx.n_classes, activation="softmax", name="head")], name="head_block")
+        emb = self._embeddings
+        # 1. the head on frozen, cached embeddings
+        rows = emb.rows_of(split.fit)
+        head_in = K.Input((emb.x.shape[1],))
+        head_model = K.Model(head_in, head(head_in))
+        head_model.compile(K.optimizers.Adam(o.head_learning_rate),
+                           K.losses.CategoricalCrossentropy(label_smoothing=o.label_smoothing))
+        eye = np.eye(ctx.n_classes, dtype=np.float32)
+        head_model.fit(emb.x[rows], eye[y[emb.row_clip[rows]]], epochs=o.head_epochs, batch_size=o.batch_size,
+                       shuffle=True, verbose=0)
+        # 2. the whole network, batch norm in inference mode
+        inp = K.Input((ctx.spec.height, ctx.spec.width, 3))
+        model = K.Model(inp, head(backbone(inp)))
+        for bn in bns:
+            bn.trainable = False
+        rows_fit, rows_val = feats.rows_of(split.fit), feats.rows_of(split.val)
+        steps_per_epoch = max(1, len(rows_fit) // o.batch_size)
+        schedule = _WarmupCosine(o.backbone_learning_rate, steps_per_epoch, max(1, o.epochs) * steps_per_epoch)
+
+        def predict(x_uint8):
+            out = []
+            for s in range(0, len(x_uint8), 64):
+                out.append(model(x_uint8[s:s + 64].astype(np.float32) / 255.0, training=False).numpy())
+            return np.concatenate(out) if out else np.zeros((0, ctx.n_classes), np.float32)
+
+        val = (feats.x[rows_val], feats.row_clip[rows_val], split.val)
+        head_only = accuracy(aggregate(predict(val[0]), val[1], split.val, how=ctx.aggregate), y[split.val]) \
+            if len(split.val) else 0.0
+        weights, history = model.get_weights(), {"loss": [], "val_accuracy": [], "seconds": [], "best_epoch": 0}
+        if o.epochs:
+            best_w, history = train_network(
+                model, feats.x[rows_fit], y[feats.row_clip[rows_fit]], val, y[split.val], ctx.n_classes,
+                epochs=o.epochs, patience=o.patience, batch_size=o.batch_size, schedule=schedule,
+                augment=lambda xb, rng: picture_augment(xb.astype(np.float32) / 255.0, rng, o), mixup=o.mixup,
+                label_smoothing=o.label_smoothing, seed=ctx.train.seed, how=ctx.aggregate, predict=predict)
+            if best_w is not None and max(history["val_accuracy"]) > head_only:
+                weights = best_w
+            else:
+                history["best_epoch"] = 0
+        model.set_weights(weights)
+        val_proba = aggregate(predict(val[0]), val[1], split.val, how=ctx.aggregate) if len(split.val) \
+            else np.zeros((0, ctx.n_classes), np.float32)
+        history["head_only_val_accuracy"] = head_only
+        return FoldFit(model=model, val_proba=val_proba, val_accuracy=accuracy(val_proba, y[split.val]),
+                       choice={"best_epoch": history["best_epoch"], "epochs_run": len(history["loss"]),
+                               "head_only_val_accuracy": round(head_only, 4),
+                               "seconds_per_epoch": float(np.mean(history["seconds"])) if history["seconds"] else 0.0,
+                               "history": history})
+
+    def predict(self, fit: FoldFit, feats: Features, clips: np.ndarray, ctx: Context) -> np.ndarray:
+        rows = feats.rows_of(clips)
+        out = [fit.model(feats.x[rows[s:s + 64]].astype(np.float32) / 255.0, training=False).numpy()
+               for s in range(0, len(rows), 64)]
+        proba = np.concatenate(out) if out else np.zeros((0, ctx.n_classes), np.float32)
+        return aggregate(proba, feats.row_clip[rows], clips, how=ctx.aggregate)
+
+    def export(self, fit: FoldFit, out_dir, ctx: Context, *, metadata: dict):
+        from ..infer import export_keras_model
+
+        return export_keras_model(out_dir, fit.model, spec=ctx.spec, labels=list(ctx.classes),
+                                  info={**metadata, "method": self.spec.to_dict(),
+                                        "backbone": backbone_info(ctx).identity,
+                                        "history": fit.choice.get("history", {})})
+
+
+class _WarmupCosine:
+    """Learning rate: linear warm-up over ``warmup`` steps to ``peak``, then cosine decay to 5 % at ``total``."""
+
+    def __new__(cls, peak: float, warmup: int, total: int):
+        from ..runtime import import_tf
+
+        tf, K = import_tf()
+
+        class Schedule(K.optimizers.schedules.LearningRateSchedule):
+            def __call__(self, step):
+                step = tf.cast(step, tf.float32)
+                w, t = float(max(1, warmup)), float(max(total, warmup + 1))
+                warm = peak * (step + 1.0) / w
+                progress = tf.clip_by_value((step - w) / (t - w), 0.0, 1.0)
+                cos = peak * (0.05 + 0.95 * 0.5 * (1.0 + tf.cos(np.pi * progress)))
+                return tf.where(step < w, warm, cos)
+
+            def get_config(self):
+                return {"peak": peak, "warmup": warmup, "total": total}
+
+        return Schedule()

@@ -1,0 +1,96 @@
+"""What every method shares: window aggregation, fold splits, features, the method registry."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from soundlib.errors import ConfigError, DatasetError
+from soundlib.methods import cache_units, resolve_method
+from soundlib.methods.base import Features, FoldSplit, aggregate
+from soundlib.methods.fusion import best_weights, weight_grid
+from soundlib.variants import VARIANTS
+
+from ..conftest import fake_dataset
+
+
+def test_aggregate_mean_and_max():
+    proba = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.5, 0.5]], np.float32)
+    row_clip = np.array([0, 0, 1, 2])
+    mean = aggregate(proba, row_clip, np.array([0, 1, 2]), how="mean")
+    assert np.allclose(mean, [[0.55, 0.45], [0.6, 0.4], [0.5, 0.5]])
+    mx = aggregate(proba, row_clip, np.array([2, 0]), how="max")  # output follows the clips asked for
+    assert np.allclose(mx[1], np.array([0.9, 0.8]) / 1.7) and np.allclose(mx[0], [0.5, 0.5])
+    with pytest.raises(DatasetError, match="no windows"):
+        aggregate(proba, row_clip, np.array([3]))
+    with pytest.raises(ConfigError, match="aggregate"):
+        aggregate(proba, row_clip, np.array([0]), how="median")
+
+
+def test_features_rows_and_clip_means():
+    f = Features(np.arange(10, dtype=np.float32).reshape(5, 2), np.array([0, 0, 1, 2, 2]), 3)
+    assert f.rows_of(np.array([2, 0])).tolist() == [0, 1, 3, 4]
+    assert np.allclose(f.clip_means(), [[1, 2], [4, 5], [7, 8]])
+    with pytest.raises(ValueError):
+        Features(np.zeros((3, 2)), np.array([0, 1]), 2)
+
+
+def test_fold_split_holds_out_recordings_of_the_training_folds_only():
+    import dataclasses
+
+    ds = fake_dataset(n_groups=40, per_group=3)
+    ds = ds.with_clips(dataclasses.replace(c, fold=1 + int(c.group[3:]) % 4) for c in ds.clips)
+    split = FoldSplit.make(ds, 2, validation_split=0.25, seed=0)
+    folds = np.array([c.fold for c in ds.clips])
+    groups = np.array([c.group for c in ds.clips])
+    assert set(folds[split.test]) == {2} and 2 not in set(folds[split.train])
+    assert sorted(split.fit.tolist() + split.val.tolist()) == sorted(split.train.tolist())
+    assert not set(groups[split.fit]) & set(groups[split.val])  # a recording is never on both sides
+    assert 0.15 < len(split.val) / len(split.train) < 0.35
+    with pytest.raises(DatasetError, match="fold 9 has no clips"):
+        FoldSplit.make(ds, 9, validation_split=0.2, seed=0)
+
+
+def test_resolve_method_names_options_and_errors():
+    m = resolve_method("frozen")
+    assert (m.name, m.kind, m.options.head) == ("frozen", "frozen", "logistic")
+    m = resolve_method({"name": "f2", "method": "frozen", "head": "softmax", "Cs": ["0.1", 1], "variant": "linear"})
+    assert m.options.Cs == (0.1, 1.0) and m.variant == VARIANTS["linear"] and m.to_dict()["variant"]["name"] == "linear"
+    assert resolve_method(m.to_dict()) == m
+    fusion = resolve_method({"name": "fz", "method": "fusion", "mode": "early", "members": ["frozen", "mfcc"]})
+    assert [x.kind for x in fusion.options.members] == ["frozen", "mfcc"]
+    auto = resolve_method({"method": "auto", "candidates": ["frozen", {"name": "m40", "method": "mfcc"}]})
+    assert [c.name for c in auto.options.candidates] == ["frozen", "m40"]
+    for bad, words in (("svm", "unknown method 'svm'"), ({"method": "frozen", "head": "tree"}, "head"),
+                       ({"method": "frozen", "hed": "softmax"}, "'hed'"), ({"method": "mfcc", "n_mfcc": 0}, "n_mfcc"),
+                       ({"method": "fusion", "members": ["frozen"]}, "at least two"),
+                       ({"method": "fusion", "mode": "early", "members": ["frozen", "scratch"]}, "embedding"),
+                       ({"method": "auto", "candidates": ["auto"]}, "auto cannot be a candidate"),
+                       ({"method": "frozen", "Cs": [float("nan")]}, "finite"),
+                       ({"method": "scratch", "epochs": 0}, "epochs")):
+        with pytest.raises(ConfigError, match=words):
+            resolve_method(bad, where="sweep.yaml")
+
+
+def test_cache_units_are_shared_between_methods():
+    mel, lin = VARIANTS["mel"], VARIANTS["linear"]
+    frozen = cache_units(resolve_method("frozen"), mel, "efficientnet_lite0")
+    finetune = cache_units(resolve_method("finetune"), mel, "efficientnet_lite0")
+    assert list(frozen) == list(finetune) and len(frozen) == 1  # the same embeddings
+    assert cache_units(resolve_method("frozen"), lin, "efficientnet_lite0").keys() != frozen.keys()
+    assert cache_units(resolve_method("scratch"), mel, "efficientnet_lite0") == {}
+    fz = resolve_method({"method": "fusion", "members": ["frozen", {"method": "frozen", "variant": "linear"}, "mfcc"]})
+    units = cache_units(fz, mel, "efficientnet_lite0")
+    assert len(units) == 3 and {u["variant"].name for u in units.values()} == {"mel", "linear"}
+
+
+def test_fusion_weights_are_chosen_on_validation():
+    grid = weight_grid(3)
+    assert grid[0] == (1 / 3, 1 / 3, 1 / 3) and all(abs(sum(w) - 1) < 1e-9 for w in grid)
+    y = np.array([0, 1, 0, 1])
+    good = np.array([[0.9, 0.1], [0.2, 0.8], [0.8, 0.2], [0.3, 0.7]])
+    bad = good[:, ::-1]
+    w, acc = best_weights([bad, good], y)
+    assert acc == 1.0 and w[1] > w[0]
+    w, acc = best_weights([good, good], y)
+    assert w == (0.5, 0.5)  # ties keep equal weights
