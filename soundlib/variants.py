@@ -17,7 +17,7 @@ import hashlib
 import json
 from typing import Any, Mapping, Sequence
 
-from .config import from_mapping, to_dict
+from .config import check_finite, from_mapping, to_dict
 from .errors import ConfigError, FeatureError
 from .merge import MergeSpec
 
@@ -27,6 +27,8 @@ __all__ = [
     "BUILTIN_VARIANTS",
     "FEATURE_VERSION",
     "KINDS",
+    "LIMITS",
+    "MAX_STFT_CELLS",
     "get_variant",
     "register_variant",
     "resolve_variant",
@@ -37,6 +39,21 @@ __all__ = [
 FEATURE_VERSION = 1
 
 KINDS = ("spectrogram", "waveform", "merged", "stacked")
+
+#: Inclusive bounds of a spec's numbers: beyond them a picture would take minutes or
+#: gigabytes to render (or is meaningless), so such a spec is refused up front.
+LIMITS: dict[str, tuple[float, float]] = {
+    "sr": (1000, 192000),
+    "duration": (0.01, 600),
+    "n_fft": (16, 65536),
+    "hop_length": (1, 65536),
+    "n_mels": (1, 1024),
+    "top_db": (1, 300),
+    "height": (16, 4096),
+    "width": (16, 4096),
+}
+#: Largest STFT (frames × frequency bins) one picture may need (about 2.5 GiB while computed).
+MAX_STFT_CELLS = 2**27
 FREQUENCY_SCALES = ("mel", "linear")
 AMPLITUDE_SCALES = ("db", "amplitude")
 
@@ -106,21 +123,24 @@ class FeatureSpec:
         _choice(where, "kind", self.kind, KINDS)
         _choice(where, "frequency", self.frequency, FREQUENCY_SCALES)
         _choice(where, "scale", self.scale, AMPLITUDE_SCALES)
-        for field in ("sr", "n_fft", "hop_length", "n_mels"):
-            if int(getattr(self, field)) <= 0:
-                raise FeatureError(f"{where}: {field} must be a positive integer, got {getattr(self, field)}")
-        if not 0 < self.duration <= 600:
-            raise FeatureError(f"{where}: duration must be in (0, 600] seconds, got {self.duration}")
+        check_finite(self, where)
+        for field, (low, high) in LIMITS.items():
+            value = getattr(self, field)
+            if not low <= value <= high:
+                raise FeatureError(f"{where}: {field} must be in [{low:g}, {high:g}], got {value}")
+        cells = self.stft_cells
+        if cells > MAX_STFT_CELLS:
+            raise FeatureError(
+                f"{where}: sr={self.sr}, duration={self.duration:g} s, n_fft={self.n_fft} and "
+                f"hop_length={self.hop_length} make a spectrogram of {cells:,} cells (about "
+                f"{cells * 20 / 2**30:.0f} GiB to compute); at most {MAX_STFT_CELLS:,} are allowed: "
+                "raise hop_length, or lower n_fft, sr or duration")
         nyquist = self.sr / 2
         fmax = self.fmax if self.fmax is not None else nyquist
         if not 0 <= self.fmin < fmax <= nyquist:
             raise FeatureError(
                 f"{where}: need 0 <= fmin < fmax <= sr/2 = {nyquist:g}, got fmin={self.fmin}, fmax={self.fmax}"
             )
-        if self.top_db <= 0:
-            raise FeatureError(f"{where}: top_db must be positive, got {self.top_db}")
-        if not (16 <= self.height <= 4096 and 16 <= self.width <= 4096):
-            raise FeatureError(f"{where}: height and width must be in [16, 4096], got {self.height}x{self.width}")
         for field in ("waveform_color", "background_color"):
             c = getattr(self, field)
             if len(c) != 3 or not all(0 <= v <= 255 for v in c):
@@ -155,6 +175,11 @@ class FeatureSpec:
     def n_samples(self) -> int:
         """Samples in one picture's window (``sr * duration``)."""
         return int(round(self.sr * self.duration))
+
+    @property
+    def stft_cells(self) -> int:
+        """Cells of one picture's STFT: frames (centred, ``1 + n_samples // hop_length``) × ``(1 + n_fft // 2)``."""
+        return (1 + self.n_samples // self.hop_length) * (1 + self.n_fft // 2)
 
 
 def _choice(where: str, field: str, value: str, allowed: Sequence[str]) -> None:
