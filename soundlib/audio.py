@@ -26,6 +26,23 @@ def fix_duration(y: np.ndarray, *, sr: int, duration: float | None) -> np.ndarra
     return np.concatenate([y, pad], axis=-1)
 
 
+def _check_file(path: Path) -> None:
+    """Raise :class:`AudioError` with the plain reason when ``path`` is not a readable, non-empty file
+    (libsndfile reports an unreadable file as "System error.")."""
+    if not path.exists():
+        raise AudioError(f"{path}: a link that loops or leads nowhere" if path.is_symlink()
+                         else f"{path}: file not found")
+    if path.is_dir():
+        raise AudioError(f"{path}: is a folder, expected an audio file")
+    try:
+        with open(path, "rb") as fh:
+            empty = not fh.read(1)
+    except OSError as exc:
+        raise AudioError(f"{path}: cannot read the file: {(exc.strerror or str(exc)).lower()}") from None
+    if empty:
+        raise AudioError(f"{path}: empty file (0 bytes)")
+
+
 def _read(path: Path) -> tuple[np.ndarray, int]:
     import soundfile as sf
 
@@ -74,12 +91,7 @@ def load_audio(
         The file is missing, unreadable, not audio, empty, non-finite, or silent.
     """
     path = Path(path)
-    if not path.exists():
-        raise AudioError(f"{path}: file not found")
-    if path.is_dir():
-        raise AudioError(f"{path}: is a folder, expected an audio file")
-    if path.stat().st_size == 0:
-        raise AudioError(f"{path}: empty file (0 bytes)")
+    _check_file(path)
     data, file_sr = _read(path)
     if data.shape[-1] == 0:
         raise AudioError(f"{path}: zero-length audio (0 samples)")
