@@ -24,7 +24,7 @@ import numpy as np
 
 from .backbones import DEFAULT_BACKBONE, BackboneInfo
 from .data import Dataset
-from .errors import DatasetError
+from .errors import ConfigError, DatasetError
 from .folds import DEFAULT_K_FOLDS
 from .metrics import RunMetrics
 from .train import TrainConfig
@@ -62,6 +62,15 @@ class EvalConfig:
     k_folds: int = DEFAULT_K_FOLDS
     seed: int = 0
     leaky_split: bool = False
+
+    def __post_init__(self) -> None:
+        if self.folds is not None:
+            twice = sorted({f for f in self.folds if self.folds.count(f) > 1})
+            if twice:
+                raise ConfigError(f"folds: fold(s) {', '.join(map(str, twice))} listed more than once in "
+                                  f"{list(self.folds)}; list each test fold once")
+            if not self.folds:
+                raise ConfigError("folds: an empty list; give at least one test fold (or none for all)")
 
 
 def _fit_predict(emb, pictures, ds: Dataset, test_fold: int, train_cfg: TrainConfig, backbone: BackboneInfo):
@@ -116,13 +125,23 @@ def evaluate(dataset: Dataset, config: EvalConfig = EvalConfig(), *, out_dir: st
 
     Writes ``results.json``, ``predictions.csv`` and ``confusion_matrix.png``
     into ``out_dir`` when given. Returns the results as a dict (the content of
-    ``results.json``): per-fold accuracy, mean and std, pooled macro-F1,
-    per-class scores, the summed confusion matrix, timings.
+    ``results.json``): per-fold accuracy and macro-F1, mean and std, pooled
+    macro-F1 (over the classes present, and ``macro_f1_all_classes``),
+    per-class scores, the summed confusion matrix, timings, and ``warnings``:
+    every :class:`~soundlib.errors.SoundlibWarning` the run issued (degenerate
+    folds, duplicate rows, recomputed cache entries...).
     """
+    from .errors import collect_warnings
+
+    with collect_warnings() as log:
+        return _evaluate(dataset, config, out_dir=out_dir, embed_config=embed_config, progress=progress, log=log)
+
+
+def _evaluate(dataset: Dataset, config: EvalConfig, *, out_dir, embed_config, progress: bool, log) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     from .backbones import resolve_backbone
-    from .folds import find_leakage, prepare_folds
+    from .folds import check_test_fold, find_leakage, prepare_folds
     from .metrics import compute_metrics, prediction_rows, write_predictions, write_results_json
     from .plots import plot_confusion, save_png
 
@@ -134,6 +153,8 @@ def evaluate(dataset: Dataset, config: EvalConfig = EvalConfig(), *, out_dir: st
         if f not in ds.folds:
             raise DatasetError(f"fold {f} has no clips in dataset {ds.name!r} at {ds.root}; folds: {list(ds.folds)}")
     leaks = find_leakage(ds.clips)
+    for f in folds:
+        check_test_fold(ds, f)
     backbone = resolve_backbone(config.backbone)  # loaded by embed_clips only when the cache misses
     t_embed = time.perf_counter()
     emb, pictures = _inputs(ds, spec, train_cfg, backbone, embed_config, progress)
@@ -145,7 +166,9 @@ def evaluate(dataset: Dataset, config: EvalConfig = EvalConfig(), *, out_dir: st
         _, te, proba = _fit_predict(emb, pictures, ds, f, train_cfg, backbone)
         yt = [c.class_id for c in _test_clips(ds, te)]
         yp = proba.argmax(axis=1).tolist()
-        per_fold.append({"fold": int(f), "accuracy": float(np.mean(np.array(yt) == np.array(yp))), "n": len(yt)})
+        fold_scores = compute_metrics(yt, yp, classes)
+        per_fold.append({"fold": int(f), "accuracy": fold_scores["accuracy"], "macro_f1": fold_scores["macro_f1"],
+                         "macro_f1_all_classes": fold_scores["macro_f1_all_classes"], "n": len(yt)})
         y_true += yt
         y_pred += yp
         rows += prediction_rows(_test_clips(ds, te), proba, classes)
@@ -166,10 +189,12 @@ def evaluate(dataset: Dataset, config: EvalConfig = EvalConfig(), *, out_dir: st
         "accuracy_mean": float(np.mean(accs)),
         "accuracy_std": float(np.std(accs)),
         "macro_f1": pooled["macro_f1"],
+        "macro_f1_all_classes": pooled["macro_f1_all_classes"],
         "per_class": pooled["per_class"],
         "confusion_matrix": pooled["confusion_matrix"],
         "train_config": train_cfg.to_dict(),
         "seconds": {"embed": round(t_embed, 2), "total": round(time.perf_counter() - t0, 2)},
+        "warnings": log.messages,
     }
     if out_dir is not None:
         out = Path(out_dir)
@@ -184,34 +209,60 @@ def evaluate(dataset: Dataset, config: EvalConfig = EvalConfig(), *, out_dir: st
 def format_summary(results: Mapping[str, Any]) -> str:
     """One line about an :func:`evaluate` result: variant, protocol, mean ± std accuracy, macro-F1."""
     tag = " [LEAKY split: not a valid estimate]" if results.get("leaky") else ""
+    if results.get("warnings"):
+        tag += f" [{len(results['warnings'])} warning(s) in results.json]"
     return (f"{results['variant']}: accuracy {results['accuracy_mean']:.3f} ± {results['accuracy_std']:.3f} "
             f"over {len(results['per_fold'])} folds, macro-F1 {results['macro_f1']:.3f} "
             f"({results['protocol']}, {results['dataset']['clips']} clips, {results['backbone']}){tag}")
 
 
 def train_fold(dataset: Dataset, *, test_fold: int, config: EvalConfig = EvalConfig(),
-               out_dir: str | os.PathLike, embed_config=None, export: bool = True,
+               out_dir: str | os.PathLike, embed_config=None, export: bool = True, overwrite: bool = False,
                progress: bool = True) -> RunMetrics:
     """Train on every fold but ``test_fold``, score on it, and write its outputs into ``out_dir``.
 
     Writes ``predictions.csv``, ``confusion_matrix.png``, ``history.json``,
     (``export=True``) the exported model under ``out_dir/model``, and last
-    ``metrics.json``: its presence marks a complete run.
+    ``metrics.json``: its presence marks a complete run. A previous run's
+    ``metrics.json`` is removed first, so a run killed half-way leaves a
+    folder that reads as incomplete, never an old score beside new outputs.
+
+    Parameters
+    ----------
+    overwrite : bool
+        Replace an ``out_dir/model`` that is not a soundlib model. Without it,
+        such a folder is refused before anything is trained (a soundlib model is
+        replaced atomically either way; see :func:`soundlib.infer.export_model`).
     """
+    from .errors import collect_warnings
+
+    with collect_warnings() as log:
+        return _train_fold(dataset, test_fold=test_fold, config=config, out_dir=Path(out_dir),
+                           embed_config=embed_config, export=export, overwrite=overwrite, progress=progress, log=log)
+
+
+def _train_fold(dataset: Dataset, *, test_fold: int, config: EvalConfig, out_dir: Path, embed_config, export: bool,
+                overwrite: bool, progress: bool, log) -> RunMetrics:
     from .atomic import write_json_atomic
     from .backbones import resolve_backbone
-    from .folds import prepare_folds
-    from .infer import export_model
-    from .metrics import compute_metrics, prediction_rows, write_predictions
+    from .folds import check_test_fold, prepare_folds
+    from .infer import check_model_target, export_model
+    from .metrics import compute_metrics, prediction_rows, start_run, write_predictions
     from .plots import plot_confusion, save_png
 
     t0 = time.perf_counter()
-    out = Path(out_dir)
+    out = out_dir
     spec, train_cfg = config.spec, config.train
+    if export:
+        check_model_target(out / "model", overwrite=overwrite)
     ds, protocol = prepare_folds(dataset, k_folds=config.k_folds, seed=config.seed, leaky=config.leaky_split)
     if test_fold not in ds.folds:
         raise DatasetError(f"fold {test_fold} has no clips in dataset {ds.name!r} at {ds.root}; "
                            f"folds: {list(ds.folds)}")
+    check_test_fold(ds, test_fold)
+    start_run(out)
+    for name in ("history.json", "confusion_matrix.png"):  # this run writes them again
+        (out / name).unlink(missing_ok=True)
     backbone = resolve_backbone(config.backbone)  # loaded by embed_clips only when the cache misses
     emb, pictures = _inputs(ds, spec, train_cfg, backbone, embed_config, progress)
     classes = list(ds.classes)
@@ -224,20 +275,22 @@ def train_fold(dataset: Dataset, *, test_fold: int, config: EvalConfig = EvalCon
              out / "confusion_matrix.png")
     write_json_atomic(out / "history.json", trained.history)
     if export:
-        export_model(out / "model", trained, backbone=backbone, spec=spec, labels=classes,
+        export_model(out / "model", trained, backbone=backbone, spec=spec, labels=classes, overwrite=overwrite,
                      metadata={"test_fold": test_fold, "protocol": protocol})
     metrics = RunMetrics(
         variant=spec.name, test_fold=int(test_fold), protocol=protocol, backbone=backbone.identity,
-        **{k: scores[k] for k in ("accuracy", "macro_f1", "per_class", "confusion_matrix", "n")},
+        **{k: scores[k] for k in ("accuracy", "macro_f1", "macro_f1_all_classes", "per_class", "confusion_matrix",
+                                  "n")},
         train_clips=int((~te).sum()), train_config=train_cfg.to_dict(),
-        seconds=round(time.perf_counter() - t0, 2),
+        seconds=round(time.perf_counter() - t0, 2), warnings=log.messages,
     )
     metrics.write(out)
     return metrics
 
 
 def format_run(metrics: RunMetrics) -> str:
-    """One line about a :func:`train_fold` result."""
+    """One line about a :func:`train_fold` result (plus a count of its warnings, if any)."""
+    warned = f"; {len(metrics.warnings)} warning(s) in metrics.json" if metrics.warnings else ""
     return (f"{metrics.variant}, test fold {metrics.test_fold}: accuracy {metrics.accuracy:.3f}, "
             f"macro-F1 {metrics.macro_f1:.3f} on {metrics.n} clips (trained on {metrics.train_clips}, "
-            f"{metrics.seconds} s)")
+            f"{metrics.seconds} s){warned}")

@@ -15,7 +15,8 @@ def fake_metrics(run_dir: Path, variant: str, fold: int, acc: float, f1: float, 
     run_dir.mkdir(parents=True, exist_ok=True)
     classes = ["a", "b"]
     (run_dir / "metrics.json").write_text(json.dumps({
-        "variant": variant, "test_fold": fold, "accuracy": acc, "macro_f1": f1, "n": int(np.sum(cm)),
+        "variant": variant, "test_fold": fold, "accuracy": acc, "macro_f1": f1, "macro_f1_all_classes": f1,
+        "n": int(np.sum(cm)),
         "confusion_matrix": cm, "per_class": {c: {"f1": 0.0} for c in classes}, "seconds": 1.0}))
 
 
