@@ -109,24 +109,36 @@ def embed_clips(
     folder = cache.folder(spec, info.identity) if cache else None
     if cache:
         cache.write_manifest(folder, spec, info.identity)
+    dim = cache.expected_dim(folder) if cache else None
 
     vectors: dict[int, np.ndarray] = {}
     failures: dict[int, str] = {}
     todo: list[tuple[int, str | None]] = []
+    hashes: dict[int, str] = {}
     for i, p in enumerate(paths):
         try:
             h = audio_hash(p) if cache else None
         except OSError as exc:
             failures[i] = f"{p}: cannot read file ({exc.strerror or exc})"
             continue
-        hit = cache.get(folder, h) if cache else None
+        hit = cache.get(folder, h, dim=dim) if cache else None
         if hit is not None:
-            vectors[i] = hit
+            vectors[i], hashes[i] = hit, h
         else:
             todo.append((i, h))
+    if cache and dim is None and len({v.shape[0] for v in vectors.values()}) > 1:
+        # entries of several sizes and none recorded (a cache of an older soundlib): the backbone decides
+        loaded = loaded or open_backbone(info)
+        for i in [i for i, v in vectors.items() if v.shape[0] != loaded.output_dim]:
+            cache.reject(folder, hashes[i], f"has {vectors.pop(i).shape[0]} values, expected "
+                                            f"{loaded.output_dim} (the backbone's embedding size)")
+            todo.append((i, hashes[i]))
+        todo.sort()
     hits = len(vectors)
     if todo and loaded is None:
         loaded = open_backbone(info)
+    if cache and todo:
+        cache.write_manifest(folder, spec, info.identity, dim=loaded.output_dim)
 
     def render(item: tuple[int, str | None]):
         i, h = item
@@ -147,6 +159,9 @@ def embed_clips(
                     return
                 feats = loaded(np.stack([b[2] for b in batch]), batch_size=config.batch_size)
                 for (i, h, _), v in zip(batch, feats):
+                    if not np.isfinite(v).all():
+                        failures[i] = f"{paths[i]}: the backbone's embedding of this clip holds NaN or infinite values"
+                        continue
                     vectors[i] = v
                     if cache:
                         cache.put(folder, h, v)
