@@ -58,6 +58,10 @@ def default_cache_root() -> Path:
     return cache_dir() / "embeddings"
 
 
+def _reason(exc: OSError) -> str:
+    return (exc.strerror or str(exc)).lower()
+
+
 def entry_problem(vector: np.ndarray, dim: int | None = None) -> str | None:
     """What is wrong with a cached vector (``None`` when it is fine).
 
@@ -91,8 +95,8 @@ class EmbeddingCache:
         """Go on without writing to the cache (warned once)."""
         if self.writable:
             self.writable = False
-            warn(f"cannot write to the embedding cache at {self.root} ({exc.strerror or exc}); going on without "
-                 "storing embeddings in it (entries already there are still read)")
+            warn(f"cannot write to the embedding cache at {self.root} ({_reason(exc)}); going on without storing "
+                 "embeddings in it (entries already there are still read)")
 
     def reject(self, folder: Path, content_hash: str, problem: str) -> None:
         """Report a bad entry; it is then recomputed and, when the cache is writable, overwritten."""
@@ -120,7 +124,7 @@ class EmbeddingCache:
         except PermissionError as exc:
             if not self._read_denied:
                 self._read_denied = True
-                warn(f"cannot read the embedding cache at {self.root} ({exc.strerror or exc}); recomputing the "
+                warn(f"cannot read the embedding cache at {self.root} ({_reason(exc)}); recomputing the "
                      "embeddings it holds")
             return None
         except (ValueError, OSError, EOFError) as exc:

@@ -131,7 +131,7 @@ def download(name: str, data_home: str | os.PathLike, *, validate: bool = True, 
     except OSError as exc:
         raise DatasetError(f"{data_home}: cannot create the data folder ({exc.strerror or exc})") from None
     archive = _fetch_verified(remote, staging, progress=progress, timeout=timeout)
-    _check_targets(data_home, remote, archive)
+    _check_targets(data_home, remote, _archive_names(archive))
     (data_home / INCOMPLETE_MARKER).write_text(f"soundlib is unpacking {remote.filename} here\n")
     tree = _unpack(archive, staging)
     _move_into_place(tree, remote, data_home)
@@ -257,11 +257,9 @@ def _unpack(archive: Path, staging: Path) -> Path:
     try:
         if zipfile.is_zipfile(archive):
             with zipfile.ZipFile(archive) as zf:
-                _members_inside(zf.namelist(), archive)
                 zf.extractall(tree)
         else:
             with tarfile.open(archive) as tf:
-                _members_inside(tf.getnames(), archive)
                 try:
                     tf.extractall(tree, filter="data")  # no links out, no devices, no setuid bits
                 except TypeError:  # Python without extraction filters (before 3.10.12 / 3.11.4)
@@ -291,16 +289,12 @@ def _sources(tree: Path, remote: RemoteArchive, archive: Path) -> list[Path]:
     return sorted(entries, key=lambda e: e.name in _METADATA_DIRS)
 
 
-def _check_targets(data_home: Path, remote: RemoteArchive, archive: Path) -> None:
-    """Refuse to unpack over files that an earlier soundlib download did not put there."""
+def _archive_names(archive: Path) -> list[str]:
+    """The member names of ``archive``; :class:`DatasetError` for an unreadable archive or a member that
+    would land outside the folder it is unpacked into."""
     import tarfile
     import zipfile
 
-    from .data import INCOMPLETE_MARKER
-
-    ours = (data_home / INCOMPLETE_MARKER).exists() or _record_path(data_home).exists()
-    if ours:
-        return
     try:
         if zipfile.is_zipfile(archive):
             with zipfile.ZipFile(archive) as zf:
@@ -308,8 +302,20 @@ def _check_targets(data_home: Path, remote: RemoteArchive, archive: Path) -> Non
         else:
             with tarfile.open(archive) as tf:
                 names = tf.getnames()
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError):
-        return  # _unpack reports it
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
+        archive.unlink(missing_ok=True)
+        raise DatasetError(f"{archive}: not a readable archive ({type(exc).__name__}: {exc}); it was deleted, "
+                           "run the download again") from None
+    _members_inside(names, archive)
+    return names
+
+
+def _check_targets(data_home: Path, remote: RemoteArchive, names: list[str]) -> None:
+    """Refuse to unpack over files that an earlier soundlib download did not put there."""
+    from .data import INCOMPLETE_MARKER
+
+    if (data_home / INCOMPLETE_MARKER).exists() or _record_path(data_home).exists():
+        return  # ours: an unfinished or older download
     prefixes = [d.strip("/") + "/" for d in remote.unpack_dirs] or [""]
     tops = {n[len(p):].split("/")[0] for n in names for p in prefixes if n.startswith(p) and n[len(p):]}
     taken = sorted(t for t in tops if (data_home / t).exists())

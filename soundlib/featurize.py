@@ -105,7 +105,8 @@ def read_picture(path: str | os.PathLike) -> np.ndarray:
     except PermissionError:
         raise FeatureError(f"{path}: cannot read the picture: permission denied") from None
     except Image.DecompressionBombError as exc:
-        raise FeatureError(f"{path}: picture too large to decode safely ({exc})") from None
+        raise FeatureError(f"{path}: picture has more than the {MAX_PICTURE_PIXELS:,} pixels soundlib decodes "
+                           f"(4096x4096); not read ({exc})") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise FeatureError(f"{path}: not a readable picture ({type(exc).__name__}: {exc})") from None
 
