@@ -248,7 +248,7 @@ def resolve_variant(item: "str | Mapping[str, Any]", *, where: str = "variant") 
     if not isinstance(name, str) or not name:
         raise ConfigError(f"{where}: a derived variant needs a 'name' (used as its output folder)")
     base_name = d.pop("base", name if name in VARIANTS else "mel")
-    if base_name not in VARIANTS:
+    if not isinstance(base_name, str) or base_name not in VARIANTS:
         raise ConfigError(f"{where}: variant {name!r}: unknown base {base_name!r}; known: {', '.join(VARIANTS)}")
     return FeatureSpec.from_dict(d, base=VARIANTS[base_name], where=f"{where}: variant {name!r}")
 

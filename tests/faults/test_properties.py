@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from soundlib.errors import SoundlibError
 
-SETTINGS = settings(max_examples=60, deadline=None, derandomize=True, database=None,
+SETTINGS = settings(max_examples=100, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.too_slow])
 
 # a few real sounds for the manifests to point at (some rows name files that do not exist)
