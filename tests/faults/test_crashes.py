@@ -143,24 +143,28 @@ with warnings.catch_warnings(record=True) as caught:
     cache.put(folder, 'ab' * 32, np.ones(4, np.float32))
     cache.put(folder, 'cd' * 32, np.ones(4, np.float32))
     got = cache.get(folder, 'ee' * 32, dim=4)
+    locked = [cache.get(folder, h * 32, dim=4) for h in ('ff', '11')]
 import json
-print(json.dumps([len(caught), cache.writable, got.tolist(), str(caught[0].message)]))
+print(json.dumps([[str(w.message) for w in caught], cache.writable, got.tolist(), locked]))
 """
     from soundlib.cache import EmbeddingCache
 
     cache = EmbeddingCache(tmp_path / "ro")
-    cache.put(cache.root / "f", "ee" * 32, np.full(4, 2.0, np.float32))
+    for h, value in (("ee", 2.0), ("ff", 3.0), ("11", 4.0)):
+        cache.put(cache.root / "f", h * 32, np.full(4, value, np.float32))
     for p in sorted((tmp_path / "ro").rglob("*"), reverse=True) + [tmp_path / "ro"]:
-        p.chmod(0o555 if p.is_dir() else 0o444)
+        p.chmod(0o555 if p.is_dir() else 0 if p.name[:2] in ("ff", "11") else 0o444)
     try:
         out = run_unprivileged(code)
     finally:
         for p in [tmp_path / "ro", *sorted((tmp_path / "ro").rglob("*"))]:
             p.chmod(0o755 if p.is_dir() else 0o644)
     assert out.returncode == 0, out.stderr[-2000:]
-    n, writable, got, message = json.loads(out.stdout)
-    assert (n, writable, got) == (1, False, [2.0] * 4)
-    assert "cannot write to the embedding cache" in message and "permission denied" in message
+    messages, writable, got, locked = json.loads(out.stdout)
+    assert (writable, got, locked) == (False, [2.0] * 4, [None, None])
+    assert len(messages) == 2  # one warning for the writes, one for the unreadable entries
+    assert "cannot write to the embedding cache" in messages[0] and "permission denied" in messages[0]
+    assert "cannot read the embedding cache" in messages[1] and "recomputing" in messages[1]
 
 
 def _png_header_only(width: int, height: int) -> bytes:
