@@ -14,6 +14,8 @@ from .errors import (
     FeatureError,
     ModelError,
     SoundlibError,
+    SoundlibWarning,
+    TrainingError,
 )
 
 __version__ = "0.1.0"
@@ -27,4 +29,6 @@ __all__ = [
     "BackboneError",
     "ConfigError",
     "ModelError",
+    "TrainingError",
+    "SoundlibWarning",
 ]

@@ -40,6 +40,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ._torch_checkpoint import read_torch_checkpoint
+from .atomic import apply_umask
 from .errors import BackboneError
 
 __all__ = [
@@ -441,6 +442,7 @@ def export_feature_vector_savedmodel(out_dir: str | os.PathLike, *, include_top:
             raise BackboneError(f"cannot save EfficientNet-Lite0 SavedModel to {out}: {exc}") from exc
         if not _savedmodel_complete(tmp):
             raise BackboneError(f"saving EfficientNet-Lite0 to {out} produced an incomplete SavedModel")
+        apply_umask(tmp)  # mkdtemp made it 0700: a shared cache must be readable by the users the umask allows
         try:
             os.rename(tmp, out)
         except OSError:

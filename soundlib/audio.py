@@ -60,11 +60,19 @@ class AudioInfo:
 
 
 def _check_file(path: Path) -> None:
+    """Raise :class:`AudioError` with the plain reason when ``path`` is not a readable, non-empty file
+    (libsndfile reports an unreadable file as "System error.")."""
     if not path.exists():
-        raise AudioError(f"{path}: file not found")
+        raise AudioError(f"{path}: a link that loops or leads nowhere" if path.is_symlink()
+                         else f"{path}: file not found")
     if path.is_dir():
         raise AudioError(f"{path}: is a folder, expected an audio file")
-    if path.stat().st_size == 0:
+    try:
+        with open(path, "rb") as fh:
+            empty = not fh.read(1)
+    except OSError as exc:
+        raise AudioError(f"{path}: cannot read the file: {(exc.strerror or str(exc)).lower()}") from None
+    if empty:
         raise AudioError(f"{path}: empty file (0 bytes)")
 
 

@@ -11,6 +11,7 @@ need it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -134,13 +135,18 @@ def _cmd_variants(args: argparse.Namespace) -> int:
 
 
 def _featurize_inputs(path: Path):
-    """A dataset (any layout), or a plain folder of audio files."""
-    from .data import AUDIO_EXTENSIONS, load_dataset
+    """A dataset with metadata (UrbanSound8K, ESC-50, a manifest CSV), or any folder holding audio files:
+    pictures mirror its tree, so sub-folders need not be classes."""
+    from .data import AUDIO_EXTENSIONS, list_audio_files, load_dataset
+    from .errors import DatasetError
 
-    if path.is_dir() and not any(p.is_dir() for p in path.iterdir()) and not (path / "metadata").exists():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in AUDIO_EXTENSIONS)
-        if files:
-            return files, path
+    has_metadata = (path / "metadata" / "UrbanSound8K.csv").is_file() or (path / "meta" / "esc50.csv").is_file()
+    if path.is_dir() and not has_metadata:
+        files, broken = list_audio_files(path)
+        if not files and not broken:
+            raise DatasetError(f"{path}: no audio files ({', '.join(sorted(AUDIO_EXTENSIONS))}) in this folder or "
+                               "its sub-folders")
+        return files + broken, path  # a broken or looping link is reported as a failed file
     ds = load_dataset(path, check_files=False)  # missing files are reported per file below
     return ds.clips, ds.root
 
@@ -205,7 +211,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .evaluate import format_run, train_fold
 
     m = train_fold(_load(args), test_fold=args.test_fold, config=eval_config_from_args(args), out_dir=args.out,
-                   embed_config=embed_config_from_args(args), progress=not args.quiet)
+                   embed_config=embed_config_from_args(args), overwrite=args.overwrite, progress=not args.quiet)
     print(f"model: {args.out / 'model'}  (labels.txt, feature_spec.json, saved_model/)")
     print(format_run(m))
     return 0
@@ -270,7 +276,10 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 # The parser (every default from a configuration object)
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
@@ -423,6 +432,9 @@ def _add_learning_commands(add) -> None:
     _add_common_learning(p)
     p.add_argument("--test-fold", type=int, required=True, help="fold held out for testing")
     p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace DIR/model even when it is not a soundlib model (by default soundlib refuses "
+                        "to delete a folder it did not make)")
 
     p = add("embed", _cmd_embed, "fill the embedding cache for a dataset and variant")
     _add_common_learning(p, training=False)
@@ -434,7 +446,7 @@ def _add_learning_commands(add) -> None:
             "into one label; --timeline writes the label of every window.")
     p.add_argument("model_dir", type=Path, help="an exported model folder (from `soundlib train`)")
     p.add_argument("inputs", nargs="+", type=Path, help="audio files, pictures, or folders")
-    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--top-k", type=_positive_int, default=5, help="labels listed per input")
     p.add_argument("--csv", type=Path, help="also write the per-file predictions to this CSV")
     p.add_argument("--timeline", type=Path, help="write start, end and the top-k of every window to this CSV")
     p.add_argument("--aggregate", default="mean", choices=["mean", "max"],
@@ -464,14 +476,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    try:
-        return int(args.func(args) or 0)
-    except SoundlibError as exc:
-        print(f"soundlib {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"soundlib {args.command}: interrupted", file=sys.stderr)
-        return 130
+    with _warnings_as_lines(args.command):
+        try:
+            return int(args.func(args) or 0)
+        except SoundlibError as exc:
+            print(f"soundlib {args.command}: error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(f"soundlib {args.command}: interrupted", file=sys.stderr)
+            return 130
+
+
+@contextlib.contextmanager
+def _warnings_as_lines(command: str):
+    """Show soundlib's warnings as ``soundlib CMD: warning: ...`` lines on stderr, every time they are issued."""
+    import warnings
+
+    from .errors import SoundlibWarning
+
+    previous = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, SoundlibWarning):
+            print(f"soundlib {command}: warning: {message}", file=sys.stderr)
+        else:
+            previous(message, category, filename, lineno, file, line)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", SoundlibWarning)
+        warnings.showwarning = show
+        yield
 
 
 if __name__ == "__main__":  # pragma: no cover

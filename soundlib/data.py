@@ -35,6 +35,9 @@ __all__ = [
     "load_esc50",
     "load_manifest",
     "load_folder",
+    "list_audio_files",
+    "CSV_ENCODING",
+    "INCOMPLETE_MARKER",
 ]
 
 #: UrbanSound8K class names, indexed by ``classID``.
@@ -57,6 +60,9 @@ ESC50_HEADER: tuple[str, ...] = (
     "filename", "fold", "target", "category", "esc10", "src_file", "take",
 )
 AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".aiff", ".aif", ".mp3", ".au"})
+#: A file that marks a dataset folder still being written (e.g. by ``soundlib download``); such a folder
+#: is refused by :func:`load_dataset` until the writer finishes and removes it.
+INCOMPLETE_MARKER = ".soundlib-incomplete"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,13 +188,46 @@ def parse_us8k_filename(name: str | os.PathLike) -> US8KName:
 # ---------------------------------------------------------------------------
 # CSV helpers
 
+#: The one encoding metadata and manifest CSVs are read with (a UTF-8 byte-order mark is allowed).
+CSV_ENCODING = "utf-8-sig"
+
+
+def _decode_error(path: Path, exc: UnicodeDecodeError) -> DatasetError:
+    """A :class:`DatasetError` naming the file, the encoding tried and where decoding failed."""
+    try:
+        with open(path, "rb") as fh:
+            line = fh.read(exc.start).count(b"\n") + 1
+    except OSError:
+        line = None
+    where = f"line {line}, " if line is not None else ""
+    bad = exc.object[exc.start:exc.end].hex(" ") if isinstance(exc.object, (bytes, bytearray)) else "?"
+    return DatasetError(f"{path}: cannot be read as UTF-8 (the encoding soundlib reads CSVs with): byte(s) {bad} "
+                        f"at {where}byte {exc.start} are not UTF-8; it looks like another encoding (Latin-1, "
+                        "Windows-1252...): save it as UTF-8")
+
+
+def _os_error(path: Path, exc: OSError, what: str = "file") -> DatasetError:
+    """A :class:`DatasetError` naming the file and the system's reason (permission denied, ...)."""
+    return DatasetError(f"{path}: cannot read the {what}: {(exc.strerror or str(exc)).lower()}")
+
+
+def _check_header(path: Path, header: Sequence[str]) -> list[str]:
+    """The stripped header; :class:`DatasetError` for an empty or repeated column name."""
+    names = [h.strip() for h in header]
+    repeated = sorted({h for h in names if names.count(h) > 1})
+    if repeated:
+        raise DatasetError(f"{path}: column(s) {', '.join(repr(h) for h in repeated)} appear more than once in the "
+                           f"header ({', '.join(names)}); each column must be named once")
+    return names
+
+
 def _read_csv(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
     if not path.is_file():
         raise DatasetError(f"{path}: metadata file not found")
     try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
+        with open(path, newline="", encoding=CSV_ENCODING) as fh:
             reader = csv.DictReader(fh)
-            header = [h.strip() for h in (reader.fieldnames or [])]
+            header = _check_header(path, reader.fieldnames or [])
             missing = [col for col in required if col not in header]
             if missing:
                 raise DatasetError(
@@ -198,7 +237,11 @@ def _read_csv(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
             reader.fieldnames = header
             rows = [row for row in reader]
     except UnicodeDecodeError as exc:
-        raise DatasetError(f"{path}: not a UTF-8 text CSV ({exc})") from None
+        raise _decode_error(path, exc) from None
+    except csv.Error as exc:
+        raise DatasetError(f"{path}: not a valid CSV file ({exc})") from None
+    except OSError as exc:
+        raise _os_error(path, exc, "metadata file") from None
     if not rows:
         raise DatasetError(f"{path}: metadata has a header but no rows")
     return rows
@@ -361,28 +404,92 @@ def load_manifest(path: str | os.PathLike, *, check_files: bool = True) -> Datas
     return Dataset(csv_path.stem, csv_path.parent, tuple(labels), tuple(clips))
 
 
+def list_audio_files(folder: str | os.PathLike, *, recursive: bool = True) -> tuple[list[Path], list[Path]]:
+    """The audio files under ``folder``, and the audio-named entries that are not readable files.
+
+    Symbolic links to folders are not followed (a link loop cannot recurse);
+    an entry named like audio that is a broken or looping link, or not a
+    regular file, is returned in the second list so the caller can name it.
+
+    Returns
+    -------
+    files, broken : list of Path, sorted
+    """
+    folder = Path(folder)
+    files: list[Path] = []
+    broken: list[Path] = []
+    try:
+        entries = folder.rglob("*") if recursive else folder.iterdir()
+        for f in entries:
+            if f.suffix.lower() not in AUDIO_EXTENSIONS or any(part.startswith(".") for part in
+                                                                f.relative_to(folder).parts):
+                continue
+            try:
+                ok = f.is_file() and f.stat().st_size >= 0
+            except OSError:  # a looping link raises ELOOP on stat
+                ok = False
+            (files if ok else broken).append(f)
+    except OSError as exc:
+        raise _os_error(folder, exc, "folder") from None
+    return sorted(files), sorted(broken)
+
+
 def load_folder(path: str | os.PathLike) -> Dataset:
-    """Load a folder-per-class tree: ``ROOT/<label>/*.wav``. No folds."""
+    """Load a folder-per-class tree: ``ROOT/<label>/*.wav``. No folds.
+
+    Audio files directly in ``ROOT`` belong to no class and are not used (a
+    warning names them); so are links that loop or lead nowhere.
+    """
+    from .errors import warn
+
     root = Path(path)
-    labels = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    clips = []
+    try:
+        labels = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    except OSError as exc:
+        raise _os_error(root, exc, "folder") from None
+    clips, broken = [], []
     for class_id, label in enumerate(labels):
-        for f in sorted((root / label).rglob("*")):
-            if f.is_file() and f.suffix.lower() in AUDIO_EXTENSIONS:
-                clips.append(Clip(path=f, label=label, class_id=class_id, fold=None, group=str(f)))
+        files, bad = list_audio_files(root / label)
+        broken += bad
+        clips += [Clip(path=f, label=label, class_id=class_id, fold=None, group=str(f)) for f in files]
+    top, _ = list_audio_files(root, recursive=False)
     if not clips:
+        found = (f"; it holds {len(top)} audio file(s) directly ({', '.join(p.name for p in top[:3])}"
+                 f"{', ...' if len(top) > 3 else ''}), which belong to no class" if top else "")
+        subs = f" (sub-folders: {', '.join(labels[:5])}{', ...' if len(labels) > 5 else ''})" if labels else ""
         raise DatasetError(
-            f"{root}: no audio files found; expected one sub-folder per class holding "
-            f"{', '.join(sorted(AUDIO_EXTENSIONS))} files"
+            f"{root}: no audio files found in a sub-folder per class{subs}{found}; expected one sub-folder per class "
+            f"holding {', '.join(sorted(AUDIO_EXTENSIONS))} files"
         )
+    if top:
+        warn(f"{root}: {len(top)} audio file(s) directly in the dataset folder belong to no class and are not "
+             f"used ({', '.join(p.name for p in top[:3])}{', ...' if len(top) > 3 else ''})")
+    if broken:
+        warn(f"{root}: {len(broken)} audio-named entr{'y is' if len(broken) == 1 else 'ies are'} not a readable "
+             f"file (a broken or looping link?) and not used: {', '.join(str(p) for p in broken[:3])}"
+             f"{', ...' if len(broken) > 3 else ''}")
     used = sorted({c.label for c in clips})
     return Dataset(root.name, root, tuple(used), tuple(
         dataclasses.replace(c, class_id=used.index(c.label)) for c in clips))
 
 
 def _csv_header(path: Path) -> list[str]:
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        return [h.strip() for h in next(csv.reader(fh), [])]
+    try:
+        with open(path, newline="", encoding=CSV_ENCODING) as fh:
+            return _check_header(path, next(csv.reader(fh), []))
+    except UnicodeDecodeError as exc:
+        raise _decode_error(path, exc) from None
+    except csv.Error as exc:
+        raise DatasetError(f"{path}: not a valid CSV file ({exc})") from None
+    except OSError as exc:
+        raise _os_error(path, exc, "metadata file") from None
+
+
+def _first_line(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[0]
+    except (OSError, IndexError):
+        return "no details"
 
 
 def load_dataset(path: str | os.PathLike, *, check_files: bool = True) -> Dataset:
@@ -390,6 +497,10 @@ def load_dataset(path: str | os.PathLike, *, check_files: bool = True) -> Datase
     path = Path(path).expanduser()
     if not path.exists():
         raise DatasetError(f"{path}: dataset path does not exist")
+    if path.is_dir() and (path / INCOMPLETE_MARKER).exists():
+        raise DatasetError(f"{path}: incomplete: it was being written when the writer stopped ({INCOMPLETE_MARKER}: "
+                           f"{_first_line(path / INCOMPLETE_MARKER)}); run that command again (e.g. `soundlib "
+                           "download`) to finish it")
     if path.is_dir():
         if (path / "metadata" / "UrbanSound8K.csv").is_file():
             return load_urbansound8k(path, check_files=check_files)

@@ -131,12 +131,12 @@ def embed_clips(
     folder = cache.folder(spec, identity) if cache else None
     if cache:
         cache.write_manifest(folder, spec, identity)
+    dim = cache.expected_dim(folder) if cache else None
 
     vectors: dict[int, list[np.ndarray | None]] = {}
     starts: dict[int, list[float]] = {}
     failures: dict[int, str] = {}
-    todo: list[tuple[int, str | None]] = []
-    hit: dict[int, int] = {}
+    hashes: dict[int, str] = {}
     for i, p in enumerate(paths):
         try:
             h = audio_hash(p) if cache else None
@@ -147,13 +147,24 @@ def embed_clips(
         except SoundlibError as exc:
             failures[i] = str(exc)
             continue
-        got = [cache.get(folder, h, k) for k in range(len(starts[i]))] if cache else [None] * len(starts[i])
-        vectors[i] = got
-        hit[i] = sum(v is not None for v in got)
-        if any(v is None for v in got):
-            todo.append((i, h))
+        hashes[i] = h
+        vectors[i] = ([cache.get(folder, h, k, dim=dim) for k in range(len(starts[i]))] if cache
+                      else [None] * len(starts[i]))
+    cached = [(i, k, v) for i, vs in vectors.items() for k, v in enumerate(vs) if v is not None]
+    if cache and dim is None and len({v.shape[0] for _, _, v in cached}) > 1:
+        # entries of several sizes and none recorded (a cache of an older soundlib): the embedder decides
+        loaded = loaded or backbone.load()
+        for i, k, v in cached:
+            if v.shape[0] != loaded.output_dim:
+                cache.reject(folder, hashes[i], f"has {v.shape[0]} values, expected {loaded.output_dim} "
+                                                "(the embedder's size)", k)
+                vectors[i][k] = None
+    hit = {i: sum(v is not None for v in vs) for i, vs in vectors.items()}
+    todo = [(i, hashes[i]) for i in sorted(vectors) if any(v is None for v in vectors[i])]
     if todo and loaded is None:
         loaded = backbone.load()
+    if cache and todo and getattr(loaded, "output_dim", None):
+        cache.write_manifest(folder, spec, identity, dim=loaded.output_dim)
 
     def render(item: tuple[int, str | None]):
         i, h = item
@@ -175,6 +186,11 @@ def embed_clips(
                     return
                 feats = loaded(np.stack([b[3] for b in batch]), batch_size=config.batch_size)
                 for (i, h, k, _), v in zip(batch, feats):
+                    if i in failures:
+                        continue
+                    if not np.isfinite(v).all():
+                        failures[i] = f"{paths[i]}: the embedding of this clip holds NaN or infinite values"
+                        continue
                     vectors[i][k] = v
                     if cache:
                         cache.put(folder, h, v, k)
@@ -193,7 +209,7 @@ def embed_clips(
     finally:
         bar.close()
 
-    order = [i for i in range(len(paths)) if i in vectors]
+    order = [i for i in range(len(paths)) if i in vectors and i not in failures]
     rows = [v for i in order for v in vectors[i]]
     hits = sum(hit[i] for i in order)
     dim = getattr(loaded, "output_dim", 0)

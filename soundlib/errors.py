@@ -1,10 +1,17 @@
-"""The one exception family soundlib raises for bad input.
+"""The one exception family soundlib raises for bad input, and its one warning category.
 
 Every message names the offending file (or key) and says what was expected,
-so a user can fix the input without reading a stack trace.
+so a user can fix the input without reading a stack trace. Problems that do
+not stop a run (a degenerate fold, a bad cache entry recomputed) are
+:class:`SoundlibWarning` warnings; :func:`collect_warnings` gathers them so a
+run can record them in its results.
 """
 
 from __future__ import annotations
+
+import contextlib
+import warnings
+from typing import Iterator
 
 __all__ = [
     "SoundlibError",
@@ -14,6 +21,11 @@ __all__ = [
     "BackboneError",
     "ConfigError",
     "ModelError",
+    "TrainingError",
+    "SoundlibWarning",
+    "warn",
+    "collect_warnings",
+    "WarningLog",
 ]
 
 
@@ -43,3 +55,52 @@ class ConfigError(SoundlibError):
 
 class ModelError(SoundlibError):
     """An exported model directory is missing or corrupt."""
+
+
+class TrainingError(SoundlibError):
+    """Training diverged (a non-finite loss or weights) or cannot run on the data given."""
+
+
+class SoundlibWarning(UserWarning):
+    """Something a user must know about a run's inputs or results that does not stop it."""
+
+
+def warn(message: str) -> None:
+    """Issue ``message`` as a :class:`SoundlibWarning` (shown every time, recorded by :func:`collect_warnings`)."""
+    warnings.warn(message, SoundlibWarning, stacklevel=2)
+
+
+class WarningLog:
+    """The :class:`SoundlibWarning` messages caught so far by :func:`collect_warnings` (read :attr:`messages`)."""
+
+    def __init__(self, caught: list):
+        self._caught = caught
+
+    @property
+    def messages(self) -> list[str]:
+        """The messages in the order issued, each once."""
+        return list(dict.fromkeys(str(w.message) for w in self._caught if issubclass(w.category, SoundlibWarning)))
+
+
+@contextlib.contextmanager
+def collect_warnings() -> Iterator[WarningLog]:
+    """Record the :class:`SoundlibWarning` messages issued inside the block.
+
+    Yields a :class:`WarningLog` whose ``messages`` fill while the block runs
+    (so a run can write them into its results before the block ends). Every
+    warning caught, soundlib's or not, is shown again on leaving the block
+    (soundlib's once per message), so nothing is hidden from the user.
+    """
+    caught: list = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", SoundlibWarning)
+            yield WarningLog(caught)
+    finally:
+        shown: set[str] = set()
+        for w in caught:
+            if issubclass(w.category, SoundlibWarning):
+                if str(w.message) in shown:
+                    continue
+                shown.add(str(w.message))
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno, w.file, w.line)

@@ -80,6 +80,13 @@ class EvalConfig:
 
         if self.aggregate not in AGGREGATIONS:
             raise ConfigError(f"aggregate must be one of {', '.join(AGGREGATIONS)}, got {self.aggregate!r}")
+        if self.folds is not None:
+            twice = sorted({f for f in self.folds if self.folds.count(f) > 1})
+            if twice:
+                raise ConfigError(f"folds: fold(s) {', '.join(map(str, twice))} listed more than once in "
+                                  f"{list(self.folds)}; list each test fold once")
+            if not self.folds:
+                raise ConfigError("folds: an empty list; give at least one test fold (or none for all)")
 
 
 @dataclasses.dataclass
@@ -140,13 +147,23 @@ def evaluate(dataset: Dataset, config: EvalConfig = EvalConfig(), *, out_dir: st
 
     Writes ``results.json``, ``predictions.csv`` and ``confusion_matrix.png``
     into ``out_dir`` when given. Returns the results as a dict (the content of
-    ``results.json``): per-fold accuracy, validation accuracy, what the method
-    chose and its wall time, mean and std, pooled macro-F1, per-class scores,
-    the summed confusion matrix, timings.
+    ``results.json``): per-fold accuracy and macro-F1, validation accuracy,
+    what the method chose and its wall time, mean and std, pooled macro-F1
+    (over the classes present, and ``macro_f1_all_classes``), per-class scores,
+    the summed confusion matrix, timings, and ``warnings``: every
+    :class:`~soundlib.errors.SoundlibWarning` the run issued (degenerate folds,
+    duplicate rows, recomputed cache entries...).
     """
+    from .errors import collect_warnings
+
+    with collect_warnings() as log:
+        return _evaluate(dataset, config, out_dir=out_dir, embed_config=embed_config, progress=progress, log=log)
+
+
+def _evaluate(dataset: Dataset, config: EvalConfig, *, out_dir, embed_config, progress: bool, log) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
-    from .folds import find_leakage
+    from .folds import check_test_fold, find_leakage
     from .metrics import compute_metrics, prediction_rows, write_predictions, write_results_json
     from .plots import plot_confusion, save_png
 
@@ -156,15 +173,19 @@ def evaluate(dataset: Dataset, config: EvalConfig = EvalConfig(), *, out_dir: st
     p = _prepare(dataset, config, embed_config, progress)
     folds = list(config.folds or p.ds.folds)
     _check_folds(p.ds, folds)
+    for f in folds:
+        check_test_fold(p.ds, f)
     classes = list(p.ds.classes)
     per_fold, y_true, y_pred, rows = [], [], [], []
     for f in tqdm(folds, desc=f"folds ({p.spec.name}, {config.method.name})", unit="fold", disable=not progress):
         split, fit, proba, seconds = _run_fold(p, f, config)
-        yt = p.y[split.test]
-        per_fold.append({"fold": int(f), "accuracy": float(np.mean(proba.argmax(axis=1) == yt)), "n": len(yt),
+        yt, yp = p.y[split.test].tolist(), proba.argmax(axis=1).tolist()
+        scores = compute_metrics(yt, yp, classes)
+        per_fold.append({"fold": int(f), "accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"],
+                         "macro_f1_all_classes": scores["macro_f1_all_classes"], "n": len(yt),
                          "val_accuracy": _num(fit.val_accuracy), "choice": fit.choice, "seconds": seconds})
-        y_true += yt.tolist()
-        y_pred += proba.argmax(axis=1).tolist()
+        y_true += yt
+        y_pred += yp
         rows += prediction_rows([p.ds.clips[i] for i in split.test], proba, classes)
 
     accs = [r["accuracy"] for r in per_fold]
@@ -187,11 +208,13 @@ def evaluate(dataset: Dataset, config: EvalConfig = EvalConfig(), *, out_dir: st
         "accuracy_mean": float(np.mean(accs)),
         "accuracy_std": float(np.std(accs)),
         "macro_f1": pooled["macro_f1"],
+        "macro_f1_all_classes": pooled["macro_f1_all_classes"],
         "per_class": pooled["per_class"],
         "confusion_matrix": pooled["confusion_matrix"],
         "train_config": config.train.to_dict(),
         "seconds": {"prepare": p.seconds, "folds": [r["seconds"] for r in per_fold],
                     "total": round(time.perf_counter() - t0, 2)},
+        "warnings": log.messages,
     }
     if out_dir is not None:
         out = Path(out_dir)
@@ -211,6 +234,8 @@ def _num(x: float) -> float | None:
 def format_summary(results: Mapping[str, Any]) -> str:
     """One line about an :func:`evaluate` result: variant, method, protocol, mean ± std accuracy, macro-F1."""
     tag = " [LEAKY split: not a valid estimate]" if results.get("leaky") else ""
+    if results.get("warnings"):
+        tag += f" [{len(results['warnings'])} warning(s) in results.json]"
     method = results.get("method", {}).get("name", DEFAULT_METHOD)
     return (f"{results['variant']} / {method}: accuracy {results['accuracy_mean']:.3f} ± "
             f"{results['accuracy_std']:.3f} over {len(results['per_fold'])} folds, macro-F1 {results['macro_f1']:.3f} "
@@ -219,25 +244,51 @@ def format_summary(results: Mapping[str, Any]) -> str:
 
 
 def train_fold(dataset: Dataset, *, test_fold: int, config: EvalConfig = EvalConfig(),
-               out_dir: str | os.PathLike, embed_config=None, export: bool = True,
+               out_dir: str | os.PathLike, embed_config=None, export: bool = True, overwrite: bool = False,
                progress: bool = True) -> RunMetrics:
     """Train on every fold but ``test_fold``, score on it, and write its outputs into ``out_dir``.
 
     Writes ``predictions.csv``, ``confusion_matrix.png``, ``history.json``
     (what the method chose on validation), the exported model under
-    ``out_dir/model`` (``export=True`` and a method that can export one), and last
-    ``metrics.json``: its presence marks a complete run.
+    ``out_dir/model`` (``export=True`` and a method that can export one), and
+    last ``metrics.json``: its presence marks a complete run. A previous run's
+    ``metrics.json`` is removed first, so a run killed half-way leaves a
+    folder that reads as incomplete, never an old score beside new outputs.
+
+    Parameters
+    ----------
+    overwrite : bool
+        Replace an ``out_dir/model`` that is not a soundlib model. Without it,
+        such a folder is refused before anything is trained (a soundlib model is
+        replaced atomically either way; see :func:`soundlib.infer.export_keras_model`).
     """
+    from .errors import collect_warnings
+
+    with collect_warnings() as log:
+        return _train_fold(dataset, test_fold=test_fold, config=config, out_dir=Path(out_dir),
+                           embed_config=embed_config, export=export, overwrite=overwrite, progress=progress, log=log)
+
+
+def _train_fold(dataset: Dataset, *, test_fold: int, config: EvalConfig, out_dir: Path, embed_config, export: bool,
+                overwrite: bool, progress: bool, log) -> RunMetrics:
     from .atomic import write_json_atomic
-    from .metrics import compute_metrics, prediction_rows, write_predictions
+    from .folds import check_test_fold
+    from .infer import check_model_target
+    from .metrics import compute_metrics, prediction_rows, start_run, write_predictions
     from .plots import plot_confusion, save_png
 
     t0 = time.perf_counter()
-    out = Path(out_dir)
+    out = out_dir
     if not dataset.clips:
         raise DatasetError(f"dataset {dataset.name!r} at {dataset.root} has no clips")
+    if export:
+        check_model_target(out / "model", overwrite=overwrite)
     p = _prepare(dataset, config, embed_config, progress)
     _check_folds(p.ds, [test_fold])
+    check_test_fold(p.ds, test_fold)
+    start_run(out)
+    for name in ("history.json", "confusion_matrix.png"):  # this run writes them again
+        (out / name).unlink(missing_ok=True)
     classes = list(p.ds.classes)
     split, fit, proba, seconds = _run_fold(p, test_fold, config)
     yt = p.y[split.test]
@@ -250,24 +301,27 @@ def train_fold(dataset: Dataset, *, test_fold: int, config: EvalConfig = EvalCon
     write_json_atomic(out / "history.json", fit.choice.get("history", {}))
     exported = None
     if export and p.method.exportable:
-        exported = p.method.export(fit, out / "model", p.ctx, metadata={"test_fold": test_fold,
-                                                                        "protocol": p.protocol})
+        exported = p.method.export(fit, out / "model", p.ctx, overwrite=overwrite,
+                                   metadata={"test_fold": test_fold, "protocol": p.protocol})
     metrics = RunMetrics(
         variant=p.spec.name, test_fold=int(test_fold), protocol=p.protocol,
         backbone=p.feats.info.get("backbone", ""),
-        **{k: scores[k] for k in ("accuracy", "macro_f1", "per_class", "confusion_matrix", "n")},
+        **{k: scores[k] for k in ("accuracy", "macro_f1", "macro_f1_all_classes", "per_class", "confusion_matrix",
+                                  "n")},
         train_clips=int(len(split.train)), train_config=config.train.to_dict(),
         seconds=round(time.perf_counter() - t0, 2), method=config.method.name,
         method_config=config.method.to_dict(), val_accuracy=_num(fit.val_accuracy),
         choice={k: v for k, v in fit.choice.items() if k != "history"},
         fit_seconds=seconds, prepare_seconds=p.seconds, exported=exported is not None, duration=p.duration,
+        warnings=log.messages,
     )
     metrics.write(out)
     return metrics
 
 
 def format_run(metrics: RunMetrics) -> str:
-    """One line about a :func:`train_fold` result."""
+    """One line about a :func:`train_fold` result (plus a count of its warnings, if any)."""
+    warned = f"; {len(metrics.warnings)} warning(s) in metrics.json" if metrics.warnings else ""
     return (f"{metrics.variant} / {metrics.method}, test fold {metrics.test_fold}: accuracy {metrics.accuracy:.3f}, "
             f"macro-F1 {metrics.macro_f1:.3f} on {metrics.n} clips (trained on {metrics.train_clips}, "
-            f"{metrics.seconds} s)")
+            f"{metrics.seconds} s){warned}")

@@ -3,8 +3,11 @@
 :func:`featurize` renders many clips with one :class:`~soundlib.variants.FeatureSpec`,
 in worker processes, keeping going past bad files and reporting them. It owns
 the layout of a pictures folder: one PNG per clip under the clip's path
-relative to the dataset root, and ``feature_spec.json`` recording the spec
-that made them (a folder never mixes two specs).
+relative to the dataset root, its file name kept whole (``x.wav`` ->
+``x.wav.png``, so ``x.wav`` and ``x.flac`` never share a picture), and
+``feature_spec.json`` recording the spec and the dataset root that made them
+(a folder never mixes two specs or two datasets). Two clips that would share
+a picture are an error, never a silent overwrite.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from .variants import FEATURE_VERSION, FeatureSpec, get_variant
 
 __all__ = [
     "GALLERY_FILES",
+    "MAX_PICTURE_PIXELS",
+    "PICTURES_LAYOUT",
     "featurize_clip",
     "featurize_windows",
     "window_starts_of",
@@ -44,6 +49,10 @@ GALLERY_FILES: dict[str, str] = {
     "spectrogram_and_wave_form_stacked.png": "stacked",
 }
 
+#: Largest picture :func:`read_picture` decodes (the largest a feature spec makes, 4096 x 4096).
+MAX_PICTURE_PIXELS = 4096 * 4096
+#: Version of the pictures-folder layout in ``feature_spec.json`` (2: file names keep the audio extension).
+PICTURES_LAYOUT = 2
 
 
 def featurize_clip(path: str | os.PathLike, spec: FeatureSpec) -> np.ndarray:
@@ -95,29 +104,89 @@ def write_png(path: str | os.PathLike, picture: np.ndarray) -> Path:
 
 
 def read_picture(path: str | os.PathLike) -> np.ndarray:
-    """Read a picture file as uint8 (H, W, 3); raise :class:`FeatureError` naming the file if it is not one."""
+    """Read a picture file as uint8 (H, W, 3); raise :class:`FeatureError` naming the file if it is not one.
+
+    Pictures of more than :data:`MAX_PICTURE_PIXELS` pixels are refused before
+    they are decoded (a 20000 x 20000 PNG would need over a gigabyte).
+    """
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as img:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below, by size
+            img = Image.open(path)
+        with img:
+            w, h = img.size
+            if w * h > MAX_PICTURE_PIXELS:
+                raise FeatureError(f"{path}: picture is {w}x{h} pixels, more than the {MAX_PICTURE_PIXELS:,} "
+                                   "soundlib decodes (4096x4096); not read")
             if img.mode not in ("RGB", "L", "RGBA", "P", "I;16", "I", "F"):
                 raise FeatureError(f"{path}: unsupported picture mode {img.mode}")
             return np.asarray(img.convert("RGB"))
     except FileNotFoundError:
         raise FeatureError(f"{path}: picture file not found") from None
-    except (UnidentifiedImageError, OSError) as exc:
-        raise FeatureError(f"{path}: not a readable picture ({exc})") from None
+    except PermissionError:
+        raise FeatureError(f"{path}: cannot read the picture: permission denied") from None
+    except Image.DecompressionBombError as exc:
+        raise FeatureError(f"{path}: picture has more than the {MAX_PICTURE_PIXELS:,} pixels soundlib decodes "
+                           f"(4096x4096); not read ({exc})") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise FeatureError(f"{path}: not a readable picture ({type(exc).__name__}: {exc})") from None
+
+
+def _relative(path: Path, root: Path) -> Path | None:
+    """``path`` relative to ``root`` (lexically; links are not resolved, so a link loop cannot raise), or None."""
+    rel = os.path.relpath(os.path.abspath(path), os.path.abspath(root))
+    return None if rel == os.pardir or rel.startswith(os.pardir + os.sep) else Path(rel)
 
 
 def picture_path(clip_path: Path, root: Path, out_dir: Path) -> Path:
-    """Where a clip's picture goes: its path under the dataset root (minus ``audio/``), as .png."""
-    try:
-        rel = Path(clip_path).resolve().relative_to(Path(root).resolve())
-    except ValueError:
-        rel = Path(Path(clip_path).name)
+    """Where a clip's picture goes: its path under the dataset root (minus a leading ``audio/``), with
+    ``.png`` added to the whole file name (``fold1/x.wav`` -> ``OUT/fold1/x.wav.png``).
+
+    Raises
+    ------
+    FeatureError
+        The clip is not under ``root``.
+    """
+    rel = _relative(Path(clip_path), Path(root))
+    if rel is None or rel == Path("."):
+        raise FeatureError(f"{clip_path}: not inside the dataset root {root}, so it has no place in the pictures "
+                           "folder")
     if rel.parts and rel.parts[0] == "audio" and len(rel.parts) > 1:
         rel = Path(*rel.parts[1:])
-    return Path(out_dir) / rel.with_suffix(".png")
+    return Path(out_dir) / rel.with_name(rel.name + ".png")
+
+
+def _common_root(paths: list[Path], root: Path | None) -> Path:
+    """``root`` when every path is inside it, else the deepest folder holding ``root`` and every path."""
+    folders = [os.path.abspath(p.parent) for p in paths]
+    if root is not None and all(_relative(p, root) is not None for p in paths):
+        return Path(root)
+    if root is not None:
+        folders.append(os.path.abspath(root))
+    return Path(os.path.commonpath(folders)) if folders else Path(".")
+
+
+def _destinations(paths: list[Path], root: Path, out_dir: Path) -> dict[Path, Path]:
+    """Picture path of each distinct clip; :class:`FeatureError` when two clips would share one."""
+    dests: dict[Path, Path] = {}
+    owner: dict[str, Path] = {}
+    clashes = []
+    for p in dict.fromkeys(paths):  # a clip listed twice is rendered once
+        dest = picture_path(p, root, out_dir)
+        key = os.path.normcase(str(dest)).lower()  # case-insensitive filesystems would merge x.WAV and x.wav
+        if key in owner and os.path.abspath(owner[key]) != os.path.abspath(p):
+            clashes.append(f"{owner[key]} and {p} -> {dest}")
+        owner.setdefault(key, p)
+        dests[p] = dest
+    if clashes:
+        raise FeatureError(f"{len(clashes)} picture path(s) would be shared by two clips, and one picture would "
+                           f"overwrite the other: {'; '.join(clashes[:3])}{' ...' if len(clashes) > 3 else ''}; "
+                           "rename the files")
+    return dests
 
 
 @dataclasses.dataclass
@@ -156,22 +225,32 @@ def _work(args: tuple[Path, FeatureSpec, Path | None]) -> tuple[Path, np.ndarray
         return path, None, f"{path}: {type(exc).__name__}: {exc}"
 
 
-def _check_out_dir(out_dir: Path, spec: FeatureSpec) -> None:
+def _check_out_dir(out_dir: Path, spec: FeatureSpec, root: Path) -> None:
+    """Refuse a pictures folder made with another spec, from another dataset root, or in the old layout."""
     from .atomic import write_json_atomic
 
     marker = out_dir / "feature_spec.json"
+    root_text = os.path.abspath(root)
     if marker.is_file():
         try:
-            old = json.loads(marker.read_text())
-        except (OSError, json.JSONDecodeError):
+            old = json.loads(marker.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
             old = None
-        if old is None or old.get("key") != spec.key():
+        if not isinstance(old, dict) or old.get("key") != spec.key():
             raise FeatureError(
                 f"{out_dir} already holds pictures made with another feature spec ({marker}); "
                 "choose another --out folder"
             )
+        if old.get("layout") != PICTURES_LAYOUT:
+            raise FeatureError(f"{out_dir} holds pictures written by an older soundlib, named without the audio "
+                               "extension (x.png, now x.wav.png); choose another --out folder")
+        if old.get("root") != root_text:
+            raise FeatureError(f"{out_dir} holds pictures of the clips under {old.get('root')}, not {root_text}; "
+                               "pictures of two datasets would overwrite one another: choose another --out folder")
+        return
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(marker, {"key": spec.key(), "spec": spec.to_dict(), "feature_version": FEATURE_VERSION})
+    write_json_atomic(marker, {"key": spec.key(), "spec": spec.to_dict(), "feature_version": FEATURE_VERSION,
+                               "layout": PICTURES_LAYOUT, "root": root_text})
 
 
 def featurize(
@@ -193,28 +272,35 @@ def featurize(
         Write one PNG per clip under it (see :func:`picture_path`), skipping
         pictures already there from the same spec. Without it, pictures stay in memory.
     root : path, optional
-        Dataset root the PNG paths are made relative to (a Dataset's own root by default).
+        Dataset root the PNG paths are made relative to (a Dataset's own root by
+        default; widened to a folder holding every clip when some lie outside it).
     jobs : int
-        Worker processes (1: in this process).
+        Worker processes (1: in this process). They die with this process, even
+        when it is killed with ``kill -9``.
+
+    Raises
+    ------
+    FeatureError
+        ``out_dir`` holds pictures of another spec or dataset root, or two clips
+        would share a picture path.
     """
     if root is None:
         root = getattr(clips, "root", None)
     paths = [Path(getattr(c, "path", c)) for c in clips]
-    if root is None:
-        root = Path(os.path.commonpath([p.parent.resolve() for p in paths])) if paths else Path(".")
+    root = _common_root(paths, Path(root) if root is not None else None)
     report = FeaturizeReport(spec=spec)
     tasks: list[tuple[Path, FeatureSpec, Path | None]] = []
     if out_dir is not None:
         out_dir = Path(out_dir)
-        _check_out_dir(out_dir, spec)
-        for p in paths:
-            dest = picture_path(p, Path(root), out_dir)
+        dests = _destinations(paths, root, out_dir)
+        _check_out_dir(out_dir, spec, root)
+        for p, dest in dests.items():
             if dest.is_file():
                 report.skipped.append(dest)
             else:
                 tasks.append((p, spec, dest))
     else:
-        tasks = [(p, spec, None) for p in paths]
+        tasks = [(p, spec, None) for p in dict.fromkeys(paths)]
 
     from tqdm.auto import tqdm
 
@@ -224,7 +310,10 @@ def featurize(
             import concurrent.futures as cf
             import multiprocessing as mp
 
-            with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
+            from .runtime import die_with_parent
+
+            with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"),
+                                        initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
                 results = pool.map(_work, tasks, chunksize=max(1, len(tasks) // (jobs * 8)))
                 for task, (path, pic, err) in zip(tasks, results):
                     _collect(report, task, path, pic, err)

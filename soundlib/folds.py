@@ -8,18 +8,23 @@
 * :func:`leaky_folds` is the invalid protocol (slices split at random), kept
   only to show how much leakage inflates accuracy.
 * :func:`find_leakage` / :func:`check_leakage` report recordings found in several folds.
+* Degenerate inputs are refused or warned about loudly (:class:`~soundlib.errors.SoundlibWarning`,
+  recorded in a run's results): one class, a file listed under two labels or in two folds
+  (:func:`drop_duplicate_rows`), classes with fewer clips than folds (:func:`check_classes`),
+  and test folds holding classes the training folds never show (:func:`check_test_fold`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections import defaultdict
 from typing import Iterable, Sequence
 
 import numpy as np
 
 from .data import Clip, Dataset
-from .errors import DatasetError
+from .errors import DatasetError, warn
 
 __all__ = [
     "DEFAULT_K_FOLDS",
@@ -31,6 +36,9 @@ __all__ = [
     "grouped_validation_split",
     "find_leakage",
     "check_leakage",
+    "drop_duplicate_rows",
+    "check_classes",
+    "check_test_fold",
 ]
 
 #: Folds assigned when a dataset has none.
@@ -96,12 +104,107 @@ def prepare_folds(dataset: Dataset, *, k_folds: int = DEFAULT_K_FOLDS, seed: int
     """
     if not dataset.clips:
         raise DatasetError(f"dataset {dataset.name!r} at {dataset.root} has no clips")
+    dataset = drop_duplicate_rows(dataset)
+    k = len(dataset.folds) if dataset.has_folds else k_folds
+    check_classes(dataset, k)
     if leaky:
-        k = len(dataset.folds) if dataset.has_folds else k_folds
         return leaky_folds(dataset, k, seed=seed), PROTOCOL_LEAKY
     if dataset.has_folds:
         return dataset, PROTOCOL_PREDEFINED
     return assign_folds(dataset, k_folds, seed=seed), f"grouped-{k_folds}-folds"
+
+
+def _shown(items: Sequence[str], n: int = 5) -> str:
+    return ", ".join(items[:n]) + (f", ... ({len(items)} in all)" if len(items) > n else "")
+
+
+def drop_duplicate_rows(dataset: Dataset) -> Dataset:
+    """The dataset with each audio file listed once.
+
+    A file listed twice with the same label (and fold) is a duplicate row: the
+    copies are dropped with a warning. A file listed under two labels, or in
+    two folds (it would be trained on and tested on), is refused.
+
+    Raises
+    ------
+    DatasetError
+        Naming the files and their labels or folds.
+    """
+    rows: dict[str, list[Clip]] = defaultdict(list)
+    for clip in dataset.clips:
+        rows[os.path.realpath(clip.path)].append(clip)
+    repeated = {p: cs for p, cs in rows.items() if len(cs) > 1}
+    if not repeated:
+        return dataset
+    where = f"dataset {dataset.name!r} at {dataset.root}"
+    two_labels = [f"{p} ({' and '.join(sorted({c.label for c in cs}))})" for p, cs in repeated.items()
+                  if len({c.label for c in cs}) > 1]
+    if two_labels:
+        raise DatasetError(f"{where}: {len(two_labels)} file(s) listed under more than one label, so their class "
+                           f"is ambiguous: {_shown(two_labels, 3)}; give each file one label")
+    two_folds = [f"{p} (folds {', '.join(str(f) for f in sorted({c.fold for c in cs}))})"
+                 for p, cs in repeated.items() if len({c.fold for c in cs}) > 1]
+    if two_folds:
+        raise DatasetError(f"{where}: {len(two_folds)} file(s) listed in more than one fold, so they would be "
+                           f"trained on and tested on: {_shown(two_folds, 3)}; list each file once")
+    n_dropped = sum(len(cs) - 1 for cs in repeated.values())
+    warn(f"{where}: {n_dropped} duplicate row(s) dropped (the same file listed more than once with the same "
+         f"label): {_shown([str(p) for p in repeated], 3)}")
+    first: list[Clip] = []
+    seen: set[str] = set()
+    for clip in dataset.clips:
+        key = os.path.realpath(clip.path)
+        if key not in seen:
+            seen.add(key)
+            first.append(clip)
+    return dataset.with_clips(first)
+
+
+def check_classes(dataset: Dataset, k: int) -> None:
+    """Refuse a dataset whose clips show fewer than two classes; warn about classes with fewer clips than folds.
+
+    Parameters
+    ----------
+    dataset : Dataset
+    k : int
+        Number of folds the protocol uses.
+
+    Raises
+    ------
+    DatasetError
+        When the clips hold fewer than two distinct classes.
+    """
+    counts = dataset.counts()
+    present = [c for c, n in counts.items() if n > 0]
+    where = f"dataset {dataset.name!r} at {dataset.root}"
+    if len(present) < 2:
+        raise DatasetError(f"{where}: all {len(dataset)} clip(s) have the class {', '.join(present) or '(none)'}; "
+                           "a classifier needs clips of at least two classes")
+    small = [f"{c} ({n} clip{'s' if n != 1 else ''})" for c, n in counts.items() if n < k]
+    if small:
+        warn(f"{where}: {len(small)} class(es) have fewer clips than the {k} folds, so some test folds cannot "
+             f"contain them and per-fold scores for them are missing or noisy: {_shown(small)}")
+
+
+def check_test_fold(dataset: Dataset, test_fold: int) -> list[str]:
+    """Warn when the test fold holds classes that never occur in the training folds.
+
+    Such clips cannot be classified correctly (the head never saw their class),
+    so the fold's accuracy says little about them.
+
+    Returns
+    -------
+    list of str
+        Those classes, in the dataset's class order (empty when every test class was trained on).
+    """
+    train = {c.label for c in dataset.clips if c.fold != test_fold}
+    test = {c.label for c in dataset.clips if c.fold == test_fold}
+    unseen = [c for c in dataset.classes if c in test and c not in train]
+    if unseen:
+        n = sum(1 for c in dataset.clips if c.fold == test_fold and c.label in unseen)
+        warn(f"fold {test_fold} of dataset {dataset.name!r}: class(es) {_shown(unseen)} occur in the test fold "
+             f"({n} clip(s)) but never in the training folds; those clips cannot be classified correctly")
+    return unseen
 
 
 def grouped_validation_split(groups: Sequence[str], fraction: float, *,

@@ -7,23 +7,35 @@ This module owns the exported-model format. A model folder holds
 * ``labels.txt``: one class name per line, in output order;
 * ``feature_spec.json``: the :class:`~soundlib.variants.FeatureSpec` that turns
   audio into the picture the model expects (so a raw WAV can be labelled);
-* ``soundlib_model.json``: format tag, backbone identity, training config, metadata.
+* ``soundlib_model.json``: format tag, backbone identity, training config,
+  metadata, and the SHA-256 of ``labels.txt`` and ``feature_spec.json``.
 
-:func:`export_model` writes one (into a temporary folder, renamed into place);
-:func:`load_model` opens one with clear errors for missing or corrupt parts.
+:func:`export_model` writes one (into a temporary folder that replaces the old
+model in one step); :func:`load_model` opens one with clear errors for missing,
+corrupt or edited parts: a reordered ``labels.txt`` or an edited
+``feature_spec.json`` would make every prediction silently wrong, so a model
+whose files no longer match the checksums recorded at export is refused.
+Models exported by soundlib 0.1 (format ``soundlib-model/1``) have no
+checksums; they load with a warning.
+
+soundlib never deletes a folder it did not make: :func:`check_model_target`
+refuses to replace a folder that is not a soundlib model unless asked to.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
+import re
+import socket
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .errors import FeatureError, ModelError, SoundlibError
+from .errors import ConfigError, FeatureError, ModelError, SoundlibError, warn
 from .variants import FeatureSpec
 
 __all__ = [
@@ -34,6 +46,10 @@ __all__ = [
     "export_keras_model",
     "load_model",
     "read_labels",
+    "read_model_info",
+    "is_soundlib_model",
+    "check_model_target",
+    "clean_stale_exports",
     "predict",
     "window_probabilities",
     "PICTURE_EXTENSIONS",
@@ -46,13 +62,98 @@ SPEC_FILE = "feature_spec.json"
 INFO_FILE = "soundlib_model.json"
 #: Files in an exported model directory.
 MODEL_FILES = (SAVED_MODEL, LABELS_FILE, SPEC_FILE, INFO_FILE)
-MODEL_FORMAT = "soundlib-model/1"
+#: The format written now: ``soundlib-model/1`` plus the checksums of the files it lists.
+MODEL_FORMAT = "soundlib-model/2"
+#: Formats :func:`load_model` reads (``/1``: soundlib 0.1, no checksums).
+READABLE_FORMATS = ("soundlib-model/1", MODEL_FORMAT)
+#: The files whose SHA-256 the manifest records (``checksums`` in ``soundlib_model.json``).
+CHECKED_FILES = (LABELS_FILE, SPEC_FILE)
 
 PICTURE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 
 
 # ---------------------------------------------------------------------------
 # Writing
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def is_soundlib_model(path: str | os.PathLike) -> bool:
+    """True when ``path`` is a folder whose ``soundlib_model.json`` carries a soundlib model format tag."""
+    try:
+        info = json.loads((Path(path) / INFO_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(info, dict) and isinstance(info.get("format"), str) and info["format"].startswith(
+        "soundlib-model/")
+
+
+# Temporary export folders: ``.<name>.tmp-<host>-<pid>-<random>``; 0.1 used ``.<name>.<8 random chars>``.
+_TMP_RE = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<host>[^-]*)-(?P<pid>\d+)-[A-Za-z0-9_]+$")
+_LEGACY_TMP_RE = re.compile(r"^\.(?P<name>.+)\.(?:[a-z0-9_]{8}|old(?:-\d+)?)$")
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname())[:40]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale_exports(model_dir: str | os.PathLike) -> list[Path]:
+    """Remove temporary folders that killed exports of ``model_dir`` left beside it.
+
+    A folder ``.<name>.tmp-<host>-<pid>-*`` is stale when it was made on this
+    host by a process that no longer runs; soundlib 0.1's ``.<name>.XXXXXXXX``
+    and the ``.<name>.old[-<pid>]`` folders of an interrupted swap are always stale. Returns the folders removed.
+    """
+    import shutil
+
+    model_dir = Path(model_dir)
+    parent, removed = model_dir.parent, []
+    if not parent.is_dir():
+        return removed
+    for entry in parent.iterdir():
+        m = _TMP_RE.match(entry.name)
+        legacy = _LEGACY_TMP_RE.match(entry.name)
+        if m and m["name"] == model_dir.name:
+            stale = m["host"] == _host() and not _pid_alive(int(m["pid"]))
+        else:
+            stale = bool(legacy and legacy["name"] == model_dir.name)
+        if stale and entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
+
+
+def check_model_target(model_dir: str | os.PathLike, *, overwrite: bool = False) -> None:
+    """Make sure a model may be exported to ``model_dir``, and clean stale temporary exports beside it.
+
+    Raises
+    ------
+    ModelError
+        ``model_dir`` exists and is not a soundlib model (no ``soundlib_model.json``
+        with a soundlib format tag), and ``overwrite`` is false: soundlib never
+        deletes a folder it did not create.
+    """
+    model_dir = Path(model_dir)
+    clean_stale_exports(model_dir)
+    if (model_dir.exists() or model_dir.is_symlink()) and not overwrite and not (
+            model_dir.is_dir() and not model_dir.is_symlink() and is_soundlib_model(model_dir)):
+        what = "a file" if model_dir.is_file() else "a link" if model_dir.is_symlink() else "a folder"
+        raise ModelError(
+            f"{model_dir} exists and is {what} that is not a soundlib model (no {INFO_FILE} with a soundlib "
+            "format tag); soundlib will not delete it: move it away, choose another --out, or pass --overwrite "
+            "to replace it")
+
 
 def export_model(
     out_dir: str | os.PathLike,
@@ -62,13 +163,21 @@ def export_model(
     spec: FeatureSpec,
     labels: Sequence[str],
     metadata: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Write a backbone + head model that labels pictures (see :func:`export_keras_model`).
+
+    The model is written into a new temporary folder beside ``out_dir``, which
+    then takes the place of any old model in one step (Linux: an atomic
+    exchange; elsewhere two renames). Temporary folders of killed exports are
+    removed first (:func:`clean_stale_exports`). Files and folders get the
+    permissions the umask allows.
 
     Parameters
     ----------
     out_dir : path-like
-        The model folder to create (replaced if it exists).
+        The model folder to create. An existing soundlib model there is replaced;
+        anything else is refused unless ``overwrite`` (see :func:`check_model_target`).
     trained : soundlib.train.TrainedHead
         A head trained on embeddings, or an end-to-end model.
     backbone : soundlib.backbones.BackboneInfo
@@ -79,14 +188,17 @@ def export_model(
         Class names in output order.
     metadata : mapping, optional
         Extra entries for ``soundlib_model.json`` (test fold, protocol, method...).
+    overwrite : bool
+        Replace ``out_dir`` even when it is not a soundlib model.
     """
     import tensorflow_hub as hub
 
     from .runtime import import_tf
 
-    tf, tf_keras = import_tf()
+    check_model_target(out_dir, overwrite=overwrite)
     if len(labels) != trained.n_classes:
         raise ModelError(f"{len(labels)} labels for a {trained.n_classes}-class model")
+    tf, tf_keras = import_tf()
     size = (spec.height, spec.width)
     if trained.end_to_end:
         inputs = tf_keras.Input(size + (3,), dtype="float32")
@@ -106,40 +218,45 @@ def export_model(
         model.get_layer("head").set_weights(head.get_weights())
     info = {"backbone": backbone.identity, "train_config": trained.config.to_dict(), "history": trained.history,
             **dict(metadata or {})}
-    return export_keras_model(out_dir, model, spec=spec, labels=labels, info=info)
+    return export_keras_model(out_dir, model, spec=spec, labels=labels, info=info, overwrite=overwrite)
 
 
 def export_keras_model(out_dir: str | os.PathLike, model: Any, *, spec: FeatureSpec, labels: Sequence[str],
-                       info: Mapping[str, Any] | None = None) -> Path:
+                       info: Mapping[str, Any] | None = None, overwrite: bool = False) -> Path:
     """Write any tf_keras model mapping float32 pictures (N, spec.height, spec.width, 3) in [0, 1] to class
-    probabilities (N, len(labels)) as an exported model folder, atomically (new folder, then swap)."""
-    import shutil
-    import tempfile
+    probabilities (N, len(labels)) as an exported model folder.
 
-    from .atomic import jsonable
+    The model is written into a new temporary folder beside ``out_dir``, which
+    then takes the place of any old model in one step (Linux: an atomic
+    exchange; elsewhere two renames). Temporary folders of killed exports are
+    removed first (:func:`clean_stale_exports`). Files and folders get the
+    permissions the umask allows. ``soundlib_model.json`` records ``info``, the
+    format tag and the checksums of ``labels.txt`` and ``feature_spec.json``.
+    """
+    import shutil
+
+    from .atomic import apply_umask, jsonable, make_temp_dir, replace_dir
 
     out_dir = Path(out_dir)
+    check_model_target(out_dir, overwrite=overwrite)
+    if len(set(labels)) != len(labels) or any(not str(x).strip() or "\n" in str(x) for x in labels):
+        raise ModelError(f"labels must be distinct one-line names, got {list(labels)}")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    tmp = make_temp_dir(out_dir.parent, f".{out_dir.name}.tmp-{_host()}-{os.getpid()}-")
     try:
         model.save(str(tmp / SAVED_MODEL), include_optimizer=False, save_format="tf")
-        (tmp / LABELS_FILE).write_text("".join(f"{label}\n" for label in labels))
-        (tmp / SPEC_FILE).write_text(json.dumps(spec.to_dict(), indent=2))
+        (tmp / LABELS_FILE).write_text("".join(f"{label}\n" for label in labels), encoding="utf-8")
+        (tmp / SPEC_FILE).write_text(json.dumps(spec.to_dict(), indent=2), encoding="utf-8")
         full = {
+            **dict(info or {}),
             "format": MODEL_FORMAT,
             "input": {"height": spec.height, "width": spec.width, "channels": 3, "dtype": "float32",
                       "range": [0, 1]},
-            **dict(info or {}),
+            "checksums": {name: _sha256(tmp / name) for name in CHECKED_FILES},
         }
-        (tmp / INFO_FILE).write_text(json.dumps(full, indent=2, default=jsonable))
-        if out_dir.exists():
-            old = out_dir.with_name(f".{out_dir.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out_dir, old)
-            os.replace(tmp, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out_dir)
+        (tmp / INFO_FILE).write_text(json.dumps(full, indent=2, default=jsonable), encoding="utf-8")
+        apply_umask(tmp)
+        replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -158,7 +275,60 @@ def read_labels(model_dir: str | os.PathLike) -> list[str]:
         raise ModelError(f"{path}: cannot read labels ({exc})") from None
     if not labels:
         raise ModelError(f"{path}: no labels")
+    repeated = sorted({x for x in labels if labels.count(x) > 1})
+    if repeated:
+        raise ModelError(f"{path}: label(s) {', '.join(repeated)} listed more than once")
     return labels
+
+
+def read_model_info(model_dir: str | os.PathLike) -> dict:
+    """``soundlib_model.json`` of a model folder, checked field by field (``{}`` when the file is absent).
+
+    Raises
+    ------
+    ModelError
+        Naming the file and the field when it is not JSON, not an object, has an
+        unknown format tag, or a field of the wrong type.
+    """
+    path = Path(model_dir) / INFO_FILE
+    if not path.is_file():
+        return {}
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ModelError(f"{path}: corrupt ({exc})") from None
+    if not isinstance(info, dict):
+        raise ModelError(f"{path}: expected a JSON object, got {type(info).__name__}")
+    fmt = info.get("format")
+    if fmt not in READABLE_FORMATS:
+        raise ModelError(f"{path}: format {fmt!r} is not one this soundlib reads ({', '.join(READABLE_FORMATS)})")
+    shape = info.get("input", {})
+    if not isinstance(shape, dict) or any(
+            k in shape and (isinstance(shape[k], bool) or not isinstance(shape[k], int)) for k in
+            ("height", "width", "channels")):
+        raise ModelError(f"{path}: 'input' must map height, width and channels to integers, got {shape!r}")
+    checksums = info.get("checksums")
+    if fmt == MODEL_FORMAT or checksums is not None:
+        if not isinstance(checksums, dict) or sorted(checksums) != sorted(CHECKED_FILES) or not all(
+                isinstance(v, str) and re.fullmatch(r"[0-9a-f]{64}", v) for v in checksums.values()):
+            raise ModelError(f"{path}: 'checksums' must give the SHA-256 of {' and '.join(CHECKED_FILES)}, got "
+                             f"{checksums!r}")
+    return info
+
+
+def _verify_checksums(path: Path, info: Mapping[str, Any]) -> None:
+    """Refuse a model whose labels or spec differ from what was exported; warn when it has no checksums."""
+    checksums = info.get("checksums")
+    if checksums is None:
+        warn(f"{path}: exported without checksums (soundlib 0.1 or older), so edits to {LABELS_FILE} or "
+             f"{SPEC_FILE} cannot be detected; re-export it to protect it")
+        return
+    for name in CHECKED_FILES:
+        if _sha256(path / name) != checksums[name]:
+            raise ModelError(
+                f"{path / name}: does not match the checksum recorded in {INFO_FILE} when the model was exported; "
+                f"the file was edited (a reordered {LABELS_FILE} or a changed {SPEC_FILE} makes every prediction "
+                "silently wrong): restore it or export the model again")
 
 
 @dataclasses.dataclass
@@ -203,17 +373,18 @@ def load_model(model_dir: str | os.PathLike) -> LoadedModel:
         if not (path / name).exists():
             raise ModelError(f"{path}: not an exported soundlib model (missing {name}); "
                              "make one with `soundlib train ... --out DIR`")
+    info = read_model_info(path)
+    _verify_checksums(path, info)
     labels = read_labels(path)
     try:
-        spec = FeatureSpec.from_dict(json.loads((path / SPEC_FILE).read_text()), where=str(path / SPEC_FILE))
-    except (json.JSONDecodeError, SoundlibError, TypeError) as exc:
+        spec = FeatureSpec.from_dict(json.loads((path / SPEC_FILE).read_text(encoding="utf-8")),
+                                     where=str(path / SPEC_FILE))
+    except (OSError, UnicodeDecodeError, ValueError, SoundlibError, TypeError) as exc:
         raise ModelError(f"{path / SPEC_FILE}: not a valid feature spec ({exc})") from None
-    info = {}
-    if (path / INFO_FILE).is_file():
-        try:
-            info = json.loads((path / INFO_FILE).read_text())
-        except json.JSONDecodeError as exc:
-            raise ModelError(f"{path / INFO_FILE}: corrupt ({exc})") from None
+    shape = info.get("input", {})
+    if (shape.get("height", spec.height), shape.get("width", spec.width)) != (spec.height, spec.width):
+        raise ModelError(f"{path}: {INFO_FILE} says the model takes {shape.get('width')}x{shape.get('height')} "
+                         f"pictures but {SPEC_FILE} makes {spec.width}x{spec.height}")
     from .runtime import import_tf
 
     tf, _ = import_tf()
@@ -250,11 +421,13 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
     from .data import AUDIO_EXTENSIONS
 
     out: list[Path] = []
+    wanted = AUDIO_EXTENSIONS | PICTURE_EXTENSIONS
     for raw in inputs:
         p = Path(raw)
-        if p.is_dir():
-            out += sorted(q for q in p.rglob("*") if q.is_file()
-                          and q.suffix.lower() in AUDIO_EXTENSIONS | PICTURE_EXTENSIONS)
+        if p.is_dir():  # rglob does not follow links to folders, so a link loop cannot recurse
+            for q in sorted(p.rglob("*")):
+                if q.suffix.lower() in wanted and (q.is_file() or q.is_symlink()):
+                    out.append(q)  # a broken or looping link is reported as a failure by the caller
         else:
             out.append(p)
     return out
@@ -321,10 +494,17 @@ def predict(model: LoadedModel, inputs: Sequence[str | os.PathLike], *, top_k: i
         ``input, rank, label, probability`` (and ``windows``) per file.
     failures : list of (Path, str)
         A file that fails is reported here and the others go on.
+
+    Raises
+    ------
+    ConfigError
+        ``top_k`` is not a positive integer.
     """
     from .featurize import read_picture
     from .methods.base import aggregate as aggregate_windows
 
+    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
+        raise ConfigError(f"top_k must be a positive integer (how many labels to list per input), got {top_k!r}")
     rows, failures = [], []
     for path in expand_inputs(inputs):
         try:
@@ -347,6 +527,9 @@ def predict(model: LoadedModel, inputs: Sequence[str | os.PathLike], *, top_k: i
                                              "rank": rank, "label": model.labels[k], "probability": float(p[k])})
         except SoundlibError as exc:
             failures.append((path, str(exc)))
+            continue
+        except Exception as exc:  # keep going: one bad input must not abort the batch
+            failures.append((path, f"{path}: {type(exc).__name__}: {exc}"))
             continue
         for rank, k in enumerate(np.argsort(-proba)[:top_k], start=1):
             rows.append({"input": str(path), "rank": rank, "label": model.labels[k], "probability": float(proba[k]),

@@ -13,6 +13,7 @@ from typing import Mapping
 
 import numpy as np
 
+from .config import check_finite
 from .errors import FeatureError
 
 __all__ = ["MergeSpec", "CHANNEL_SOURCES", "merge_channels", "stack_panels", "jittered_strengths"]
@@ -53,6 +54,7 @@ class MergeSpec:
     def __post_init__(self) -> None:
         object.__setattr__(self, "order", tuple(self.order))
         object.__setattr__(self, "strengths", tuple(float(s) for s in self.strengths))
+        check_finite(self, "merge spec")
         if sorted(self.order) != sorted(CHANNEL_SOURCES):
             raise FeatureError(
                 f"merge order {list(self.order)} must be a permutation of {list(CHANNEL_SOURCES)}"

@@ -23,6 +23,7 @@ __all__ = [
     "PREDICTIONS_FILE",
     "compute_metrics",
     "RunMetrics",
+    "start_run",
     "prediction_rows",
     "write_predictions",
     "read_predictions",
@@ -47,16 +48,23 @@ def compute_metrics(y_true: Sequence[int], y_pred: Sequence[int], classes: Seque
     Returns
     -------
     dict
-        ``accuracy``, ``macro_f1``, ``per_class`` (name -> precision, recall, f1,
-        support), ``confusion_matrix`` (rows: true class, columns: predicted) and ``n``.
+        ``accuracy``; ``macro_f1``, the mean F1 over the classes *present* in
+        ``y_true`` (support > 0: a class absent from a test fold is not scored
+        as 0); ``macro_f1_all_classes``, the mean over every class of
+        ``classes`` (absent ones count 0, soundlib 0.1's ``macro_f1``);
+        ``per_class`` (name -> precision, recall, f1, support),
+        ``confusion_matrix`` (rows: true class, columns: predicted) and ``n``.
     """
     from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
     labels = list(range(len(classes)))
+    present = sorted({int(y) for y in y_true})
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
     return {
         "accuracy": float(accuracy_score(y_true, y_pred)),
-        "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0))
+        if present else 0.0,
+        "macro_f1_all_classes": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
         "per_class": {
             c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
             for i, c in enumerate(classes)
@@ -75,7 +83,11 @@ class RunMetrics:
     variant : str
         Feature variant name (the run's folder name in a sweep).
     test_fold : int
-    accuracy, macro_f1 : float
+    accuracy : float
+    macro_f1 : float
+        Mean F1 over the classes present in the test fold (see :func:`compute_metrics`).
+    macro_f1_all_classes : float or None
+        Mean F1 over every class, absent ones counting 0 (``None`` when unknown).
     n : int
         Test clips.
     per_class : dict
@@ -103,6 +115,12 @@ class RunMetrics:
         Whether the run exported a labelling model.
     duration : dict
         The window length used, and whether ``duration: auto`` chose it.
+    warnings : list of str
+        What the run warned about (degenerate folds, recomputed cache entries...).
+
+    Files written by soundlib 0.1 lack ``macro_f1_all_classes`` and ``warnings``;
+    their ``macro_f1`` was the all-classes mean, so :meth:`from_dict` moves it to
+    ``macro_f1_all_classes`` and recomputes ``macro_f1`` from the confusion matrix.
     """
 
     variant: str
@@ -125,6 +143,8 @@ class RunMetrics:
     prepare_seconds: float = 0.0
     exported: bool = False
     duration: dict = dataclasses.field(default_factory=dict)
+    macro_f1_all_classes: float | None = None
+    warnings: list = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """The content of ``metrics.json``."""
@@ -142,9 +162,15 @@ class RunMetrics:
         known = {f.name for f in dataclasses.fields(cls)}
         m = cls(**{k: v for k, v in d.items() if k in known})
         acc, f1 = float(m.accuracy), float(m.macro_f1)
-        if not (0.0 <= acc <= 1.0 and 0.0 <= f1 <= 1.0):
-            raise ValueError(f"accuracy {acc} / macro_f1 {f1} outside [0, 1]")
-        return dataclasses.replace(m, accuracy=acc, macro_f1=f1, test_fold=int(m.test_fold), n=int(m.n))
+        f1_all = float(m.macro_f1_all_classes) if m.macro_f1_all_classes is not None else None
+        if "macro_f1_all_classes" not in d:  # written by soundlib 0.1: its macro_f1 averaged every class
+            f1_all, f1 = f1, _present_macro_f1(m.confusion_matrix, default=f1)
+        if not all(0.0 <= v <= 1.0 for v in (acc, f1, f1_all if f1_all is not None else 0.0)):  # NaN fails too
+            raise ValueError(f"accuracy {acc} / macro_f1 {f1} / macro_f1_all_classes {f1_all} outside [0, 1]")
+        if not isinstance(m.warnings, list) or not all(isinstance(w, str) for w in m.warnings):
+            raise ValueError(f"warnings must be a list of strings, got {m.warnings!r}")
+        return dataclasses.replace(m, accuracy=acc, macro_f1=f1, macro_f1_all_classes=f1_all,
+                                   test_fold=int(m.test_fold), n=int(m.n))
 
     @classmethod
     def read(cls, path: str | os.PathLike, *, variant: str | None = None,
@@ -163,6 +189,37 @@ class RunMetrics:
         if fold is not None and m.test_fold != fold:
             return None
         return m
+
+
+def _present_macro_f1(confusion: Any, *, default: float) -> float:
+    """Mean F1 over the classes with support (row sum > 0) of a confusion matrix; ``default`` if it is unusable."""
+    try:
+        mat = np.asarray(confusion, dtype=np.float64)
+    except (TypeError, ValueError):
+        return default
+    if mat.ndim != 2 or mat.shape[0] != mat.shape[1] or mat.size == 0 or not np.isfinite(mat).all():
+        return default
+    tp = np.diag(mat)
+    support = mat.sum(axis=1)
+    denom = support + mat.sum(axis=0)
+    f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
+    present = support > 0
+    return float(f1[present].mean()) if present.any() else default
+
+
+def start_run(run_dir: str | os.PathLike) -> Path:
+    """Mark ``run_dir`` as holding a run in progress (creating it if needed).
+
+    A previous run's ``metrics.json`` (the mark of a complete run) and
+    ``predictions.csv`` are removed, so a run killed before it writes its new
+    ``metrics.json`` leaves a folder that reads as incomplete, never an old
+    score beside new outputs.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for name in (METRICS_FILE, PREDICTIONS_FILE):
+        (run_dir / name).unlink(missing_ok=True)
+    return run_dir
 
 
 def prediction_rows(clips: Sequence[Any], proba: np.ndarray, classes: Sequence[str]) -> list[dict[str, Any]]:

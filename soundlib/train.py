@@ -19,8 +19,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .config import from_mapping
-from .errors import ConfigError, DatasetError
+from .config import check_finite, from_mapping
+from .errors import ConfigError, DatasetError, TrainingError
 from .folds import grouped_validation_split
 from .runtime import import_tf
 
@@ -52,6 +52,7 @@ class Distortions:
     freq_mask: float = 0.0
 
     def __post_init__(self) -> None:
+        check_finite(self, "distortions")
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
             if f.name != "flip_left_right" and not 0.0 <= float(v) < 1.0:
@@ -96,8 +97,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if isinstance(self.distortions, Mapping):
             object.__setattr__(self, "distortions", Distortions(**self.distortions))
-        if self.learning_rate <= 0:
-            raise ConfigError(f"learning_rate must be positive, got {self.learning_rate}")
+        check_finite(self, "train config")
+        if self.learning_rate <= 0 or self.fine_tune_learning_rate <= 0:
+            raise ConfigError(f"learning_rate and fine_tune_learning_rate must be positive, got "
+                              f"{self.learning_rate} and {self.fine_tune_learning_rate}")
         if self.epochs < 1 or (self.steps is not None and self.steps < 1):
             raise ConfigError(f"epochs/steps must be at least 1, got epochs={self.epochs} steps={self.steps}")
         if self.batch_size < 1 or self.validation_batch_size < 1:
@@ -170,6 +173,17 @@ def _head_layers(tf_keras, n_classes: int, config: TrainConfig) -> list:
             name="head",
         ),
     ]
+
+
+def _check_finite_history(history: Mapping[str, Sequence[float]], config: TrainConfig) -> None:
+    """Raise :class:`TrainingError` when a loss or accuracy went NaN or infinite (training diverged)."""
+    for name, values in history.items():
+        bad = [i for i, v in enumerate(values) if not math.isfinite(v)]
+        if bad:
+            raise TrainingError(
+                f"training diverged: {name} is {values[bad[0]]} from epoch {bad[0] + 1} of {len(values)} "
+                f"(learning_rate={config.learning_rate:g}, l2={config.l2:g}); lower the learning rate or check "
+                "the inputs for huge values; no model or metrics were written")
 
 
 def _check_labels(y: np.ndarray, n_classes: int) -> None:
@@ -294,6 +308,10 @@ def train_head(
     x = np.asarray(embeddings, np.float32)
     y = np.asarray(labels, np.int64)
     _check_labels(y, n_classes)
+    if not np.isfinite(x).all():
+        rows = np.flatnonzero(~np.isfinite(x).all(axis=1))
+        raise TrainingError(f"{len(rows)} of {len(x)} embeddings hold NaN or infinite values (rows "
+                            f"{', '.join(map(str, rows[:5]))}{' ...' if len(rows) > 5 else ''}); cannot train on them")
     tr, va = grouped_validation_split(groups if groups is not None else [str(i) for i in range(len(y))],
                                       config.validation_split, seed=config.seed)
     key = (x.shape[1], n_classes, dataclasses.replace(config, summaries_dir=None, verbose=0))
@@ -309,6 +327,7 @@ def train_head(
     history: dict[str, list[float]] = {"loss": loss, "accuracy": acc}
     if len(va):
         history.update(val_loss=vloss, val_accuracy=vacc)
+    _check_finite_history(history, config)
     if config.summaries_dir:
         writer = tf.summary.create_file_writer(str(config.summaries_dir))
         with writer.as_default():
@@ -420,5 +439,6 @@ def train_end_to_end(
         verbose=config.verbose,
         callbacks=_callbacks(config, tf_keras),
     )
-    return TrainedHead(model, {k: [float(v) for v in vs] for k, vs in hist.history.items()}, config, n_classes,
-                       end_to_end=True)
+    history = {k: [float(v) for v in vs] for k, vs in hist.history.items()}
+    _check_finite_history(history, config)
+    return TrainedHead(model, history, config, n_classes, end_to_end=True)

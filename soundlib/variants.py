@@ -17,9 +17,9 @@ import hashlib
 import json
 from typing import Any, Mapping, Sequence
 
-from .config import from_mapping, to_dict
-from .errors import ConfigError, FeatureError
 from .audio import PAD_POLICIES
+from .config import check_finite, from_mapping, to_dict
+from .errors import ConfigError, FeatureError
 from .merge import MergeSpec
 
 __all__ = [
@@ -28,6 +28,8 @@ __all__ = [
     "BUILTIN_VARIANTS",
     "FEATURE_VERSION",
     "KINDS",
+    "LIMITS",
+    "MAX_STFT_CELLS",
     "get_variant",
     "register_variant",
     "resolve_variant",
@@ -43,6 +45,21 @@ AUTO_DURATION_PERCENTILE = 95
 FEATURE_VERSION = 1
 
 KINDS = ("spectrogram", "waveform", "merged", "stacked")
+
+#: Inclusive bounds of a spec's numbers: beyond them a picture would take minutes or
+#: gigabytes to render (or is meaningless), so such a spec is refused up front.
+LIMITS: dict[str, tuple[float, float]] = {
+    "sr": (1000, 192000),
+    "duration": (0.01, 600),
+    "n_fft": (16, 65536),
+    "hop_length": (1, 65536),
+    "n_mels": (1, 1024),
+    "top_db": (1, 300),
+    "height": (16, 4096),
+    "width": (16, 4096),
+}
+#: Largest STFT (frames × frequency bins) one picture may need (about 2.5 GiB while computed).
+MAX_STFT_CELLS = 2**27
 FREQUENCY_SCALES = ("mel", "linear")
 AMPLITUDE_SCALES = ("db", "amplitude")
 
@@ -127,24 +144,33 @@ class FeatureSpec:
         _choice(where, "kind", self.kind, KINDS)
         _choice(where, "frequency", self.frequency, FREQUENCY_SCALES)
         _choice(where, "scale", self.scale, AMPLITUDE_SCALES)
-        for field in ("sr", "n_fft", "hop_length", "n_mels"):
-            if int(getattr(self, field)) <= 0:
-                raise FeatureError(f"{where}: {field} must be a positive integer, got {getattr(self, field)}")
-        if self.duration != "auto" and not (isinstance(self.duration, (int, float)) and 0 < self.duration <= 600):
-            raise FeatureError(f"{where}: duration must be in (0, 600] seconds or \"auto\", got {self.duration!r}")
+        check_finite(self, where)
+        if self.duration != "auto" and (isinstance(self.duration, bool)
+                                        or not isinstance(self.duration, (int, float))):
+            raise FeatureError(f"{where}: duration must be a number of seconds or \"auto\", got {self.duration!r}")
+        for field, (low, high) in LIMITS.items():
+            value = getattr(self, field)
+            if field == "duration" and value == "auto":
+                continue
+            if not low <= value <= high:
+                raise FeatureError(f"{where}: {field} must be in [{low:g}, {high:g}], got {value}")
         _choice(where, "pad", self.pad, PAD_POLICIES)
-        if self.window_hop is not None and not 0 < self.window_hop <= 600:
-            raise FeatureError(f"{where}: window_hop must be in (0, 600] seconds or null, got {self.window_hop}")
+        if self.window_hop is not None and not LIMITS["duration"][0] <= self.window_hop <= LIMITS["duration"][1]:
+            raise FeatureError(f"{where}: window_hop must be in [{LIMITS['duration'][0]:g}, "
+                               f"{LIMITS['duration'][1]:g}] seconds or null, got {self.window_hop}")
+        cells = self.stft_cells if self.resolved else 0
+        if cells > MAX_STFT_CELLS:
+            raise FeatureError(
+                f"{where}: sr={self.sr}, duration={self.duration:g} s, n_fft={self.n_fft} and "
+                f"hop_length={self.hop_length} make a spectrogram of {cells:,} cells (about "
+                f"{cells * 20 / 2**30:.0f} GiB to compute); at most {MAX_STFT_CELLS:,} are allowed: "
+                "raise hop_length, or lower n_fft, sr or duration")
         nyquist = self.sr / 2
         fmax = self.fmax if self.fmax is not None else nyquist
         if not 0 <= self.fmin < fmax <= nyquist:
             raise FeatureError(
                 f"{where}: need 0 <= fmin < fmax <= sr/2 = {nyquist:g}, got fmin={self.fmin}, fmax={self.fmax}"
             )
-        if self.top_db <= 0:
-            raise FeatureError(f"{where}: top_db must be positive, got {self.top_db}")
-        if not (16 <= self.height <= 4096 and 16 <= self.width <= 4096):
-            raise FeatureError(f"{where}: height and width must be in [16, 4096], got {self.height}x{self.width}")
         for field in ("waveform_color", "background_color"):
             c = getattr(self, field)
             if len(c) != 3 or not all(0 <= v <= 255 for v in c):
@@ -201,6 +227,11 @@ class FeatureSpec:
         """Seconds between window starts (``window_hop``, else half of ``duration``)."""
         self._need_resolved()
         return float(self.window_hop) if self.window_hop is not None else float(self.duration) / 2
+
+    @property
+    def stft_cells(self) -> int:
+        """Cells of one picture's STFT: frames (centred, ``1 + n_samples // hop_length``) × ``(1 + n_fft // 2)``."""
+        return (1 + self.n_samples // self.hop_length) * (1 + self.n_fft // 2)
 
 
 #: Fields added after soundlib 0.1, with the default that keeps 0.1's behaviour.
@@ -273,7 +304,7 @@ def resolve_variant(item: "str | Mapping[str, Any]", *, where: str = "variant") 
     if not isinstance(name, str) or not name:
         raise ConfigError(f"{where}: a derived variant needs a 'name' (used as its output folder)")
     base_name = d.pop("base", name if name in VARIANTS else "mel")
-    if base_name not in VARIANTS:
+    if not isinstance(base_name, str) or base_name not in VARIANTS:
         raise ConfigError(f"{where}: variant {name!r}: unknown base {base_name!r}; known: {', '.join(VARIANTS)}")
     return FeatureSpec.from_dict(d, base=VARIANTS[base_name], where=f"{where}: variant {name!r}")
 

@@ -110,3 +110,121 @@ def corpus(tmp_path_factory) -> Path:
     return generate_corpus(tmp_path_factory.mktemp("nbdata") / "data",
                            SynthConfig(clips_per_class=4, duration=1.0, slices_per_recording=1, n_folds=3),
                            progress=False)
+
+
+class ArchiveServer:
+    """A local HTTP server on 127.0.0.1 serving byte strings (``files``: URL path -> bytes).
+
+    Paths in ``truncate`` announce their full length but send only half of it,
+    then close the connection (an interrupted transfer). ``hits`` counts requests per path.
+    """
+
+    def __init__(self):
+        import http.server
+        import threading
+
+        self.files: dict[str, bytes] = {}
+        self.truncate: set[str] = set()
+        self.hits: dict[str, int] = {}
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                path = self.path.split("?")[0]
+                server.hits[path] = server.hits.get(path, 0) + 1
+                body = server.files.get(path)
+                if body is None:
+                    self.send_error(404, "not here")
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body[:len(body) // 2] if path in server.truncate else body)
+                self.wfile.flush()
+                if path in server.truncate:
+                    self.close_connection = True
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                       daemon=True)
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def archive_server():
+    server = ArchiveServer()
+    yield server
+    server.close()
+
+
+def us8k_archive(clips=(("7-3-0-0.wav", 1, "dog_bark", 3), ("9-1-0-0.wav", 2, "car_horn", 1))) -> bytes:
+    """A tiny UrbanSound8K.tar.gz with the real layout (``UrbanSound8K/audio/foldN``, ``UrbanSound8K/metadata``)."""
+    import io
+    import tarfile
+
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        def add(name: str, data: bytes):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o644
+            tf.addfile(info, io.BytesIO(data))
+
+        rows = [",".join(D.US8K_HEADER)]
+        for i, (name, fold, label, class_id) in enumerate(clips):
+            wav = io.BytesIO()
+            sf.write(wav, tone(300 + 100 * i, seconds=0.5), SR, format="WAV", subtype="PCM_16")
+            add(f"UrbanSound8K/audio/fold{fold}/{name}", wav.getvalue())
+            rows.append(f"{name},{name.split('-')[0]},0,0.5,1,{fold},{class_id},{label}")
+        add("UrbanSound8K/metadata/UrbanSound8K.csv", ("\n".join(rows) + "\n").encode())
+    return buf.getvalue()
+
+
+def esc50_archive() -> bytes:
+    """A tiny ESC-50-master.zip with the real layout (``ESC-50-master/audio``, ``ESC-50-master/meta/esc50.csv``)."""
+    import io
+    import zipfile
+
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    rows = [",".join(D.ESC50_HEADER)]
+    with zipfile.ZipFile(buf, "w") as zf:
+        for i, (name, fold, target, cat) in enumerate((("1-100-A-0.wav", 1, 0, "dog"), ("2-200-A-1.wav", 2, 1,
+                                                                                           "rooster"))):
+            wav = io.BytesIO()
+            sf.write(wav, tone(400 + 100 * i, seconds=0.5), SR, format="WAV", subtype="PCM_16")
+            zf.writestr(f"ESC-50-master/audio/{name}", wav.getvalue())
+            rows.append(f"{name},{fold},{target},{cat},False,{name.split('-')[1]},A")
+        zf.writestr("ESC-50-master/meta/esc50.csv", "\n".join(rows) + "\n")
+    return buf.getvalue()
+
+
+def serve_dataset(monkeypatch, server: ArchiveServer, dataset: str, body: bytes, *, md5: str | None = None) -> str:
+    """Point soundata's archive record of ``dataset`` at ``server`` serving ``body``; return the URL path."""
+    import hashlib
+    import importlib
+
+    from soundata.download_utils import RemoteFileMetadata
+
+    module = importlib.import_module(f"soundata.datasets.{dataset}")
+    old = module.REMOTES["all"]
+    path = "/" + old.filename
+    server.files[path] = body
+    monkeypatch.setitem(module.REMOTES, "all", RemoteFileMetadata(
+        filename=old.filename, url=server.url(path), checksum=md5 or hashlib.md5(body).hexdigest(),
+        unpack_directories=old.unpack_directories))
+    return path

@@ -57,7 +57,7 @@ def test_featurize_folder_with_bad_files(tmp_path, capsys):
     assert "2 written" in cap.out and "3 failed" in cap.out
     for name, why in (("silent.wav", "silent"), ("empty.wav", "empty file"), ("text.wav", "not a readable")):
         assert f"{name}: {why}" in cap.err
-    assert sorted(p.name for p in (tmp_path / "o").glob("*.png")) == ["good1.png", "good2.png"]
+    assert sorted(p.name for p in (tmp_path / "o").glob("*.png")) == ["good1.wav.png", "good2.wav.png"]
     assert not list((tmp_path / "o").glob(".*"))  # no temporary leftovers
 
 
@@ -71,15 +71,20 @@ def test_bad_dataset_errors_exit_2(tmp_path, capsys):
 
 
 def test_download_offline(tmp_path, capsys, monkeypatch):
-    import soundata
+    """No server at the address: a one-line error that names the URL and says it is the network."""
+    import socket
 
-    class Offline:
-        def download(self):
-            raise OSError("network is unreachable")
+    from .conftest import ArchiveServer, esc50_archive, serve_dataset
 
-    monkeypatch.setattr(soundata, "initialize", lambda name, data_home: Offline())
+    server = ArchiveServer()
+    serve_dataset(monkeypatch, server, "esc50", esc50_archive())
+    server.close()  # nothing listens there any more
+    with socket.socket() as s:  # (make sure of it)
+        assert s.connect_ex(("127.0.0.1", server.httpd.server_address[1])) != 0
     assert main(["download", "esc50", "--data-home", str(tmp_path)]) == 2
-    assert "could not download esc50" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("soundlib download: error: http://127.0.0.1:") and "could not download" in err
+    assert "check the network" in err and "Traceback" not in err
 
 
 def test_evaluate_train_predict(tmp_path, capsys, synth_corpus, tiny_backbone):

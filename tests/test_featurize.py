@@ -22,8 +22,8 @@ def test_featurize_in_memory_and_files(tmp_path):
     assert np.array_equal(rep.pictures[paths[1]], FZ.featurize_clip(paths[1], VARIANTS["mel"]))
     out = tmp_path / "out"
     rep = FZ.featurize(paths, VARIANTS["mel"], out_dir=out, progress=False)
-    assert sorted(p.name for p in rep.written) == ["0.png", "1.png", "2.png"]
-    assert np.array_equal(FZ.read_picture(out / "1.png"), rep and FZ.featurize_clip(paths[1], VARIANTS["mel"]))
+    assert sorted(p.name for p in rep.written) == ["0.wav.png", "1.wav.png", "2.wav.png"]
+    assert np.array_equal(FZ.read_picture(out / "1.wav.png"), rep and FZ.featurize_clip(paths[1], VARIANTS["mel"]))
     assert json.loads((out / "feature_spec.json").read_text())["key"] == VARIANTS["mel"].key()
     again = FZ.featurize(paths, VARIANTS["mel"], out_dir=out, progress=False)
     assert len(again.skipped) == 3 and not again.written
@@ -39,11 +39,11 @@ def test_featurize_keeps_going_past_bad_files(tmp_path):
     missing = tmp_path / "in" / "missing.wav"
     rep = FZ.featurize([good[0], bad, silent, missing, good[1]], VARIANTS["waveform"], out_dir=tmp_path / "o",
                       jobs=2, progress=False)
-    assert sorted(p.name for p in rep.written) == ["g0.png", "g1.png"]
+    assert sorted(p.name for p in rep.written) == ["g0.wav.png", "g1.wav.png"]
     msgs = dict((p.name, m) for p, m in rep.failures)
     assert set(msgs) == {"broken.wav", "silent.wav", "missing.wav"}
     assert "not a readable audio file" in msgs["broken.wav"] and "silent" in msgs["silent.wav"]
-    assert not list((tmp_path / "o").glob("**/*.tmp")) and not (tmp_path / "o" / "broken.png").exists()
+    assert not list((tmp_path / "o").glob("**/*.tmp")) and not (tmp_path / "o" / "broken.wav.png").exists()
 
 
 def test_write_png_is_atomic(tmp_path, monkeypatch):

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 
 import numpy as np
@@ -70,5 +72,10 @@ def test_missing_or_corrupt_model(tmp_path, model_dir):
     wrong = tmp_path / "wrong"
     shutil.copytree(model_dir, wrong)
     (wrong / "labels.txt").write_text("a\nb\n")
+    with pytest.raises(ModelError, match="labels.txt: does not match the checksum"):
+        load_model(wrong)
+    info = json.loads((wrong / "soundlib_model.json").read_text())  # a manifest rewritten to match: still caught
+    info["checksums"]["labels.txt"] = hashlib.sha256(b"a\nb\n").hexdigest()
+    (wrong / "soundlib_model.json").write_text(json.dumps(info))
     with pytest.raises(ModelError, match="labels.txt lists 2 labels"):
         load_model(wrong)

@@ -32,7 +32,8 @@ def test_run_metrics_round_trip_and_torn_files(tmp_path):
     assert RunMetrics.read(tmp_path / "nowhere") is None
     # unknown keys (written by a newer soundlib) are ignored, older files without optional keys load
     path.write_text(json.dumps({"variant": "mel", "test_fold": 1, "accuracy": 0.5, "macro_f1": 0.5, "future": 1}))
-    assert RunMetrics.read(path) == RunMetrics("mel", 1, 0.5, 0.5)
+    # (a file without macro_f1_all_classes is soundlib 0.1's: its macro_f1 was the all-classes mean)
+    assert RunMetrics.read(path) == RunMetrics("mel", 1, 0.5, 0.5, macro_f1_all_classes=0.5)
     with pytest.raises(TypeError):
         RunMetrics.from_dict({"variant": "mel"})
 

@@ -224,7 +224,7 @@ class Method:
     def predict(self, fit: FoldFit, feats: Features, clips: np.ndarray, ctx: Context) -> np.ndarray:
         raise NotImplementedError
 
-    def export(self, fit: FoldFit, out_dir, ctx: Context, *, metadata: dict) -> Any:
+    def export(self, fit: FoldFit, out_dir, ctx: Context, *, metadata: dict, overwrite: bool = False) -> Any:
         from ..errors import ModelError
 
         raise ModelError(f"method {self.spec.name!r} ({self.kind}) cannot export a labelling model; "

@@ -208,10 +208,10 @@ class FinetuneMethod(Method):
         proba = np.concatenate(out) if out else np.zeros((0, ctx.n_classes), np.float32)
         return aggregate(proba, feats.row_clip[rows], clips, how=ctx.aggregate)
 
-    def export(self, fit: FoldFit, out_dir, ctx: Context, *, metadata: dict):
+    def export(self, fit: FoldFit, out_dir, ctx: Context, *, metadata: dict, overwrite: bool = False):
         from ..infer import export_keras_model
 
-        return export_keras_model(out_dir, fit.model, spec=ctx.spec, labels=list(ctx.classes),
+        return export_keras_model(out_dir, fit.model, spec=ctx.spec, labels=list(ctx.classes), overwrite=overwrite,
                                   info={**metadata, "method": self.spec.to_dict(),
                                         "backbone": backbone_info(ctx).identity,
                                         "history": fit.choice.get("history", {})})

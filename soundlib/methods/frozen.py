@@ -110,7 +110,7 @@ class FrozenMethod(Method):
         rows = feats.rows_of(clips)
         return aggregate(_head_proba(fit.model, feats.x[rows]), feats.row_clip[rows], clips, how=ctx.aggregate)
 
-    def export(self, fit: FoldFit, out_dir, ctx: Context, *, metadata: dict):
+    def export(self, fit: FoldFit, out_dir, ctx: Context, *, metadata: dict, overwrite: bool = False):
         from ..backbones import PooledInfo, pooled_backbone
         from ..infer import export_keras_model, export_model
 
@@ -119,7 +119,7 @@ class FrozenMethod(Method):
         info = {**metadata, "method": self.spec.to_dict()}
         if not isinstance(backbone, PooledInfo):
             return export_model(out_dir, trained, backbone=backbone, spec=ctx.spec, labels=list(ctx.classes),
-                                metadata=info)
+                                metadata=info, overwrite=overwrite)
         from ..runtime import import_tf
 
         from ..backbones import resize_layer_fn
@@ -129,7 +129,7 @@ class FrozenMethod(Method):
         x = inp if (ctx.spec.height, ctx.spec.width) == (224, 224) else K.layers.Lambda(
             resize_layer_fn, arguments={"size": (224, 224)}, name="resize")(inp)
         model = K.Model(inp, trained.model(backbone.keras_model()(x)))
-        return export_keras_model(out_dir, model, spec=ctx.spec, labels=list(ctx.classes),
+        return export_keras_model(out_dir, model, spec=ctx.spec, labels=list(ctx.classes), overwrite=overwrite,
                                   info={**info, "backbone": backbone.identity, "train_config": ctx.train.to_dict()})
 
 

@@ -288,7 +288,7 @@ class ScratchMethod(Method):
         proba = fit.model.predict(_scale(feats.x[rows])[..., None], batch_size=64, verbose=0)
         return aggregate(proba, feats.row_clip[rows], clips, how=ctx.aggregate)
 
-    def export(self, fit: FoldFit, out_dir, ctx: Context, *, metadata: dict):
+    def export(self, fit: FoldFit, out_dir, ctx: Context, *, metadata: dict, overwrite: bool = False):
         """A pictures -> probabilities model: the grayscale native-resolution log-mel picture's first channel."""
         from ..infer import export_keras_model
         from ..runtime import import_tf
@@ -298,6 +298,6 @@ class ScratchMethod(Method):
         inp = K.Input((spec.height, spec.width, 3), dtype="float32")
         x = K.layers.Lambda(picture_to_plane, name="picture_to_plane")(inp)
         model = K.Model(inp, fit.model(x))
-        return export_keras_model(out_dir, model, spec=spec, labels=list(ctx.classes),
+        return export_keras_model(out_dir, model, spec=spec, labels=list(ctx.classes), overwrite=overwrite,
                                   info={**metadata, "method": self.spec.to_dict(), "backbone": None,
                                         "history": fit.choice.get("history", {})})
