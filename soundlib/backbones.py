@@ -293,6 +293,7 @@ POOLINGS = ("avg", "time_stats", "time_max")
 #: Layer names of the embedded EfficientNet-Lite0 that ``layer`` may name by a short alias.
 LAYER_ALIASES = {"head": "head_relu6", "block15": "block15_project_bn", "block14": "block14_add",
                  "block10": "block10_add", "block7": "block7_add"}
+LAYER_ALIASES["multi"] = "+".join(LAYER_ALIASES[k] for k in ("block7", "block10", "block14"))
 
 
 def pool_feature_map(tf, fmap, pooling: str):
@@ -330,7 +331,9 @@ def resize_layer_fn(pictures, size: tuple = (224, 224)):
 class PooledInfo:
     """The embedded backbone cut at ``layer`` and pooled with ``pooling`` (resolved, not loaded).
 
-    Its identity extends the backbone's (so its embeddings are cached apart).
+    ``layer`` is one tf_keras layer name, or several joined by ``+``: their pooled
+    feature maps are concatenated (shallower layers keep more of the sound's fine
+    structure). Its identity extends the backbone's (so its embeddings are cached apart).
     """
 
     base: BackboneInfo
@@ -352,13 +355,17 @@ class PooledInfo:
 
         tf, tf_keras = import_tf()
         net = _efficientnet_lite.build_efficientnet_lite0("imagenet", include_top=False)
-        try:
-            fmap = net.get_layer(self.layer).output
-        except ValueError:
-            raise BackboneError(f"EfficientNet-Lite0 has no layer {self.layer!r}; aliases: "
-                                f"{', '.join(LAYER_ALIASES)}, or a tf_keras layer name such as block12_add") from None
-        pooled = tf_keras.layers.Lambda(pool_layer_fn, arguments={"pooling": self.pooling}, name="pool")(fmap)
-        return tf_keras.Model(net.input, pooled, name=f"efficientnet_lite0_{self.layer}_{self.pooling}")
+        pooled = []
+        for name in self.layer.split("+"):
+            try:
+                fmap = net.get_layer(name).output
+            except ValueError:
+                raise BackboneError(f"EfficientNet-Lite0 has no layer {name!r}; aliases: {', '.join(LAYER_ALIASES)}, "
+                                    "or a tf_keras layer name such as block12_add (several joined by +)") from None
+            pooled.append(tf_keras.layers.Lambda(pool_layer_fn, arguments={"pooling": self.pooling},
+                                                 name=f"pool_{name}")(fmap))
+        out = pooled[0] if len(pooled) == 1 else tf_keras.layers.Concatenate(name="layers")(pooled)
+        return tf_keras.Model(net.input, out, name="efficientnet_lite0_" + self.layer.replace("+", "_"))
 
     def load(self) -> "Backbone":
         key = self.identity
@@ -379,7 +386,7 @@ def pooled_backbone(info: BackboneInfo, *, layer: str = "head", pooling: str = "
     if info.handle not in EMBEDDED_BACKBONES:
         raise BackboneError(f"backbone {info.handle!r}: layer and pooling choices need the feature maps of the "
                             f"embedded {', '.join(EMBEDDED_BACKBONES)}; other backbones give pooled vectors only")
-    return PooledInfo(info, LAYER_ALIASES.get(layer, layer), pooling)
+    return PooledInfo(info, "+".join(LAYER_ALIASES.get(x.strip(), x.strip()) for x in layer.split("+")), pooling)
 
 
 def save_tiny_backbone(path: str | os.PathLike, *, input_size: int = 32, dim: int = 16, seed: int = 0) -> Path:

@@ -181,8 +181,11 @@ def cache_units(spec: MethodSpec, variant: Any, backbone: str) -> dict[str, dict
     backbone = spec.backbone or backbone
     vkey = json.dumps(variant.to_dict(), sort_keys=True) if not variant.resolved else variant.key()
     if spec.kind in ("frozen", "finetune"):
-        return {f"backbone|{backbone}|{vkey}": {"method": resolve_method("frozen"), "variant": variant,
-                                                "backbone": backbone}}
+        # finetune's head starts from the last layer's average-pooled embeddings
+        layer, pooling = (spec.options.layer, spec.options.pooling) if spec.kind == "frozen" else ("head", "avg")
+        leaf = resolve_method({"name": "frozen", "method": "frozen", "layer": layer, "pooling": pooling})
+        return {f"backbone|{backbone}|{layer}|{pooling}|{vkey}": {"method": leaf, "variant": variant,
+                                                                  "backbone": backbone}}
     if spec.kind == "mfcc":
         o = spec.options
         return {f"mfcc|{o.features}|{o.n_mfcc}|{vkey}": {"method": spec, "variant": variant, "backbone": backbone}}

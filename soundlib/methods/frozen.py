@@ -38,7 +38,8 @@ class FrozenOptions:
         The inverse regularization strengths the logistic head tries.
     layer : str
         Where the embedded backbone is cut: ``head`` (its last feature map), ``block15``,
-        ``block14``, ``block10``, ``block7`` or any tf_keras layer name of EfficientNet-Lite0.
+        ``block14``, ``block10``, ``block7`` or any tf_keras layer name of EfficientNet-Lite0;
+        several joined by ``+`` are pooled and concatenated (``multi``: ``block7+block10+block14``).
     pooling : {"avg", "time_stats", "time_max"}
         How the feature map (rows = frequency, columns = time) becomes one vector: the global
         average, or the mean over frequency then the mean and standard deviation (or the

@@ -195,12 +195,13 @@ def _plan(config: SweepConfig, ds, ds_path: Path, out: Path, notebook: str, kern
 
 def _fill_done(unit: dict, ds, backbone: str) -> bool:
     """True when a backbone-embedding fill has nothing to do (checked without TensorFlow)."""
-    from ..backbones import is_ready, resolve_backbone
+    from ..backbones import is_ready, pooled_backbone, resolve_backbone
     from ..cache import EmbeddingCache
 
     if unit["method"].kind != "frozen" or not unit["variant"].resolved or not is_ready(unit["backbone"]):
         return False
-    identity = resolve_backbone(unit["backbone"]).identity
+    o = unit["method"].options
+    identity = pooled_backbone(resolve_backbone(unit["backbone"]), layer=o.layer, pooling=o.pooling).identity
     return EmbeddingCache().has_all([c.path for c in ds.clips], unit["variant"], identity)
 
 

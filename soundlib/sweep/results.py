@@ -188,7 +188,7 @@ def significance(sweep_dir: str | os.PathLike, *, alpha: float = 0.05):
         n01, n10 = int(np.sum(x & ~y)), int(np.sum(~x & y))
         mc_p = float(stats.binomtest(min(n01, n10), n01 + n10, 0.5).pvalue) if n01 + n10 else 1.0
         sig = [name for name, p in (("McNemar", mc_p), ("paired t", t_p)) if p == p and p < alpha]
-        verdict = (f"worse than the best (p < {alpha:g}: {', '.join(sig)})" if sig
+        verdict = (f"significantly different from the best (p < {alpha:g}: {', '.join(sig)})" if sig
                    else "not significantly different from the best")
         rows.append({"variant": key[0], "method": key[1], "accuracy": float(table.loc[key, "accuracy_mean"]),
                      "delta": float(table.loc[key, "accuracy_mean"] - table.loc[best, "accuracy_mean"]),

@@ -79,6 +79,9 @@ def test_cache_units_are_shared_between_methods():
     assert list(frozen) == list(finetune) and len(frozen) == 1  # the same embeddings
     assert cache_units(resolve_method("frozen"), lin, "efficientnet_lite0").keys() != frozen.keys()
     assert cache_units(resolve_method("scratch"), mel, "efficientnet_lite0") == {}
+    b14 = resolve_method({"method": "frozen", "layer": "block14", "pooling": "time_stats"})
+    (key, unit), = cache_units(b14, mel, "efficientnet_lite0").items()
+    assert key not in frozen and unit["method"].options.layer == "block14"  # other embeddings, another fill
     fz = resolve_method({"method": "fusion", "members": ["frozen", {"method": "frozen", "variant": "linear"}, "mfcc"]})
     units = cache_units(fz, mel, "efficientnet_lite0")
     assert len(units) == 3 and {u["variant"].name for u in units.values()} == {"mel", "linear"}

@@ -89,6 +89,7 @@ def test_significance_paired_over_folds_and_clips(tmp_path):
     assert (c["best_only"], c["other_only"], c["clips"]) == (3, 2, 60)  # clips 10-12 vs 0-1
     assert c["mcnemar_p"] == pytest.approx(1.0) and "not significantly" in c["verdict"]
     assert p["best_only"] == 28 and p["other_only"] == 0 and p["mcnemar_p"] < 1e-6 and "McNemar" in p["verdict"]
+    assert p["verdict"].startswith("significantly different")
     assert p["folds"] == 2 and p["delta"] < -0.4
     assert "| mel | poor |" in significance_markdown(frame, ("mel", "best"))
 
