@@ -32,8 +32,8 @@ import numpy as np
 
 from ..data import Dataset
 from ..errors import BackboneError, ConfigError, DatasetError
-from .base import Context, Features, FoldFit, FoldSplit, Method, aggregate, timed
-from .heads import DEFAULT_CS, fit_logistic_head
+from .base import Context, Features
+from .heads import DEFAULT_CS, HeadMethod
 
 __all__ = ["BirdnetOptions", "BirdnetMethod", "BirdnetInfo", "birdnet_model_path", "birdnet_available",
            "LICENSE_NOTE"]
@@ -199,7 +199,7 @@ def audio_windows(path: Path, spec) -> np.ndarray:
     return load_windows(path, sr=spec.sr, duration=spec.duration, hop=spec.hop_seconds, pad=spec.pad)[0]
 
 
-class BirdnetMethod(Method):
+class BirdnetMethod(HeadMethod):
     """See the module docstring."""
 
     kind = "birdnet"
@@ -228,12 +228,3 @@ class BirdnetMethod(Method):
                         info={"backbone": info.identity, "windows": len(res.row_clip), "embed_hits": res.hits,
                               "embed_computed": res.computed, "license": LICENSE_NOTE,
                               "seconds": round(time.perf_counter() - t0, 2)})
-
-    @timed
-    def fit(self, feats: Features, split: FoldSplit, y: np.ndarray, ctx: Context) -> FoldFit:
-        return fit_logistic_head(feats, split, y, n_classes=ctx.n_classes, Cs=self.options.Cs, how=ctx.aggregate,
-                                 seed=ctx.train.seed)
-
-    def predict(self, fit: FoldFit, feats: Features, clips: np.ndarray, ctx: Context) -> np.ndarray:
-        rows = feats.rows_of(clips)
-        return aggregate(fit.model.predict_proba(feats.x[rows]), feats.row_clip[rows], clips, how=ctx.aggregate)

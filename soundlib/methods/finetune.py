@@ -28,7 +28,7 @@ import dataclasses
 import numpy as np
 
 from ..data import Dataset
-from ..errors import ConfigError, DatasetError, SoundlibError
+from ..errors import ConfigError
 from .base import Context, Features, FoldFit, FoldSplit, Method, accuracy, aggregate, backbone_info, timed
 
 __all__ = ["FinetuneOptions", "FinetuneMethod"]
@@ -120,25 +120,13 @@ class FinetuneMethod(Method):
     def prepare(self, dataset: Dataset, ctx: Context) -> Features:
         import time
 
-        from ..featurize import featurize_windows
+        from .frozen import embed_features, picture_features
 
         t0 = time.perf_counter()
-        from .frozen import embed_features
-
         self._embeddings = embed_features(dataset, ctx)  # the head's inputs in step 1 (cached, last layer pooled)
-        pics, clip_of, failures = [], [], []
-        for i, clip in enumerate(dataset.clips):
-            try:
-                p = featurize_windows(clip.path, ctx.spec)[0]
-            except SoundlibError as exc:
-                failures.append(str(exc))
-                continue
-            pics.append(p)
-            clip_of += [i] * len(p)
-        if failures:
-            raise DatasetError(f"{len(failures)} clip(s) could not be featurized:\n  " + "\n  ".join(failures[:10]))
-        return Features(np.concatenate(pics), np.asarray(clip_of), len(dataset.clips),
-                        info={**self._embeddings.info, "seconds": round(time.perf_counter() - t0, 2)})
+        feats = picture_features(dataset, ctx)
+        feats.info = {**self._embeddings.info, "seconds": round(time.perf_counter() - t0, 2)}
+        return feats
 
     @timed
     def fit(self, feats: Features, split: FoldSplit, y: np.ndarray, ctx: Context) -> FoldFit:

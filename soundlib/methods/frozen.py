@@ -18,8 +18,8 @@ import numpy as np
 
 from ..data import Dataset
 from ..errors import DatasetError
-from .base import Context, Features, FoldFit, FoldSplit, Method, accuracy, aggregate, backbone_info, timed
-from .heads import DEFAULT_CS, fit_logistic_head
+from .base import Context, Features, FoldFit, FoldSplit, accuracy, aggregate, backbone_info, timed
+from .heads import DEFAULT_CS, HeadMethod
 
 __all__ = ["FrozenOptions", "FrozenMethod", "embed_features"]
 
@@ -84,7 +84,7 @@ def embed_features(dataset: Dataset, ctx: Context, options: "FrozenOptions | Non
                           "seconds": round(time.perf_counter() - t0, 2)})
 
 
-class FrozenMethod(Method):
+class FrozenMethod(HeadMethod):
     """See the module docstring."""
 
     kind = "frozen"
@@ -100,12 +100,10 @@ class FrozenMethod(Method):
             return picture_features(dataset, ctx)
         return embed_features(dataset, ctx, self.options)
 
-    @timed
     def fit(self, feats: Features, split: FoldSplit, y: np.ndarray, ctx: Context) -> FoldFit:
         if self.options.head == "logistic":
-            return fit_logistic_head(feats, split, y, n_classes=ctx.n_classes, Cs=self.options.Cs,
-                                     how=ctx.aggregate, seed=ctx.train.seed)
-        return _fit_softmax(feats, split, y, ctx)
+            return super().fit(feats, split, y, ctx)
+        return timed(_fit_softmax)(feats, split, y, ctx)
 
     def predict(self, fit: FoldFit, feats: Features, clips: np.ndarray, ctx: Context) -> np.ndarray:
         rows = feats.rows_of(clips)

@@ -13,9 +13,9 @@ import warnings
 import numpy as np
 
 from ..errors import DatasetError
-from .base import Features, FoldFit, FoldSplit, accuracy, aggregate
+from .base import Context, Features, FoldFit, FoldSplit, Method, accuracy, aggregate, timed
 
-__all__ = ["DEFAULT_CS", "LogisticHead", "fit_logistic_head"]
+__all__ = ["DEFAULT_CS", "LogisticHead", "fit_logistic_head", "HeadMethod"]
 
 #: Inverse regularization strengths tried, weakest regularization last.
 DEFAULT_CS = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
@@ -124,3 +124,18 @@ def fit_logistic_head(feats: Features, split: FoldSplit, y: np.ndarray, *, n_cla
     return FoldFit(model=head, val_proba=val_probas.get(best, np.zeros((0, n_classes), np.float32)),
                    val_accuracy=scores.get(best, float("nan")),
                    choice={"C": best, "val_accuracy_by_C": {f"{c:g}": round(s, 4) for c, s in scores.items()}})
+
+
+class HeadMethod(Method):
+    """A method whose features are embeddings (one row per window) and whose head is the logistic head:
+    subclasses only :meth:`prepare` the embeddings (their options carry ``Cs``)."""
+
+    @timed
+    def fit(self, feats: Features, split: FoldSplit, y: np.ndarray, ctx: Context) -> FoldFit:
+        return fit_logistic_head(feats, split, y, n_classes=ctx.n_classes, Cs=self.options.Cs, how=ctx.aggregate,
+                                 seed=ctx.train.seed)
+
+    def predict(self, fit: FoldFit, feats: Features, clips: np.ndarray, ctx: Context) -> np.ndarray:
+        rows = feats.rows_of(clips)
+        return aggregate(fit.model.predict_proba(feats.x[rows]), feats.row_clip[rows], clips, how=ctx.aggregate)
+

@@ -17,8 +17,8 @@ import numpy as np
 
 from ..data import Dataset
 from ..errors import ConfigError, DatasetError
-from .base import Context, Features, FoldFit, FoldSplit, Method, aggregate, timed
-from .heads import DEFAULT_CS, fit_logistic_head
+from .base import Context, Features
+from .heads import DEFAULT_CS, HeadMethod
 
 __all__ = ["MfccOptions", "MfccMethod", "mfcc_statistics"]
 
@@ -130,7 +130,7 @@ class _Identity:
         return np.asarray(batch, dtype=np.float32)
 
 
-class MfccMethod(Method):
+class MfccMethod(HeadMethod):
     """See the module docstring."""
 
     kind = "mfcc"
@@ -150,12 +150,3 @@ class MfccMethod(Method):
         return Features(res.embeddings, res.row_clip, len(dataset.clips),
                         info={"features": o.features, "n_mfcc": o.n_mfcc, "windows": len(res.row_clip),
                               "cache_hits": res.hits, "seconds": round(time.perf_counter() - t0, 2)})
-
-    @timed
-    def fit(self, feats: Features, split: FoldSplit, y: np.ndarray, ctx: Context) -> FoldFit:
-        return fit_logistic_head(feats, split, y, n_classes=ctx.n_classes, Cs=self.options.Cs, how=ctx.aggregate,
-                                 seed=ctx.train.seed)
-
-    def predict(self, fit: FoldFit, feats: Features, clips: np.ndarray, ctx: Context) -> np.ndarray:
-        rows = feats.rows_of(clips)
-        return aggregate(fit.model.predict_proba(feats.x[rows]), feats.row_clip[rows], clips, how=ctx.aggregate)

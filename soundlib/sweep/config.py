@@ -167,14 +167,18 @@ def _variants(raw: Any, where: str) -> tuple[FeatureSpec, ...]:
     if not isinstance(raw, (list, tuple)) or not raw:
         raise ConfigError(f"{where}: variants must be a non-empty list of variant names or mappings")
     variants = tuple(resolve_variant(v, where=f"{where}: variants") for v in raw)
-    names = [v.name for v in variants]
+    _check_names([v.name for v in variants], "variant", where)
+    return variants
+
+
+def _check_names(names: list[str], what: str, where: str) -> None:
+    """Every name can name a folder, and none is given twice."""
     for n in names:
         if not _NAME.match(n):
-            raise ConfigError(f"{where}: variant name {n!r} cannot name a folder; use letters, digits, _ . -")
+            raise ConfigError(f"{where}: {what} name {n!r} cannot name a folder; use letters, digits, _ . -")
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
-        raise ConfigError(f"{where}: variant name(s) {', '.join(dup)} given twice")
-    return variants
+        raise ConfigError(f"{where}: {what} name(s) {', '.join(dup)} given twice")
 
 
 def method_param(method: MethodSpec) -> Any:
@@ -212,13 +216,7 @@ def _methods(raw: Any, where: str) -> tuple[tuple[MethodSpec, ...], dict]:
             only[str(name)] = restrict
         items.append(m)
     methods = tuple(resolve_method(m, where=f"{where}: methods") for m in items)
-    names = [m.name for m in methods]
-    for n in names:
-        if not _NAME.match(n):
-            raise ConfigError(f"{where}: method name {n!r} cannot name a folder; use letters, digits, _ . -")
-    dup = sorted({n for n in names if names.count(n) > 1})
-    if dup:
-        raise ConfigError(f"{where}: method name(s) {', '.join(dup)} given twice")
+    _check_names([m.name for m in methods], "method", where)
     return methods, only
 
 
