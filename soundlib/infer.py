@@ -100,13 +100,12 @@ def export_model(
             h = layer(h, training=False) if layer.name == "spec_augment" else layer(h)
         model = tf_keras.Model(inputs, h)
     else:
-        head = trained.model.get_layer("head")
         model = tf_keras.Sequential([
             tf_keras.Input(size + (3,), dtype="float32"),
             hub.KerasLayer(str(backbone.path), trainable=False, name="backbone"),
             tf_keras.layers.Dense(trained.n_classes, activation="softmax", name="head"),
         ])
-        model.get_layer("head").set_weights(head.get_weights())
+        model.get_layer("head").set_weights(trained.model.get_weights())  # [kernel, bias]
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:

@@ -1,0 +1,155 @@
+"""Per-run overhead of a sweep: what a (variant, fold) run costs beyond training its head.
+
+A sweep executes ``notebooks/train.ipynb`` once per (variant, fold), each in its own
+process with its own kernel (:func:`soundlib.sweep.tasks.run_task`, the function the
+sweep itself calls). With the embedding cache full, a run's wall time is the
+overhead (process and kernel start, imports, reading the cache, writing outputs)
+plus the head's training. This benchmark measures, on the synthetic corpus with the
+embedded backbone (cache filled first, no model export):
+
+  run     wall time of one run through ``run_task``, as a sweep pays it;
+  floor   wall time of a notebook holding only a parameters cell (process + kernel start);
+  head    the head's training alone, cold (first call in a fresh process, imports excluded);
+  overhead = run - head.                                    Target: overhead <= 2 s.
+
+``--baseline REV`` also measures the soundlib of git revision REV (extracted with
+``git archive``, imported through PYTHONPATH in the run processes and kernels):
+baseline and current runs are interleaved, in shuffled order, so both see the same
+machine load; medians are reported.
+
+    python bench/sweep_overhead.py [--runs 6] [--baseline 453c2bd] [--json OUT.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+_HEAD = r"""
+import json, sys, time
+from soundlib.backbones import resolve_backbone
+from soundlib.data import load_dataset
+from soundlib.embed import EmbedConfig, embed_clips
+from soundlib.train import TrainConfig, train_head
+from soundlib.variants import get_variant
+import numpy as np
+ds = load_dataset(sys.argv[1])
+res = embed_clips(ds.clips, get_variant("mel"), resolve_backbone("efficientnet_lite0"),
+                  config=EmbedConfig(progress=False))
+assert res.computed == 0, "the embedding cache should be full"
+y = np.array([c.class_id for c in ds.clips]); tr = np.array([c.fold != 1 for c in ds.clips])
+groups = [c.group for c, t in zip(ds.clips, tr) if t]
+cfg = TrainConfig(epochs=int(sys.argv[2]))
+from soundlib.runtime import import_tf; import_tf()  # a TensorFlow head imports it first: not timed
+t = time.perf_counter()
+train_head(res.embeddings[tr], y[tr], len(ds.classes), groups=groups, config=cfg)
+print(json.dumps({"head": time.perf_counter() - t}))
+"""
+
+
+def _source(rev: str, tmp: Path) -> Path:
+    """The soundlib source tree of git revision ``rev``, extracted under ``tmp``."""
+    out = tmp / f"src-{rev}"
+    out.mkdir()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "soundlib", "notebooks"], check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(out)], input=archive, check=True)
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--clips-per-class", type=int, default=40)
+    p.add_argument("--runs", type=int, default=6, help="runs per side (folds 1..runs)")
+    p.add_argument("--epochs", type=int, default=30, help="head epochs (the demo sweep's)")
+    p.add_argument("--baseline", help="git revision to compare with (e.g. the merge base)")
+    p.add_argument("--json", type=Path)
+    args = p.parse_args(argv)
+
+    from soundlib.backbones import resolve_backbone
+    from soundlib.data import load_dataset
+    from soundlib.embed import EmbedConfig, embed_clips
+    from soundlib.notebook import default_kernel_name
+    from soundlib.sweep.tasks import run_task
+    from soundlib.synth import SynthConfig, generate_corpus
+    from soundlib.variants import get_variant
+
+    tmp = Path(tempfile.mkdtemp(prefix="soundlib-bench-overhead-"))
+    data = generate_corpus(tmp / "data", SynthConfig(clips_per_class=args.clips_per_class), progress=False)
+    ds = load_dataset(data)
+    res = embed_clips(ds.clips, get_variant("mel"), resolve_backbone("efficientnet_lite0"),
+                      config=EmbedConfig(progress=False))
+    print(f"{len(ds)} clips, embedding cache: {res.hits} hits, {res.computed} computed", flush=True)
+
+    sides = {"current": ROOT}
+    if args.baseline:
+        sides = {f"baseline {args.baseline}": _source(args.baseline, tmp), **sides}
+    kernel = default_kernel_name()
+    empty = json.dumps({"cells": [{"cell_type": "code", "metadata": {"tags": ["parameters"]}, "source": "x = 1",
+                                   "outputs": [], "execution_count": None}],
+                        "metadata": {"kernelspec": {"name": kernel, "display_name": kernel, "language": "python"}},
+                        "nbformat": 4, "nbformat_minor": 5})
+
+    def env(root: Path) -> dict:
+        e = {"SOUNDLIB_BATCH": "1", "PYTHONPATH": str(root)}
+        if os.environ.get("SOUNDLIB_CACHE_DIR"):
+            e["SOUNDLIB_CACHE_DIR"] = os.environ["SOUNDLIB_CACHE_DIR"]
+        return e
+
+    def task(side: str, fold: int, notebook: str, kind: str) -> dict:
+        run_dir = tmp / "runs" / side.replace(" ", "_") / kind / f"fold{fold}"
+        params = {"dataset": str(data), "fold": fold, "variant": "mel", "epochs": args.epochs,
+                  "output_dir": str(run_dir), "export_model": False, "alert": False, "generate_if_missing": False}
+        return {"kind": "notebook", "notebook": notebook, "output": str(run_dir / "train.ipynb"),
+                "parameters": params if kind == "run" else {"x": 2}, "kernel_name": kernel, "cwd": None,
+                "lock": str(run_dir / ".lock"), "log": str(run_dir / "run.log"), "env": env(sides[side])}
+
+    times: dict[str, dict[str, list[float]]] = {s: {"run": [], "floor": []} for s in sides}
+    order = [(s, f, k) for f in range(1, args.runs + 1) for s in sides for k in ("run", "floor")]
+    random.Random(0).shuffle(order)
+    for side, fold, kind in order:
+        nb = (sides[side] / "notebooks" / "train.ipynb").read_text() if kind == "run" else empty
+        t = task(side, fold, nb, kind)
+        r = run_task(t)
+        if r.get("status") != "completed":
+            raise SystemExit(f"{side} {kind} fold {fold} failed: {r.get('ename')}: {r.get('evalue')}; see {t['log']}")
+        times[side][kind].append(r["seconds"])
+        print(f"  {side:20s} {kind:5s} fold {fold}: {r['seconds']:.2f} s", flush=True)
+
+    for side, root in sides.items():
+        heads = []
+        for _ in range(3):
+            out = subprocess.run([sys.executable, "-c", _HEAD, str(data), str(args.epochs)], check=True,
+                                 capture_output=True, text=True, env={**os.environ, **env(root)}).stdout
+            heads.append(json.loads(out.strip().splitlines()[-1])["head"])
+        times[side]["head"] = heads
+
+    result = {"clips": len(ds), "epochs": args.epochs, "runs_per_side": args.runs, "load": os.getloadavg(),
+              "sides": {}}
+    print(f"\nper-run cost of a sweep run ({len(ds)} clips, mel, cached embeddings, {args.epochs} epochs, no export;"
+          f" medians of {args.runs} interleaved runs)")
+    print(f"{'':24s} {'run s':>7s} {'floor s':>8s} {'head s':>7s} {'overhead s':>11s}")
+    for side, t in times.items():
+        med = {k: statistics.median(v) for k, v in t.items()}
+        med["overhead"] = med["run"] - med["head"]
+        result["sides"][side] = {**{f"{k}_median_s": round(v, 3) for k, v in med.items()},
+                                 **{f"{k}_s": [round(x, 3) for x in v] for k, v in t.items()}}
+        print(f"{side:24s} {med['run']:7.2f} {med['floor']:8.2f} {med['head']:7.2f} {med['overhead']:11.2f}")
+    print(f"load average at the end: {os.getloadavg()}")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()
