@@ -13,7 +13,8 @@ embedded backbone (cache filled first, no model export):
   overhead = run - head.                                    Target: overhead <= 2 s.
 
 ``--baseline REV`` also measures the soundlib of git revision REV (extracted with
-``git archive``, imported through PYTHONPATH in the run processes and kernels):
+``git archive``, imported through PYTHONPATH in fresh run processes and kernels, as
+that revision's sweep started them):
 baseline and current runs are interleaved, in shuffled order, so both see the same
 machine load; medians are reported.
 
@@ -120,7 +121,8 @@ def main(argv: list[str] | None = None) -> dict:
     for side, fold, kind in order:
         nb = (sides[side] / "notebooks" / "train.ipynb").read_text() if kind == "run" else empty
         t = task(side, fold, nb, kind)
-        r = run_task(t)
+        # a sweep's local runs are forked from the warm fork server where the code has one (fork=True)
+        r = run_task(t, fork=side == "current")
         if r.get("status") != "completed":
             raise SystemExit(f"{side} {kind} fold {fold} failed: {r.get('ename')}: {r.get('evalue')}; see {t['log']}")
         times[side][kind].append(r["seconds"])
@@ -148,6 +150,9 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"load average at the end: {os.getloadavg()}")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
+    import shutil
+
+    shutil.rmtree(tmp, ignore_errors=True)
     return result
 
 

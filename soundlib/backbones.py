@@ -126,6 +126,9 @@ def resolve_backbone(handle: str | os.PathLike = DEFAULT_BACKBONE) -> BackboneIn
             f"unknown backbone {raw!r}: not an embedded backbone ({', '.join(EMBEDDED_BACKBONES)}), "
             f"an alias ({', '.join(HUB_ALIASES)}), an existing SavedModel directory, or a TF Hub/Kaggle handle"
         )
+    from .runtime import import_tf
+
+    import_tf()  # quietly, before tensorflow_hub imports it
     import tensorflow_hub as hub
 
     try:
@@ -174,7 +177,9 @@ class Backbone:
     """
 
     def __init__(self, info: BackboneInfo, module: Any):
-        import tensorflow as tf
+        from .runtime import import_tf
+
+        tf, _ = import_tf()
 
         self.info = info
         self.module = module
@@ -252,6 +257,9 @@ def open_backbone(info: BackboneInfo) -> Backbone:
     """Load a resolved backbone with TensorFlow (cached per process by identity)."""
     if info.identity in _LOADED:
         return _LOADED[info.identity]
+    from .runtime import import_tf
+
+    import_tf()  # quietly, before tensorflow_hub imports it
     import tensorflow_hub as hub
 
     try:
@@ -282,10 +290,10 @@ def save_tiny_backbone(path: str | os.PathLike, *, input_size: int = 32, dim: in
     Same interface as a TF Hub image feature vector: (N, S, S, 3) float32 in [0, 1] -> (N, dim);
     loadable with ``hub.load`` and usable in ``hub.KerasLayer(trainable=True)``.
     """
-    import tensorflow as tf
-    import tf_keras
-
     from .atomic import atomic_path
+    from .runtime import import_tf
+
+    tf, tf_keras = import_tf()
 
     path = Path(path)
     if (path / "saved_model.pb").is_file():

@@ -27,7 +27,7 @@ examples:
   soundlib gallery data/synth/audio/fold1/X.wav gallery/
   soundlib evaluate data/synth --variant mel --out runs/mel
   soundlib train data/synth --variant mel --test-fold 1 --out models/mel-f1
-  soundlib predict models/mel-f1/model some.wav --top-k 5
+  soundlib predict models/mel-f1 some.wav --top-k 5
   soundlib sweep params/demo.yaml --jobs 2 --out runs/demo
 """
 
@@ -255,12 +255,16 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"soundlib {_version()}")
+    parser.add_argument("--verbose", action="store_true", dest="verbose_all",
+                        help="keep TensorFlow's start-up messages (hidden by default)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def add(name: str, func: Callable[[argparse.Namespace], int], help: str, description: str | None = None):
         p = sub.add_parser(name, help=help, description=description or help,
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         p.set_defaults(func=func)
+        p.add_argument("--verbose", action="store_true",
+                       help="keep TensorFlow's start-up messages (oneDNN, CUDA probing; hidden by default)")
         return p
 
     synth = SynthConfig()
@@ -385,7 +389,7 @@ def _add_learning_commands(add) -> None:
     p = add("predict", _cmd_predict, "label WAVs or pictures with an exported model",
             "Print the top-k labels and probabilities for each input (a WAV or other audio file, a picture, "
             "or a folder of them).")
-    p.add_argument("model_dir", type=Path, help="an exported model folder (from `soundlib train`)")
+    p.add_argument("model_dir", type=Path, help="the --out folder of `soundlib train` (or the model/ folder in it)")
     p.add_argument("inputs", nargs="+", type=Path, help="audio files, pictures, or folders")
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--csv", type=Path, help="also write the predictions to this CSV")
@@ -414,6 +418,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if args.verbose or args.verbose_all:
+        from .runtime import set_verbose
+
+        set_verbose(True)  # before anything imports TensorFlow; inherited by sweep processes and kernels
     try:
         return int(args.func(args) or 0)
     except SoundlibError as exc:

@@ -184,14 +184,20 @@ class LoadedModel:
 
 
 def load_model(model_dir: str | os.PathLike) -> LoadedModel:
-    """Open an exported model directory; clear errors for missing or corrupt parts."""
+    """Open an exported model directory; clear errors for missing or corrupt parts.
+
+    ``model_dir`` is the model folder, or the output folder of ``soundlib train --out DIR``
+    (or of a sweep run) holding it as ``model/``.
+    """
     path = Path(model_dir)
     if not path.is_dir():
         raise ModelError(f"{path}: model directory not found")
+    if not (path / SAVED_MODEL).exists() and (path / "model" / SAVED_MODEL).exists():
+        path = path / "model"
     for name in (SAVED_MODEL, LABELS_FILE, SPEC_FILE):
         if not (path / name).exists():
-            raise ModelError(f"{path}: not an exported soundlib model (missing {name}); "
-                             "make one with `soundlib train ... --out DIR`")
+            raise ModelError(f"{path}: not an exported soundlib model (missing {name}); make one with "
+                             "`soundlib train DATASET --test-fold K --out DIR` and pass DIR")
     labels = read_labels(path)
     try:
         spec = FeatureSpec.from_dict(json.loads((path / SPEC_FILE).read_text()), where=str(path / SPEC_FILE))

@@ -145,6 +145,13 @@ class ClipPrediction:
                 for i, (lab, p) in enumerate(self.top)]
         return pd.DataFrame(rows).set_index("rank")
 
+    def figure(self):
+        """The picture beside the bar chart of the top-k probabilities (:func:`soundlib.plots.plot_prediction`)."""
+        from .plots import plot_prediction
+
+        return plot_prediction(self.picture, self.top, true_label=self.true_label,
+                               title=f"{self.clip.path.name}: predicted {self.predicted}, true class {self.true_label}")
+
     def image(self):
         """The picture as a PIL image (displays inline in a notebook)."""
         from PIL import Image
