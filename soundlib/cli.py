@@ -29,6 +29,7 @@ examples:
   soundlib train data/synth --variant mel --test-fold 1 --out models/mel-f1
   soundlib predict models/mel-f1 some.wav --top-k 5
   soundlib sweep params/demo.yaml --jobs 2 --out runs/demo
+  soundlib notebooks my-notebooks                 # the four notebooks, to open in JupyterLab
 """
 
 
@@ -224,6 +225,18 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def _cmd_notebooks(args: argparse.Namespace) -> int:
+    from .notebook import copy_notebooks
+
+    copied, kept = copy_notebooks(args.out_dir, overwrite=args.force)
+    for path in copied:
+        print(path)
+    for path in kept:
+        print(f"{path} already there, kept (--force replaces it)")
+    print(f"open them with `jupyter lab {args.out_dir}` (pip install 'soundlib[lab]' for JupyterLab)")
+    return 0
+
+
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from . import sweep
 
@@ -393,6 +406,12 @@ def _add_learning_commands(add) -> None:
     p.add_argument("inputs", nargs="+", type=Path, help="audio files, pictures, or folders")
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--csv", type=Path, help="also write the predictions to this CSV")
+
+    p = add("notebooks", _cmd_notebooks, "copy the notebooks (plotting_trials, train, visualize, evaluate) out",
+            "Copy soundlib's four notebooks, installed with the package, into OUT_DIR to open them in JupyterLab. "
+            "Notebooks already in OUT_DIR are kept unless --force.")
+    p.add_argument("out_dir", type=Path, help="folder to copy the notebooks into")
+    p.add_argument("--force", action="store_true", help="replace notebooks already in OUT_DIR")
 
     p = add("sweep", _cmd_sweep, "run train.ipynb over folds x variants with papermill, then evaluate.ipynb",
             "Expand the YAML's folds x variants, fill the embedding cache once per variant, execute "

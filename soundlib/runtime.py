@@ -89,7 +89,11 @@ def import_tf():
         import tf_keras
 
         return tf, tf_keras
+    import warnings
+
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # tensorflow_hub imports pkg_resources, which setuptools >= 80 says is deprecated on every import
+    warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
     with filtered_stderr():
         import tensorflow as tf
         import tf_keras

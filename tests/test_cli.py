@@ -17,7 +17,7 @@ from .conftest import SR, small_spec, tone, write_wav
 
 def test_help_for_every_command(capsys):
     for cmd in ("synth", "variants", "featurize", "gallery", "download", "evaluate", "train", "embed", "predict",
-                "sweep"):
+                "notebooks", "sweep"):
         with pytest.raises(SystemExit) as exc:
             main([cmd, "--help"])
         assert exc.value.code == 0
@@ -130,6 +130,21 @@ def test_cli_is_quiet_unless_verbose(tmp_path, synth_corpus, tiny_backbone):
                           capture_output=True, text=True, env=env)
     assert loud.returncode == 0, loud.stderr
     assert [w for w in TF_NOISE if w in loud.stderr], "--verbose should keep TensorFlow's start-up messages"
+
+
+def test_notebooks_are_copied_out_and_edits_kept(tmp_path, capsys):
+    from soundlib.notebook import NOTEBOOKS, notebooks_dir
+
+    assert main(["notebooks", str(tmp_path / "nb")]) == 0
+    for name in NOTEBOOKS:
+        assert (tmp_path / "nb" / name).read_bytes() == (notebooks_dir() / name).read_bytes()
+    (tmp_path / "nb" / "train.ipynb").write_text("my edits")
+    capsys.readouterr()
+    assert main(["notebooks", str(tmp_path / "nb")]) == 0
+    assert "train.ipynb already there, kept" in capsys.readouterr().out
+    assert (tmp_path / "nb" / "train.ipynb").read_text() == "my edits"
+    assert main(["notebooks", str(tmp_path / "nb"), "--force"]) == 0
+    assert (tmp_path / "nb" / "train.ipynb").read_bytes() == (notebooks_dir() / "train.ipynb").read_bytes()
 
 
 def test_console_script_starts_without_tensorflow():
