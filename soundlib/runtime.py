@@ -49,35 +49,58 @@ def set_verbose(on: bool) -> None:
         os.environ.pop("SOUNDLIB_VERBOSE", None)
 
 
+def _flush_all() -> None:
+    """Flush Python's and the C library's buffered streams (C++ code may write through stdio)."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            stream.flush()
+    with contextlib.suppress(OSError, AttributeError, TypeError):
+        import ctypes
+
+        ctypes.CDLL(None).fflush(None)
+
+
 @contextlib.contextmanager
-def filtered_stderr(noise: re.Pattern = TF_NOISE) -> Iterator[None]:
-    """Capture what is written to file descriptor 2 (C++ code included) while the block runs;
-    afterwards write back every line that ``noise`` does not match. A no-op when verbose."""
+def filtered_stderr(noise: re.Pattern = TF_NOISE, *, stdout: bool = False) -> Iterator[None]:
+    """Capture what is written to file descriptor 2 (and 1 with ``stdout``), C++ code included,
+    while the block runs; afterwards write back every line that ``noise`` does not match.
+    A no-op when verbose."""
     if verbose():
         yield
         return
     import tempfile
 
+    fds = (1, 2) if stdout else (2,)
+    _flush_all()
+    saved = {}
     try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError, AttributeError):  # no usable stderr: nothing to filter
+        for fd in fds:
+            saved[fd] = os.dup(fd)
+    except OSError:  # no usable stream: nothing to filter
+        for dup in saved.values():
+            os.close(dup)
         yield
         return
-    with tempfile.TemporaryFile() as tmp:
-        os.dup2(tmp.fileno(), 2)
+    captures = {fd: tempfile.TemporaryFile() for fd in fds}
+    try:
+        for fd, tmp in captures.items():
+            os.dup2(tmp.fileno(), fd)
         try:
             yield
         finally:
-            with contextlib.suppress(OSError, ValueError, AttributeError):
-                sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
+            _flush_all()
+            for fd, dup in saved.items():
+                os.dup2(dup, fd)
+                os.close(dup)
+        for fd, tmp in captures.items():
             tmp.seek(0)
             lines = tmp.read().decode("utf-8", "replace").splitlines(keepends=True)
             kept = "".join(line for line in lines if not noise.search(line))
             if kept:
-                os.write(2, kept.encode())
+                os.write(fd, kept.encode())
+    finally:
+        for tmp in captures.values():
+            tmp.close()
 
 
 def import_tf():
