@@ -102,8 +102,8 @@ def embed_clips(
     from .cache import EmbeddingCache, audio_hash
     from .featurize import featurize_clip
 
-    info = backbone.info if isinstance(backbone, Backbone) else backbone
-    loaded = backbone if isinstance(backbone, Backbone) else None
+    info = backbone if isinstance(backbone, BackboneInfo) else backbone.info
+    loaded = None if isinstance(backbone, BackboneInfo) else backbone  # a Backbone, or a litert.LiteBackbone
     paths = [Path(getattr(c, "path", c)) for c in clips]
     cache = EmbeddingCache(config.cache_dir) if config.use_cache else None
     folder = cache.folder(spec, info.identity) if cache else None
