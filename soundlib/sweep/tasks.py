@@ -317,6 +317,10 @@ def child_main(task_path: str) -> int:
     except BaseException as exc:  # report everything, KeyboardInterrupt included
         traceback.print_exc()
         result = {"status": "failed", "ename": type(exc).__name__, "evalue": str(exc)}
+    import resource
+
+    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    result["cpu_seconds"] = round(sum(u.ru_utime + u.ru_stime for u in usage), 3)  # this process and its kernel
     from ..atomic import write_json_atomic
 
     write_json_atomic(task["result_path"], result)
