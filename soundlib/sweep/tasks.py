@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -182,9 +183,13 @@ def run_task(task: Mapping[str, Any], *, fork: bool = False) -> dict[str, Any]:
     return result
 
 
-#: Imported once by the fork server, so that each forked task process starts with them loaded.
-_PRELOAD = ["soundlib.sweep.tasks", "papermill", "nbformat", "nbclient", "jupyter_client"]
+#: Imported once by the fork server, so that each forked task process (and kernel, see
+#: :mod:`soundlib.sweep.kernels`) starts with them loaded.
+_PRELOAD = ["soundlib.sweep.tasks", "soundlib.sweep.kernels", "papermill", "nbformat", "nbclient", "jupyter_client"]
 _FORK_CONTEXT: Any = None
+_START_LOCK = threading.Lock()
+#: In a forked task process: its log file (None elsewhere); its kernel is forked too.
+_TASK_LOG: str | None = None
 
 
 def fork_available() -> bool:
@@ -195,14 +200,17 @@ def fork_available() -> bool:
     return sys.platform.startswith("linux") and not multiprocessing.current_process().daemon
 
 
-def _fork_context():
-    """multiprocessing's ``forkserver`` context, its server preloading :data:`_PRELOAD` (not ``__main__``)."""
+def fork_context():
+    """multiprocessing's ``forkserver`` context, its server preloading :data:`_PRELOAD` and the
+    kernels' :data:`soundlib.sweep.kernels.PRELOAD` (not ``__main__``)."""
     global _FORK_CONTEXT
     if _FORK_CONTEXT is None:
         import multiprocessing
 
+        from .kernels import PRELOAD
+
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(list(_PRELOAD))
+        ctx.set_forkserver_preload(list(_PRELOAD) + PRELOAD)
         _FORK_CONTEXT = ctx
     return _FORK_CONTEXT
 
@@ -211,14 +219,24 @@ class _Forked:
     """A task process forked from the fork server, with ``subprocess.Popen``'s ``wait``/``poll``/``kill``.
 
     A forked task process watches this process and exits the moment it dies
-    (``kill -9`` included, see :func:`_exit_with`); its kernel dies with it
+    (``kill -9`` included, see :func:`exit_with`); its kernel dies with it
     (:func:`soundlib.runtime.die_with_parent`).
     """
 
     def __init__(self, task_path: str, log: Path, env: Mapping[str, str], cwd: str | None):
-        self._proc = _fork_context().Process(target=_forked_main, name="soundlib-sweep-task",
+        self._proc = fork_context().Process(target=_forked_main, name="soundlib-sweep-task",
                                              args=(task_path, str(log), dict(env), cwd, os.getpid()))
-        self._proc.start()
+        with _START_LOCK:
+            # multiprocessing would run this program's __main__ again in the task process (as spawn does):
+            # an unguarded script calling sweep.run would start a sweep per run
+            import types
+
+            main = sys.modules["__main__"]
+            sys.modules["__main__"] = types.ModuleType("__main__")
+            try:
+                self._proc.start()
+            finally:
+                sys.modules["__main__"] = main
 
     def wait(self) -> int | None:
         self._proc.join()
@@ -231,11 +249,12 @@ class _Forked:
         self._proc.kill()
 
 
-def _exit_with(pid: int) -> None:
+def exit_with(pid: int) -> None:
     """Exit this process (``os._exit``) as soon as process ``pid`` ends, watched by a daemon thread.
 
-    A forked task's parent is the fork server, which outlives the sweep while any task
-    it forked still runs, so the parent-death signal alone would not stop it.
+    A forked task's (or kernel's) parent is the fork server, which outlives the sweep
+    while any process it forked still runs, so the parent-death signal alone would not
+    stop it.
     """
     import select
     import threading
@@ -267,7 +286,11 @@ def _exit_with(pid: int) -> None:
 def _forked_main(task_path: str, log: str, env: dict[str, str], cwd: str | None, sweep_pid: int) -> None:
     """A forked task process: the environment, working folder and log a fresh ``python`` would get;
     it ends with the sweep process ``sweep_pid``."""
-    _exit_with(sweep_pid)
+    import atexit
+
+    global _TASK_LOG
+    _TASK_LOG = log
+    exit_with(sweep_pid)
     server = os.getppid()
     os.environ.clear()
     os.environ.update(env, SOUNDLIB_SWEEP_PARENT=str(server))
@@ -281,7 +304,10 @@ def _forked_main(task_path: str, log: str, env: dict[str, str], cwd: str | None,
     sys.stdout.reconfigure(line_buffering=True)
     if cwd:
         os.chdir(cwd)
-    sys.exit(child_main(task_path))
+    try:
+        child_main(task_path)
+    finally:
+        atexit._run_exitfuncs()  # multiprocessing ends its children with os._exit
 
 
 def kill_running() -> None:
@@ -363,6 +389,11 @@ def _do_notebook(task: Mapping[str, Any]) -> dict[str, Any]:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.ipynb")
         kernel = task.get("kernel_name") or default_kernel_name()
+        forked = {}
+        if _TASK_LOG is not None:  # a forked task: its kernel is forked too (soundlib.sweep.kernels)
+            from .kernels import ForkedKernelManager
+
+            forked["kernel_manager_class"] = ForkedKernelManager
         error: dict[str, Any] | None = None
         for attempt in (1, 2):
             try:
@@ -370,7 +401,7 @@ def _do_notebook(task: Mapping[str, Any]) -> dict[str, Any]:
                     nbformat.reads(task["notebook"], as_version=4), str(tmp),
                     parameters=task["parameters"], kernel_name=kernel, progress_bar=False, log_output=False,
                     cwd=task.get("cwd"), start_timeout=180,
-                    extra_arguments=[f"--IPKernelApp.exec_lines={_KERNEL_EXEC_LINE}"],
+                    extra_arguments=[f"--IPKernelApp.exec_lines={_KERNEL_EXEC_LINE}"], **forked,
                 )
                 error = None
                 break

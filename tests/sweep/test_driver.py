@@ -157,6 +157,16 @@ def descendants(pid: int):
     return alive
 
 
+def is_kernel(p) -> bool:
+    """A kernel forked by a task process (named soundlib-kernel), or one launched the usual way."""
+    import psutil
+
+    try:
+        return p.name() == "soundlib-kernel" or "ipykernel_launcher" in " ".join(p.cmdline())
+    except psutil.Error:
+        return False
+
+
 @pytest.mark.slow
 def test_resume_after_kill_9(project, reference, tmp_path):
     import nbformat
@@ -176,7 +186,7 @@ def test_resume_after_kill_9(project, reference, tmp_path):
             assert time.monotonic() < deadline, "no run finished in time"
             done = [d for d in run_dirs if (d / "train.ipynb").is_file()]
             running = [d for d in run_dirs if list(d.glob(".train.*.tmp.ipynb"))]
-            if done and running and any("ipykernel" in " ".join(p.cmdline()) for p in descendants(proc.pid)):
+            if done and running and any(is_kernel(p) for p in descendants(proc.pid)):
                 break  # a run's kernel is up: kill the sweep in the middle of that run
             time.sleep(0.05)
         victims = descendants(proc.pid)
