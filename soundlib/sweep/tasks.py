@@ -5,9 +5,10 @@ papermill: a training run, or the evaluate notebook) or ``"embed"`` (fill the
 embedding cache for one variant). :func:`run_task` starts a new process for it
 (locally or on a Dask worker), waits, and returns the result the process wrote;
 it never raises for a failing task. Locally (``fork=True``) the process is forked
-from a server process that has already imported papermill (multiprocessing's
-``forkserver``), which saves a Python start and half a second of imports per run;
-elsewhere it is a fresh ``python`` process. The run bookkeeping that
+from a server process that has already imported papermill and what the kernels
+import (multiprocessing's ``forkserver``), and forks the notebook's kernel in turn
+(:mod:`soundlib.sweep.kernels`): no Python start and no imports per run. Elsewhere
+it is a fresh ``python`` process launching its kernel the usual way. The run bookkeeping that
 makes sweeps resumable lives here too: a run is complete when its
 ``params.json`` fingerprint matches, its ``metrics.json`` is valid and its
 executed notebook is in place.
@@ -252,12 +253,10 @@ class _Forked:
 def exit_with(pid: int) -> None:
     """Exit this process (``os._exit``) as soon as process ``pid`` ends, watched by a daemon thread.
 
-    A forked task's (or kernel's) parent is the fork server, which outlives the sweep
-    while any process it forked still runs, so the parent-death signal alone would not
-    stop it.
+    A forked task's parent is the fork server, which outlives the sweep while any
+    process it forked still runs, so the parent-death signal alone would not stop it.
     """
     import select
-    import threading
 
     try:
         fd = os.pidfd_open(pid)  # Linux >= 5.3: readable once the process has exited
