@@ -1,6 +1,7 @@
-# soundlib: two commands on a fresh machine with only Python 3.11:
+# soundlib: three commands on a fresh machine with only Python 3.11:
 #   make demo   the main job on the embedded default (synthetic corpus + offline backbone)
 #   make test   the test suite (slow tests included, as in CI)
+#   make lab    JupyterLab on notebooks/ with the soundlib kernel
 # Each bootstraps .venv (editable install with the dev extra) when it is missing.
 
 PYTHON ?= python3
@@ -10,17 +11,21 @@ STAMP  := $(VENV)/.soundlib-installed
 DEMO   ?= demo_out
 JOBS   ?= 2
 
-.PHONY: demo test test-fast bench venv clean help
+LAB_STAMP := $(VENV)/.soundlib-lab-installed
+LAB_ARGS ?=
+
+.PHONY: demo test test-fast lab bench venv clean help
 
 help:
 	@echo "make demo       run the main job (synthetic corpus, offline backbone) into $(DEMO)/"
 	@echo "make test       run all tests (bootstraps .venv)"
+	@echo "make lab        open JupyterLab on notebooks/ with the soundlib kernel (installs the lab extra)"
 	@echo "make test-fast  skip tests marked slow"
 	@echo "make bench      run the benchmarks in bench/"
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
@@ -36,6 +41,13 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -ra -m "not slow"
+
+$(LAB_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[lab]"
+	@touch $@
+
+lab: $(LAB_STAMP)
+	$(BIN)/jupyter lab --ServerApp.root_dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/featurize.py

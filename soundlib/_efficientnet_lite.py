@@ -200,7 +200,9 @@ def build_efficientnet_lite0(weights: Any = "imagenet", *, include_top: bool = F
     BackboneError
         If the weights cannot be read or do not fit the network.
     """
-    import tf_keras
+    from .runtime import import_tf
+
+    _, tf_keras = import_tf()
     from tf_keras import layers
 
     state = None

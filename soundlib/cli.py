@@ -29,8 +29,9 @@ examples:
   soundlib gallery data/synth/audio/fold1/X.wav gallery/
   soundlib evaluate data/synth --variant mel --out runs/mel
   soundlib train data/synth --variant mel --test-fold 1 --out models/mel-f1
-  soundlib predict models/mel-f1/model some.wav --top-k 5
+  soundlib predict models/mel-f1 some.wav --top-k 5
   soundlib sweep params/demo.yaml --jobs 2 --out runs/demo
+  soundlib notebooks my-notebooks                 # the four notebooks, to open in JupyterLab
 """
 
 
@@ -263,6 +264,18 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def _cmd_notebooks(args: argparse.Namespace) -> int:
+    from .notebook import copy_notebooks
+
+    copied, kept = copy_notebooks(args.out_dir, overwrite=args.force)
+    for path in copied:
+        print(path)
+    for path in kept:
+        print(f"{path} already there, kept (--force replaces it)")
+    print(f"open them with `jupyter lab {args.out_dir}` (pip install 'soundlib[lab]' for JupyterLab)")
+    return 0
+
+
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from . import sweep
 
@@ -297,12 +310,16 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"soundlib {_version()}")
+    parser.add_argument("--verbose", action="store_true", dest="verbose_all",
+                        help="keep TensorFlow's start-up messages (hidden by default)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def add(name: str, func: Callable[[argparse.Namespace], int], help: str, description: str | None = None):
         p = sub.add_parser(name, help=help, description=description or help,
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         p.set_defaults(func=func)
+        p.add_argument("--verbose", action="store_true",
+                       help="keep TensorFlow's start-up messages (oneDNN, CUDA probing; hidden by default)")
         return p
 
     synth = SynthConfig()
@@ -444,13 +461,19 @@ def _add_learning_commands(add) -> None:
             "or a folder of them). An audio file longer than the model's window is cut into windows (read one "
             "at a time: a recording of hours needs the memory of one window) whose probabilities are averaged "
             "into one label; --timeline writes the label of every window.")
-    p.add_argument("model_dir", type=Path, help="an exported model folder (from `soundlib train`)")
+    p.add_argument("model_dir", type=Path, help="the --out folder of `soundlib train` (or the model/ folder in it)")
     p.add_argument("inputs", nargs="+", type=Path, help="audio files, pictures, or folders")
     p.add_argument("--top-k", type=_positive_int, default=5, help="labels listed per input")
     p.add_argument("--csv", type=Path, help="also write the per-file predictions to this CSV")
     p.add_argument("--timeline", type=Path, help="write start, end and the top-k of every window to this CSV")
     p.add_argument("--aggregate", default="mean", choices=["mean", "max"],
                    help="how the windows' probabilities become one label per file")
+
+    p = add("notebooks", _cmd_notebooks, "copy the notebooks (plotting_trials, train, visualize, evaluate) out",
+            "Copy soundlib's four notebooks, installed with the package, into OUT_DIR to open them in JupyterLab. "
+            "Notebooks already in OUT_DIR are kept unless --force.")
+    p.add_argument("out_dir", type=Path, help="folder to copy the notebooks into")
+    p.add_argument("--force", action="store_true", help="replace notebooks already in OUT_DIR")
 
     p = add("sweep", _cmd_sweep, "run train.ipynb over folds x variants with papermill, then evaluate.ipynb",
             "Expand the YAML's folds x variants, fill the embedding cache once per variant, execute "
@@ -476,6 +499,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if args.verbose or args.verbose_all:
+        from .runtime import set_verbose
+
+        set_verbose(True)  # before anything imports TensorFlow; inherited by sweep processes and kernels
     with _warnings_as_lines(args.command):
         try:
             return int(args.func(args) or 0)

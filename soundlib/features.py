@@ -20,6 +20,7 @@ from .variants import FeatureSpec
 
 __all__ = [
     "spectrogram_plane",
+    "spectrogram_frequencies",
     "waveform_plane",
     "render_spectrogram",
     "render_waveform",
@@ -82,6 +83,22 @@ def spectrogram_plane(y: np.ndarray, *, spec: FeatureSpec) -> np.ndarray:
         db = 10.0 * np.log10(np.maximum(S, peak * 1e-10) / peak)  # 0 dB at the clip's maximum
         return np.clip(1.0 + db / spec.top_db, 0.0, 1.0).astype(np.float32)
     return (np.sqrt(S) / np.sqrt(peak)).astype(np.float32)  # non-log amplitude
+
+
+def spectrogram_frequencies(spec: FeatureSpec) -> np.ndarray:
+    """The frequency in Hz of each row of :func:`spectrogram_plane` (mel band centres, or STFT bins).
+
+    Returns
+    -------
+    np.ndarray, shape (n_rows,), float64, increasing
+    """
+    fmax = spec.fmax if spec.fmax is not None else spec.sr / 2
+    if spec.frequency == "mel":
+        import librosa
+
+        return librosa.mel_frequencies(spec.n_mels + 2, fmin=spec.fmin, fmax=fmax)[1:-1]
+    freqs = np.linspace(0, spec.sr / 2, 1 + spec.n_fft // 2)
+    return freqs[(freqs >= spec.fmin) & (freqs <= fmax)]
 
 
 def _resize(plane: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -209,13 +209,12 @@ def export_model(
             h = layer(h, training=False) if layer.name == "spec_augment" else layer(h)
         model = tf_keras.Model(inputs, h)
     else:
-        head = trained.model.get_layer("head")
         model = tf_keras.Sequential([
             tf_keras.Input(size + (3,), dtype="float32"),
             hub.KerasLayer(str(backbone.path), trainable=False, name="backbone"),
             tf_keras.layers.Dense(trained.n_classes, activation="softmax", name="head"),
         ])
-        model.get_layer("head").set_weights(head.get_weights())
+        model.get_layer("head").set_weights(trained.model.get_weights())  # [kernel, bias]
     info = {"backbone": backbone.identity, "train_config": trained.config.to_dict(), "history": trained.history,
             **dict(metadata or {})}
     return export_keras_model(out_dir, model, spec=spec, labels=labels, info=info, overwrite=overwrite)
@@ -365,14 +364,20 @@ class LoadedModel:
 
 
 def load_model(model_dir: str | os.PathLike) -> LoadedModel:
-    """Open an exported model directory; clear errors for missing or corrupt parts."""
+    """Open an exported model directory; clear errors for missing or corrupt parts.
+
+    ``model_dir`` is the model folder, or the output folder of ``soundlib train --out DIR``
+    (or of a sweep run) holding it as ``model/``.
+    """
     path = Path(model_dir)
     if not path.is_dir():
         raise ModelError(f"{path}: model directory not found")
+    if not (path / SAVED_MODEL).exists() and (path / "model" / SAVED_MODEL).exists():
+        path = path / "model"
     for name in (SAVED_MODEL, LABELS_FILE, SPEC_FILE):
         if not (path / name).exists():
-            raise ModelError(f"{path}: not an exported soundlib model (missing {name}); "
-                             "make one with `soundlib train ... --out DIR`")
+            raise ModelError(f"{path}: not an exported soundlib model (missing {name}); make one with "
+                             "`soundlib train DATASET --test-fold K --out DIR` and pass DIR")
     info = read_model_info(path)
     _verify_checksums(path, info)
     labels = read_labels(path)

@@ -20,6 +20,7 @@ from .errors import ConfigError, DatasetError
 __all__ = [
     "NOTEBOOKS",
     "notebooks_dir",
+    "copy_notebooks",
     "default_kernel_name",
     "open_dataset",
     "eval_config",
@@ -36,16 +37,42 @@ NOTEBOOKS = ("plotting_trials.ipynb", "train.ipynb", "visualize.ipynb", "evaluat
 def notebooks_dir(path: str | os.PathLike | None = None) -> Path:
     """The folder holding soundlib's notebooks.
 
-    ``path`` if given, else ``$SOUNDLIB_NOTEBOOKS``, else ``notebooks/`` beside the
-    ``soundlib`` package (a source checkout or editable install).
+    ``path`` if given, else ``$SOUNDLIB_NOTEBOOKS``, else the copy installed with the
+    package (``soundlib/notebooks/``, package data of a wheel), else ``notebooks/``
+    beside the ``soundlib`` package (a source checkout or editable install).
     """
     raw = path or os.environ.get("SOUNDLIB_NOTEBOOKS")
-    folder = Path(raw).expanduser() if raw else Path(__file__).resolve().parent.parent / "notebooks"
-    missing = [n for n in ("train.ipynb", "evaluate.ipynb") if not (folder / n).is_file()]
+    if raw:
+        folder = Path(raw).expanduser()
+    else:
+        here = Path(__file__).resolve().parent
+        candidates = (here / "notebooks", here.parent / "notebooks")
+        folder = next((d for d in candidates if (d / "train.ipynb").is_file()), candidates[-1])
+    missing = [n for n in NOTEBOOKS if not (folder / n).is_file()]
     if missing:
-        raise ConfigError(f"{folder}: notebook(s) {', '.join(missing)} not found; run from a soundlib "
-                          "checkout, or point SOUNDLIB_NOTEBOOKS (or notebooks_dir=) at its notebooks/ folder")
+        raise ConfigError(f"{folder}: notebook(s) {', '.join(missing)} not found; reinstall soundlib, run from a "
+                          "soundlib checkout, or point SOUNDLIB_NOTEBOOKS (or notebooks_dir=) at a notebooks/ folder")
     return folder
+
+
+def copy_notebooks(dest: str | os.PathLike, *, overwrite: bool = False) -> tuple[list[Path], list[Path]]:
+    """Copy soundlib's notebooks (:data:`NOTEBOOKS`) into ``dest`` (``soundlib notebooks DIR``).
+
+    Returns ``(copied, kept)``: a notebook already in ``dest`` is kept (it may hold the
+    user's edits) unless ``overwrite``. Each copy is written atomically.
+    """
+    from .atomic import write_bytes_atomic
+
+    src = notebooks_dir()
+    dest = Path(dest).expanduser()
+    copied, kept = [], []
+    for name in NOTEBOOKS:
+        target = dest / name
+        if target.exists() and not overwrite:
+            kept.append(target)
+            continue
+        copied.append(write_bytes_atomic(target, (src / name).read_bytes()))
+    return copied, kept
 
 
 def default_kernel_name() -> str:
@@ -166,6 +193,13 @@ class ClipPrediction:
         rows = [{"rank": i + 1, "label": lab, "probability": round(p, 4), "true class": lab == self.true_label}
                 for i, (lab, p) in enumerate(self.top)]
         return pd.DataFrame(rows).set_index("rank")
+
+    def figure(self):
+        """The picture beside the bar chart of the top-k probabilities (:func:`soundlib.plots.plot_prediction`)."""
+        from .plots import plot_prediction
+
+        return plot_prediction(self.picture, self.top, true_label=self.true_label,
+                               title=f"{self.clip.path.name}: predicted {self.predicted}, true class {self.true_label}")
 
     def image(self):
         """The picture as a PIL image (displays inline in a notebook)."""

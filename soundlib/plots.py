@@ -16,7 +16,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 __all__ = ["figure", "save_png", "png_bytes", "plot_confusion", "plot_history", "plot_results",
-           "plot_per_class_f1", "plot_timeline"]
+           "plot_per_class_f1", "plot_timeline", "plot_feature", "plot_prediction"]
 
 
 def figure(figsize: tuple[float, float], *, dpi: int = 100):
@@ -156,3 +156,100 @@ def plot_timeline(starts: Sequence[float], proba: np.ndarray, labels: Sequence[s
     fig.tight_layout()
     return fig
 
+
+def _hz_ticks(freqs: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Row positions and labels of round frequencies for a spectrogram whose rows are at ``freqs`` Hz."""
+    lo, hi = float(freqs[0]), float(freqs[-1])
+    cands = [0, 64, 128, 256, 512, 1000, 2000, 4000, 8000, 16000, 32000]
+    hz, rows = [], []
+    for f in [f for f in cands if lo <= f <= hi] or [lo, hi]:
+        row = float(np.interp(f, freqs, np.arange(len(freqs)) + 0.5))
+        if not rows or row - rows[-1] >= 0.08 * len(freqs):  # no labels on top of each other
+            hz.append(f)
+            rows.append(row)
+    return np.asarray(rows), [f"{f / 1000:g}k" if f >= 1000 else f"{f:g}" for f in hz]
+
+
+def plot_feature(y: np.ndarray, spec: Any, *, title: str = ""):
+    """The signal behind a picture, with the axes the picture itself does not have.
+
+    The spectrogram of ``spec`` (the same values the picture is coloured from,
+    before resizing) with time in seconds, frequency in Hz and a colour bar in dB
+    relative to the clip's maximum (relative amplitude for ``scale="amplitude"``),
+    like librosa's ``specshow``; for waveform, merged and stacked variants also
+    (or only) the waveform in seconds and amplitude.
+
+    Parameters
+    ----------
+    y : np.ndarray, shape (n,)
+        Mono samples at ``spec.sr`` Hz, as given to :func:`soundlib.features.render`.
+    spec : soundlib.variants.FeatureSpec
+    """
+    from .features import spectrogram_frequencies, spectrogram_plane
+
+    y = np.asarray(y, dtype=np.float32)
+    seconds = len(y) / spec.sr
+    panels = (["spectrogram"] if spec.kind != "waveform" else []) + (["waveform"] if spec.kind != "spectrogram" else [])
+    ratios = [3.0 if p == "spectrogram" else 1.3 for p in panels]
+    fig = figure((5.8, 0.8 + sum(ratios)))
+    fig.set_layout_engine("constrained")
+    axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False, gridspec_kw={"height_ratios": ratios})[:, 0]
+    for ax, panel in zip(axes, panels):
+        if panel == "spectrogram":
+            plane = spectrogram_plane(y, spec=spec)
+            freqs = spectrogram_frequencies(spec)
+            db = spec.scale == "db"
+            values = (plane - 1.0) * spec.top_db if db else plane
+            im = ax.imshow(values, origin="lower", aspect="auto", cmap=spec.colormap, interpolation="nearest",
+                           extent=(0.0, seconds, 0.0, float(len(freqs))),
+                           vmin=-spec.top_db if db else 0.0, vmax=0.0 if db else 1.0)
+            rows, labels = _hz_ticks(freqs)
+            ax.set_yticks(rows, labels)
+            ax.set_ylabel(f"Hz ({spec.frequency})")
+            fig.colorbar(im, ax=ax, format="%+.0f dB" if db else "%.1f", pad=0.02,
+                         label="dB re clip maximum" if db else "amplitude re clip maximum")
+        else:
+            t = np.arange(len(y)) / spec.sr
+            ax.plot(t, y, linewidth=0.5, color=np.asarray(spec.waveform_color) / 255.0)
+            peak = float(np.max(np.abs(y))) if y.size else 1.0
+            ax.set_ylim(-1.05 * (peak or 1.0), 1.05 * (peak or 1.0))
+            ax.set_ylabel("amplitude")
+    axes[-1].set_xlim(0.0, seconds)
+    axes[-1].set_xlabel("time (s)")
+    axes[0].set_title(title or f"{spec.name}: {spec.kind}, n_fft {spec.n_fft}, hop {spec.hop_length}", fontsize=9)
+    return fig
+
+
+def plot_prediction(picture: np.ndarray, top: Sequence[tuple[str, float]], *, true_label: str | None = None,
+                    title: str = ""):
+    """A picture beside the bar chart of the model's top-k classes (the true class in green, others grey;
+    a wrong top class in red).
+
+    Parameters
+    ----------
+    picture : np.ndarray, shape (H, W, 3), uint8
+    top : sequence of (label, probability)
+        Highest probability first.
+    true_label : str, optional
+    """
+    fig = figure((8.0, max(2.6, 0.9 + 0.35 * len(top))))
+    fig.set_layout_engine("constrained")
+    left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.0, 1.6]})
+    left.imshow(picture)
+    left.set_axis_off()
+    left.set_title("what the model sees", fontsize=9)
+    labels = [lab for lab, _ in top]
+    probs = [p for _, p in top]
+    colors = ["tab:green" if lab == true_label else ("tab:red" if i == 0 and true_label is not None else "0.6")
+              for i, lab in enumerate(labels)]
+    y = np.arange(len(top))
+    right.barh(y, probs, color=colors)
+    right.set_yticks(y, labels, fontsize=8)
+    right.invert_yaxis()
+    right.set_xlim(0, 1)
+    right.set_xlabel("probability")
+    for yi, p in zip(y, probs):
+        right.text(min(p + 0.02, 0.85), yi, f"{p:.1%}", va="center", fontsize=8)
+    right.set_title(title or (f"top-{len(top)}; true class: {true_label}" if true_label else f"top-{len(top)}"),
+                    fontsize=9)
+    return fig

@@ -1,24 +1,132 @@
 """Process-level helpers: importing TensorFlow quietly, and child processes that die with their parent.
 
 TensorFlow is imported only by the stages that need it, always through
-:func:`import_tf`, so its C++ start-up noise is configured in one place.
+:func:`import_tf`, so its start-up noise is handled in one place. By default
+that noise is dropped: the C++ lines TensorFlow prints while it loads and
+initialises its devices ("oneDNN custom operations are on", "Could not find cuda
+drivers", "failed call to cuInit: ... CUDA error" on a machine without a GPU,
+absl's "All log messages before absl::InitializeLog() ..."), its C++ INFO and
+WARNING logs (``TF_CPP_MIN_LOG_LEVEL=2``) and its Python-side warnings. Any
+other line written to stderr meanwhile is kept. ``soundlib --verbose`` (or
+``SOUNDLIB_VERBOSE=1``, inherited by sweep processes and kernels) keeps all of it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import sys
+from typing import Iterator
 
-__all__ = ["import_tf", "die_with_parent"]
+__all__ = ["import_tf", "die_with_parent", "verbose", "set_verbose", "filtered_stderr", "TF_NOISE"]
+
+#: Start-up lines of TensorFlow (and of the LiteRT runtime) that say nothing a user can act on.
+TF_NOISE = re.compile(
+    r"All log messages before absl::InitializeLog\(\) is called"
+    r"|oneDNN custom operations are on"
+    r"|Could not find cuda drivers on your machine"
+    r"|failed call to cuInit"
+    r"|This TensorFlow binary is optimized to use available CPU instructions"
+    r"|^To enable the following instructions: .* rebuild TensorFlow"
+    r"|Unable to register cu(DNN|FFT|BLAS) factory"
+    r"|computation placer already registered"
+    r"|TF-TRT Warning: Could not find TensorRT"
+    r"|Created TensorFlow Lite XNNPACK delegate for CPU"
+)
+
+
+def verbose() -> bool:
+    """Whether TensorFlow's start-up noise is kept (``$SOUNDLIB_VERBOSE`` set to a true value)."""
+    return os.environ.get("SOUNDLIB_VERBOSE", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def set_verbose(on: bool) -> None:
+    """Keep TensorFlow's start-up noise in this process and the processes it starts (``soundlib --verbose``)."""
+    if on:
+        os.environ["SOUNDLIB_VERBOSE"] = "1"
+    else:
+        os.environ.pop("SOUNDLIB_VERBOSE", None)
+
+
+def _flush_all() -> None:
+    """Flush Python's and the C library's buffered streams (C++ code may write through stdio)."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            stream.flush()
+    with contextlib.suppress(OSError, AttributeError, TypeError):
+        import ctypes
+
+        ctypes.CDLL(None).fflush(None)
+
+
+@contextlib.contextmanager
+def filtered_stderr(noise: re.Pattern = TF_NOISE, *, stdout: bool = False) -> Iterator[None]:
+    """Capture what is written to file descriptor 2 (and 1 with ``stdout``), C++ code included,
+    while the block runs; afterwards write back every line that ``noise`` does not match.
+    A no-op when verbose."""
+    if verbose():
+        yield
+        return
+    import tempfile
+
+    fds = (1, 2) if stdout else (2,)
+    _flush_all()
+    saved = {}
+    try:
+        for fd in fds:
+            saved[fd] = os.dup(fd)
+    except OSError:  # no usable stream: nothing to filter
+        for dup in saved.values():
+            os.close(dup)
+        yield
+        return
+    captures = {fd: tempfile.TemporaryFile() for fd in fds}
+    try:
+        for fd, tmp in captures.items():
+            os.dup2(tmp.fileno(), fd)
+        try:
+            yield
+        finally:
+            _flush_all()
+            for fd, dup in saved.items():
+                os.dup2(dup, fd)
+                os.close(dup)
+        for fd, tmp in captures.items():
+            tmp.seek(0)
+            lines = tmp.read().decode("utf-8", "replace").splitlines(keepends=True)
+            kept = "".join(line for line in lines if not noise.search(line))
+            if kept:
+                os.write(fd, kept.encode())
+    finally:
+        for tmp in captures.values():
+            tmp.close()
 
 
 def import_tf():
-    """Import and return ``(tensorflow, tf_keras)``, with TensorFlow's C++ logging
-    at warnings and above unless the environment already says otherwise."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
-    import tf_keras
+    """Import and return ``(tensorflow, tf_keras)``, quietly unless verbose (see the module docstring)."""
+    if "tensorflow" in sys.modules and "tf_keras" in sys.modules:
+        return sys.modules["tensorflow"], sys.modules["tf_keras"]
+    if verbose():
+        import tensorflow as tf
+        import tf_keras
 
+        return tf, tf_keras
+    import warnings
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # tensorflow_hub imports pkg_resources, which setuptools >= 80 says is deprecated on every import
+    warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+    with filtered_stderr():
+        import tensorflow as tf
+        import tf_keras
+
+        tf.config.list_physical_devices()  # initialises the platforms now: "failed call to cuInit" is said here
+    tf.get_logger().setLevel("ERROR")
+    with contextlib.suppress(ImportError):
+        from absl import logging as absl_logging
+
+        absl_logging.set_verbosity(absl_logging.ERROR)
     return tf, tf_keras
 
 

@@ -193,101 +193,6 @@ def _check_labels(y: np.ndarray, n_classes: int) -> None:
         raise DatasetError(f"labels must be class ids in [0, {n_classes}), got {y.min()}..{y.max()}")
 
 
-class _HeadTrainer:
-    """Softmax head + Adam, traced once and reused for every fold with the same shapes and config.
-
-    One traced call per epoch (its batches loop inside the graph); dropout uses
-    stateless random numbers keyed by (seed, step), so a reused trainer gives
-    exactly the results of a fresh one.
-    """
-
-    def __init__(self, dim: int, n_classes: int, config: TrainConfig):
-        tf, tf_keras = import_tf()
-        self.tf = tf
-        self.config = config
-        self.n_classes = n_classes
-        dense = tf_keras.layers.Dense(
-            n_classes, activation="softmax", name="head",
-            kernel_regularizer=tf_keras.regularizers.l2(config.l2) if config.l2 else None)
-        self.model = tf_keras.Sequential([tf_keras.Input((dim,)), dense])
-        self.optimizer = tf_keras.optimizers.Adam(config.learning_rate)
-        self.loss_fn = tf_keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
-        self._init = tf_keras.initializers.GlorotUniform(seed=config.seed)
-        model, opt, loss_fn = self.model, self.optimizer, self.loss_fn
-        bs, rate, seed = config.batch_size, float(config.dropout), int(config.seed)
-
-        def batch_loss(xb, yb, step, training):
-            if training and rate > 0:
-                u = tf.random.stateless_uniform(tf.shape(xb), seed=tf.stack([tf.constant(seed, tf.int64), step]))
-                xb = tf.where(u >= rate, xb / (1.0 - rate), tf.zeros_like(xb))
-            p = model(xb, training=training)
-            loss = loss_fn(yb, p)
-            if model.losses:
-                loss += tf.add_n(model.losses)
-            return loss, p
-
-        def accuracy(p, y):
-            return tf.reduce_mean(tf.cast(tf.argmax(p, 1) == tf.argmax(y, 1), tf.float32))
-
-        spec_x = tf.TensorSpec([None, dim], tf.float32)
-        spec_y = tf.TensorSpec([None, n_classes], tf.float32)
-
-        @tf.function(input_signature=[spec_x, spec_y, tf.TensorSpec([None], tf.int32), tf.TensorSpec([], tf.int64)])
-        def run_epoch(xt, yt, perm, step):
-            n = tf.shape(xt)[0]
-            total, correct = tf.constant(0.0), tf.constant(0.0)
-            for i in tf.range((n + bs - 1) // bs):
-                idx = perm[i * bs:(i + 1) * bs]
-                xb, yb = tf.gather(xt, idx), tf.gather(yt, idx)
-                with tf.GradientTape() as tape:
-                    loss, p = batch_loss(xb, yb, step + tf.cast(i, tf.int64), True)
-                grads = tape.gradient(loss, model.trainable_variables)
-                opt.apply_gradients(zip(grads, model.trainable_variables))
-                k = tf.cast(tf.shape(idx)[0], tf.float32)
-                total += loss * k
-                correct += accuracy(p, yb) * k
-            nf = tf.cast(n, tf.float32)
-            return total / nf, correct / nf
-
-        @tf.function(input_signature=[spec_x, spec_y])
-        def score(xv, yv):
-            vl, vp = batch_loss(xv, yv, tf.constant(0, tf.int64), False)
-            return vl, accuracy(vp, yv)
-
-        def fit(xt, yt, perms, xv, yv):
-            xt, yt = tf.constant(xt), tf.constant(yt)
-            if len(xv):
-                xv, yv = tf.constant(xv), tf.constant(yv)
-            hist: list[list[float]] = [[], [], [], []]
-            n_batches = -(-len(perms[0]) // bs) if len(perms) else 0
-            for e, perm in enumerate(perms):
-                loss, acc = run_epoch(xt, yt, tf.constant(perm), tf.constant(e * n_batches, tf.int64))
-                hist[0].append(float(loss))
-                hist[1].append(float(acc))
-                if len(xv):
-                    vl, va = score(xv, yv)
-                    hist[2].append(float(vl))
-                    hist[3].append(float(va))
-            return hist
-
-        self._fit = fit
-
-    def reset(self) -> None:
-        dense = self.model.get_layer("head")
-        kernel, bias = dense.kernel, dense.bias
-        kernel.assign(self._init(kernel.shape))
-        bias.assign(self.tf.zeros_like(bias))
-        for v in self.optimizer.variables():
-            v.assign(self.tf.zeros_like(v))
-
-    def fit(self, xt, yt, perms, xv, yv):
-        self.reset()
-        return self._fit(xt, yt, perms, xv, yv)
-
-
-_TRAINERS: dict[tuple, _HeadTrainer] = {}
-
-
 def train_head(
     embeddings: np.ndarray,
     labels: np.ndarray,
@@ -300,11 +205,12 @@ def train_head(
 
     Mini-batch Adam on label-smoothed cross-entropy plus L2, ``epochs`` (or
     ``steps``) passes over shuffled batches of ``batch_size``: the optimisation
-    ``model.fit`` would run, compiled into one graph call per epoch and traced
-    once per process (a 10-fold evaluation reuses it), because Keras' per-step overhead dwarfs the work
-    of a head this small. The result is a tf_keras model (Dense softmax).
+    ``model.fit`` would run, in numpy (:func:`soundlib.head.fit_softmax_head`), so
+    training a head imports no TensorFlow (only ``summaries_dir`` does). The
+    result's ``model`` is a :class:`~soundlib.head.SoftmaxHead`.
     """
-    tf, tf_keras = import_tf()
+    from .head import fit_softmax_head
+
     x = np.asarray(embeddings, np.float32)
     y = np.asarray(labels, np.int64)
     _check_labels(y, n_classes)
@@ -314,21 +220,16 @@ def train_head(
                             f"{', '.join(map(str, rows[:5]))}{' ...' if len(rows) > 5 else ''}); cannot train on them")
     tr, va = grouped_validation_split(groups if groups is not None else [str(i) for i in range(len(y))],
                                       config.validation_split, seed=config.seed)
-    key = (x.shape[1], n_classes, dataclasses.replace(config, summaries_dir=None, verbose=0))
-    if key not in _TRAINERS:
-        _TRAINERS[key] = _HeadTrainer(x.shape[1], n_classes, config)
-    trainer = _TRAINERS[key]
     onehot = np.eye(n_classes, dtype=np.float32)[y]
-    n = len(tr)
-    epochs = _epochs(config, n)
+    epochs = _epochs(config, len(tr))
     rng = np.random.default_rng(config.seed)
-    perms = np.stack([rng.permutation(n) for _ in range(epochs)]).astype(np.int32)
-    loss, acc, vloss, vacc = trainer.fit(x[tr], onehot[tr], perms, x[va], onehot[va])
-    history: dict[str, list[float]] = {"loss": loss, "accuracy": acc}
-    if len(va):
-        history.update(val_loss=vloss, val_accuracy=vacc)
+    perms = [tr[rng.permutation(len(tr))] for _ in range(epochs)]
+    head, history = fit_softmax_head(
+        x, onehot, perms, x[va], onehot[va], learning_rate=config.learning_rate, dropout=config.dropout,
+        label_smoothing=config.label_smoothing, l2=config.l2, batch_size=config.batch_size, seed=config.seed)
     _check_finite_history(history, config)
     if config.summaries_dir:
+        tf, _ = import_tf()
         writer = tf.summary.create_file_writer(str(config.summaries_dir))
         with writer.as_default():
             for epoch in range(epochs):
@@ -338,11 +239,7 @@ def train_head(
     if config.verbose:
         for epoch in range(epochs):
             print(f"epoch {epoch + 1}/{epochs}: " + ", ".join(f"{k} {v[epoch]:.4f}" for k, v in history.items()))
-    # hand back an independent copy: the trainer's model is reused by the next fold
-    model = tf_keras.Sequential([tf_keras.Input((x.shape[1],)), tf_keras.layers.Dense(
-        n_classes, activation="softmax", name="head")])
-    model.get_layer("head").set_weights(trainer.model.get_layer("head").get_weights())
-    return TrainedHead(model, history, config, n_classes)
+    return TrainedHead(head, history, config, n_classes)
 
 
 class _TimeFreqMask:

@@ -24,9 +24,12 @@ class TrialsUI:
 
     Choose a clip (class dropdown and clip dropdown, or the *random* button), a
     variant, and the rendering parameters (n_fft, hop_length, n_mels, fmin/fmax,
-    top_db, colormap, merge strengths and channel order); the picture redraws on
-    every change and an audio player plays the clip. Works headless too: the
-    widgets are built, :attr:`picture` is rendered, :meth:`save_png` writes it.
+    top_db, colormap, merge strengths and channel order); on every change the
+    picture (what the model sees, no axes) redraws, and beside it the same
+    spectrogram with axes in seconds and Hz and a colour bar in dB
+    (:func:`soundlib.plots.plot_feature`, kept in :attr:`figure`); an audio
+    player plays the clip. Works headless too: the widgets are built,
+    :attr:`picture` is rendered, :meth:`save_png` writes it.
     """
 
     COLORMAPS = ("magma", "viridis", "inferno", "plasma", "cividis", "gray", "Greys", "jet", "coolwarm")
@@ -47,6 +50,7 @@ class TrialsUI:
         self._audio: dict[tuple, Any] = {}
         self._hold = 0
         self.picture = None
+        self.figure = None
         self.error: str | None = None
         base = get_variant(variant)
         self.base = base
@@ -82,12 +86,14 @@ class TrialsUI:
         self.order = w.Dropdown(options=orders, value=" / ".join(base.merge.order), description="channels (RGB)",
                                 style=style, layout=lay)
         self.image = w.Image(format="png", layout=w.Layout(width=f"{max(base.width, 224)}px"))
+        self.axes_image = w.Image(format="png", layout=w.Layout(width="460px"))
         self.audio_out = w.Output()
         self.message = w.HTML()
         controls = w.VBox([self.class_dd, self.clip_dd, self.random_btn, self.variant_dd, self.n_fft,
                            self.hop_length, self.n_mels, self.fmin, self.fmax, self.top_db, self.colormap,
                            *self.strengths, self.order])
-        self.widget = w.HBox([controls, w.VBox([self.image, self.audio_out, self.message])])
+        pictures = w.HBox([self.image, self.axes_image], layout=w.Layout(align_items="center"))
+        self.widget = w.HBox([controls, w.VBox([pictures, self.audio_out, self.message])])
 
         self.class_dd.observe(self._on_class, names="value")
         self.clip_dd.observe(self._on_clip, names="value")
@@ -202,9 +208,12 @@ class TrialsUI:
 
         from .features import render
 
+        from .plots import plot_feature, png_bytes
+
         try:
             spec = self.spec
-            self.picture = render(self._samples(spec), spec)
+            samples = self._samples(spec)
+            self.picture = render(samples, spec)
             self.error = None
         except SoundlibError as exc:
             self.error = str(exc)
@@ -214,6 +223,8 @@ class TrialsUI:
         Image.fromarray(self.picture).save(buf, format="PNG")
         self.image.value = buf.getvalue()
         c = self.clip
+        self.figure = plot_feature(samples, spec, title=f"{c.label} · {c.path.name} · {spec.name}")
+        self.axes_image.value = png_bytes(self.figure)
         self.message.value = (f"<b>{c.label}</b> · {c.path.name} · fold {c.fold} · variant {spec.name} · "
                               f"{self.picture.shape[1]}×{self.picture.shape[0]} px")
         return self.picture

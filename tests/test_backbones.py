@@ -56,7 +56,7 @@ def test_embedded_backbone_goes_through_the_same_path():
     assert (info.path / "saved_model.pb").is_file()
     assert str(info.path).startswith(str(B.cache_dir()))
     assert "efficientnet-lite0-57934424.pth" in info.identity
-    bb = B.load_backbone("efficientnet_lite0")
+    bb = B.load_backbone("efficientnet_lite0", runtime="tf")  # (tests/test_litert.py: the LiteRT runtime)
     assert bb.output_dim == 1280 and bb.input_size == (224, 224)
     # the exported directory is an ordinary SavedModel: loading it by path gives the same features
     pics = np.random.default_rng(1).integers(0, 256, (2, 224, 224, 3), dtype=np.uint8)

@@ -17,7 +17,7 @@ from .conftest import SR, small_spec, tone, write_wav
 
 def test_help_for_every_command(capsys):
     for cmd in ("synth", "variants", "featurize", "gallery", "download", "evaluate", "train", "embed", "predict",
-                "sweep"):
+                "notebooks", "sweep"):
         with pytest.raises(SystemExit) as exc:
             main([cmd, "--help"])
         assert exc.value.code == 0
@@ -99,10 +99,57 @@ def test_evaluate_train_predict(tmp_path, capsys, synth_corpus, tiny_backbone):
     assert main(["train", str(synth_corpus), "--test-fold", "2", "--out", str(tmp_path / "m"), *common]) == 0
     capsys.readouterr()
     wavs = sorted((synth_corpus / "audio" / "fold2").glob("*.wav"))[:2]
-    assert main(["predict", str(tmp_path / "m" / "model"), *map(str, wavs), "--top-k", "2",
-                 "--csv", str(tmp_path / "p.csv")]) == 0
-    rows = list(csv.DictReader(open(tmp_path / "p.csv")))
-    assert len(rows) == 4 and rows[0]["rank"] == "1" and rows[0]["input"] == str(wavs[0])
+    # DIR, what `train --out DIR` wrote, works as well as DIR/model
+    for model in (tmp_path / "m", tmp_path / "m" / "model"):
+        assert main(["predict", str(model), *map(str, wavs), "--top-k", "2", "--csv", str(tmp_path / "p.csv")]) == 0
+        rows = list(csv.DictReader(open(tmp_path / "p.csv")))
+        assert len(rows) == 4 and rows[0]["rank"] == "1" and rows[0]["input"] == str(wavs[0])
+    assert main(["predict", str(tmp_path / "ev"), *map(str, wavs)]) == 2
+    err = capsys.readouterr().err
+    assert "not an exported soundlib model (missing saved_model)" in err and "--out DIR` and pass DIR" in err
+
+
+#: TensorFlow's start-up lines that must not reach a user by default.
+TF_NOISE = ("oneDNN custom operations", "Could not find cuda drivers", "failed call to cuInit",
+            "absl::InitializeLog", "This TensorFlow binary is optimized")
+
+
+@pytest.mark.slow
+def test_cli_is_quiet_unless_verbose(tmp_path, synth_corpus, tiny_backbone):
+    """A real `soundlib predict` process imports TensorFlow: nothing of its start-up noise on stderr."""
+    spec = small_spec().replace(name="mel32")
+    from soundlib.evaluate import EvalConfig, train_fold
+    from soundlib.data import load_dataset
+    from soundlib.train import TrainConfig
+
+    train_fold(load_dataset(synth_corpus), test_fold=2, out_dir=tmp_path / "m", progress=False,
+               config=EvalConfig(spec=spec, backbone=str(tiny_backbone), train=TrainConfig(epochs=2)))
+    wav = str(sorted((synth_corpus / "audio" / "fold2").glob("*.wav"))[0])
+    env = {k: v for k, v in __import__("os").environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "SOUNDLIB_VERBOSE")}
+    quiet = subprocess.run([sys.executable, "-m", "soundlib.cli", "predict", str(tmp_path / "m"), wav, "--top-k", "1"],
+                           capture_output=True, text=True, env=env)
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stdout.startswith(wav) and "1. " in quiet.stdout
+    assert not [w for w in TF_NOISE if w in quiet.stderr], quiet.stderr
+    loud = subprocess.run([sys.executable, "-m", "soundlib.cli", "predict", str(tmp_path / "m"), wav, "--verbose"],
+                          capture_output=True, text=True, env=env)
+    assert loud.returncode == 0, loud.stderr
+    assert [w for w in TF_NOISE if w in loud.stderr], "--verbose should keep TensorFlow's start-up messages"
+
+
+def test_notebooks_are_copied_out_and_edits_kept(tmp_path, capsys):
+    from soundlib.notebook import NOTEBOOKS, notebooks_dir
+
+    assert main(["notebooks", str(tmp_path / "nb")]) == 0
+    for name in NOTEBOOKS:
+        assert (tmp_path / "nb" / name).read_bytes() == (notebooks_dir() / name).read_bytes()
+    (tmp_path / "nb" / "train.ipynb").write_text("my edits")
+    capsys.readouterr()
+    assert main(["notebooks", str(tmp_path / "nb")]) == 0
+    assert "train.ipynb already there, kept" in capsys.readouterr().out
+    assert (tmp_path / "nb" / "train.ipynb").read_text() == "my edits"
+    assert main(["notebooks", str(tmp_path / "nb"), "--force"]) == 0
+    assert (tmp_path / "nb" / "train.ipynb").read_bytes() == (notebooks_dir() / "train.ipynb").read_bytes()
 
 
 def test_console_script_starts_without_tensorflow():

@@ -15,6 +15,27 @@ def test_compute_metrics():
     assert m["per_class"]["b"]["precision"] == 0.5 and m["per_class"]["a"]["recall"] == 0.5
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_compute_metrics_agrees_with_scikit_learn(seed):
+    import numpy as np
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+    rng = np.random.default_rng(seed)
+    k = 6  # some classes never occur or are never predicted: the zero-division cases
+    yt, yp = rng.integers(0, k - 1, 40), rng.integers(1, k, 40)
+    m = compute_metrics(yt.tolist(), yp.tolist(), [f"c{i}" for i in range(k)])
+    labels = list(range(k))
+    p, r, f, s = precision_recall_fscore_support(yt, yp, labels=labels, zero_division=0)
+    assert m["accuracy"] == pytest.approx(accuracy_score(yt, yp))
+    present = sorted(set(yt.tolist()))  # macro-F1 over the classes the test fold holds; the 0.1 mean over all
+    assert m["macro_f1"] == pytest.approx(f1_score(yt, yp, labels=present, average="macro", zero_division=0))
+    assert m["macro_f1_all_classes"] == pytest.approx(f1_score(yt, yp, labels=labels, average="macro", zero_division=0))
+    assert m["confusion_matrix"] == confusion_matrix(yt, yp, labels=labels).tolist()
+    for i in labels:
+        got = m["per_class"][f"c{i}"]
+        assert (got["precision"], got["recall"], got["f1"], got["support"]) == pytest.approx((p[i], r[i], f[i], s[i]))
+
+
 def test_run_metrics_round_trip_and_torn_files(tmp_path):
     m = RunMetrics(variant="mel", test_fold=3, accuracy=0.5, macro_f1=0.25, n=4, confusion_matrix=[[1, 1], [1, 1]],
                    per_class={"a": {"f1": 0.5}}, train_config={"epochs": 2}, seconds=1.5)

@@ -44,3 +44,17 @@ def test_open_dataset_generates_only_when_asked(tmp_path):
 
 # ---------------------------------------------------------------------------
 # Executed by papermill
+
+
+def test_prediction_figure_is_picture_beside_top_k_bars(corpus):
+    import numpy as np
+
+    clip = notebook.pick_clip(notebook.open_dataset(corpus), label="siren", seed=0)
+    pred = notebook.ClipPrediction(clip, np.zeros((32, 32, 3), np.uint8), [("dog_bark", 0.6), ("siren", 0.3),
+                                                                          ("drilling", 0.1)])
+    fig = pred.figure()
+    picture, bars = fig.axes
+    assert picture.images and not picture.axison  # the picture, as the model sees it
+    assert [t.get_text() for t in bars.get_yticklabels()] == ["dog_bark", "siren", "drilling"]
+    assert [round(p.get_width(), 3) for p in bars.patches] == [0.6, 0.3, 0.1]
+    assert "predicted dog_bark" in bars.get_title() and fig._repr_png_()[:4] == b"\x89PNG"

@@ -52,3 +52,29 @@ def test_cli_help_does_not_import_tensorflow():
             "bad = [m for m in ('tensorflow', 'matplotlib', 'tensorflow_hub', 'tf_keras') if m in sys.modules]\n"
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+def test_wheel_ships_the_notebooks(tmp_path):
+    """`pip install soundlib` users get the notebooks: package data of the wheel, found by notebooks_dir()
+    and copied out by `soundlib notebooks DIR` (run here from the unpacked wheel, not the checkout)."""
+    import zipfile
+
+    out = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                          "-w", str(tmp_path / "dist"), str(ROOT)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    wheel = next((tmp_path / "dist").glob("soundlib-*.whl"))
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    names = ("plotting_trials.ipynb", "train.ipynb", "visualize.ipynb", "evaluate.ipynb")
+    for name in names:
+        assert (site / "soundlib" / "notebooks" / name).read_bytes() == (ROOT / "notebooks" / name).read_bytes()
+    assert (site / "soundlib" / "sweep" / "__init__.py").is_file() and (site / "soundlib" / "py.typed").is_file()
+    env = {**__import__("os").environ, "PYTHONPATH": str(site)}
+    env.pop("SOUNDLIB_NOTEBOOKS", None)
+    found = subprocess.run([sys.executable, "-c", "import soundlib.notebook as n; print(n.notebooks_dir())"],
+                           capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert found.stdout.strip() == str(site / "soundlib" / "notebooks"), found.stderr
+    copied = subprocess.run([sys.executable, "-m", "soundlib.cli", "notebooks", str(tmp_path / "mine")],
+                            capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert copied.returncode == 0, copied.stderr
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == sorted(names)

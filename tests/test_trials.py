@@ -15,6 +15,13 @@ def test_trials_ui_redraws_on_every_control(corpus, tmp_path):
     ui = TrialsUI(ds, variant="mel", seed=1)
     first = ui.picture.copy()
     assert first.shape == (224, 224, 3) and ui.image.value[:4] == b"\x89PNG"
+    # beside the picture: the same spectrogram with axes in seconds and Hz, and a dB colour bar
+    assert ui.axes_image.value[:4] == b"\x89PNG"
+    spec_ax, bar = ui.figure.axes
+    assert spec_ax.get_xlabel() == "time (s)" and spec_ax.get_ylabel().startswith("Hz")
+    assert spec_ax.get_xlim() == (0.0, ui.spec.duration)  # the span of the picture (clips padded to 4 s)
+    assert "dB" in bar.get_ylabel() and bar.get_ylim() == (-80.0, 0.0)
+    axes_png = ui.axes_image.value
     ui.colormap.value = "gray"
     assert ui.spec.colormap == "gray" and not np.array_equal(ui.picture, first)
     gray = ui.picture.copy()
@@ -23,8 +30,10 @@ def test_trials_ui_redraws_on_every_control(corpus, tmp_path):
     ui.hop_length.value = 256
     ui.top_db.value = 40.0
     assert ui.spec.n_mels == 32 and ui.spec.hop_length == 256 and not np.array_equal(ui.picture, gray)
+    assert ui.figure.axes[1].get_ylim() == (-40.0, 0.0) and ui.axes_image.value != axes_png
     ui.variant_dd.value = "merged"
     assert ui.spec.kind == "merged" and ui.colormap.value == "magma" and ui.n_mels.value == 128
+    assert [a.get_ylabel() for a in ui.figure.axes] == ["Hz (mel)", "amplitude", "dB re clip maximum"]
     merged = ui.picture.copy()
     ui.strengths[2].value = 1.0
     ui.order.value = "waveform / spectrogram / background"

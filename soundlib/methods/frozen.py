@@ -127,7 +127,9 @@ class FrozenMethod(HeadMethod):
         inp = K.Input((ctx.spec.height, ctx.spec.width, 3), dtype="float32")
         x = inp if (ctx.spec.height, ctx.spec.width) == (224, 224) else K.layers.Lambda(
             resize_layer_fn, arguments={"size": (224, 224)}, name="resize")(inp)
-        model = K.Model(inp, trained.model(backbone.keras_model()(x)))
+        dense = K.layers.Dense(ctx.n_classes, activation="softmax", name="head")
+        model = K.Model(inp, dense(backbone.keras_model()(x)))
+        dense.set_weights(trained.model.get_weights())  # [kernel, bias]
         return export_keras_model(out_dir, model, spec=ctx.spec, labels=list(ctx.classes), overwrite=overwrite,
                                   info={**info, "backbone": backbone.identity, "train_config": ctx.train.to_dict()})
 
@@ -182,15 +184,10 @@ def _fit_softmax(feats: Features, split: FoldSplit, y: np.ndarray, ctx: Context)
 
 def _as_trained_head(model, ctx: Context):
     """A :class:`~soundlib.train.TrainedHead` for export (a logistic head becomes one dense softmax layer)."""
-    from ..runtime import import_tf
+    from ..head import SoftmaxHead
     from ..train import TrainedHead
     from .heads import LogisticHead
 
     if not isinstance(model, LogisticHead):
         return model
-    _, tf_keras = import_tf()
-    kernel, bias = model.dense()
-    dense = tf_keras.layers.Dense(ctx.n_classes, activation="softmax", name="head")
-    net = tf_keras.Sequential([tf_keras.Input((kernel.shape[0],)), dense])
-    dense.set_weights([kernel, bias])
-    return TrainedHead(net, {}, ctx.train, ctx.n_classes)
+    return TrainedHead(SoftmaxHead(*model.dense()), {}, ctx.train, ctx.n_classes)

@@ -20,7 +20,7 @@ __all__ = ["LocalBackend", "DaskBackend", "drive"]
 
 
 class LocalBackend:
-    """Tasks in a thread pool, each thread waiting on its own worker process."""
+    """Tasks in a thread pool, each thread waiting on its own worker process (forked from the fork server)."""
 
     def __init__(self, jobs: int):
         from concurrent.futures import ThreadPoolExecutor
@@ -30,7 +30,7 @@ class LocalBackend:
 
     def submit(self, task: Mapping[str, Any]):
         """Start ``task``; returns its future."""
-        return self.pool.submit(run_task, task)
+        return self.pool.submit(run_task, task, fork=True)
 
     def wait_any(self, futures: Sequence[Any]) -> set:
         """Block until at least one of ``futures`` is done; return the done ones."""

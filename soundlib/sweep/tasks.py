@@ -2,9 +2,13 @@
 
 A *task* is a JSON-able mapping: ``kind`` ``"notebook"`` (execute a notebook with
 papermill: a training run, or the evaluate notebook) or ``"fill"`` (prepare one
-method's features once, filling the embedding cache, for one variant). :func:`run_task` starts a fresh Python
-process for it (locally or on a Dask worker), waits, and returns the result
-the process wrote; it never raises for a failing task. The run bookkeeping that
+method's features once, filling the embedding cache, for one variant). :func:`run_task`
+starts a new process for it (locally or on a Dask worker), waits, and returns the result
+the process wrote; it never raises for a failing task. Locally (``fork=True``) the process is forked
+from a server process that has already imported papermill and what the kernels
+import (multiprocessing's ``forkserver``), and forks the notebook's kernel in turn
+(:mod:`soundlib.sweep.kernels`): no Python start and no imports per run. Elsewhere
+it is a fresh ``python`` process launching its kernel the usual way. The run bookkeeping that
 makes sweeps resumable lives here too: a run is complete when its
 ``params.json`` fingerprint matches, its ``metrics.json`` is valid and its
 executed notebook is in place.
@@ -20,6 +24,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -123,12 +128,14 @@ def _locked(path: str | None) -> Iterator[None]:
 # ---------------------------------------------------------------------------
 # The parent side
 
-def run_task(task: Mapping[str, Any]) -> dict[str, Any]:
-    """Execute one task in a fresh Python process and return its result.
+def run_task(task: Mapping[str, Any], *, fork: bool = False) -> dict[str, Any]:
+    """Execute one task in a new process and return its result.
 
-    Used as is by the local thread pool and as the Dask task function. Never
-    raises for a failing task: the failure is in the returned dict
-    (``status``, ``ename``, ``evalue``, ``cell``, ``notebook``, ``seconds``).
+    Used by the local thread pool (``fork=True``: the process is forked from the
+    warm fork server, see :func:`fork_available`) and, as is, as the Dask task
+    function (a fresh ``python`` process). Never raises for a failing task: the
+    failure is in the returned dict (``status``, ``ename``, ``evalue``, ``cell``,
+    ``notebook``, ``seconds``).
     """
     t0 = time.perf_counter()
     fd, result_path = tempfile.mkstemp(prefix="soundlib-sweep-", suffix=".result.json")
@@ -144,12 +151,17 @@ def run_task(task: Mapping[str, Any]) -> dict[str, Any]:
     log.parent.mkdir(parents=True, exist_ok=True)
     proc = None
     try:
-        with open(log, "w") as log_fh:
-            proc = subprocess.Popen([sys.executable, "-c", _CHILD, task_path], stdin=subprocess.DEVNULL,
-                                    stdout=log_fh, stderr=subprocess.STDOUT, env=env,
-                                    cwd=task.get("cwd") or None)
+        if fork and fork_available():
+            proc = _Forked(task_path, log, env, task.get("cwd") or None)
             _LIVE.add(proc)
             rc = proc.wait()
+        else:
+            with open(log, "w") as log_fh:
+                proc = subprocess.Popen([sys.executable, "-c", _CHILD, task_path], stdin=subprocess.DEVNULL,
+                                        stdout=log_fh, stderr=subprocess.STDOUT, env=env,
+                                        cwd=task.get("cwd") or None)
+                _LIVE.add(proc)
+                rc = proc.wait()
         result = _read_json(Path(result_path))
         if not isinstance(result, dict):
             result = {"status": "failed", "ename": "WorkerExit",
@@ -170,6 +182,131 @@ def run_task(task: Mapping[str, Any]) -> dict[str, Any]:
                 os.unlink(p)
     result.setdefault("seconds", round(time.perf_counter() - t0, 2))
     return result
+
+
+#: Imported once by the fork server, so that each forked task process (and kernel, see
+#: :mod:`soundlib.sweep.kernels`) starts with them loaded.
+_PRELOAD = ["soundlib.sweep.tasks", "soundlib.sweep.kernels", "papermill", "nbformat", "nbclient", "jupyter_client"]
+_FORK_CONTEXT: Any = None
+_START_LOCK = threading.Lock()
+#: In a forked task process: its log file (None elsewhere); its kernel is forked too.
+_TASK_LOG: str | None = None
+
+
+def fork_available() -> bool:
+    """Whether task processes can be forked from the fork server here (Linux, not inside a
+    daemonic process such as a Dask worker under a nanny, which may not have children)."""
+    import multiprocessing
+
+    return sys.platform.startswith("linux") and not multiprocessing.current_process().daemon
+
+
+def fork_context():
+    """multiprocessing's ``forkserver`` context, its server preloading :data:`_PRELOAD` and the
+    kernels' :data:`soundlib.sweep.kernels.PRELOAD` (not ``__main__``)."""
+    global _FORK_CONTEXT
+    if _FORK_CONTEXT is None:
+        import multiprocessing
+
+        from .kernels import PRELOAD
+
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(list(_PRELOAD) + PRELOAD)
+        _FORK_CONTEXT = ctx
+    return _FORK_CONTEXT
+
+
+class _Forked:
+    """A task process forked from the fork server, with ``subprocess.Popen``'s ``wait``/``poll``/``kill``.
+
+    A forked task process watches this process and exits the moment it dies
+    (``kill -9`` included, see :func:`exit_with`); its kernel dies with it
+    (:func:`soundlib.runtime.die_with_parent`).
+    """
+
+    def __init__(self, task_path: str, log: Path, env: Mapping[str, str], cwd: str | None):
+        self._proc = fork_context().Process(target=_forked_main, name="soundlib-sweep-task",
+                                             args=(task_path, str(log), dict(env), cwd, os.getpid()))
+        with _START_LOCK:
+            # multiprocessing would run this program's __main__ again in the task process (as spawn does):
+            # an unguarded script calling sweep.run would start a sweep per run
+            import types
+
+            main = sys.modules["__main__"]
+            sys.modules["__main__"] = types.ModuleType("__main__")
+            try:
+                self._proc.start()
+            finally:
+                sys.modules["__main__"] = main
+
+    def wait(self) -> int | None:
+        self._proc.join()
+        return self._proc.exitcode
+
+    def poll(self) -> int | None:
+        return self._proc.exitcode
+
+    def kill(self) -> None:
+        self._proc.kill()
+
+
+def exit_with(pid: int) -> None:
+    """Exit this process (``os._exit``) as soon as process ``pid`` ends, watched by a daemon thread.
+
+    A forked task's parent is the fork server, which outlives the sweep while any
+    process it forked still runs, so the parent-death signal alone would not stop it.
+    """
+    import select
+
+    try:
+        fd = os.pidfd_open(pid)  # Linux >= 5.3: readable once the process has exited
+    except ProcessLookupError:
+        os._exit(1)
+    except (AttributeError, OSError):
+        fd = None
+
+    def watch() -> None:
+        if fd is not None:
+            select.select([fd], [], [])
+        else:
+            while True:
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    break
+                except OSError:
+                    pass
+                time.sleep(0.2)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="soundlib-exit-with-sweep", daemon=True).start()
+
+
+def _forked_main(task_path: str, log: str, env: dict[str, str], cwd: str | None, sweep_pid: int) -> None:
+    """A forked task process: the environment, working folder and log a fresh ``python`` would get;
+    it ends with the sweep process ``sweep_pid``."""
+    import atexit
+
+    global _TASK_LOG
+    _TASK_LOG = log
+    exit_with(sweep_pid)
+    server = os.getppid()
+    os.environ.clear()
+    os.environ.update(env, SOUNDLIB_SWEEP_PARENT=str(server))
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    os.close(null)
+    sys.stdout.reconfigure(line_buffering=True)
+    if cwd:
+        os.chdir(cwd)
+    try:
+        child_main(task_path)
+    finally:
+        atexit._run_exitfuncs()  # multiprocessing ends its children with os._exit
 
 
 def kill_running() -> None:
@@ -205,6 +342,10 @@ def child_main(task_path: str) -> int:
     except BaseException as exc:  # report everything, KeyboardInterrupt included
         traceback.print_exc()
         result = {"status": "failed", "ename": type(exc).__name__, "evalue": str(exc)}
+    import resource
+
+    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    result["cpu_seconds"] = round(sum(u.ru_utime + u.ru_stime for u in usage), 3)  # this process and its kernel
     from ..atomic import write_json_atomic
 
     write_json_atomic(task["result_path"], result)
@@ -251,6 +392,11 @@ def _do_notebook(task: Mapping[str, Any]) -> dict[str, Any]:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.ipynb")
         kernel = task.get("kernel_name") or default_kernel_name()
+        forked = {}
+        if _TASK_LOG is not None:  # a forked task: its kernel is forked too (soundlib.sweep.kernels)
+            from .kernels import ForkedKernelManager
+
+            forked["kernel_manager_class"] = ForkedKernelManager
         error: dict[str, Any] | None = None
         for attempt in (1, 2):
             try:
@@ -258,7 +404,7 @@ def _do_notebook(task: Mapping[str, Any]) -> dict[str, Any]:
                     nbformat.reads(task["notebook"], as_version=4), str(tmp),
                     parameters=task["parameters"], kernel_name=kernel, progress_bar=False, log_output=False,
                     cwd=task.get("cwd"), start_timeout=180,
-                    extra_arguments=[f"--IPKernelApp.exec_lines={_KERNEL_EXEC_LINE}"],
+                    extra_arguments=[f"--IPKernelApp.exec_lines={_KERNEL_EXEC_LINE}"], **forked,
                 )
                 error = None
                 break

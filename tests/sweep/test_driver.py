@@ -149,9 +149,27 @@ def descendants(pid: int):
     import psutil
 
     try:
-        return psutil.Process(pid).children(recursive=True)
+        procs = psutil.Process(pid).children(recursive=True)
     except psutil.NoSuchProcess:
         return []
+    alive = []
+    for p in procs:
+        try:
+            p.cmdline()
+            alive.append(p)
+        except psutil.Error:  # exited meanwhile
+            continue
+    return alive
+
+
+def is_kernel(p) -> bool:
+    """A kernel forked by a task process (named soundlib-kernel), or one launched the usual way."""
+    import psutil
+
+    try:
+        return p.name() == "soundlib-kernel" or "ipykernel_launcher" in " ".join(p.cmdline())
+    except psutil.Error:
+        return False
 
 
 @pytest.mark.slow
@@ -173,11 +191,9 @@ def test_resume_after_kill_9(project, reference, tmp_path):
             assert time.monotonic() < deadline, "no run finished in time"
             done = [d for d in run_dirs if (d / "train.ipynb").is_file()]
             running = [d for d in run_dirs if list(d.glob(".train.*.tmp.ipynb"))]
-            if done and running:
-                time.sleep(1.5)  # let the kernel get into the notebook
-                if not (running[0] / "train.ipynb").is_file():
-                    break
-            time.sleep(0.1)
+            if done and running and any(is_kernel(p) for p in descendants(proc.pid)):
+                break  # a run's kernel is up: kill the sweep in the middle of that run
+            time.sleep(0.05)
         victims = descendants(proc.pid)
         assert victims, "the sweep should have a worker process and a kernel running"
         proc.send_signal(signal.SIGKILL)
