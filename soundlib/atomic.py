@@ -35,6 +35,7 @@ __all__ = [
     "write_json_atomic",
     "write_csv_atomic",
     "jsonable",
+    "file_lock",
 ]
 
 
@@ -222,3 +223,27 @@ def jsonable(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"cannot write {type(obj).__name__} to JSON")
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike | None) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` for the ``with`` block (a no-op when ``path`` is ``None``).
+
+    The lock file's folder is created; the lock is released when the block ends or the process dies,
+    so a killed holder never leaves it stuck. On a platform without ``fcntl`` it does not lock.
+    """
+    if not path:
+        yield
+        return
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)

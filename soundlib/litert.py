@@ -24,15 +24,14 @@ installed), ``litert`` (required: an error without it) or ``tf``.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import threading
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
+from .atomic import file_lock
 from .backbones import BackboneInfo
 from .errors import BackboneError, FeatureError
 
@@ -125,29 +124,12 @@ def model_path(info: BackboneInfo, quantization: str | None = None) -> Path:
     return info.path.with_name(f"{info.path.name}.{suffix}.tflite")
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """An exclusive ``flock`` on ``path`` (so that one process converts and the others wait)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX
-        yield
-        return
-    with open(path, "a+") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
 def ensure_model(info: BackboneInfo, quantization: str | None = None) -> Path:
     """The ``.tflite`` of ``info``, converted (with TensorFlow) and cached the first time."""
     out = model_path(info, quantization)
     if out.is_file():
         return out
-    with _file_lock(out.with_name(out.name + ".lock")):
+    with file_lock(out.with_name(out.name + ".lock")):
         if not out.is_file():  # another process may have converted it while we waited
             q = quantization or quantization_of(info)
             convert(info.path, out, quantization=q,

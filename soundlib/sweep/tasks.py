@@ -28,8 +28,9 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
+from ..atomic import file_lock
 from ..metrics import METRICS_FILE, RunMetrics
 
 __all__ = [
@@ -103,26 +104,6 @@ def _prepare_run_dir(run_dir: Path, record: Mapping[str, Any], *, export: bool) 
     if not export and (run_dir / "model").is_dir():
         shutil.rmtree(run_dir / "model", ignore_errors=True)
     write_json_atomic(run_dir / RUN_RECORD, dict(record))
-
-
-@contextlib.contextmanager
-def _locked(path: str | None) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``path`` (released when the process dies)."""
-    if not path:
-        yield
-        return
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX
-        yield
-        return
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 # ---------------------------------------------------------------------------
@@ -382,7 +363,7 @@ def _do_notebook(task: Mapping[str, Any]) -> dict[str, Any]:
 
     out = Path(task["output"])
     check = task.get("check")
-    with _locked(task.get("lock")):
+    with file_lock(task.get("lock")):
         if check:
             run_dir = Path(check["run_dir"])
             if run_complete(run_dir, check["fingerprint"], check["variant"], check["fold"]):

@@ -109,5 +109,28 @@ def test_shipped_params_files(tmp_path, monkeypatch):
         assert c.dataset == tmp_path / "soundata" / name and len(c.variants) == n_variants
 
 
+
+def test_shipped_real_recordings_benchmark_file(tmp_path):
+    """params/urbansound8k_subset.yaml (the README's benchmark) stays a valid sweep: every method and
+    variant resolves, the dataset path points at ../shared beside the checkout."""
+    params = tmp_path / "checkout" / "params"
+    params.mkdir(parents=True)
+    (params / "urbansound8k_subset.yaml").write_text((PARAMS / "urbansound8k_subset.yaml").read_text())
+    with pytest.raises(ConfigError, match="manifest.csv"):
+        sweep.load_sweep_config(params / "urbansound8k_subset.yaml")
+    manifest = tmp_path / "shared" / "data" / "urbansound8k_subset" / "manifest.csv"
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text("path,label,fold,group\n")
+    c = sweep.load_sweep_config(params / "urbansound8k_subset.yaml")
+    assert c.dataset == manifest and c.folds is None
+    assert [v.name for v in c.variants] == ["mel", "mel_gray", "linear", "waveform", "merged", "stacked",
+                                            "mel_hop256"]
+    assert c.variants[-1].hop_length == 256
+    names = [m.name for m in c.methods]
+    assert names == ["frozen", "frozen_block14", "frozen_multi", "mfcc", "scratch", "birdnet", "fusion", "auto",
+                     "finetune"]
+    assert c.only["finetune"]["folds"] == (1, 10) and c.only["frozen_multi"]["variants"] == ("mel", "mel_hop256")
+    assert c.backbone == "efficientnet_lite0" and not c.export_model
+
 # ---------------------------------------------------------------------------
 # Aggregation (fast: hand-written metrics files)
