@@ -49,6 +49,7 @@ __all__ = [
     "open_backbone",
     "load_backbone",
     "save_tiny_backbone",
+    "embedded_keras_model",
 ]
 
 DEFAULT_BACKBONE = "efficientnet_lite0"
@@ -256,6 +257,18 @@ class Backbone:
             else:
                 out.append(self._call_batch(chunk))
         return np.concatenate(out).astype(np.float32) if out else np.zeros((0, self.output_dim), np.float32)
+
+
+def embedded_keras_model(*, include_top: bool = False):
+    """The embedded EfficientNet-Lite0 rebuilt as a trainable tf_keras ``Model`` with its ImageNet weights.
+
+    For fine-tuning (the SavedModel export is not trainable layer by layer). Input: (N, 224, 224, 3)
+    float pictures in [0, 1]; output: the (N, 1280) pooled features, or the (N, 1000) ImageNet logits
+    with ``include_top``.
+    """
+    from . import _efficientnet_lite
+
+    return _efficientnet_lite.build_efficientnet_lite0("imagenet", include_top=include_top)
 
 
 def is_ready(handle: str | os.PathLike) -> bool:

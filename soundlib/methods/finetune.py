@@ -97,14 +97,12 @@ def picture_augment(x: np.ndarray, rng: np.random.Generator, o: FinetuneOptions)
 
 def _backbone_model(ctx: Context):
     """``(backbone layer or model, batch-norm layers)``; the embedded network is rebuilt in tf_keras."""
-    from ..backbones import EMBEDDED_BACKBONES
+    from ..backbones import EMBEDDED_BACKBONES, embedded_keras_model
     from ..runtime import import_tf
 
     tf, K = import_tf()
     if ctx.backbone in EMBEDDED_BACKBONES:
-        from .. import _efficientnet_lite
-
-        net = _efficientnet_lite.build_efficientnet_lite0("imagenet", include_top=False)
+        net = embedded_keras_model(include_top=False)
         return net, [layer for layer in net.layers if isinstance(layer, K.layers.BatchNormalization)]
     import tensorflow_hub as hub
 
