@@ -21,7 +21,7 @@ help:
 	@echo "make test       run all tests (bootstraps .venv)"
 	@echo "make lab        open JupyterLab on notebooks/ with the soundlib kernel (installs the lab extra)"
 	@echo "make test-fast  skip tests marked slow"
-	@echo "make bench      run the benchmarks in bench/"
+	@echo "make bench      run the benchmarks in bench/ (the real-recordings sweep: see the README)"
 
 venv: $(STAMP)
 
@@ -52,6 +52,7 @@ lab: $(LAB_STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/featurize.py
 	$(BIN)/python bench/embed.py
+	$(BIN)/python bench/sweep_overhead.py
 
 clean:
 	rm -rf $(DEMO) .pytest_cache
