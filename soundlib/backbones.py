@@ -50,6 +50,7 @@ __all__ = [
     "load_backbone",
     "save_tiny_backbone",
     "embedded_keras_model",
+    "as_picture_batch",
 ]
 
 DEFAULT_BACKBONE = "efficientnet_lite0"
@@ -187,6 +188,30 @@ def _read_input_size(obj: Any) -> tuple[int, int] | None:
     return None
 
 
+def as_picture_batch(pictures: np.ndarray, handle: str) -> np.ndarray:
+    """Pictures as a uint8 batch for a backbone named ``handle`` (named in the errors).
+
+    Parameters
+    ----------
+    pictures : np.ndarray, shape (N, H, W, 3) or (H, W, 3)
+        uint8 RGB, or floats in [0, 1] (scaled to uint8 with rounding).
+
+    Returns
+    -------
+    np.ndarray, shape (N, H, W, 3), uint8
+    """
+    pictures = np.asarray(pictures)
+    if pictures.ndim == 3:
+        pictures = pictures[None]
+    if pictures.ndim != 4 or pictures.shape[-1] != 3:
+        raise FeatureError(f"backbone {handle!r} needs (N, H, W, 3) pictures, got shape {pictures.shape}")
+    if pictures.dtype != np.uint8:
+        if pictures.size and (pictures.min() < 0 or pictures.max() > 1):
+            raise FeatureError(f"backbone {handle!r}: float pictures must hold values in [0, 1]")
+        pictures = (pictures * 255.0 + 0.5).astype(np.uint8)
+    return pictures
+
+
 class Backbone:
     """A loaded backbone: ``backbone(pictures) -> (N, D) float32 features``.
 
@@ -239,15 +264,7 @@ class Backbone:
         return self._fn(n, h, w)(pictures).numpy()
 
     def __call__(self, pictures: np.ndarray, *, batch_size: int = 32) -> np.ndarray:
-        pictures = np.asarray(pictures)
-        if pictures.ndim == 3:
-            pictures = pictures[None]
-        if pictures.ndim != 4 or pictures.shape[-1] != 3:
-            raise FeatureError(f"backbone {self.info.handle!r} needs (N, H, W, 3) pictures, got shape {pictures.shape}")
-        if pictures.dtype != np.uint8:
-            if pictures.min() < 0 or pictures.max() > 1:
-                raise FeatureError("float pictures must hold values in [0, 1]")
-            pictures = (pictures * 255.0 + 0.5).astype(np.uint8)
+        pictures = as_picture_batch(pictures, self.info.handle)
         out = []
         for start in range(0, len(pictures), batch_size):
             chunk = pictures[start:start + batch_size]

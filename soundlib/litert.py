@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import file_lock
-from .backbones import BackboneInfo
+from .backbones import BackboneInfo, as_picture_batch
 from .errors import BackboneError, FeatureError
 
 __all__ = [
@@ -248,17 +248,9 @@ class LiteBackbone:
         return self.info.identity
 
     def __call__(self, pictures: np.ndarray, *, batch_size: int = 32) -> np.ndarray:
-        pictures = np.asarray(pictures)
-        if pictures.ndim == 3:
-            pictures = pictures[None]
-        if pictures.ndim != 4 or pictures.shape[-1] != 3:
-            raise FeatureError(f"backbone {self.info.handle!r} needs (N, H, W, 3) pictures, got shape {pictures.shape}")
+        pictures = as_picture_batch(pictures, self.info.handle)
         if pictures.shape[1:3] != self.input_size:
             return self._tensorflow()(pictures, batch_size=batch_size)
-        if pictures.dtype != np.uint8:
-            if pictures.size and (pictures.min() < 0 or pictures.max() > 1):
-                raise FeatureError("float pictures must hold values in [0, 1]")
-            pictures = (pictures * 255.0 + 0.5).astype(np.uint8)
         n = len(pictures)
         out = np.empty((n, self.output_dim), np.float32)
         with self._lock:  # one interpreter must not run two calls at once
