@@ -160,7 +160,7 @@ def _kernel_main(args: list[str], env: dict[str, str], cwd: str) -> None:
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
-    os.closerange(3, 65536)  # the run folder's lock and the parent's sockets stay with the parent
+    _close_inherited_fds()
     os.chdir(cwd)
     die_with_parent(int(env.get("JPY_PARENT_PID") or 0))
     _set_process_name(b"soundlib-kernel")
@@ -173,6 +173,32 @@ def _kernel_main(args: list[str], env: dict[str, str], cwd: str) -> None:
         IPKernelApp.launch_instance(argv=args)
     finally:
         atexit._run_exitfuncs()  # os._exit follows
+
+
+def _close_inherited_fds() -> None:
+    """Close every descriptor above stderr but multiprocessing's resource-tracker pipe.
+
+    The run folder's lock and the parent's sockets stay with the parent. The tracker's pipe
+    stays open: multiprocessing keeps its number, and a kernel that creates a semaphore (tqdm
+    does, for its lock) would otherwise write to whatever the number names by then (one of
+    the kernel's own sockets), relaunch a tracker, and hang when asked to shut down until
+    jupyter_client terminates it 2.5 s later (measured: a run took 3.9 s instead of 1.3 s).
+    """
+    keep = sorted(fd for fd in (_resource_tracker_fd(),) if fd is not None and fd > 2)
+    start = 3
+    for fd in keep:
+        os.closerange(start, fd)
+        start = fd + 1
+    os.closerange(start, 65536)
+
+
+def _resource_tracker_fd() -> int | None:
+    try:
+        from multiprocessing import resource_tracker
+    except ImportError:  # pragma: no cover - not POSIX
+        return None
+    fd = getattr(resource_tracker._resource_tracker, "_fd", None)
+    return fd if isinstance(fd, int) else None
 
 
 def _set_process_name(name: bytes) -> None:
