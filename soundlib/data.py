@@ -12,12 +12,13 @@ Loaders read metadata only; audio is read later by :mod:`soundlib.audio`.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import os
 import re
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 from .errors import DatasetError
 
@@ -224,24 +225,17 @@ def _check_header(path: Path, header: Sequence[str]) -> list[str]:
 def _read_csv(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
     if not path.is_file():
         raise DatasetError(f"{path}: metadata file not found")
-    try:
-        with open(path, newline="", encoding=CSV_ENCODING) as fh:
-            reader = csv.DictReader(fh)
-            header = _check_header(path, reader.fieldnames or [])
-            missing = [col for col in required if col not in header]
-            if missing:
-                raise DatasetError(
-                    f"{path}: missing column(s) {', '.join(missing)}; expected at least {', '.join(required)}"
-                    f" (found {', '.join(header) or 'no header'})"
-                )
-            reader.fieldnames = header
-            rows = [row for row in reader]
-    except UnicodeDecodeError as exc:
-        raise _decode_error(path, exc) from None
-    except csv.Error as exc:
-        raise DatasetError(f"{path}: not a valid CSV file ({exc})") from None
-    except OSError as exc:
-        raise _os_error(path, exc, "metadata file") from None
+    with _csv_errors(path), open(path, newline="", encoding=CSV_ENCODING) as fh:
+        reader = csv.DictReader(fh)
+        header = _check_header(path, reader.fieldnames or [])
+        missing = [col for col in required if col not in header]
+        if missing:
+            raise DatasetError(
+                f"{path}: missing column(s) {', '.join(missing)}; expected at least {', '.join(required)}"
+                f" (found {', '.join(header) or 'no header'})"
+            )
+        reader.fieldnames = header
+        rows = [row for row in reader]
     if not rows:
         raise DatasetError(f"{path}: metadata has a header but no rows")
     return rows
@@ -474,9 +468,16 @@ def load_folder(path: str | os.PathLike) -> Dataset:
 
 
 def _csv_header(path: Path) -> list[str]:
+    with _csv_errors(path), open(path, newline="", encoding=CSV_ENCODING) as fh:
+        return _check_header(path, next(csv.reader(fh), []))
+
+
+@contextlib.contextmanager
+def _csv_errors(path: Path) -> Iterator[None]:
+    """Turn decoding, CSV and OS errors while reading metadata file ``path`` into a :class:`DatasetError`
+    that names it."""
     try:
-        with open(path, newline="", encoding=CSV_ENCODING) as fh:
-            return _check_header(path, next(csv.reader(fh), []))
+        yield
     except UnicodeDecodeError as exc:
         raise _decode_error(path, exc) from None
     except csv.Error as exc:
