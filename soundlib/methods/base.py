@@ -26,7 +26,7 @@ from ..data import Dataset
 from ..errors import ConfigError, DatasetError
 
 __all__ = ["AGGREGATIONS", "Features", "FoldSplit", "FoldFit", "Method", "Context", "aggregate", "accuracy",
-           "backbone_info", "member_context", "clip_durations", "labels_of"]
+           "backbone_info", "member_context", "clip_durations", "labels_of", "window_pictures"]
 
 #: How window probabilities become one clip decision.
 AGGREGATIONS = ("mean", "max")
@@ -243,6 +243,53 @@ def timed(fn):
     wrapper.__doc__ = fn.__doc__
     wrapper.__name__ = fn.__name__
     return wrapper
+
+
+def window_pictures(dataset: Dataset, spec: Any, *, progress: bool, channel: int | None = None,
+                    info: dict | None = None) -> Features:
+    """Every window of every clip rendered with ``spec``: one row per window.
+
+    Parameters
+    ----------
+    channel : int, optional
+        Keep only this channel: rows of shape (H, W) instead of (H, W, 3).
+
+    info : dict, optional
+        Recorded in the result's ``info``, beside ``windows`` (their count).
+
+    Returns
+    -------
+    Features
+        ``x`` uint8, shape (n_windows, H, W, 3) or (n_windows, H, W). A clip that cannot be read
+        is named in one :class:`DatasetError` after every clip was tried.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tqdm.auto import tqdm
+
+    from ..errors import SoundlibError
+    from ..featurize import featurize_windows
+
+    def one(clip):
+        try:
+            pics = featurize_windows(clip.path, spec)[0]
+        except SoundlibError as exc:
+            return None, str(exc)
+        return (pics if channel is None else pics[..., channel]), None
+
+    rows, clip_of, failures = [], [], []
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for i, (x, err) in enumerate(tqdm(pool.map(one, dataset.clips), total=len(dataset.clips),
+                                          desc=f"pictures {spec.name}", unit="clip", disable=not progress)):
+            if err is not None:
+                failures.append(err)
+                continue
+            rows.append(x)
+            clip_of += [i] * len(x)
+    if failures:
+        raise DatasetError(f"{len(failures)} clip(s) could not be featurized:\n  " + "\n  ".join(failures[:10]))
+    return Features(np.concatenate(rows), np.asarray(clip_of), len(dataset.clips),
+                    info={**(info or {}), "windows": len(clip_of)})
 
 
 def labels_of(dataset: Dataset) -> np.ndarray:

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..data import Dataset
 from ..errors import DatasetError
-from .base import Context, Features, FoldFit, FoldSplit, accuracy, aggregate, backbone_info, timed
+from .base import Context, Features, FoldFit, FoldSplit, accuracy, aggregate, backbone_info, timed, window_pictures
 from .heads import DEFAULT_CS, HeadMethod
 
 __all__ = ["FrozenOptions", "FrozenMethod", "embed_features"]
@@ -136,22 +136,8 @@ class FrozenMethod(HeadMethod):
 
 def picture_features(dataset: Dataset, ctx: Context) -> Features:
     """Every window's picture, uint8 (n_rows, H, W, 3), for training end to end."""
-    from ..errors import SoundlibError
-    from ..featurize import featurize_windows
-
-    pics, clip_of, failures = [], [], []
-    for i, clip in enumerate(dataset.clips):
-        try:
-            p = featurize_windows(clip.path, ctx.spec)[0]
-        except SoundlibError as exc:
-            failures.append(str(exc))
-            continue
-        pics.append(p)
-        clip_of += [i] * len(p)
-    if failures:
-        raise DatasetError(f"{len(failures)} clip(s) could not be featurized:\n  " + "\n  ".join(failures[:10]))
-    return Features(np.concatenate(pics), np.asarray(clip_of), len(dataset.clips),
-                    info={"backbone": backbone_info(ctx).identity, "windows": len(clip_of), "pictures": True})
+    return window_pictures(dataset, ctx.spec, progress=ctx.progress,
+                           info={"backbone": backbone_info(ctx).identity, "pictures": True})
 
 
 def _head_proba(model, x: np.ndarray) -> np.ndarray:

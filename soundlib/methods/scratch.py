@@ -22,8 +22,8 @@ import dataclasses
 import numpy as np
 
 from ..data import Dataset
-from ..errors import ConfigError, DatasetError, SoundlibError
-from .base import Context, Features, FoldFit, FoldSplit, Method, accuracy, aggregate, timed
+from ..errors import ConfigError, TrainingError
+from .base import Context, Features, FoldFit, FoldSplit, Method, accuracy, aggregate, timed, window_pictures
 
 __all__ = ["ScratchOptions", "ScratchMethod", "native_spec"]
 
@@ -90,31 +90,7 @@ def native_spec(spec, n_mels: int):
 
 def _planes(dataset: Dataset, spec, progress: bool) -> Features:
     """uint8 planes (n_rows, n_mels, frames), high frequencies first (the picture's row order)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from tqdm.auto import tqdm
-
-    from ..featurize import featurize_windows
-
-    def one(clip):
-        try:
-            return featurize_windows(clip.path, spec)[0][..., 0], None
-        except SoundlibError as exc:
-            return None, str(exc)
-
-    rows, clip_of, failures = [], [], []
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        for i, (x, err) in enumerate(tqdm(pool.map(one, dataset.clips), total=len(dataset.clips),
-                                          desc=f"log-mel {spec.name}", unit="clip", disable=not progress)):
-            if err is not None:
-                failures.append(err)
-                continue
-            rows.append(x)
-            clip_of += [i] * len(x)
-    if failures:
-        raise DatasetError(f"{len(failures)} clip(s) could not be read:\n  " + "\n  ".join(failures[:10]))
-    return Features(np.concatenate(rows), np.asarray(clip_of), len(dataset.clips),
-                    info={"input": spec.to_dict()})
+    return window_pictures(dataset, spec, progress=progress, channel=0, info={"input": spec.to_dict()})
 
 
 def spec_augment(x: np.ndarray, rng: np.random.Generator, o: ScratchOptions) -> np.ndarray:
@@ -229,7 +205,7 @@ def train_network(model, x: np.ndarray, y_rows: np.ndarray, val: tuple[np.ndarra
         history["val_accuracy"].append(acc)
         history["seconds"].append(round(time.perf_counter() - t0, 2))
         if not np.isfinite(history["loss"][-1]):
-            raise SoundlibError(f"training diverged at epoch {epoch + 1}: the loss is not finite; "
+            raise TrainingError(f"training diverged at epoch {epoch + 1}: the loss is not finite; "
                                 "lower the learning rate")
         if acc > best[0]:
             best = (acc, epoch, [w.copy() for w in model.get_weights()])
