@@ -30,6 +30,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .embedders.handles import (DEFAULT_BACKBONE, EMBEDDED_BACKBONES, EMBEDDED_PORT_VERSION, INT8_RECIPE,
+                                 LITERT_INT8_SUFFIX, BackboneInfo, as_picture_batch, cache_dir, embedded_dir)
 from .errors import BackboneError, FeatureError
 
 __all__ = [
@@ -53,12 +55,7 @@ __all__ = [
     "as_picture_batch",
 ]
 
-DEFAULT_BACKBONE = "efficientnet_lite0"
-#: Version of the embedded port; part of the embedded backbone's identity (and so of cache keys).
-_EMBEDDED_PORT_VERSION = 1
-#: An embedded backbone's name plus this suffix: its LiteRT int8 model (:mod:`soundlib.litert`).
-LITERT_INT8_SUFFIX = "_int8"
-EMBEDDED_BACKBONES = ("efficientnet_lite0", "efficientnet_lite0" + LITERT_INT8_SUFFIX)
+_EMBEDDED_PORT_VERSION = EMBEDDED_PORT_VERSION
 
 #: Short names for common ImageNet feature-vector modules (real users, with internet).
 HUB_ALIASES: dict[str, tuple[str, int]] = {
@@ -68,28 +65,6 @@ HUB_ALIASES: dict[str, tuple[str, int]] = {
     "efficientnet_lite0_hub": ("https://www.kaggle.com/models/tensorflow/efficientnet/TensorFlow2/lite0-feature-vector/2", 224),
     "efficientnet_b0": ("https://www.kaggle.com/models/google/efficientnet-v2/TensorFlow2/imagenet1k-b0-feature-vector/2", 224),
 }
-
-
-def cache_dir() -> Path:
-    """soundlib's cache root: ``$SOUNDLIB_CACHE_DIR`` or ``~/.cache/soundlib``."""
-    return Path(os.environ.get("SOUNDLIB_CACHE_DIR") or Path.home() / ".cache" / "soundlib").expanduser()
-
-
-@dataclasses.dataclass(frozen=True)
-class BackboneInfo:
-    """Where a backbone lives and what it is.
-
-    ``identity`` names the exact weights (it is part of every embedding cache key).
-    """
-
-    handle: str
-    identity: str
-    path: Path
-    input_size: tuple[int, int]
-
-    def load(self) -> "Backbone":
-        """The backbone loaded with TensorFlow (see :func:`open_backbone`)."""
-        return open_backbone(self)
 
 
 def _is_url_or_hub_handle(handle: str) -> bool:
@@ -116,8 +91,7 @@ def _check_savedmodel_dir(path: Path, handle: str) -> None:
         )
 
 
-def _embedded_dir(name: str) -> Path:
-    return cache_dir() / "backbones" / f"{name}-port{_EMBEDDED_PORT_VERSION}"
+_embedded_dir = embedded_dir
 
 
 def resolve_backbone(handle: str | os.PathLike = DEFAULT_BACKBONE) -> BackboneInfo:
@@ -132,8 +106,6 @@ def resolve_backbone(handle: str | os.PathLike = DEFAULT_BACKBONE) -> BackboneIn
             _efficientnet_lite.export_feature_vector_savedmodel(path)
         identity = f"embedded:{name}:{_efficientnet_lite.checkpoint_path().name}:port{_EMBEDDED_PORT_VERSION}"
         if raw != name:  # the LiteRT int8 model: other embeddings, another cache identity
-            from .litert import INT8_RECIPE
-
             identity += f":litert-int8-r{INT8_RECIPE}"
         return BackboneInfo(raw, identity, path, (224, 224))
     local = Path(raw).expanduser()
@@ -186,30 +158,6 @@ def _read_input_size(obj: Any) -> tuple[int, int] | None:
         if shape is not None and shape.rank == 4 and shape[1] and shape[2]:
             return int(shape[1]), int(shape[2])
     return None
-
-
-def as_picture_batch(pictures: np.ndarray, handle: str) -> np.ndarray:
-    """Pictures as a uint8 batch for a backbone named ``handle`` (named in the errors).
-
-    Parameters
-    ----------
-    pictures : np.ndarray, shape (N, H, W, 3) or (H, W, 3)
-        uint8 RGB, or floats in [0, 1] (scaled to uint8 with rounding).
-
-    Returns
-    -------
-    np.ndarray, shape (N, H, W, 3), uint8
-    """
-    pictures = np.asarray(pictures)
-    if pictures.ndim == 3:
-        pictures = pictures[None]
-    if pictures.ndim != 4 or pictures.shape[-1] != 3:
-        raise FeatureError(f"backbone {handle!r} needs (N, H, W, 3) pictures, got shape {pictures.shape}")
-    if pictures.dtype != np.uint8:
-        if pictures.size and (pictures.min() < 0 or pictures.max() > 1):
-            raise FeatureError(f"backbone {handle!r}: float pictures must hold values in [0, 1]")
-        pictures = (pictures * 255.0 + 0.5).astype(np.uint8)
-    return pictures
 
 
 class Backbone:
@@ -329,7 +277,7 @@ def open_backbone(info: BackboneInfo, *, runtime: str | None = None) -> "Backbon
     if litert.wanted(info, runtime):
         key = f"litert:{info.identity}"
         if key not in _LOADED:
-            _LOADED[key] = litert.open_lite_backbone(info)
+            _LOADED[key] = litert.open_lite_backbone(info, fallback=lambda: open_backbone(info, runtime="tf"))
         return _LOADED[key]
     if info.identity in _LOADED:
         return _LOADED[info.identity]

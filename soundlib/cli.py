@@ -219,13 +219,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_embed(args: argparse.Namespace) -> int:
-    from .backbones import resolve_backbone
+    from .embedders import resolve_embedder
     from .embed import embed_clips
     from .variants import resolve_variant
 
     ds = _load(args)
     spec = resolve_variant(args.variant, where="--variant")
-    res = embed_clips(ds.clips, spec, resolve_backbone(args.backbone), config=embed_config_from_args(args))
+    embedder = resolve_embedder(args.backbone)
+    res = embed_clips(ds.clips, embedder.window(spec), embedder, config=embed_config_from_args(args),
+                      inputs=embedder.inputs)
     print(f"embed {spec.name}: {res.hits} from cache, {res.computed} computed, {len(res.failures)} failed")
     for _, msg in res.failures:
         print(f"  {msg}", file=sys.stderr)
@@ -378,9 +380,11 @@ def _add_common_learning(p: argparse.ArgumentParser, *, training: bool = True) -
     e, t, ev = EmbedConfig(), TrainConfig(), EvalConfig()
     p.add_argument("dataset", type=Path, help="dataset folder or metadata/manifest CSV (see `soundlib featurize -h`)")
     _add_variant(p)
+    from .embedders import embedder_names
+
     p.add_argument("--backbone", default=ev.backbone,
-                   help="embedded backbone name, TF Hub/Kaggle handle or alias (mobilenet_v2, inception_v3), "
-                        "or a local SavedModel directory")
+                   help=f"the embedder: {', '.join(embedder_names())} (see `soundlib embedders`), a TF Hub/Kaggle "
+                        "handle, or a local SavedModel directory")
     g = p.add_argument_group("embedding")
     g.add_argument("--batch-size", type=int, default=e.batch_size, help="pictures per backbone call")
     g.add_argument("--cache-dir", type=Path, default=e.cache_dir,
@@ -389,14 +393,12 @@ def _add_common_learning(p: argparse.ArgumentParser, *, training: bool = True) -
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     if not training:
         return
-    from .methods import METHOD_KINDS
+    from .methods import method_entry, method_kinds
 
     g = p.add_argument_group("learning method")
-    g.add_argument("--method", default=ev.method.name, choices=METHOD_KINDS,
-                   help="frozen: pretrained backbone embeddings + logistic head (C chosen on validation); "
-                        "finetune: the backbone fine-tuned on the pictures; scratch: a small log-mel CNN; "
-                        "mfcc: MFCC statistics + logistic regression (classic control); birdnet: BirdNET "
-                        "embeddings (extra); fusion: several methods combined; auto: pick on validation")
+    g.add_argument("--method", default=ev.method.name, metavar="METHOD",
+                   help="; ".join(f"{k}: {method_entry(k).summary}" for k in method_kinds())
+                        + "; or an embedder name (mn04, yamnet, birdnet...): frozen on that embedder")
     g.add_argument("--method-option", action="append", default=[], metavar="KEY=VALUE",
                    help="a method option, e.g. head=softmax, epochs=10, members=[frozen,mfcc] (repeatable)")
     g.add_argument("--aggregate", default=ev.aggregate, choices=["mean", "max"],

@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
 
 from .backbones import Backbone, BackboneInfo
 from .errors import SoundlibError
 from .variants import FeatureSpec
+
+if TYPE_CHECKING:
+    from .embedders.base import Embedder, Windowing
 
 __all__ = ["EmbedConfig", "EmbedResult", "embed_clips", "picture_windows"]
 
@@ -89,8 +92,8 @@ def picture_windows(path: Path, spec: FeatureSpec) -> np.ndarray:
 
 def embed_clips(
     clips: Iterable[Any],
-    spec: FeatureSpec,
-    backbone: "BackboneInfo | Backbone",
+    spec: "FeatureSpec | Windowing",
+    backbone: "BackboneInfo | Backbone | Embedder",
     *,
     config: EmbedConfig = EmbedConfig(),
     inputs: Callable[[Path, FeatureSpec], np.ndarray] = picture_windows,
@@ -184,7 +187,16 @@ def embed_clips(
             def flush():
                 if not batch:
                     return
-                feats = loaded(np.stack([b[3] for b in batch]), batch_size=config.batch_size)
+                # inputs of one shape per call (a waveform embedder that does not pad takes short clips as
+                # they are, so their lengths differ)
+                shapes: dict[tuple[int, ...], list[int]] = {}
+                for n, b in enumerate(batch):
+                    shapes.setdefault(b[3].shape, []).append(n)
+                feats: list = [None] * len(batch)
+                for members in shapes.values():
+                    out = loaded(np.stack([batch[n][3] for n in members]), batch_size=config.batch_size)
+                    for n, v in zip(members, out):
+                        feats[n] = v
                 for (i, h, k, _), v in zip(batch, feats):
                     if i in failures:
                         continue

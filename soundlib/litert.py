@@ -28,11 +28,12 @@ import os
 import re
 import threading
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from .atomic import file_lock
-from .backbones import BackboneInfo, as_picture_batch
+from .embedders.handles import INT8_RECIPE, LITERT_INT8_SUFFIX, BackboneInfo, as_picture_batch
 from .errors import BackboneError, FeatureError
 
 __all__ = [
@@ -53,8 +54,6 @@ __all__ = [
 RUNTIME_ENV = "SOUNDLIB_BACKBONE_RUNTIME"
 RUNTIMES = ("auto", "litert", "tf")
 QUANTIZATIONS = ("float", "int8")
-#: Version of the int8 recipe (calibration set and converter options); part of the int8 identity.
-INT8_RECIPE = 1
 #: Pictures per interpreter call: a fixed batch (the last chunk is padded), set up once.
 BATCH = 8
 _INSTALL_HINT = "pip install 'soundlib[litert]' (the ai-edge-litert package)"
@@ -80,8 +79,6 @@ def runtime() -> str:
 
 def quantization_of(info: BackboneInfo) -> str | None:
     """``"float"`` or ``"int8"`` for the embedded backbones LiteRT can run, ``None`` for any other."""
-    from .backbones import LITERT_INT8_SUFFIX
-
     if info.handle == "efficientnet_lite0":
         return "float"
     if info.handle == "efficientnet_lite0" + LITERT_INT8_SUFFIX:
@@ -219,7 +216,8 @@ class LiteBackbone:
     backbone (loaded then), which resizes them.
     """
 
-    def __init__(self, info: BackboneInfo, path: Path, *, num_threads: int | None = None):
+    def __init__(self, info: BackboneInfo, path: Path, *, num_threads: int | None = None,
+                 fallback: "Callable[[], Callable[..., np.ndarray]] | None" = None):
         from ai_edge_litert.interpreter import Interpreter
 
         from .runtime import filtered_stderr
@@ -240,7 +238,8 @@ class LiteBackbone:
             self._interpreter.allocate_tensors()
         self.output_dim = int(self._interpreter.get_output_details()[0]["shape"][-1])
         self._lock = threading.Lock()
-        self._tf = None
+        self._fallback = fallback
+        self._tf: "Callable[..., np.ndarray] | None" = None
 
     @property
     def identity(self) -> str:
@@ -269,9 +268,10 @@ class LiteBackbone:
             h, w = self.input_size
             raise FeatureError(f"backbone {self.info.handle!r} takes {w}x{h} pictures only")
         if self._tf is None:
-            from .backbones import open_backbone
-
-            self._tf = open_backbone(self.info, runtime="tf")
+            if self._fallback is None:
+                h, w = self.input_size
+                raise FeatureError(f"backbone {self.info.handle!r} on LiteRT takes {w}x{h} pictures only")
+            self._tf = self._fallback()
         return self._tf
 
 
@@ -280,8 +280,13 @@ def default_threads() -> int:
     return max(1, min(4, (os.cpu_count() or 2) - 1))
 
 
-def open_lite_backbone(info: BackboneInfo, *, num_threads: int | None = None) -> LiteBackbone:
-    """The LiteRT backbone of an embedded backbone (converting it once, with TensorFlow, if needed)."""
+def open_lite_backbone(info: BackboneInfo, *, num_threads: int | None = None,
+                       fallback: "Callable[[], Callable[..., np.ndarray]] | None" = None) -> LiteBackbone:
+    """The LiteRT backbone of an embedded backbone (converting it once, with TensorFlow, if needed).
+
+    ``fallback`` loads the TensorFlow backbone of the same weights, for pictures of another size
+    (given by :func:`soundlib.backbones.open_backbone`, so that this module never imports that one).
+    """
     if not available():
         raise BackboneError(f"backbone {info.handle!r}: the LiteRT runtime is not installed: {_INSTALL_HINT}")
-    return LiteBackbone(info, ensure_model(info), num_threads=num_threads)
+    return LiteBackbone(info, ensure_model(info), num_threads=num_threads, fallback=fallback)

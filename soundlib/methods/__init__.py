@@ -1,8 +1,9 @@
 """Learning methods, compared under one protocol.
 
 ======================  ================================================================
-``frozen``              embeddings of the pictures by a frozen pretrained image backbone,
-                        standardized, logistic-regression head (C chosen on validation)
+``frozen``              embeddings by any frozen embedder (:mod:`soundlib.embedders`: picture
+                        backbones, mn04, YAMNet, BirdNET...), standardized, logistic-regression
+                        head (C chosen on validation)
 ``finetune``            the image backbone fine-tuned end to end on the pictures
 ``scratch``             a small CNN on log-mel trained from scratch (the control: does
                         transfer help at all?)
@@ -19,50 +20,97 @@ results table, the folder of a sweep), its ``kind`` (above) and the kind's
 options (a frozen dataclass, e.g. :class:`~soundlib.methods.frozen.FrozenOptions`).
 :func:`resolve_method` turns a name or a mapping (CLI ``--method``, the sweep
 YAML's ``methods:``) into one; :func:`build_method` makes the runnable method.
+
+Methods register themselves (:func:`register_method` on their class, in their own module of this
+package); nothing else keeps a list of them.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping
+import importlib
+import pkgutil
+from typing import Any, Callable, Mapping
 
 from ..config import from_mapping, to_dict
 from ..errors import ConfigError
 
 __all__ = ["MethodSpec", "METHOD_KINDS", "DEFAULT_METHOD", "resolve_method", "build_method", "method_kinds",
-           "cache_units"]
+           "cache_units", "register_method", "method_entry", "CacheUnit"]
 
 DEFAULT_METHOD = "frozen"
 
 
-def _registry() -> dict[str, tuple[type, type]]:
-    """kind -> (Method class, options dataclass); imported lazily (TensorFlow stays unimported)."""
-    from .auto import AutoMethod, AutoOptions
-    from .birdnet import BirdnetMethod, BirdnetOptions
-    from .finetune import FinetuneMethod, FinetuneOptions
-    from .frozen import FrozenMethod, FrozenOptions
-    from .fusion import FusionMethod, FusionOptions
-    from .mfcc import MfccMethod, MfccOptions
-    from .scratch import ScratchMethod, ScratchOptions
+@dataclasses.dataclass(frozen=True)
+class MethodEntry:
+    """A registered method kind: its class, its options dataclass, its place in tables."""
 
-    return {
-        "frozen": (FrozenMethod, FrozenOptions),
-        "finetune": (FinetuneMethod, FinetuneOptions),
-        "scratch": (ScratchMethod, ScratchOptions),
-        "mfcc": (MfccMethod, MfccOptions),
-        "birdnet": (BirdnetMethod, BirdnetOptions),
-        "fusion": (FusionMethod, FusionOptions),
-        "auto": (AutoMethod, AutoOptions),
-    }
+    kind: str
+    method: type
+    options: type
+    order: int
+    summary: str
 
 
-#: The method kinds, in the order tables list them.
-METHOD_KINDS = ("frozen", "finetune", "scratch", "mfcc", "birdnet", "fusion", "auto")
+_METHODS: dict[str, MethodEntry] = {}
+_LOADED = False
+
+
+def register_method(kind: str, *, options: type, order: int, summary: str) -> Callable[[type], type]:
+    """Class decorator: register a :class:`~soundlib.methods.base.Method` subclass as ``kind``.
+
+    Parameters
+    ----------
+    options : type
+        The kind's options dataclass (built from the mapping's other keys by :func:`resolve_method`).
+    order : int
+        Its place in tables and ``--help`` (smaller first).
+    summary : str
+        One line for ``--help``.
+    """
+    def decorate(cls: type) -> type:
+        cls.kind = kind
+        _METHODS[kind] = MethodEntry(kind, cls, options, order, summary)
+        return cls
+
+    return decorate
+
+
+def _registry() -> dict[str, MethodEntry]:
+    """kind -> entry: every module of this package imported once (each registers its methods; none
+    imports TensorFlow at import time)."""
+    global _LOADED
+    if not _LOADED:
+        _LOADED = True
+        for mod in pkgutil.iter_modules(__path__):
+            if mod.name not in ("base", "heads"):
+                importlib.import_module(f"{__name__}.{mod.name}")
+    return dict(sorted(_METHODS.items(), key=lambda kv: kv[1].order))
 
 
 def method_kinds() -> tuple[str, ...]:
-    """The kinds :func:`resolve_method` accepts."""
-    return METHOD_KINDS
+    """The kinds :func:`resolve_method` accepts, in the order tables list them."""
+    return tuple(_registry())
+
+
+def method_entry(kind: str) -> MethodEntry:
+    """The registry entry of a kind."""
+    return _registry()[kind]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "METHOD_KINDS":  # the kinds, in table order (derived from the registry)
+        return method_kinds()
+    raise AttributeError(name)
+
+
+def _embedder_alias(name: str) -> "dict[str, Any] | None":
+    """A registered embedder name used as a method name: ``frozen`` on that embedder."""
+    from ..embedders import embedder_entry
+
+    if embedder_entry(name) is None:
+        return None
+    return {"method": "frozen", "backbone": name}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,14 +122,14 @@ class MethodSpec:
     name : str
         Its row in results tables and its folder in sweeps.
     kind : str
-        One of :data:`METHOD_KINDS`.
+        One of :func:`method_kinds`.
     options : dataclass
         The kind's options (defaults when built from a bare name).
 
     variant : FeatureSpec or None
         The pictures/windows this method uses (``None``: the evaluation's variant).
     backbone : str or None
-        The image backbone handle (``None``: the evaluation's backbone).
+        The embedder handle (``None``: the evaluation's backbone).
     """
 
     name: str
@@ -121,23 +169,30 @@ def resolve_method(item: "str | Mapping[str, Any] | MethodSpec", *, where: str =
         return item
     registry = _registry()
     if isinstance(item, str):
-        if item not in registry:
-            raise ConfigError(f"{where}: unknown method {item!r}; known: {', '.join(METHOD_KINDS)} "
-                              "(or configure one: {name: frozen_c, method: frozen, head: softmax})")
-        _, options = registry[item]
-        return MethodSpec(item, item, options())
+        if item not in registry and _embedder_alias(item) is None:
+            raise ConfigError(f"{where}: unknown method {item!r}; known: {', '.join(registry)} "
+                              "or an embedder name (soundlib embedders); or configure one: "
+                              "{name: frozen_c, method: frozen, head: softmax}")
+        item = {"name": item}
     if not isinstance(item, Mapping):
         raise ConfigError(f"{where}: a method is a name or a mapping with 'name' and 'method', got {item!r}")
     d = dict(item)
     name = d.pop("name", None)
     kind = d.pop("method", name)
+    if isinstance(kind, str) and kind not in registry:
+        alias = _embedder_alias(kind)
+        if alias is not None:
+            kind = alias["method"]
+            d.setdefault("backbone", alias["backbone"])
+            name = name or item.get("method")
     variant = d.pop("variant", None)
     backbone = d.pop("backbone", None)
     if not isinstance(name, str) or not name:
         name = kind
     if kind not in registry:
-        raise ConfigError(f"{where}: method {name!r}: unknown method kind {kind!r}; known: {', '.join(METHOD_KINDS)}")
-    _, options_cls = registry[kind]
+        raise ConfigError(f"{where}: method {name!r}: unknown method kind {kind!r}; known: {', '.join(registry)} "
+                          "or an embedder name")
+    options_cls = registry[kind].options
     here = f"{where}: method {name!r}"
     options = from_mapping(options_cls, d, where=here)
     if hasattr(options, "resolve"):
@@ -153,11 +208,10 @@ def resolve_method(item: "str | Mapping[str, Any] | MethodSpec", *, where: str =
 
 def build_method(spec: MethodSpec):
     """The runnable :class:`~soundlib.methods.base.Method` of a spec."""
-    cls, _ = _registry()[spec.kind]
-    return cls(spec, spec.options)
+    return _registry()[spec.kind].method(spec, spec.options)
 
 
-def cache_units(spec: MethodSpec, variant: Any, backbone: str) -> dict[str, dict[str, Any]]:
+def cache_units(spec: MethodSpec, variant: Any, backbone: str) -> "dict[str, CacheUnit]":
     """The cached features a method reads, as fill jobs that can run ahead of it (a sweep fills each once).
 
     Parameters
@@ -171,32 +225,11 @@ def cache_units(spec: MethodSpec, variant: Any, backbone: str) -> dict[str, dict
     Returns
     -------
     dict
-        Unit key -> ``{"method": MethodSpec, "variant": FeatureSpec, "backbone": str}``: preparing that
-        method with that variant and backbone fills the unit's cache entries. Methods that cache nothing
-        (``scratch``) and candidates that cannot run here give none.
+        :attr:`CacheUnit.key` -> :class:`CacheUnit`. Methods that cache nothing (``scratch``) and
+        candidates that cannot run here give none.
     """
-    import json
+    units = _registry()[spec.kind].method.cache_units(spec, spec.variant or variant, spec.backbone or backbone)
+    return {u.key: u for u in units}
 
-    variant = spec.variant or variant
-    backbone = spec.backbone or backbone
-    vkey = json.dumps(variant.to_dict(), sort_keys=True) if not variant.resolved else variant.key()
-    if spec.kind in ("frozen", "finetune"):
-        # finetune's head starts from the last layer's average-pooled embeddings
-        layer, pooling = (spec.options.layer, spec.options.pooling) if spec.kind == "frozen" else ("head", "avg")
-        leaf = resolve_method({"name": "frozen", "method": "frozen", "layer": layer, "pooling": pooling})
-        return {f"backbone|{backbone}|{layer}|{pooling}|{vkey}": {"method": leaf, "variant": variant,
-                                                                  "backbone": backbone}}
-    if spec.kind == "mfcc":
-        o = spec.options
-        return {f"mfcc|{o.features}|{o.n_mfcc}|{vkey}": {"method": spec, "variant": variant, "backbone": backbone}}
-    if spec.kind == "birdnet":
-        from .birdnet import birdnet_available
 
-        if birdnet_available():
-            return {}
-        return {f"birdnet|{spec.options.hop}|{spec.options.pad}": {"method": spec, "variant": variant,
-                                                                   "backbone": backbone}}
-    units: dict[str, dict[str, Any]] = {}
-    for member in getattr(spec.options, "members", ()) + getattr(spec.options, "candidates", ()):
-        units.update(cache_units(member, variant, backbone))
-    return units
+from .base import CacheUnit  # noqa: E402  (base imports nothing of this module at import time)

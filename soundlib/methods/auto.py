@@ -4,26 +4,36 @@ Every candidate is fitted on the fold's training clips with the same
 validation split (each uses it for its own hyperparameters); with
 ``fusions: true`` a late fusion of all candidates (weights chosen on the same
 validation clips) and an early fusion of the embedding candidates join them.
-The candidate with the best validation accuracy predicts the test fold; the
-test fold is never looked at. What was picked, and every candidate's
-validation accuracy, is recorded per fold (``choice``).
+The test fold is never looked at.
 
-Candidates that cannot run here (the ``birdnet`` extra not installed) are
-left out with a note.
+The pick: the best validation accuracy, except that the late fusion is kept
+when the best single candidate beats it by no more than the noise of the
+comparison (``tolerance`` paired standard errors of the difference in
+accuracy on the same validation clips): a few hundred validation clips cannot
+tell two candidates a point apart, and an average of the candidates is the
+choice that holds better on data not seen (measured in the README).
+What was picked, and every candidate's validation accuracy, is recorded per fold.
+
+Candidates that cannot run here (an extra not installed, weights that cannot be
+fetched) are left out with a note. ``budget_seconds`` bounds the fitting time
+per fold: once spent, the remaining candidates are skipped (with a note), so
+put expensive ones (``scratch``, ``finetune``) last.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Any
 
 import numpy as np
 
 from ..data import Dataset
 from ..errors import ConfigError, SoundlibError
-from .base import Context, Features, FoldFit, FoldSplit, Method, member_context, timed
+from . import register_method
+from .base import CacheUnit, Context, Features, FoldFit, FoldSplit, Method, member_context, timed
 
-__all__ = ["AutoOptions", "AutoMethod"]
+__all__ = ["AutoOptions", "AutoMethod", "paired_se"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,17 +43,27 @@ class AutoOptions:
     Attributes
     ----------
     candidates : tuple
-        Method names or mappings to choose among.
+        Method or embedder names, or mappings, to choose among (cheap ones first).
     fusions : bool
         Also consider the late fusion of all candidates and the early fusion of the embedding candidates.
+    tolerance : float
+        Paired standard errors within which the late fusion is kept over a single candidate (0: plain best).
+    budget_seconds : float
+        Fitting time per fold after which the remaining candidates are skipped (0: no limit).
     """
 
-    candidates: tuple[Any, ...] = ("frozen", "mfcc", "scratch", "birdnet")
+    candidates: tuple[Any, ...] = ("mn04", "yamnet", "frozen", "mfcc", "birdnet", "scratch")
     fusions: bool = True
+    tolerance: float = 1.0
+    budget_seconds: float = 0.0
 
     def resolve(self, *, where: str) -> "AutoOptions":
         from . import resolve_method
 
+        if not 0 <= self.tolerance <= 10:
+            raise ConfigError(f"{where}: tolerance must be in [0, 10] standard errors, got {self.tolerance}")
+        if self.budget_seconds < 0:
+            raise ConfigError(f"{where}: budget_seconds must be >= 0 (0: no limit), got {self.budget_seconds}")
         cands = tuple(resolve_method(c, where=f"{where}: candidates") for c in self.candidates)
         if not cands:
             raise ConfigError(f"{where}: auto needs at least one candidate")
@@ -55,97 +75,120 @@ class AutoOptions:
         return dataclasses.replace(self, candidates=cands)
 
 
+def paired_se(proba_a: np.ndarray, proba_b: np.ndarray, y: np.ndarray) -> float:
+    """Standard error of the difference in accuracy of two classifiers on the same clips (McNemar's
+    discordant pairs: ``sqrt(n01 + n10 - (n01 - n10)^2 / n) / n``)."""
+    a, b = np.asarray(proba_a).argmax(1) == y, np.asarray(proba_b).argmax(1) == y
+    n = len(y)
+    if not n:
+        return 0.0
+    n01, n10 = float(np.sum(a & ~b)), float(np.sum(~a & b))
+    return float(np.sqrt(max(n01 + n10 - (n01 - n10) ** 2 / n, 0.0)) / n)
+
+
+@register_method("auto", options=AutoOptions, order=6,
+                 summary="pick among candidates and their fusions on validation, per fold")
 class AutoMethod(Method):
     """See the module docstring."""
-
-    kind = "auto"
 
     def __init__(self, spec, options):
         from . import build_method
 
         super().__init__(spec, options)
         self.notes: list[str] = []
-        self.candidates = []
+        self.candidates: list[Method] = []
         for c in options.candidates:
             method = build_method(c)
-            reason = method.unavailable() if hasattr(method, "unavailable") else None
+            try:
+                reason = method.unavailable()
+            except SoundlibError as exc:
+                reason = str(exc)
             if reason:
                 self.notes.append(f"candidate {c.name!r} left out: {reason}")
             else:
                 self.candidates.append(method)
         if not self.candidates:
             raise ConfigError(f"method {spec.name!r}: no candidate can run here ({'; '.join(self.notes)})")
+        self._fusions: list[tuple[Any, Features]] = []
+
+    @classmethod
+    def cache_units(cls, spec, variant, backbone: str) -> "list[CacheUnit]":
+        from . import build_method, cache_units
+
+        units = []
+        for c in spec.options.candidates:
+            try:
+                if build_method(c).unavailable():
+                    continue
+            except SoundlibError:
+                continue
+            units += list(cache_units(c, variant, backbone).values())
+        return units
 
     def prepare(self, dataset: Dataset, ctx: Context) -> Features:
-        from .fusion import EMBEDDING_KINDS, FusionMethod, FusionOptions
+        from .fusion import FusionMethod
 
         self._dataset = dataset
-        self._feats = [m.prepare(dataset, member_context(ctx, m.spec, dataset)) for m in self.candidates]
+        kept, self._feats = [], []
+        for m in self.candidates:
+            try:
+                self._feats.append(m.prepare(dataset, member_context(ctx, m.spec, dataset)))
+                kept.append(m)
+            except SoundlibError as exc:
+                self.notes.append(f"candidate {m.spec.name!r} left out: {exc}")
+        if not kept:
+            raise SoundlibError(f"method {self.spec.name!r}: no candidate could prepare its features: "
+                                f"{'; '.join(self.notes)}")
+        self.candidates = kept
         self._fusions = []
-        if self.options.fusions and len(self.candidates) >= 2:
-            from . import MethodSpec
-
-            specs = [m.spec for m in self.candidates]
-            late = FusionOptions(members=tuple(specs), mode="late")
-            self._fusions.append(FusionMethod(MethodSpec("late_fusion", "fusion", late), late))
-            emb = [s for s in specs if s.kind in EMBEDDING_KINDS and getattr(s.options, "head", "logistic")
-                   == "logistic"]
+        if self.options.fusions and len(kept) >= 2:
+            late = FusionMethod.of("late_fusion", kept, mode="late")
+            self._fusions.append((late, late.features_from(self._feats, dataset)))
+            emb = [(m, f) for m, f in zip(kept, self._feats) if m.embeds]
             if len(emb) >= 2:
-                early = FusionOptions(members=tuple(emb), mode="early")
-                self._fusions.append(FusionMethod(MethodSpec("early_fusion", "fusion", early), early))
-            for f in self._fusions:  # reuse the candidates' features instead of computing them again
-                f.members = [self.candidates[specs.index(m.spec)] for m in f.members]
-                f._member_feats = [self._feats[specs.index(m.spec)] for m in f.members]
-                f._dataset = dataset
-            self._fusion_feats = []
-            for f in self._fusions:
-                if f.options.mode == "early":
-                    blocks = [mf.clip_means() for mf in f._member_feats]
-                    self._fusion_feats.append(Features(np.concatenate(blocks, axis=1), np.arange(len(dataset.clips)),
-                                                       len(dataset.clips)))
-                else:
-                    self._fusion_feats.append(Features(np.zeros((len(dataset.clips), 0), np.float32),
-                                                       np.arange(len(dataset.clips)), len(dataset.clips)))
-        return Features(np.zeros((len(dataset.clips), 0), np.float32), np.arange(len(dataset.clips)),
-                        len(dataset.clips), info={"candidates": {m.spec.name: f.info for m, f in
-                                                                 zip(self.candidates, self._feats)},
-                                                  "notes": list(self.notes)})
+                early = FusionMethod.of("early_fusion", [m for m, _ in emb], mode="early")
+                self._fusions.append((early, early.features_from([f for _, f in emb], dataset)))
+        n = len(dataset.clips)
+        return Features(np.zeros((n, 0), np.float32), np.arange(n), n,
+                        info={"candidates": {m.spec.name: f.info for m, f in zip(kept, self._feats)},
+                              "notes": list(self.notes)})
 
     @timed
     def fit(self, feats: Features, split: FoldSplit, y: np.ndarray, ctx: Context) -> FoldFit:
-        fits = {}
+        fits: dict[str, tuple[Method, Features, FoldFit]] = {}
+        notes = list(self.notes)
+        t0 = time.perf_counter()
         for m, f in zip(self.candidates, self._feats):
+            if self.options.budget_seconds and time.perf_counter() - t0 > self.options.budget_seconds:
+                notes.append(f"candidate {m.spec.name!r} skipped on this fold: the {self.options.budget_seconds:g}-s "
+                             "budget was spent")
+                continue
             try:
                 fits[m.spec.name] = (m, f, m.fit(f, split, y, member_context(ctx, m.spec, self._dataset)))
             except SoundlibError as exc:
-                self.notes.append(f"candidate {m.spec.name!r} failed on this fold: {exc}")
-        if self._fusions and len(fits) == len(self.candidates):
-            for fm, ff in zip(self._fusions, self._fusion_feats):
-                fits[fm.spec.name] = (fm, ff, _fit_fusion_from(fm, ff, fits, split, y, ctx))
+                notes.append(f"candidate {m.spec.name!r} failed on this fold: {exc}")
+        for fusion, ff in self._fusions:
+            if all(m.spec.name in fits for m in fusion.members):
+                member_fits = [fits[m.spec.name][2] for m in fusion.members]
+                fits[fusion.spec.name] = (fusion, ff, fusion.fit_from(member_fits, ff, split, y, ctx))
         if not fits:
-            raise SoundlibError(f"method {self.spec.name!r}: every candidate failed: {'; '.join(self.notes)}")
-        name = max(fits, key=lambda n: fits[n][2].val_accuracy)  # first best in candidate order
+            raise SoundlibError(f"method {self.spec.name!r}: every candidate failed: {'; '.join(notes)}")
+        best = max(fits, key=lambda n: fits[n][2].val_accuracy)  # first best in candidate order
+        name, rule = best, "best validation accuracy"
+        if "late_fusion" in fits and best != "late_fusion" and self.options.tolerance > 0:
+            late, top = fits["late_fusion"][2], fits[best][2]
+            se = paired_se(top.val_proba, late.val_proba, y[split.val])
+            if top.val_accuracy - late.val_accuracy <= self.options.tolerance * se:
+                name = "late_fusion"
+                rule = (f"late fusion kept: {best!r} is ahead by {top.val_accuracy - late.val_accuracy:.4f}, within "
+                        f"{self.options.tolerance:g} paired SE ({se:.4f})")
         method, mfeats, fit = fits[name]
         return FoldFit(model=(method, mfeats, fit), val_proba=fit.val_proba, val_accuracy=fit.val_accuracy,
-                       choice={"picked": name, "picked_choice": fit.choice,
+                       choice={"picked": name, "rule": rule, "picked_choice": fit.choice,
                                "val_accuracy": {n: round(v[2].val_accuracy, 4) for n, v in fits.items()},
                                "fit_seconds": {n: v[2].seconds for n, v in fits.items()},
-                               "notes": list(self.notes)})
+                               "notes": notes})
 
     def predict(self, fit: FoldFit, feats: Features, clips: np.ndarray, ctx: Context) -> np.ndarray:
         method, mfeats, mfit = fit.model
         return method.predict(mfit, mfeats, clips, member_context(ctx, method.spec, self._dataset))
-
-
-def _fit_fusion_from(fusion, feats: Features, fits: dict, split: FoldSplit, y: np.ndarray, ctx: Context) -> FoldFit:
-    """A fusion of already fitted candidates: the late one reuses their fits (no refitting)."""
-    from .fusion import best_weights
-
-    if fusion.options.mode == "early":
-        return fusion.fit(feats, split, y, ctx)
-    members = [fits[m.spec.name][2] for m in fusion.members]
-    weights, acc = best_weights([f.val_proba for f in members], y[split.val])
-    val = sum(w * f.val_proba for w, f in zip(weights, members))
-    return FoldFit(model=(members, weights), val_proba=np.asarray(val, np.float32), val_accuracy=acc,
-                   choice={"mode": "late", "weights": {m.spec.name: w for m, w in zip(fusion.members, weights)}},
-                   seconds=0.0)

@@ -18,15 +18,16 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from ..data import Dataset
 from ..errors import ConfigError, DatasetError
 
-__all__ = ["AGGREGATIONS", "Features", "FoldSplit", "FoldFit", "Method", "Context", "aggregate", "accuracy",
-           "backbone_info", "member_context", "clip_durations", "labels_of", "window_pictures"]
+__all__ = ["AGGREGATIONS", "Features", "FoldSplit", "FoldFit", "Method", "Context", "CacheUnit", "aggregate",
+           "accuracy", "backbone_info", "member_context", "clip_durations", "labels_of", "window_pictures",
+           "embedder_features"]
 
 #: How window probabilities become one clip decision.
 AGGREGATIONS = ("mean", "max")
@@ -201,19 +202,86 @@ def accuracy(proba: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(np.asarray(proba).argmax(axis=1) == np.asarray(y))) if len(y) else 0.0
 
 
+@dataclasses.dataclass(frozen=True)
+class CacheUnit:
+    """Cached features a method reads, as a fill job that can run ahead of it (a sweep fills each once).
+
+    Attributes
+    ----------
+    key : str
+        Equal for every method that reads the same entries (embedder, its options, the windows).
+    method : MethodSpec
+        Preparing this method with ``variant`` and ``backbone`` fills the entries.
+    variant : FeatureSpec
+    backbone : str
+        The evaluation's backbone handle the method is prepared with.
+    embedder : soundlib.embedders.Embedder
+        What computes the entries (resolved, not loaded).
+    """
+
+    key: str
+    method: Any
+    variant: Any
+    backbone: str
+    embedder: Any
+
+    @classmethod
+    def of(cls, method: Any, variant: Any, backbone: str, embedder: Any, options: Mapping[str, Any]) -> "CacheUnit":
+        """The unit of ``embedder`` (with its non-default ``options``) on ``variant``'s windows."""
+        import json
+
+        if variant.resolved:
+            windows = embedder.window(variant).key()
+        else:  # duration "auto": known once the dataset is read; the variant names the windows meanwhile
+            windows = json.dumps(variant.to_dict(), sort_keys=True)
+        opts = ",".join(f"{k}={v}" for k, v in sorted(options.items()))
+        return cls(f"{embedder.name}|{opts}|{windows}", method, variant, backbone, embedder)
+
+    @property
+    def label(self) -> str:
+        """A short name for progress and logs: the embedder, and the variant when its pictures matter."""
+        uses_variant = self.embedder.window(self.variant) is self.variant if self.variant.resolved else True
+        name = self.embedder.name.rstrip("/").rsplit("/", 1)[-1]
+        return f"fill-{name}" + (f"-{self.variant.name}" if uses_variant else "")
+
+    def is_filled(self, paths: Sequence[Any]) -> bool:
+        """True when every window of every file is cached (checked without loading, exporting or converting)."""
+        from ..cache import EmbeddingCache
+
+        ready = getattr(self.embedder, "is_ready", lambda: True)
+        if not self.variant.resolved or not ready():
+            return False
+        return EmbeddingCache().has_all(paths, self.embedder.window(self.variant), self.embedder.identity)
+
+
 class Method:
     """Base class of the learning methods (see the module docstring for the three steps).
 
-    Subclasses set :attr:`kind` and implement :meth:`prepare`, :meth:`fit` and :meth:`predict`.
+    Subclasses register themselves (:func:`soundlib.methods.register_method`, which sets :attr:`kind`)
+    and implement :meth:`prepare`, :meth:`fit` and :meth:`predict`.
     """
 
     kind: str = ""
-    #: Whether :meth:`export` can write a pictures -> probabilities SavedModel.
+    #: Whether :meth:`export` can write a labelling model.
     exportable: bool = False
 
     def __init__(self, spec: "Any", options: Any):
         self.spec = spec  # the MethodSpec (name, kind, options)
         self.options = options
+
+    @property
+    def embeds(self) -> bool:
+        """Whether its features are embeddings (one vector per window) that an early fusion can concatenate."""
+        return False
+
+    def unavailable(self) -> str | None:
+        """Why it cannot run here (a missing extra), or ``None``."""
+        return None
+
+    @classmethod
+    def cache_units(cls, spec: Any, variant: Any, backbone: str) -> "list[CacheUnit]":
+        """The cached features it reads (none by default); see :func:`soundlib.methods.cache_units`."""
+        return []
 
     def prepare(self, dataset: Dataset, ctx: Context) -> Features:
         raise NotImplementedError
@@ -290,6 +358,28 @@ def window_pictures(dataset: Dataset, spec: Any, *, progress: bool, channel: int
         raise DatasetError(f"{len(failures)} clip(s) could not be featurized:\n  " + "\n  ".join(failures[:10]))
     return Features(np.concatenate(rows), np.asarray(clip_of), len(dataset.clips),
                     info={**(info or {}), "windows": len(clip_of)})
+
+
+def embedder_features(dataset: Dataset, embedder: Any, ctx: "Context") -> Features:
+    """Per-window embeddings of every clip by ``embedder`` (through the embedding cache), as :class:`Features`.
+
+    The windows are the embedder's for the context's variant (:meth:`Embedder.window`): the variant's
+    pictures for a picture embedder, the audio windows a waveform embedder takes.
+    """
+    from ..embed import EmbedConfig, embed_clips
+
+    t0 = time.perf_counter()
+    window = embedder.window(ctx.spec)
+    config = ctx.embed or EmbedConfig(progress=ctx.progress)
+    res = embed_clips(dataset.clips, window, embedder, config=config, inputs=embedder.inputs)
+    if res.failures:
+        text = "\n  ".join(m for _, m in res.failures[:10])
+        raise DatasetError(f"{len(res.failures)} clip(s) could not be embedded by {embedder.name!r}:\n  {text}")
+    return Features(res.embeddings, res.row_clip, len(dataset.clips),
+                    info={"embedder": embedder.name, "modality": embedder.modality, "backbone": embedder.identity,
+                          "spec_key": window.key(), "windows": len(res.row_clip), "embed_hits": res.hits,
+                          "embed_computed": res.computed, "license": embedder.license,
+                          "seconds": round(time.perf_counter() - t0, 2)})
 
 
 def labels_of(dataset: Dataset) -> np.ndarray:

@@ -29,7 +29,9 @@ import numpy as np
 
 from ..data import Dataset
 from ..errors import ConfigError
-from .base import Context, Features, FoldFit, FoldSplit, Method, accuracy, aggregate, backbone_info, timed
+from . import register_method
+from .base import (CacheUnit, Context, Features, FoldFit, FoldSplit, Method, accuracy, aggregate, backbone_info,
+                   timed)
 
 __all__ = ["FinetuneOptions", "FinetuneMethod"]
 
@@ -109,10 +111,18 @@ def _backbone_model(ctx: Context):
     return hub.KerasLayer(str(backbone_info(ctx).path), trainable=True, name="backbone"), []
 
 
+@register_method("finetune", options=FinetuneOptions, order=1,
+                 summary="the picture backbone fine-tuned end to end (head first, SpecAugment, mixup, early stop)")
 class FinetuneMethod(Method):
     """See the module docstring."""
 
-    kind = "finetune"
+    @classmethod
+    def cache_units(cls, spec, variant, backbone: str) -> "list[CacheUnit]":
+        """The head of step 1 starts from the frozen embeddings (last layer, average-pooled)."""
+        from . import resolve_method
+        from .frozen import FrozenMethod
+
+        return FrozenMethod.cache_units(resolve_method("frozen"), variant, backbone)
     exportable = True
 
     def prepare(self, dataset: Dataset, ctx: Context) -> Features:

@@ -1,6 +1,10 @@
-"""``frozen``: embeddings of the pictures by a frozen image backbone, and a head on them.
+"""``frozen``: embeddings by a frozen embedder, and a head on them.
 
-Every window of every clip is rendered with the variant, embedded once through
+The embedder is the evaluation's backbone (``--backbone``) or the method's own
+(``backbone:``): a picture backbone (the embedded EfficientNet-Lite0, a TF Hub
+handle, a SavedModel folder) embeds the variant's pictures; an audio network
+(``mn04``, ``yamnet``, ``birdnet``) embeds the audio windows (see
+:mod:`soundlib.embedders`). Every window of every clip is embedded once through
 the embedding cache, and a head is trained per fold on the training clips'
 windows: by default a standardized logistic regression whose regularization is
 chosen on the grouped validation split (``head: logistic``); ``head: softmax``
@@ -18,7 +22,9 @@ import numpy as np
 
 from ..data import Dataset
 from ..errors import DatasetError
-from .base import Context, Features, FoldFit, FoldSplit, accuracy, aggregate, backbone_info, timed, window_pictures
+from . import register_method
+from .base import (CacheUnit, Context, Features, FoldFit, FoldSplit, accuracy, aggregate, backbone_info,
+                   embedder_features, timed, window_pictures)
 from .heads import DEFAULT_CS, HeadMethod
 
 __all__ = ["FrozenOptions", "FrozenMethod", "embed_features"]
@@ -44,12 +50,21 @@ class FrozenOptions:
         How the feature map (rows = frequency, columns = time) becomes one vector: the global
         average, or the mean over frequency then the mean and standard deviation (or the
         maximum) over time. Anything but (``head``, ``avg``) needs the embedded backbone.
+    hop : float or None
+        Seconds between the windows of an embedder with windows of its own (BirdNET: 1.0).
+    pad : str or None
+        How such an embedder pads a short clip (``end``, ``center``, ``repeat``; BirdNET: ``end``).
+    threads : int
+        LiteRT interpreter threads of an audio embedder (0: automatic).
     """
 
     head: str = "logistic"
     Cs: tuple[float, ...] = DEFAULT_CS
     layer: str = "head"
     pooling: str = "avg"
+    hop: float | None = None
+    pad: str | None = None
+    threads: int = 0
 
     def __post_init__(self) -> None:
         from ..errors import ConfigError
@@ -62,33 +77,59 @@ class FrozenOptions:
 
         if self.pooling not in POOLINGS:
             raise ConfigError(f"pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
+        self.embedder_options()  # checks hop, pad and threads
+
+    def embedder_options(self):
+        """The options it passes to its embedder (:class:`~soundlib.embedders.EmbedderOptions`)."""
+        from ..embedders import EmbedderOptions
+
+        return EmbedderOptions(layer=self.layer, pooling=self.pooling, hop=self.hop, pad=self.pad,
+                               threads=self.threads)
+
+
+def embedder_of(ctx: Context, options: "FrozenOptions | None" = None):
+    """The context's backbone resolved as an embedder with the options' layer, pooling and windows."""
+    from ..embedders import resolve_embedder
+
+    return resolve_embedder(str(ctx.backbone), (options or FrozenOptions()).embedder_options())
 
 
 def embed_features(dataset: Dataset, ctx: Context, options: "FrozenOptions | None" = None) -> Features:
-    """Per-window backbone embeddings of every clip (through the cache), as :class:`Features`."""
-    import time
-
-    from ..backbones import pooled_backbone
-    from ..embed import EmbedConfig, embed_clips
-
-    t0 = time.perf_counter()
-    o = options or FrozenOptions()
-    backbone = pooled_backbone(backbone_info(ctx), layer=o.layer, pooling=o.pooling)
-    res = embed_clips(dataset.clips, ctx.spec, backbone, config=ctx.embed or EmbedConfig(progress=ctx.progress))
-    if res.failures:
-        text = "\n  ".join(m for _, m in res.failures[:10])
-        raise DatasetError(f"{len(res.failures)} clip(s) could not be featurized:\n  {text}")
-    return Features(res.embeddings, res.row_clip, len(dataset.clips),
-                    info={"backbone": backbone.identity, "spec_key": ctx.spec.key(), "windows": len(res.row_clip),
-                          "embed_hits": res.hits, "embed_computed": res.computed,
-                          "seconds": round(time.perf_counter() - t0, 2)})
+    """Per-window embeddings of every clip by the context's embedder (through the cache), as :class:`Features`."""
+    return embedder_features(dataset, embedder_of(ctx, options), ctx)
 
 
+@register_method("frozen", options=FrozenOptions, order=0,
+                 summary="any frozen embedder (picture backbone, mn04, yamnet, birdnet) + logistic head")
 class FrozenMethod(HeadMethod):
     """See the module docstring."""
 
-    kind = "frozen"
     exportable = True
+
+    @property
+    def embeds(self) -> bool:
+        return self.options.head == "logistic"
+
+    def unavailable(self) -> str | None:
+        from ..embedders import resolve_embedder
+
+        backbone = self.spec.backbone
+        if backbone is None:
+            return None
+        check = getattr(resolve_embedder(backbone, self.options.embedder_options()), "unavailable", None)
+        return check() if check else None
+
+    @classmethod
+    def cache_units(cls, spec, variant, backbone: str) -> "list[CacheUnit]":
+        from ..embedders import resolve_embedder
+
+        o = spec.options
+        embedder = resolve_embedder(backbone, o.embedder_options())
+        if getattr(embedder, "unavailable", lambda: None)():
+            return []
+        leaf = dataclasses.replace(spec, name="frozen", options=FrozenOptions(
+            layer=o.layer, pooling=o.pooling, hop=o.hop, pad=o.pad, threads=o.threads), variant=None, backbone=None)
+        return [CacheUnit.of(leaf, variant, backbone, embedder, o.embedder_options().non_default())]
 
     def prepare(self, dataset: Dataset, ctx: Context) -> Features:
         if ctx.train.needs_pictures:

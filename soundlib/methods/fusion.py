@@ -1,37 +1,46 @@
-"""``fusion``: several methods (backbones, variants) combined, chosen on validation only.
+"""``fusion``: several methods (embedders, variants) combined, chosen on validation only.
 
 * ``mode: early`` — the members' embeddings (one row per clip: the mean of its
   windows), each standardized, concatenated into one logistic-regression head
   whose C is chosen on validation. Members must be embedding methods
-  (``frozen`` with the logistic head, ``mfcc``, ``birdnet``).
+  (``frozen`` with the logistic head on any embedder, ``mfcc``).
 * ``mode: late`` — every member is fitted on its own; their clip
-  probabilities are averaged with weights chosen on the validation clips (a
-  grid over the simplex, step 0.1; ties keep equal weights).
+  probabilities are averaged with weights chosen on the validation clips
+  (:func:`best_weights`: every point of a 0.1 grid over the simplex for up to
+  three members; greedy forward selection with replacement beyond, so the
+  search grows linearly with the members; ties keep equal weights).
 
-Members name a method and, optionally, their own variant and backbone::
+Members name a method or an embedder (``mn04`` is ``frozen`` on mn04) and, optionally, their own
+variant and backbone; a picture embedder and a waveform embedder fuse like any two::
 
-    {name: bn+mel, method: fusion, mode: early,
-     members: [birdnet, {method: frozen, variant: mel}, {method: frozen, variant: linear}]}
+    {name: mn04+yamnet, method: fusion, mode: late, members: [mn04, yamnet, {method: frozen, variant: mel}]}
+
+Other methods build fusions of methods they already prepared and fitted through the public
+:meth:`FusionMethod.of`, :meth:`FusionMethod.features_from` and :meth:`FusionMethod.fit_from`
+(``auto`` does).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
 from ..data import Dataset
-from ..errors import ConfigError
-from .base import Context, Features, FoldFit, FoldSplit, Method, accuracy, member_context, timed
+from ..errors import ConfigError, SoundlibError
+from . import register_method
+from .base import CacheUnit, Context, Features, FoldFit, FoldSplit, Method, accuracy, member_context, timed
 from .heads import DEFAULT_CS, fit_logistic_head
 
 __all__ = ["FusionOptions", "FusionMethod", "weight_grid", "best_weights"]
 
 MODES = ("early", "late")
-#: Kinds whose features are embeddings an early fusion can concatenate.
-EMBEDDING_KINDS = ("frozen", "mfcc", "birdnet")
+#: Members up to which the late fusion tries every point of the weight grid.
+EXHAUSTIVE_MEMBERS = 3
+#: Steps of the greedy weight search beyond that (weights are multiples of 1/GREEDY_STEPS).
+GREEDY_STEPS = 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,7 +50,7 @@ class FusionOptions:
     Attributes
     ----------
     members : tuple
-        Method names or mappings (resolved to :class:`~soundlib.methods.MethodSpec`).
+        Method or embedder names, or mappings (resolved to :class:`~soundlib.methods.MethodSpec`).
     mode : {"early", "late"}
     Cs : tuple of float
         The early fusion head's inverse regularization strengths.
@@ -53,7 +62,7 @@ class FusionOptions:
 
     def resolve(self, *, where: str) -> "FusionOptions":
         """Members resolved into method specs (checked: at least two, unique names, early = embeddings)."""
-        from . import resolve_method
+        from . import build_method, resolve_method
 
         if self.mode not in MODES:
             raise ConfigError(f"{where}: mode must be one of {', '.join(MODES)}, got {self.mode!r}")
@@ -64,11 +73,10 @@ class FusionOptions:
         if len(set(names)) != len(names):
             raise ConfigError(f"{where}: members repeat: {names}")
         if self.mode == "early":
-            bad = [m.name for m in members if m.kind not in EMBEDDING_KINDS
-                   or (m.kind == "frozen" and m.options.head != "logistic")]
+            bad = [m.name for m in members if not build_method(m).embeds]
             if bad:
                 raise ConfigError(f"{where}: early fusion concatenates embeddings; {bad} are not embedding methods "
-                                  f"({', '.join(EMBEDDING_KINDS)}; frozen with head: logistic)")
+                                  "(frozen with head: logistic on any embedder, mfcc)")
         return dataclasses.replace(self, members=members)
 
 
@@ -79,38 +87,97 @@ def weight_grid(n: int, step: float = 0.1) -> list[tuple[float, ...]]:
     return [tuple([1.0 / n] * n)] + grid
 
 
+def _greedy_weights(val_probas: list[np.ndarray], y: np.ndarray) -> tuple[float, ...]:
+    """Forward selection with replacement (Caruana et al. 2004): add, :data:`GREEDY_STEPS` times, the
+    member that most improves validation accuracy (ties: validation log-likelihood, then member order)."""
+    counts = np.zeros(len(val_probas))
+    total = np.zeros_like(val_probas[0], dtype=np.float64)
+    for step in range(1, GREEDY_STEPS + 1):
+        def score(i: int) -> tuple[float, float]:
+            p = (total + val_probas[i]) / step
+            return accuracy(p, y), float(np.mean(np.log(p[np.arange(len(y)), y] + 1e-12)))
+        best = max(range(len(val_probas)), key=lambda i: (score(i), -i))
+        counts[best] += 1
+        total += val_probas[best]
+    return tuple(float(c) / GREEDY_STEPS for c in counts)
+
+
 def best_weights(val_probas: list[np.ndarray], y: np.ndarray) -> tuple[tuple[float, ...], float]:
-    """The weights (and accuracy) maximising validation accuracy of the weighted average (first best wins)."""
+    """The weights (and accuracy) maximising validation accuracy of the weighted average.
+
+    Up to :data:`EXHAUSTIVE_MEMBERS` members: every point of the 0.1 grid (first best wins, equal weights
+    first); more members: equal weights or the greedy selection, whichever is better (equal on a tie).
+    The work grows polynomially with the members.
+    """
+    n = len(val_probas)
+    candidates = weight_grid(n, 0.1) if n <= EXHAUSTIVE_MEMBERS else [tuple([1.0 / n] * n),
+                                                                      _greedy_weights(val_probas, y)]
     best, best_acc = None, -1.0
-    for w in weight_grid(len(val_probas), 0.1 if len(val_probas) <= 4 else 0.25):
+    for w in candidates:
         acc = accuracy(sum(wi * p for wi, p in zip(w, val_probas)), y)
         if acc > best_acc + 1e-12:
             best, best_acc = w, acc
     return best, best_acc
 
 
+@register_method("fusion", options=FusionOptions, order=5,
+                 summary="members' embeddings in one head (early) or probabilities averaged (late)")
 class FusionMethod(Method):
     """See the module docstring."""
-
-    kind = "fusion"
 
     def __init__(self, spec, options):
         from . import build_method
 
         super().__init__(spec, options)
-        self.members = [build_method(m) for m in options.members]
+        self.members: list[Method] = [build_method(m) for m in options.members]
+        self._member_feats: list[Features] = []
+        self._dataset: Dataset | None = None
+
+    @classmethod
+    def of(cls, name: str, members: Sequence[Method], *, mode: str, Cs: tuple[float, ...] = DEFAULT_CS
+           ) -> "FusionMethod":
+        """A fusion of methods already built (their features and fits can then be reused)."""
+        from . import MethodSpec
+
+        options = FusionOptions(members=tuple(m.spec for m in members), mode=mode, Cs=Cs)
+        fusion = cls.__new__(cls)
+        Method.__init__(fusion, MethodSpec(name, "fusion", options), options)
+        fusion.members = list(members)
+        fusion._member_feats, fusion._dataset = [], None
+        return fusion
+
+    @classmethod
+    def cache_units(cls, spec, variant, backbone: str) -> "list[CacheUnit]":
+        from . import cache_units
+
+        return [u for m in spec.options.members for u in cache_units(m, variant, backbone).values()]
+
+    def features_from(self, member_feats: Sequence[Features], dataset: Dataset) -> Features:
+        """The fusion's features from its members' prepared features (nothing is computed again)."""
+        self._member_feats, self._dataset = list(member_feats), dataset
+        info = {m.spec.name: f.info for m, f in zip(self.members, member_feats)}
+        n = len(dataset.clips)
+        if self.options.mode == "early":
+            blocks = [f.clip_means() for f in member_feats]
+            return Features(np.concatenate(blocks, axis=1), np.arange(n), n,
+                            info={"members": info, "dims": [b.shape[1] for b in blocks]})
+        return Features(np.zeros((n, 0), np.float32), np.arange(n), n, info={"members": info})
 
     def prepare(self, dataset: Dataset, ctx: Context) -> Features:
-        feats = [m.prepare(dataset, member_context(ctx, m.spec, dataset)) for m in self.members]
-        self._member_feats = feats
-        self._dataset = dataset
-        info = {m.spec.name: f.info for m, f in zip(self.members, feats)}
+        return self.features_from([m.prepare(dataset, member_context(ctx, m.spec, dataset)) for m in self.members],
+                                  dataset)
+
+    def fit_from(self, member_fits: Sequence[FoldFit], feats: Features, split: FoldSplit, y: np.ndarray,
+                 ctx: Context) -> FoldFit:
+        """Fit the fusion reusing its members' fits on this fold (late: only the weights are chosen)."""
         if self.options.mode == "early":
-            blocks = [f.clip_means() for f in feats]
-            return Features(np.concatenate(blocks, axis=1), np.arange(len(dataset.clips)), len(dataset.clips),
-                            info={"members": info, "dims": [b.shape[1] for b in blocks]})
-        return Features(np.zeros((len(dataset.clips), 0), np.float32), np.arange(len(dataset.clips)),
-                        len(dataset.clips), info={"members": info})
+            return self.fit(feats, split, y, ctx)
+        weights, acc = best_weights([f.val_proba for f in member_fits], y[split.val])
+        val = sum(w * f.val_proba for w, f in zip(weights, member_fits))
+        return FoldFit(model=(list(member_fits), weights), val_proba=np.asarray(val, np.float32), val_accuracy=acc,
+                       choice={"mode": "late", "weights": {m.spec.name: w for m, w in zip(self.members, weights)},
+                               "member_val_accuracy": {m.spec.name: round(f.val_accuracy, 4)
+                                                       for m, f in zip(self.members, member_fits)}})
 
     @timed
     def fit(self, feats: Features, split: FoldSplit, y: np.ndarray, ctx: Context) -> FoldFit:
@@ -119,19 +186,18 @@ class FusionMethod(Method):
                                     how=ctx.aggregate, seed=ctx.train.seed)
             fit.choice.update(mode="early", members=[m.spec.name for m in self.members])
             return fit
-        fits = [m.fit(f, split, y, member_context(ctx, m.spec, self._dataset))
-                for m, f in zip(self.members, self._member_feats)]
-        weights, acc = best_weights([f.val_proba for f in fits], y[split.val])
-        val = sum(w * f.val_proba for w, f in zip(weights, fits))
-        return FoldFit(model=(fits, weights), val_proba=np.asarray(val, np.float32), val_accuracy=acc,
-                       choice={"mode": "late", "weights": {m.spec.name: w for m, w in zip(self.members, weights)},
-                               "member_val_accuracy": {m.spec.name: round(f.val_accuracy, 4)
-                                                       for m, f in zip(self.members, fits)}})
+        fits = [m.fit(f, split, y, self._member_ctx(ctx, m)) for m, f in zip(self.members, self._member_feats)]
+        return self.fit_from(fits, feats, split, y, ctx)
+
+    def _member_ctx(self, ctx: Context, member: Method) -> Context:
+        if self._dataset is None:
+            raise SoundlibError(f"fusion {self.spec.name!r}: prepare (or features_from) comes before fit and predict")
+        return member_context(ctx, member.spec, self._dataset)
 
     def predict(self, fit: FoldFit, feats: Features, clips: np.ndarray, ctx: Context) -> np.ndarray:
         if self.options.mode == "early":
             return fit.model.predict_proba(feats.x[clips])
         fits, weights = fit.model
-        probas = [m.predict(f, mf, clips, member_context(ctx, m.spec, self._dataset))
+        probas = [m.predict(f, mf, clips, self._member_ctx(ctx, m))
                   for m, f, mf in zip(self.members, fits, self._member_feats)]
         return np.asarray(sum(w * p for w, p in zip(weights, probas)), np.float32)

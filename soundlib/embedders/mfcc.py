@@ -1,0 +1,129 @@
+"""MFCC statistics as an embedder: the classic control's features behind the same seam.
+
+Per window of the variant (``duration``, ``window_hop``; no padding: a short clip's statistics are
+over its own audio): ``basic`` = 40 MFCCs and their deltas, mean and standard deviation over time
+(160 numbers); ``rich`` adds second deltas, more statistics and spectral descriptors. The statistics
+*are* the embedding, so they share the embedding cache (identity ``mfcc:<features>:<n_mfcc>:1``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError
+from .base import EmbedderOptions, Windowing, register_embedder
+
+__all__ = ["FEATURE_SETS", "MfccEmbedder", "mfcc_statistics"]
+
+FEATURE_SETS = ("basic", "rich")
+
+
+def mfcc_statistics(y: np.ndarray, *, sr: int, n_fft: int = 2048, hop_length: int = 512, n_mfcc: int = 40,
+                    features: str = "basic") -> np.ndarray:
+    """Summary statistics of MFCCs (and more, for ``"rich"``) over one window.
+
+    Parameters
+    ----------
+    y : np.ndarray, shape (n,)
+        Mono audio at ``sr`` Hz.
+
+    Returns
+    -------
+    np.ndarray, shape (4 * n_mfcc,) for "basic", float32
+    """
+    import warnings
+
+    import librosa
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # librosa warns about n_fft on very short windows
+        y = np.asarray(y, dtype=np.float32)
+        if y.size < n_fft:
+            y = np.pad(y, (0, n_fft - y.size))
+        power = np.abs(librosa.stft(y, n_fft=n_fft, hop_length=hop_length)) ** 2
+        mel = librosa.feature.melspectrogram(S=power, sr=sr, n_mels=128)
+        mf = librosa.feature.mfcc(S=librosa.power_to_db(mel), n_mfcc=n_mfcc)
+        width = min(9, mf.shape[1] if mf.shape[1] % 2 else mf.shape[1] - 1)
+        d1 = librosa.feature.delta(mf, width=max(3, width)) if mf.shape[1] >= 3 else np.zeros_like(mf)
+        if features == "basic":
+            out = np.concatenate([mf.mean(1), mf.std(1), d1.mean(1), d1.std(1)])
+        else:
+            import scipy.stats
+
+            d2 = (librosa.feature.delta(mf, order=2, width=max(3, width)) if mf.shape[1] >= 3
+                  else np.zeros_like(mf))
+            mag = np.sqrt(power)
+
+            def stats(f):
+                return np.concatenate([f.mean(1), f.std(1), f.min(1), f.max(1), np.median(f, 1),
+                                       scipy.stats.skew(f, 1), scipy.stats.kurtosis(f, 1)])
+
+            extra = np.vstack([librosa.feature.spectral_contrast(S=mag, sr=sr),
+                               librosa.feature.spectral_centroid(S=mag, sr=sr) / 1000,
+                               librosa.feature.spectral_bandwidth(S=mag, sr=sr) / 1000,
+                               librosa.feature.spectral_rolloff(S=mag, sr=sr) / 1000,
+                               librosa.feature.spectral_flatness(S=mag),
+                               librosa.feature.zero_crossing_rate(y, frame_length=n_fft, hop_length=hop_length),
+                               librosa.feature.rms(S=mag),
+                               librosa.feature.chroma_stft(S=power, sr=sr, tuning=0.0)])
+            lm = librosa.power_to_db(librosa.feature.melspectrogram(S=power, sr=sr, n_mels=64))
+            out = np.concatenate([stats(mf), stats(d1), stats(d2), stats(extra), lm.mean(1), lm.std(1)])
+    return np.nan_to_num(out.astype(np.float32))
+
+
+@dataclasses.dataclass(frozen=True)
+class MfccEmbedder:
+    """MFCC statistics of every window of the variant (see the module docstring)."""
+
+    n_mfcc: int = 40
+    features: str = "basic"
+    name: str = "mfcc"
+    modality: str = "waveform"
+    license: str = "none (hand-made features, no learned weights)"
+
+    def __post_init__(self) -> None:
+        if self.features not in FEATURE_SETS:
+            raise ConfigError(f"features must be one of {', '.join(FEATURE_SETS)}, got {self.features!r}")
+        if not 1 <= self.n_mfcc <= 128:
+            raise ConfigError(f"n_mfcc must be in [1, 128], got {self.n_mfcc}")
+
+    @property
+    def identity(self) -> str:
+        return f"mfcc:{self.features}:{self.n_mfcc}:1"
+
+    @property
+    def output_dim(self) -> int:
+        return 4 * self.n_mfcc if self.features == "basic" else len(self(np.zeros((1, 22050), np.float32))[0])
+
+    def is_ready(self) -> bool:
+        return True
+
+    def window(self, spec: Windowing) -> Windowing:
+        """The variant (its key is the cache key of soundlib 0.2's ``mfcc`` method: entries stay valid)."""
+        return spec
+
+    def inputs(self, path: Path, window: Windowing) -> np.ndarray:
+        """The statistics of every window, (n_windows, dim) float32 (computed here: loading is free)."""
+        from ..audio import read_segment, window_starts
+
+        y = read_segment(path, sr=window.sr, allow_silent=False)
+        n = window.n_samples
+        starts = window_starts(len(y), n, max(1, int(round(window.hop_seconds * window.sr))))
+        n_fft, hop_length = getattr(window, "n_fft", 2048), getattr(window, "hop_length", 512)
+        return np.stack([mfcc_statistics(y[s:s + n], sr=window.sr, n_fft=n_fft, hop_length=hop_length,
+                                         n_mfcc=self.n_mfcc, features=self.features) for s in starts])
+
+    def load(self) -> "MfccEmbedder":
+        return self
+
+    def __call__(self, batch: np.ndarray, *, batch_size: int = 0) -> np.ndarray:
+        """The statistics are the embedding."""
+        return np.asarray(batch, dtype=np.float32)
+
+
+register_embedder("mfcc", lambda name, options: MfccEmbedder(), modality="waveform",
+                  license="none (hand-made features, no learned weights)",
+                  summary="MFCC(40) + deltas, mean and std per window of the variant (the classic control)")
