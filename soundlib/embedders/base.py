@@ -173,16 +173,12 @@ class EmbedderOptions:
     threads: int = 0
 
     def __post_init__(self) -> None:
-        import os
-
         if self.hop is not None and not 0 < self.hop <= 60:
             raise ConfigError(f"hop must be in (0, 60] seconds, got {self.hop}")
         if self.pad is not None and self.pad not in WAVEFORM_PADS:
             raise ConfigError(f"pad must be one of {', '.join(WAVEFORM_PADS)}, got {self.pad!r}")
-        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or not \
-                0 <= self.threads <= 4 * (os.cpu_count() or 1):
-            raise ConfigError(f"threads must be an integer from 0 (automatic) to {4 * (os.cpu_count() or 1)} "
-                              f"(4x the cores here), got {self.threads!r}")
+        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or not 0 <= self.threads <= 256:
+            raise ConfigError(f"threads must be an integer from 0 (automatic) to 256, got {self.threads!r}")
 
     def non_default(self) -> dict[str, Union[str, int, float, None]]:
         """The options that differ from their defaults."""

@@ -131,7 +131,12 @@ class FrozenMethod(HeadMethod):
             layer=o.layer, pooling=o.pooling, hop=o.hop, pad=o.pad, threads=o.threads), variant=None, backbone=None)
         return [CacheUnit.of(leaf, variant, backbone, embedder, o.embedder_options().non_default())]
 
+    def _own(self, ctx: Context) -> Context:
+        """The context with the method's own backbone, when its spec names one (``birdnet``, ``mn04``...)."""
+        return ctx if self.spec.backbone is None else dataclasses.replace(ctx, backbone=self.spec.backbone)
+
     def prepare(self, dataset: Dataset, ctx: Context) -> Features:
+        ctx = self._own(ctx)
         if ctx.train.needs_pictures:
             if self.options.head != "softmax":
                 from ..errors import ConfigError
@@ -144,7 +149,7 @@ class FrozenMethod(HeadMethod):
     def fit(self, feats: Features, split: FoldSplit, y: np.ndarray, ctx: Context) -> FoldFit:
         if self.options.head == "logistic":
             return super().fit(feats, split, y, ctx)
-        return timed(_fit_softmax)(feats, split, y, ctx)
+        return timed(_fit_softmax)(feats, split, y, self._own(ctx))
 
     def predict(self, fit: FoldFit, feats: Features, clips: np.ndarray, ctx: Context) -> np.ndarray:
         rows = feats.rows_of(clips)
@@ -154,6 +159,13 @@ class FrozenMethod(HeadMethod):
         from ..backbones import PooledInfo, pooled_backbone
         from ..infer import export_keras_model, export_model
 
+        ctx = self._own(ctx)
+        embedder = embedder_of(ctx, self.options)
+        if embedder.modality != "picture":
+            from ..errors import ModelError
+
+            raise ModelError(f"method {self.spec.name!r}: exporting a model on the waveform embedder "
+                             f"{embedder.name!r} is not supported yet")
         backbone = pooled_backbone(backbone_info(ctx), layer=self.options.layer, pooling=self.options.pooling)
         trained = _as_trained_head(fit.model, ctx)
         info = {**metadata, "method": self.spec.to_dict()}

@@ -53,6 +53,9 @@ class ScratchOptions:
         Circular time shift by a random amount.
     mixup : float
         Beta(mixup, mixup) mixing of example pairs (0: off).
+    budget_seconds : float
+        Training time per fit after which it stops at the end of the epoch, keeping the best epoch
+        so far (0: no limit; ``auto`` and sweeps use it to bound the control's cost).
     """
 
     n_mels: int = 128
@@ -70,8 +73,16 @@ class ScratchOptions:
     time_mask: float = 0.14
     time_shift: bool = True
     mixup: float = 0.0
+    budget_seconds: float = 0.0
 
     def __post_init__(self) -> None:
+        if not 0 <= self.budget_seconds <= 7 * 24 * 3600:
+            raise ConfigError(f"budget_seconds must be in [0, 604800] (0: no limit), got {self.budget_seconds}")
+        if len(self.channels) > 6 or self.n_mels >> (len(self.channels) - 1) < 2:
+            raise ConfigError(f"channels: {len(self.channels)} conv blocks halve {self.n_mels} mel bands "
+                              f"{len(self.channels) - 1} times; at most 6 blocks, leaving at least 2 bands")
+        if any(isinstance(c, bool) or not isinstance(c, int) or c > 1024 for c in self.channels):
+            raise ConfigError(f"channels must be integers up to 1024 filters, got {list(self.channels)}")
         if not 16 <= self.n_mels <= 256:
             raise ConfigError(f"n_mels must be in [16, 256], got {self.n_mels}")
         if not self.channels or any(c < 1 for c in self.channels):
@@ -157,8 +168,10 @@ def _scale(planes: np.ndarray) -> np.ndarray:
 def train_network(model, x: np.ndarray, y_rows: np.ndarray, val: tuple[np.ndarray, np.ndarray, np.ndarray],
                   y_val_clips: np.ndarray, n_classes: int, *, epochs: int, patience: int, batch_size: int,
                   schedule, augment, mixup: float, label_smoothing: float, seed: int, how: str,
-                  predict) -> tuple[list, dict]:
+                  predict, budget_seconds: float = 0.0) -> tuple[list, dict]:
     """Mini-batch training with early stopping on validation clip accuracy; returns ``(best weights, history)``.
+
+    ``budget_seconds`` (0: none) stops it after the epoch during which that much time was spent.
 
     ``augment(batch, rng)`` distorts an input batch, ``predict(inputs)`` gives row probabilities,
     ``val = (inputs, row_clip, clips)`` are the validation rows.
@@ -186,6 +199,7 @@ def train_network(model, x: np.ndarray, y_rows: np.ndarray, val: tuple[np.ndarra
     eye = np.eye(n_classes, dtype=np.float32)
     best = (-1.0, -1, None)
     history: dict[str, list[float]] = {"loss": [], "val_accuracy": [], "seconds": []}
+    start = time.perf_counter()
     for epoch in range(epochs):
         t0 = time.perf_counter()
         order = rng.permutation(len(x))
@@ -211,6 +225,9 @@ def train_network(model, x: np.ndarray, y_rows: np.ndarray, val: tuple[np.ndarra
         if acc > best[0]:
             best = (acc, epoch, [w.copy() for w in model.get_weights()])
         if epoch - best[1] >= patience:
+            break
+        if budget_seconds and time.perf_counter() - start > budget_seconds:
+            history["stopped_by_budget"] = [float(budget_seconds)]
             break
     history["best_epoch"] = best[1] + 1
     return best[2], history
@@ -252,7 +269,8 @@ class ScratchMethod(Method):
             (_scale(feats.x[rows_val]), feats.row_clip[rows_val], split.val), y[split.val], ctx.n_classes,
             epochs=o.epochs, patience=o.patience, batch_size=o.batch_size, schedule=schedule,
             augment=lambda xb, rng: spec_augment(xb, rng, o)[..., None], mixup=o.mixup,
-            label_smoothing=o.label_smoothing, seed=ctx.train.seed, how=ctx.aggregate, predict=predict)
+            label_smoothing=o.label_smoothing, seed=ctx.train.seed, how=ctx.aggregate, predict=predict,
+            budget_seconds=o.budget_seconds)
         if weights is not None:
             model.set_weights(weights)
         val = aggregate(predict(_scale(feats.x[rows_val])), feats.row_clip[rows_val], split.val, how=ctx.aggregate) \
