@@ -233,7 +233,6 @@ def checkpoint_path(*, download: bool = True) -> Path:
 def _download(url: str, dest: Path, *, timeout: float = 60.0) -> Path:
     """Fetch ``url`` into ``dest`` atomically, keeping it only if its SHA-256 is :data:`CHECKPOINT_SHA256`."""
     import http.client
-    import socket
     import urllib.error
     import urllib.request
 
@@ -255,7 +254,7 @@ def _download(url: str, dest: Path, *, timeout: float = 60.0) -> Path:
             except urllib.error.HTTPError as exc:
                 raise BackboneError(f"cannot download the mn04 weights from {url}: the server answered HTTP "
                                     f"{exc.code} {exc.reason}; {hint}") from None
-            except (urllib.error.URLError, socket.timeout, ConnectionError, http.client.HTTPException) as exc:
+            except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException) as exc:
                 reason = getattr(exc, "reason", exc)
                 raise BackboneError(f"cannot download the mn04 weights from {url} ({type(exc).__name__}: "
                                     f"{reason}) after {received:,} bytes; {hint}") from None
