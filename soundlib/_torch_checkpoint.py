@@ -1,7 +1,9 @@
-"""Read a legacy (pre-zip) ``torch.save`` state dict without torch.
+"""Read a ``torch.save`` state dict without torch: the legacy (pre-zip) format and the zip format.
 
-The EfficientNet-Lite0 weights ship as such a checkpoint. :func:`read_torch_checkpoint`
-parses the format with a restricted unpickler that resolves only the handful
+The EfficientNet-Lite0 weights ship as a legacy checkpoint, EfficientAT's mn04 as a
+zip one (``torch.save`` since PyTorch 1.6: ``<archive>/data.pkl`` plus one raw
+little-endian file per storage, ``<archive>/data/<key>``). :func:`read_torch_checkpoint`
+parses either with a restricted unpickler that resolves only the handful
 of globals a plain state dict needs (tensor rebuilding, ordered dicts, storage
 types) and refuses everything else, so a malicious file cannot run code.
 """
@@ -108,6 +110,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
         )
 
     def persistent_load(self, pid: Any) -> Any:
+        if isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage":
+            pid = (*pid, None)  # zip format: (tag, storage type, key, location, numel), no views
         if not (isinstance(pid, tuple) and len(pid) == 6 and pid[0] == "storage"):
             raise pickle.UnpicklingError(f"unsupported persistent id {pid!r:.80}")
         _, storage_type, key, _location, numel, view_metadata = pid
@@ -129,7 +133,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
 
 def read_torch_checkpoint(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Read a legacy-format PyTorch state dict into numpy arrays, without torch.
+    """Read a PyTorch state dict (legacy or zip format) into numpy arrays, without torch.
 
     Only the globals a plain state dict needs are resolved
     (``collections.OrderedDict``, ``torch._utils._rebuild_tensor_v2`` and the
@@ -139,8 +143,8 @@ def read_torch_checkpoint(path: str | os.PathLike) -> dict[str, np.ndarray]:
     Parameters
     ----------
     path : str or os.PathLike
-        A checkpoint written by ``torch.save`` in the legacy (pre-zip) format,
-        e.g. :func:`checkpoint_path`.
+        A checkpoint written by ``torch.save``, in the legacy (pre-zip) or the
+        zip format.
 
     Returns
     -------
@@ -159,9 +163,8 @@ def read_torch_checkpoint(path: str | os.PathLike) -> dict[str, np.ndarray]:
     except OSError as exc:
         raise BackboneError(f"cannot read PyTorch checkpoint {path}: {exc}") from exc
     if data.startswith(_ZIP_MAGIC):
-        raise BackboneError(
-            f"{path} is a zip-format PyTorch checkpoint; only the legacy format is supported"
-        )
+        obj, arrays = _read_zip(path, data)
+        return _state_dict(path, obj, arrays)
     fh = io.BytesIO(data)
     try:
         magic = _RestrictedUnpickler(fh, path).load()
@@ -199,7 +202,45 @@ def read_torch_checkpoint(path: str | os.PathLike) -> dict[str, np.ndarray]:
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
             IndexError, KeyError, struct.error, MemoryError, RecursionError) as exc:
         raise BackboneError(f"cannot read PyTorch checkpoint {path} (corrupt or truncated): {exc}") from exc
+    return _state_dict(path, obj, arrays)
 
+
+def _read_zip(path: Path, data: bytes) -> tuple[Any, dict[str, np.ndarray]]:
+    """The unpickled object and its storages (key -> flat array) of a zip-format checkpoint."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            names = archive.namelist()
+            pickles = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
+            if len(pickles) != 1:
+                raise BackboneError(f"{path} is a zip file but not a PyTorch checkpoint (no <archive>/data.pkl)")
+            root = pickles[0][: -len("data.pkl")]
+            byteorder = root + "byteorder"
+            if byteorder in names and archive.read(byteorder).strip() != b"little":
+                raise BackboneError(f"{path}: only little-endian checkpoints are supported")
+            unpickler = _RestrictedUnpickler(io.BytesIO(archive.read(pickles[0])), path)
+            obj = unpickler.load()
+            arrays: dict[str, np.ndarray] = {}
+            for key, ref in unpickler.storages.items():
+                member = f"{root}data/{key}"
+                if member not in names:
+                    raise BackboneError(f"{path} is truncated: storage {key} ({member}) is missing")
+                nbytes = ref.numel * ref.dtype.itemsize
+                if archive.getinfo(member).file_size != nbytes:
+                    raise BackboneError(f"{path} is corrupt: storage {key} holds "
+                                        f"{archive.getinfo(member).file_size} bytes, expected {nbytes}")
+                arrays[key] = np.frombuffer(archive.read(member), dtype=ref.dtype)
+    except BackboneError:
+        raise
+    except (zipfile.BadZipFile, pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
+            IndexError, KeyError, struct.error, MemoryError, RecursionError, OSError) as exc:
+        raise BackboneError(f"cannot read PyTorch checkpoint {path} (corrupt or truncated): {exc}") from exc
+    return obj, arrays
+
+
+def _state_dict(path: Path, obj: Any, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The tensors of an unpickled state dict, materialised from their storages."""
     if not isinstance(obj, dict):
         raise BackboneError(f"{path} does not hold a state dict (found {type(obj).__name__})")
     out: dict[str, np.ndarray] = {}
