@@ -242,7 +242,7 @@ def test_failed_run_is_reported_and_others_finish(project):
     assert bad.notebook == out / "broken" / "frozen" / "fold1" / "train.ipynb" and bad.notebook.is_file()
     assert "no_such_colormap" in bad.error and bad.cell is not None
     assert "no_such_colormap" in str(bad)
-    assert "fill-backbone-broken" in res.embed_errors
+    assert "fill-tiny-broken" in res.embed_errors
     assert not (out / "broken" / "frozen" / "fold1" / "metrics.json").exists()
     assert list(res.table.index) == [("tmel", "frozen")]
     assert res.evaluate_error is None and (out / "results.md").is_file()
@@ -333,6 +333,6 @@ def test_methods_sweep_variant_by_method(project, tmp_path, monkeypatch):
     assert picked["method"] == "pick" and picked["choice"]["picked"] in ("frozen", "mfcc")
     assert set(picked["choice"]["val_accuracy"]) == {"frozen", "mfcc"}
     logs = sorted(p.name for p in (out / ".logs").glob("fill-*.log"))
-    assert logs == ["fill-backbone-tmel.log", "fill-mfcc-tmel.log"]  # one fill per cache, shared by both runs
+    assert logs == ["fill-mfcc-tmel.log", "fill-tiny-tmel.log"]  # one fill per cache, shared by both runs
     assert "| tmel | pick | 1 |" in (out / "results.md").read_text()
 
