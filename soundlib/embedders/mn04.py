@@ -29,8 +29,6 @@ SR = 32000
 #: The licence of the weights.
 LICENSE = ("MIT: EfficientAT mn04_as weights (Schmid, Koutini, Widmer; github.com/fschmid56/EfficientAT, "
            "release v0.0.1), trained on AudioSet")
-#: Version of soundlib's port (part of the identity: a changed port recomputes the cached embeddings).
-PORT_VERSION = 1
 _NOTED: set[str] = set()
 
 
@@ -45,9 +43,9 @@ class Mn04Embedder:
 
     @property
     def identity(self) -> str:
-        from .._efficientat_mn import SHA256
+        from .._efficientat_mn import CHECKPOINT_SHA256, PORT_VERSION
 
-        return f"efficientat:mn04_as:{SHA256[:16]}:port{PORT_VERSION}"
+        return f"efficientat:mn04_as:{CHECKPOINT_SHA256[:16]}:port{PORT_VERSION}"
 
     def is_ready(self) -> bool:
         """Whether the weights are here (no download needed)."""
