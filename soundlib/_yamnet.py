@@ -38,6 +38,11 @@ with a warning) and :class:`YamnetModel` runs it with ``ai-edge-litert`` and
 XNNPACK, without importing TensorFlow once the file exists; TensorFlow is the
 fallback. ``pip install "soundlib[yamnet]"`` installs the LiteRT runtime.
 
+Google's published int8 TFLite YAMNet (``lite-model/yamnet/classification/tflite/1``) shares the
+frontend and the architecture but is another training run (ReLU6 activations, its own weights): its
+scores and the similarity structure of its embeddings agree with these, its 1024 coordinates do not
+(tests/test_yamnet.py measures both).
+
 :func:`frames_of` cuts a 16-kHz waveform into YAMNet's 0.975-s frames the way
 :func:`soundlib.audio.window_starts` cuts clips into windows.
 """
@@ -244,7 +249,7 @@ def _read_variables(savedmodel: Path) -> dict[tuple[int, str], np.ndarray]:
         if m:
             prefixes.add(m.group("prefix"))
             found[int(m.group("index")), m.group("leaf")] = key
-        elif "_yamnet/" in key:
+        elif "_yamnet/" in key and ".OPTIMIZER_SLOT" not in key:  # a training run's slots are not weights
             raise BackboneError(f"{savedmodel / _VARIABLES_FILE}: unexpected YAMNet variable {key!r}")
     if not found:
         raise BackboneError(f"{savedmodel / _VARIABLES_FILE}: no YAMNet variables (_yamnet/layer_with_weights-N/...) "
@@ -260,7 +265,7 @@ def _read_variables(savedmodel: Path) -> dict[tuple[int, str], np.ndarray]:
 
 def _weight_plan(model) -> list[tuple[Any, int, tuple[str, ...]]]:
     """``(keras layer, layer_with_weights index, checkpoint leaves)`` for each layer with weights, in order."""
-    plan = []
+    plan: list[tuple[Any, int, tuple[str, ...]]] = []
     for layer in model.layers:
         if not layer.weights:
             continue
@@ -288,6 +293,8 @@ def _load_variables(model, variables: dict[tuple[int, str], np.ndarray], source:
     """Copy the checkpoint's variables into ``model``: each used exactly once, shapes checked, all counted."""
     unused = dict(variables)
     for layer, index, leaves in _weight_plan(model):
+        if len(layer.weights) != len(leaves):
+            raise BackboneError(f"layer {layer.name} has {len(layer.weights)} weights, expected {len(leaves)}")
         values = []
         for leaf, weight in zip(leaves, layer.weights):
             array = unused.pop((index, leaf), None)
@@ -298,8 +305,6 @@ def _load_variables(model, variables: dict[tuple[int, str], np.ndarray], source:
                 raise BackboneError(f"{source}: layer_with_weights-{index}/{leaf} has shape {array.shape}, "
                                     f"{layer.name} expects {tuple(weight.shape)}")
             values.append(array)
-        if len(layer.weights) != len(leaves):
-            raise BackboneError(f"layer {layer.name} has {len(layer.weights)} weights, expected {len(leaves)}")
         layer.set_weights(values)
     if unused:
         names = ", ".join(f"layer_with_weights-{i}/{leaf}" for i, leaf in sorted(unused))

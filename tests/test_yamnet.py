@@ -192,7 +192,8 @@ def _write_checkpoint(root: Path, tensors: dict[str, np.ndarray]) -> Path:
 
 def _hub_layout(variables) -> dict[str, np.ndarray]:
     """The variables under the names TF Hub's google/yamnet/1 module gives them (a tf.Module with ``_yamnet``)."""
-    return {f"_yamnet/layer_with_weights-{i}/{leaf}/.ATTRIBUTES/VARIABLE_VALUE": a for (i, leaf), a in variables.items()}
+    return {f"_yamnet/layer_with_weights-{i}/{leaf}/.ATTRIBUTES/VARIABLE_VALUE": a
+            for (i, leaf), a in variables.items()}
 
 
 @needs_wheel
@@ -302,8 +303,8 @@ def _rsa(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @needs_wheel
-@pytest.mark.skipif(not INT8.is_file(), reason=f"Google's int8 YAMNet is not at {INT8} (../shared/models beside the checkout; "
-                    "set SOUNDLIB_SHARED_DIR elsewhere)")
+@pytest.mark.skipif(not INT8.is_file(), reason=f"Google's int8 YAMNet is not at {INT8} "
+                    "(../shared/models beside the checkout; set SOUNDLIB_SHARED_DIR elsewhere)")
 def test_agrees_with_googles_published_int8_model(frames_model, real_frames, tmp_path):
     """The published int8 TFLite YAMNet is the same frontend and architecture but another training run (ReLU6,
     its own weights: its classifier weights correlate ~0.1 with TF Hub's), so its 1024 coordinates do not line
@@ -372,6 +373,14 @@ def test_litert_copy_matches_tensorflow(real_frames):
     np.testing.assert_allclose(emb, want, atol=1e-4)
     np.testing.assert_allclose(lite.scores(frames), tf_model.scores(frames), atol=1e-4)
     np.testing.assert_array_equal(lite(frames[:1]), emb[:1])
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np\nfrom soundlib._yamnet import YamnetModel, frames_of\n"
+            "e = YamnetModel(threads=1)(frames_of(np.zeros(20000, np.float32)))\n"
+            "assert e.shape == (2, 1024), e.shape\nassert 'tensorflow' not in sys.modules")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)  # the cached copy, no TF
+    assert done.returncode == 0, done.stderr[-2000:]
     assert lite(np.zeros((0, Y.FRAME_SAMPLES), np.float32)).shape == (0, 1024)
     with pytest.raises(FeatureError, match="15600"):
         lite(np.zeros((2, 16000), np.float32))
