@@ -40,14 +40,18 @@ class YamnetEmbedder:
 
     @property
     def identity(self) -> str:
-        from .._yamnet import VARIABLES_SHA256
+        from .._yamnet import WEIGHTS_SHA256
 
-        return f"yamnet:float:{VARIABLES_SHA256[:16]}:meanmax:v{BUILD_VERSION}"
+        return f"yamnet:float:{WEIGHTS_SHA256[:16]}:meanmax:v{BUILD_VERSION}"
 
     def unavailable(self) -> str | None:
-        from .._yamnet import variables_path
+        import os
+
+        from .._yamnet import SOURCE_ENV, variables_path
         from ..errors import SoundlibError
 
+        if os.environ.get(SOURCE_ENV):
+            return None  # TF Hub or a local SavedModel: fetched or read when loaded
         try:
             variables_path()
         except SoundlibError as exc:
