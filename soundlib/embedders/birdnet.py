@@ -142,7 +142,10 @@ class BirdnetModel:
             n = len(chunk)
             if self._batch != batch_size:
                 self._it.resize_tensor_input(self._in, [batch_size, int(SR * WINDOW)])
-                self._it.allocate_tensors()
+                from ..runtime import filtered_stderr
+
+                with filtered_stderr():  # XNNPACK says it was created when tensors are first planned
+                    self._it.allocate_tensors()
                 self._batch = batch_size
             x = np.zeros((batch_size, int(SR * WINDOW)), np.float32)
             x[:n] = chunk
