@@ -253,6 +253,19 @@ def test_notebook_defaults_read_what_make_demo_writes():
             assert (NOTEBOOKS / default).resolve() == path.resolve(), (name, key, default)
 
 
+def test_make_demo_says_the_notebooks_run_as_they_are(tmp_path):
+    """Into demo_out/ (`make demo`), the next step is `make lab` and the notebooks as they are; elsewhere
+    it names the parameters to set."""
+    from soundlib.demo import DEFAULT_OUT, next_step
+
+    model = DEFAULT_OUT / "sweep" / "mel" / "frozen" / "fold1" / "model"
+    line = next_step(DEFAULT_OUT, DEFAULT_OUT / "synth", DEFAULT_OUT / "sweep", model)
+    assert "`make lab`" in line and "visualize.ipynb" in line and "mel/frozen/fold1" in line
+    assert "model_dir =" not in line and "default parameters read demo_out/" in line
+    line = next_step(tmp_path, tmp_path / "synth", tmp_path / "sweep", tmp_path / "m")
+    assert f"model_dir = '{tmp_path / 'm'}'" in line and f"sweep_dir = '{tmp_path / 'sweep'}'" in line
+
+
 @pytest.mark.slow
 def test_demo_says_what_to_open_next(demo):
     root, _, out = demo
