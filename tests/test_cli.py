@@ -229,7 +229,8 @@ def test_help_groups_legacy_flags_and_shows_only_useful_defaults(capsys):
     out = capsys.readouterr().out
     legacy = [line.split()[0] for line in out[out.index("legacy (soundlib 0.1):"):].splitlines()
               if line.startswith("  --")]
-    assert {"--learning-rate", "--epochs", "--steps", "--dropout", "--l2", "--fine-tune", "--random-crop"} <= set(legacy)
+    assert {"--learning-rate", "--epochs", "--steps", "--dropout", "--l2", "--fine-tune",
+            "--random-crop"} <= set(legacy)
     assert not {"--validation-split", "--seed", "--method", "--test-fold"} & set(legacy)
     assert "--epochs EPOCHS       passes over the training clips (default: 60)" in out
 
