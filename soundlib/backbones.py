@@ -118,10 +118,9 @@ def resolve_backbone(handle: str | os.PathLike = DEFAULT_BACKBONE) -> BackboneIn
             f"unknown backbone {raw!r}: not an embedded backbone ({', '.join(EMBEDDED_BACKBONES)}), "
             f"an alias ({', '.join(HUB_ALIASES)}), an existing SavedModel directory, or a TF Hub/Kaggle handle"
         )
-    from .runtime import import_tf
+    from .runtime import import_hub
 
-    import_tf()  # quietly, before tensorflow_hub imports it
-    import tensorflow_hub as hub
+    hub = import_hub()  # TensorFlow quietly first
 
     try:
         path = Path(hub.resolve(url))
@@ -281,10 +280,9 @@ def open_backbone(info: BackboneInfo, *, runtime: str | None = None) -> "Backbon
         return _LOADED[key]
     if info.identity in _LOADED:
         return _LOADED[info.identity]
-    from .runtime import import_tf
+    from .runtime import import_hub
 
-    import_tf()  # quietly, before tensorflow_hub imports it
-    import tensorflow_hub as hub
+    hub = import_hub()  # TensorFlow quietly first
 
     try:
         module = hub.load(str(info.path))
@@ -335,15 +333,17 @@ def pool_feature_map(tf, fmap, pooling: str):
 
 def pool_layer_fn(fmap, pooling: str = "avg"):
     """:func:`pool_feature_map` as a tf_keras ``Lambda`` function (module-level, so models save)."""
-    import tensorflow as tf
+    from .runtime import import_tf
 
+    tf, _ = import_tf()
     return pool_feature_map(tf, fmap, pooling)
 
 
 def resize_layer_fn(pictures, size: tuple = (224, 224)):
     """Bilinear, antialiased resize of float pictures, as the backbones do, for a tf_keras ``Lambda``."""
-    import tensorflow as tf
+    from .runtime import import_tf
 
+    tf, _ = import_tf()
     return tf.image.resize(pictures, tuple(size), method="bilinear", antialias=True)
 
 

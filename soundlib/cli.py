@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -82,11 +83,39 @@ def eval_config_from_args(args: argparse.Namespace, **fields):
     from .evaluate import EvalConfig
     from .variants import resolve_variant
 
-    return from_mapping(EvalConfig, {"spec": resolve_variant(args.variant, where="--variant"),
-                                     "method": method_from_args(args), "backbone": args.backbone,
-                                     "train": train_config_from_args(args), "seed": args.seed,
-                                     "k_folds": args.k_folds, "aggregate": args.aggregate, **fields},
-                        where="command line")
+    config = from_mapping(EvalConfig, {"spec": resolve_variant(args.variant, where="--variant"),
+                                       "method": method_from_args(args), "backbone": args.backbone,
+                                       "train": train_config_from_args(args), "seed": args.seed,
+                                       "k_folds": args.k_folds, "aggregate": args.aggregate, **fields},
+                          where="command line")
+    _warn_ignored_legacy_flags(args, config.method)
+    return config
+
+
+def _uses_legacy_training(method) -> bool:
+    """Whether ``method`` (or a member or candidate of it) is soundlib 0.1's softmax head, the only user of
+    the legacy training flags."""
+    if method.kind == "frozen" and getattr(method.options, "head", None) == "softmax":
+        return True
+    inner = tuple(getattr(method.options, "members", ())) + tuple(getattr(method.options, "candidates", ()))
+    return any(_uses_legacy_training(m) for m in inner if hasattr(m, "kind"))
+
+
+def _warn_ignored_legacy_flags(args: argparse.Namespace, method) -> None:
+    """One warning naming the legacy (soundlib 0.1) flags given a value that ``method`` ignores."""
+    import warnings
+
+    from .errors import SoundlibWarning
+
+    given = [flag for dest, (flag, default) in getattr(args, "legacy_flags", {}).items()
+             if getattr(args, dest) != default]
+    if not given or _uses_legacy_training(method):
+        return
+    head = " (its logistic head chooses its regularization on validation)" if method.kind == "frozen" else ""
+    warnings.warn(SoundlibWarning(
+        f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} ignored by method {method.name}{head}: "
+        "these soundlib 0.1 flags set only 0.1's softmax head (--method frozen --method-option head=softmax); "
+        "a method's own settings go in --method-option KEY=VALUE"), stacklevel=2)
 
 
 def embed_config_from_args(args: argparse.Namespace):
@@ -122,10 +151,10 @@ def _cmd_variants(args: argparse.Namespace) -> int:
         sys.stdout.write(variants_yaml())
         return 0
     if args.json:
-        print(json.dumps({name: spec.to_dict() for name, spec in VARIANTS.items()}, indent=2))
+        print(json.dumps({name: spec.to_dict(every_field=True) for name, spec in VARIANTS.items()}, indent=2))
         return 0
     for name, spec in VARIANTS.items():
-        d = spec.to_dict()
+        d = spec.to_dict(every_field=True)
         merge = d.pop("merge")
         d.pop("name")
         print(f"{name}  [key {spec.key()}]")
@@ -350,6 +379,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Options' help with their defaults, except where a default says nothing: flags (their default is
+    always off) and options without one (None, an empty list)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.nargs == 0 or action.default in (None, []):
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``soundlib`` argument parser (building it imports no TensorFlow)."""
     from .synth import SynthConfig
@@ -368,7 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def add(name: str, func: Callable[[argparse.Namespace], int], help: str, description: str | None = None):
         p = sub.add_parser(name, help=help, description=description or help,
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                           formatter_class=_HelpFormatter)
         p.set_defaults(func=func)
         p.add_argument("--verbose", action="store_true",
                        help="keep TensorFlow's start-up messages (oneDNN, CUDA probing; hidden by default)")
@@ -410,7 +449,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("download", _cmd_download, "download UrbanSound8K or ESC-50 with soundata (needs internet)")
     p.add_argument("dataset", choices=["urbansound8k", "esc50"], help="which dataset")
     p.add_argument("--data-home", type=Path, required=True, help="folder to download into")
-    p.add_argument("--no-validate", action="store_true", help="skip checksum validation")
+    p.add_argument("--no-validate", action="store_true",
+                   help="skip the final check that every file the metadata lists is there (the archive's MD5 "
+                        "is always checked)")
 
     p = add("embedders", _cmd_embedders, "list the embedders (picture backbones and audio networks)")
     p.add_argument("--licenses", action="store_true", help="also print the licence of each one's weights")
@@ -465,33 +506,45 @@ def _add_common_learning(p: argparse.ArgumentParser, *, training: bool = True) -
                    help="a method option, e.g. head=softmax, epochs=10, members=[frozen,mfcc] (repeatable)")
     g.add_argument("--aggregate", default=ev.aggregate, choices=["mean", "max"],
                    help="how the windows of a clip longer than the variant's duration become one decision")
-    g = p.add_argument_group("training (validation split, seed; the softmax head's retrain.py-style options)")
-    g.add_argument("--learning-rate", type=float, default=t.learning_rate)
-    g.add_argument("--epochs", type=int, default=t.epochs, help="passes over the training clips")
-    g.add_argument("--steps", type=int, default=t.steps, help="total optimizer steps (overrides --epochs)")
-    g.add_argument("--train-batch-size", type=int, default=t.batch_size)
-    g.add_argument("--validation-batch-size", type=int, default=t.validation_batch_size)
+    g = p.add_argument_group("training (every method)")
     g.add_argument("--validation-split", type=float, default=t.validation_split,
                    help="share of training *recordings* held out for validation (never split by file name hash)")
-    g.add_argument("--dropout", type=float, default=t.dropout)
-    g.add_argument("--label-smoothing", type=float, default=t.label_smoothing)
-    g.add_argument("--l2", type=float, default=t.l2, help="L2 penalty on the head's weights")
-    g.add_argument("--seed", type=int, default=t.seed)
+    g.add_argument("--seed", type=int, default=t.seed, help="seed of the validation split and the head")
     g.add_argument("--k-folds", type=int, default=ev.k_folds, help="folds to assign (grouped by recording) when the "
                    "dataset has none")
-    g.add_argument("--summaries-dir", type=Path, default=t.summaries_dir, help="write TensorBoard summaries here")
-    g.add_argument("--fine-tune", action="store_true", default=t.fine_tune,
-                   help="train the backbone too (slow; bypasses the cache)")
     d = t.distortions
-    g = p.add_argument_group("distortions (bypass the embedding cache, like retrain.py)")
-    g.add_argument("--flip-left-right", action="store_true", default=d.flip_left_right)
-    g.add_argument("--random-crop", type=float, default=100 * d.random_crop, help="percent of the side cropped at most")
-    g.add_argument("--random-scale", type=float, default=100 * d.random_scale, help="percent zoom at most")
-    g.add_argument("--random-brightness", type=float, default=100 * d.random_brightness,
-                   help="percent brightness change at most")
-    g.add_argument("--time-shift", type=float, default=d.time_shift, help="circular time shift, fraction of the width")
-    g.add_argument("--time-mask", type=float, default=d.time_mask, help="largest masked fraction of the width")
-    g.add_argument("--freq-mask", type=float, default=d.freq_mask, help="largest masked fraction of the height")
+    g = p.add_argument_group(
+        "legacy (soundlib 0.1)",
+        "soundlib 0.1's softmax head, retrain.py-style (--method frozen --method-option head=softmax); with "
+        "--fine-tune or a distortion it trains end to end on the pictures, bypassing the embedding cache. Every "
+        "other method ignores these flags (with a warning); the finetune method is the better recipe.")
+    legacy = [
+        g.add_argument("--learning-rate", type=float, default=t.learning_rate, help="Adam's learning rate"),
+        g.add_argument("--epochs", type=int, default=t.epochs, help="passes over the training clips"),
+        g.add_argument("--steps", type=int, default=t.steps, help="total optimizer steps (overrides --epochs)"),
+        g.add_argument("--train-batch-size", type=int, default=t.batch_size, help="clips per training step"),
+        g.add_argument("--validation-batch-size", type=int, default=t.validation_batch_size,
+                       help="clips per validation step"),
+        g.add_argument("--dropout", type=float, default=t.dropout, help="dropout rate before the head"),
+        g.add_argument("--label-smoothing", type=float, default=t.label_smoothing,
+                       help="label smoothing of the cross-entropy"),
+        g.add_argument("--l2", type=float, default=t.l2, help="L2 penalty on the head's weights"),
+        g.add_argument("--summaries-dir", type=Path, default=t.summaries_dir, help="write TensorBoard summaries here"),
+        g.add_argument("--fine-tune", action="store_true", default=t.fine_tune,
+                       help="train the backbone too (slow)"),
+        g.add_argument("--flip-left-right", action="store_true", default=d.flip_left_right,
+                       help="flip pictures left-right at random"),
+        g.add_argument("--random-crop", type=float, default=100 * d.random_crop,
+                       help="percent of the side cropped at most"),
+        g.add_argument("--random-scale", type=float, default=100 * d.random_scale, help="percent zoom at most"),
+        g.add_argument("--random-brightness", type=float, default=100 * d.random_brightness,
+                       help="percent brightness change at most"),
+        g.add_argument("--time-shift", type=float, default=d.time_shift,
+                       help="circular time shift, fraction of the width"),
+        g.add_argument("--time-mask", type=float, default=d.time_mask, help="largest masked fraction of the width"),
+        g.add_argument("--freq-mask", type=float, default=d.freq_mask, help="largest masked fraction of the height"),
+    ]
+    p.set_defaults(legacy_flags={a.dest: (a.option_strings[0], a.default) for a in legacy})
 
 
 def _add_learning_commands(add) -> None:
@@ -557,7 +610,25 @@ def _version() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``soundlib`` command; returns the exit status (2 with a one-line message for bad input)."""
+    """Run the ``soundlib`` command; returns the exit status (2 with a one-line message for bad input).
+
+    A reader that stops reading (``soundlib variants | head -1``) ends the command quietly with status
+    141 (128 + SIGPIPE, as a command killed by the closed pipe), without a traceback.
+    """
+    try:
+        try:
+            return _run(argv)
+        finally:
+            sys.stdout.flush()  # here, not at exit, where a closed pipe could only be reported
+    except BrokenPipeError:
+        with contextlib.suppress(OSError, ValueError):  # Python flushes stdout again at exit: into /dev/null
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        return 141
+
+
+def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

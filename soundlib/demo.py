@@ -4,8 +4,9 @@ Generates the synthetic corpus, renders the feature gallery, and runs the demo
 sweep (``params/demo.yaml``: every fold × three feature variants, each run an
 executed ``notebooks/train.ipynb``, then ``notebooks/evaluate.ipynb``) with the
 embedded EfficientNet-Lite0 backbone. Prints the results table (mean ± std
-accuracy and macro-F1 per variant), the executed notebooks and the total time.
-Running it again resumes: complete runs are skipped.
+accuracy and macro-F1 per variant), where the executed notebooks are, the total
+time, and which notebook to open next. Running it again resumes: complete runs
+are skipped.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ __all__ = ["DEMO_PARAMS", "run_demo", "main"]
 
 #: The demo's sweep file (in a source checkout, beside the notebooks it runs).
 DEMO_PARAMS = Path(__file__).resolve().parent.parent / "params" / "demo.yaml"
+#: Where ``make demo`` writes (the notebooks' default parameters read from there).
+DEFAULT_OUT = DEMO_PARAMS.parent.parent / "demo_out"
 
 
 def run_demo(out: Path, *, jobs: int = 2, params: Path | None = None, progress: bool = True) -> dict:
@@ -59,9 +62,9 @@ def run_demo(out: Path, *, jobs: int = 2, params: Path | None = None, progress: 
           f"{len(result.failed)} failed")
     print(f"[demo] results, mean ± std over the test folds ({sweep_dir / 'results.md'}):")
     print(sweep.results_table_markdown(result.table))
-    print("[demo] executed notebooks:")
-    for nb in result.notebooks:
-        print(f"  {nb}")
+    runs = [nb for nb in result.notebooks if nb != result.evaluate_notebook]
+    print(f"[demo] executed notebooks: {len(runs)} under {sweep_dir}/<variant>/<method>/fold<k>/train.ipynb"
+          + (f", and {result.evaluate_notebook}" if result.evaluate_notebook else ""))
     for failure in result.failed:
         print(f"[demo] FAILED {failure}", file=sys.stderr)
     if result.evaluate_error:
@@ -69,7 +72,34 @@ def run_demo(out: Path, *, jobs: int = 2, params: Path | None = None, progress: 
     for variant, err in result.embed_errors.items():
         print(f"[demo] embedding fill for {variant} failed: {err}", file=sys.stderr)
     print(f"[demo] done in {time.perf_counter() - t0:.1f} s")
+    print(next_step(out, data, sweep_dir, _exported_model(sweep_dir, config)))
     return {"data": Path(data), "gallery": gallery, "pictures": pictures, "sweep": sweep_dir, "result": result}
+
+
+def _exported_model(sweep_dir: Path, config) -> Path | None:
+    """The first model the sweep exported (variants, then methods, then folds, in the sweep file's order)."""
+    from .infer import INFO_FILE
+
+    for spec in config.variants:
+        for method in config.methods:
+            runs = (sweep_dir / spec.name / method.name).glob("fold*")
+            for run in sorted((d for d in runs if d.name[4:].isdigit()), key=lambda d: int(d.name[4:])):
+                if (run / "model" / INFO_FILE).is_file():
+                    return run / "model"
+    return None
+
+
+def next_step(out: Path, data: Path, sweep_dir: Path, model: Path | None) -> str:
+    """What to open after the demo: the notebooks' default parameters read ``make demo``'s folder
+    (``demo_out/`` beside ``notebooks/``); another ``--out`` names the parameters to set."""
+    if Path(out).resolve() == DEFAULT_OUT.resolve():
+        return ("[demo] next: `make lab`, then open visualize.ipynb (a clip labelled by the exported "
+                f"{'/'.join(model.parts[-4:-1]) if model else 'fold-1'} model) and evaluate.ipynb (this sweep's "
+                "tables and plots); their default parameters read demo_out/")
+    settings = [f"dataset = {str(Path(data).resolve())!r}"] + ([f"model_dir = {str(model.resolve())!r}"]
+                                                               if model else [])
+    return (f"[demo] next: `make lab`, then open visualize.ipynb with {', '.join(settings)} in its parameters "
+            f"cell, and evaluate.ipynb with sweep_dir = {str(Path(sweep_dir).resolve())!r}")
 
 
 def main(argv: list[str] | None = None) -> int:

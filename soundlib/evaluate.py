@@ -44,10 +44,11 @@ class EvalConfig:
     Attributes
     ----------
     spec : FeatureSpec
-        The pictures and windows (a resolved variant, see :func:`soundlib.variants.resolve_variant`;
-        ``duration: auto`` is chosen from the dataset's clip lengths).
+        The pictures and windows (``duration: auto`` is chosen from the dataset's clip lengths). A variant
+        name or mapping is resolved when the config is made (:func:`soundlib.variants.resolve_variant`).
     method : MethodSpec
-        The learning method (see :func:`soundlib.methods.resolve_method`).
+        The learning method; a name or mapping is resolved when the config is made
+        (:func:`soundlib.methods.resolve_method`).
     backbone : str
         Backbone handle (embedded name, TF Hub handle or SavedModel folder), resolved once per evaluation.
     train : TrainConfig
@@ -77,6 +78,12 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         from .methods.base import AGGREGATIONS
+        from .variants import resolve_variant
+
+        if not isinstance(self.spec, FeatureSpec):  # a name or mapping: resolved here, or refused
+            object.__setattr__(self, "spec", resolve_variant(self.spec, where="EvalConfig.spec"))
+        if not isinstance(self.method, MethodSpec):
+            object.__setattr__(self, "method", resolve_method(self.method, where="EvalConfig.method"))
 
         if self.aggregate not in AGGREGATIONS:
             raise ConfigError(f"aggregate must be one of {', '.join(AGGREGATIONS)}, got {self.aggregate!r}")

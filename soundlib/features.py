@@ -28,6 +28,7 @@ __all__ = [
     "render_stacked",
     "render",
     "colormap_lut",
+    "rendering_fields",
 ]
 
 
@@ -200,6 +201,29 @@ _RENDERERS: dict[str, Callable[..., np.ndarray]] = {
     "merged": render_merged,
     "stacked": render_stacked,
 }
+
+
+def rendering_fields(spec: FeatureSpec) -> frozenset[str]:
+    """The rendering parameters a picture of ``spec`` depends on (``merge.*`` for the MergeSpec's fields).
+
+    Besides ``sr``, ``duration``, ``height`` and ``width``, which every picture uses: a waveform plot
+    has no spectrogram parameters, a merged picture puts the spectrogram's values in a channel (no
+    colormap), a linear-frequency spectrogram has no mel bands, an amplitude one no ``top_db``. The
+    explorer (:class:`soundlib.trials.TrialsUI`) disables the controls of the others.
+    """
+    spectrogram = {"n_fft", "hop_length", "frequency", "fmin", "fmax", "scale"}
+    if spec.frequency == "mel":
+        spectrogram.add("n_mels")
+    if spec.scale == "db":
+        spectrogram.add("top_db")
+    waveform = {"waveform_color", "background_color"}
+    fields = {
+        "spectrogram": spectrogram | {"colormap"},
+        "waveform": waveform,
+        "merged": spectrogram | {"merge.order", "merge.strengths", "merge.jitter", "merge.seed"},
+        "stacked": spectrogram | {"colormap"} | waveform | {"merge.stack_ratio"},
+    }[spec.kind]
+    return frozenset(fields)
 
 
 def render(y: np.ndarray, spec: FeatureSpec) -> np.ndarray:

@@ -191,14 +191,13 @@ def export_model(
     overwrite : bool
         Replace ``out_dir`` even when it is not a soundlib model.
     """
-    import tensorflow_hub as hub
-
-    from .runtime import import_tf
+    from .runtime import import_hub, import_tf
 
     check_model_target(out_dir, overwrite=overwrite)
     if len(labels) != trained.n_classes:
         raise ModelError(f"{len(labels)} labels for a {trained.n_classes}-class model")
     tf, tf_keras = import_tf()
+    hub = import_hub()
     size = (spec.height, spec.width)
     if trained.end_to_end:
         inputs = tf_keras.Input(size + (3,), dtype="float32")
@@ -390,10 +389,10 @@ def load_model(model_dir: str | os.PathLike) -> LoadedModel:
     if (shape.get("height", spec.height), shape.get("width", spec.width)) != (spec.height, spec.width):
         raise ModelError(f"{path}: {INFO_FILE} says the model takes {shape.get('width')}x{shape.get('height')} "
                          f"pictures but {SPEC_FILE} makes {spec.width}x{spec.height}")
-    from .runtime import import_tf
+    from .runtime import import_hub, import_tf
 
     tf, _ = import_tf()
-    import tensorflow_hub  # noqa: F401  (registers ops some hub modules use)
+    import_hub()  # registers ops some hub modules use
 
     try:
         module = tf.saved_model.load(str(path / SAVED_MODEL))

@@ -86,15 +86,17 @@ def default_kernel_name() -> str:
     return "soundlib" if "soundlib" in specs else "python3"
 
 
-def open_dataset(path: str | os.PathLike, *, generate_if_missing: bool = False, clips_per_class: int = 10) -> Dataset:
-    """Load a dataset; with ``generate_if_missing``, first write a small synthetic corpus at a missing ``path``."""
+def open_dataset(path: str | os.PathLike, *, generate_if_missing: bool = False, clips_per_class: int = 10,
+                 progress: bool = False) -> Dataset:
+    """Load a dataset; with ``generate_if_missing``, first write a small synthetic corpus at a missing ``path``
+    (with a progress bar if ``progress``)."""
     from .data import load_dataset
 
     p = Path(path).expanduser()
     if not p.exists() and generate_if_missing:
         from .synth import SynthConfig, generate_corpus
 
-        generate_corpus(p, SynthConfig(clips_per_class=clips_per_class), progress=False)
+        generate_corpus(p, SynthConfig(clips_per_class=clips_per_class), progress=progress)
     return load_dataset(p)
 
 

@@ -1,7 +1,8 @@
 """Process-level helpers: importing TensorFlow quietly, and child processes that die with their parent.
 
 TensorFlow is imported only by the stages that need it, always through
-:func:`import_tf`, so its start-up noise is handled in one place. By default
+:func:`import_tf` (and ``tensorflow_hub``, which imports TensorFlow itself,
+through :func:`import_hub`), so its start-up noise is handled in one place. By default
 that noise is dropped: the C++ lines TensorFlow prints while it loads and
 initialises its devices ("oneDNN custom operations are on", "Could not find cuda
 drivers", "failed call to cuInit: ... CUDA error" on a machine without a GPU,
@@ -19,7 +20,7 @@ import re
 import sys
 from typing import Iterator
 
-__all__ = ["import_tf", "die_with_parent", "verbose", "set_verbose", "filtered_stderr", "TF_NOISE"]
+__all__ = ["import_tf", "import_hub", "die_with_parent", "verbose", "set_verbose", "filtered_stderr", "TF_NOISE"]
 
 #: Start-up lines of TensorFlow (and of the LiteRT runtime) that say nothing a user can act on.
 TF_NOISE = re.compile(
@@ -103,14 +104,24 @@ def filtered_stderr(noise: re.Pattern = TF_NOISE, *, stdout: bool = False) -> It
             tmp.close()
 
 
+#: Set once :func:`import_tf` has imported TensorFlow and quietened its loggers in this process.
+_TF_READY = False
+
+
 def import_tf():
-    """Import and return ``(tensorflow, tf_keras)``, quietly unless verbose (see the module docstring)."""
-    if "tensorflow" in sys.modules and "tf_keras" in sys.modules:
+    """Import and return ``(tensorflow, tf_keras)``, quietly unless verbose (see the module docstring).
+
+    Also when something else imported TensorFlow first: its devices are then
+    initialised here (where "failed call to cuInit" is said) and its loggers quietened.
+    """
+    global _TF_READY
+    if _TF_READY:
         return sys.modules["tensorflow"], sys.modules["tf_keras"]
     if verbose():
         import tensorflow as tf
         import tf_keras
 
+        _TF_READY = True
         return tf, tf_keras
     import warnings
 
@@ -127,7 +138,20 @@ def import_tf():
         from absl import logging as absl_logging
 
         absl_logging.set_verbosity(absl_logging.ERROR)
+    _TF_READY = True
     return tf, tf_keras
+
+
+def import_hub():
+    """Import and return ``tensorflow_hub``, after TensorFlow (quietly, see :func:`import_tf`).
+
+    ``tensorflow_hub`` imports TensorFlow and tf_keras itself: imported first, it
+    would bring TensorFlow's start-up noise with it.
+    """
+    import_tf()
+    import tensorflow_hub as hub
+
+    return hub
 
 
 def die_with_parent(parent_pid: int | None = None) -> None:

@@ -22,7 +22,7 @@ import numpy as np
 from .config import check_finite, from_mapping
 from .errors import ConfigError, DatasetError, TrainingError
 from .folds import grouped_validation_split
-from .runtime import import_tf
+from .runtime import import_hub, import_tf
 
 __all__ = [
     "Distortions",
@@ -299,7 +299,7 @@ def train_end_to_end(
     ``config.fine_tune`` makes it trainable (with ``fine_tune_learning_rate``).
     """
     tf, tf_keras = import_tf()
-    import tensorflow_hub as hub
+    hub = import_hub()
 
     y = np.asarray(labels, np.int64)
     _check_labels(y, n_classes)

@@ -28,7 +28,9 @@ class TrialsUI:
     picture (what the model sees, no axes) redraws, and beside it the same
     spectrogram with axes in seconds and Hz and a colour bar in dB
     (:func:`soundlib.plots.plot_feature`, kept in :attr:`figure`); an audio
-    player plays the clip. Works headless too: the widgets are built,
+    player plays the clip. Controls the variant's picture does not depend on
+    (the colormap of a merged picture, the spectrogram's of a waveform plot...,
+    see :func:`soundlib.features.rendering_fields`) are disabled. Works headless too: the widgets are built,
     :attr:`picture` is rendered, :meth:`save_png` writes it.
     """
 
@@ -94,6 +96,12 @@ class TrialsUI:
                            *self.strengths, self.order])
         pictures = w.HBox([self.image, self.axes_image], layout=w.Layout(align_items="center"))
         self.widget = w.HBox([controls, w.VBox([pictures, self.audio_out, self.message])])
+
+        #: Each rendering control and the FeatureSpec field it sets.
+        self.fields = {self.n_fft: "n_fft", self.hop_length: "hop_length", self.n_mels: "n_mels",
+                       self.fmin: "fmin", self.fmax: "fmax", self.top_db: "top_db", self.colormap: "colormap",
+                       **{s: "merge.strengths" for s in self.strengths}, self.order: "merge.order"}
+        self._enable_controls()
 
         self.class_dd.observe(self._on_class, names="value")
         self.clip_dd.observe(self._on_clip, names="value")
@@ -178,7 +186,16 @@ class TrialsUI:
             for s, v in zip(self.strengths, b.merge.strengths):
                 s.value = v
             self.order.value = " / ".join(b.merge.order)
+        self._enable_controls()
         self.redraw()
+
+    def _enable_controls(self) -> None:
+        """Disable the controls the variant's picture does not depend on."""
+        from .features import rendering_fields
+
+        used = rendering_fields(self.base)
+        for ctl, field in self.fields.items():
+            ctl.disabled = field not in used
 
     def random_clip(self):
         """Select a random clip (seeded), play it and redraw; returns the clip."""

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import subprocess
 import sys
@@ -186,3 +187,84 @@ def test_bad_training_flags_are_one_line_errors(tmp_path, capsys, synth_corpus, 
     assert main(["evaluate", str(synth_corpus), "--out", str(tmp_path / "o"), "--quiet", *flags]) == 2
     err = capsys.readouterr().err
     assert err.startswith("soundlib evaluate: error:") and words in err and "Traceback" not in err
+
+
+def test_options_a_method_ignores_are_warned_about(tmp_path, capsys):
+    """The legacy (0.1) flags set only the softmax head: any other method warns once, naming them."""
+    import warnings
+
+    from soundlib.cli import build_parser, eval_config_from_args
+    from soundlib.errors import SoundlibWarning
+
+    # (the dataset is missing: the command stops with exit 2 after the flags are read)
+    assert main(["evaluate", str(tmp_path / "none"), "--out", str(tmp_path / "o"), "--epochs", "5",
+                 "--learning-rate", "0.01"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("soundlib evaluate: warning: --learning-rate, --epochs are ignored by method frozen")
+    assert "head=softmax" in err[0] and len(err) == 2 and "error" in err[1]
+    parser = build_parser()
+
+    def warned(*flags):
+        with warnings.catch_warnings(record=True) as log:
+            warnings.simplefilter("always")
+            eval_config_from_args(parser.parse_args(["train", "d", "--out", "o", "--test-fold", "1", *flags]))
+        return [str(w.message) for w in log if issubclass(w.category, SoundlibWarning)]
+
+    assert warned() == [] and warned("--seed", "3", "--validation-split", "0.3") == []  # every method's flags
+    assert warned("--epochs", "5", "--method-option", "head=softmax") == []
+    assert warned("--method", "fusion", "--method-option", "members=[mfcc, {method: frozen, head: softmax}]",
+                  "--dropout", "0.5") == []
+    (msg,) = warned("--method", "mfcc", "--fine-tune", "--random-crop", "10")
+    assert msg.startswith("--fine-tune, --random-crop are ignored by method mfcc")
+
+
+def test_help_groups_legacy_flags_and_shows_only_useful_defaults(capsys):
+    for cmd in ("synth", "variants", "featurize", "download", "evaluate", "train", "embed", "predict", "sweep"):
+        with pytest.raises(SystemExit):
+            main([cmd, "--help"])
+        out = capsys.readouterr().out
+        assert "(default: False)" not in out and "(default: None)" not in out and "(default: [])" not in out
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    legacy = [line.split()[0] for line in out[out.index("legacy (soundlib 0.1):"):].splitlines()
+              if line.startswith("  --")]
+    assert {"--learning-rate", "--epochs", "--steps", "--dropout", "--l2", "--fine-tune",
+            "--random-crop"} <= set(legacy)
+    assert not {"--validation-split", "--seed", "--method", "--test-fold"} & set(legacy)
+    assert "--epochs EPOCHS       passes over the training clips (default: 60)" in out
+
+
+def test_download_no_validate_help_agrees_with_the_readme(capsys):
+    from pathlib import Path
+
+    with pytest.raises(SystemExit):
+        main(["download", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    readme = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
+    assert "--no-validate skip the final check that every file the metadata lists is there" in help_text
+    assert "MD5 is always checked" in help_text and "checksum" not in help_text
+    assert "`--no-validate` skips the final check that every file the metadata lists is there" in readme
+    assert "(the MD5 is always checked)" in readme
+
+
+def test_variants_show_every_field(capsys):
+    from soundlib.variants import VARIANTS
+
+    assert main(["variants", "--json"]) == 0
+    specs = json.loads(capsys.readouterr().out)
+    for name, spec in VARIANTS.items():
+        assert set(specs[name]) == set(dataclasses.asdict(spec)), name  # pad and window_hop included
+    assert specs["mel"]["pad"] == "end" and specs["mel"]["window_hop"] is None
+    assert main(["variants"]) == 0
+    assert "pad=end, window_hop=None" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args", [["variants"], ["variants", "--json"]])
+def test_a_closed_pipe_ends_a_command_quietly(args):
+    """`soundlib variants | head -1`: the reader goes away; no BrokenPipeError traceback."""
+    proc = subprocess.Popen([sys.executable, "-m", "soundlib.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()  # before the command writes anything
+    err = proc.stderr.read().decode()
+    assert proc.wait() in (0, 141) and err == "", err

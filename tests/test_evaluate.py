@@ -79,3 +79,20 @@ def test_synthetic_corpus_mel_efficientnet_reaches_the_bar(tmp_path):
     assert res["accuracy_mean"] >= 0.90, format_summary(res)
     leaky = evaluate(ds, EvalConfig(leaky_split=True), progress=False)
     assert leaky["accuracy_mean"] >= res["accuracy_mean"] - 0.05
+
+
+def test_eval_config_resolves_names_when_made():
+    """A variant or method given by name (or mapping) is resolved at construction, or refused there."""
+    from soundlib.errors import ConfigError
+    from soundlib.methods import resolve_method
+    from soundlib.variants import VARIANTS
+
+    config = EvalConfig(spec="mel_gray", method="mfcc")
+    assert config.spec == VARIANTS["mel_gray"] and config.method == resolve_method("mfcc")
+    assert EvalConfig(spec={"name": "m64", "base": "mel", "n_mels": 64}).spec.n_mels == 64
+    assert EvalConfig(method={"name": "soft", "method": "frozen", "head": "softmax"}).method.options.head == "softmax"
+    for kwargs, words in (({"spec": "mle"}, "EvalConfig.spec: unknown feature variant 'mle'"),
+                          ({"spec": 3}, "EvalConfig.spec: a variant is a registered name or a mapping"),
+                          ({"method": "frozn"}, "EvalConfig.method: unknown method 'frozn'")):
+        with pytest.raises(ConfigError, match=words):
+            EvalConfig(**kwargs)

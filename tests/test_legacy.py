@@ -56,8 +56,8 @@ def test_old_run_records_read_and_a_new_sweep_reruns_them(old_sweep):
         run_dir = Path(recorded["output_dir"]).parent / f"fold{fold}"
         params = run_parameters(config, config.variants[0], fold, Path(recorded["dataset"]), run_dir)
         old = read_run_record(old_sweep / "tmel" / f"fold{fold}")["parameters"]
-        assert {k: v for k, v in params.items() if k not in ("method", "aggregate")} == old
-        assert params["method"] == "frozen" and params["aggregate"] == "mean"
+        assert {k: v for k, v in params.items() if k not in ("method", "aggregate", "progress")} == old
+        assert params["method"] == "frozen" and params["aggregate"] == "mean" and params["progress"] is False
         assert fingerprint(params, None) != read_run_record(old_sweep / "tmel" / f"fold{fold}")["fingerprint"]
 
 

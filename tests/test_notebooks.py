@@ -1,8 +1,11 @@
-"""The four notebooks, executed by papermill on a tiny corpus with the stand-in backbone."""
+"""The four notebooks, executed by papermill on a tiny corpus with the stand-in backbone, and with their
+default parameters after a (tiny) `make demo`."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -149,3 +152,170 @@ def test_evaluate_notebook(trained, tmp_path):
     assert "| tmel | frozen | 1 |" in (sweep_dir / "results.md").read_text()
     assert (sweep_dir / "tmel" / "frozen" / "confusion_matrix.png").is_file()
     assert has_mime(nb, "image/png") and has_mime(nb, "text/html")
+
+
+# ---------------------------------------------------------------------------
+# After `make demo`: every notebook with its default parameters (Run All right after the demo)
+
+#: A tiny demo sweep (`python -m soundlib.demo --params`): the demo's layout, 30 one-second clips, one run.
+TINY_DEMO = """\
+synth: {clips_per_class: 3, seed: 0, duration: 1.0, slices_per_recording: 1, n_folds: 3}
+folds: [1]
+variants: [mel]
+backbone: efficientnet_lite0
+export_model: [1]
+jobs: 1
+seed: 0
+"""
+
+
+@contextlib.contextmanager
+def environ(**changes):
+    """``os.environ`` with ``changes`` (None removes a variable), restored afterwards (papermill's kernels
+    inherit it)."""
+    def apply(values):
+        for k, v in values.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+    old = {k: os.environ.get(k) for k in changes}
+    apply(changes)
+    try:
+        yield
+    finally:
+        apply(old)
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory):
+    """`python -m soundlib.demo` run once, as `make demo` runs it, into <root>/demo_out (a tiny sweep file);
+    the notebooks then run in <root>/notebooks, where their defaults (../demo_out/...) resolve."""
+    root = tmp_path_factory.mktemp("checkout")
+    (root / "notebooks").mkdir()
+    (root / "tiny_demo.yaml").write_text(TINY_DEMO)
+    env = {"SOUNDLIB_CACHE_DIR": str(root / "cache"), "TF_CPP_MIN_LOG_LEVEL": None, "SOUNDLIB_VERBOSE": None}
+    with environ(**env):
+        out = subprocess.run([sys.executable, "-m", "soundlib.demo", "--out", "demo_out", "--jobs", "1",
+                              "--params", "tiny_demo.yaml"], cwd=root, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return root, env, out
+
+
+def run_default(demo, name: str) -> nbformat.NotebookNode:
+    """Execute a notebook with its default parameters after the demo (cwd: <root>/notebooks)."""
+    import papermill as pm
+
+    root, env, _ = demo
+    with environ(**env):
+        return pm.execute_notebook(str(NOTEBOOKS / name), str(root / "notebooks" / name), kernel_name=
+                                   notebook.default_kernel_name(), progress_bar=False, cwd=str(root / "notebooks"))
+
+
+def check_clean(nb) -> None:
+    """No error, no TensorFlow start-up line, no progress bar printed as text."""
+    from .test_quiet import tf_noise
+
+    outs = outputs(nb)
+    assert not any(o.get("output_type") == "error" for o in outs)
+    text = "\n".join(o.get("text", "") for o in outs if o.get("output_type") == "stream")
+    text += "\n".join(o.get("data", {}).get("text/plain", "") for o in outs)
+    assert not tf_noise(text), tf_noise(text)
+    assert not re.search(r"\d+%\|", "\n".join(o.get("text", "") for o in outs if o.get("output_type") == "stream"))
+
+
+def test_notebook_defaults_read_what_make_demo_writes():
+    """The parameters cells' defaults are the paths `make demo` (params/demo.yaml into demo_out/) writes."""
+    import ast
+
+    import papermill as pm
+
+    from soundlib.demo import DEFAULT_OUT, DEMO_PARAMS
+    from soundlib.sweep import load_sweep_config
+
+    config = load_sweep_config(DEMO_PARAMS)
+    fold = min(config.export_model) if not isinstance(config.export_model, bool) else 1
+    sweep_dir = DEFAULT_OUT / "sweep"
+    expected = {
+        "plotting_trials.ipynb": {"dataset": DEFAULT_OUT / "synth"},
+        "train.ipynb": {"dataset": DEFAULT_OUT / "synth"},
+        "visualize.ipynb": {"dataset": DEFAULT_OUT / "synth",
+                            "model_dir": sweep_dir / config.variants[0].name / config.methods[0].name
+                            / f"fold{fold}" / "model"},
+        "evaluate.ipynb": {"sweep_dir": sweep_dir},
+    }
+    assert "DEMO   ?= demo_out" in (NOTEBOOKS.parent / "Makefile").read_text()
+    for name, paths in expected.items():
+        params = pm.inspect_notebook(str(NOTEBOOKS / name))
+        for key, path in paths.items():
+            default = ast.literal_eval(params[key]["default"])
+            assert (NOTEBOOKS / default).resolve() == path.resolve(), (name, key, default)
+
+
+def test_make_demo_says_the_notebooks_run_as_they_are(tmp_path):
+    """Into demo_out/ (`make demo`), the next step is `make lab` and the notebooks as they are; elsewhere
+    it names the parameters to set."""
+    from soundlib.demo import DEFAULT_OUT, next_step
+
+    model = DEFAULT_OUT / "sweep" / "mel" / "frozen" / "fold1" / "model"
+    line = next_step(DEFAULT_OUT, DEFAULT_OUT / "synth", DEFAULT_OUT / "sweep", model)
+    assert "`make lab`" in line and "visualize.ipynb" in line and "mel/frozen/fold1" in line
+    assert "model_dir =" not in line and "default parameters read demo_out/" in line
+    line = next_step(tmp_path, tmp_path / "synth", tmp_path / "sweep", tmp_path / "m")
+    assert f"model_dir = '{tmp_path / 'm'}'" in line and f"sweep_dir = '{tmp_path / 'sweep'}'" in line
+
+
+@pytest.mark.slow
+def test_demo_says_what_to_open_next(demo):
+    root, _, out = demo
+    from .test_quiet import tf_noise
+
+    lines = out.stdout.splitlines()
+    model = root / "demo_out" / "sweep" / "mel" / "frozen" / "fold1" / "model"
+    assert (model / "saved_model").is_dir()
+    assert "make lab" in lines[-1] and "visualize.ipynb" in lines[-1] and str(model) in lines[-1]
+    listed = [line for line in lines if line.rstrip().endswith(".ipynb") or "train.ipynb" in line]
+    assert len(listed) == 1 and "executed notebooks: 1 under" in listed[0]  # one line, not one per run
+    assert not tf_noise(out.stdout + out.stderr), tf_noise(out.stdout + out.stderr)  # the sweep is quiet
+    exported = nbformat.read(root / "demo_out" / "sweep" / "mel" / "frozen" / "fold1" / "train.ipynb", as_version=4)
+    check_clean(exported)  # the run that exported its model: TensorFlow's first import there
+
+
+@pytest.mark.slow
+def test_plotting_trials_with_defaults_after_demo(demo):
+    root, _, _ = demo
+    nb = run_default(demo, "plotting_trials.ipynb")
+    check_clean(nb)
+    assert (root / "notebooks" / "plotting_trials.png").is_file()
+    assert has_mime(nb, "application/vnd.jupyter.widget-view+json")
+
+
+@pytest.mark.slow
+def test_train_with_defaults_after_demo(demo):
+    root, _, _ = demo
+    nb = run_default(demo, "train.ipynb")
+    check_clean(nb)
+    run = root / "runs" / "train"
+    assert json.loads((run / "metrics.json").read_text())["variant"] == "mel"
+    assert (run / "model" / "saved_model").is_dir()
+    bars = [o["data"]["text/plain"] for o in outputs(nb)
+            if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert any("embed mel" in bar for bar in bars), bars  # tqdm.auto's bar, a widget in the notebook
+
+
+@pytest.mark.slow
+def test_visualize_with_defaults_after_demo(demo):
+    nb = run_default(demo, "visualize.ipynb")
+    check_clean(nb)
+    assert has_mime(nb, "image/png") and "<audio" in json.dumps(outputs(nb))
+    assert "(fold 1): true class" in json.dumps(outputs(nb))
+
+
+@pytest.mark.slow
+def test_evaluate_with_defaults_after_demo(demo):
+    root, _, _ = demo
+    nb = run_default(demo, "evaluate.ipynb")
+    check_clean(nb)
+    assert "| mel | frozen | 1 |" in (root / "demo_out" / "sweep" / "results.md").read_text()
+    assert has_mime(nb, "text/html")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -51,3 +53,49 @@ def test_trials_ui_redraws_on_every_control(corpus, tmp_path):
     assert ui.error is None
     path = ui.save_png(tmp_path / "pic.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+#: A different value for each rendering parameter the explorer (or a variant) can change.
+CHANGES = {"n_fft": 1024, "hop_length": 256, "n_mels": 64, "fmin": 500.0, "fmax": 8000.0, "top_db": 40.0,
+           "colormap": "viridis", "waveform_color": (255, 0, 0), "background_color": (0, 0, 0),
+           "merge.order": ("waveform", "spectrogram", "background"), "merge.strengths": (0.5, 0.7, 1.0),
+           "merge.stack_ratio": 0.3}
+
+
+@pytest.mark.parametrize("name", ["mel", "mel_gray", "linear", "waveform", "merged", "stacked"])
+def test_rendering_fields_are_the_ones_that_change_the_picture(name):
+    """rendering_fields(spec) lists exactly the parameters whose change changes the picture."""
+    from soundlib.features import render, rendering_fields
+    from soundlib.variants import get_variant
+
+    from .conftest import tone
+
+    spec = get_variant(name).replace(height=64, width=64, duration=0.5)
+    y = tone(440.0, seconds=0.5, noise=0.05)
+    picture = render(y, spec)
+    for field, value in CHANGES.items():
+        if field.startswith("merge."):
+            changed = spec.replace(merge=dataclasses.replace(spec.merge, **{field[6:]: value}))
+        else:
+            changed = spec.replace(**{field: value})
+        differs = not np.array_equal(render(y, changed), picture)
+        assert differs == (field in rendering_fields(spec)), (name, field, differs)
+
+
+@pytest.mark.filterwarnings("ignore:Empty filters")
+def test_controls_a_variant_does_not_use_are_disabled(corpus):
+    ui = TrialsUI(open_dataset(corpus), variant="mel", seed=0)
+
+    def disabled():
+        return {field for ctl, field in ui.fields.items() if ctl.disabled}
+
+    assert disabled() == {"merge.strengths", "merge.order"}
+    ui.variant_dd.value = "waveform"
+    assert disabled() == {"n_fft", "hop_length", "n_mels", "fmin", "fmax", "top_db", "colormap", "merge.strengths",
+                          "merge.order"}
+    ui.variant_dd.value = "merged"
+    assert disabled() == {"colormap"}
+    ui.variant_dd.value = "linear"
+    assert disabled() == {"n_mels", "top_db", "merge.strengths", "merge.order"}
+    ui.variant_dd.value = "mel_gray"  # its colormap is what makes it gray: it stays open
+    assert disabled() == {"merge.strengths", "merge.order"}

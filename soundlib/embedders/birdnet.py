@@ -85,6 +85,9 @@ def _derived_model(source: Path) -> Path:
     if out.is_file():
         return out
     print(f"soundlib: {LICENSE_NOTE}", flush=True)
+    from ..runtime import import_tf
+
+    import_tf()  # quietly, before the import below imports TensorFlow
     from tensorflow.lite.tools import flatbuffer_utils as fu
 
     from ..atomic import write_bytes_atomic

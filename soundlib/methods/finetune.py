@@ -106,9 +106,9 @@ def _backbone_model(ctx: Context):
     if ctx.backbone in EMBEDDED_BACKBONES:
         net = embedded_keras_model(include_top=False)
         return net, [layer for layer in net.layers if isinstance(layer, K.layers.BatchNormalization)]
-    import tensorflow_hub as hub
+    from ..runtime import import_hub
 
-    return hub.KerasLayer(str(backbone_info(ctx).path), trainable=True, name="backbone"), []
+    return import_hub().KerasLayer(str(backbone_info(ctx).path), trainable=True, name="backbone"), []
 
 
 @register_method("finetune", options=FinetuneOptions, order=1,

@@ -150,8 +150,9 @@ def build_cnn(input_shape: tuple[int, int], n_classes: int, o: ScratchOptions, *
 
 def mean_over_frequency(t):
     """The mean over axis 1 (frequency) of a feature map, for a tf_keras ``Lambda`` (module-level, so models save)."""
-    import tensorflow as tf
+    from ..runtime import import_tf
 
+    tf, _ = import_tf()
     return tf.reduce_mean(t, axis=1)
 
 

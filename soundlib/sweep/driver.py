@@ -133,6 +133,7 @@ def run_parameters(config: SweepConfig, spec: FeatureSpec, fold: int, dataset: P
         "export_model": config.exports(fold),
         "alert": False,
         "generate_if_missing": False,
+        "progress": False,
     }
 
 
