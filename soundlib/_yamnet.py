@@ -203,8 +203,10 @@ def savedmodel_dir(source: str | os.PathLike | None = None) -> Path:
             return _wheel_savedmodel_dir()
     raw = str(source)
     if _is_handle(raw):
+        from .runtime import import_hub
+
         try:
-            import tensorflow_hub as hub
+            hub = import_hub()
         except ImportError as exc:
             raise BackboneError(f"YAMNet from {raw} needs tensorflow_hub: {exc}") from None
         try:
