@@ -17,7 +17,7 @@ from .conftest import SR, small_spec, tone, write_wav
 
 def test_help_for_every_command(capsys):
     for cmd in ("synth", "variants", "featurize", "gallery", "download", "evaluate", "train", "embed", "predict",
-                "notebooks", "sweep"):
+                "notebooks", "sweep", "info"):
         with pytest.raises(SystemExit) as exc:
             main([cmd, "--help"])
         assert exc.value.code == 0
