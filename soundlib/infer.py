@@ -47,6 +47,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from .errors import ConfigError, FeatureError, ModelError, SoundlibError, warn
+from .events import DEFAULT_THRESHOLD
 from .variants import FeatureSpec
 
 __all__ = [
@@ -77,6 +78,8 @@ SPEC_FILE = "feature_spec.json"
 INFO_FILE = "soundlib_model.json"
 #: The LiteRT copy of the model (optional; recorded under ``litert`` in the manifest).
 LITERT_FILE = "model.tflite"
+#: The model card, generated from the manifest (:mod:`soundlib.modelcard`).
+CARD_FILE = "MODEL_CARD.md"
 #: Chooses how :func:`load_model` runs a model: ``auto`` (LiteRT copy when usable), ``litert`` (required), ``tf``.
 MODEL_RUNTIME_ENV = "SOUNDLIB_MODEL_RUNTIME"
 MODEL_RUNTIMES = ("auto", "litert", "tf")
@@ -539,7 +542,7 @@ def file_status(model_dir: str | os.PathLike, info: Mapping[str, Any]) -> dict[s
     if isinstance(lite, dict):
         recorded[LITERT_FILE] = lite.get("sha256")
     out = {}
-    for name in (*CHECKED_FILES, LITERT_FILE, SAVED_MODEL, INFO_FILE, "MODEL_CARD.md"):
+    for name in (*CHECKED_FILES, LITERT_FILE, SAVED_MODEL, INFO_FILE, CARD_FILE):
         f = path / name
         if not f.exists():
             if name in recorded or name in (SAVED_MODEL, INFO_FILE, *CHECKED_FILES):
@@ -716,7 +719,7 @@ def window_probabilities(model: LoadedModel, path: str | os.PathLike, *, batch_s
 
 
 def predict(model: LoadedModel, inputs: Sequence[str | os.PathLike], *, top_k: int = 5, aggregate: str = "mean",
-            timeline: list | None = None, events: list | None = None, threshold: float = 0.5,
+            timeline: list | None = None, events: list | None = None, threshold: float = DEFAULT_THRESHOLD,
             progress: bool = False) -> tuple[list[dict], list[tuple[Path, str]]]:
     """Top-k labels for audio files, pictures or folders of them.
 

@@ -21,11 +21,10 @@ import os
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+from .infer import CARD_FILE
+
 __all__ = ["WeightsLicence", "EMBEDDER_LICENCES", "licence_of", "embedder_identities", "card_facts",
            "model_card", "write_model_card", "info_text", "CARD_FILE"]
-
-CARD_FILE = "MODEL_CARD.md"
-
 
 @dataclasses.dataclass(frozen=True)
 class WeightsLicence:

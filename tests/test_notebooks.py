@@ -148,7 +148,8 @@ def test_visualize_notebook_shows_the_events_of_a_long_clip(trained, corpus, tmp
 
     _, run_dir, _ = trained
     ds = load_dataset(corpus)
-    parts = [sf.read(str(next(c.path for c in ds.clips if c.label == lab)))[0] for lab in ("siren", "dog_bark", "drilling")]
+    parts = [sf.read(str(next(c.path for c in ds.clips if c.label == lab)))[0]
+             for lab in ("siren", "dog_bark", "drilling")]
     sf.write(str(tmp_path / "long.wav"), np.concatenate(parts), 22050)
     sf.write(str(tmp_path / "short.wav"), parts[0], 22050)
     (tmp_path / "manifest.csv").write_text("path,label,fold\nlong.wav,siren,1\nshort.wav,dog_bark,2\n")
