@@ -30,7 +30,10 @@ examples:
   soundlib gallery data/synth/audio/fold1/X.wav gallery/
   soundlib evaluate data/synth --variant mel --out runs/mel
   soundlib train data/synth --variant mel --test-fold 1 --out models/mel-f1
+  soundlib train data/synth --variant mel --all-folds --cv-from runs/mel --out models/mel  # the model to ship
+  soundlib info models/mel                        # classes, embedder, licences, accuracy, file checksums
   soundlib predict models/mel-f1 some.wav --top-k 5
+  soundlib predict models/mel long.wav --events events.csv --raven long.selections.txt
   soundlib sweep params/demo.yaml --jobs 2 --out runs/demo
   soundlib notebooks my-notebooks                 # the four notebooks, to open in JupyterLab
 """
@@ -238,13 +241,32 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .evaluate import format_run, train_fold
+    from .evaluate import format_all_folds, format_run, train_all_folds, train_fold
 
-    m = train_fold(_load(args), test_fold=args.test_fold, config=eval_config_from_args(args), out_dir=args.out,
-                   embed_config=embed_config_from_args(args), overwrite=args.overwrite, progress=not args.quiet)
-    print(f"model: {args.out / 'model'}  (labels.txt, feature_spec.json, saved_model/)")
-    print(format_run(m))
+    kwargs = dict(config=eval_config_from_args(args), out_dir=args.out, embed_config=embed_config_from_args(args),
+                  overwrite=args.overwrite, progress=not args.quiet, cv_from=args.cv_from)
+    if args.all_folds:
+        m = train_all_folds(_load(args), **kwargs)
+    else:
+        m = train_fold(_load(args), test_fold=args.test_fold, **kwargs)
+    print(f"model: {args.out / 'model'}  (labels.txt, feature_spec.json, saved_model/, MODEL_CARD.md; "
+          f"`soundlib info {args.out}` sums it up)")
+    print(format_all_folds(m) if args.all_folds else format_run(m))
     return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from .infer import read_model_info, resolve_model_dir
+    from .modelcard import info_text
+
+    path = resolve_model_dir(args.model_dir)
+    read_model_info(path)  # a corrupt manifest is an error that names it
+    text, ok = info_text(path)
+    print(text)
+    if not ok:
+        print(f"soundlib info: {path}: a file is missing or does not match the checksum recorded at export",
+              file=sys.stderr)
+    return 0 if ok else 1
 
 
 def _cmd_embed(args: argparse.Namespace) -> int:
@@ -314,11 +336,17 @@ def _cmd_tag(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+    import time
+
     from .infer import load_model, predict
 
+    t0 = time.perf_counter()
     timeline: list | None = [] if args.timeline else None
-    rows, failures = predict(load_model(args.model_dir), args.inputs, top_k=args.top_k, aggregate=args.aggregate,
-                             timeline=timeline)
+    events: list | None = [] if args.events or args.raven else None
+    model = load_model(args.model_dir)
+    folders = any(Path(x).is_dir() for x in args.inputs)
+    rows, failures = predict(model, args.inputs, top_k=args.top_k, aggregate=args.aggregate, timeline=timeline,
+                             events=events, threshold=args.threshold, progress=folders and not args.quiet)
     current = None
     for row in rows:
         if row["input"] != current:
@@ -337,12 +365,32 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         write_csv_atomic(args.timeline, timeline,
                          fieldnames=["input", "start", "end", "rank", "label", "probability"])
         print(f"wrote {args.timeline} ({len(timeline)} rows: top-{args.top_k} per window)")
+    if events is not None:
+        _write_events(args, events, model.spec)
     for path, msg in failures:
         print(f"error: {msg}", file=sys.stderr)
+    if folders or len(args.inputs) > 1:
+        labelled = len({row["input"] for row in rows})
+        print(f"predict: {labelled} file(s) labelled, {len(failures)} failed, "
+              f"{time.perf_counter() - t0:.1f} s ({model.runtime})")
     if not rows and not failures:
         print("no audio or picture files found in the inputs", file=sys.stderr)
         return 1
     return 1 if failures else 0
+
+
+def _write_events(args: argparse.Namespace, events: list, spec) -> None:
+    """``--events`` (CSV) and ``--raven`` (Raven selection table) of ``predict``."""
+    from .atomic import write_csv_atomic, write_text_atomic
+    from .events import EVENT_COLUMNS, frequency_band, raven_table
+
+    if args.events:
+        write_csv_atomic(args.events, events, fieldnames=EVENT_COLUMNS)
+        print(f"wrote {args.events} ({len(events)} event segment(s), threshold {args.threshold:g})")
+    if args.raven:
+        low, high = frequency_band(spec)
+        write_text_atomic(args.raven, raven_table(events, low_freq=low, high_freq=high))
+        print(f"wrote {args.raven} (Raven selection table, {len(events)} selection(s))")
 
 
 def _cmd_notebooks(args: argparse.Namespace) -> int:
@@ -548,6 +596,8 @@ def _add_common_learning(p: argparse.ArgumentParser, *, training: bool = True) -
 
 
 def _add_learning_commands(add) -> None:
+    from .events import DEFAULT_THRESHOLD
+
     p = add("evaluate", _cmd_evaluate, "leave-one-fold-out evaluation of a variant",
             "Leave-one-fold-out over the dataset's folds (or k folds grouped by recording when it has none): "
             "embed every clip once (cached), train a fresh head per fold, score the held-out fold. Writes "
@@ -559,12 +609,21 @@ def _add_learning_commands(add) -> None:
     p.add_argument("--leaky-split", action="store_true",
                    help="LEAKY protocol for comparison: split slices at random, ignoring recordings")
 
-    p = add("train", _cmd_train, "train on all folds but one and export a model",
+    p = add("train", _cmd_train, "train on all folds but one (or on all of them) and export a model",
             "Train a head on every fold except --test-fold, score that fold, and export DIR/model: a SavedModel "
-            "mapping pictures to class probabilities, labels.txt and the feature spec (so `soundlib predict` "
-            "can label raw WAVs). Also writes metrics.json, predictions.csv, confusion_matrix.png.")
+            "mapping pictures to class probabilities (and its LiteRT copy), labels.txt, the feature spec (so "
+            "`soundlib predict` can label raw WAVs) and MODEL_CARD.md. Also writes metrics.json, predictions.csv, "
+            "confusion_matrix.png. --all-folds trains the model to ship on every fold instead: no test score "
+            "(validation recordings inside the training data still choose the hyperparameters); --cv-from records "
+            "the cross-validated accuracy an evaluate run of the same configuration measured.")
     _add_common_learning(p)
-    p.add_argument("--test-fold", type=int, required=True, help="fold held out for testing")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--test-fold", type=int, help="fold held out for testing")
+    which.add_argument("--all-folds", action="store_true",
+                       help="train on every fold (the model to ship; no test fold, so no test accuracy)")
+    p.add_argument("--cv-from", type=Path, metavar="DIR",
+                   help="an `evaluate --out DIR` folder (or its results.json) of the same dataset, variant and method: "
+                        "its cross-validated accuracy goes into metrics.json and the model card")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--overwrite", action="store_true",
                    help="replace DIR/model even when it is not a soundlib model (by default soundlib refuses "
@@ -585,6 +644,20 @@ def _add_learning_commands(add) -> None:
     p.add_argument("--timeline", type=Path, help="write start, end and the top-k of every window to this CSV")
     p.add_argument("--aggregate", default="mean", choices=["mean", "max"],
                    help="how the windows' probabilities become one label per file")
+    p.add_argument("--events", type=Path, metavar="FILE.csv",
+                   help="write event segments (input, start, end, label, confidence): consecutive windows whose "
+                        "class probability reaches --threshold, merged by class")
+    p.add_argument("--raven", type=Path, metavar="FILE.txt",
+                   help="write the event segments as a Raven selection table (BirdNET-Analyzer's convention)")
+    p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+                   help="probability a window needs to join an event")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = add("info", _cmd_info, "sum up an exported model and check its files",
+            "Print an exported model's classes, embedder, input and windowing, the licences of its pretrained "
+            "weights, its accuracy, the soundlib version that created it, and each file with its checksum status "
+            "(exit 1 when a file is missing or changed). Reads MODEL_CARD.md's sources; loads no model.")
+    p.add_argument("model_dir", type=Path, help="the --out folder of `soundlib train` (or the model/ folder in it)")
 
     p = add("notebooks", _cmd_notebooks, "copy the notebooks (plotting_trials, train, visualize, evaluate) out",
             "Copy soundlib's four notebooks, installed with the package, into OUT_DIR to open them in JupyterLab. "

@@ -12,7 +12,8 @@ leakage inflates accuracy.
 
 :func:`evaluate` runs every fold and writes ``results.json``;
 :func:`train_fold` runs one (the unit of a sweep) and writes ``metrics.json``
-and, optionally, the exported model.
+and, optionally, the exported model; :func:`train_all_folds` trains the model to
+ship on every fold (no test fold; validation recordings still held out).
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ from .metrics import RunMetrics
 from .train import TrainConfig
 from .variants import VARIANTS, FeatureSpec
 
-__all__ = ["EvalConfig", "evaluate", "train_fold", "format_summary", "format_run"]
+__all__ = ["EvalConfig", "evaluate", "train_fold", "train_all_folds", "read_cross_validation", "format_summary",
+           "format_run", "format_all_folds"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -252,7 +254,7 @@ def format_summary(results: Mapping[str, Any]) -> str:
 
 def train_fold(dataset: Dataset, *, test_fold: int, config: EvalConfig = EvalConfig(),
                out_dir: str | os.PathLike, embed_config=None, export: bool = True, overwrite: bool = False,
-               progress: bool = True) -> RunMetrics:
+               progress: bool = True, cv_from: str | os.PathLike | None = None) -> RunMetrics:
     """Train on every fold but ``test_fold``, score on it, and write its outputs into ``out_dir``.
 
     Writes ``predictions.csv``, ``confusion_matrix.png``, ``history.json``
@@ -268,16 +270,20 @@ def train_fold(dataset: Dataset, *, test_fold: int, config: EvalConfig = EvalCon
         Replace an ``out_dir/model`` that is not a soundlib model. Without it,
         such a folder is refused before anything is trained (a soundlib model is
         replaced atomically either way; see :func:`soundlib.infer.export_keras_model`).
+    cv_from : path-like, optional
+        An :func:`evaluate` folder (or its ``results.json``) of the same configuration whose
+        cross-validated accuracy the exported model records (:func:`read_cross_validation`).
     """
     from .errors import collect_warnings
 
     with collect_warnings() as log:
         return _train_fold(dataset, test_fold=test_fold, config=config, out_dir=Path(out_dir),
-                           embed_config=embed_config, export=export, overwrite=overwrite, progress=progress, log=log)
+                           embed_config=embed_config, export=export, overwrite=overwrite, progress=progress, log=log,
+                           cv_from=cv_from)
 
 
 def _train_fold(dataset: Dataset, *, test_fold: int, config: EvalConfig, out_dir: Path, embed_config, export: bool,
-                overwrite: bool, progress: bool, log) -> RunMetrics:
+                overwrite: bool, progress: bool, log, cv_from=None) -> RunMetrics:
     from .atomic import write_json_atomic
     from .folds import check_test_fold
     from .infer import check_model_target
@@ -290,6 +296,7 @@ def _train_fold(dataset: Dataset, *, test_fold: int, config: EvalConfig, out_dir
         raise DatasetError(f"dataset {dataset.name!r} at {dataset.root} has no clips")
     if export:
         check_model_target(out / "model", overwrite=overwrite)
+    cv = read_cross_validation(cv_from, config, dataset) if cv_from is not None else None
     p = _prepare(dataset, config, embed_config, progress)
     _check_folds(p.ds, [test_fold])
     check_test_fold(p.ds, test_fold)
@@ -308,8 +315,9 @@ def _train_fold(dataset: Dataset, *, test_fold: int, config: EvalConfig, out_dir
     write_json_atomic(out / "history.json", fit.choice.get("history", {}))
     exported = None
     if export and p.method.exportable:
-        exported = p.method.export(fit, out / "model", p.ctx, overwrite=overwrite,
-                                   metadata={"test_fold": test_fold, "protocol": p.protocol})
+        exported = p.method.export(fit, out / "model", p.ctx, overwrite=overwrite, metadata={
+            "test_fold": test_fold, "protocol": p.protocol, **_model_metadata(p, split, config, cv),
+            "test_accuracy": {k: scores[k] for k in ("accuracy", "macro_f1", "n")}})
     metrics = RunMetrics(
         variant=p.spec.name, test_fold=int(test_fold), protocol=p.protocol,
         backbone=p.feats.info.get("backbone", ""),
@@ -332,3 +340,164 @@ def format_run(metrics: RunMetrics) -> str:
     return (f"{metrics.variant} / {metrics.method}, test fold {metrics.test_fold}: accuracy {metrics.accuracy:.3f}, "
             f"macro-F1 {metrics.macro_f1:.3f} on {metrics.n} clips (trained on {metrics.train_clips}, "
             f"{metrics.seconds} s){warned}")
+
+
+# ---------------------------------------------------------------------------
+# The model to ship: every fold trains
+
+def _model_metadata(p: _Prepared, split, config: EvalConfig, cv: dict | None) -> dict[str, Any]:
+    """What an exported model records about its data and protocol (read by :mod:`soundlib.modelcard`)."""
+    train = [p.ds.clips[i] for i in split.train]
+    per_class = {c: 0 for c in p.ds.classes}
+    for clip in train:
+        per_class[clip.label] += 1
+    return {
+        "dataset": {"name": p.ds.name, "root": str(p.ds.root), "clips": len(p.ds)},
+        "training": {"folds": sorted({int(c.fold) for c in train if c.fold is not None}), "clips": len(train),
+                     "clips_per_class": per_class, "recordings": len({c.group for c in train}),
+                     "validation_split": config.train.validation_split, "validation_clips": int(len(split.val)),
+                     "seed": config.train.seed},
+        "cross_validation": cv,
+    }
+
+
+def read_cross_validation(path: str | os.PathLike, config: EvalConfig, dataset: Dataset) -> dict[str, Any]:
+    """The cross-validated accuracy an :func:`evaluate` run of the same configuration measured.
+
+    Parameters
+    ----------
+    path : path-like
+        An ``evaluate --out`` folder, or its ``results.json``.
+    config : EvalConfig
+        The configuration being trained: the results must be of the same variant and
+        method (a leaky split's are refused: they are not a valid estimate).
+    dataset : Dataset
+        The data being trained on: the results must be of a dataset of the same name and size.
+
+    Returns
+    -------
+    dict
+        ``accuracy_mean, accuracy_std, macro_f1, folds, per_fold`` (``fold, accuracy``),
+        ``dataset`` (name, clips) and ``source`` (the file).
+
+    Raises
+    ------
+    ConfigError
+        The file is missing or not an evaluate ``results.json``, or it measured another
+        configuration or dataset.
+    """
+    import json
+
+    from .metrics import RESULTS_FILE
+
+    src = Path(path)
+    if src.is_dir():
+        src = src / RESULTS_FILE
+    try:
+        res = json.loads(src.read_text(encoding="utf-8"))
+        per_fold = [{"fold": int(r["fold"]), "accuracy": float(r["accuracy"])} for r in res["per_fold"]]
+        mean, std = float(res["accuracy_mean"]), float(res["accuracy_std"])
+    except FileNotFoundError:
+        raise ConfigError(f"--cv-from {src}: no such file (expected the results.json an `soundlib evaluate --out DIR` "
+                          "wrote)") from None
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"--cv-from {src}: not an evaluate results.json ({type(exc).__name__}: {exc})") from None
+    from .atomic import jsonable
+
+    method = json.loads(json.dumps(config.method.to_dict(), default=jsonable))
+    ds = res.get("dataset") or {}
+    wrong = [f"{what} {got!r} (training {want!r})" for what, got, want in (
+        ("dataset", ds.get("name"), dataset.name), ("dataset size", ds.get("clips"), len(dataset)),
+        ("variant", res.get("variant"), config.spec.name), ("method", res.get("method"), method)) if got != want]
+    if res.get("leaky"):
+        wrong.append("a LEAKY split (not a valid estimate)")
+    if wrong:
+        raise ConfigError(f"--cv-from {src}: measured another configuration: {', '.join(wrong)}; evaluate the "
+                          "configuration you train")
+    return {"accuracy_mean": mean, "accuracy_std": std, "macro_f1": res.get("macro_f1"),
+            "folds": [r["fold"] for r in per_fold], "per_fold": per_fold, "protocol": res.get("protocol"),
+            "source": str(src)}
+
+
+def train_all_folds(dataset: Dataset, *, config: EvalConfig = EvalConfig(), out_dir: str | os.PathLike,
+                    embed_config=None, export: bool = True, overwrite: bool = False, progress: bool = True,
+                    cv_from: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Train the model to ship on every fold, and export it into ``out_dir/model``.
+
+    No fold is held out, so there is no test score. Hyperparameters are still
+    chosen on validation recordings held out of the training data
+    (``config.train.validation_split``, :meth:`FoldSplit.all_folds
+    <soundlib.methods.base.FoldSplit.all_folds>`). Writes ``history.json``, the
+    model (with its ``MODEL_CARD.md``) and last ``metrics.json``, whose
+    ``test_fold`` is ``null`` and ``accuracy`` is ``null``; its
+    ``cross_validation`` carries the leave-one-fold-out accuracy of ``cv_from``
+    (an evaluate folder of the same configuration, see
+    :func:`read_cross_validation`), or ``null`` when none was given.
+
+    Returns
+    -------
+    dict
+        The content of ``metrics.json``.
+    """
+    from .errors import collect_warnings
+
+    with collect_warnings() as log:
+        return _train_all_folds(dataset, config=config, out=Path(out_dir), embed_config=embed_config,
+                                export=export, overwrite=overwrite, progress=progress, cv_from=cv_from, log=log)
+
+
+def _train_all_folds(dataset: Dataset, *, config: EvalConfig, out: Path, embed_config, export: bool,
+                     overwrite: bool, progress: bool, cv_from, log) -> dict[str, Any]:
+    from .atomic import write_json_atomic
+    from .infer import check_model_target
+    from .methods.base import FoldSplit
+    from .metrics import METRICS_FILE, start_run
+
+    t0 = time.perf_counter()
+    if not dataset.clips:
+        raise DatasetError(f"dataset {dataset.name!r} at {dataset.root} has no clips")
+    if export:
+        check_model_target(out / "model", overwrite=overwrite)
+    cv = read_cross_validation(cv_from, config, dataset) if cv_from is not None else None
+    p = _prepare(dataset, config, embed_config, progress)
+    start_run(out)
+    for name in ("history.json", "confusion_matrix.png"):  # this run writes history again; no test, no matrix
+        (out / name).unlink(missing_ok=True)
+    t1 = time.perf_counter()
+    split = FoldSplit.all_folds(p.ds, validation_split=config.train.validation_split, seed=config.train.seed)
+    fit = p.method.fit(p.feats, split, p.y, p.ctx)
+    fit_seconds = round(time.perf_counter() - t1, 2)
+    write_json_atomic(out / "history.json", fit.choice.get("history", {}))
+    meta = _model_metadata(p, split, config, cv)
+    exported = None
+    if export and p.method.exportable:
+        exported = p.method.export(fit, out / "model", p.ctx, overwrite=overwrite,
+                                   metadata={"test_fold": None, "protocol": p.protocol, **meta})
+    metrics = {
+        "variant": p.spec.name, "test_fold": None, "folds": meta["training"]["folds"],
+        "note": "trained on every fold: no fold was held out, so there is no test accuracy; cross_validation "
+                "carries the leave-one-fold-out accuracy of --cv-from when it was given",
+        "accuracy": None, "cross_validation": cv, "protocol": p.protocol,
+        "backbone": p.feats.info.get("backbone", ""), "train_clips": int(len(split.train)),
+        "validation_clips": int(len(split.val)), "training": meta["training"], "dataset": meta["dataset"],
+        "train_config": config.train.to_dict(), "method": config.method.name,
+        "method_config": config.method.to_dict(), "val_accuracy": _num(fit.val_accuracy),
+        "choice": {k: v for k, v in fit.choice.items() if k != "history"}, "fit_seconds": fit_seconds,
+        "prepare_seconds": p.seconds, "seconds": round(time.perf_counter() - t0, 2),
+        "exported": exported is not None, "duration": p.duration, "warnings": log.messages,
+    }
+    write_json_atomic(out / METRICS_FILE, metrics)
+    return metrics
+
+
+def format_all_folds(metrics: Mapping[str, Any]) -> str:
+    """One line about a :func:`train_all_folds` result."""
+    cv = metrics.get("cross_validation")
+    acc = (f"cross-validated accuracy {cv['accuracy_mean']:.3f} ± {cv['accuracy_std']:.3f} over folds "
+           f"{', '.join(map(str, cv['folds']))} (from {cv['source']})" if cv else
+           "no cross-validated accuracy recorded (--cv-from an evaluate folder of this configuration adds it)")
+    val = metrics.get("val_accuracy")
+    warned = f"; {len(metrics['warnings'])} warning(s) in metrics.json" if metrics.get("warnings") else ""
+    return (f"{metrics['variant']} / {metrics['method']}, all folds ({', '.join(map(str, metrics['folds']))}): "
+            f"trained on {metrics['train_clips']} clips, validation accuracy "
+            f"{'n/a' if val is None else f'{val:.3f}'}, no test fold; {acc}{warned}")

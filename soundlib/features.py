@@ -41,13 +41,48 @@ def _mel_basis(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float):
 
     About 2 000 of its 131 000 entries are non-zero: the sparse product is ~10x
     faster than a dense BLAS call and needs no BLAS threads (which thrash when
-    several featurizing workers share the cores).
+    several featurizing workers share the cores). Computed in numpy
+    (:func:`slaney_mel_filters`): importing librosa for it took seconds of a cold
+    ``soundlib predict``.
     """
-    import librosa
     import scipy.sparse
 
-    return scipy.sparse.csr_matrix(
-        librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax).astype(np.float32))
+    return scipy.sparse.csr_matrix(slaney_mel_filters(sr, n_fft, n_mels, fmin, fmax).astype(np.float32))
+
+
+def _hz_to_slaney_mel(hz: np.ndarray) -> np.ndarray:
+    """Slaney's mel scale (librosa's default, ``htk=False``): linear below 1 kHz, logarithmic above."""
+    hz = np.asarray(hz, dtype=np.float64)
+    step, log_step, min_log_hz = 200.0 / 3, np.log(6.4) / 27.0, 1000.0
+    return np.where(hz >= min_log_hz, min_log_hz / step + np.log(np.maximum(hz, min_log_hz) / min_log_hz) / log_step,
+                    hz / step)
+
+
+def _slaney_mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    mel = np.asarray(mel, dtype=np.float64)
+    step, log_step, min_log_hz = 200.0 / 3, np.log(6.4) / 27.0, 1000.0
+    min_log_mel = min_log_hz / step
+    return np.where(mel >= min_log_mel, min_log_hz * np.exp(log_step * (mel - min_log_mel)), step * mel)
+
+
+def slaney_mel_filters(sr: int, n_fft: int, n_mels: int, fmin: float = 0.0, fmax: float | None = None) -> np.ndarray:
+    """The mel filterbank ``librosa.filters.mel`` makes by default (Slaney scale and area normalisation).
+
+    Returns
+    -------
+    np.ndarray, shape (n_mels, 1 + n_fft // 2), float64
+        Triangular filters over the STFT bins; row k peaks at the k-th of ``n_mels + 2`` frequencies
+        equally spaced in mel between ``fmin`` and ``fmax`` (default ``sr / 2``), scaled to unit area.
+    """
+    fmax = sr / 2 if fmax is None else float(fmax)
+    bins = np.fft.rfftfreq(n_fft, 1.0 / sr)
+    edges = _slaney_mel_to_hz(np.linspace(_hz_to_slaney_mel(fmin), _hz_to_slaney_mel(fmax), n_mels + 2))
+    widths = np.diff(edges)
+    ramps = edges[:, None] - bins[None, :]
+    rising = -ramps[:-2] / widths[:-1, None]
+    falling = ramps[2:] / widths[1:, None]
+    weights = np.maximum(0.0, np.minimum(rising, falling))
+    return weights * (2.0 / (edges[2:] - edges[:-2]))[:, None]
 
 
 @functools.lru_cache(maxsize=8)

@@ -8,7 +8,14 @@ This module owns the exported-model format. A model folder holds
 * ``feature_spec.json``: the :class:`~soundlib.variants.FeatureSpec` that turns
   audio into the picture the model expects (so a raw WAV can be labelled);
 * ``soundlib_model.json``: format tag, backbone identity, training config,
-  metadata, and the SHA-256 of ``labels.txt`` and ``feature_spec.json``.
+  metadata (data, protocol, accuracy, the soundlib version that wrote it), and
+  the SHA-256 of ``labels.txt`` and ``feature_spec.json``;
+* ``model.tflite`` (when the conversion succeeds): a LiteRT copy of the same
+  pictures -> probabilities model, converted at export and checked against the
+  SavedModel; the manifest records it under ``litert`` with its SHA-256.
+  :func:`load_model` runs it with ``ai-edge-litert`` when installed, so labelling
+  imports no TensorFlow (``$SOUNDLIB_MODEL_RUNTIME``: ``auto``, ``litert``, ``tf``);
+* ``MODEL_CARD.md``: generated from the manifest (:mod:`soundlib.modelcard`).
 
 :func:`export_model` writes one (into a temporary folder that replaces the old
 model in one step); :func:`load_model` opens one with clear errors for missing,
@@ -16,7 +23,10 @@ corrupt or edited parts: a reordered ``labels.txt`` or an edited
 ``feature_spec.json`` would make every prediction silently wrong, so a model
 whose files no longer match the checksums recorded at export is refused.
 Models exported by soundlib 0.1 (format ``soundlib-model/1``) have no
-checksums; they load with a warning.
+checksums; they load with a warning. A ``model.tflite`` that does not match its
+recorded checksum is not used: the model falls back to its SavedModel, with a
+warning. Models without a LiteRT copy (exported before it existed, or whose
+conversion failed) load through TensorFlow as before.
 
 soundlib never deletes a folder it did not make: :func:`check_model_target`
 refuses to replace a folder that is not a soundlib model unless asked to.
@@ -30,12 +40,14 @@ import json
 import os
 import re
 import socket
+import threading
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from .errors import ConfigError, FeatureError, ModelError, SoundlibError, warn
+from .events import DEFAULT_THRESHOLD
 from .variants import FeatureSpec
 
 __all__ = [
@@ -52,6 +64,10 @@ __all__ = [
     "clean_stale_exports",
     "predict",
     "window_probabilities",
+    "resolve_model_dir",
+    "file_status",
+    "model_runtime",
+    "convert_to_litert",
     "PICTURE_EXTENSIONS",
     "expand_inputs",
 ]
@@ -60,6 +76,15 @@ SAVED_MODEL = "saved_model"
 LABELS_FILE = "labels.txt"
 SPEC_FILE = "feature_spec.json"
 INFO_FILE = "soundlib_model.json"
+#: The LiteRT copy of the model (optional; recorded under ``litert`` in the manifest).
+LITERT_FILE = "model.tflite"
+#: The model card, generated from the manifest (:mod:`soundlib.modelcard`).
+CARD_FILE = "MODEL_CARD.md"
+#: Chooses how :func:`load_model` runs a model: ``auto`` (LiteRT copy when usable), ``litert`` (required), ``tf``.
+MODEL_RUNTIME_ENV = "SOUNDLIB_MODEL_RUNTIME"
+MODEL_RUNTIMES = ("auto", "litert", "tf")
+#: Largest difference between the LiteRT copy's and the SavedModel's probabilities accepted at export.
+LITERT_TOLERANCE = 1e-4
 #: Files in an exported model directory.
 MODEL_FILES = (SAVED_MODEL, LABELS_FILE, SPEC_FILE, INFO_FILE)
 #: The format written now: ``soundlib-model/1`` plus the checksums of the files it lists.
@@ -248,17 +273,146 @@ def export_keras_model(out_dir: str | os.PathLike, model: Any, *, spec: FeatureS
         full = {
             **dict(info or {}),
             "format": MODEL_FORMAT,
+            "soundlib_version": _soundlib_version(),
             "input": {"height": spec.height, "width": spec.width, "channels": 3, "dtype": "float32",
                       "range": [0, 1]},
             "checksums": {name: _sha256(tmp / name) for name in CHECKED_FILES},
+            "litert": _litert_copy(tmp, model, spec),
         }
         (tmp / INFO_FILE).write_text(json.dumps(full, indent=2, default=jsonable), encoding="utf-8")
+        from .modelcard import write_model_card
+
+        write_model_card(tmp, final=out_dir)
         apply_umask(tmp)
         replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
+
+
+def _soundlib_version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def _litert_copy(model_dir: Path, model: Any, spec: FeatureSpec) -> dict | None:
+    """Convert the model just saved in ``model_dir`` to ``model_dir/model.tflite`` and check it; the manifest
+    entry, or ``None`` (with a warning) when it cannot be converted or its copy disagrees with it."""
+    out = model_dir / LITERT_FILE
+    try:
+        convert_to_litert(model, out, height=spec.height, width=spec.width)
+        diff = _litert_difference(model, out, spec)
+    except Exception as exc:  # an op LiteRT lacks, a converter failure: the SavedModel still serves
+        out.unlink(missing_ok=True)
+        warn(f"{model_dir.name}: no LiteRT copy of the model ({type(exc).__name__}: {str(exc)[:200]}); "
+             "it will be labelled through TensorFlow")
+        return None
+    if not diff <= LITERT_TOLERANCE:
+        out.unlink(missing_ok=True)
+        warn(f"{model_dir.name}: the LiteRT copy's probabilities differ from the SavedModel's by {diff:.2g} "
+             f"(more than {LITERT_TOLERANCE:g}); not kept, the model will be labelled through TensorFlow")
+        return None
+    return {"file": LITERT_FILE, "sha256": _sha256(out), "input": "float32 (N, height, width, 3) in [0, 1]",
+            "max_abs_difference": float(diff)}
+
+
+def convert_to_litert(model: Any, out: str | os.PathLike, *, height: int, width: int) -> Path:
+    """Convert a pictures -> probabilities tf_keras model (the one :func:`export_keras_model` saves) to a
+    LiteRT flatbuffer (needs TensorFlow).
+
+    The ``.tflite`` maps float32 pictures (N, height, width, 3) in [0, 1] (N free) to
+    probabilities (N, n_classes), as the model does; only LiteRT's built-in ops are
+    allowed (so ``ai-edge-litert`` alone runs it). Written atomically. Converting the
+    model in memory spares reloading its SavedModel; the converter itself takes tens of
+    seconds for EfficientNet-Lite0 on 2 cores.
+    """
+    from .atomic import atomic_path
+    from .runtime import filtered_stderr, import_tf
+
+    tf, _ = import_tf()
+
+    @tf.function(input_signature=[tf.TensorSpec([None, height, width, 3], tf.float32, name="pictures")])
+    def probabilities(x):
+        return {"probabilities": model(x, training=False)}
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([probabilities.get_concrete_function()], model)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    with filtered_stderr(re.compile(""), stdout=True):  # the converter reports every step of its work
+        blob = converter.convert()
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        tmp.write_bytes(blob)
+    return out
+
+
+def _litert_difference(model: Any, tflite: Path, spec: FeatureSpec) -> float:
+    """Largest absolute difference between the model's and its LiteRT copy's probabilities on seeded probe
+    pictures."""
+    from .runtime import import_tf
+
+    tf, _ = import_tf()
+    rng = np.random.default_rng(0)
+    probe = np.concatenate([np.zeros((1, spec.height, spec.width, 3), np.float32),
+                            rng.random((3, spec.height, spec.width, 3), dtype=np.float32)])
+    want = np.asarray(model(tf.constant(probe), training=False))
+    got = _LiteRunner(tflite, interpreter=_interpreter_class(tf))(probe)
+    return float(np.max(np.abs(got - want))) if got.shape == want.shape else float("inf")
+
+
+def _interpreter_class(tf=None):
+    """``ai_edge_litert``'s Interpreter, else (at export, TensorFlow loaded) TensorFlow's own."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        if tf is None:
+            raise
+        return tf.lite.Interpreter
+    return Interpreter
+
+
+def model_runtime() -> str:
+    """How exported models run here, from ``$SOUNDLIB_MODEL_RUNTIME``: ``auto`` (default: the LiteRT copy
+    when the model has one and ``ai-edge-litert`` is installed), ``litert`` (required) or ``tf``."""
+    value = os.environ.get(MODEL_RUNTIME_ENV, "auto").strip().lower() or "auto"
+    if value not in MODEL_RUNTIMES:
+        raise ConfigError(f"${MODEL_RUNTIME_ENV}={value!r}: expected one of {', '.join(MODEL_RUNTIMES)}")
+    return value
+
+
+class _LiteRunner:
+    """A ``.tflite`` pictures -> probabilities model in a LiteRT interpreter (XNNPACK), behind a lock.
+
+    Called with float32 pictures (N, H, W, 3) in [0, 1]; the input is resized only when N changes.
+    """
+
+    def __init__(self, path: Path, *, interpreter=None, num_threads: int | None = None):
+        from .runtime import filtered_stderr
+
+        cls = interpreter or _interpreter_class()
+        with filtered_stderr():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." (on first allocation)
+            self._it = cls(str(path), num_threads=num_threads or max(1, min(4, os.cpu_count() or 1)))
+            inp = self._it.get_input_details()[0]
+            self._in, self._out = inp["index"], self._it.get_output_details()[0]["index"]
+            self.input_shape = tuple(int(v) for v in inp["shape"][1:])
+            self.n_outputs = int(self._it.get_output_details()[0]["shape"][-1])
+            if inp["dtype"] != np.float32:
+                raise ModelError(f"{path}: expected a float32 picture input, got {inp['dtype']}")
+            self._it.allocate_tensors()
+        self._batch = int(inp["shape"][0])
+        self._lock = threading.Lock()
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        with self._lock:  # one interpreter must not run two calls at once
+            if len(x) != self._batch:
+                self._it.resize_tensor_input(self._in, [len(x), *self.input_shape])
+                self._it.allocate_tensors()
+                self._batch = len(x)
+            self._it.set_tensor(self._in, x)
+            self._it.invoke()
+            return np.array(self._it.get_tensor(self._out))
 
 
 # ---------------------------------------------------------------------------
@@ -311,6 +465,10 @@ def read_model_info(model_dir: str | os.PathLike) -> dict:
                 isinstance(v, str) and re.fullmatch(r"[0-9a-f]{64}", v) for v in checksums.values()):
             raise ModelError(f"{path}: 'checksums' must give the SHA-256 of {' and '.join(CHECKED_FILES)}, got "
                              f"{checksums!r}")
+    lite = info.get("litert")
+    if lite is not None and not (isinstance(lite, dict) and lite.get("file") == LITERT_FILE and isinstance(
+            lite.get("sha256"), str) and re.fullmatch(r"[0-9a-f]{64}", lite["sha256"])):
+        raise ModelError(f"{path}: 'litert' must be null or name {LITERT_FILE} with its SHA-256, got {lite!r}")
     return info
 
 
@@ -331,13 +489,15 @@ def _verify_checksums(path: Path, info: Mapping[str, Any]) -> None:
 
 @dataclasses.dataclass
 class LoadedModel:
-    """An exported model ready to label pictures (see :func:`load_model`)."""
+    """An exported model ready to label pictures (see :func:`load_model`); ``runtime`` says what runs it
+    (``"litert"``: its ``model.tflite``; ``"tensorflow"``: its SavedModel)."""
 
     path: Path
     labels: list[str]
     spec: FeatureSpec
     info: dict
     _model: Any
+    runtime: str = "tensorflow"
 
     def predict_pictures(self, pictures: np.ndarray, *, batch_size: int = 32) -> np.ndarray:
         """Class probabilities of pictures.
@@ -362,17 +522,52 @@ class LoadedModel:
         return np.concatenate(out) if out else np.zeros((0, len(self.labels)), np.float32)
 
 
-def load_model(model_dir: str | os.PathLike) -> LoadedModel:
-    """Open an exported model directory; clear errors for missing or corrupt parts.
-
-    ``model_dir`` is the model folder, or the output folder of ``soundlib train --out DIR``
-    (or of a sweep run) holding it as ``model/``.
-    """
+def resolve_model_dir(model_dir: str | os.PathLike) -> Path:
+    """The model folder: ``model_dir`` itself, or its ``model/`` (``soundlib train --out DIR``, a sweep run)."""
     path = Path(model_dir)
     if not path.is_dir():
         raise ModelError(f"{path}: model directory not found")
     if not (path / SAVED_MODEL).exists() and (path / "model" / SAVED_MODEL).exists():
         path = path / "model"
+    return path
+
+
+def file_status(model_dir: str | os.PathLike, info: Mapping[str, Any]) -> dict[str, str]:
+    """Each file of a model folder and whether it matches the checksum the manifest recorded at export:
+    ``"ok"``, ``"MISMATCH"``, ``"missing"``, or ``"present (no checksum)"``. Reads no model."""
+    path = Path(model_dir)
+    recorded = dict(info.get("checksums") or {})
+    lite = info.get("litert")
+    if isinstance(lite, dict):
+        recorded[LITERT_FILE] = lite.get("sha256")
+    out = {}
+    for name in (*CHECKED_FILES, LITERT_FILE, SAVED_MODEL, INFO_FILE, CARD_FILE):
+        f = path / name
+        if not f.exists():
+            if name in recorded or name in (SAVED_MODEL, INFO_FILE, *CHECKED_FILES):
+                out[name] = "missing"
+        elif name in recorded:
+            out[name] = "ok" if f.is_file() and _sha256(f) == recorded[name] else "MISMATCH"
+        else:
+            out[name] = "present (no checksum)"
+    return out
+
+
+def load_model(model_dir: str | os.PathLike) -> LoadedModel:
+    """Open an exported model directory; clear errors for missing or corrupt parts.
+
+    ``model_dir`` is the model folder, or the output folder of ``soundlib train --out DIR``
+    (or of a sweep run) holding it as ``model/``. The model's LiteRT copy runs it when
+    it has one, ``ai-edge-litert`` is installed and :func:`model_runtime` allows it (no
+    TensorFlow is imported then); otherwise its SavedModel, through TensorFlow.
+
+    Raises
+    ------
+    ModelError
+        A missing or corrupt part, an edited ``labels.txt`` or ``feature_spec.json``, or
+        ``$SOUNDLIB_MODEL_RUNTIME=litert`` for a model without a usable LiteRT copy.
+    """
+    path = resolve_model_dir(model_dir)
     for name in (SAVED_MODEL, LABELS_FILE, SPEC_FILE):
         if not (path / name).exists():
             raise ModelError(f"{path}: not an exported soundlib model (missing {name}); make one with "
@@ -389,6 +584,9 @@ def load_model(model_dir: str | os.PathLike) -> LoadedModel:
     if (shape.get("height", spec.height), shape.get("width", spec.width)) != (spec.height, spec.width):
         raise ModelError(f"{path}: {INFO_FILE} says the model takes {shape.get('width')}x{shape.get('height')} "
                          f"pictures but {SPEC_FILE} makes {spec.width}x{spec.height}")
+    lite = _open_litert(path, info, spec, len(labels))
+    if lite is not None:
+        return LoadedModel(path, labels, spec, info, lite, runtime="litert")
     from .runtime import import_hub, import_tf
 
     tf, _ = import_tf()
@@ -415,6 +613,47 @@ def load_model(model_dir: str | os.PathLike) -> LoadedModel:
     if probe.shape[-1] != len(labels):
         raise ModelError(f"{path}: model has {probe.shape[-1]} outputs but labels.txt lists {len(labels)} labels")
     return LoadedModel(path, labels, spec, info, call)
+
+
+def _open_litert(path: Path, info: Mapping[str, Any], spec: FeatureSpec, n_labels: int) -> "_LiteRunner | None":
+    """The model's LiteRT copy, ready to run; ``None`` to use the SavedModel (a warning says why, when
+    the copy is recorded but unusable). A copy whose checksum does not match falls back to the SavedModel."""
+    mode = model_runtime()
+    lite = info.get("litert")
+    if mode == "tf":
+        return None
+    why = None
+    if not lite:
+        why = "it has no LiteRT copy (exported before soundlib made one, or its conversion failed)"
+    elif not (path / LITERT_FILE).is_file():
+        why = f"its LiteRT copy {path / LITERT_FILE} is missing"
+    elif _sha256(path / LITERT_FILE) != lite["sha256"]:
+        why = (f"{path / LITERT_FILE} does not match the checksum recorded in {INFO_FILE} when the model was "
+               "exported (the file was changed)")
+    else:
+        try:
+            _interpreter_class()
+        except ImportError:
+            if mode == "litert":
+                raise ModelError(f"{path}: ${MODEL_RUNTIME_ENV}=litert, but the LiteRT runtime is not installed: "
+                                 "pip install 'soundlib[litert]'") from None
+            return None  # the SavedModel serves, as without the extra
+    if why is None:
+        try:
+            runner = _LiteRunner(path / LITERT_FILE)
+        except (ValueError, RuntimeError, ModelError) as exc:
+            why = f"{path / LITERT_FILE} could not be opened ({type(exc).__name__}: {str(exc)[:200]})"
+        else:
+            if runner.input_shape != (spec.height, spec.width, 3) or runner.n_outputs != n_labels:
+                why = (f"{path / LITERT_FILE} takes {runner.input_shape} pictures and gives {runner.n_outputs} "
+                       f"outputs, not ({spec.height}, {spec.width}, 3) and {n_labels}")
+            else:
+                return runner
+    if mode == "litert":
+        raise ModelError(f"{path}: ${MODEL_RUNTIME_ENV}=litert, but {why}")
+    if lite:  # recorded but unusable: say so; a model without a copy loads quietly as before
+        warn(f"{path}: {why}; using its SavedModel instead (TensorFlow, slower to start)")
+    return None
 
 
 # ---------------------------------------------------------------------------
@@ -479,7 +718,8 @@ def window_probabilities(model: LoadedModel, path: str | os.PathLike, *, batch_s
 
 
 def predict(model: LoadedModel, inputs: Sequence[str | os.PathLike], *, top_k: int = 5, aggregate: str = "mean",
-            timeline: list | None = None) -> tuple[list[dict], list[tuple[Path, str]]]:
+            timeline: list | None = None, events: list | None = None, threshold: float = DEFAULT_THRESHOLD,
+            progress: bool = False) -> tuple[list[dict], list[tuple[Path, str]]]:
     """Top-k labels for audio files, pictures or folders of them.
 
     An audio file is cut into the model's windows (a recording of minutes is
@@ -491,6 +731,13 @@ def predict(model: LoadedModel, inputs: Sequence[str | os.PathLike], *, top_k: i
     timeline : list, optional
         When given, one row per window of each audio file is appended to it:
         ``input, start, end`` (seconds) and ``rank, label, probability`` for the top-k.
+    events : list, optional
+        When given, the event segments of each audio file are appended to it:
+        ``input, start, end, label, confidence`` (see :func:`soundlib.events.event_segments`).
+    threshold : float
+        A window belongs to a class's event when its probability is at least this.
+    progress : bool
+        Show a progress bar over the files.
 
     Returns
     -------
@@ -509,8 +756,14 @@ def predict(model: LoadedModel, inputs: Sequence[str | os.PathLike], *, top_k: i
 
     if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
         raise ConfigError(f"top_k must be a positive integer (how many labels to list per input), got {top_k!r}")
+    if events is not None:
+        from .events import check_threshold
+
+        check_threshold(threshold)
     rows, failures = [], []
-    for path in expand_inputs(inputs):
+    from tqdm.auto import tqdm
+
+    for path in tqdm(expand_inputs(inputs), desc="predict", unit="file", disable=not progress):
         try:
             if path.suffix.lower() in PICTURE_EXTENSIONS:
                 pic = read_picture(path)
@@ -529,6 +782,12 @@ def predict(model: LoadedModel, inputs: Sequence[str | os.PathLike], *, top_k: i
                             timeline.append({"input": str(path), "start": round(float(start), 3),
                                              "end": round(float(min(length, start + model.spec.duration)), 3),
                                              "rank": rank, "label": model.labels[k], "probability": float(p[k])})
+                if events is not None:
+                    from .events import event_segments
+
+                    ends = np.minimum(length, starts + model.spec.duration)
+                    events += [{"input": str(path), **seg.to_dict()} for seg in
+                               event_segments(win, starts, ends, model.labels, threshold=threshold)]
         except SoundlibError as exc:
             failures.append((path, str(exc)))
             continue

@@ -157,7 +157,8 @@ class ClipPrediction:
     """A clip, its (first window's) picture, the model's top-k labels, and every window's probabilities.
 
     ``starts`` (seconds, shape (n_windows,)) and ``window_proba`` (shape (n_windows, n_classes)) hold the
-    timeline of a clip longer than the model's window; ``labels`` are the model's classes.
+    timeline of a clip longer than the model's window; ``labels`` are the model's classes; ``length`` is
+    the clip's length in seconds.
     """
 
     clip: Clip
@@ -167,6 +168,7 @@ class ClipPrediction:
     window_proba: Any = None
     labels: list[str] = dataclasses.field(default_factory=list)
     window_seconds: float = 0.0
+    length: float = 0.0
 
     @property
     def long(self) -> bool:
@@ -203,6 +205,26 @@ class ClipPrediction:
         return plot_prediction(self.picture, self.top, true_label=self.true_label,
                                title=f"{self.clip.path.name}: predicted {self.predicted}, true class {self.true_label}")
 
+    def events(self, threshold: float | None = None) -> list:
+        """The clip's event segments (:func:`soundlib.events.event_segments` over its timeline)."""
+        import numpy as np
+
+        from .events import DEFAULT_THRESHOLD, event_segments
+
+        starts = np.asarray(self.starts, dtype=float)
+        ends = starts + self.window_seconds
+        if self.length:
+            ends = np.minimum(ends, self.length)
+        return event_segments(self.window_proba, starts, ends, self.labels,
+                              threshold=DEFAULT_THRESHOLD if threshold is None else threshold)
+
+    def events_frame(self, threshold: float | None = None):
+        """:meth:`events` as a pandas DataFrame (start, end, label, confidence)."""
+        import pandas as pd
+
+        return pd.DataFrame([seg.to_dict() for seg in self.events(threshold)],
+                            columns=["start", "end", "label", "confidence"])
+
     def image(self):
         """The picture as a PIL image (displays inline in a notebook)."""
         from PIL import Image
@@ -226,11 +248,11 @@ def label_clip(model, clip: Clip, *, top_k: int = 3, aggregate: str = "mean") ->
     from .methods.base import aggregate as aggregate_windows
 
     picture = featurize_clip(clip.path, model.spec)
-    win, starts, _ = window_probabilities(model, clip.path)
+    win, starts, length = window_probabilities(model, clip.path)
     proba = aggregate_windows(win, np.zeros(len(win), np.int64), np.array([0]), how=aggregate)[0]
     order = np.argsort(-proba)[:max(1, top_k)]
     return ClipPrediction(clip, picture, [(model.labels[i], float(proba[i])) for i in order], starts, win,
-                          list(model.labels), float(model.spec.duration))
+                          list(model.labels), float(model.spec.duration), float(length))
 
 
 def _interactive() -> bool:

@@ -130,8 +130,12 @@ def plot_per_class_f1(frame: Any, *, title: str = "per-class F1 (all folds poole
 
 
 def plot_timeline(starts: Sequence[float], proba: np.ndarray, labels: Sequence[str], *, window: float,
-                  top: int = 5, title: str = ""):
-    """What a model hears along a recording: the probability of the ``top`` classes (by their mean) per window.
+                  top: int = 5, title: str = "", segments: Sequence[Any] | None = None):
+    """What a model hears along a recording: class probabilities per window, and the event segments.
+
+    The rows are every class that wins a window (is its most probable class) or has a
+    segment, then the classes most probable on average until there are ``top`` rows,
+    ordered by mean probability.
 
     Parameters
     ----------
@@ -141,18 +145,34 @@ def plot_timeline(starts: Sequence[float], proba: np.ndarray, labels: Sequence[s
     labels : sequence of str, length n_classes
     window : float
         Window length in seconds (each window is drawn over its span, centred on its middle).
+    segments : sequence of Segment or mapping, optional
+        Event segments (``start, end, label, confidence``; see :func:`soundlib.events.event_segments`),
+        outlined on their class's row.
     """
+    from matplotlib.patches import Rectangle
+
     proba = np.asarray(proba, dtype=float)
-    order = np.argsort(-proba.mean(axis=0))[:max(1, min(top, proba.shape[1]))]
+    segs = [s if isinstance(s, Mapping) else s.to_dict() for s in (segments or [])]
+    index = {str(lab): k for k, lab in enumerate(labels)}
+    must = list(dict.fromkeys([int(k) for k in proba.argmax(axis=1)] +
+                              [index[str(s["label"])] for s in segs if str(s["label"]) in index]))
+    fill = [int(k) for k in np.argsort(-proba.mean(axis=0)) if int(k) not in must]
+    order = sorted(must + fill[:max(0, top - len(must))], key=lambda k: -proba[:, k].mean())
     fig = figure((8.0, 1.2 + 0.35 * len(order)))
     ax = fig.add_subplot()
     centres = np.asarray(starts, dtype=float) + window / 2
     im = ax.imshow(proba[:, order].T, aspect="auto", cmap="Greens", vmin=0, vmax=1, interpolation="nearest",
                    extent=(centres[0] - window / 2, centres[-1] + window / 2, len(order) - 0.5, -0.5))
+    row = {k: i for i, k in enumerate(order)}
+    for s in segs:
+        i = row[index[str(s["label"])]] if str(s["label"]) in index else None
+        if i is not None:
+            ax.add_patch(Rectangle((float(s["start"]), i - 0.42), float(s["end"]) - float(s["start"]), 0.84,
+                                   fill=False, edgecolor="crimson", linewidth=1.5))
     ax.set_yticks(range(len(order)), [labels[k] for k in order], fontsize=8)
     ax.set_xlabel("time (s)")
     fig.colorbar(im, ax=ax, fraction=0.03, label="probability")
-    ax.set_title(title or "probability per window", fontsize=9)
+    ax.set_title(title or ("probability per window" + (", events outlined" if segs else "")), fontsize=9)
     fig.tight_layout()
     return fig
 

@@ -18,7 +18,7 @@ from .conftest import SR, small_spec, tone, write_wav
 
 def test_help_for_every_command(capsys):
     for cmd in ("synth", "variants", "featurize", "gallery", "download", "evaluate", "train", "embed", "predict",
-                "notebooks", "sweep"):
+                "notebooks", "sweep", "info"):
         with pytest.raises(SystemExit) as exc:
             main([cmd, "--help"])
         assert exc.value.code == 0
@@ -127,6 +127,10 @@ def test_cli_is_quiet_unless_verbose(tmp_path, synth_corpus, tiny_backbone):
                config=EvalConfig(spec=spec, backbone=str(tiny_backbone), train=TrainConfig(epochs=2)))
     wav = str(sorted((synth_corpus / "audio" / "fold2").glob("*.wav"))[0])
     env = {k: v for k, v in __import__("os").environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "SOUNDLIB_VERBOSE")}
+    lite = subprocess.run([sys.executable, "-m", "soundlib.cli", "predict", str(tmp_path / "m"), wav, "--top-k", "1"],
+                          capture_output=True, text=True, env=env)  # the LiteRT copy: its delegate notice dropped too
+    assert lite.returncode == 0 and lite.stdout.startswith(wav) and not lite.stderr.strip(), lite.stderr
+    env["SOUNDLIB_MODEL_RUNTIME"] = "tf"  # the SavedModel: TensorFlow is imported
     quiet = subprocess.run([sys.executable, "-m", "soundlib.cli", "predict", str(tmp_path / "m"), wav, "--top-k", "1"],
                            capture_output=True, text=True, env=env)
     assert quiet.returncode == 0, quiet.stderr

@@ -35,6 +35,16 @@ def test_mel_matches_librosa(chirp):
     assert np.abs(plane - ref).max() < 1e-4
 
 
+@pytest.mark.parametrize("sr, n_fft, n_mels, fmin, fmax", [(22050, 2048, 128, 0.0, None), (16000, 511, 40, 50.0, 7000.0),
+                                                           (48000, 1024, 64, 300.0, 15000.0)])
+def test_numpy_mel_filters_are_librosas(sr, n_fft, n_mels, fmin, fmax):
+    """The filterbank is computed without librosa (whose import took seconds of a cold predict), the same."""
+    import librosa
+
+    ref = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, dtype=np.float64)
+    np.testing.assert_allclose(F.slaney_mel_filters(sr, n_fft, n_mels, fmin, fmax), ref, rtol=1e-12, atol=1e-15)
+
+
 def test_low_frequencies_at_the_bottom():
     low = F.render(tone(200, seconds=4, noise=0), V.VARIANTS["mel_gray"])
     high = F.render(tone(6000, seconds=4, noise=0), V.VARIANTS["mel_gray"])

@@ -66,9 +66,21 @@ def test_old_exported_model_predicts_the_same(tmp_path):
 
     model = load_model(LEGACY / "sweep" / "tmel" / "fold1" / "model")
     assert model.info["format"] == "soundlib-model/1" and model.spec.height == 32
+    assert model.runtime == "tensorflow"  # no LiteRT copy: its SavedModel, as before
     rows, failures = predict(model, [LEGACY / "clip.wav"], top_k=10)
     assert not failures
     expected = json.loads((LEGACY / "expected_prediction.json").read_text())
     assert [r["label"] for r in rows] == [e["label"] for e in expected][:10]
     np.testing.assert_allclose([r["probability"] for r in rows], [e["probability"] for e in expected][:10],
                                atol=1e-5)
+
+
+def test_info_sums_up_an_old_model(capsys):
+    """`soundlib info` reads a 0.1 model (no card, no checksums, no version, no data recorded)."""
+    from soundlib.cli import main
+
+    assert main(["info", str(LEGACY / "sweep" / "tmel" / "fold1")]) == 0
+    out = capsys.readouterr().out
+    assert "soundlib-model/1, created by soundlib (version not recorded)" in out
+    assert "classes (10): air_conditioner," in out and "accuracy: not recorded" in out
+    assert "labels.txt           present (no checksum)" in out and "model.tflite" not in out

@@ -142,6 +142,31 @@ def test_visualize_notebook(trained, corpus, tmp_path):
     assert json.loads(other.read_text())["true_label"] == "siren"
 
 
+def test_visualize_notebook_shows_the_events_of_a_long_clip(trained, corpus, tmp_path):
+    """A clip three windows long: the timeline (every class that wins a window) and its event segments."""
+    import numpy as np
+    import soundfile as sf
+
+    from soundlib.data import load_dataset
+
+    _, run_dir, _ = trained
+    ds = load_dataset(corpus)
+    parts = [sf.read(str(next(c.path for c in ds.clips if c.label == lab)))[0]
+             for lab in ("siren", "dog_bark", "drilling")]
+    sf.write(str(tmp_path / "long.wav"), np.concatenate(parts), 22050)
+    sf.write(str(tmp_path / "short.wav"), parts[0], 22050)
+    (tmp_path / "manifest.csv").write_text("path,label,fold\nlong.wav,siren,1\nshort.wav,dog_bark,2\n")
+    nb = execute("visualize.ipynb", tmp_path / "vis.ipynb", dataset=str(tmp_path / "manifest.csv"),
+                 model_dir=str(run_dir / "model"), fold=1, threshold=0.01)
+    assert not any(o.get("output_type") == "error" for o in outputs(nb))
+    pngs = [o for o in outputs(nb) if "image/png" in o.get("data", {})]
+    assert len(pngs) >= 2  # the picture and the timeline
+    tables = [o["data"]["text/html"] for o in outputs(nb) if "text/html" in o.get("data", {})]
+    events = [t for t in tables if "<th>confidence</th>" in t]
+    assert len(events) == 1 and events[0].count("<tr>") >= 2  # the header and a row per segment
+    assert "<td>0.0</td>" in events[0]  # at threshold 0.01 some class is heard from the start
+
+
 def test_evaluate_notebook(trained, tmp_path):
     sweep_dir, _, _ = trained
     nb = execute("evaluate.ipynb", tmp_path / "eval.ipynb", sweep_dir=str(sweep_dir))

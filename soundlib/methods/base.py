@@ -100,6 +100,18 @@ class FoldSplit:
         fit_i, val_i = grouped_validation_split(groups, validation_split, seed=seed)
         return cls(train=train, fit=train[fit_i], val=train[val_i], test=test)
 
+    @classmethod
+    def all_folds(cls, dataset: Dataset, *, validation_split: float, seed: int) -> "FoldSplit":
+        """Every clip trains and none is tested (the model to ship): ``validation_split`` of the
+        *recordings* is still held out of them to choose the method's hyperparameters."""
+        from ..folds import grouped_validation_split
+
+        train = np.arange(len(dataset.clips))
+        if not len(train):
+            raise DatasetError(f"no clips in dataset {dataset.name!r} at {dataset.root}")
+        fit_i, val_i = grouped_validation_split([c.group for c in dataset.clips], validation_split, seed=seed)
+        return cls(train=train, fit=train[fit_i], val=train[val_i], test=np.zeros(0, np.int64))
+
 
 @dataclasses.dataclass
 class FoldFit:
