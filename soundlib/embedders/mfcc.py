@@ -83,6 +83,8 @@ class MfccEmbedder:
     name: str = "mfcc"
     modality: str = "waveform"
     license: str = "none (hand-made features, no learned weights)"
+    #: Its windows are the variant's, but a short clip's statistics are over its own audio (no padding).
+    pads_short_clips = False
 
     def __post_init__(self) -> None:
         if self.features not in FEATURE_SETS:
@@ -112,9 +114,13 @@ class MfccEmbedder:
         y = read_segment(path, sr=window.sr, allow_silent=False)
         n = window.n_samples
         starts = window_starts(len(y), n, max(1, int(round(window.hop_seconds * window.sr))))
+        return np.stack([self.prepare_window(y[s:s + n], window) for s in starts])
+
+    def prepare_window(self, audio: np.ndarray, window: Windowing) -> np.ndarray:
+        """The statistics of one window of audio at ``window.sr`` (what a model on MFCC labels)."""
         n_fft, hop_length = getattr(window, "n_fft", 2048), getattr(window, "hop_length", 512)
-        return np.stack([mfcc_statistics(y[s:s + n], sr=window.sr, n_fft=n_fft, hop_length=hop_length,
-                                         n_mfcc=self.n_mfcc, features=self.features) for s in starts])
+        return mfcc_statistics(audio, sr=window.sr, n_fft=n_fft, hop_length=hop_length, n_mfcc=self.n_mfcc,
+                               features=self.features)
 
     def load(self) -> "MfccEmbedder":
         return self

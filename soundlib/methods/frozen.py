@@ -161,11 +161,20 @@ class FrozenMethod(HeadMethod):
 
         ctx = self._own(ctx)
         embedder = embedder_of(ctx, self.options)
+        record = {"name": embedder.name, "identity": embedder.identity, "modality": embedder.modality,
+                  "license": embedder.license}
         if embedder.modality != "picture":
             from ..errors import ModelError
+            from ..infer import export_embedder_model
 
-            raise ModelError(f"method {self.spec.name!r}: exporting a model on the waveform embedder "
-                             f"{embedder.name!r} is not supported yet")
+            if self.options.head != "logistic":
+                raise ModelError(f"method {self.spec.name!r}: a model on the audio embedder {embedder.name!r} "
+                                 "is exported with the logistic head (head: logistic)")
+            return export_embedder_model(out_dir, embedder=embedder, head=fit.model, spec=ctx.spec,
+                                         options=self.options.embedder_options().non_default(),
+                                         labels=list(ctx.classes), overwrite=overwrite,
+                                         info={**metadata, "method": self.spec.to_dict()})
+        metadata = {**metadata, "embedder": record}
         backbone = pooled_backbone(backbone_info(ctx), layer=self.options.layer, pooling=self.options.pooling)
         trained = _as_trained_head(fit.model, ctx)
         info = {**metadata, "method": self.spec.to_dict()}
