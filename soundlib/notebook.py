@@ -239,8 +239,8 @@ class ClipPrediction:
 
 
 def label_clip(model, clip: Clip, *, top_k: int = 3, aggregate: str = "mean") -> ClipPrediction:
-    """Label ``clip`` with a :class:`~soundlib.infer.LoadedModel`: every window rendered with the model's
-    feature spec, the windows' probabilities aggregated into one decision."""
+    """Label ``clip`` with a :class:`~soundlib.infer.LoadedModel` (on pictures or on an audio embedder): its
+    windows' probabilities aggregated into one decision; the picture shown is the model's feature spec's."""
     import numpy as np
 
     from .featurize import featurize_clip
@@ -252,7 +252,7 @@ def label_clip(model, clip: Clip, *, top_k: int = 3, aggregate: str = "mean") ->
     proba = aggregate_windows(win, np.zeros(len(win), np.int64), np.array([0]), how=aggregate)[0]
     order = np.argsort(-proba)[:max(1, top_k)]
     return ClipPrediction(clip, picture, [(model.labels[i], float(proba[i])) for i in order], starts, win,
-                          list(model.labels), float(model.spec.duration), float(length))
+                          list(model.labels), float(model.window_seconds), float(length))
 
 
 def _interactive() -> bool:
