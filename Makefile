@@ -14,13 +14,14 @@ JOBS   ?= 2
 LAB_STAMP := $(VENV)/.soundlib-lab-installed
 LAB_ARGS ?=
 
-.PHONY: demo test test-fast lab bench venv clean help
+.PHONY: demo test test-fast lint lab bench venv clean help
 
 help:
 	@echo "make demo       run the main job (synthetic corpus, offline backbone) into $(DEMO)/"
 	@echo "make test       run all tests (bootstraps .venv)"
 	@echo "make lab        open JupyterLab on notebooks/ with the soundlib kernel (installs the lab extra)"
 	@echo "make test-fast  skip tests marked slow"
+	@echo "make lint       ruff on everything, mypy on the seams (embedders, methods, sweep, config)"
 	@echo "make bench      run the benchmarks in bench/ (the real-recordings sweep: see the README)"
 
 venv: $(STAMP)
@@ -39,6 +40,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -ra
+
+lint: $(STAMP)
+	$(BIN)/ruff check soundlib tests bench tools
+	$(BIN)/mypy soundlib/embedders soundlib/methods soundlib/sweep soundlib/config.py
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -ra -m "not slow"

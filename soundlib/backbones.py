@@ -144,7 +144,7 @@ def _read_input_size(obj: Any) -> tuple[int, int] | None:
             specs += list(sig["serving_default"].structured_input_signature[1].values())
     except Exception:
         pass
-    call = getattr(obj, "__call__", None)
+    call = obj.__call__ if callable(obj) else None
     for fn in getattr(call, "concrete_functions", []) or []:
         try:
             args = fn.structured_input_signature[0]

@@ -367,7 +367,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         print(f"wrote {args.timeline} ({len(timeline)} rows: top-{args.top_k} per window)")
     if events is not None:
         _write_events(args, events, model.spec)
-    for path, msg in failures:
+    for _, msg in failures:
         print(f"error: {msg}", file=sys.stderr)
     if folders or len(args.inputs) > 1:
         labelled = len({row["input"] for row in rows})

@@ -148,12 +148,12 @@ def from_mapping(cls: type[T], d: Any, *, where: str, base: T | None = None) -> 
     Unknown keys, wrong types, NaN/inf and out-of-range values raise
     :class:`ConfigError` whose message starts with ``where``.
     """
-    names = [f.name for f in dataclasses.fields(cls) if f.init]
+    names = [f.name for f in dataclasses.fields(cls) if f.init]  # type: ignore[arg-type]
     check_keys(d, names, where)
-    hints = _hints(cls)
+    hints = _hints(cls)  # type: ignore[arg-type]
     values = {k: _coerce(v, hints.get(k, Any), f"{where}: {k}", getattr(base, k, None)) for k, v in d.items()}
     try:
-        return dataclasses.replace(base, **values) if base is not None else cls(**values)
+        return dataclasses.replace(base, **values) if base is not None else cls(**values)  # type: ignore[type-var]
     except ConfigError as exc:
         msg = str(exc)
         raise ConfigError(msg if msg.startswith(where) else f"{where}: {msg}") from None
@@ -169,7 +169,7 @@ def to_dict(obj: Any) -> dict[str, Any]:
     def plain(v: Any, top: bool = False) -> Any:
         if dataclasses.is_dataclass(v) and not isinstance(v, type):
             if not top and callable(getattr(v, "to_dict", None)):
-                return v.to_dict()  # a nested config writes itself (e.g. a method inside a fusion)
+                return v.to_dict()  # type: ignore[attr-defined]  # a nested config writes itself (e.g. a method inside a fusion)
             return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
         if isinstance(v, (list, tuple)):
             return [plain(x) for x in v]

@@ -132,13 +132,13 @@ class BirdnetModel:
         self._in = self._it.get_input_details()[0]["index"]
         outs = self._it.get_output_details()
         self._out = next(o["index"] for o in outs if o["shape"][-1] == EMBEDDING_DIM)
-        self._batch = None
+        self._batch: int | None = None
 
     def load(self) -> "BirdnetModel":
         return self
 
-    def __call__(self, windows: np.ndarray, *, batch_size: int = 16) -> np.ndarray:
-        windows = np.asarray(windows, dtype=np.float32)
+    def __call__(self, batch: np.ndarray, *, batch_size: int = 16) -> np.ndarray:
+        windows = np.asarray(batch, dtype=np.float32)
         out = []
         for s in range(0, len(windows), batch_size):
             chunk = windows[s:s + batch_size]

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
-from .base import EmbedderOptions, Windowing, register_embedder
+from .base import Windowing, register_embedder
 
 __all__ = ["FEATURE_SETS", "MfccEmbedder", "mfcc_statistics"]
 

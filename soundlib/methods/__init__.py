@@ -30,10 +30,13 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import pkgutil
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from ..config import from_mapping, to_dict
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from .base import Method
 
 __all__ = ["MethodSpec", "METHOD_KINDS", "DEFAULT_METHOD", "resolve_method", "build_method", "method_kinds",
            "cache_units", "register_method", "method_entry", "CacheUnit"]
@@ -46,7 +49,7 @@ class MethodEntry:
     """A registered method kind: its class, its options dataclass, its place in tables."""
 
     kind: str
-    method: type
+    method: "type[Method]"
     options: type
     order: int
     summary: str
@@ -68,8 +71,8 @@ def register_method(kind: str, *, options: type, order: int, summary: str) -> Ca
     summary : str
         One line for ``--help``.
     """
-    def decorate(cls: type) -> type:
-        cls.kind = kind
+    def decorate(cls: Any) -> Any:
+        setattr(cls, "kind", kind)
         _METHODS[kind] = MethodEntry(kind, cls, options, order, summary)
         return cls
 
@@ -194,7 +197,7 @@ def resolve_method(item: "str | Mapping[str, Any] | MethodSpec", *, where: str =
                           "or an embedder name")
     options_cls = registry[kind].options
     here = f"{where}: method {name!r}"
-    options = from_mapping(options_cls, d, where=here)
+    options: Any = from_mapping(options_cls, d, where=here)
     if hasattr(options, "resolve"):
         options = options.resolve(where=here)
     if variant is not None:

@@ -21,7 +21,6 @@ import dataclasses
 import numpy as np
 
 from ..data import Dataset
-from ..errors import DatasetError
 from . import register_method
 from .base import (CacheUnit, Context, Features, FoldFit, FoldSplit, accuracy, aggregate, backbone_info,
                    embedder_features, timed, window_pictures)

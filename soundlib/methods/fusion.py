@@ -92,11 +92,13 @@ def _greedy_weights(val_probas: list[np.ndarray], y: np.ndarray) -> tuple[float,
     member that most improves validation accuracy (ties: validation log-likelihood, then member order)."""
     counts = np.zeros(len(val_probas))
     total = np.zeros_like(val_probas[0], dtype=np.float64)
+
+    def score(p: np.ndarray) -> tuple[float, float]:
+        return accuracy(p, y), float(np.mean(np.log(p[np.arange(len(y)), y] + 1e-12)))
+
     for step in range(1, GREEDY_STEPS + 1):
-        def score(i: int) -> tuple[float, float]:
-            p = (total + val_probas[i]) / step
-            return accuracy(p, y), float(np.mean(np.log(p[np.arange(len(y)), y] + 1e-12)))
-        best = max(range(len(val_probas)), key=lambda i: (score(i), -i))
+        scores = [score((total + p) / step) for p in val_probas]
+        best = max(range(len(val_probas)), key=lambda i: (scores[i], -i))
         counts[best] += 1
         total += val_probas[best]
     return tuple(float(c) / GREEDY_STEPS for c in counts)
@@ -112,9 +114,9 @@ def best_weights(val_probas: list[np.ndarray], y: np.ndarray) -> tuple[tuple[flo
     n = len(val_probas)
     candidates = weight_grid(n, 0.1) if n <= EXHAUSTIVE_MEMBERS else [tuple([1.0 / n] * n),
                                                                       _greedy_weights(val_probas, y)]
-    best, best_acc = None, -1.0
+    best, best_acc = candidates[0], -1.0
     for w in candidates:
-        acc = accuracy(sum(wi * p for wi, p in zip(w, val_probas)), y)
+        acc = accuracy(np.sum([wi * p for wi, p in zip(w, val_probas)], axis=0), y)
         if acc > best_acc + 1e-12:
             best, best_acc = w, acc
     return best, best_acc

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import DatasetError
 from .base import Context, Features, FoldFit, FoldSplit, Method, accuracy, aggregate, timed
+
+if TYPE_CHECKING:
+    from sklearn.linear_model import LogisticRegression
 
 __all__ = ["DEFAULT_CS", "LogisticHead", "fit_logistic_head", "HeadMethod"]
 
@@ -58,7 +62,7 @@ class LogisticHead:
 
 
 def _fit_lr(x: np.ndarray, y: np.ndarray, n_classes: int, C: float, *, seed: int,
-            warm: "object | None" = None) -> tuple[LogisticHead, object]:
+            warm: "LogisticRegression | None" = None) -> "tuple[LogisticHead, LogisticRegression]":
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 

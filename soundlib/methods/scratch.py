@@ -18,6 +18,7 @@ ones and not refitted (refitting would double the cost on a CPU).
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 
@@ -169,7 +170,7 @@ def _scale(planes: np.ndarray) -> np.ndarray:
 def train_network(model, x: np.ndarray, y_rows: np.ndarray, val: tuple[np.ndarray, np.ndarray, np.ndarray],
                   y_val_clips: np.ndarray, n_classes: int, *, epochs: int, patience: int, batch_size: int,
                   schedule, augment, mixup: float, label_smoothing: float, seed: int, how: str,
-                  predict, budget_seconds: float = 0.0) -> tuple[list, dict]:
+                  predict, budget_seconds: float = 0.0) -> "tuple[list | None, dict[str, Any]]":
     """Mini-batch training with early stopping on validation clip accuracy; returns ``(best weights, history)``.
 
     ``budget_seconds`` (0: none) stops it after the epoch during which that much time was spent.
@@ -198,8 +199,8 @@ def train_network(model, x: np.ndarray, y_rows: np.ndarray, val: tuple[np.ndarra
 
     rng = np.random.default_rng(seed)
     eye = np.eye(n_classes, dtype=np.float32)
-    best = (-1.0, -1, None)
-    history: dict[str, list[float]] = {"loss": [], "val_accuracy": [], "seconds": []}
+    best: tuple[float, int, list | None] = (-1.0, -1, None)
+    history: dict[str, Any] = {"loss": [], "val_accuracy": [], "seconds": []}
     start = time.perf_counter()
     for epoch in range(epochs):
         t0 = time.perf_counter()

@@ -34,7 +34,7 @@ CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 
 def _missing() -> str | None:
     """Why the browser tests cannot run here, or None."""
-    for path, package in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")):
+    for path, _package in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")):
         if not (path.is_file() and os.access(path, os.X_OK)):
             return (f"{path} not found: the browser test drives Debian's Chromium "
                     f"(`apt-get install chromium chromium-driver`; .ci/run installs them)")
