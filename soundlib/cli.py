@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -69,6 +70,8 @@ def method_from_args(args: argparse.Namespace):
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--method-option: expected KEY=VALUE, got {item!r}")
+        if key.strip() in options:
+            raise ConfigError(f"--method-option {key.strip()}: given more than once; give each option once")
         try:
             options[key.strip()] = yaml.safe_load(value)
         except yaml.YAMLError as exc:
@@ -197,7 +200,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     config = eval_config_from_args(args, leaky_split=args.leaky_split,
                                    folds=tuple(args.folds) if args.folds else None)
     results = evaluate(_load(args), config, out_dir=args.out, embed_config=embed_config_from_args(args),
-                       progress=not args.quiet)
+                       overwrite=args.overwrite, progress=not args.quiet)
     if results["cross_fold_groups"]:
         print(f"note: {len(results['cross_fold_groups'])} recording group(s) appear in more than one of the "
               f"dataset's folds: {', '.join(list(results['cross_fold_groups'])[:5])} (see results.json)")
@@ -213,7 +216,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     m = train_fold(_load(args), test_fold=args.test_fold, config=eval_config_from_args(args), out_dir=args.out,
                    embed_config=embed_config_from_args(args), overwrite=args.overwrite, progress=not args.quiet)
-    print(f"model: {args.out / 'model'}  (labels.txt, feature_spec.json, saved_model/)")
+    if m.exported:
+        print(f"model: {args.out / 'model'}  (labels.txt, feature_spec.json, saved_model/)")
+    else:
+        print(f"no model exported: method {m.method!r} makes none (frozen, finetune and scratch runs export one "
+              "for `soundlib predict`)")
     print(format_run(m))
     return 0
 
@@ -232,9 +239,30 @@ def _cmd_embed(args: argparse.Namespace) -> int:
     return 1 if res.failures else 0
 
 
+#: The header lines of ``predict --csv`` and ``--timeline`` (how a previous output is recognised).
+PREDICT_COLUMNS = ["input", "rank", "label", "probability", "windows"]
+TIMELINE_COLUMNS = ["input", "start", "end", "rank", "label", "probability"]
+
+
+def _check_predict_outputs(args: argparse.Namespace) -> None:
+    """Refuse, before any work, outputs that would destroy an input, the model, or a file soundlib did not write."""
+    from .errors import OutputError
+    from .infer import expand_inputs, model_folder
+    from .outputs import check_output_file
+
+    outputs = [(opt, path) for opt, path in (("--csv", args.csv), ("--timeline", args.timeline)) if path]
+    if len(outputs) == 2 and Path(os.path.abspath(args.csv)) == Path(os.path.abspath(args.timeline)):
+        raise OutputError(f"--csv and --timeline both name {args.csv}; give them different files")
+    inputs = [*args.inputs, *expand_inputs([p for p in args.inputs if p.is_dir()])]
+    for option, path in outputs:
+        check_output_file(path, option=option, inputs=inputs, protected=[model_folder(args.model_dir)],
+                          headers=[",".join(PREDICT_COLUMNS), ",".join(TIMELINE_COLUMNS)], overwrite=args.overwrite)
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     from .infer import load_model, predict
 
+    _check_predict_outputs(args)
     timeline: list | None = [] if args.timeline else None
     rows, failures = predict(load_model(args.model_dir), args.inputs, top_k=args.top_k, aggregate=args.aggregate,
                              timeline=timeline)
@@ -248,13 +276,12 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if args.csv:
         from .atomic import write_csv_atomic
 
-        write_csv_atomic(args.csv, rows, fieldnames=["input", "rank", "label", "probability", "windows"])
+        write_csv_atomic(args.csv, rows, fieldnames=PREDICT_COLUMNS)
         print(f"wrote {args.csv}")
     if timeline is not None:
         from .atomic import write_csv_atomic
 
-        write_csv_atomic(args.timeline, timeline,
-                         fieldnames=["input", "start", "end", "rank", "label", "probability"])
+        write_csv_atomic(args.timeline, timeline, fieldnames=TIMELINE_COLUMNS)
         print(f"wrote {args.timeline} ({len(timeline)} rows: top-{args.top_k} per window)")
     for path, msg in failures:
         print(f"error: {msg}", file=sys.stderr)
@@ -439,6 +466,9 @@ def _add_learning_commands(add) -> None:
     _add_common_learning(p)
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--folds", type=int, nargs="+", help="only these test folds")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into DIR even when soundlib did not make it (by default soundlib refuses a folder "
+                        "holding files it did not write; only the files of the evaluation are replaced)")
     p.add_argument("--leaky-split", action="store_true",
                    help="LEAKY protocol for comparison: split slices at random, ignoring recordings")
 
@@ -450,8 +480,8 @@ def _add_learning_commands(add) -> None:
     p.add_argument("--test-fold", type=int, required=True, help="fold held out for testing")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace DIR/model even when it is not a soundlib model (by default soundlib refuses "
-                        "to delete a folder it did not make)")
+                   help="write into DIR, and replace DIR/model, even when soundlib did not make them (by default "
+                        "soundlib refuses to delete or write among files it did not make)")
 
     p = add("embed", _cmd_embed, "fill the embedding cache for a dataset and variant")
     _add_common_learning(p, training=False)
@@ -468,6 +498,9 @@ def _add_learning_commands(add) -> None:
     p.add_argument("--timeline", type=Path, help="write start, end and the top-k of every window to this CSV")
     p.add_argument("--aggregate", default="mean", choices=["mean", "max"],
                    help="how the windows' probabilities become one label per file")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --csv/--timeline file that soundlib did not write (inputs and the "
+                        "model's files are never replaced)")
 
     p = add("notebooks", _cmd_notebooks, "copy the notebooks (plotting_trials, train, visualize, evaluate) out",
             "Copy soundlib's four notebooks, installed with the package, into OUT_DIR to open them in JupyterLab. "
@@ -494,6 +527,9 @@ def _version() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``soundlib`` command; returns the exit status (2 with a one-line message for bad input)."""
+    for stream in (sys.stdout, sys.stderr):  # file names that are not valid UTF-8 print as \udcXX, never raise
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

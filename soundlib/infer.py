@@ -45,6 +45,7 @@ __all__ = [
     "export_model",
     "export_keras_model",
     "load_model",
+    "model_folder",
     "read_labels",
     "read_model_info",
     "is_soundlib_model",
@@ -363,21 +364,46 @@ class LoadedModel:
         return np.concatenate(out) if out else np.zeros((0, len(self.labels)), np.float32)
 
 
+def model_folder(model_dir: str | os.PathLike) -> Path:
+    """The model folder ``model_dir`` names: itself, or its ``model/`` when it is a run's output folder."""
+    path = Path(model_dir)
+    if not (path / SAVED_MODEL).exists() and (path / "model" / SAVED_MODEL).exists():
+        return path / "model"
+    return path
+
+
+def _no_model(path: Path, missing: str) -> ModelError:
+    """Why the folder ``path`` has no model (a run that exports none, an incomplete run...), and what to do."""
+    from .metrics import RunMetrics
+    from .outputs import read_run_marker
+
+    make = "make one with `soundlib train DATASET --test-fold K --out DIR` and pass DIR"
+    run = RunMetrics.read(path)
+    if run is not None and not run.exported:
+        return ModelError(f"{path}: a run of method {run.method!r}, which exports no model (an exported model labels "
+                          "the feature pictures, and only frozen, finetune and scratch learn from them); train with "
+                          "--method frozen, finetune or scratch to get a model for `soundlib predict`")
+    marker = read_run_marker(path)
+    if run is None and marker is not None and marker.get("state") in ("running", "failed", "interrupted"):
+        return ModelError(f"{path}: an incomplete run ({marker.get('kind')}, {marker['state']}); it has no model yet: "
+                          f"wait for it to finish or run it again")
+    return ModelError(f"{path}: not an exported soundlib model (missing {missing}); {make}")
+
+
 def load_model(model_dir: str | os.PathLike) -> LoadedModel:
     """Open an exported model directory; clear errors for missing or corrupt parts.
 
     ``model_dir`` is the model folder, or the output folder of ``soundlib train --out DIR``
-    (or of a sweep run) holding it as ``model/``.
+    (or of a sweep run) holding it as ``model/``. A run folder without a model (its method
+    exports none, or the run is incomplete) is refused saying so.
     """
-    path = Path(model_dir)
-    if not path.is_dir():
-        raise ModelError(f"{path}: model directory not found")
-    if not (path / SAVED_MODEL).exists() and (path / "model" / SAVED_MODEL).exists():
-        path = path / "model"
+    given = Path(model_dir)
+    if not given.is_dir():
+        raise ModelError(f"{given}: model directory not found")
+    path = model_folder(given)
     for name in (SAVED_MODEL, LABELS_FILE, SPEC_FILE):
         if not (path / name).exists():
-            raise ModelError(f"{path}: not an exported soundlib model (missing {name}); make one with "
-                             "`soundlib train DATASET --test-fold K --out DIR` and pass DIR")
+            raise _no_model(given, name)
     info = read_model_info(path)
     _verify_checksums(path, info)
     labels = read_labels(path)
