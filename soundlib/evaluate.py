@@ -170,8 +170,7 @@ def _evaluate(dataset: Dataset, config: EvalConfig, *, run, embed_config, progre
     from tqdm.auto import tqdm
 
     from .folds import check_test_fold, find_leakage
-    from .metrics import PREDICTIONS_FILE, RESULTS_FILE, compute_metrics, prediction_rows, write_predictions, \
-        write_results_json
+    from .metrics import compute_metrics, prediction_rows, write_predictions, write_results_json
     from .plots import plot_confusion, save_png
 
     t0 = time.perf_counter()
@@ -183,7 +182,7 @@ def _evaluate(dataset: Dataset, config: EvalConfig, *, run, embed_config, progre
     for f in folds:
         check_test_fold(p.ds, f)
     if run is not None:
-        run.start([RESULTS_FILE, PREDICTIONS_FILE, "confusion_matrix.png"])
+        run.start()  # the previous run's results (and a model beside them) go first
     classes = list(p.ds.classes)
     per_fold, y_true, y_pred, rows = [], [], [], []
     for f in tqdm(folds, desc=f"folds ({p.spec.name}, {config.method.name})", unit="fold", disable=not progress):
@@ -294,7 +293,7 @@ def _train_fold(dataset: Dataset, *, test_fold: int, config: EvalConfig, run, em
                 overwrite: bool, progress: bool, log) -> RunMetrics:
     from .atomic import write_json_atomic
     from .folds import check_test_fold
-    from .metrics import METRICS_FILE, PREDICTIONS_FILE, compute_metrics, prediction_rows, write_predictions
+    from .metrics import compute_metrics, prediction_rows, write_predictions
     from .plots import plot_confusion, save_png
 
     t0 = time.perf_counter()
@@ -303,8 +302,7 @@ def _train_fold(dataset: Dataset, *, test_fold: int, config: EvalConfig, run, em
     _check_folds(p.ds, [test_fold])
     check_test_fold(p.ds, test_fold)
     exports = export and p.method.exportable
-    # the completion mark first; a model this run will not replace must not pass for its own
-    run.start([METRICS_FILE, PREDICTIONS_FILE, "history.json", "confusion_matrix.png", *([] if exports else ["model"])])
+    run.start(keep=["model"] if exports else [])  # a model this run will not replace must not pass for its own
     classes = list(p.ds.classes)
     split, fit, proba, seconds = _run_fold(p, test_fold, config)
     yt = p.y[split.test]

@@ -40,7 +40,7 @@ from typing import Any, Iterable, Iterator
 from .atomic import check_output_path, ensure_dir, write_json_atomic
 from .errors import OutputError
 
-__all__ = ["RUN_MARKER", "RUN_FORMAT", "RunFolder", "run_folder", "claim_run_folder", "read_run_marker",
+__all__ = ["RUN_MARKER", "RUN_FORMAT", "RUN_OUTPUTS", "RunFolder", "run_folder", "claim_run_folder", "read_run_marker",
            "check_output_file"]
 
 #: The marker of a run folder soundlib owns.
@@ -50,6 +50,9 @@ RUN_FORMAT = "soundlib-run/1"
 RUN_LOCK = ".soundlib_run.lock"
 #: Entries that do not make a folder someone else's.
 _OURS = (RUN_MARKER, RUN_LOCK)
+#: What a run (``train`` or ``evaluate``) writes into its folder; ``metrics.json``/``results.json``, written last,
+#: mark it complete.
+RUN_OUTPUTS = ("metrics.json", "results.json", "predictions.csv", "history.json", "confusion_matrix.png", "model")
 
 
 # ---------------------------------------------------------------------------
@@ -207,8 +210,9 @@ class RunFolder:
         self.kind = kind
         self.started = False
 
-    def start(self, stale: Iterable[str]) -> None:
-        """Mark the folder ``running`` and remove the previous run's outputs named in ``stale``.
+    def start(self, *, keep: Iterable[str] = ()) -> None:
+        """Mark the folder ``running`` and remove every output of a previous run (:data:`RUN_OUTPUTS`, of
+        either kind) but ``keep`` (a model this run replaces in one step).
 
         Call it once the run's inputs are known to be good, before its first output: until
         then a failing run leaves the previous one as it was. Files are removed; a folder only
@@ -220,7 +224,7 @@ class RunFolder:
 
         _write_marker(self.path, self.kind, "running")
         self.started = True
-        for name in stale:
+        for name in (n for n in RUN_OUTPUTS if n not in set(keep)):
             entry = self.path / name
             if entry.is_dir() and not entry.is_symlink():
                 if is_soundlib_model(entry):
