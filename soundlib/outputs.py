@@ -14,9 +14,9 @@ looks complete when it is not. Two guards:
     pid and host). A folder soundlib did not make (not empty, no marker and no
     soundlib results) is refused unless ``overwrite``; even then only the files
     the run writes are replaced;
-  - *locked* while a run writes it (an ``flock`` on ``.soundlib_run.lock``): a
-    second writer is refused at once, with the first one's pid, instead of
-    mixing its files with the first one's;
+  - *locked* while a run writes it (an ``flock`` on ``.soundlib_run.lock``,
+    removed when the run ends): a second writer is refused at once, with the
+    first one's pid, instead of mixing its files with the first one's;
   - *complete or clearly incomplete*: :meth:`RunFolder.start` removes the
     previous run's results (its completion mark ``metrics.json`` or
     ``results.json``, its predictions, a model this run will not replace...)
@@ -234,26 +234,48 @@ class RunFolder:
 
 
 def _lock(folder: Path, option: str):
-    """The open, ``flock``-ed lock file of ``folder`` (``None`` where ``fcntl`` is missing)."""
+    """The open, ``flock``-ed lock file of ``folder`` (``None`` where ``fcntl`` is missing).
+
+    The holder removes the file when it is done (:func:`_unlock`), so a finished run leaves
+    nothing behind; a process that locked the file just as it was removed sees that the path
+    no longer names what it locked, and tries again.
+    """
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX
         return None
-    try:
-        fh = open(folder / RUN_LOCK, "a+")
-    except OSError as exc:
-        from .atomic import output_error
+    path = folder / RUN_LOCK
+    while True:
+        try:
+            fh = open(path, "a+")
+        except OSError as exc:
+            from .atomic import output_error
 
-        raise output_error(folder / RUN_LOCK, exc) from None
-    try:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+            raise output_error(path, exc) from None
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            marker = read_run_marker(folder) or {}
+            who = f"{marker.get('kind', 'a run')}, pid {marker.get('pid', '?')} on {marker.get('host', '?')}"
+            raise OutputError(f"{option} {folder}: another soundlib process is writing a run into this folder "
+                              f"({who}); wait for it to finish or choose another folder") from None
+        try:
+            current = os.stat(path).st_ino
+        except OSError:
+            current = None
+        if current == os.fstat(fh.fileno()).st_ino:
+            return fh
         fh.close()
-        marker = read_run_marker(folder) or {}
-        who = f"{marker.get('kind', 'a run')}, pid {marker.get('pid', '?')} on {marker.get('host', '?')}"
-        raise OutputError(f"{option} {folder}: another soundlib process is writing a run into this folder ({who}); "
-                          "wait for it to finish or choose another folder") from None
-    return fh
+
+
+def _unlock(folder: Path, fh) -> None:
+    """Remove the lock file, then release the lock (see :func:`_lock`)."""
+    if fh is None:
+        return
+    with contextlib.suppress(OSError):
+        os.unlink(folder / RUN_LOCK)
+    fh.close()
 
 
 @contextlib.contextmanager
@@ -301,5 +323,4 @@ def run_folder(folder: str | os.PathLike, *, kind: str, overwrite: bool = False,
         if run.started:
             _write_marker(folder, kind, "complete")
     finally:
-        if fh is not None:
-            fh.close()  # releases the flock
+        _unlock(folder, fh)
