@@ -13,6 +13,7 @@ from .errors import (
     DatasetError,
     FeatureError,
     ModelError,
+    OutputError,
     SoundlibError,
     SoundlibWarning,
     TrainingError,
@@ -29,6 +30,7 @@ __all__ = [
     "BackboneError",
     "ConfigError",
     "ModelError",
+    "OutputError",
     "TrainingError",
     "SoundlibWarning",
 ]

@@ -10,6 +10,12 @@ Temporary files and folders are created private (``mkstemp``: 0600,
 permissions an ordinary ``open``/``mkdir`` would have given them under the
 process umask (0644 / 0755 under umask 022), so a shared cache or dataset is
 readable by the other users the umask allows.
+
+A path that cannot take the output (a folder where a file goes or the reverse,
+a file in the middle of the path, a place that takes no files such as
+``/proc``, no permission) raises :class:`~soundlib.errors.OutputError` naming
+the path and the reason; :func:`check_output_path` finds the same problems
+before any work is done, without creating anything.
 """
 
 from __future__ import annotations
@@ -24,8 +30,13 @@ import threading
 from pathlib import Path
 from typing import Any, Iterator
 
+from .errors import OutputError
+
 __all__ = [
     "atomic_path",
+    "check_output_path",
+    "ensure_dir",
+    "output_error",
     "make_temp_dir",
     "replace_dir",
     "current_umask",
@@ -83,11 +94,100 @@ def apply_umask(path: str | os.PathLike) -> None:
                 fix(os.path.join(dirpath, f), False)
 
 
+def _nearest_existing(path: Path) -> Path:
+    """``path`` or its nearest ancestor that exists (``lstat``: a broken link counts as existing)."""
+    for p in (path, *path.parents):
+        try:
+            os.lstat(p)
+            return p
+        except OSError:
+            continue
+    return Path(path.anchor or ".")
+
+
+def _obstacle(path: Path, *, folder: bool) -> str | None:
+    """What makes ``path`` impossible to write, found by looking (``None`` when nothing visible does)."""
+    existing = _nearest_existing(path)
+    if existing != path:  # a file where a folder of the path should be
+        return None if existing.is_dir() else f"{existing} is a file, not a folder"
+    if folder and not path.is_dir():
+        return "it is a file, expected a folder"
+    if not folder and path.is_dir():
+        return "it is a folder, expected a file"
+    special = None if folder else _special(path)
+    return f"it is {special}, not a regular file" if special else None
+
+
+def _special(path: Path) -> str | None:
+    """What ``path`` is when it is a named pipe, a device or a socket (renaming a file over it would
+    replace the pipe or device itself), else ``None``."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return None
+    return next((name for test, name in ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a character device"),
+                                         (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+                 if test(mode)), None)
+
+
+def output_error(path: str | os.PathLike, exc: OSError | None = None, *, folder: bool = False) -> OutputError:
+    """The :class:`~soundlib.errors.OutputError` for ``path`` that could not be written (``exc``: why)."""
+    path = Path(path)
+    why = _obstacle(path, folder=folder)
+    if why is None and exc is not None:
+        reason = (exc.strerror or str(exc)).lower()
+        existing = _nearest_existing(path if folder else path.parent)
+        why = f"cannot create files in {existing} ({reason})" if existing.is_dir() and existing != path else reason
+    err = OutputError(f"cannot write {path}: {why or 'unknown reason'}")
+    if exc is not None:
+        err.errno, err.strerror, err.filename = exc.errno, exc.strerror, exc.filename
+    return err
+
+
+def check_output_path(path: str | os.PathLike, *, folder: bool = False) -> Path:
+    """Check, before any work and without creating anything, that ``path`` can be written.
+
+    ``path`` is a file to write (``folder=False``: written through :func:`atomic_path`, so
+    its folder must take new files) or a folder to write into (``folder=True``). Folders
+    missing on the way are fine (they are made when writing).
+
+    Raises
+    ------
+    OutputError
+        A folder where a file goes or the reverse, a file in the middle of the path, or a
+        folder that takes no new files (no permission, read-only, ``/proc``...).
+    """
+    path = Path(path)
+    why = _obstacle(path, folder=folder)
+    if why is not None:
+        raise output_error(path, folder=folder)
+    where = _nearest_existing(path if folder else path.parent)
+    try:  # the only sure test: make a file there (and remove it)
+        fd, probe = tempfile.mkstemp(prefix=".soundlib-probe-", dir=where)
+    except OSError as exc:
+        raise output_error(path, exc, folder=folder) from None
+    os.close(fd)
+    os.unlink(probe)
+    return path
+
+
+def ensure_dir(path: str | os.PathLike) -> Path:
+    """Make the folder ``path`` (and its parents) if needed; :class:`~soundlib.errors.OutputError` if impossible."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise output_error(path, exc, folder=True) from None
+    return path
+
+
 def make_temp_dir(parent: str | os.PathLike, prefix: str) -> Path:
     """A new empty folder in ``parent`` (created if needed) with the permissions the umask allows."""
-    parent = Path(parent)
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    parent = ensure_dir(parent)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    except OSError as exc:
+        raise output_error(parent / prefix, exc) from None
     apply_umask(tmp)
     return tmp
 
@@ -153,18 +253,26 @@ def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterat
     permissions the umask allows before it is renamed (see :func:`apply_umask`).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=(suffix if suffix is not None else path.suffix) + ".tmp",
-        dir=path.parent,
-    )
+    if _special(path):  # a pipe or device is never replaced
+        raise output_error(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{path.name}.", suffix=(suffix if suffix is not None else path.suffix) + ".tmp",
+            dir=path.parent,
+        )
+    except OSError as exc:
+        raise output_error(path, exc) from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
         if tmp_path.exists():
             apply_umask(tmp_path)
-        os.replace(tmp_path, path)
+        try:
+            os.replace(tmp_path, path)
+        except OSError as exc:
+            raise output_error(path, exc, folder=tmp_path.is_dir()) from None
     except BaseException:
         if tmp_path.is_dir() and not tmp_path.is_symlink():
             import shutil
@@ -179,16 +287,23 @@ def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterat
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically (flushed and fsync'ed before the rename)."""
     with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:  # no space left, quota...
+            raise output_error(path, exc) from None
     return Path(path)
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write UTF-8 ``text`` to ``path`` atomically."""
-    return write_bytes_atomic(path, text.encode("utf-8"))
+    """Write UTF-8 ``text`` to ``path`` atomically.
+
+    File names that are not valid UTF-8 (Python holds their bytes as surrogates) are
+    written as their original bytes, as ``ls > file`` would.
+    """
+    return write_bytes_atomic(path, text.encode("utf-8", errors="surrogateescape"))
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:

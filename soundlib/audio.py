@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import stat
 from pathlib import Path
 from typing import Iterator
 
@@ -59,21 +60,80 @@ class AudioInfo:
         return self.frames / self.sr if self.sr else 0.0
 
 
+def _sf_name(path: Path) -> bytes | str:
+    """The name to give libsndfile: the path's bytes (soundfile would encode a ``str`` as strict UTF-8,
+    failing on file names that are not valid UTF-8)."""
+    return str(path) if os.name == "nt" else os.fsencode(path)
+
+
+_NOT_REGULAR = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                (stat.S_ISBLK, "a block device"))
+
+
 def _check_file(path: Path) -> None:
-    """Raise :class:`AudioError` with the plain reason when ``path`` is not a readable, non-empty file
-    (libsndfile reports an unreadable file as "System error.")."""
-    if not path.exists():
+    """Raise :class:`AudioError` with the plain reason when ``path`` is not a readable, non-empty regular file
+    (libsndfile reports an unreadable file as "System error."; opening a named pipe would wait forever for a
+    writer). Warn, once per file, when a WAV file is shorter than its header says (see :func:`_check_wav_length`)."""
+    try:
+        st = path.stat()
+    except OSError:
+        st = None
+    if st is None or not path.exists():
         raise AudioError(f"{path}: a link that loops or leads nowhere" if path.is_symlink()
                          else f"{path}: file not found")
-    if path.is_dir():
+    if stat.S_ISDIR(st.st_mode):
         raise AudioError(f"{path}: is a folder, expected an audio file")
+    if not stat.S_ISREG(st.st_mode):
+        kind = next((name for test, name in _NOT_REGULAR if test(st.st_mode)), "not a regular file")
+        raise AudioError(f"{path}: is {kind}, not a regular file; expected an audio file (not read)")
     try:
         with open(path, "rb") as fh:
-            empty = not fh.read(1)
+            head = fh.read(12)
+            if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+                key = (os.fsencode(path), st.st_size, st.st_mtime_ns, st.st_ino)
+                if key not in _WAV_CHECKED:
+                    _WAV_CHECKED.add(key)
+                    _check_wav_length(path, fh, st.st_size)
     except OSError as exc:
         raise AudioError(f"{path}: cannot read the file: {(exc.strerror or str(exc)).lower()}") from None
-    if empty:
+    if not head:
         raise AudioError(f"{path}: empty file (0 bytes)")
+
+
+#: WAV files whose length was checked by this process: (path, size, mtime_ns, inode).
+_WAV_CHECKED: set = set()
+
+
+def _check_wav_length(path: Path, fh, size: int) -> None:
+    """Warn when the ``data`` chunk of a RIFF/WAVE file (``fh`` just past its 12-byte header) declares
+    more bytes than the file holds: a truncated copy or download, of which libsndfile silently reads
+    what is there."""
+    import struct
+
+    from .errors import warn
+
+    block = rate = 0
+    pos = 12
+    while pos + 8 <= size:
+        fh.seek(pos)
+        chunk = fh.read(8)
+        if len(chunk) < 8:
+            return
+        cid, n = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+        if cid == b"fmt ":
+            fmt = fh.read(16)
+            if len(fmt) >= 14:
+                rate, _, block = struct.unpack("<IIH", fmt[4:14])
+        elif cid == b"data":
+            held = size - (pos + 8)
+            if n != 0xFFFFFFFF and n > held:  # 0xFFFFFFFF: a stream written without knowing its length
+                frames = n // block - held // block if block else 0
+                seconds = f", {frames / rate:.3g} s" if rate else ""
+                what = f" ({frames} frames{seconds})" if block else ""
+                warn(f"{path}: truncated WAV file: its header declares {n} bytes of audio but the file holds "
+                     f"{held}; {n - held} bytes{what} are missing, only the audio present is used")
+            return
+        pos += 8 + n + (n & 1)  # chunks are padded to an even size
 
 
 def audio_info(path: str | os.PathLike) -> AudioInfo:
@@ -83,7 +143,7 @@ def audio_info(path: str | os.PathLike) -> AudioInfo:
     path = Path(path)
     _check_file(path)
     try:
-        info = sf.info(str(path))
+        info = sf.info(_sf_name(path))
         return AudioInfo(int(info.samplerate), int(info.frames), int(info.channels))
     except (sf.LibsndfileError, RuntimeError, TypeError) as sf_exc:
         y, sr = _decode_fallback(path, sf_exc, offset=0.0, duration=None)
@@ -110,7 +170,7 @@ def _read_frames(path: Path, start: int, stop: int | None) -> tuple[np.ndarray, 
     import soundfile as sf
 
     try:
-        with sf.SoundFile(str(path)) as f:
+        with sf.SoundFile(_sf_name(path)) as f:
             sr = int(f.samplerate)
             if start > 0:
                 if not f.seekable():
@@ -122,7 +182,7 @@ def _read_frames(path: Path, start: int, stop: int | None) -> tuple[np.ndarray, 
     except (sf.LibsndfileError, RuntimeError, TypeError) as sf_exc:
         info_sr = None
         try:
-            info_sr = int(sf.info(str(path)).samplerate)
+            info_sr = int(sf.info(_sf_name(path)).samplerate)
         except Exception:
             pass
         offset = start / info_sr if info_sr else 0.0
@@ -161,7 +221,7 @@ def read_segment(path: str | os.PathLike, *, sr: int, start: float = 0.0, durati
     import soundfile as sf
 
     try:
-        file_sr = int(sf.info(str(path)).samplerate)
+        file_sr = int(sf.info(_sf_name(path)).samplerate)
     except (sf.LibsndfileError, RuntimeError, TypeError):
         file_sr = None
     if file_sr is None or file_sr == sr:

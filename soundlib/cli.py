@@ -73,6 +73,8 @@ def method_from_args(args: argparse.Namespace):
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--method-option: expected KEY=VALUE, got {item!r}")
+        if key.strip() in options:
+            raise ConfigError(f"--method-option {key.strip()}: given more than once; give each option once")
         try:
             options[key.strip()] = yaml.safe_load(value)
         except yaml.YAMLError as exc:
@@ -229,7 +231,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     config = eval_config_from_args(args, leaky_split=args.leaky_split,
                                    folds=tuple(args.folds) if args.folds else None)
     results = evaluate(_load(args), config, out_dir=args.out, embed_config=embed_config_from_args(args),
-                       progress=not args.quiet)
+                       overwrite=args.overwrite, progress=not args.quiet)
     if results["cross_fold_groups"]:
         print(f"note: {len(results['cross_fold_groups'])} recording group(s) appear in more than one of the "
               f"dataset's folds: {', '.join(list(results['cross_fold_groups'])[:5])} (see results.json)")
@@ -249,8 +251,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
         m = train_all_folds(_load(args), **kwargs)
     else:
         m = train_fold(_load(args), test_fold=args.test_fold, **kwargs)
-    print(f"model: {args.out / 'model'}  (labels.txt, feature_spec.json, saved_model/, MODEL_CARD.md; "
-          f"`soundlib info {args.out}` sums it up)")
+    exported = m.get("exported") if isinstance(m, dict) else m.exported
+    if exported:
+        print(f"model: {args.out / 'model'}  (MODEL_CARD.md and the files it lists; `soundlib info {args.out}` "
+              "sums it up)")
+    else:
+        method = m.get("method") if isinstance(m, dict) else m.method
+        print(f"no model exported: method {method!r} makes none (frozen on any embedder, finetune and scratch "
+              "runs export one for `soundlib predict`)")
     print(format_all_folds(m) if args.all_folds else format_run(m))
     return 0
 
@@ -298,6 +306,10 @@ def _cmd_embedders(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The header of ``tag --csv``.
+TAG_COLUMNS = ["input", "start", "end", "rank", "label", "score"]
+
+
 def _cmd_tag(args: argparse.Namespace) -> int:
     import csv
 
@@ -306,7 +318,11 @@ def _cmd_tag(args: argparse.Namespace) -> int:
     from .tag import format_tags, tag_file
 
     from . import _yamnet
+    from .outputs import check_output_file
 
+    if args.csv is not None:
+        check_output_file(args.csv, option="--csv", inputs=list(expand_inputs(args.inputs)),
+                          headers=[",".join(TAG_COLUMNS)], overwrite=args.overwrite)
     model = _yamnet.YamnetModel()
     rows, failed = [], 0
     for path in expand_inputs(args.inputs):
@@ -328,11 +344,37 @@ def _cmd_tag(args: argparse.Namespace) -> int:
         from .atomic import atomic_path
 
         with atomic_path(args.csv) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
-            w = csv.DictWriter(fh, fieldnames=["input", "start", "end", "rank", "label", "score"])
+            w = csv.DictWriter(fh, fieldnames=TAG_COLUMNS)
             w.writeheader()
             w.writerows(rows)
         print(f"wrote {args.csv} ({len(rows)} rows)")
     return 1 if failed else 0
+
+
+#: The header lines of ``predict --csv`` and ``--timeline`` (how a previous output is recognised).
+PREDICT_COLUMNS = ["input", "rank", "label", "probability", "windows"]
+TIMELINE_COLUMNS = ["input", "start", "end", "rank", "label", "probability"]
+
+
+def _check_predict_outputs(args: argparse.Namespace) -> None:
+    """Refuse, before any work, outputs that would destroy an input, the model, or a file soundlib did not write."""
+    from .errors import OutputError
+    from .events import EVENT_COLUMNS, RAVEN_COLUMNS
+    from .infer import expand_inputs, model_folder
+    from .outputs import check_output_file
+
+    outputs = [(opt, path) for opt, path in (("--csv", args.csv), ("--timeline", args.timeline),
+                                              ("--events", args.events), ("--raven", args.raven)) if path]
+    named = [Path(os.path.abspath(p)) for _, p in outputs]
+    if len(set(named)) != len(named):
+        twice = sorted({str(p) for p in named if named.count(p) > 1})
+        raise OutputError(f"{', '.join(twice)}: named by two of --csv, --timeline, --events, --raven; give each its "
+                          "own file")
+    inputs = [*args.inputs, *expand_inputs([p for p in args.inputs if p.is_dir()])]
+    headers = [",".join(PREDICT_COLUMNS), ",".join(TIMELINE_COLUMNS), ",".join(EVENT_COLUMNS), "\t".join(RAVEN_COLUMNS)]
+    for option, path in outputs:
+        check_output_file(path, option=option, inputs=inputs, protected=[model_folder(args.model_dir)],
+                          headers=headers, overwrite=args.overwrite)
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
@@ -341,6 +383,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from .infer import load_model, predict
 
     t0 = time.perf_counter()
+    _check_predict_outputs(args)
     timeline: list | None = [] if args.timeline else None
     events: list | None = [] if args.events or args.raven else None
     model = load_model(args.model_dir)
@@ -357,13 +400,12 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if args.csv:
         from .atomic import write_csv_atomic
 
-        write_csv_atomic(args.csv, rows, fieldnames=["input", "rank", "label", "probability", "windows"])
+        write_csv_atomic(args.csv, rows, fieldnames=PREDICT_COLUMNS)
         print(f"wrote {args.csv}")
     if timeline is not None:
         from .atomic import write_csv_atomic
 
-        write_csv_atomic(args.timeline, timeline,
-                         fieldnames=["input", "start", "end", "rank", "label", "probability"])
+        write_csv_atomic(args.timeline, timeline, fieldnames=TIMELINE_COLUMNS)
         print(f"wrote {args.timeline} ({len(timeline)} rows: top-{args.top_k} per window)")
     if events is not None:
         _write_events(args, events, model.spec)
@@ -512,6 +554,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=_positive_int, default=3, help="classes per frame")
     p.add_argument("--hop", type=float, default=0.48, help="seconds between frames")
     p.add_argument("--csv", type=Path, help="write input,start,end,rank,label,score rows here instead of printing")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --csv file that soundlib did not write (inputs are never replaced)")
 
     _add_learning_commands(add)
     return parser
@@ -606,6 +650,9 @@ def _add_learning_commands(add) -> None:
     _add_common_learning(p)
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--folds", type=int, nargs="+", help="only these test folds")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into DIR even when soundlib did not make it (by default soundlib refuses a folder "
+                        "holding files it did not write; only the files of the evaluation are replaced)")
     p.add_argument("--leaky-split", action="store_true",
                    help="LEAKY protocol for comparison: split slices at random, ignoring recordings")
 
@@ -626,8 +673,8 @@ def _add_learning_commands(add) -> None:
                         "its cross-validated accuracy goes into metrics.json and the model card")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace DIR/model even when it is not a soundlib model (by default soundlib refuses "
-                        "to delete a folder it did not make)")
+                   help="write into DIR, and replace DIR/model, even when soundlib did not make them (by default "
+                        "soundlib refuses to delete or write among files it did not make)")
 
     p = add("embed", _cmd_embed, "fill the embedding cache for a dataset and variant")
     _add_common_learning(p, training=False)
@@ -644,6 +691,10 @@ def _add_learning_commands(add) -> None:
     p.add_argument("--timeline", type=Path, help="write start, end and the top-k of every window to this CSV")
     p.add_argument("--aggregate", default="mean", choices=["mean", "max"],
                    help="how the windows' probabilities become one label per file")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --csv/--timeline file that soundlib did not write (inputs and the "
+                        "model's files are never replaced)")
+
     p.add_argument("--events", type=Path, metavar="FILE.csv",
                    help="write event segments (input, start, end, label, confidence): consecutive windows whose "
                         "class probability reaches --threshold, merged by class")
@@ -688,6 +739,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     A reader that stops reading (``soundlib variants | head -1``) ends the command quietly with status
     141 (128 + SIGPIPE, as a command killed by the closed pipe), without a traceback.
     """
+    for stream in (sys.stdout, sys.stderr):  # file names that are not valid UTF-8 print as \udcXX, never raise
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(errors="backslashreplace")
     try:
         try:
             return _run(argv)

@@ -22,6 +22,7 @@ __all__ = [
     "ConfigError",
     "ModelError",
     "TrainingError",
+    "OutputError",
     "SoundlibWarning",
     "warn",
     "collect_warnings",
@@ -59,6 +60,18 @@ class ModelError(SoundlibError):
 
 class TrainingError(SoundlibError):
     """Training diverged (a non-finite loss or weights) or cannot run on the data given."""
+
+
+class OutputError(SoundlibError, OSError):
+    """An output cannot be written where asked: a folder where a file goes (or the reverse), a place that
+    takes no files (``/proc``), no permission, or a file soundlib must not replace.
+
+    Also an :class:`OSError` (``errno``/``strerror`` of the failure when there was one), so code that
+    falls back on write errors (the embedding cache) keeps doing so.
+    """
+
+    def __str__(self) -> str:  # the message, not OSError's "[Errno N] strerror"
+        return str(self.args[0]) if self.args else ""
 
 
 class SoundlibWarning(UserWarning):

@@ -18,6 +18,7 @@ ship on every fold (no test fold; validation recordings still held out).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
@@ -151,11 +152,14 @@ def _check_folds(ds: Dataset, folds) -> None:
 
 
 def evaluate(dataset: Dataset, config: EvalConfig = EvalConfig(), *, out_dir: str | os.PathLike | None = None,
-             embed_config=None, progress: bool = True) -> dict[str, Any]:
+             embed_config=None, overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
     """Leave-one-fold-out evaluation of one (variant, method).
 
-    Writes ``results.json``, ``predictions.csv`` and ``confusion_matrix.png``
-    into ``out_dir`` when given. Returns the results as a dict (the content of
+    Writes ``results.json`` (last: its presence marks a complete evaluation),
+    ``predictions.csv`` and ``confusion_matrix.png`` into ``out_dir`` when given:
+    a run folder soundlib owns and locks while writing (see
+    :func:`soundlib.outputs.run_folder`; a folder it did not make is refused
+    unless ``overwrite``). Returns the results as a dict (the content of
     ``results.json``): per-fold accuracy and macro-F1, validation accuracy,
     what the method chose and its wall time, mean and std, pooled macro-F1
     (over the classes present, and ``macro_f1_all_classes``), per-class scores,
@@ -164,12 +168,14 @@ def evaluate(dataset: Dataset, config: EvalConfig = EvalConfig(), *, out_dir: st
     duplicate rows, recomputed cache entries...).
     """
     from .errors import collect_warnings
+    from .outputs import run_folder
 
-    with collect_warnings() as log:
-        return _evaluate(dataset, config, out_dir=out_dir, embed_config=embed_config, progress=progress, log=log)
+    folder = run_folder(out_dir, kind="evaluate", overwrite=overwrite) if out_dir is not None else None
+    with collect_warnings() as log, folder or contextlib.nullcontext() as run:
+        return _evaluate(dataset, config, run=run, embed_config=embed_config, progress=progress, log=log)
 
 
-def _evaluate(dataset: Dataset, config: EvalConfig, *, out_dir, embed_config, progress: bool, log) -> dict[str, Any]:
+def _evaluate(dataset: Dataset, config: EvalConfig, *, run, embed_config, progress: bool, log) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     from .folds import check_test_fold, find_leakage
@@ -184,6 +190,8 @@ def _evaluate(dataset: Dataset, config: EvalConfig, *, out_dir, embed_config, pr
     _check_folds(p.ds, folds)
     for f in folds:
         check_test_fold(p.ds, f)
+    if run is not None:
+        run.start()  # the previous run's results (and a model beside them) go first
     classes = list(p.ds.classes)
     per_fold, y_true, y_pred, rows = [], [], [], []
     for f in tqdm(folds, desc=f"folds ({p.spec.name}, {config.method.name})", unit="fold", disable=not progress):
@@ -225,8 +233,8 @@ def _evaluate(dataset: Dataset, config: EvalConfig, *, out_dir, embed_config, pr
                     "total": round(time.perf_counter() - t0, 2)},
         "warnings": log.messages,
     }
-    if out_dir is not None:
-        out = Path(out_dir)
+    if run is not None:
+        out = run.path
         write_predictions(out, rows)
         save_png(plot_confusion(pooled["confusion_matrix"], classes,
                                 title=f"{p.spec.name} / {config.method.name} / {p.protocol}: "
@@ -260,49 +268,54 @@ def train_fold(dataset: Dataset, *, test_fold: int, config: EvalConfig = EvalCon
     Writes ``predictions.csv``, ``confusion_matrix.png``, ``history.json``
     (what the method chose on validation), the exported model under
     ``out_dir/model`` (``export=True`` and a method that can export one), and
-    last ``metrics.json``: its presence marks a complete run. A previous run's
-    ``metrics.json`` is removed first, so a run killed half-way leaves a
-    folder that reads as incomplete, never an old score beside new outputs.
+    last ``metrics.json``: its presence marks a complete run. ``out_dir`` is a
+    run folder soundlib owns and locks while writing (see
+    :func:`soundlib.outputs.run_folder`): a second run into it at the same time
+    is refused, and the previous run's outputs (``metrics.json`` first, and its
+    model when this run exports none) are removed before new ones are written,
+    so a run killed half-way leaves a folder that reads as incomplete, never an
+    old score or model beside new outputs.
 
     Parameters
     ----------
     overwrite : bool
-        Replace an ``out_dir/model`` that is not a soundlib model. Without it,
-        such a folder is refused before anything is trained (a soundlib model is
-        replaced atomically either way; see :func:`soundlib.infer.export_keras_model`).
+        Write into an ``out_dir`` that soundlib did not make, and replace an
+        ``out_dir/model`` that is not a soundlib model. Without it, such folders
+        are refused before anything is trained (a soundlib model is replaced
+        atomically either way; see :func:`soundlib.infer.export_keras_model`).
     cv_from : path-like, optional
         An :func:`evaluate` folder (or its ``results.json``) of the same configuration whose
         cross-validated accuracy the exported model records (:func:`read_cross_validation`).
     """
     from .errors import collect_warnings
-
-    with collect_warnings() as log:
-        return _train_fold(dataset, test_fold=test_fold, config=config, out_dir=Path(out_dir),
-                           embed_config=embed_config, export=export, overwrite=overwrite, progress=progress, log=log,
-                           cv_from=cv_from)
-
-
-def _train_fold(dataset: Dataset, *, test_fold: int, config: EvalConfig, out_dir: Path, embed_config, export: bool,
-                overwrite: bool, progress: bool, log, cv_from=None) -> RunMetrics:
-    from .atomic import write_json_atomic
-    from .folds import check_test_fold
     from .infer import check_model_target
-    from .metrics import compute_metrics, prediction_rows, start_run, write_predictions
-    from .plots import plot_confusion, save_png
+    from .outputs import run_folder
 
-    t0 = time.perf_counter()
-    out = out_dir
+    out = Path(out_dir)
     if not dataset.clips:
         raise DatasetError(f"dataset {dataset.name!r} at {dataset.root} has no clips")
     if export:
         check_model_target(out / "model", overwrite=overwrite)
     cv = read_cross_validation(cv_from, config, dataset) if cv_from is not None else None
+    with collect_warnings() as log, run_folder(out, kind="train", overwrite=overwrite) as run:
+        return _train_fold(dataset, test_fold=test_fold, config=config, run=run, embed_config=embed_config,
+                           export=export, overwrite=overwrite, progress=progress, log=log, cv=cv)
+
+
+def _train_fold(dataset: Dataset, *, test_fold: int, config: EvalConfig, run, embed_config, export: bool,
+                overwrite: bool, progress: bool, log, cv: dict | None = None) -> RunMetrics:
+    from .atomic import write_json_atomic
+    from .folds import check_test_fold
+    from .metrics import compute_metrics, prediction_rows, write_predictions
+    from .plots import plot_confusion, save_png
+
+    t0 = time.perf_counter()
+    out = run.path
     p = _prepare(dataset, config, embed_config, progress)
     _check_folds(p.ds, [test_fold])
     check_test_fold(p.ds, test_fold)
-    start_run(out)
-    for name in ("history.json", "confusion_matrix.png"):  # this run writes them again
-        (out / name).unlink(missing_ok=True)
+    exports = export and p.method.exportable
+    run.start(keep=["model"] if exports else [])  # a model this run will not replace must not pass for its own
     classes = list(p.ds.classes)
     split, fit, proba, seconds = _run_fold(p, test_fold, config)
     yt = p.y[split.test]
@@ -314,7 +327,7 @@ def _train_fold(dataset: Dataset, *, test_fold: int, config: EvalConfig, out_dir
              out / "confusion_matrix.png")
     write_json_atomic(out / "history.json", fit.choice.get("history", {}))
     exported = None
-    if export and p.method.exportable:
+    if exports:
         exported = p.method.export(fit, out / "model", p.ctx, overwrite=overwrite, metadata={
             "test_fold": test_fold, "protocol": p.protocol, **_model_metadata(p, split, config, cv),
             "test_accuracy": {k: scores[k] for k in ("accuracy", "macro_f1", "n")}})
@@ -440,29 +453,31 @@ def train_all_folds(dataset: Dataset, *, config: EvalConfig = EvalConfig(), out_
         The content of ``metrics.json``.
     """
     from .errors import collect_warnings
-
-    with collect_warnings() as log:
-        return _train_all_folds(dataset, config=config, out=Path(out_dir), embed_config=embed_config,
-                                export=export, overwrite=overwrite, progress=progress, cv_from=cv_from, log=log)
-
-
-def _train_all_folds(dataset: Dataset, *, config: EvalConfig, out: Path, embed_config, export: bool,
-                     overwrite: bool, progress: bool, cv_from, log) -> dict[str, Any]:
-    from .atomic import write_json_atomic
     from .infer import check_model_target
-    from .methods.base import FoldSplit
-    from .metrics import METRICS_FILE, start_run
+    from .outputs import run_folder
 
-    t0 = time.perf_counter()
+    out = Path(out_dir)
     if not dataset.clips:
         raise DatasetError(f"dataset {dataset.name!r} at {dataset.root} has no clips")
     if export:
         check_model_target(out / "model", overwrite=overwrite)
     cv = read_cross_validation(cv_from, config, dataset) if cv_from is not None else None
+    with collect_warnings() as log, run_folder(out, kind="train", overwrite=overwrite) as run:
+        return _train_all_folds(dataset, config=config, run=run, embed_config=embed_config,
+                                export=export, overwrite=overwrite, progress=progress, cv=cv, log=log)
+
+
+def _train_all_folds(dataset: Dataset, *, config: EvalConfig, run, embed_config, export: bool,
+                     overwrite: bool, progress: bool, cv: dict | None, log) -> dict[str, Any]:
+    from .atomic import write_json_atomic
+    from .methods.base import FoldSplit
+    from .metrics import METRICS_FILE
+
+    t0 = time.perf_counter()
+    out = run.path
     p = _prepare(dataset, config, embed_config, progress)
-    start_run(out)
-    for name in ("history.json", "confusion_matrix.png"):  # this run writes history again; no test, no matrix
-        (out / name).unlink(missing_ok=True)
+    exports = export and p.method.exportable
+    run.start(keep=["model"] if exports else [])  # no test fold: no predictions or confusion matrix either
     t1 = time.perf_counter()
     split = FoldSplit.all_folds(p.ds, validation_split=config.train.validation_split, seed=config.train.seed)
     fit = p.method.fit(p.feats, split, p.y, p.ctx)
@@ -470,7 +485,7 @@ def _train_all_folds(dataset: Dataset, *, config: EvalConfig, out: Path, embed_c
     write_json_atomic(out / "history.json", fit.choice.get("history", {}))
     meta = _model_metadata(p, split, config, cv)
     exported = None
-    if export and p.method.exportable:
+    if exports:
         exported = p.method.export(fit, out / "model", p.ctx, overwrite=overwrite,
                                    metadata={"test_fold": None, "protocol": p.protocol, **meta})
     metrics = {

@@ -109,10 +109,18 @@ def read_picture(path: str | os.PathLike) -> np.ndarray:
     Pictures of more than :data:`MAX_PICTURE_PIXELS` pixels are refused before
     they are decoded (a 20000 x 20000 PNG would need over a gigabyte).
     """
+    import stat
     import warnings
 
     from PIL import Image, UnidentifiedImageError
 
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        mode = None  # reported by the open below
+    if mode is not None and not stat.S_ISREG(mode):  # a named pipe would block the open forever
+        raise FeatureError(f"{path}: is {'a folder' if stat.S_ISDIR(mode) else 'not a regular file'}; expected a "
+                           "picture file (not read)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below, by size
@@ -226,9 +234,11 @@ def _work(args: tuple[Path, FeatureSpec, Path | None]) -> tuple[Path, np.ndarray
 
 
 def _check_out_dir(out_dir: Path, spec: FeatureSpec, root: Path) -> None:
-    """Refuse a pictures folder made with another spec, from another dataset root, or in the old layout."""
-    from .atomic import write_json_atomic
+    """Refuse a pictures folder made with another spec, from another dataset root, or in the old layout
+    (or a path that cannot be a folder of pictures)."""
+    from .atomic import check_output_path, ensure_dir, write_json_atomic
 
+    check_output_path(out_dir, folder=True)
     marker = out_dir / "feature_spec.json"
     root_text = os.path.abspath(root)
     if marker.is_file():
@@ -248,7 +258,7 @@ def _check_out_dir(out_dir: Path, spec: FeatureSpec, root: Path) -> None:
             raise FeatureError(f"{out_dir} holds pictures of the clips under {old.get('root')}, not {root_text}; "
                                "pictures of two datasets would overwrite one another: choose another --out folder")
         return
-    out_dir.mkdir(parents=True, exist_ok=True)
+    ensure_dir(out_dir)
     write_json_atomic(marker, {"key": spec.key(), "spec": spec.to_dict(), "feature_version": FEATURE_VERSION,
                                "layout": PICTURES_LAYOUT, "root": root_text})
 

@@ -5,17 +5,20 @@ The embedding cache is keyed by the SHA-256 of each audio file's bytes
 in every sweep run process would cost more than the run itself, so hashes are
 kept in an SQLite index, ``<soundlib cache>/audio_hashes.sqlite``
 (``$SOUNDLIB_CACHE_DIR`` or ``~/.cache/soundlib``), keyed by the file's resolved
-path, size, modification time (ns) and inode: a file that changed, moved or was
-replaced is hashed again. A file modified in the last few seconds is hashed but
-not remembered (its mtime may not change on a further write within the clock's
+path (its bytes: names that are not valid UTF-8 are fine), size, modification
+time, status-change time (ctime, ns) and inode: a file that changed, moved or was
+replaced is hashed again, even when the new one has the old size and modification
+time (``cp -p``, ``touch -r``, ``tar x``, an inode reused after ``rm``: the ctime
+cannot be set back). A file changed in the last few seconds is hashed but not
+remembered (its times may not change on a further write within the clock's
 resolution).
 
 Several processes may read and write the index at once: SQLite's own file
 locking serialises writers (rollback journal, not WAL, so that the index also
 works on a shared filesystem with working locks), new hashes are written in
 batches, and any trouble with the index (locked too long, corrupt, read-only)
-falls back to hashing the file: the index can make hashing faster, never wrong
-or failing.
+falls back to hashing the file, with one warning naming the index file: the
+index can make hashing faster, never wrong or failing.
 """
 
 from __future__ import annotations
@@ -26,7 +29,6 @@ import os
 import sqlite3
 import threading
 import time
-import warnings
 from pathlib import Path
 from typing import Iterable
 
@@ -38,11 +40,14 @@ INDEX_FILE = "audio_hashes.sqlite"
 _BATCH = 256
 #: Files modified less than this many seconds ago are not remembered.
 _RACY_SECONDS = 2.0
-_SCHEMA = ("CREATE TABLE IF NOT EXISTS hashes (path TEXT PRIMARY KEY, size INTEGER NOT NULL, "
-           "mtime_ns INTEGER NOT NULL, inode INTEGER NOT NULL, sha256 TEXT NOT NULL)")
+#: ``hashes_v2``: the path as bytes and the ctime in the key (the table ``hashes`` of soundlib <= 0.2 is not read).
+_SCHEMA = ("CREATE TABLE IF NOT EXISTS hashes_v2 (path BLOB PRIMARY KEY, size INTEGER NOT NULL, "
+           "mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL, inode INTEGER NOT NULL, sha256 TEXT NOT NULL)")
 
+#: A file's identity: (resolved path as bytes, size, mtime_ns, ctime_ns, inode).
+_Key = tuple[bytes, int, int, int, int]
 _lock = threading.RLock()
-_memo: dict[tuple[str, int, int, int], str] = {}
+_memo: dict[_Key, str] = {}
 
 
 def index_path() -> Path:
@@ -67,7 +72,7 @@ class _Index:
     def __init__(self, path: Path):
         self.path = path
         self.pid = os.getpid()
-        self.pending: dict[str, tuple[int, int, int, str]] = {}
+        self.pending: dict[bytes, tuple[int, int, int, int, str]] = {}
         self.conn: sqlite3.Connection | None = None
         self.broken = False
 
@@ -85,15 +90,18 @@ class _Index:
         return self.conn
 
     def _give_up(self, exc: BaseException) -> None:
+        from .errors import warn
+
         self.broken = True
         self.conn = None
-        warnings.warn(f"audio hash index {self.path} is not usable ({type(exc).__name__}: {exc}); "
-                      "hashing files without it", RuntimeWarning, stacklevel=4)
+        reason = str(exc).strip().rstrip(".") or type(exc).__name__
+        warn(f"{self.path}: cannot use the audio hash index ({reason}); hashing the audio files without it "
+             "(slower, same results)")
 
-    def lookup(self, keys: list[tuple[str, int, int, int]]) -> dict[str, str]:
-        """Hashes of the keys the index holds with the same size, mtime and inode."""
+    def lookup(self, keys: list[_Key]) -> dict[bytes, str]:
+        """Hashes of the keys the index holds with the same size, mtime, ctime and inode."""
         conn = self._connect()
-        found: dict[str, str] = {}
+        found: dict[bytes, str] = {}
         if conn is None or not keys:
             return found
         want = {k[0]: k for k in keys}
@@ -101,16 +109,17 @@ class _Index:
         try:
             for start in range(0, len(names), 500):
                 chunk = names[start:start + 500]
-                rows = conn.execute(f"SELECT path, size, mtime_ns, inode, sha256 FROM hashes WHERE path IN "
-                                    f"({','.join('?' * len(chunk))})", chunk).fetchall()
-                for path, size, mtime_ns, inode, digest in rows:
-                    if want[path][1:] == (size, mtime_ns, inode):
+                rows = conn.execute(f"SELECT path, size, mtime_ns, ctime_ns, inode, sha256 FROM hashes_v2 WHERE "
+                                    f"path IN ({','.join('?' * len(chunk))})", chunk).fetchall()
+                for path, size, mtime_ns, ctime_ns, inode, digest in rows:
+                    path = bytes(path)
+                    if path in want and want[path][1:] == (size, mtime_ns, ctime_ns, inode):
                         found[path] = digest
         except sqlite3.Error as exc:
             self._give_up(exc)
         return found
 
-    def add(self, key: tuple[str, int, int, int], digest: str) -> None:
+    def add(self, key: _Key, digest: str) -> None:
         if not self.broken:
             self.pending[key[0]] = (*key[1:], digest)
 
@@ -124,8 +133,8 @@ class _Index:
             return
         try:
             conn.execute("BEGIN IMMEDIATE")
-            conn.executemany("INSERT OR REPLACE INTO hashes (path, size, mtime_ns, inode, sha256) "
-                             "VALUES (?, ?, ?, ?, ?)", rows)
+            conn.executemany("INSERT OR REPLACE INTO hashes_v2 (path, size, mtime_ns, ctime_ns, inode, sha256) "
+                             "VALUES (?, ?, ?, ?, ?, ?)", rows)
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             try:
@@ -149,13 +158,13 @@ def _index() -> _Index:
     return _INDEX
 
 
-def _key(path: str | os.PathLike) -> tuple[str, int, int, int]:
-    p = Path(path).resolve()
-    st = p.stat()
-    return str(p), st.st_size, st.st_mtime_ns, st.st_ino
+def _key(path: str | os.PathLike) -> _Key:
+    p = os.fsencode(Path(path).resolve())
+    st = os.stat(p)
+    return p, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino
 
 
-def _hashes(keys: list[tuple[str, int, int, int]]) -> list[str]:
+def _hashes(keys: list[_Key]) -> list[str]:
     """Digests of ``keys`` (from :func:`_key`): memo, then the index, then the files themselves."""
     todo = [k for k in dict.fromkeys(keys) if k not in _memo]
     if todo:
@@ -166,7 +175,7 @@ def _hashes(keys: list[tuple[str, int, int, int]]) -> list[str]:
             digest = found.get(k[0])
             if digest is None:
                 digest = sha256_file(k[0])
-                if k[2] < racy:
+                if max(k[2], k[3]) < racy:
                     index.add(k, digest)
                     if len(index.pending) >= _BATCH:
                         index.flush()

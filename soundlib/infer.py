@@ -58,6 +58,7 @@ __all__ = [
     "export_keras_model",
     "export_embedder_model",
     "load_model",
+    "model_folder",
     "read_labels",
     "read_model_info",
     "is_soundlib_model",
@@ -559,15 +560,22 @@ class LoadedModel:
         return np.concatenate(out) if out else np.zeros((0, len(self.labels)), np.float32)
 
 
+def model_folder(model_dir: str | os.PathLike) -> Path:
+    """The model folder ``model_dir`` names: itself, or its ``model/`` when it is a run's output folder
+    (``soundlib train --out DIR``, a sweep run)."""
+    path = Path(model_dir)
+    if not any((path / f).exists() for f in (SAVED_MODEL, EMBEDDER_FILE)) and any(
+            (path / "model" / f).exists() for f in (SAVED_MODEL, EMBEDDER_FILE)):
+        return path / "model"
+    return path
+
+
 def resolve_model_dir(model_dir: str | os.PathLike) -> Path:
-    """The model folder: ``model_dir`` itself, or its ``model/`` (``soundlib train --out DIR``, a sweep run)."""
+    """:func:`model_folder`, refusing a folder that does not exist."""
     path = Path(model_dir)
     if not path.is_dir():
         raise ModelError(f"{path}: model directory not found")
-    if not any((path / f).exists() for f in (SAVED_MODEL, EMBEDDER_FILE)) and any(
-            (path / "model" / f).exists() for f in (SAVED_MODEL, EMBEDDER_FILE)):
-        path = path / "model"
-    return path
+    return model_folder(path)
 
 
 def file_status(model_dir: str | os.PathLike, info: Mapping[str, Any]) -> dict[str, str]:
@@ -593,13 +601,34 @@ def file_status(model_dir: str | os.PathLike, info: Mapping[str, Any]) -> dict[s
     return out
 
 
+def _no_model(path: Path, missing: str) -> ModelError:
+    """Why the folder ``path`` has no model (a run that exports none, an incomplete run...), and what to do."""
+    from .metrics import RunMetrics
+    from .outputs import read_run_marker
+
+    make = "make one with `soundlib train DATASET --test-fold K --out DIR` and pass DIR"
+    run = RunMetrics.read(path)
+    if run is not None and not run.exported:
+        return ModelError(f"{path}: a run of method {run.method!r}, which exports no model (only frozen, on any "
+                          "embedder, finetune and scratch make one; fusion, auto and mfcc choose or combine "
+                          "several); train with --method frozen (--backbone mn04, yamnet...), finetune or scratch "
+                          "to get a model for `soundlib predict`")
+    marker = read_run_marker(path)
+    if run is None and marker is not None and marker.get("state") in ("running", "failed", "interrupted"):
+        return ModelError(f"{path}: an incomplete run ({marker.get('kind')}, {marker['state']}); it has no model yet: "
+                          f"wait for it to finish or run it again")
+    return ModelError(f"{path}: not an exported soundlib model (missing {missing}); {make}")
+
+
 def load_model(model_dir: str | os.PathLike) -> LoadedModel:
     """Open an exported model directory; clear errors for missing or corrupt parts.
 
     ``model_dir`` is the model folder, or the output folder of ``soundlib train --out DIR``
     (or of a sweep run) holding it as ``model/``. The model's LiteRT copy runs it when
     it has one, ``ai-edge-litert`` is installed and :func:`model_runtime` allows it (no
-    TensorFlow is imported then); otherwise its SavedModel, through TensorFlow.
+    TensorFlow is imported then); otherwise its SavedModel, through TensorFlow. A model on
+    an audio embedder runs that embedder and its head. A run folder without a model (its
+    method exports none, or the run is incomplete) is refused saying so.
 
     Raises
     ------
@@ -607,13 +636,15 @@ def load_model(model_dir: str | os.PathLike) -> LoadedModel:
         A missing or corrupt part, an edited ``labels.txt`` or ``feature_spec.json``, or
         ``$SOUNDLIB_MODEL_RUNTIME=litert`` for a model without a usable LiteRT copy.
     """
-    path = resolve_model_dir(model_dir)
+    given = Path(model_dir)
+    if not given.is_dir():
+        raise ModelError(f"{given}: model directory not found")
+    path = model_folder(given)
     if (path / EMBEDDER_FILE).exists():
         return _load_embedder_model(path)
     for name in (SAVED_MODEL, LABELS_FILE, SPEC_FILE):
         if not (path / name).exists():
-            raise ModelError(f"{path}: not an exported soundlib model (missing {name}); make one with "
-                             "`soundlib train DATASET --test-fold K --out DIR` and pass DIR")
+            raise _no_model(given, name)
     info = read_model_info(path)
     _verify_checksums(path, info)
     labels = read_labels(path)

@@ -122,16 +122,16 @@ def model_path(info: BackboneInfo, quantization: str | None = None) -> Path:
 
 
 def ensure_model(info: BackboneInfo, quantization: str | None = None) -> Path:
-    """The ``.tflite`` of ``info``, converted (with TensorFlow) and cached the first time."""
-    out = model_path(info, quantization)
-    if out.is_file():
-        return out
-    with file_lock(out.with_name(out.name + ".lock")):
-        if not out.is_file():  # another process may have converted it while we waited
-            q = quantization or quantization_of(info)
-            convert(info.path, out, quantization=q,
-                    calibration=calibration_pictures() if q == "int8" else None)
-    return out
+    """The ``.tflite`` of ``info``, converted (with TensorFlow) and cached the first time, and converted again
+    (with a warning) when it no longer matches the SHA-256 recorded then (see :func:`soundlib.derived.derived_file`)."""
+    from .derived import derived_file
+
+    q = quantization or quantization_of(info)
+
+    def build(tmp: Path) -> None:
+        convert(info.path, tmp, quantization=q, calibration=calibration_pictures() if q == "int8" else None)
+
+    return derived_file(model_path(info, quantization), build, what=f"LiteRT model of {info.handle}")
 
 
 def calibration_pictures(*, per_class: int = 3, seed: int = 0) -> np.ndarray:

@@ -23,7 +23,6 @@ __all__ = [
     "PREDICTIONS_FILE",
     "compute_metrics",
     "RunMetrics",
-    "start_run",
     "prediction_rows",
     "write_predictions",
     "read_predictions",
@@ -210,21 +209,6 @@ def _present_macro_f1(confusion: Any, *, default: float) -> float:
     f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
     present = support > 0
     return float(f1[present].mean()) if present.any() else default
-
-
-def start_run(run_dir: str | os.PathLike) -> Path:
-    """Mark ``run_dir`` as holding a run in progress (creating it if needed).
-
-    A previous run's ``metrics.json`` (the mark of a complete run) and
-    ``predictions.csv`` are removed, so a run killed before it writes its new
-    ``metrics.json`` leaves a folder that reads as incomplete, never an old
-    score beside new outputs.
-    """
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    for name in (METRICS_FILE, PREDICTIONS_FILE):
-        (run_dir / name).unlink(missing_ok=True)
-    return run_dir
 
 
 def prediction_rows(clips: Sequence[Any], proba: np.ndarray, classes: Sequence[str]) -> list[dict[str, Any]]:

@@ -59,19 +59,23 @@ def copy_notebooks(dest: str | os.PathLike, *, overwrite: bool = False) -> tuple
     """Copy soundlib's notebooks (:data:`NOTEBOOKS`) into ``dest`` (``soundlib notebooks DIR``).
 
     Returns ``(copied, kept)``: a notebook already in ``dest`` is kept (it may hold the
-    user's edits) unless ``overwrite``. Each copy is written atomically.
+    user's edits) unless ``overwrite``. Each copy is written atomically, and every target is
+    checked first, so that a ``dest`` that cannot take them (a file, a folder in a notebook's
+    place, no permission) raises :class:`~soundlib.errors.OutputError` before anything is copied.
     """
-    from .atomic import write_bytes_atomic
+    from .atomic import check_output_path, write_bytes_atomic
 
     src = notebooks_dir()
     dest = Path(dest).expanduser()
-    copied, kept = [], []
+    check_output_path(dest, folder=True)
+    todo, kept = [], []
     for name in NOTEBOOKS:
         target = dest / name
-        if target.exists() and not overwrite:
+        if (target.exists() or target.is_symlink()) and not target.is_dir() and not overwrite:
             kept.append(target)
-            continue
-        copied.append(write_bytes_atomic(target, (src / name).read_bytes()))
+        else:
+            todo.append(check_output_path(target))
+    copied = [write_bytes_atomic(target, (src / target.name).read_bytes()) for target in todo]
     return copied, kept
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from soundlib import hashes
+from soundlib.errors import SoundlibWarning
 
 OLD = time.time() - 3600  # an mtime well outside the "recently modified" window
 
@@ -30,12 +31,15 @@ def cache_dir(tmp_path, monkeypatch) -> Path:
     d = tmp_path / "cache"
     monkeypatch.setenv("SOUNDLIB_CACHE_DIR", str(d))
     monkeypatch.setattr(hashes, "_memo", {})
+    # the files are written just now, so their ctime is in the "recently changed" window: remember them anyway
+    monkeypatch.setattr(hashes, "_RACY_SECONDS", 0.0)
     return d
 
 
 def rows(cache_dir: Path) -> dict[str, str]:
     with sqlite3.connect(cache_dir / hashes.INDEX_FILE) as conn:
-        return dict(conn.execute("SELECT path, sha256 FROM hashes").fetchall())
+        return {os.fsdecode(bytes(path)): digest
+                for path, digest in conn.execute("SELECT path, sha256 FROM hashes_v2").fetchall()}
 
 
 def in_other_process(cache_dir: Path, paths, *, forbid_hashing: bool = False) -> list[str]:
@@ -60,7 +64,7 @@ def test_digests_are_sha256_and_reused_by_other_processes(tmp_path, cache_dir):
     assert in_other_process(cache_dir, files, forbid_hashing=True) == expected
 
 
-def test_changed_replaced_or_fresh_files_are_hashed_again(tmp_path, cache_dir):
+def test_changed_replaced_or_fresh_files_are_hashed_again(tmp_path, cache_dir, monkeypatch):
     f = write(tmp_path / "clip.wav", b"one")
     first = in_other_process(cache_dir, [f])[0]
     write(f, b"two", mtime=OLD + 10)  # same size and inode, new content and mtime
@@ -69,7 +73,8 @@ def test_changed_replaced_or_fresh_files_are_hashed_again(tmp_path, cache_dir):
     tmp = write(tmp_path / "new.wav", b"six", mtime=OLD + 10)
     os.replace(tmp, f)
     assert in_other_process(cache_dir, [f])[0] == hashlib.sha256(b"six").hexdigest()
-    # a file modified just now is hashed but not remembered (its mtime may not move on the next write)
+    # a file changed just now is hashed but not remembered (its times may not move on the next write)
+    monkeypatch.setattr(hashes, "_RACY_SECONDS", 2.0)
     fresh = write(tmp_path / "fresh.wav", b"fresh", mtime=None)
     assert hashes.file_hashes([fresh]) == [hashlib.sha256(b"fresh").hexdigest()]
     assert str(fresh.resolve()) not in rows(cache_dir)
@@ -84,19 +89,20 @@ def test_corrupt_index_falls_back_to_hashing(tmp_path, cache_dir):
     cache_dir.mkdir(parents=True)
     (cache_dir / hashes.INDEX_FILE).write_bytes(b"this is not an sqlite database" * 100)
     f = write(tmp_path / "x.wav", b"abc")
-    with pytest.warns(RuntimeWarning, match="audio hash index .* is not usable"):
+    with pytest.warns(SoundlibWarning, match=r"audio_hashes\.sqlite: cannot use the audio hash index"):
         assert hashes.file_hashes([f]) == [hashlib.sha256(b"abc").hexdigest()]
 
 
 def test_many_processes_at_once(tmp_path, cache_dir):
     files = [write(tmp_path / "d" / f"{i}.wav", os.urandom(2000)) for i in range(300)]
     expected = [hashlib.sha256(f.read_bytes()).hexdigest() for f in files]
-    code = "import sys\nfrom soundlib import hashes\nprint('\\n'.join(hashes.file_hashes(sys.argv[1:])))"
+    code = ("import sys\nfrom soundlib import hashes\nhashes._RACY_SECONDS = 0.0  # the files were written just now\n"
+            "print('\\n'.join(hashes.file_hashes(sys.argv[1:])))")
     procs = [subprocess.Popen([sys.executable, "-c", code, *map(str, files[i::2] + files[1 - i::2])],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               env={**os.environ, "SOUNDLIB_CACHE_DIR": str(cache_dir)}) for i in (0, 1, 0, 1)]
     for i, p in zip((0, 1, 0, 1), procs):
         out, err = p.communicate(timeout=120)
-        assert p.returncode == 0 and "not usable" not in err, err
+        assert p.returncode == 0 and "cannot use the audio hash index" not in err, err
         assert out.split() == [h for h in expected[i::2] + expected[1 - i::2]]
     assert rows(cache_dir) == {str(f.resolve()): h for f, h in zip(files, expected)}

@@ -75,22 +75,25 @@ def birdnet_available() -> str | None:
 
 
 def _derived_model(source: Path) -> Path:
-    """The model with the embedding tensor as its first output (written once into the soundlib cache)."""
+    """The model with the embedding tensor as its first output (written once into the soundlib cache, and again
+    when it no longer matches its recorded SHA-256: see :func:`soundlib.derived.derived_file`)."""
     import hashlib
 
+    from ..derived import derived_file
     from .handles import cache_dir
 
     digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
     out = cache_dir() / "backbones" / f"birdnet-2.4-embedding-{digest}.tflite"
-    if out.is_file():
-        return out
+    return derived_file(out, lambda tmp: _write_embedding_model(source, tmp), what="BirdNET embedding model")
+
+
+def _write_embedding_model(source: Path, out: Path) -> None:
+    """Write the BirdNET model ``source`` with its embedding tensor as the first output to ``out``."""
     print(f"soundlib: {LICENSE_NOTE}", flush=True)
     from ..runtime import import_tf
 
     import_tf()  # quietly, before the import below imports TensorFlow
     from tensorflow.lite.tools import flatbuffer_utils as fu
-
-    from ..atomic import write_bytes_atomic
 
     model = fu.read_model(str(source))
     graph = model.subgraphs[0]
@@ -98,7 +101,7 @@ def _derived_model(source: Path) -> Path:
     if _EMBEDDING_TENSOR not in names:
         raise BackboneError(f"{source}: no tensor {_EMBEDDING_TENSOR!r}; not the BirdNET 2.4 model soundlib knows")
     graph.outputs = [names.index(_EMBEDDING_TENSOR)] + [int(o) for o in graph.outputs]
-    return write_bytes_atomic(out, bytes(fu.convert_object_to_bytearray(model)))
+    Path(out).write_bytes(bytes(fu.convert_object_to_bytearray(model)))
 
 
 @dataclasses.dataclass(frozen=True)

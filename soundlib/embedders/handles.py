@@ -29,8 +29,26 @@ INT8_RECIPE = 1
 
 
 def cache_dir() -> Path:
-    """soundlib's cache root: ``$SOUNDLIB_CACHE_DIR`` or ``~/.cache/soundlib``."""
-    return Path(os.environ.get("SOUNDLIB_CACHE_DIR") or Path.home() / ".cache" / "soundlib").expanduser()
+    """soundlib's cache root: ``$SOUNDLIB_CACHE_DIR`` or ``~/.cache/soundlib``, as an absolute path
+    (a relative ``$SOUNDLIB_CACHE_DIR`` is taken from the working folder).
+
+    Raises
+    ------
+    ConfigError
+        The path (or a folder on the way to it) exists and is a file.
+    """
+    from ..errors import ConfigError
+
+    raw = os.environ.get("SOUNDLIB_CACHE_DIR")
+    path = Path(os.path.abspath(Path(raw or Path.home() / ".cache" / "soundlib").expanduser()))
+    for p in (path, *path.parents):
+        if p.exists():
+            if not p.is_dir():
+                where = f"$SOUNDLIB_CACHE_DIR={raw}" if raw else "the soundlib cache"
+                raise ConfigError(f"{where}: {p} is a file, expected a folder (soundlib's cache of backbones, "
+                                  "embeddings and audio hashes); point $SOUNDLIB_CACHE_DIR at a folder")
+            break
+    return path
 
 
 def embedded_dir(name: str) -> Path:

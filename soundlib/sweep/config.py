@@ -23,7 +23,7 @@ from ..methods import DEFAULT_METHOD, MethodSpec, resolve_method
 from ..train import TrainConfig
 from ..variants import VARIANTS, FeatureSpec, resolve_variant
 
-__all__ = ["SweepConfig", "load_sweep_config", "method_param"]
+__all__ = ["SweepConfig", "load_sweep_config", "method_param", "check_method_folds"]
 
 _TOP_KEYS = ("dataset", "data_home", "synth", "folds", "k_folds", "variants", "methods", "backbone", "train",
              "aggregate", "embed", "export_model", "jobs", "seed")
@@ -212,12 +212,27 @@ def _methods(raw: Any, where: str) -> tuple[tuple[MethodSpec, ...], dict]:
                     raise ConfigError(f"{where}: methods: {name!r}: variants must be a list of variant names")
                 restrict["variants"] = tuple(v)
             if "folds" in m:
-                restrict["folds"] = _folds(m.pop("folds"), f"{where}: methods: {name!r}") or ()
-            only[str(name)] = restrict
+                folds = _folds(m.pop("folds"), f"{where}: methods: {name!r}")
+                if folds is not None:  # "all": the sweep's folds
+                    restrict["folds"] = folds
+            if restrict:
+                only[str(name)] = restrict
         items.append(m)
     methods = tuple(resolve_method(m, where=f"{where}: methods") for m in items)
     _check_names([m.name for m in methods], "method", where)
     return methods, only
+
+
+def check_method_folds(only: Mapping[str, Mapping[str, Any]], folds: tuple[int, ...] | None, where: str) -> None:
+    """A method restricted to ``folds:`` must name folds the sweep runs (``folds``; ``None``: not known yet):
+    a fold outside them would silently give the method fewer runs, or none."""
+    if folds is None:
+        return
+    for name, restrict in only.items():
+        outside = [f for f in restrict.get("folds", ()) if f not in folds]
+        if outside:
+            raise ConfigError(f"{where}: methods: {name!r}: folds {outside} are not among the sweep's test folds "
+                              f"{list(folds)}; a method's folds: picks some of the sweep's folds (or all)")
 
 
 def _backbone(raw: Any, base_dir: Path, where: str) -> str:
@@ -259,6 +274,8 @@ def _from_dict(d: Any, *, where: str, base_dir: Path) -> SweepConfig:
         unknown = [v for v in restrict.get("variants", ()) if v not in {x.name for x in variants}]
         if unknown:
             raise ConfigError(f"{where}: methods: {name!r}: variants {unknown} are not in the sweep's variants")
+    folds = _folds(d.get("folds", "all"), where)
+    check_method_folds(only, folds, where)
     seed = to_int(d.get("seed", defaults.seed), f"{where}: seed")
     train = TrainConfig.from_dict({"seed": seed, **check_keys(d.get("train") or {}, _train_keys(), f"{where}: train")},
                                   where=f"{where}: train")
@@ -266,7 +283,7 @@ def _from_dict(d: Any, *, where: str, base_dir: Path) -> SweepConfig:
     return SweepConfig(
         dataset=dataset,
         synth=synth,
-        folds=_folds(d.get("folds", "all"), where),
+        folds=folds,
         k_folds=to_int(d.get("k_folds", defaults.k_folds), f"{where}: k_folds", minimum=2),
         variants=variants,
         methods=methods,

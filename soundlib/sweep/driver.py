@@ -19,13 +19,15 @@ import time
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+from ..atomic import ensure_dir
 from ..errors import ConfigError
 from ..methods import DEFAULT_METHOD, MethodSpec
 from ..variants import VARIANTS, FeatureSpec
-from .config import SweepConfig, load_sweep_config, method_param
+from .config import SweepConfig, check_method_folds, load_sweep_config, method_param
 from .executors import DaskBackend, LocalBackend, drive
 from .results import collect_results, collect_runs, results_table_markdown, write_results
-from .tasks import EVALUATE_NOTEBOOK, TRAIN_NOTEBOOK, fingerprint, run_complete, run_task
+from .tasks import (EVALUATE_NOTEBOOK, TRAIN_NOTEBOOK, clean_stale_temp, dataset_fingerprint, fingerprint,
+                    run_complete, run_task)
 
 __all__ = ["RunOutcome", "SweepResult", "run", "run_parameters"]
 
@@ -153,9 +155,13 @@ class _Plan:
 
 
 def _env() -> dict[str, str]:
+    """The environment of the sweep's tasks. ``$SOUNDLIB_CACHE_DIR`` is resolved here, once, to an absolute path:
+    a relative one would name a cache inside each run's own folder (the runs work there)."""
+    from ..backbones import cache_dir
+
     env = {"SOUNDLIB_BATCH": "1"}
     if os.environ.get("SOUNDLIB_CACHE_DIR"):
-        env["SOUNDLIB_CACHE_DIR"] = os.environ["SOUNDLIB_CACHE_DIR"]
+        env["SOUNDLIB_CACHE_DIR"] = str(cache_dir())
     return env
 
 
@@ -164,6 +170,7 @@ def _plan(config: SweepConfig, ds, ds_path: Path, out: Path, notebook: str, kern
 
     env = _env()
     synth = dataclasses.asdict(config.synth) if config.synth is not None else None
+    data = dataset_fingerprint(ds)  # a run over changed clips, labels, folds or audio is not complete
     classes = list(ds.classes)
     plan = _Plan({}, [], {}, env)
     for spec in config.variants:
@@ -174,7 +181,7 @@ def _plan(config: SweepConfig, ds, ds_path: Path, out: Path, notebook: str, kern
             for fold in config.method_folds(method.name, config.folds):
                 run_dir = out / spec.name / method.name / f"fold{fold}"
                 params = run_parameters(config, spec, fold, ds_path, run_dir, method)
-                fp = fingerprint(params, synth)
+                fp = fingerprint(params, synth, data)
                 key = (spec.name, method.name, fold)
                 if run_complete(run_dir, fp, spec.name, fold):
                     nb = run_dir / TRAIN_NOTEBOOK
@@ -189,7 +196,8 @@ def _plan(config: SweepConfig, ds, ds_path: Path, out: Path, notebook: str, kern
                     "kernel_name": kernel_name, "cwd": str(run_dir), "lock": str(run_dir / ".lock"),
                     "log": str(run_dir / "run.log"), "env": env,
                     "check": {"run_dir": str(run_dir), "fingerprint": fp, "variant": spec.name, "fold": fold,
-                              "record": {"fingerprint": fp, "parameters": params, "synth": synth, "classes": classes}},
+                              "record": {"fingerprint": fp, "parameters": params, "synth": synth, "classes": classes,
+                                         "data": data}},
                 })
     return plan
 
@@ -312,6 +320,7 @@ def _prepare_dataset(config: SweepConfig, out: Path, *, progress: bool):
         raise ConfigError(f"{config.source or 'sweep config'}: fold(s) {missing} not in dataset {ds.root} "
                           f"(folds there: {available})")
     folds = tuple(config.folds) if config.folds is not None else tuple(available)
+    check_method_folds(config.only, folds, str(config.source or "sweep config"))
     return Path(path), ds, dataclasses.replace(config, dataset=Path(path), folds=folds)
 
 
@@ -322,6 +331,28 @@ def _write_resolved(out: Path, config: SweepConfig) -> None:
 
     write_text_atomic(out / "sweep.yaml", "# resolved by soundlib.sweep.run; `soundlib sweep` reads it back\n"
                       + yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
+@contextlib.contextmanager
+def _sigterm_exits() -> Iterator[None]:
+    """Turn SIGTERM into ``SystemExit`` while the sweep runs, so that its tasks are stopped and its temporary
+    files removed as on Ctrl-C (Python's default SIGTERM ends the process at once, leaving them behind)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 @contextlib.contextmanager
@@ -382,26 +413,27 @@ def run(config_or_path: "SweepConfig | str | os.PathLike", *, out_dir: str | os.
         Invalid sweep file, missing dataset, unknown folds, notebooks not found.
     """
     t0 = time.perf_counter()
+    clean_stale_temp()  # what sweeps killed with kill -9 left in $TMPDIR
     config = _load_config(config_or_path, jobs)
     train_nb, eval_nb = _read_notebooks(notebooks)
-    out = Path(out_dir).expanduser().resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    out = ensure_dir(Path(out_dir).expanduser().resolve())
     # connect first: an unreachable scheduler fails before any work
     backend = DaskBackend(scheduler, jobs) if scheduler is not None else LocalBackend(jobs or config.jobs)
-    with _aborting(backend):
-        ds_path, ds, config = _prepare_dataset(config, out, progress=progress)
-        _write_resolved(out, config)
-        plan = _plan(config, ds, ds_path, out, train_nb, kernel_name)
-        initial, pending = _schedule(plan, config, ds, ds_path, out)
-        fills = [t for t in initial + plan.deferred if t["kind"] == "fill"]
-        total = sum(len(config.method_folds(m.name, config.folds)) for v in config.variants for m in config.methods
-                    if config.runs(v.name, m.name))
-        tracker = _Tracker(plan, fills, pending, total, progress)
-        try:
-            drive(backend, initial, tracker.on_done)
-        finally:
-            tracker.close()
-    eval_path, eval_error = _evaluate(out, eval_nb, kernel_name, plan.env)
+    with _sigterm_exits():
+        with _aborting(backend):
+            ds_path, ds, config = _prepare_dataset(config, out, progress=progress)
+            _write_resolved(out, config)
+            plan = _plan(config, ds, ds_path, out, train_nb, kernel_name)
+            initial, pending = _schedule(plan, config, ds, ds_path, out)
+            fills = [t for t in initial + plan.deferred if t["kind"] == "fill"]
+            total = sum(len(config.method_folds(m.name, config.folds)) for v in config.variants
+                        for m in config.methods if config.runs(v.name, m.name))
+            tracker = _Tracker(plan, fills, pending, total, progress)
+            try:
+                drive(backend, initial, tracker.on_done)
+            finally:
+                tracker.close()
+        eval_path, eval_error = _evaluate(out, eval_nb, kernel_name, plan.env)
 
     ordered = [plan.outcomes[(s.name, m.name, f)] for s in config.variants for m in config.methods
                for f in config.folds if (s.name, m.name, f) in plan.outcomes]

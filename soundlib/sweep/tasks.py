@@ -12,6 +12,14 @@ it is a fresh ``python`` process launching its kernel the usual way. The run boo
 makes sweeps resumable lives here too: a run is complete when its
 ``params.json`` fingerprint matches, its ``metrics.json`` is valid and its
 executed notebook is in place.
+
+Each task works in its own temporary folder inside this process's private one,
+``$TMPDIR/soundlib-sweep-<pid>-*`` (mode 0700: the kernels' connection files hold
+their HMAC keys): the task and result files, the kernel's connection file and
+every temporary file of the task's processes (``TMPDIR`` points there) go
+there, and are removed when the task ends. A sweep killed with ``kill -9``
+leaves its folder behind; the next sweep removes the folders of processes that
+no longer run (:func:`clean_stale_temp`).
 """
 
 from __future__ import annotations
@@ -37,9 +45,12 @@ __all__ = [
     "TRAIN_NOTEBOOK",
     "EVALUATE_NOTEBOOK",
     "fingerprint",
+    "dataset_fingerprint",
     "run_complete",
     "read_run_record",
     "run_task",
+    "temp_dir",
+    "clean_stale_temp",
     "kill_running",
     "child_main",
 ]
@@ -58,11 +69,32 @@ _LIVE: set = set()
 # ---------------------------------------------------------------------------
 # Run bookkeeping
 
-def fingerprint(params: Mapping[str, Any], synth: Mapping[str, Any] | None) -> str:
-    """The identity of a run: its notebook parameters (minus output-only ones) and the synthetic corpus."""
+def fingerprint(params: Mapping[str, Any], synth: Mapping[str, Any] | None, data: str | None = None) -> str:
+    """The identity of a run: its notebook parameters (minus output-only ones), the synthetic corpus, and the
+    dataset's contents (``data``: :func:`dataset_fingerprint`), so that a run over changed data runs again."""
     ident = {k: v for k, v in params.items() if k not in ("output_dir", "alert", "generate_if_missing", "progress")}
     ident["_synth"] = synth
+    if data is not None:  # (without it: the fingerprint soundlib 0.1 recorded)
+        ident["_data"] = data
     return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def dataset_fingerprint(ds: Any) -> str:
+    """The identity of a dataset's contents: the classes and every clip's path (relative to the dataset's
+    root), label, fold, recording group and audio content (SHA-256, through :mod:`soundlib.hashes`, so a
+    dataset hashed once is not read again). A file that cannot be read counts by its name alone."""
+    from ..hashes import file_hash, flush
+
+    h = hashlib.sha256(json.dumps(list(ds.classes)).encode())
+    for clip in ds.clips:
+        try:
+            digest = file_hash(clip.path)
+        except OSError:
+            digest = "unreadable"
+        rel = os.path.relpath(clip.path, ds.root) if ds.root else str(clip.path)
+        h.update(json.dumps([os.fsencode(rel).hex(), clip.label, clip.fold, clip.group, digest]).encode())
+    flush()
+    return h.hexdigest()[:20]
 
 
 def _read_json(path: Path) -> Any:
@@ -89,11 +121,15 @@ def run_complete(run_dir: Path, fp: str, variant: str, fold: int) -> bool:
     return RunMetrics.read(run_dir, variant=variant, fold=fold) is not None
 
 
-def _prepare_run_dir(run_dir: Path, record: Mapping[str, Any], *, export: bool) -> None:
-    """Start a run afresh: no stale ``metrics.json`` can outlive the new parameters."""
+def _prepare_run_dir(run_dir: Path, record: Mapping[str, Any], *, log: str | None = None) -> None:
+    """Start a run afresh: no stale ``metrics.json`` can outlive the new parameters. The folder is
+    marked as soundlib's (a folder soundlib did not make is refused, see :func:`soundlib.outputs.claim_run_folder`);
+    ``train_fold`` then removes the previous run's other outputs (a model it will not replace included)."""
     from ..atomic import write_json_atomic
+    from ..outputs import claim_run_folder
 
-    run_dir.mkdir(parents=True, exist_ok=True)
+    claim_run_folder(run_dir, kind="sweep-run", option="sweep run folder",
+                     ignore=[".lock", Path(log).name if log else "run.log"])
     (run_dir / METRICS_FILE).unlink(missing_ok=True)
     (run_dir / TRAIN_NOTEBOOK).unlink(missing_ok=True)
     for stale in list(run_dir.glob(".*.tmp*")) + list(run_dir.glob(".model.*")):
@@ -101,8 +137,6 @@ def _prepare_run_dir(run_dir: Path, record: Mapping[str, Any], *, export: bool) 
             shutil.rmtree(stale, ignore_errors=True)
         else:
             stale.unlink(missing_ok=True)
-    if not export and (run_dir / "model").is_dir():
-        shutil.rmtree(run_dir / "model", ignore_errors=True)
     write_json_atomic(run_dir / RUN_RECORD, dict(record))
 
 
@@ -119,14 +153,13 @@ def run_task(task: Mapping[str, Any], *, fork: bool = False) -> dict[str, Any]:
     ``notebook``, ``seconds``).
     """
     t0 = time.perf_counter()
-    fd, result_path = tempfile.mkstemp(prefix="soundlib-sweep-", suffix=".result.json")
-    os.close(fd)
-    os.unlink(result_path)
-    fd, task_path = tempfile.mkstemp(prefix="soundlib-sweep-", suffix=".task.json")
-    with os.fdopen(fd, "w") as fh:
+    work = Path(tempfile.mkdtemp(prefix="task-", dir=temp_dir()))
+    result_path, task_path = str(work / "result.json"), str(work / "task.json")
+    with open(os.open(task_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as fh:
         json.dump({**task, "result_path": result_path}, fh)
     env = {**os.environ, **task.get("env", {}), "SOUNDLIB_SWEEP_PARENT": str(os.getpid()),
-           "PYTHONUNBUFFERED": "1", "JUPYTER_PLATFORM_DIRS": "1"}
+           "PYTHONUNBUFFERED": "1", "JUPYTER_PLATFORM_DIRS": "1", "TMPDIR": str(work),
+           "JUPYTER_RUNTIME_DIR": str(work)}
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     log = Path(task["log"])
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -158,11 +191,75 @@ def run_task(task: Mapping[str, Any], *, fork: bool = False) -> dict[str, Any]:
     finally:
         if proc is not None:
             _LIVE.discard(proc)
-        for p in (task_path, result_path):
-            with contextlib.suppress(OSError):
-                os.unlink(p)
+        shutil.rmtree(work, ignore_errors=True)
     result.setdefault("seconds", round(time.perf_counter() - t0, 2))
     return result
+
+
+_TEMP_PREFIX = "soundlib-sweep-"
+_TEMP: tuple[int, Path] | None = None
+
+
+def temp_dir() -> Path:
+    """This process's private temporary folder for its tasks: ``$TMPDIR/soundlib-sweep-<pid>-*``, mode 0700,
+    made on first use and removed at exit (a killed process's is removed by :func:`clean_stale_temp`)."""
+    global _TEMP
+    if _TEMP is None or _TEMP[0] != os.getpid() or not _TEMP[1].is_dir():
+        import atexit
+
+        path = Path(tempfile.mkdtemp(prefix=f"{_TEMP_PREFIX}{os.getpid()}-"))  # 0700
+        atexit.register(shutil.rmtree, path, True)
+        _TEMP = (os.getpid(), path)
+    return _TEMP[1]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: alive, another user's
+        return True
+    return True
+
+
+def clean_stale_temp(*, legacy_age: float = 600.0) -> list[Path]:
+    """Remove what killed sweeps left in ``$TMPDIR``; returns what was removed.
+
+    A private folder (:func:`temp_dir`) is removed when it is this user's and the process
+    whose pid it names no longer runs. The task and result files soundlib <= 0.2 wrote
+    directly into ``$TMPDIR`` (``soundlib-sweep-*.task.json``, ``*.result.json``) name no
+    process: they are removed when older than ``legacy_age`` seconds (a task reads its
+    file when it starts, and a result is read as soon as it is written).
+    """
+    import re
+
+    removed = []
+    pattern = re.compile(rf"^{re.escape(_TEMP_PREFIX)}(\d+)-")
+    legacy = re.compile(rf"^{re.escape(_TEMP_PREFIX)}[A-Za-z0-9_]+\.(task|result)\.json$")
+    root = Path(tempfile.gettempdir())
+    try:
+        entries = list(root.iterdir())
+    except OSError:
+        return removed
+    now = time.time()
+    for entry in entries:
+        try:
+            st = entry.lstat()
+        except OSError:
+            continue
+        if st.st_uid != os.getuid():
+            continue
+        m = pattern.match(entry.name)
+        if m and entry.is_dir() and not entry.is_symlink():
+            if int(m[1]) != os.getpid() and not _pid_alive(int(m[1])):
+                shutil.rmtree(entry, ignore_errors=True)
+                removed.append(entry)
+        elif legacy.match(entry.name) and entry.is_file() and now - st.st_mtime > legacy_age:
+            with contextlib.suppress(OSError):
+                entry.unlink()
+                removed.append(entry)
+    return removed
 
 
 #: Imported once by the fork server, so that each forked task process (and kernel, see
@@ -274,6 +371,7 @@ def _forked_main(task_path: str, log: str, env: dict[str, str], cwd: str | None,
     server = os.getppid()
     os.environ.clear()
     os.environ.update(env, SOUNDLIB_SWEEP_PARENT=str(server))
+    tempfile.tempdir = None  # read $TMPDIR again (the task's own folder), not the fork server's choice
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
@@ -369,7 +467,7 @@ def _do_notebook(task: Mapping[str, Any]) -> dict[str, Any]:
             if run_complete(run_dir, check["fingerprint"], check["variant"], check["fold"]):
                 return {"status": "skipped", "notebook": str(out) if out.is_file() else None,
                         "note": "completed by another process"}
-            _prepare_run_dir(run_dir, check["record"], export=bool(task["parameters"].get("export_model")))
+            _prepare_run_dir(run_dir, check["record"], log=task.get("log"))
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.ipynb")
         kernel = task.get("kernel_name") or default_kernel_name()

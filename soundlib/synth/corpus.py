@@ -35,7 +35,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from ..atomic import atomic_path, write_json_atomic, write_text_atomic
+from ..atomic import atomic_path, ensure_dir, write_json_atomic, write_text_atomic
 from ..data import US8K_CLASSES, US8K_HEADER
 from ..errors import ConfigError, DatasetError
 from .sounds import render_scene
@@ -263,7 +263,7 @@ def generate_corpus(out_dir: str | os.PathLike, config: SynthConfig = SynthConfi
         raise DatasetError(f"{out_dir}: exists and is not a folder")
     stale = _previous_files(out_dir)
     meta_dir = out_dir / "metadata"
-    meta_dir.mkdir(parents=True, exist_ok=True)
+    ensure_dir(meta_dir)
     (meta_dir / _CSV_NAME).unlink(missing_ok=True)
     write_json_atomic(meta_dir / _MARKER, dataclasses.asdict(config))
 

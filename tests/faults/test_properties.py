@@ -202,3 +202,153 @@ def test_random_metrics_files_are_ignored_not_raised(body):
     path.write_bytes(body)
     m = RunMetrics.read(path)
     assert m is None or 0.0 <= m.accuracy <= 1.0
+
+
+# ---------------------------------------------------------------------------
+# Output paths: whatever path an output is given, a result or a one-line error, and nothing destroyed
+
+_PREDICT_HEADER = b"input,rank,label,probability,windows\r\n"
+#: What a world holds before a command runs: the user's files (and one soundlib wrote, prev.csv).
+_WORLD = {"in/a.wav": None, "notes.csv": b"my notes\n", "full/thesis.tex": b"three years\n",
+          "full/metrics.json": b'{"mine": true}\n', "file": b"mine\n", "model/labels.txt": b"a\nb\n",
+          "model/saved_model/saved_model.pb": b"pb", "prev.csv": _PREDICT_HEADER + b"x.wav,1,a,1.0,1\r\n",
+          "data/m.csv": None, "data/a0.wav": None}
+_OUT_NAMES = st.one_of(
+    st.sampled_from(["new.csv", "deep/er/new.csv", "in/a.wav", "in", "notes.csv", "prev.csv", "dir", "full",
+                     "full/thesis.tex", "full/metrics.json", "file", "file/x.csv", "model", "model/labels.txt",
+                     "model/x.csv", "model/saved_model", "link-to-input", "broken-link", "loop", "pipe", "data",
+                     "data/m.csv", ".", "/proc/soundlib-x.csv", "/proc", "/proc/self", "/sys/soundlib-x"]),
+    st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00/"), min_size=1, max_size=8),
+)
+_OUTPUT_SETTINGS = settings(SETTINGS, max_examples=60)
+
+
+def _world() -> Path:
+    """A fresh folder holding :data:`_WORLD` (a wav, a manifest of two classes, a fake model), links and a pipe."""
+    import os
+
+    import soundfile as sf
+
+    root = Path(tempfile.mkdtemp(dir=_DIR, prefix="world-"))
+    for name, data in _WORLD.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        if data is not None:
+            (root / name).write_bytes(data)
+    (root / "dir").mkdir()
+    sf.write(str(root / "in" / "a.wav"), (0.3 * np.sin(np.arange(8000) * 0.05)).astype(np.float32), 8000)
+    rows = []
+    for i in range(8):
+        name = f"{'ab'[i % 2]}{i}.wav"
+        sf.write(str(root / "data" / name), (0.3 * np.sin(np.arange(4000) * (0.02 + 0.2 * (i % 2)))
+                                             + 0.01 * np.random.default_rng(i).standard_normal(4000))
+                 .astype(np.float32), 8000)
+        rows.append(f"{name},{'ab'[i % 2]},{1 + (i // 2) % 2}")
+    (root / "data" / "m.csv").write_text("path,label,fold\n" + "\n".join(rows) + "\n")
+    (root / "link-to-input").symlink_to(root / "in" / "a.wav")
+    (root / "broken-link").symlink_to(root / "nowhere")
+    (root / "loop").symlink_to("loop")
+    os.mkfifo(root / "pipe")
+    return root
+
+
+def _snapshot(root: Path) -> dict[Path, bytes]:
+    return {p: p.read_bytes() for p in root.rglob("*") if p.is_file() and not p.is_symlink()}
+
+
+def _run_cli(args: list[str]) -> tuple[int, str]:
+    import contextlib
+
+    from soundlib.cli import main
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = main(args)  # any exception but SystemExit (argparse) is a traceback for the user: fails the test
+    return code, err.getvalue()
+
+
+def _check_outcome(code: int, err: str, command: str) -> None:
+    assert "Traceback" not in err, err
+    if code == 2:
+        errors = [line for line in err.splitlines() if line.startswith(f"soundlib {command}: error: ")]
+        assert len(errors) == 1, err
+
+
+def _target(root: Path, name: str) -> Path:
+    return Path(name) if name.startswith("/") else root / name
+
+
+@_OUTPUT_SETTINGS
+@given(csv=st.one_of(st.none(), _OUT_NAMES), timeline=st.one_of(st.none(), _OUT_NAMES), overwrite=st.booleans())
+def test_predict_output_paths(csv, timeline, overwrite):
+    """``predict --csv/--timeline`` with any kind of path: written, or one error line; no input, model file or
+    file soundlib did not write is destroyed (a foreign file only with --overwrite, when it is the output named)."""
+    import os
+    import shutil
+
+    import pytest
+
+    import soundlib.infer as infer
+
+    root = _world()
+    try:
+        before = _snapshot(root)
+        args = ["predict", str(root / "model"), str(root / "in" / "a.wav")]
+        named = {}
+        for option, name in (("--csv", csv), ("--timeline", timeline)):
+            if name is not None:
+                args += [option, str(_target(root, name))]
+                named[option] = _target(root, name)
+        args += ["--overwrite"] if overwrite else []
+
+        def fake_predict(model, inputs, *, top_k, aggregate, timeline):
+            if timeline is not None:
+                timeline.append({"input": str(inputs[0]), "start": 0.0, "end": 1.0, "rank": 1, "label": "a",
+                                 "probability": 1.0})
+            return [{"input": str(inputs[0]), "rank": 1, "label": "a", "probability": 1.0, "windows": 1}], []
+
+        with pytest.MonkeyPatch.context() as mp:  # the model is not what is tested: the outputs are
+            mp.setattr(infer, "load_model", lambda path: object())
+            mp.setattr(infer, "predict", fake_predict)
+            code, err = _run_cli(args)
+        _check_outcome(code, err, "predict")
+        assert code in (0, 2)
+        ours = {root / "prev.csv"}
+        replaceable = {os.path.realpath(p) for p in named.values()} if overwrite else set()
+        for path, data in before.items():
+            if path in ours or (os.path.realpath(path) in replaceable and not path.is_relative_to(root / "model")
+                                and not path.is_relative_to(root / "in")):
+                continue
+            assert path.read_bytes() == data, f"{path} changed: {args}"
+        assert (root / "pipe").is_fifo() and (root / "link-to-input").is_symlink()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+_RUN_FILES = {"metrics.json", "predictions.csv", "history.json", "confusion_matrix.png", "soundlib_run.json"}
+
+
+@settings(SETTINGS, max_examples=25)
+@given(out=_OUT_NAMES, overwrite=st.booleans())
+def test_train_out_paths(out, overwrite):
+    """``train --out`` with any kind of path: a run, or one error line; nothing soundlib did not write is
+    destroyed (with --overwrite, only the files a run writes, in the folder named)."""
+    import os
+    import shutil
+
+    root = _world()
+    try:
+        before = _snapshot(root)
+        target = _target(root, out)
+        args = ["train", str(root / "data" / "m.csv"), "--test-fold", "1", "--out", str(target), "--method", "mfcc",
+                "--quiet"] + (["--overwrite"] if overwrite else [])
+        code, err = _run_cli(args)
+        _check_outcome(code, err, "train")
+        assert code in (0, 2)
+        for path, data in before.items():
+            if overwrite and os.path.realpath(path.parent) == os.path.realpath(target) and path.name in _RUN_FILES:
+                continue
+            assert path.read_bytes() == data, f"{path} changed: {args}"
+        if code == 0:
+            assert json.loads((target / "metrics.json").read_text())["method"] == "mfcc"
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
