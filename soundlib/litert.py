@@ -32,7 +32,6 @@ from typing import Callable
 
 import numpy as np
 
-from .atomic import file_lock
 from .embedders.handles import INT8_RECIPE, LITERT_INT8_SUFFIX, BackboneInfo, as_picture_batch
 from .errors import BackboneError, FeatureError
 

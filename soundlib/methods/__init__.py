@@ -72,7 +72,7 @@ def register_method(kind: str, *, options: type, order: int, summary: str) -> Ca
         One line for ``--help``.
     """
     def decorate(cls: Any) -> Any:
-        setattr(cls, "kind", kind)
+        cls.kind = kind
         _METHODS[kind] = MethodEntry(kind, cls, options, order, summary)
         return cls
 

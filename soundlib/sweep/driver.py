@@ -17,17 +17,17 @@ import dataclasses
 import os
 import time
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator
 
 from ..atomic import ensure_dir
 from ..errors import ConfigError
-from ..methods import DEFAULT_METHOD, MethodSpec
+from ..methods import DEFAULT_METHOD, CacheUnit, MethodSpec
 from ..variants import VARIANTS, FeatureSpec
 from .config import SweepConfig, check_method_folds, load_sweep_config, method_param
 from .executors import DaskBackend, LocalBackend, drive
 from .results import collect_results, collect_runs, results_table_markdown, write_results
-from .tasks import (EVALUATE_NOTEBOOK, TRAIN_NOTEBOOK, clean_stale_temp, dataset_fingerprint, fingerprint,
-                    run_complete, run_task)
+from .tasks import (EVALUATE_NOTEBOOK, TRAIN_NOTEBOOK, FillTask, NotebookTask, Task, clean_stale_temp,
+                    dataset_fingerprint, fingerprint, run_complete, run_task)
 
 __all__ = ["RunOutcome", "SweepResult", "run", "run_parameters"]
 
@@ -144,10 +144,10 @@ class _Plan:
     """Runs already complete, the notebook tasks still to execute, and the cache fills they wait for."""
 
     outcomes: dict[tuple[str, str, int], RunOutcome]
-    todo: list[dict]
-    fills: dict[str, Any]  # CacheUnit.key -> CacheUnit
+    todo: list[NotebookTask]
+    fills: dict[str, CacheUnit]
     env: dict[str, str]
-    deferred: list[dict] = dataclasses.field(default_factory=list)
+    deferred: list[Task] = dataclasses.field(default_factory=list)
 
     @property
     def remaining(self) -> int:
@@ -178,7 +178,7 @@ def _plan(config: SweepConfig, ds, ds_path: Path, out: Path, notebook: str, kern
             if not config.runs(spec.name, method.name):
                 continue
             units = cache_units(method, spec, config.backbone)
-            for fold in config.method_folds(method.name, config.folds):
+            for fold in config.method_folds(method.name, config.folds or ()):
                 run_dir = out / spec.name / method.name / f"fold{fold}"
                 params = run_parameters(config, spec, fold, ds_path, run_dir, method)
                 fp = fingerprint(params, synth, data)
@@ -189,59 +189,57 @@ def _plan(config: SweepConfig, ds, ds_path: Path, out: Path, notebook: str, kern
                                                     log=run_dir / "run.log", method=method.name)
                     continue
                 plan.fills.update(units)
-                plan.todo.append({
-                    "kind": "notebook", "label": f"{spec.name}-{method.name}-fold{fold}", "variant": spec.name,
-                    "method": method.name, "fold": fold, "needs": sorted(units),
-                    "notebook": notebook, "output": str(run_dir / TRAIN_NOTEBOOK), "parameters": params,
-                    "kernel_name": kernel_name, "cwd": str(run_dir), "lock": str(run_dir / ".lock"),
-                    "log": str(run_dir / "run.log"), "env": env,
-                    "check": {"run_dir": str(run_dir), "fingerprint": fp, "variant": spec.name, "fold": fold,
-                              "record": {"fingerprint": fp, "parameters": params, "synth": synth, "classes": classes,
-                                         "data": data}},
-                })
+                plan.todo.append(NotebookTask(
+                    label=f"{spec.name}-{method.name}-fold{fold}", variant=spec.name, method=method.name, fold=fold,
+                    needs=tuple(sorted(units)), notebook=notebook, output=str(run_dir / TRAIN_NOTEBOOK),
+                    parameters=params, kernel_name=kernel_name, cwd=str(run_dir), lock=str(run_dir / ".lock"),
+                    log=str(run_dir / "run.log"), env=env,
+                    check={"run_dir": str(run_dir), "fingerprint": fp, "variant": spec.name, "fold": fold,
+                           "record": {"fingerprint": fp, "parameters": params, "synth": synth, "classes": classes,
+                                      "data": data}}))
     return plan
 
 
-def _schedule(plan: _Plan, config: SweepConfig, ds, ds_path: Path, out: Path) -> tuple[list, dict[str, set]]:
+def _schedule(plan: _Plan, config: SweepConfig, ds, ds_path: Path, out: Path) -> tuple[list[Task], dict[str, set]]:
     """``(initial tasks, pending fills by run label)``: a run starts when the fills it reads are done."""
     from ..backbones import is_ready
 
-    fills = []
+    fills: list[FillTask] = []
     paths = [c.path for c in ds.clips]
     for key, unit in plan.fills.items():
         if unit.is_filled(paths):
             continue
         label = unit.label
-        if any(t["label"] == label for t in fills):
+        if any(t.label == label for t in fills):
             label = f"{label}-{len(fills)}"
-        fills.append({"kind": "fill", "label": label, "unit": key, "dataset": str(ds_path),
-                      "method": unit.method.to_dict(), "variant": unit.variant.to_dict(),
-                      "backbone": unit.backbone, "batch_size": config.embed_batch_size, "env": plan.env,
-                      "picture": unit.embedder.modality == "picture", "log": str(out / ".logs" / f"{label}.log")})
-    filling = {t["unit"] for t in fills}
-    pending = {t["label"]: set(t["needs"]) & filling for t in plan.todo}
-    ready = [t for t in plan.todo if not pending[t["label"]]]
-    backbone_fills = [t for t in fills if t["picture"]]
+        fills.append(FillTask(label=label, unit=key, dataset=str(ds_path), method=unit.method.to_dict(),
+                              variant=unit.variant.to_dict(), backbone=unit.backbone,
+                              batch_size=config.embed_batch_size, env=plan.env,
+                              picture=unit.embedder.modality == "picture", log=str(out / ".logs" / f"{label}.log")))
+    filling = {t.unit for t in fills}
+    pending = {t.label: set(t.needs) & filling for t in plan.todo}
+    ready: list[Task] = [t for t in plan.todo if not pending[t.label]]
+    backbone_fills = [t for t in fills if t.picture]
     if backbone_fills and not is_ready(config.backbone):
         # the first backbone fill exports (or downloads) the backbone alone; the rest then only load it
         # (measured: the first variant's runs interleave with the other fills better than fills first)
         first = backbone_fills[0]
-        plan.deferred = [t for t in fills if t is not first] + ready
+        plan.deferred = [*(t for t in fills if t is not first), *ready]
         return [first], pending
-    return fills + ready, pending
+    return [*fills, *ready], pending
 
 
 class _Tracker:
     """Collects outcomes as tasks finish, starts runs whose fills are done, keeps the progress bar current."""
 
-    def __init__(self, plan: _Plan, fills: list, pending: dict[str, set], total: int, progress: bool):
+    def __init__(self, plan: _Plan, fills: list[FillTask], pending: dict[str, set], total: int, progress: bool):
         from tqdm.auto import tqdm
 
         self.outcomes = plan.outcomes
-        self.waiting = {t["label"]: t for t in plan.todo if pending.get(t["label"])}
+        self.waiting = {t.label: t for t in plan.todo if pending.get(t.label)}
         self.pending = pending
         self.deferred = list(plan.deferred)
-        self.filling = {t["unit"] for t in fills}
+        self.filling = {t.unit for t in fills}
         self.embed_errors: dict[str, str] = {}
         self.bar = tqdm(total=total, initial=total - plan.remaining, desc="sweep", unit="run",
                         disable=not progress, dynamic_ncols=True)
@@ -255,15 +253,15 @@ class _Tracker:
         else:
             self.bar.set_postfix_str(f"{n_failed} failed" if n_failed else "")
 
-    def on_done(self, task: Mapping[str, Any], result: dict) -> list:
-        if task["kind"] == "fill":
+    def on_done(self, task: Task, result: dict) -> list[Task]:
+        if isinstance(task, FillTask):
             if result.get("status") != "completed":
-                self.embed_errors[task["label"]] = f"{result.get('ename')}: {result.get('evalue')}"
-            self.filling.discard(task["unit"])
+                self.embed_errors[task.label] = f"{result.get('ename')}: {result.get('evalue')}"
+            self.filling.discard(task.unit)
             released = list(self.deferred)
             self.deferred = []
             for label in list(self.waiting):
-                self.pending[label].discard(task["unit"])
+                self.pending[label].discard(task.unit)
                 if not self.pending[label]:
                     released.append(self.waiting.pop(label))
             self._postfix()
@@ -271,9 +269,11 @@ class _Tracker:
         status = result.get("status", "failed")
         nb = result.get("notebook")
         err = f"{result.get('ename')}: {result.get('evalue')}" if status == "failed" else None
-        self.outcomes[(task["variant"], task["method"], task["fold"])] = RunOutcome(
-            task["variant"], task["fold"], Path(task["check"]["run_dir"]), status, Path(nb) if nb else None,
-            err, result.get("cell"), Path(task["log"]), float(result.get("seconds") or 0.0), task["method"])
+        if task.check is None or task.variant is None or task.fold is None:
+            raise ConfigError(f"sweep task {task.label!r} is not a training run")  # the driver only queues runs
+        self.outcomes[(task.variant, str(task.method), task.fold)] = RunOutcome(
+            task.variant, task.fold, Path(task.check["run_dir"]), status, Path(nb) if nb else None,
+            err, result.get("cell"), Path(task.log), float(result.get("seconds") or 0.0), str(task.method))
         self.bar.update(1)
         self._postfix()
         return []
@@ -310,9 +310,9 @@ def _prepare_dataset(config: SweepConfig, out: Path, *, progress: bool):
         path = config.dataset or out / "data"
         ensure_corpus(path, config.synth, progress=progress)
     else:
+        if config.dataset is None or not config.dataset.exists():
+            raise ConfigError(f"{config.source or 'sweep config'}: dataset path {config.dataset} does not exist")
         path = config.dataset
-        if path is None or not path.exists():
-            raise ConfigError(f"{config.source or 'sweep config'}: dataset path {path} does not exist")
     ds = load_dataset(path)
     available = list(ds.folds) if ds.has_folds else list(assign_folds(ds, config.k_folds, seed=config.train.seed).folds)
     missing = [f for f in (config.folds or ()) if f not in available]
@@ -369,10 +369,9 @@ def _aborting(backend) -> Iterator[None]:
 def _evaluate(out: Path, notebook: str, kernel_name: str | None, env: dict[str, str]) -> tuple[Path | None, str | None]:
     """Execute ``evaluate.ipynb`` over ``out``; ``(notebook path, error)``. The results files are
     written even when the notebook fails (the table does not depend on it)."""
-    result = run_task({"kind": "notebook", "label": "evaluate", "notebook": notebook,
-                       "output": str(out / EVALUATE_NOTEBOOK), "parameters": {"sweep_dir": str(out)},
-                       "kernel_name": kernel_name, "cwd": str(out), "lock": str(out / ".evaluate.lock"),
-                       "log": str(out / ".logs" / "evaluate.log"), "env": env})
+    result = run_task(NotebookTask(label="evaluate", notebook=notebook, output=str(out / EVALUATE_NOTEBOOK),
+                                   parameters={"sweep_dir": str(out)}, kernel_name=kernel_name, cwd=str(out),
+                                   lock=str(out / ".evaluate.lock"), log=str(out / ".logs" / "evaluate.log"), env=env))
     error = None if result.get("status") == "completed" else f"{result.get('ename')}: {result.get('evalue')}"
     if error is not None:
         write_results(out)
@@ -425,7 +424,7 @@ def run(config_or_path: "SweepConfig | str | os.PathLike", *, out_dir: str | os.
             _write_resolved(out, config)
             plan = _plan(config, ds, ds_path, out, train_nb, kernel_name)
             initial, pending = _schedule(plan, config, ds, ds_path, out)
-            fills = [t for t in initial + plan.deferred if t["kind"] == "fill"]
+            fills = [t for t in initial + plan.deferred if isinstance(t, FillTask)]
             total = sum(len(config.method_folds(m.name, config.folds)) for v in config.variants
                         for m in config.methods if config.runs(v.name, m.name))
             tracker = _Tracker(plan, fills, pending, total, progress)

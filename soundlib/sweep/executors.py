@@ -11,10 +11,10 @@ import math
 import os
 import time
 from collections import deque
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from ..errors import ConfigError
-from .tasks import kill_running, run_task
+from .tasks import Task, kill_running, run_task
 
 __all__ = ["LocalBackend", "DaskBackend", "drive"]
 
@@ -28,7 +28,7 @@ class LocalBackend:
         self.limit = jobs
         self.pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="soundlib-sweep")
 
-    def submit(self, task: Mapping[str, Any]):
+    def submit(self, task: Task):
         """Start ``task``; returns its future."""
         return self.pool.submit(run_task, task, fork=True)
 
@@ -67,11 +67,11 @@ class DaskBackend:
         self._n = 0
         self._done = as_completed(loop=self.client.loop)
 
-    def submit(self, task: Mapping[str, Any]):
+    def submit(self, task: Task):
         """Send ``task`` to the cluster; returns its future."""
         self._n += 1
-        key = f"soundlib-sweep-{task['label']}-{os.getpid()}-{self._n}-{time.time_ns()}"
-        fut = self.client.submit(run_task, dict(task), key=key, pure=False, retries=0)
+        key = f"soundlib-sweep-{task.label}-{os.getpid()}-{self._n}-{time.time_ns()}"
+        fut = self.client.submit(run_task, task.to_json(), key=key, pure=False, retries=0)
         self._done.add(fut)
         return fut
 
@@ -86,14 +86,13 @@ class DaskBackend:
                 self.client.close()
 
 
-def drive(backend, initial: Iterable[Mapping[str, Any]],
-          on_done: Callable[[Mapping[str, Any], dict], Iterable[Mapping[str, Any]]]) -> None:
+def drive(backend, initial: Iterable[Task], on_done: Callable[[Task, dict], Iterable[Task]]) -> None:
     """Run tasks, at most ``backend.limit`` at once; ``on_done(task, result)`` may return follow-up tasks.
 
     On any error (Ctrl-C included) the running tasks are killed before it propagates.
     """
     queue = deque(initial)
-    inflight: dict[Any, Mapping[str, Any]] = {}
+    inflight: dict[Any, Task] = {}
     ok = False
     try:
         while queue or inflight:

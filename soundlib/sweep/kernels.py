@@ -126,7 +126,7 @@ class _ForkedProvisioner(LocalProvisioner):
                 traceback.print_exc()
             finally:
                 os._exit(code)
-        self.process = _ForkedKernel(pid)
+        self.process = _ForkedKernel(pid)  # type: ignore[assignment]  # a Popen look-alike for jupyter_client
         self.pid = pid
         self.pgid = None  # signal the kernel itself, as it sets up its own session
         self.cwd = cwd

@@ -56,7 +56,7 @@ def _runs(sweep_dir: Path) -> Iterator[tuple[Path, RunMetrics]]:
         for path in Path(sweep_dir).glob(pattern):
             m = _FOLD_DIR.match(path.parent.name)
             metrics = RunMetrics.read(path) if m else None
-            if metrics is None:
+            if m is None or metrics is None:
                 continue
             variant = path.parents[depth].name
             method = path.parent.parent.name if depth == 2 else metrics.method

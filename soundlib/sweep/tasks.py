@@ -25,6 +25,7 @@ no longer run (:func:`clean_stale_temp`).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -36,12 +37,15 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping, Union
 
 from ..atomic import file_lock
 from ..metrics import METRICS_FILE, RunMetrics
 
 __all__ = [
+    "FillTask",
+    "NotebookTask",
+    "Task",
     "TRAIN_NOTEBOOK",
     "EVALUATE_NOTEBOOK",
     "fingerprint",
@@ -64,6 +68,99 @@ RUN_RECORD = "params.json"
 _KERNEL_EXEC_LINE = "__import__('soundlib.runtime', fromlist=['_']).die_with_parent()"
 _CHILD = "import sys; from soundlib.sweep.tasks import child_main; sys.exit(child_main(sys.argv[1]))"
 _LIVE: set = set()
+
+
+# ---------------------------------------------------------------------------
+# Tasks
+
+@dataclasses.dataclass(frozen=True)
+class FillTask:
+    """Prepare one method's features once (filling the embedding cache) so that the runs only read them.
+
+    Attributes
+    ----------
+    label : str
+        Its name in progress and logs (``fill-mn04``, ``fill-efficientnet_lite0-mel``...).
+    unit : str
+        The :class:`~soundlib.methods.base.CacheUnit` key it fills.
+    dataset : str
+        The dataset path.
+    method, variant : dict
+        The method and variant prepared (``to_dict`` forms, read back in the task process).
+    backbone : str
+    batch_size : int
+    picture : bool
+        Whether its embedder embeds pictures (the first such fill exports the picture backbone).
+    env : dict
+        Environment variables of the task process.
+    log : str
+    """
+
+    label: str
+    unit: str
+    dataset: str
+    method: dict
+    variant: dict
+    backbone: str
+    batch_size: int
+    picture: bool
+    env: dict
+    log: str
+    kind: ClassVar[str] = "fill"
+
+    def to_json(self) -> dict[str, Any]:
+        """What the task process reads (plain data, with its ``kind``)."""
+        return {"kind": self.kind, **dataclasses.asdict(self)}
+
+
+@dataclasses.dataclass(frozen=True)
+class NotebookTask:
+    """Execute a notebook with papermill: a training run (``check`` and the run's key set), or the
+    evaluate notebook.
+
+    Attributes
+    ----------
+    label : str
+    notebook : str
+        The notebook's JSON text.
+    output : str
+        Where the executed notebook goes.
+    parameters : dict
+        Its papermill parameters.
+    kernel_name : str or None
+    cwd, lock, log : str
+    env : dict
+    variant, method, fold
+        The run's key (``None`` for the evaluate notebook).
+    needs : tuple of str
+        The cache units it reads (it starts once their fills are done).
+    check : dict or None
+        How to tell a complete run and what to record in its folder (``run_dir``, ``fingerprint``,
+        ``variant``, ``fold``, ``record``).
+    """
+
+    label: str
+    notebook: str
+    output: str
+    parameters: dict
+    kernel_name: str | None
+    cwd: str
+    lock: str
+    log: str
+    env: dict
+    variant: str | None = None
+    method: str | None = None
+    fold: int | None = None
+    needs: tuple[str, ...] = ()
+    check: dict | None = None
+    kind: ClassVar[str] = "notebook"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, **dataclasses.asdict(self)}
+
+
+#: A sweep task.
+Task = Union[FillTask, NotebookTask]
 
 
 # ---------------------------------------------------------------------------
@@ -143,7 +240,7 @@ def _prepare_run_dir(run_dir: Path, record: Mapping[str, Any], *, log: str | Non
 # ---------------------------------------------------------------------------
 # The parent side
 
-def run_task(task: Mapping[str, Any], *, fork: bool = False) -> dict[str, Any]:
+def run_task(task: "Task | Mapping[str, Any]", *, fork: bool = False) -> dict[str, Any]:
     """Execute one task in a new process and return its result.
 
     Used by the local thread pool (``fork=True``: the process is forked from the
@@ -153,6 +250,7 @@ def run_task(task: Mapping[str, Any], *, fork: bool = False) -> dict[str, Any]:
     ``notebook``, ``seconds``).
     """
     t0 = time.perf_counter()
+    task = task.to_json() if isinstance(task, (FillTask, NotebookTask)) else dict(task)
     work = Path(tempfile.mkdtemp(prefix="task-", dir=temp_dir()))
     result_path, task_path = str(work / "result.json"), str(work / "task.json")
     with open(os.open(task_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as fh:
@@ -163,7 +261,7 @@ def run_task(task: Mapping[str, Any], *, fork: bool = False) -> dict[str, Any]:
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     log = Path(task["log"])
     log.parent.mkdir(parents=True, exist_ok=True)
-    proc = None
+    proc: "_Forked | subprocess.Popen | None" = None
     try:
         if fork and fork_available():
             proc = _Forked(task_path, log, env, task.get("cwd") or None)
@@ -234,7 +332,7 @@ def clean_stale_temp(*, legacy_age: float = 600.0) -> list[Path]:
     """
     import re
 
-    removed = []
+    removed: list[Path] = []
     pattern = re.compile(rf"^{re.escape(_TEMP_PREFIX)}(\d+)-")
     legacy = re.compile(rf"^{re.escape(_TEMP_PREFIX)}[A-Za-z0-9_]+\.(task|result)\.json$")
     root = Path(tempfile.gettempdir())
@@ -379,7 +477,7 @@ def _forked_main(task_path: str, log: str, env: dict[str, str], cwd: str | None,
     os.dup2(fd, 2)
     os.close(fd)
     os.close(null)
-    sys.stdout.reconfigure(line_buffering=True)
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     if cwd:
         os.chdir(cwd)
     try:

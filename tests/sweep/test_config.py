@@ -123,13 +123,16 @@ def test_shipped_real_recordings_benchmark_file(tmp_path):
     manifest.write_text("path,label,fold,group\n")
     c = sweep.load_sweep_config(params / "urbansound8k_subset.yaml")
     assert c.dataset == manifest and c.folds is None
-    assert [v.name for v in c.variants] == ["mel", "mel_gray", "linear", "waveform", "merged", "stacked",
-                                            "mel_hop256"]
+    assert [v.name for v in c.variants] == ["mel", "mel_hop256"]
     assert c.variants[-1].hop_length == 256
     names = [m.name for m in c.methods]
-    assert names == ["frozen", "frozen_block14", "frozen_multi", "mfcc", "scratch", "birdnet", "fusion", "auto",
-                     "finetune"]
-    assert c.only["finetune"]["folds"] == (1, 10) and c.only["frozen_multi"]["variants"] == ("mel", "mel_hop256")
+    assert names == ["frozen", "frozen_block14", "frozen_multi", "mfcc", "scratch", "mn04", "yamnet", "birdnet",
+                     "late_mn04_yamnet", "late_free", "late_all", "fusion", "auto"]
+    by_name = {m.name: m for m in c.methods}
+    assert (by_name["mn04"].kind, by_name["mn04"].backbone) == ("frozen", "mn04")
+    assert [m.name for m in by_name["late_free"].options.members] == ["mn04", "yamnet", "frozen_multi"]
+    assert [m.name for m in by_name["auto"].options.candidates][:2] == ["mn04", "yamnet"]
+    assert c.only["frozen_multi"]["variants"] == ("mel", "mel_hop256")
     assert c.backbone == "efficientnet_lite0" and not c.export_model
 
 # ---------------------------------------------------------------------------
