@@ -50,10 +50,14 @@ def test_params_variants_yaml_is_generated_from_registry():
 
 
 def test_cache_keys_are_stable():
-    """Keys made by soundlib 0.1.0: a change here invalidates every user's embedding cache."""
-    assert {n: V.VARIANTS[n].key() for n in V.BUILTIN_VARIANTS} == {
-        "mel": "31fbb58285ca88e3", "mel_gray": "de78cd9bd992fc53", "linear": "7b422ba6b9fd69a2",
-        "waveform": "5cbe5ebecbe0f1f3", "merged": "8792351a7e1ca6d5", "stacked": "6161a9d1f4e042d4"}
+    """Keys made by soundlib 0.1.0 (4-s windows): a change here invalidates every user's embedding cache.
+    The built-in variants' ``duration: fit`` gives 4-s clips (UrbanSound8K) and longer ones exactly those."""
+    for seconds in ([4.0] * 20, [4.0] * 19 + [1.5], [5.0, 300.0]):
+        resolved = {n: V.resolve_duration(V.VARIANTS[n], seconds)[0] for n in V.BUILTIN_VARIANTS}
+        assert {n: s.duration for n, s in resolved.items()} == dict.fromkeys(V.BUILTIN_VARIANTS, 4.0)
+        assert {n: s.key() for n, s in resolved.items()} == {
+            "mel": "31fbb58285ca88e3", "mel_gray": "de78cd9bd992fc53", "linear": "7b422ba6b9fd69a2",
+            "waveform": "5cbe5ebecbe0f1f3", "merged": "8792351a7e1ca6d5", "stacked": "6161a9d1f4e042d4"}
 
 
 def test_resolve_variant_names_and_mappings():
