@@ -236,7 +236,8 @@ def _cmd_embed(args: argparse.Namespace) -> int:
     embedder = resolve_embedder(args.backbone)
     res = embed_clips(ds.clips, embedder.window(spec), embedder, config=embed_config_from_args(args),
                       inputs=embedder.inputs)
-    print(f"embed {spec.name} ({spec.duration:g}-s window): {res.hits} from cache, {res.computed} computed, {len(res.failures)} failed")
+    print(f"embed {spec.name} ({spec.duration:g}-s window): {res.hits} from cache, {res.computed} computed, "
+          f"{len(res.failures)} failed")
     for _, msg in res.failures:
         print(f"  {msg}", file=sys.stderr)
     return 1 if res.failures else 0

@@ -42,7 +42,8 @@ def test_duration_fit_for_many_clips_and_for_one(tmp_path):
     fixed = VARIANTS["mel"].replace(duration=0.5)
     assert np.array_equal(rep.pictures[long], FZ.featurize_clip(long, fixed))  # its first 0.5 s
     assert not np.array_equal(rep.pictures[long], FZ.featurize_clip(long, VARIANTS["mel"]))  # alone: all 2 s
-    assert np.array_equal(FZ.featurize_clip(long, VARIANTS["mel"]), FZ.featurize_clip(long, fixed.replace(duration=2.0)))
+    assert np.array_equal(FZ.featurize_clip(long, VARIANTS["mel"]),
+                          FZ.featurize_clip(long, fixed.replace(duration=2.0)))
     assert FZ.window_starts_of(long, VARIANTS["mel"]) == [0.0] and len(FZ.window_starts_of(long, fixed)) > 5
     assert len(FZ.featurize_windows(long, VARIANTS["mel"])[0]) == 1
     with pytest.raises(SoundlibError, match="missing.wav"):  # a rule needs the length: the file is named
