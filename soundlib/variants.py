@@ -171,10 +171,13 @@ class FeatureSpec:
         if self.window_hop is not None and not LIMITS["duration"][0] <= self.window_hop <= LIMITS["duration"][1]:
             raise FeatureError(f"{where}: window_hop must be in [{LIMITS['duration'][0]:g}, "
                                f"{LIMITS['duration'][1]:g}] seconds or null, got {self.window_hop}")
-        cells = self.stft_cells if self.resolved else 0
+        # a rule's duration is checked at the longest window it may choose (fit: 4 s, what 0.1 checked)
+        seconds = float(self.duration) if self.resolved else DURATION_RULES[self.duration][1]
+        cells = (1 + int(round(self.sr * seconds)) // self.hop_length) * (1 + self.n_fft // 2)
         if cells > MAX_STFT_CELLS:
+            longest = "" if self.resolved else f" (the longest window duration {self.duration!r} may choose)"
             raise FeatureError(
-                f"{where}: sr={self.sr}, duration={self.duration:g} s, n_fft={self.n_fft} and "
+                f"{where}: sr={self.sr}, duration={seconds:g} s{longest}, n_fft={self.n_fft} and "
                 f"hop_length={self.hop_length} make a spectrogram of {cells:,} cells (about "
                 f"{cells * 20 / 2**30:.0f} GiB to compute); at most {MAX_STFT_CELLS:,} are allowed: "
                 "raise hop_length, or lower n_fft, sr or duration")

@@ -74,3 +74,26 @@ def test_resolve_variant_names_and_mappings():
                        ({"name": "x", "fmin": 20000}, "fmin"), (3, "a registered name or a mapping")):
         with pytest.raises(ConfigError, match=words):
             V.resolve_variant(bad, where="params.yaml")
+
+
+def test_duration_rules_fit_and_auto():
+    """fit: the clips' 95th-percentile length rounded up to 0.1 s within [0.25, 4] s; auto: up to 30 s."""
+    mel = V.VARIANTS["mel"]
+    assert V.DEFAULT_DURATION == "fit" and V.FeatureSpec().duration == "fit" and not mel.resolved
+    for lengths, fit, auto in (([0.5] * 20, 0.5, 0.5), ([0.93] * 20, 1.0, 1.0), ([0.1] * 5, 0.25, 0.25),
+                               ([4.0] * 19 + [0.7], 4.0, 4.0), ([5.0] * 20, 4.0, 5.0), ([120.0], 4.0, 30.0),
+                               ([0.5] * 39 + [3.0], 0.5, 0.5), ([0.0, -1.0, 0.6], 0.6, 0.6)):
+        spec, record = V.resolve_duration(mel, lengths)
+        assert spec == mel.replace(duration=fit) and record["rule"] == "fit" and record["seconds"] == fit, lengths
+        assert V.resolve_duration(mel.replace(duration="auto"), lengths)[0].duration == auto, lengths
+    fixed = mel.replace(duration=2.0)
+    assert V.resolve_duration(fixed, [0.5]) == (fixed, {"auto": False, "seconds": 2.0})
+    with pytest.raises(FeatureError, match="no clip with a known length"):
+        V.resolve_duration(mel, [0.0])
+    with pytest.raises(ConfigError, match=r"duration must be a number of seconds or one of 'fit', 'auto'"):
+        V.resolve_variant({"name": "x", "duration": "long"}, where="params.yaml")
+    # a rule is checked at the longest window it may choose: what 4.0 refused, fit refuses up front
+    with pytest.raises(FeatureError, match=r"duration=4 s \(the longest window duration 'fit' may choose\)"):
+        mel.replace(hop_length=1, n_fft=8192)
+    with pytest.raises(FeatureError, match="make a spectrogram of"):
+        mel.replace(hop_length=1, n_fft=8192, duration=4.0)
