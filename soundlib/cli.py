@@ -150,7 +150,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 def _cmd_variants(args: argparse.Namespace) -> int:
     import json
 
-    from .variants import VARIANTS, variants_yaml
+    from .variants import AUTO_DURATION_PERCENTILE, DURATION_RULES, VARIANTS, variants_yaml
 
     if args.yaml:
         sys.stdout.write(variants_yaml())
@@ -162,10 +162,18 @@ def _cmd_variants(args: argparse.Namespace) -> int:
         d = spec.to_dict(every_field=True)
         merge = d.pop("merge")
         d.pop("name")
-        print(f"{name}  [key {spec.key()}]")
+        if spec.resolved:
+            print(f"{name}  [key {spec.key()}]")
+        else:  # the key of the longest window its rule allows (4 s for fit: what 4-s clips get)
+            longest = DURATION_RULES[spec.duration][1]
+            print(f"{name}  [key {spec.replace(duration=longest).key()} at {longest:g} s]")
         print("    " + ", ".join(f"{k}={v}" for k, v in d.items()))
         if spec.kind in ("merged", "stacked"):
             print("    merge: " + ", ".join(f"{k}={v}" for k, v in merge.items()))
+    for rule in sorted({spec.duration for spec in VARIANTS.values() if not spec.resolved}):
+        low, high = DURATION_RULES[rule]
+        print(f"duration={rule}: the clips' length ({AUTO_DURATION_PERCENTILE}th percentile, rounded up to 0.1 s) "
+              f"within [{low:g}, {high:g}] s, chosen when the dataset is read (one clip: its own length)")
     return 0
 
 
@@ -194,8 +202,8 @@ def _cmd_featurize(args: argparse.Namespace) -> int:
     clips, root = _featurize_inputs(Path(args.dataset))
     report = featurize(clips, spec, out_dir=args.out, root=root, jobs=args.jobs, progress=not args.quiet)
     print(
-        f"featurize {spec.name}: {len(report.written)} written, {len(report.skipped)} already there, "
-        f"{len(report.failures)} failed -> {args.out}"
+        f"featurize {spec.name} ({report.spec.duration:g}-s window): {len(report.written)} written, "
+        f"{len(report.skipped)} already there, {len(report.failures)} failed -> {args.out}"
     )
     if report.failures:
         print(report.failure_text(), file=sys.stderr)
@@ -280,14 +288,15 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_embed(args: argparse.Namespace) -> int:
     from .embedders import resolve_embedder
     from .embed import embed_clips
-    from .variants import resolve_variant
+    from .variants import resolve_for_clips, resolve_variant
 
     ds = _load(args)
-    spec = resolve_variant(args.variant, where="--variant")
+    spec, _ = resolve_for_clips(resolve_variant(args.variant, where="--variant"), ds.clips)
     embedder = resolve_embedder(args.backbone)
     res = embed_clips(ds.clips, embedder.window(spec), embedder, config=embed_config_from_args(args),
                       inputs=embedder.inputs)
-    print(f"embed {spec.name}: {res.hits} from cache, {res.computed} computed, {len(res.failures)} failed")
+    print(f"embed {spec.name} ({spec.duration:g}-s window): {res.hits} from cache, {res.computed} computed, "
+          f"{len(res.failures)} failed")
     for _, msg in res.failures:
         print(f"  {msg}", file=sys.stderr)
     return 1 if res.failures else 0

@@ -104,8 +104,9 @@ def embed_clips(
     ----------
     clips : iterable of Clip or paths (a Dataset works)
     spec : FeatureSpec
-        With a numeric duration (see :func:`soundlib.variants.resolve_duration`); its windowing
-        (duration, window_hop, pad) decides the windows, and its key is part of the cache key.
+        Its windowing (duration, window_hop, pad) decides the windows, and its key is part of the
+        cache key. A rule's duration (``fit``, ``auto``) is chosen from the clips' lengths first
+        (:func:`soundlib.variants.resolve_for_clips`, as :func:`soundlib.evaluate.evaluate` does).
     backbone : BackboneInfo or Backbone (or any embedder with ``identity`` and ``load()``)
         A resolved backbone (:func:`~soundlib.backbones.resolve_backbone`), loaded
         (``load()``) only if some window misses the cache, or an already loaded one.
@@ -130,6 +131,10 @@ def embed_clips(
     identity = backbone.identity
     loaded = backbone if callable(backbone) else None
     paths = [Path(getattr(c, "path", c)) for c in clips]
+    if paths and not getattr(spec, "resolved", True):
+        from .variants import resolve_for_clips
+
+        spec = resolve_for_clips(spec, paths)[0]
     cache = EmbeddingCache(config.cache_dir) if config.use_cache else None
     folder = cache.folder(spec, identity) if cache else None
     if cache:

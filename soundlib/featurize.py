@@ -8,6 +8,12 @@ relative to the dataset root, its file name kept whole (``x.wav`` ->
 ``feature_spec.json`` recording the spec and the dataset root that made them
 (a folder never mixes two specs or two datasets). Two clips that would share
 a picture are an error, never a silent overwrite.
+
+A spec whose duration is a rule (``fit``, the built-in variants' default, or
+``auto``) gets its window from the clips: :func:`featurize` from all the clips
+it is given (the rule :func:`soundlib.evaluate.evaluate` applies to a dataset),
+the one-clip functions and the gallery from that clip's own length
+(:func:`soundlib.variants.resolve_for_clips`).
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import numpy as np
 
 from .errors import FeatureError, SoundlibError
 from .features import render
-from .variants import FEATURE_VERSION, FeatureSpec, get_variant
+from .variants import FEATURE_VERSION, FeatureSpec, get_variant, resolve_for_clips
 
 __all__ = [
     "GALLERY_FILES",
@@ -55,8 +61,14 @@ MAX_PICTURE_PIXELS = 4096 * 4096
 PICTURES_LAYOUT = 2
 
 
+def _one_clip(path: str | os.PathLike, spec: FeatureSpec) -> FeatureSpec:
+    """``spec`` with a rule's duration (``fit``, ``auto``) chosen from this clip's own length."""
+    return spec if spec.resolved else resolve_for_clips(spec, [path])[0]
+
+
 def featurize_clip(path: str | os.PathLike, spec: FeatureSpec) -> np.ndarray:
-    """Load the first window of one audio file and render it with ``spec``.
+    """Load the first window of one audio file and render it with ``spec``
+    (a rule's duration: the clip's own length, see :func:`soundlib.variants.resolve_for_clips`).
 
     Returns
     -------
@@ -64,19 +76,23 @@ def featurize_clip(path: str | os.PathLike, spec: FeatureSpec) -> np.ndarray:
     """
     from .audio import load_audio
 
+    spec = _one_clip(path, spec)
     return render(load_audio(path, sr=spec.sr, duration=spec.duration, pad=spec.pad), spec)
 
 
 def window_starts_of(path: str | os.PathLike, spec: FeatureSpec) -> list[float]:
-    """Start (seconds) of each window ``spec`` cuts the file into, from its header alone."""
+    """Start (seconds) of each window ``spec`` cuts the file into, from its header alone
+    (a rule's duration: the clip's own length)."""
     from .audio import clip_samples, window_starts
 
+    spec = _one_clip(path, spec)
     hop = max(1, int(round(spec.hop_seconds * spec.sr)))
     return [s / spec.sr for s in window_starts(clip_samples(path, spec.sr), spec.n_samples, hop)]
 
 
 def featurize_windows(path: str | os.PathLike, spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray]:
-    """Every window of one clip rendered with ``spec`` (a clip that fits one window gives one picture).
+    """Every window of one clip rendered with ``spec`` (a clip that fits one window gives one picture;
+    a rule's duration: the clip's own length).
 
     Returns
     -------
@@ -86,6 +102,7 @@ def featurize_windows(path: str | os.PathLike, spec: FeatureSpec) -> tuple[np.nd
     """
     from .audio import load_windows
 
+    spec = _one_clip(path, spec)
     windows, starts = load_windows(path, sr=spec.sr, duration=spec.duration, hop=spec.hop_seconds, pad=spec.pad)
     return np.stack([render(w, spec) for w in windows]), starts
 
@@ -278,6 +295,8 @@ def featurize(
     ----------
     clips : iterable of :class:`~soundlib.data.Clip` or paths, or a :class:`~soundlib.data.Dataset`
     spec : FeatureSpec
+        A rule's duration (``fit``, ``auto``) is chosen from the lengths of all the clips
+        (their headers) before anything is rendered; the report's ``spec`` holds the number.
     out_dir : path, optional
         Write one PNG per clip under it (see :func:`picture_path`), skipping
         pictures already there from the same spec. Without it, pictures stay in memory.
@@ -298,6 +317,7 @@ def featurize(
         root = getattr(clips, "root", None)
     paths = [Path(getattr(c, "path", c)) for c in clips]
     root = _common_root(paths, Path(root) if root is not None else None)
+    spec = resolve_for_clips(spec, paths)[0] if paths else spec
     report = FeaturizeReport(spec=spec)
     tasks: list[tuple[Path, FeatureSpec, Path | None]] = []
     if out_dir is not None:
@@ -347,14 +367,15 @@ def _collect(report: FeaturizeReport, task, path, pic, err) -> None:
 
 
 def write_gallery(clip: str | os.PathLike, out_dir: str | os.PathLike) -> list[Path]:
-    """Write the seed's example set for one clip: one PNG per variant in :data:`GALLERY_FILES`."""
+    """Write the seed's example set for one clip: one PNG per variant in :data:`GALLERY_FILES`
+    (a rule's duration: the clip's own length)."""
     from .audio import load_audio
 
     out_dir = Path(out_dir)
     written = []
     cache: dict[tuple[int, float], np.ndarray] = {}
     for filename, variant in GALLERY_FILES.items():
-        spec = get_variant(variant)
+        spec = _one_clip(clip, get_variant(variant))
         key = (spec.sr, spec.duration, spec.pad)
         if key not in cache:
             cache[key] = load_audio(clip, sr=spec.sr, duration=spec.duration, pad=spec.pad)

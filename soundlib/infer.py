@@ -269,6 +269,9 @@ def export_keras_model(out_dir: str | os.PathLike, model: Any, *, spec: FeatureS
     from .atomic import apply_umask, jsonable, make_temp_dir, replace_dir
 
     out_dir = Path(out_dir)
+    if not spec.resolved:
+        raise ModelError(f"{out_dir}: the feature spec {spec.name!r} has duration {spec.duration!r}; a model "
+                         "stores the window it was trained on (soundlib.variants.resolve_duration)")
     check_model_target(out_dir, overwrite=overwrite)
     if len(set(labels)) != len(labels) or any(not str(x).strip() or "\n" in str(x) for x in labels):
         raise ModelError(f"labels must be distinct one-line names, got {list(labels)}")
@@ -653,6 +656,9 @@ def load_model(model_dir: str | os.PathLike) -> LoadedModel:
                                      where=str(path / SPEC_FILE))
     except (OSError, UnicodeDecodeError, ValueError, SoundlibError, TypeError) as exc:
         raise ModelError(f"{path / SPEC_FILE}: not a valid feature spec ({exc})") from None
+    if not spec.resolved:
+        raise ModelError(f"{path / SPEC_FILE}: duration {spec.duration!r} is not a number of seconds (a model "
+                         "stores the window it was trained on)")
     shape = info.get("input", {})
     if (shape.get("height", spec.height), shape.get("width", spec.width)) != (spec.height, spec.width):
         raise ModelError(f"{path}: {INFO_FILE} says the model takes {shape.get('width')}x{shape.get('height')} "

@@ -32,6 +32,13 @@ class TrialsUI:
     (the colormap of a merged picture, the spectrogram's of a waveform plot...,
     see :func:`soundlib.features.rendering_fields`) are disabled. Works headless too: the widgets are built,
     :attr:`picture` is rendered, :meth:`save_png` writes it.
+
+    The window: a variant with a number shows that many seconds; one with a
+    rule (``fit``, the built-in variants' default, or ``auto``) shows the
+    selected clip's own length, rounded up to 0.1 s within the rule's bounds
+    (0.25-4 s for ``fit``), so a short clip fills the picture. (An evaluation
+    chooses one window for the whole dataset from all its clips' lengths; one
+    clip cannot know it without reading every header.)
     """
 
     COLORMAPS = ("magma", "viridis", "inferno", "plasma", "cividis", "gray", "Greys", "jet", "coolwarm")
@@ -50,6 +57,7 @@ class TrialsUI:
         self.dataset = dataset
         self._rng = random.Random(seed)
         self._audio: dict[tuple, Any] = {}
+        self._seconds: dict[Path, float] = {}
         self._hold = 0
         self.picture = None
         self.figure = None
@@ -124,11 +132,13 @@ class TrialsUI:
 
     @property
     def spec(self):
-        """The feature spec the controls describe (may raise FeatureError for impossible values)."""
+        """The feature spec the controls describe, its window chosen for the selected clip (see the class
+        docstring; may raise FeatureError for impossible values, AudioError for an unreadable clip)."""
         from .merge import MergeSpec
+        from .variants import resolve_duration
 
         nyq = self.base.sr / 2
-        return self.base.replace(
+        spec = self.base.replace(
             n_fft=int(self.n_fft.value), hop_length=int(self.hop_length.value), n_mels=int(self.n_mels.value),
             fmin=float(self.fmin.value), fmax=None if self.fmax.value >= nyq else float(self.fmax.value),
             top_db=float(self.top_db.value), colormap=self.colormap.value,
@@ -137,6 +147,14 @@ class TrialsUI:
                             jitter=self.base.merge.jitter, seed=self.base.merge.seed,
                             stack_ratio=self.base.merge.stack_ratio),
         )
+        if spec.resolved:
+            return spec
+        path = self.clip_dd.value
+        if path not in self._seconds:
+            from .audio import audio_info
+
+            self._seconds[path] = audio_info(path).duration
+        return resolve_duration(spec, [self._seconds[path]])[0]
 
     def _samples(self, spec):
         from .audio import load_audio

@@ -34,12 +34,24 @@ __all__ = [
     "register_variant",
     "resolve_variant",
     "resolve_duration",
+    "resolve_for_clips",
     "AUTO_DURATION_PERCENTILE",
+    "DURATION_RULES",
+    "DEFAULT_DURATION",
     "variants_yaml",
 ]
 
-#: ``duration: auto`` covers this percentile of a dataset's clip lengths.
+#: ``duration: auto`` (and ``fit``) covers this percentile of a dataset's clip lengths.
 AUTO_DURATION_PERCENTILE = 95
+
+#: Windows chosen from the clips' lengths: ``duration: <rule>`` -> the (shortest, longest) window it may
+#: choose, in seconds (see :func:`resolve_duration`). ``fit``, the built-in variants' default, never
+#: exceeds the 4 s soundlib 0.1 used: short clips get a window of their length instead of a mostly empty
+#: 4-s picture, while 4-s clips (UrbanSound8K) and longer recordings keep 4-s windows, so their pictures,
+#: cache entries and results stay those of a fixed ``duration: 4.0``. ``auto`` may grow to 30 s.
+DURATION_RULES: dict[str, tuple[float, float]] = {"fit": (0.25, 4.0), "auto": (0.25, 30.0)}
+#: The window of the built-in variants (and of a FeatureSpec that names none).
+DEFAULT_DURATION = "fit"
 
 #: Bumped whenever rendering code changes what a spec produces; part of every cache key.
 FEATURE_VERSION = 1
@@ -78,11 +90,12 @@ class FeatureSpec:
         spectrogram panel on top of a waveform panel.
     sr : int
         Sample rate in Hz the audio is resampled to.
-    duration : float or "auto"
+    duration : float, "fit" or "auto"
         Seconds of audio one picture (one *window*) shows. A longer clip is cut
         into windows (see ``window_hop``); a shorter one is padded (see ``pad``).
-        ``"auto"`` is chosen from a dataset's clip lengths (:func:`resolve_duration`)
-        before any picture is made.
+        ``"fit"`` (the default) and ``"auto"`` are chosen from a dataset's clip
+        lengths (:data:`DURATION_RULES`, :func:`resolve_duration`) before any
+        picture is made: ``fit`` is the clips' length up to 4 s, ``auto`` up to 30 s.
     n_fft, hop_length : int
         STFT window and hop in samples.
     frequency : {"mel", "linear"}
@@ -117,7 +130,7 @@ class FeatureSpec:
     name: str = "mel"
     kind: str = "spectrogram"
     sr: int = 22050
-    duration: float | str = 4.0
+    duration: float | str = DEFAULT_DURATION
     n_fft: int = 2048
     hop_length: int = 512
     frequency: str = "mel"
@@ -145,12 +158,12 @@ class FeatureSpec:
         _choice(where, "frequency", self.frequency, FREQUENCY_SCALES)
         _choice(where, "scale", self.scale, AMPLITUDE_SCALES)
         check_finite(self, where)
-        if self.duration != "auto" and (isinstance(self.duration, bool)
-                                        or not isinstance(self.duration, (int, float))):
-            raise FeatureError(f"{where}: duration must be a number of seconds or \"auto\", got {self.duration!r}")
+        if self.resolved and (isinstance(self.duration, bool) or not isinstance(self.duration, (int, float))):
+            raise FeatureError(f"{where}: duration must be a number of seconds or one of "
+                               f"{', '.join(map(repr, DURATION_RULES))}, got {self.duration!r}")
         for field, (low, high) in LIMITS.items():
             value = getattr(self, field)
-            if field == "duration" and value == "auto":
+            if field == "duration" and not self.resolved:
                 continue
             if not low <= value <= high:
                 raise FeatureError(f"{where}: {field} must be in [{low:g}, {high:g}], got {value}")
@@ -158,10 +171,13 @@ class FeatureSpec:
         if self.window_hop is not None and not LIMITS["duration"][0] <= self.window_hop <= LIMITS["duration"][1]:
             raise FeatureError(f"{where}: window_hop must be in [{LIMITS['duration'][0]:g}, "
                                f"{LIMITS['duration'][1]:g}] seconds or null, got {self.window_hop}")
-        cells = self.stft_cells if self.resolved else 0
+        # a rule's duration is checked at the longest window it may choose (fit: 4 s, what 0.1 checked)
+        seconds = float(self.duration) if self.resolved else DURATION_RULES[self.duration][1]
+        cells = (1 + int(round(self.sr * seconds)) // self.hop_length) * (1 + self.n_fft // 2)
         if cells > MAX_STFT_CELLS:
+            longest = "" if self.resolved else f" (the longest window duration {self.duration!r} may choose)"
             raise FeatureError(
-                f"{where}: sr={self.sr}, duration={self.duration:g} s, n_fft={self.n_fft} and "
+                f"{where}: sr={self.sr}, duration={seconds:g} s{longest}, n_fft={self.n_fft} and "
                 f"hop_length={self.hop_length} make a spectrogram of {cells:,} cells (about "
                 f"{cells * 20 / 2**30:.0f} GiB to compute); at most {MAX_STFT_CELLS:,} are allowed: "
                 "raise hop_length, or lower n_fft, sr or duration")
@@ -211,13 +227,13 @@ class FeatureSpec:
 
     @property
     def resolved(self) -> bool:
-        """False while ``duration`` is ``"auto"`` (see :func:`resolve_duration`)."""
-        return self.duration != "auto"
+        """False while ``duration`` is a rule (``"fit"``, ``"auto"``: see :func:`resolve_duration`)."""
+        return not isinstance(self.duration, str) or self.duration not in DURATION_RULES
 
     def _need_resolved(self) -> None:
         if not self.resolved:
-            raise FeatureError(f"feature variant {self.name!r}: duration is \"auto\"; choose it from the dataset "
-                               "first (soundlib.variants.resolve_duration)")
+            raise FeatureError(f"feature variant {self.name!r}: duration is {self.duration!r}; choose it from the "
+                               "clips first (soundlib.variants.resolve_duration or resolve_for_clips)")
 
     @property
     def n_samples(self) -> int:
@@ -313,26 +329,28 @@ def resolve_variant(item: "str | Mapping[str, Any]", *, where: str = "variant") 
 
 
 def resolve_duration(spec: FeatureSpec, clip_durations: Sequence[float]) -> tuple[FeatureSpec, dict[str, Any]]:
-    """Choose ``duration: auto`` from a dataset's clip lengths (a spec with a number passes through).
+    """Choose ``duration: fit`` or ``auto`` from a dataset's clip lengths (a spec with a number passes through).
 
     The window covers the :data:`AUTO_DURATION_PERCENTILE` th percentile of the
-    clip lengths, rounded up to 0.1 s and kept within [0.25, 30] s: most clips
-    then fill one picture instead of being a thin stripe in a mostly empty one,
-    and the few longer ones are cut into windows.
+    clip lengths, rounded up to 0.1 s and kept within the rule's bounds
+    (:data:`DURATION_RULES`: [0.25, 4] s for ``fit``, [0.25, 30] s for ``auto``):
+    most clips then fill one picture instead of being a thin stripe in a mostly
+    empty one, and the few longer ones are cut into windows.
 
     Parameters
     ----------
     spec : FeatureSpec
     clip_durations : sequence of float
-        Seconds, one per clip.
+        Seconds, one per clip (0 or less: unknown, ignored).
 
     Returns
     -------
     spec : FeatureSpec
         With a numeric ``duration``.
     record : dict
-        What was chosen and why (recorded in results.json): ``auto``, ``seconds``,
-        ``percentile``, ``clip_seconds`` (min, median, max).
+        What was chosen and why (recorded in results.json): ``auto`` (whether it was
+        chosen from the clips), ``rule``, ``seconds``, ``percentile``, ``clip_seconds``
+        (min, median, max).
     """
     import math
 
@@ -340,14 +358,50 @@ def resolve_duration(spec: FeatureSpec, clip_durations: Sequence[float]) -> tupl
 
     if spec.resolved:
         return spec, {"auto": False, "seconds": float(spec.duration)}
+    low, high = DURATION_RULES[spec.duration]
     d = np.asarray([x for x in clip_durations if x > 0], dtype=float)
     if d.size == 0:
-        raise FeatureError(f"feature variant {spec.name!r}: duration \"auto\" needs clips with a known length")
+        raise FeatureError(f"feature variant {spec.name!r}: duration {spec.duration!r} is chosen from the clips' "
+                           "lengths, but no clip with a known length was given")
     q = float(np.percentile(d, AUTO_DURATION_PERCENTILE))
-    seconds = min(30.0, max(0.25, math.ceil(q * 10 - 1e-9) / 10))
-    record = {"auto": True, "seconds": seconds, "percentile": AUTO_DURATION_PERCENTILE,
+    seconds = min(high, max(low, math.ceil(q * 10 - 1e-9) / 10))
+    record = {"auto": True, "rule": spec.duration, "seconds": seconds, "percentile": AUTO_DURATION_PERCENTILE,
               "clip_seconds": {"min": float(d.min()), "median": float(np.median(d)), "max": float(d.max())}}
     return spec.replace(duration=seconds), record
+
+
+def resolve_for_clips(spec: FeatureSpec, clips: "Sequence[Any]") -> tuple[FeatureSpec, dict[str, Any]]:
+    """:func:`resolve_duration` from the clips' file headers (nothing is read when ``spec`` has a number).
+
+    The rule for one clip (``featurize_clip``, the gallery, the picture explorer)
+    is the same: its own length, rounded up to 0.1 s, within the rule's bounds.
+
+    Parameters
+    ----------
+    spec : FeatureSpec
+    clips : sequence of Clip or paths
+
+    Raises
+    ------
+    AudioError
+        The rule needs a length and no clip's header could be read (the first
+        clip's error, which names its file).
+    """
+    if spec.resolved:
+        return resolve_duration(spec, ())
+    from .audio import audio_info
+    from .errors import SoundlibError
+
+    seconds: list[float] = []
+    first_error: SoundlibError | None = None
+    for c in clips:
+        try:
+            seconds.append(audio_info(getattr(c, "path", c)).duration)
+        except SoundlibError as exc:
+            first_error = first_error or exc
+    if first_error is not None and not any(x > 0 for x in seconds):
+        raise first_error
+    return resolve_duration(spec, seconds)
 
 
 def variants_yaml(names: Sequence[str] = BUILTIN_VARIANTS) -> str:
@@ -359,6 +413,8 @@ def variants_yaml(names: Sequence[str] = BUILTIN_VARIANTS) -> str:
     header = ("# Feature variants: every parameter of the built-in pictures.\n"
               "# GENERATED by `soundlib variants --yaml > params/variants.yaml` from soundlib/variants.py;\n"
               "# do not edit (tests/test_variants.py checks it is up to date).\n"
+              "# duration: fit = the clips' length (95th percentile, rounded up to 0.1 s) within [0.25, 4] s,\n"
+              "# chosen from the dataset when it is read (4-s clips keep 4.0); give seconds to fix it.\n"
               "# Sweep files refer to these by name, or derive new ones:\n"
               "#   variants: [mel, {name: mel_hop256, base: mel, hop_length: 256}]\n")
     return header + yaml.safe_dump(body, sort_keys=False, default_flow_style=None, width=100)

@@ -13,7 +13,7 @@ from soundlib.cli import main
 from soundlib.featurize import GALLERY_FILES
 from soundlib.variants import register_variant
 
-from .conftest import SR, small_spec, tone, write_wav
+from .conftest import SR, small_spec, tone, write_csv, write_wav
 
 
 def test_help_for_every_command(capsys):
@@ -108,6 +108,32 @@ def test_evaluate_train_predict(tmp_path, capsys, synth_corpus, tiny_backbone):
     assert main(["predict", str(tmp_path / "ev"), *map(str, wavs)]) == 2
     err = capsys.readouterr().err
     assert "not an exported soundlib model (missing saved_model)" in err and "--out DIR` and pass DIR" in err
+
+
+def test_short_clips_get_one_window_from_embed_to_predict(tmp_path, capsys, tiny_backbone):
+    """0.5-s clips with a built-in-style variant (duration "fit"): every command chooses the same 0.5-s
+    window, so `embed` fills what `evaluate` reads, and the exported model keeps the number."""
+    register_variant(small_spec().replace(name="mel32"), overwrite=True)
+    rows = []
+    for k in range(12):
+        path = write_wav(tmp_path / "d" / f"{k}.wav", tone(300 + 500 * (k % 2), seconds=0.5, seed=k))
+        rows.append([path.name, "ab"[k % 2], 1 + (k // 2) % 2, f"r{k}"])
+    data = write_csv(tmp_path / "d" / "m.csv", ["path", "label", "fold", "group"], rows)
+    common = ["--variant", "mel32", "--backbone", str(tiny_backbone), "--quiet"]
+    assert main(["variants"]) == 0 and "duration=fit: the clips' length" in capsys.readouterr().out
+    assert main(["embed", str(data), *common]) == 0
+    assert "embed mel32 (0.5-s window): 0 from cache, 12 computed" in capsys.readouterr().out
+    assert main(["evaluate", str(data), "--out", str(tmp_path / "ev"), *common]) == 0
+    res = json.loads((tmp_path / "ev" / "results.json").read_text())
+    assert res["duration"]["seconds"] == res["feature_spec"]["duration"] == 0.5
+    assert (res["features"]["embed_hits"], res["features"]["embed_computed"]) == (12, 0)
+    assert main(["train", str(data), "--test-fold", "1", "--out", str(tmp_path / "m"), *common]) == 0
+    assert json.loads((tmp_path / "m" / "model" / "feature_spec.json").read_text())["duration"] == 0.5
+    capsys.readouterr()
+    assert main(["predict", str(tmp_path / "m"), str(tmp_path / "d" / "0.wav")]) == 0
+    assert "windows" not in capsys.readouterr().out  # one window: the clip fits the model's
+    assert main(["featurize", str(data), "--variant", "mel32", "--out", str(tmp_path / "p"), "--quiet"]) == 0
+    assert "featurize mel32 (0.5-s window): 12 written" in capsys.readouterr().out
 
 
 #: TensorFlow's start-up lines that must not reach a user by default.

@@ -10,6 +10,7 @@ import pytest
 from soundlib.backbones import load_backbone, resolve_backbone, save_tiny_backbone
 from soundlib.cache import EmbeddingCache, audio_hash
 from soundlib.embed import EmbedConfig, embed_clips
+from soundlib.variants import resolve_for_clips
 
 from .conftest import small_spec, tone, write_wav
 
@@ -49,7 +50,7 @@ def test_corrupt_entry_is_recomputed(tmp_path, clips, tiny_backbone):
     spec, tiny = small_spec(), resolve_backbone(tiny_backbone)
     ref = embed_clips(clips, spec, tiny, config=cfg).embeddings
     cache = EmbeddingCache(tmp_path / "cache")
-    folder = cache.folder(spec, tiny.identity)
+    folder = cache.folder(resolve_for_clips(spec, clips)[0], tiny.identity)  # duration "fit": these clips' 1 s
     cache.path(folder, audio_hash(clips[2])).write_bytes(b"broken")
     res = embed_clips(clips, spec, tiny, config=cfg)
     assert res.computed == 1 and np.allclose(res.embeddings, ref)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from soundlib import featurize as FZ
-from soundlib.errors import FeatureError
+from soundlib.errors import FeatureError, SoundlibError
 from soundlib.variants import VARIANTS
 
 from .conftest import SR, tone, write_wav
@@ -24,11 +24,30 @@ def test_featurize_in_memory_and_files(tmp_path):
     rep = FZ.featurize(paths, VARIANTS["mel"], out_dir=out, progress=False)
     assert sorted(p.name for p in rep.written) == ["0.wav.png", "1.wav.png", "2.wav.png"]
     assert np.array_equal(FZ.read_picture(out / "1.wav.png"), rep and FZ.featurize_clip(paths[1], VARIANTS["mel"]))
-    assert json.loads((out / "feature_spec.json").read_text())["key"] == VARIANTS["mel"].key()
+    # duration "fit": the 1-s clips get a 1-s window, recorded in the folder's spec
+    assert rep.spec.duration == 1.0 and rep.spec == VARIANTS["mel"].replace(duration=1.0)
+    assert json.loads((out / "feature_spec.json").read_text())["key"] == rep.spec.key()
     again = FZ.featurize(paths, VARIANTS["mel"], out_dir=out, progress=False)
     assert len(again.skipped) == 3 and not again.written
     with pytest.raises(FeatureError, match="another feature spec"):
         FZ.featurize(paths, VARIANTS["mel_gray"], out_dir=out, progress=False)
+
+
+def test_duration_fit_for_many_clips_and_for_one(tmp_path):
+    """featurize chooses one window for all its clips; one clip alone (featurize_clip, the gallery) gets its own."""
+    short = [write_wav(tmp_path / f"s{i}.wav", tone(500 + 50 * i, seconds=0.5, seed=i)) for i in range(20)]
+    long = write_wav(tmp_path / "long.wav", tone(700, seconds=2.0))
+    rep = FZ.featurize(short + [long], VARIANTS["mel"], progress=False)
+    assert rep.ok and rep.spec.duration == 0.5  # the 95th percentile of the lengths
+    fixed = VARIANTS["mel"].replace(duration=0.5)
+    assert np.array_equal(rep.pictures[long], FZ.featurize_clip(long, fixed))  # its first 0.5 s
+    assert not np.array_equal(rep.pictures[long], FZ.featurize_clip(long, VARIANTS["mel"]))  # alone: all 2 s
+    assert np.array_equal(FZ.featurize_clip(long, VARIANTS["mel"]),
+                          FZ.featurize_clip(long, fixed.replace(duration=2.0)))
+    assert FZ.window_starts_of(long, VARIANTS["mel"]) == [0.0] and len(FZ.window_starts_of(long, fixed)) > 5
+    assert len(FZ.featurize_windows(long, VARIANTS["mel"])[0]) == 1
+    with pytest.raises(SoundlibError, match="missing.wav"):  # a rule needs the length: the file is named
+        FZ.featurize_clip(tmp_path / "missing.wav", VARIANTS["mel"])
 
 
 def test_featurize_keeps_going_past_bad_files(tmp_path):
@@ -73,3 +92,6 @@ def test_gallery_writes_seed_names(tmp_path):
     assert sorted(p.name for p in written) == sorted(FZ.GALLERY_FILES)
     for p in written:
         assert FZ.read_picture(p).shape == (224, 224, 3)
+    # duration "fit": the clip's own 2 s, not 2 s of sound in a half-empty 4-s picture
+    two = VARIANTS["mel"].replace(duration=2.0)
+    assert np.array_equal(FZ.read_picture(tmp_path / "g" / "spectrogram.png"), FZ.featurize_clip(clip, two))

@@ -57,6 +57,29 @@ def test_wrong_picture_and_bad_audio_are_reported(tmp_path, model_dir):
     assert "bad.wav: not a readable audio file" in msgs[1]
 
 
+def test_model_stores_the_window_it_was_trained_on(tmp_path, model_dir, synth_corpus):
+    """The variant's duration "fit" is chosen from the training data; the model keeps the number."""
+    from soundlib.infer import export_keras_model
+    from soundlib.variants import resolve_for_clips
+
+    chosen = resolve_for_clips(small_spec(), load_dataset(synth_corpus).clips)[0].duration
+    assert small_spec().duration == "fit" and isinstance(chosen, float)
+    assert load_model(model_dir).spec.duration == chosen
+    assert json.loads((model_dir / "feature_spec.json").read_text())["duration"] == chosen
+    with pytest.raises(ModelError, match="duration 'fit'"):
+        export_keras_model(tmp_path / "m", None, spec=small_spec(), labels=["a", "b"])
+    assert not (tmp_path / "m").exists()
+    edited = tmp_path / "edited"  # a hand-edited spec with a rule, checksum rewritten to match: refused
+    shutil.copytree(model_dir, edited)
+    text = json.dumps({**json.loads((model_dir / "feature_spec.json").read_text()), "duration": "fit"})
+    (edited / "feature_spec.json").write_text(text)
+    info = json.loads((edited / "soundlib_model.json").read_text())
+    info["checksums"]["feature_spec.json"] = hashlib.sha256(text.encode()).hexdigest()
+    (edited / "soundlib_model.json").write_text(json.dumps(info))
+    with pytest.raises(ModelError, match="feature_spec.json: duration 'fit' is not a number"):
+        load_model(edited)
+
+
 def test_missing_or_corrupt_model(tmp_path, model_dir, monkeypatch):
     monkeypatch.setenv("SOUNDLIB_MODEL_RUNTIME", "tf")  # the SavedModel itself (a LiteRT copy would serve instead)
     with pytest.raises(ModelError, match="model directory not found"):

@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from soundlib.audio import audio_info
 from soundlib.notebook import open_dataset
 from soundlib.trials import TrialsUI
 
@@ -21,7 +22,9 @@ def test_trials_ui_redraws_on_every_control(corpus, tmp_path):
     assert ui.axes_image.value[:4] == b"\x89PNG"
     spec_ax, bar = ui.figure.axes
     assert spec_ax.get_xlabel() == "time (s)" and spec_ax.get_ylabel().startswith("Hz")
-    assert spec_ax.get_xlim() == (0.0, ui.spec.duration)  # the span of the picture (clips padded to 4 s)
+    assert spec_ax.get_xlim() == (0.0, ui.spec.duration)  # the span of the picture
+    # duration "fit": the selected clip's own length, rounded up to 0.1 s
+    assert ui.base.duration == "fit" and ui.spec.duration == np.ceil(audio_info(ui.clip.path).duration * 10 - 1e-9) / 10
     assert "dB" in bar.get_ylabel() and bar.get_ylim() == (-80.0, 0.0)
     axes_png = ui.axes_image.value
     ui.colormap.value = "gray"

@@ -50,10 +50,14 @@ def test_params_variants_yaml_is_generated_from_registry():
 
 
 def test_cache_keys_are_stable():
-    """Keys made by soundlib 0.1.0: a change here invalidates every user's embedding cache."""
-    assert {n: V.VARIANTS[n].key() for n in V.BUILTIN_VARIANTS} == {
-        "mel": "31fbb58285ca88e3", "mel_gray": "de78cd9bd992fc53", "linear": "7b422ba6b9fd69a2",
-        "waveform": "5cbe5ebecbe0f1f3", "merged": "8792351a7e1ca6d5", "stacked": "6161a9d1f4e042d4"}
+    """Keys made by soundlib 0.1.0 (4-s windows): a change here invalidates every user's embedding cache.
+    The built-in variants' ``duration: fit`` gives 4-s clips (UrbanSound8K) and longer ones exactly those."""
+    for seconds in ([4.0] * 20, [4.0] * 19 + [1.5], [5.0, 300.0]):
+        resolved = {n: V.resolve_duration(V.VARIANTS[n], seconds)[0] for n in V.BUILTIN_VARIANTS}
+        assert {n: s.duration for n, s in resolved.items()} == dict.fromkeys(V.BUILTIN_VARIANTS, 4.0)
+        assert {n: s.key() for n, s in resolved.items()} == {
+            "mel": "31fbb58285ca88e3", "mel_gray": "de78cd9bd992fc53", "linear": "7b422ba6b9fd69a2",
+            "waveform": "5cbe5ebecbe0f1f3", "merged": "8792351a7e1ca6d5", "stacked": "6161a9d1f4e042d4"}
 
 
 def test_resolve_variant_names_and_mappings():
@@ -70,3 +74,26 @@ def test_resolve_variant_names_and_mappings():
                        ({"name": "x", "fmin": 20000}, "fmin"), (3, "a registered name or a mapping")):
         with pytest.raises(ConfigError, match=words):
             V.resolve_variant(bad, where="params.yaml")
+
+
+def test_duration_rules_fit_and_auto():
+    """fit: the clips' 95th-percentile length rounded up to 0.1 s within [0.25, 4] s; auto: up to 30 s."""
+    mel = V.VARIANTS["mel"]
+    assert V.DEFAULT_DURATION == "fit" and V.FeatureSpec().duration == "fit" and not mel.resolved
+    for lengths, fit, auto in (([0.5] * 20, 0.5, 0.5), ([0.93] * 20, 1.0, 1.0), ([0.1] * 5, 0.25, 0.25),
+                               ([4.0] * 19 + [0.7], 4.0, 4.0), ([5.0] * 20, 4.0, 5.0), ([120.0], 4.0, 30.0),
+                               ([0.5] * 39 + [3.0], 0.5, 0.5), ([0.0, -1.0, 0.6], 0.6, 0.6)):
+        spec, record = V.resolve_duration(mel, lengths)
+        assert spec == mel.replace(duration=fit) and record["rule"] == "fit" and record["seconds"] == fit, lengths
+        assert V.resolve_duration(mel.replace(duration="auto"), lengths)[0].duration == auto, lengths
+    fixed = mel.replace(duration=2.0)
+    assert V.resolve_duration(fixed, [0.5]) == (fixed, {"auto": False, "seconds": 2.0})
+    with pytest.raises(FeatureError, match="no clip with a known length"):
+        V.resolve_duration(mel, [0.0])
+    with pytest.raises(ConfigError, match=r"duration must be a number of seconds or one of 'fit', 'auto'"):
+        V.resolve_variant({"name": "x", "duration": "long"}, where="params.yaml")
+    # a rule is checked at the longest window it may choose: what 4.0 refused, fit refuses up front
+    with pytest.raises(FeatureError, match=r"duration=4 s \(the longest window duration 'fit' may choose\)"):
+        mel.replace(hop_length=1, n_fft=8192)
+    with pytest.raises(FeatureError, match="make a spectrogram of"):
+        mel.replace(hop_length=1, n_fft=8192, duration=4.0)

@@ -229,6 +229,8 @@ class CacheUnit:
         The evaluation's backbone handle the method is prepared with.
     embedder : soundlib.embedders.Embedder
         What computes the entries (resolved, not loaded).
+    options : str
+        The embedder's non-default options, as they appear in ``key``.
     """
 
     key: str
@@ -236,18 +238,33 @@ class CacheUnit:
     variant: Any
     backbone: str
     embedder: Any
+    options: str = ""
 
     @classmethod
     def of(cls, method: Any, variant: Any, backbone: str, embedder: Any, options: Mapping[str, Any]) -> "CacheUnit":
         """The unit of ``embedder`` (with its non-default ``options``) on ``variant``'s windows."""
+        opts = ",".join(f"{k}={v}" for k, v in sorted(options.items()))
+        return cls(cls._key(embedder, opts, variant), method, variant, backbone, embedder, opts)
+
+    @staticmethod
+    def _key(embedder: Any, opts: str, variant: Any) -> str:
         import json
 
         if variant.resolved:
             windows = embedder.window(variant).key()
-        else:  # duration "auto": known once the dataset is read; the variant names the windows meanwhile
+        else:  # duration "fit"/"auto": known once the dataset is read; the variant names the windows meanwhile
             windows = json.dumps(variant.to_dict(), sort_keys=True)
-        opts = ",".join(f"{k}={v}" for k, v in sorted(options.items()))
-        return cls(f"{embedder.name}|{opts}|{windows}", method, variant, backbone, embedder)
+        return f"{embedder.name}|{opts}|{windows}"
+
+    def with_durations(self, clip_seconds: Sequence[float]) -> "CacheUnit":
+        """This unit with its variant's duration rule chosen from the dataset's clip lengths (itself when
+        the variant has a number), so that its key names the windows the runs will read."""
+        if self.variant.resolved:
+            return self
+        from ..variants import resolve_duration
+
+        variant = resolve_duration(self.variant, clip_seconds)[0]
+        return dataclasses.replace(self, key=self._key(self.embedder, self.options, variant), variant=variant)
 
     @property
     def label(self) -> str:

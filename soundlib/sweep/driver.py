@@ -173,11 +173,19 @@ def _plan(config: SweepConfig, ds, ds_path: Path, out: Path, notebook: str, kern
     data = dataset_fingerprint(ds)  # a run over changed clips, labels, folds or audio is not complete
     classes = list(ds.classes)
     plan = _Plan({}, [], {}, env)
+    seconds: list[float] | None = None
     for spec in config.variants:
         for method in config.methods:
             if not config.runs(spec.name, method.name):
                 continue
             units = cache_units(method, spec, config.backbone)
+            if not all(u.variant.resolved for u in units.values()):
+                # a duration rule (fit, auto) is chosen from the clip lengths, as each run will choose it
+                if seconds is None:
+                    from ..methods.base import clip_durations
+
+                    seconds = clip_durations(ds)
+                units = {u.key: u for u in (x.with_durations(seconds) for x in units.values())}
             for fold in config.method_folds(method.name, config.folds or ()):
                 run_dir = out / spec.name / method.name / f"fold{fold}"
                 params = run_parameters(config, spec, fold, ds_path, run_dir, method)

@@ -32,13 +32,14 @@ def poisoned_cache(tmp_path, synth_corpus, tiny_backbone, mel32):
     from soundlib.cache import EmbeddingCache, audio_hash
     from soundlib.data import load_dataset
     from soundlib.embed import EmbedConfig, embed_clips
+    from soundlib.variants import resolve_for_clips
 
     ds = load_dataset(synth_corpus)
     cfg = EmbedConfig(cache_dir=tmp_path / "cache", progress=False)
     backbone = resolve_backbone(str(tiny_backbone))
     clean = embed_clips(ds.clips, mel32, backbone, config=cfg).embeddings
     cache = EmbeddingCache(tmp_path / "cache")
-    folder = cache.folder(mel32, backbone.identity)
+    folder = cache.folder(resolve_for_clips(mel32, ds.clips)[0], backbone.identity)  # duration "fit": chosen
 
     def poison(i: int, vector: np.ndarray):
         path = cache.path(folder, audio_hash(ds.clips[i].path))

@@ -87,6 +87,39 @@ def test_cache_units_are_shared_between_methods():
     assert len(units) == 3 and {u.variant.name for u in units.values()} == {"mel", "linear"}
 
 
+def test_cache_units_choose_the_duration_rule_from_the_clips(tmp_path):
+    """A unit of a variant with duration "fit" names the windows the runs will read once its window is
+    chosen from the clip lengths (what the sweep fills); 4-s clips give the fixed 4.0's units."""
+    from soundlib.sweep.config import SweepConfig
+    from soundlib.sweep.driver import _plan
+
+    from ..conftest import tone, write_csv, write_wav
+
+    mel, lin = VARIANTS["mel"], VARIANTS["linear"]
+    fz = resolve_method({"method": "fusion", "members": ["frozen", "mfcc", {"method": "mfcc", "variant": "linear"}]})
+    units = cache_units(fz, mel, "efficientnet_lite0")
+    assert len(units) == 3 and not any(u.variant.resolved for u in units.values())
+    for seconds in (0.5, 4.0):
+        chosen = {u.key: u for u in (x.with_durations([seconds] * 20) for x in units.values())}
+        fixed = cache_units(resolve_method({"method": "fusion", "members": [
+            "frozen", "mfcc", {"method": "mfcc", "variant": lin.replace(duration=seconds).to_dict()}]}),
+            mel.replace(duration=seconds), "efficientnet_lite0")
+        assert chosen.keys() == fixed.keys() and len(chosen) == 3
+        assert {u.variant.duration for u in chosen.values()} == {seconds}
+    rows = []
+    for k in range(6):
+        path = write_wav(tmp_path / "c" / f"{k}.wav", tone(300 + 500 * (k % 2), seconds=0.5, seed=k))
+        rows.append([f"c/{path.name}", "ab"[k % 2], 1 + (k // 2) % 2, f"r{k}"])
+    ds_path = write_csv(tmp_path / "m.csv", ["path", "label", "fold", "group"], rows)
+    from soundlib.data import load_dataset
+
+    config = SweepConfig(dataset=ds_path, folds=(1, 2), variants=(mel,), methods=(fz,))
+    plan = _plan(config, load_dataset(ds_path), ds_path, tmp_path / "out", "", None)
+    assert {u.variant.duration for u in plan.fills.values()} == {0.5} and len(plan.fills) == 3
+    assert all(t["needs"] == sorted(plan.fills) for t in plan.todo) and len(plan.todo) == 2
+    assert all(t["parameters"]["variant"] == "mel" for t in plan.todo)  # each run chooses it the same way
+
+
 def test_fusion_weights_are_chosen_on_validation():
     grid = weight_grid(3)
     assert grid[0] == (1 / 3, 1 / 3, 1 / 3) and all(abs(sum(w) - 1) < 1e-9 for w in grid)

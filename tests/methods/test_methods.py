@@ -112,6 +112,28 @@ def test_duration_auto_is_chosen_from_the_clips_and_recorded(tmp_path, tiny_back
     assert res["feature_spec"]["duration"] == pytest.approx(0.7) and res["feature_spec"]["pad"] == "repeat"
 
 
+@pytest.mark.parametrize("seconds", [0.5, 4.0])
+def test_default_window_fits_short_clips_and_keeps_4_s(tmp_path, seconds):
+    """The built-in variants' default (duration "fit"): 0.5-s clips get a 0.5-s window, not a mostly
+    empty 4-s picture; 4-s clips (UrbanSound8K) keep exactly the 4.0 s (and cache keys) of soundlib 0.1."""
+    from soundlib.variants import VARIANTS
+
+    rows = []
+    for k in range(12):
+        path = write_wav(tmp_path / "c" / f"{k}.wav", tone(300 + 500 * (k % 2), seconds=seconds, seed=k))
+        rows.append([f"c/{path.name}", "ab"[k % 2], 1 + (k // 2) % 2, f"r{k}"])
+    ds = load_dataset(write_csv(tmp_path / "m.csv", ["path", "label", "fold", "group"], rows))
+    config = EvalConfig(method=resolve_method("mfcc"))
+    assert config.spec is VARIANTS["mel"] and config.spec.duration == "fit"
+    res = evaluate(ds, config, progress=False)
+    assert res["duration"] == {"auto": True, "rule": "fit", "seconds": seconds, "percentile": 95,
+                               "clip_seconds": {"min": seconds, "median": seconds, "max": seconds}}
+    assert res["feature_spec"] == VARIANTS["mel"].replace(duration=seconds).to_dict()
+    assert res["features"]["windows"] == 12  # one window per clip
+    if seconds == 4.0:
+        assert res["feature_spec"] == {**VARIANTS["mel"].to_dict(), "duration": 4.0}
+
+
 @pytest.mark.slow
 def test_birdnet_embeddings_and_parity(tmp_path):
     """BirdNET through the derived model (embedding as an output, XNNPACK on) on real clips; the derived
