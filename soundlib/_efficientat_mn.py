@@ -40,7 +40,6 @@ importing this module is cheap.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import threading
@@ -549,32 +548,12 @@ def _litert_file(checkpoint_sha256: str) -> Path:
     return cache_dir() / "backbones" / f"efficientat_mn04_as-port{PORT_VERSION}-{checkpoint_sha256[:16]}.float.tflite"
 
 
-def _sidecar(path: Path) -> Path:
-    return path.with_name(path.name + ".json")
-
-
-def _litert_valid(path: Path) -> str | None:
-    """None when ``path`` and its sidecar agree; otherwise what is wrong."""
-    if not path.is_file():
-        return "missing"
-    try:
-        record = json.loads(_sidecar(path).read_text(encoding="utf-8"))
-        expected = record["sha256"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return f"its record {_sidecar(path).name} is missing or unreadable"
-    got = _sha256(path)
-    if got != expected:
-        return f"it has SHA-256 {got}, its record says {expected} (truncated or altered)"
-    return None
-
-
 def litert_model_path(checkpoint: str | os.PathLike) -> Path:
     """The float LiteRT copy of the network, converted once (with TensorFlow) into the soundlib cache.
 
     ``<cache>/backbones/efficientat_mn04_as-port<N>-<checkpoint sha256[:16]>.float.tflite``,
-    with a sidecar ``.json`` holding its SHA-256. A cached file that disagrees with its
-    sidecar (truncated, altered) is converted again, with a warning. Conversion runs
-    under a file lock and writes both files atomically.
+    a derived file (:func:`soundlib.derived.derived_file`: its SHA-256 recorded beside it, checked
+    on use, converted again with a warning when it does not match; built under a file lock).
 
     The model's input is float32 (batch, 128, frames, 1) with batch and frames free
     (``resize_tensor_input``); its outputs are ``embedding`` (batch, 896) and
@@ -585,28 +564,18 @@ def litert_model_path(checkpoint: str | os.PathLike) -> Path:
     BackboneError
         The checkpoint cannot be read or does not fit; conversion fails.
     """
-    from .atomic import file_lock
-    from .errors import warn
+    from .derived import derived_file
 
     checkpoint = Path(checkpoint)
     digest = _sha256(checkpoint) if checkpoint.is_file() else ""
     if not digest:
         raise BackboneError(f"{checkpoint}: no such file (the mn04 weights {CHECKPOINT_NAME})")
     out = _litert_file(digest)
-    if _litert_valid(out) is None:
-        return out
-    with file_lock(out.with_name(out.name + ".lock")):
-        problem = _litert_valid(out)  # another process may have converted it while we waited
-        if problem is None:
-            return out
-        if problem != "missing":
-            warn(f"{out}: {problem}; converting the mn04 LiteRT model again")
-        _convert(checkpoint, out, digest)
-    return out
+    return derived_file(out, lambda tmp: tmp.write_bytes(_convert(checkpoint, out)), what="mn04 LiteRT model")
 
 
-def _convert(checkpoint: Path, out: Path, checkpoint_sha256: str) -> None:
-    from .atomic import write_bytes_atomic, write_json_atomic
+def _convert(checkpoint: Path, out: Path) -> bytes:
+    """The network of ``checkpoint`` as a float LiteRT flatbuffer (``out`` names it in errors)."""
     from .runtime import filtered_stderr, import_tf
 
     tf, _ = import_tf()
@@ -624,10 +593,7 @@ def _convert(checkpoint: Path, out: Path, checkpoint_sha256: str) -> None:
             blob = converter.convert()
     except Exception as exc:  # TensorFlow raises many kinds
         raise BackboneError(f"cannot convert the mn04 network to LiteRT ({out}): {exc}") from exc
-    _sidecar(out).unlink(missing_ok=True)  # a crash between the two writes leaves no stale record
-    write_bytes_atomic(out, blob)
-    write_json_atomic(_sidecar(out), {"sha256": hashlib.sha256(blob).hexdigest(), "port": PORT_VERSION,
-                                      "checkpoint_sha256": checkpoint_sha256, "tensorflow": tf.__version__})
+    return blob
 
 
 

@@ -443,22 +443,6 @@ def _litert_target(path: Path) -> Path:
     return cache_dir() / "backbones" / f"yamnet-{digest[:16]}-r{_LITERT_RECIPE}.float.tflite"
 
 
-def _sidecar(out: Path) -> Path:
-    return out.with_name(out.name + ".sha256")
-
-
-def _intact(out: Path) -> str | None:
-    """``None`` when ``out`` and its sidecar agree, else what is wrong."""
-    side = _sidecar(out)
-    if not side.is_file():
-        return f"{side} is missing"
-    recorded = side.read_text(encoding="utf-8").split()[:1]
-    got = _sha256(out)
-    if recorded != [got]:
-        return f"SHA-256 {got}, {side.name} records {recorded[0] if recorded else 'nothing'}"
-    return None
-
-
 def litert_model_path(source: str | os.PathLike | None = None) -> Path:
     """YAMNet's frames model as a float ``.tflite`` in ``<cache>/backbones/``, converted once (with TensorFlow).
 
@@ -471,22 +455,11 @@ def litert_model_path(source: str | os.PathLike | None = None) -> Path:
     source : str, path-like or None
         Where the weights are (see :func:`build_frames_model`).
     """
-    from .atomic import file_lock, write_bytes_atomic, write_text_atomic
-    from .errors import warn
+    from .derived import derived_file
 
     out = _litert_target(_resolve(source)[0])
-    if out.is_file() and _intact(out) is None:
-        return out
-    with file_lock(out.with_name(out.name + ".lock")):
-        if out.is_file():  # another process may have converted it while we waited
-            problem = _intact(out)
-            if problem is None:
-                return out
-            warn(f"{out}: {problem}; converting YAMNet to LiteRT again")
-        blob = _convert(build_frames_model(source))
-        write_bytes_atomic(out, blob)
-        write_text_atomic(_sidecar(out), f"{hashlib.sha256(blob).hexdigest()}  {out.name}\n")
-    return out
+    return derived_file(out, lambda tmp: tmp.write_bytes(_convert(build_frames_model(source))),
+                        what="YAMNet LiteRT model")
 
 
 def _convert(model) -> bytes:
