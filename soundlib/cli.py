@@ -188,7 +188,7 @@ def _cmd_download(args: argparse.Namespace) -> int:
 def _load(args: argparse.Namespace):
     from .data import load_dataset
 
-    return load_dataset(args.dataset)
+    return load_dataset(args.dataset, group_by=args.group_by, group_regex=args.group_regex)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -387,6 +387,7 @@ def _add_common_learning(p: argparse.ArgumentParser, *, training: bool = True) -
                    help="embedding cache (default: $SOUNDLIB_CACHE_DIR/embeddings or ~/.cache/soundlib/embeddings)")
     g.add_argument("--no-cache", action="store_true", help="do not read or write the embedding cache")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_grouping(p)
     if not training:
         return
     from .methods import METHOD_KINDS
@@ -428,6 +429,19 @@ def _add_common_learning(p: argparse.ArgumentParser, *, training: bool = True) -
     g.add_argument("--time-shift", type=float, default=d.time_shift, help="circular time shift, fraction of the width")
     g.add_argument("--time-mask", type=float, default=d.time_mask, help="largest masked fraction of the width")
     g.add_argument("--freq-mask", type=float, default=d.freq_mask, help="largest masked fraction of the height")
+
+
+def _add_grouping(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group(
+        "recordings (slices of one recording are never split across folds)",
+        "Which files come from one recording: UrbanSound8K's fsID, ESC-50's src_file, a manifest's 'group' column, "
+        "or UrbanSound8K/ESC-50 file names recognised in a folder. Otherwise every file counts as its own recording "
+        "(a loud warning, recorded in the results).")
+    x = g.add_mutually_exclusive_group()
+    x.add_argument("--group-by", metavar="COLUMN", help="the manifest CSV's column naming each file's recording")
+    x.add_argument("--group-regex", metavar="REGEX",
+                   help="a regex with one group, searched in each file name, that names its recording, "
+                        r"e.g. '^(.+)_slice\d+' groups dogA_slice1.wav and dogA_slice2.wav as dogA")
 
 
 def _add_learning_commands(add) -> None:

@@ -163,7 +163,7 @@ def evaluate(dataset: Dataset, config: EvalConfig = EvalConfig(), *, out_dir: st
 def _evaluate(dataset: Dataset, config: EvalConfig, *, out_dir, embed_config, progress: bool, log) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
-    from .folds import check_test_fold, find_leakage
+    from .folds import check_test_fold, find_leakage, grouping_record
     from .metrics import compute_metrics, prediction_rows, write_predictions, write_results_json
     from .plots import plot_confusion, save_png
 
@@ -200,8 +200,8 @@ def _evaluate(dataset: Dataset, config: EvalConfig, *, out_dir, embed_config, pr
         "backbone": p.feats.info.get("backbone"),
         "protocol": p.protocol,
         "leaky": bool(config.leaky_split),
-        "note": ("LEAKY: slices split at random, recordings shared between train and test; "
-                 "NOT a valid estimate" if config.leaky_split else "leave-one-fold-out, recordings never split"),
+        "note": _note(config.leaky_split, p.ds.grouping.known),
+        "grouping": grouping_record(p.ds),
         "cross_fold_groups": {g: list(v) for g, v in find_leakage(p.ds.clips).items()},
         "aggregate": config.aggregate,
         "per_fold": per_fold,
@@ -227,6 +227,16 @@ def _evaluate(dataset: Dataset, config: EvalConfig, *, out_dir, embed_config, pr
     return results
 
 
+def _note(leaky: bool, recordings_known: bool) -> str:
+    """What ``results.json``'s protocol is worth, in one line."""
+    if leaky:
+        return "LEAKY: slices split at random, recordings shared between train and test; NOT a valid estimate"
+    if not recordings_known:
+        return ("leave-one-fold-out, but RECORDINGS UNKNOWN: every file counted as its own recording, so slices of "
+                "one recording may be split across folds and the scores may be too high (see grouping)")
+    return "leave-one-fold-out, recordings never split"
+
+
 def _num(x: float) -> float | None:
     return None if x is None or x != x else round(float(x), 4)
 
@@ -234,6 +244,8 @@ def _num(x: float) -> float | None:
 def format_summary(results: Mapping[str, Any]) -> str:
     """One line about an :func:`evaluate` result: variant, method, protocol, mean ± std accuracy, macro-F1."""
     tag = " [LEAKY split: not a valid estimate]" if results.get("leaky") else ""
+    if not results.get("leaky") and results.get("grouping", {}).get("known") is False:
+        tag += " [RECORDINGS UNKNOWN: slices of one recording may be split across folds]"
     if results.get("warnings"):
         tag += f" [{len(results['warnings'])} warning(s) in results.json]"
     method = results.get("method", {}).get("name", DEFAULT_METHOD)
@@ -272,7 +284,7 @@ def train_fold(dataset: Dataset, *, test_fold: int, config: EvalConfig = EvalCon
 def _train_fold(dataset: Dataset, *, test_fold: int, config: EvalConfig, out_dir: Path, embed_config, export: bool,
                 overwrite: bool, progress: bool, log) -> RunMetrics:
     from .atomic import write_json_atomic
-    from .folds import check_test_fold
+    from .folds import check_test_fold, grouping_record
     from .infer import check_model_target
     from .metrics import compute_metrics, prediction_rows, start_run, write_predictions
     from .plots import plot_confusion, save_png
@@ -313,7 +325,7 @@ def _train_fold(dataset: Dataset, *, test_fold: int, config: EvalConfig, out_dir
         method_config=config.method.to_dict(), val_accuracy=_num(fit.val_accuracy),
         choice={k: v for k, v in fit.choice.items() if k != "history"},
         fit_seconds=seconds, prepare_seconds=p.seconds, exported=exported is not None, duration=p.duration,
-        warnings=log.messages,
+        warnings=log.messages, grouping=grouping_record(p.ds),
     )
     metrics.write(out)
     return metrics

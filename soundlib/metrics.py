@@ -122,6 +122,9 @@ class RunMetrics:
         The window length used, and whether ``duration: auto`` chose it.
     warnings : list of str
         What the run warned about (degenerate folds, recomputed cache entries...).
+    grouping : dict
+        How the dataset's recordings were known (:func:`soundlib.folds.grouping_record`: ``source``,
+        ``detail``, ``known``, ``recordings``, ``clips``); empty in files of older soundlib versions.
 
     Files written by soundlib 0.1 lack ``macro_f1_all_classes`` and ``warnings``;
     their ``macro_f1`` was the all-classes mean, so :meth:`from_dict` moves it to
@@ -150,6 +153,7 @@ class RunMetrics:
     duration: dict = dataclasses.field(default_factory=dict)
     macro_f1_all_classes: float | None = None
     warnings: list = dataclasses.field(default_factory=list)
+    grouping: dict = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The content of ``metrics.json``."""

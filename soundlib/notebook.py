@@ -86,8 +86,10 @@ def default_kernel_name() -> str:
     return "soundlib" if "soundlib" in specs else "python3"
 
 
-def open_dataset(path: str | os.PathLike, *, generate_if_missing: bool = False, clips_per_class: int = 10) -> Dataset:
-    """Load a dataset; with ``generate_if_missing``, first write a small synthetic corpus at a missing ``path``."""
+def open_dataset(path: str | os.PathLike, *, generate_if_missing: bool = False, clips_per_class: int = 10,
+                 group_by: str | None = None, group_regex: str | None = None) -> Dataset:
+    """Load a dataset; with ``generate_if_missing``, first write a small synthetic corpus at a missing ``path``.
+    ``group_by`` / ``group_regex`` name each file's recording (see :func:`soundlib.data.load_dataset`)."""
     from .data import load_dataset
 
     p = Path(path).expanduser()
@@ -95,7 +97,7 @@ def open_dataset(path: str | os.PathLike, *, generate_if_missing: bool = False, 
         from .synth import SynthConfig, generate_corpus
 
         generate_corpus(p, SynthConfig(clips_per_class=clips_per_class), progress=False)
-    return load_dataset(p)
+    return load_dataset(p, group_by=group_by, group_regex=group_regex)
 
 
 def eval_config(*, variant: Any, method: Any = None, backbone: str | None = None, k_folds: int | None = None,

@@ -24,7 +24,7 @@ from ..methods import DEFAULT_METHOD, MethodSpec
 from ..variants import VARIANTS, FeatureSpec
 from .config import SweepConfig, load_sweep_config, method_param
 from .executors import DaskBackend, LocalBackend, drive
-from .results import collect_results, collect_runs, results_table_markdown, write_results
+from .results import collect_results, collect_runs, grouping_note, results_table_markdown, write_results
 from .tasks import EVALUATE_NOTEBOOK, TRAIN_NOTEBOOK, fingerprint, run_complete, run_task
 
 __all__ = ["RunOutcome", "SweepResult", "run", "run_parameters"]
@@ -101,6 +101,8 @@ class SweepResult:
         """A short text report: counts, the results table, failures."""
         lines = [f"sweep {self.out_dir}: {len(self.completed)} run(s) executed, {len(self.skipped)} already complete, "
                  f"{len(self.failed)} failed, {self.seconds:.1f} s", "", results_table_markdown(self.table)]
+        if grouping_note(self.table):
+            lines += ["", grouping_note(self.table)]
         for r in self.failed:
             lines.append(f"FAILED {r}")
         if self.evaluate_error:
@@ -133,6 +135,7 @@ def run_parameters(config: SweepConfig, spec: FeatureSpec, fold: int, dataset: P
         "export_model": config.exports(fold),
         "alert": False,
         "generate_if_missing": False,
+        **{k: getattr(config, k) for k in ("group_by", "group_regex") if getattr(config, k) is not None},
     }
 
 
@@ -220,6 +223,7 @@ def _schedule(plan: _Plan, config: SweepConfig, ds, ds_path: Path, out: Path) ->
         fills.append({"kind": "fill", "label": label, "unit": key, "dataset": str(ds_path),
                       "method": unit["method"].to_dict(), "variant": unit["variant"].to_dict(),
                       "backbone": unit["backbone"], "batch_size": config.embed_batch_size, "env": plan.env,
+                      "group_by": config.group_by, "group_regex": config.group_regex,
                       "log": str(out / ".logs" / f"{label}.log")})
     filling = {t["unit"] for t in fills}
     pending = {t["label"]: set(t["needs"]) & filling for t in plan.todo}
@@ -304,8 +308,7 @@ def _read_notebooks(notebooks: str | os.PathLike | None) -> tuple[str, str]:
 
 def _prepare_dataset(config: SweepConfig, out: Path, *, progress: bool):
     """``(dataset path, Dataset, config with the folds resolved)``."""
-    from ..data import load_dataset
-    from ..folds import assign_folds
+    from ..folds import assign_folds, check_grouping
 
     if config.synth is not None:
         from ..synth import ensure_corpus
@@ -316,7 +319,8 @@ def _prepare_dataset(config: SweepConfig, out: Path, *, progress: bool):
         path = config.dataset
         if path is None or not path.exists():
             raise ConfigError(f"{config.source or 'sweep config'}: dataset path {path} does not exist")
-    ds = load_dataset(path)
+    ds = config.load_dataset(path)
+    check_grouping(ds, assigned=not ds.has_folds)  # said once here; every run records it too
     available = list(ds.folds) if ds.has_folds else list(assign_folds(ds, config.k_folds, seed=config.train.seed).folds)
     missing = [f for f in (config.folds or ()) if f not in available]
     if missing:

@@ -25,13 +25,14 @@ __all__ = [
     "row_label",
     "significance",
     "significance_markdown",
+    "grouping_note",
 ]
 
 _FOLD_DIR = re.compile(r"^fold(\d+)$")
 _RUN_COLUMNS = ["variant", "method", "fold", "accuracy", "macro_f1", "val_accuracy", "n", "seconds", "fit_seconds",
-                "choice", "run_dir"]
+                "choice", "run_dir", "train_clips", "recordings_known"]
 _TABLE_COLUMNS = ["folds", "accuracy_mean", "accuracy_std", "macro_f1_mean", "macro_f1_std", "clips",
-                  "seconds_per_fold"]
+                  "seconds_per_fold", "recordings_known"]
 
 
 def _order(sweep_dir: Path) -> tuple[list[str], list[str]]:
@@ -74,13 +75,17 @@ def collect_runs(sweep_dir: str | os.PathLike):
     -------
     pandas.DataFrame
         Columns ``variant, method, fold, accuracy, macro_f1, val_accuracy, n, seconds, fit_seconds,
-        choice, run_dir``; variants and methods in the order of ``sweep.yaml`` when there is one.
+        choice, run_dir, train_clips, recordings_known``; variants and methods in the order of
+        ``sweep.yaml`` when there is one. ``recordings_known`` is False when the dataset did not say which
+        files come from one recording (every file its own; see :func:`soundlib.folds.check_grouping`),
+        ``None`` for runs of soundlib versions that did not record it.
     """
     import pandas as pd
 
     rows = [{"variant": m.variant, "method": m.method, "fold": m.test_fold, "accuracy": m.accuracy,
              "macro_f1": m.macro_f1, "val_accuracy": m.val_accuracy, "n": int(m.n), "seconds": m.seconds,
-             "fit_seconds": m.fit_seconds, "choice": _choice_text(m.choice), "run_dir": str(run_dir)}
+             "fit_seconds": m.fit_seconds, "choice": _choice_text(m.choice), "run_dir": str(run_dir),
+             "train_clips": int(m.train_clips), "recordings_known": (m.grouping or {}).get("known")}
             for run_dir, m in _runs(Path(sweep_dir))]
     return pd.DataFrame(rows, columns=_RUN_COLUMNS)
 
@@ -102,8 +107,9 @@ def collect_results(sweep_dir: str | os.PathLike):
     pandas.DataFrame
         Indexed by ``(variant, method)``; columns ``folds`` (runs found), ``accuracy_mean``,
         ``accuracy_std``, ``macro_f1_mean``, ``macro_f1_std`` (population std, ddof=0,
-        as :func:`soundlib.evaluate.evaluate` reports), ``clips`` (test clips summed) and
-        ``seconds_per_fold`` (mean wall time of a run).
+        as :func:`soundlib.evaluate.evaluate` reports), ``clips`` (test clips summed),
+        ``seconds_per_fold`` (mean wall time of a run) and ``recordings_known`` (False when some
+        run's dataset did not say which files come from one recording; None when not recorded).
     """
     import pandas as pd
 
@@ -114,8 +120,29 @@ def collect_results(sweep_dir: str | os.PathLike):
         rows.append({"variant": variant, "method": method, "folds": len(r),
                      "accuracy_mean": float(r["accuracy"].mean()), "accuracy_std": float(r["accuracy"].std(ddof=0)),
                      "macro_f1_mean": float(r["macro_f1"].mean()), "macro_f1_std": float(r["macro_f1"].std(ddof=0)),
-                     "clips": int(r["n"].sum()), "seconds_per_fold": float(r["seconds"].astype(float).mean())})
+                     "clips": int(r["n"].sum()), "seconds_per_fold": float(r["seconds"].astype(float).mean()),
+                     "recordings_known": _all_known(r["recordings_known"])})
     return pd.DataFrame(rows, columns=["variant", "method"] + _TABLE_COLUMNS).set_index(["variant", "method"])
+
+
+def _all_known(values) -> bool | None:
+    """False if any run's recordings were unknown, True if all were known, None if none recorded it."""
+    seen = [bool(v) for v in values if v is not None and v == v]
+    return None if not seen else all(seen)
+
+
+def grouping_note(table: Any) -> str:
+    """A loud Markdown paragraph when some row's dataset did not say which files come from one recording
+    (``recordings_known`` False in :func:`collect_results`); empty otherwise."""
+    if "recordings_known" not in getattr(table, "columns", ()):
+        return ""
+    unknown = [f"{v}/{m}" for (v, m), known in table["recordings_known"].items() if known is False]
+    if not unknown:
+        return ""
+    return (f"**Recordings unknown** ({', '.join(unknown)}): the dataset did not say which files come from one "
+            "recording, so every file counted as its own. Slices of one recording may sit in different folds, "
+            "trained on in one and tested on in another: these scores may be too high. Name the recordings (a "
+            "manifest `group` column, `group_by`, or `group_regex` in the sweep file) and run the sweep again.")
 
 
 def results_table_markdown(table: Any, *, digits: int = 3) -> str:
@@ -220,6 +247,8 @@ def write_results(sweep_dir: str | os.PathLike, table: Any = None) -> tuple[Path
     csv_path = write_text_atomic(sweep_dir / "results.csv", table.to_csv())
     md = ("# Sweep results\n\n" + results_table_markdown(table) + "\n\n"
           "Mean ± standard deviation (ddof=0) over test folds; each fold trained on the others.\n")
+    if grouping_note(table):
+        md += "\n" + grouping_note(table) + "\n"
     if len(table) > 1:
         best = table["accuracy_mean"].idxmax()
         md += "\n## Differences to the best row\n\n" + significance_markdown(significance(sweep_dir), best) + "\n"

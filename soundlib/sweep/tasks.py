@@ -342,7 +342,7 @@ def _do_fill(task: Mapping[str, Any]) -> dict[str, Any]:
     from ..train import TrainConfig
     from ..variants import FeatureSpec, resolve_duration
 
-    ds = load_dataset(task["dataset"])
+    ds = load_dataset(task["dataset"], group_by=task.get("group_by"), group_regex=task.get("group_regex"))
     spec = FeatureSpec.from_dict(task["variant"], where="fill task: variant")
     if not spec.resolved:
         spec, _ = resolve_duration(spec, clip_durations(ds))

@@ -12,7 +12,7 @@ from soundlib import plots, sweep
 
 
 def fake_metrics(run_dir: Path, variant: str, fold: int, acc: float, f1: float, cm, *, method: str | None = None,
-                 paths=None, correct=None) -> None:
+                 paths=None, correct=None, grouping=None) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     classes = ["a", "b"]
     d = {"variant": variant, "test_fold": fold, "accuracy": acc, "macro_f1": f1, "macro_f1_all_classes": f1,
@@ -20,6 +20,8 @@ def fake_metrics(run_dir: Path, variant: str, fold: int, acc: float, f1: float, 
          "confusion_matrix": cm, "per_class": {c: {"f1": 0.0} for c in classes}, "seconds": 1.0}
     if method is not None:
         d["method"] = method
+    if grouping is not None:
+        d["grouping"] = grouping
     (run_dir / "metrics.json").write_text(json.dumps(d))
     if paths is not None:
         rows = ["path,fold,group,true,predicted,probability,correct"]
@@ -92,6 +94,23 @@ def test_significance_paired_over_folds_and_clips(tmp_path):
     assert p["verdict"].startswith("significantly different")
     assert p["folds"] == 2 and p["delta"] < -0.4
     assert "| mel | poor |" in significance_markdown(frame, ("mel", "best"))
+
+
+def test_unknown_recordings_are_recorded_in_the_sweep_results(tmp_path):
+    unknown = {"source": "none", "detail": "unknown", "known": False, "recordings": 8, "clips": 8}
+    known = {"source": "regex", "detail": "regex", "known": True, "recordings": 2, "clips": 8}
+    fake_metrics(tmp_path / "mel" / "frozen" / "fold1", "mel", 1, 0.9, 0.9, [[2, 0], [0, 2]], grouping=unknown)
+    fake_metrics(tmp_path / "mel" / "mfcc" / "fold1", "mel", 1, 0.5, 0.5, [[1, 1], [1, 1]], method="mfcc",
+                 grouping=known)
+    fake_metrics(tmp_path / "old" / "fold1", "old", 1, 0.5, 0.5, [[1, 1], [1, 1]])  # soundlib 0.1: not recorded
+    table = sweep.collect_results(tmp_path)
+    assert table["recordings_known"].to_dict() == {("mel", "frozen"): False, ("mel", "mfcc"): True,
+                                                   ("old", "frozen"): None}
+    _, md = sweep.write_results(tmp_path)
+    assert "**Recordings unknown** (mel/frozen)" in md.read_text()
+    import pandas as pd
+
+    assert not pd.read_csv(tmp_path / "results.csv", index_col=[0, 1]).loc[("mel", "frozen"), "recordings_known"]
 
 
 def test_collect_results_empty(tmp_path):
