@@ -145,9 +145,10 @@ def evaluate(dataset: Dataset, config: EvalConfig = EvalConfig(), *, out_dir: st
              embed_config=None, progress: bool = True) -> dict[str, Any]:
     """Leave-one-fold-out evaluation of one (variant, method).
 
-    Writes ``results.json``, ``predictions.csv`` and ``confusion_matrix.png``
-    into ``out_dir`` when given. Returns the results as a dict (the content of
-    ``results.json``): per-fold accuracy and macro-F1, validation accuracy,
+    Writes ``results.json``, ``predictions.csv`` (every class's probability per
+    clip) and ``confusion_matrix.png`` into ``out_dir`` when given. Returns the
+    results as a dict (the content of ``results.json``): per-fold accuracy,
+    macro-F1, top-k accuracy and calibration error (ECE), validation accuracy,
     what the method chose and its wall time, mean and std, pooled macro-F1
     (over the classes present, and ``macro_f1_all_classes``), per-class scores,
     the summed confusion matrix, timings, and ``warnings``: every
@@ -176,20 +177,22 @@ def _evaluate(dataset: Dataset, config: EvalConfig, *, out_dir, embed_config, pr
     for f in folds:
         check_test_fold(p.ds, f)
     classes = list(p.ds.classes)
-    per_fold, y_true, y_pred, rows = [], [], [], []
+    per_fold, y_true, y_pred, rows, probas = [], [], [], [], []
     for f in tqdm(folds, desc=f"folds ({p.spec.name}, {config.method.name})", unit="fold", disable=not progress):
         split, fit, proba, seconds = _run_fold(p, f, config)
         yt, yp = p.y[split.test].tolist(), proba.argmax(axis=1).tolist()
-        scores = compute_metrics(yt, yp, classes)
+        scores = compute_metrics(yt, yp, classes, proba=proba)
         per_fold.append({"fold": int(f), "accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"],
                          "macro_f1_all_classes": scores["macro_f1_all_classes"], "n": len(yt),
+                         "top_k_accuracy": scores["top_k_accuracy"], "ece": scores["ece"],
                          "val_accuracy": _num(fit.val_accuracy), "choice": fit.choice, "seconds": seconds})
         y_true += yt
         y_pred += yp
+        probas.append(proba)
         rows += prediction_rows([p.ds.clips[i] for i in split.test], proba, classes)
 
     accs = [r["accuracy"] for r in per_fold]
-    pooled = compute_metrics(y_true, y_pred, classes)
+    pooled = compute_metrics(y_true, y_pred, classes, proba=np.concatenate(probas))
     results = {
         "dataset": {"name": p.ds.name, "root": str(p.ds.root), "clips": len(p.ds), "classes": classes},
         "variant": p.spec.name,
@@ -209,6 +212,8 @@ def _evaluate(dataset: Dataset, config: EvalConfig, *, out_dir, embed_config, pr
         "accuracy_std": float(np.std(accs)),
         "macro_f1": pooled["macro_f1"],
         "macro_f1_all_classes": pooled["macro_f1_all_classes"],
+        "top_k_accuracy": pooled["top_k_accuracy"],
+        "ece": pooled["ece"],
         "per_class": pooled["per_class"],
         "confusion_matrix": pooled["confusion_matrix"],
         "train_config": config.train.to_dict(),
@@ -304,7 +309,7 @@ def _train_fold(dataset: Dataset, *, test_fold: int, config: EvalConfig, out_dir
     classes = list(p.ds.classes)
     split, fit, proba, seconds = _run_fold(p, test_fold, config)
     yt = p.y[split.test]
-    scores = compute_metrics(yt.tolist(), proba.argmax(axis=1).tolist(), classes)
+    scores = compute_metrics(yt.tolist(), proba.argmax(axis=1).tolist(), classes, proba=proba)
     write_predictions(out, prediction_rows([p.ds.clips[i] for i in split.test], proba, classes))
     save_png(plot_confusion(scores["confusion_matrix"], classes,
                             title=f"{p.spec.name} / {config.method.name}, test fold {test_fold}: "
@@ -319,7 +324,7 @@ def _train_fold(dataset: Dataset, *, test_fold: int, config: EvalConfig, out_dir
         variant=p.spec.name, test_fold=int(test_fold), protocol=p.protocol,
         backbone=p.feats.info.get("backbone", ""),
         **{k: scores[k] for k in ("accuracy", "macro_f1", "macro_f1_all_classes", "per_class", "confusion_matrix",
-                                  "n")},
+                                  "n", "top_k_accuracy", "ece")},
         train_clips=int(len(split.train)), train_config=config.train.to_dict(),
         seconds=round(time.perf_counter() - t0, 2), method=config.method.name,
         method_config=config.method.to_dict(), val_accuracy=_num(fit.val_accuracy),
