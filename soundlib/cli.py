@@ -225,11 +225,27 @@ def _cmd_embed(args: argparse.Namespace) -> int:
 
     ds = _load(args)
     spec = resolve_variant(args.variant, where="--variant")
+    if args.export:
+        return _embed_export(args, ds, spec)
     res = embed_clips(ds.clips, spec, resolve_backbone(args.backbone), config=embed_config_from_args(args))
     print(f"embed {spec.name}: {res.hits} from cache, {res.computed} computed, {len(res.failures)} failed")
     for _, msg in res.failures:
         print(f"  {msg}", file=sys.stderr)
     return 1 if res.failures else 0
+
+
+def _embed_export(args: argparse.Namespace, ds, spec) -> int:
+    """``soundlib embed --export FILE``: every clip's embedding, label, fold, recording and path in one .npz."""
+    from .embedmap import embed_dataset, write_npz
+
+    table = embed_dataset(ds, spec, args.backbone, config=embed_config_from_args(args), k_folds=args.k_folds)
+    write_npz(args.export, table)
+    print(f"embed {table.variant}: {len(table)} clips ({len(table.window_clip)} windows) x "
+          f"{table.embeddings.shape[1]} dims, {len(table.classes)} classes, folds "
+          f"{sorted(set(table.folds.tolist()))} -> {args.export}")
+    for _, msg in table.failures:
+        print(f"  {msg}", file=sys.stderr)
+    return 1 if table.failures else 0
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
@@ -467,8 +483,16 @@ def _add_learning_commands(add) -> None:
                    help="replace DIR/model even when it is not a soundlib model (by default soundlib refuses "
                         "to delete a folder it did not make)")
 
-    p = add("embed", _cmd_embed, "fill the embedding cache for a dataset and variant")
+    p = add("embed", _cmd_embed, "fill the embedding cache for a dataset and variant (--export: to a file)",
+            "Embed every clip of the dataset with the variant's pictures and the backbone, filling the embedding "
+            "cache. With --export FILE, also write them out for your own analysis: " + _npz_help())
     _add_common_learning(p, training=False)
+    p.add_argument("--export", type=Path, metavar="FILE.npz", help="write the embeddings, labels, folds, recordings "
+                   "and paths to this .npz file (format above)")
+    from .folds import DEFAULT_K_FOLDS
+
+    p.add_argument("--k-folds", type=int, default=DEFAULT_K_FOLDS,
+                   help="with --export: folds to assign (grouped by recording) when the dataset has none")
 
     p = add("predict", _cmd_predict, "label WAVs or pictures with an exported model",
             "Print the top-k labels and probabilities for each input (a WAV or other audio file, a picture, "
@@ -498,6 +522,12 @@ def _add_learning_commands(add) -> None:
     p.add_argument("--jobs", type=int, default=None, help="parallel runs (default: the YAML's, else 1)")
     p.add_argument("--scheduler", default=None, help="tcp://HOST:PORT of a Dask distributed scheduler")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _npz_help() -> str:
+    from .embedmap import NPZ_HELP
+
+    return NPZ_HELP + "."
 
 
 def _version() -> str:

@@ -27,6 +27,7 @@ __all__ = [
     "pick_clip",
     "label_clip",
     "ClipPrediction",
+    "misclassified",
     "alert_tone",
 ]
 
@@ -167,6 +168,7 @@ class ClipPrediction:
     window_proba: Any = None
     labels: list[str] = dataclasses.field(default_factory=list)
     window_seconds: float = 0.0
+    sr: int = 22050
 
     @property
     def long(self) -> bool:
@@ -203,6 +205,15 @@ class ClipPrediction:
         return plot_prediction(self.picture, self.top, true_label=self.true_label,
                                title=f"{self.clip.path.name}: predicted {self.predicted}, true class {self.true_label}")
 
+    def audio(self, *, max_seconds: float = 10.0):
+        """An audio player (``IPython.display.Audio``) of the clip's first ``max_seconds``, at the model's
+        sample rate (so a long recording does not bloat the notebook)."""
+        from IPython.display import Audio
+
+        from .audio import read_segment
+
+        return Audio(read_segment(self.clip.path, sr=self.sr, duration=max_seconds), rate=self.sr)
+
     def image(self):
         """The picture as a PIL image (displays inline in a notebook)."""
         from PIL import Image
@@ -230,7 +241,51 @@ def label_clip(model, clip: Clip, *, top_k: int = 3, aggregate: str = "mean") ->
     proba = aggregate_windows(win, np.zeros(len(win), np.int64), np.array([0]), how=aggregate)[0]
     order = np.argsort(-proba)[:max(1, top_k)]
     return ClipPrediction(clip, picture, [(model.labels[i], float(proba[i])) for i in order], starts, win,
-                          list(model.labels), float(model.spec.duration))
+                          list(model.labels), float(model.spec.duration), int(model.spec.sr))
+
+
+def misclassified(run_dir: str | os.PathLike, spec: Any, *, limit: int = 4, top_k: int = 3) -> list[ClipPrediction]:
+    """The test clips of a training run whose top class is wrong, most confident mistakes first.
+
+    Each comes with the picture the model saw (the first window, rendered with ``spec``) and its
+    top-k classes from ``predictions.csv``: ``.figure()`` shows them side by side (the true class
+    in green), ``.audio()`` plays the clip.
+
+    Parameters
+    ----------
+    run_dir : path-like
+        A ``train`` output folder (``predictions.csv``; ``metrics.json`` for ``duration: auto``).
+    spec : soundlib.variants.FeatureSpec
+        The run's variant (its window chosen from ``metrics.json`` when it is ``auto``).
+    limit : int
+        At most this many.
+    """
+    from .data import Clip
+    from .featurize import featurize_clip
+    from .metrics import RunMetrics, read_predictions, read_probabilities
+
+    frame = read_predictions(run_dir)
+    if frame is None:
+        raise DatasetError(f"{Path(run_dir) / 'predictions.csv'}: missing or unreadable; run the training first")
+    if not spec.resolved:
+        m = RunMetrics.read(run_dir)
+        spec = spec.replace(duration=float((m.duration if m else {}).get("seconds") or 4.0))
+    wrong = frame[frame["true"] != frame["predicted"]].sort_values("probability", ascending=False, kind="stable")
+    got = read_probabilities(wrong)
+    out = []
+    for i, (_, row) in enumerate(wrong.head(max(0, limit)).iterrows()):
+        if got is not None:
+            proba, labels = got
+            order = proba[i].argsort(kind="stable")[::-1][:max(1, top_k)]
+            top = [(labels[k], float(proba[i][k])) for k in order]
+        else:  # predictions.csv of soundlib 0.1: the top-1 probability only
+            top = [(str(row["predicted"]), float(row["probability"]))]
+        fold = row.get("fold")
+        clip = Clip(Path(row["path"]), str(row["true"]), -1, int(fold) if fold == fold else None,
+                    str(row.get("group", "")))
+        out.append(ClipPrediction(clip, featurize_clip(clip.path, spec), top, sr=int(spec.sr),
+                                  window_seconds=float(spec.duration)))
+    return out
 
 
 def _interactive() -> bool:

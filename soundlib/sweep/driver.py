@@ -135,6 +135,9 @@ def run_parameters(config: SweepConfig, spec: FeatureSpec, fold: int, dataset: P
         "export_model": config.exports(fold),
         "alert": False,
         "generate_if_missing": False,
+        # the map of the embeddings is the same for every fold: drawn once per (variant, method)
+        "embedding_map": fold == min(config.method_folds((method or config.methods[0]).name, config.folds or (fold,))
+                                     or (fold,)),
         **{k: getattr(config, k) for k in ("group_by", "group_regex") if getattr(config, k) is not None},
     }
 

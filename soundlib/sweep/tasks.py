@@ -60,7 +60,7 @@ _LIVE: set = set()
 
 def fingerprint(params: Mapping[str, Any], synth: Mapping[str, Any] | None) -> str:
     """The identity of a run: its notebook parameters (minus output-only ones) and the synthetic corpus."""
-    ident = {k: v for k, v in params.items() if k not in ("output_dir", "alert", "generate_if_missing")}
+    ident = {k: v for k, v in params.items() if k not in ("output_dir", "alert", "generate_if_missing", "embedding_map")}
     ident["_synth"] = synth
     return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
