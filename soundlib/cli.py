@@ -464,8 +464,9 @@ def _add_learning_commands(add) -> None:
     p = add("evaluate", _cmd_evaluate, "leave-one-fold-out evaluation of a variant",
             "Leave-one-fold-out over the dataset's folds (or k folds grouped by recording when it has none): "
             "embed every clip once (cached), train a fresh head per fold, score the held-out fold. Writes "
-            "DIR/results.json (per-fold accuracy, mean and std, macro-F1, per-class precision/recall/F1, summed "
-            "confusion matrix), predictions.csv and confusion_matrix.png, and prints a one-line summary last.")
+            "DIR/results.json (per-fold accuracy, mean and std, macro-F1, top-k accuracy, calibration error, "
+            "per-class precision/recall/F1, summed confusion matrix), predictions.csv (every class's probability per "
+            "clip) and confusion_matrix.png, and prints a one-line summary last.")
     _add_common_learning(p)
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--folds", type=int, nargs="+", help="only these test folds")

@@ -203,7 +203,7 @@ def _evaluate(dataset: Dataset, config: EvalConfig, *, out_dir, embed_config, pr
         "backbone": p.feats.info.get("backbone"),
         "protocol": p.protocol,
         "leaky": bool(config.leaky_split),
-        "note": _note(config.leaky_split, p.ds.grouping.known),
+        "note": _note(config.leaky_split, p.ds.grouping.known, p.protocol),
         "grouping": grouping_record(p.ds),
         "cross_fold_groups": {g: list(v) for g, v in find_leakage(p.ds.clips).items()},
         "aggregate": config.aggregate,
@@ -232,10 +232,15 @@ def _evaluate(dataset: Dataset, config: EvalConfig, *, out_dir, embed_config, pr
     return results
 
 
-def _note(leaky: bool, recordings_known: bool) -> str:
+def _note(leaky: bool, recordings_known: bool, protocol: str) -> str:
     """What ``results.json``'s protocol is worth, in one line."""
+    from .folds import PROTOCOL_PREDEFINED
+
     if leaky:
         return "LEAKY: slices split at random, recordings shared between train and test; NOT a valid estimate"
+    if not recordings_known and protocol == PROTOCOL_PREDEFINED:
+        return ("leave-one-fold-out over the dataset's own folds; recordings unknown, so soundlib cannot check that "
+                "none is split across them (see grouping)")
     if not recordings_known:
         return ("leave-one-fold-out, but RECORDINGS UNKNOWN: every file counted as its own recording, so slices of "
                 "one recording may be split across folds and the scores may be too high (see grouping)")
@@ -250,7 +255,9 @@ def format_summary(results: Mapping[str, Any]) -> str:
     """One line about an :func:`evaluate` result: variant, method, protocol, mean ± std accuracy, macro-F1."""
     tag = " [LEAKY split: not a valid estimate]" if results.get("leaky") else ""
     if not results.get("leaky") and results.get("grouping", {}).get("known") is False:
-        tag += " [RECORDINGS UNKNOWN: slices of one recording may be split across folds]"
+        tag += (" [recordings unknown: leakage across the dataset's folds not checked]"
+                if results.get("protocol") == "predefined-folds" else
+                " [RECORDINGS UNKNOWN: slices of one recording may be split across folds]")
     if results.get("warnings"):
         tag += f" [{len(results['warnings'])} warning(s) in results.json]"
     method = results.get("method", {}).get("name", DEFAULT_METHOD)

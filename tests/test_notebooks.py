@@ -178,3 +178,6 @@ def test_evaluate_notebook(trained, tmp_path):
     assert "| tmel | frozen | 1 |" in (sweep_dir / "results.md").read_text()
     assert (sweep_dir / "tmel" / "frozen" / "confusion_matrix.png").is_file()
     assert has_mime(nb, "image/png") and has_mime(nb, "text/html")
+    calibration = cell_outputs(nb, "plot_reliability")  # the reliability diagram, and top-k and ECE per row
+    assert [o for o in calibration if "image/png" in o.get("data", {})]
+    assert "top_5_accuracy" in "".join(o.get("data", {}).get("text/html", "") for o in calibration)
