@@ -102,15 +102,9 @@ def embed_dataset(dataset, spec, backbone: str, *, config=None, k_folds: int | N
 
     Clips that fail are left out and listed in ``failures``.
     """
-    from .backbones import pooled_backbone, resolve_backbone
     from .embed import EmbedConfig, embed_clips
-    from .folds import DEFAULT_K_FOLDS, prepare_folds
-    from .methods.base import clip_durations
-    from .variants import resolve_duration
 
-    ds, _ = prepare_folds(dataset, k_folds=k_folds or DEFAULT_K_FOLDS, seed=seed)
-    spec, _ = resolve_duration(spec, clip_durations(ds) if not spec.resolved else [])
-    info = pooled_backbone(resolve_backbone(backbone), layer=layer, pooling=pooling)
+    ds, spec, info = _resolve(dataset, spec, backbone, k_folds=k_folds, seed=seed, layer=layer, pooling=pooling)
     res = embed_clips(ds.clips, spec, info, config=config or EmbedConfig())
     index = {str(c.path): i for i, c in enumerate(ds.clips)}
     clips = [ds.clips[index[str(p)]] for p in res.paths]
@@ -132,6 +126,18 @@ def embed_dataset(dataset, spec, backbone: str, *, config=None, k_folds: int | N
         variant=spec.name, backbone=info.identity, feature_spec=spec.to_dict(),
         failures=[(str(p), msg) for p, msg in res.failures],
     )
+
+
+def _resolve(dataset, spec, backbone: str, *, k_folds: int | None, seed: int, layer: str, pooling: str):
+    """``(dataset with folds, spec with its duration, pooled backbone info)``, as ``evaluate`` resolves them."""
+    from .backbones import pooled_backbone, resolve_backbone
+    from .folds import DEFAULT_K_FOLDS, prepare_folds
+    from .methods.base import clip_durations
+    from .variants import resolve_duration
+
+    ds, _ = prepare_folds(dataset, k_folds=k_folds or DEFAULT_K_FOLDS, seed=seed)
+    spec, _ = resolve_duration(spec, clip_durations(ds) if not spec.resolved else [])
+    return ds, spec, pooled_backbone(resolve_backbone(backbone), layer=layer, pooling=pooling)
 
 
 def write_npz(path: str | os.PathLike, table: EmbeddingTable) -> Path:
@@ -245,18 +251,33 @@ class EmbeddingMap:
                             f"({self.projection})"))
 
 
-def embedding_map(dataset, config: Any, *, test_fold: int | None = None, embed_config=None,
-                  method: str = "auto") -> EmbeddingMap:
+def embedding_map(dataset, config: Any, *, test_fold: int | None = None, embed_config=None, method: str = "auto",
+                  cached_only: bool | None = None) -> EmbeddingMap | None:
     """The 2-D map of a dataset's backbone embeddings, for an :class:`~soundlib.evaluate.EvalConfig`.
 
     The clips are the variant's pictures embedded by the config's backbone (with the frozen
     method's ``layer`` and ``pooling`` when the method is ``frozen``: after training they are
     read from the cache), one point per clip (the mean of its windows), projected by
     :func:`project_2d`.
+
+    Parameters
+    ----------
+    cached_only : bool, optional
+        Draw the map only from embeddings already in the cache, and return ``None`` when some are
+        missing (default: for every method but ``frozen``, whose training filled the cache, so that
+        a method that does not embed pictures never embeds a whole dataset for a picture).
     """
+    from .cache import EmbeddingCache
+
     opts = config.method.options if config.method.kind == "frozen" else None
+    layer, pooling = getattr(opts, "layer", "head"), getattr(opts, "pooling", "avg")
+    if cached_only if cached_only is not None else config.method.kind != "frozen":
+        ds, spec, info = _resolve(dataset, config.spec, config.backbone, k_folds=config.k_folds, seed=config.seed,
+                                  layer=layer, pooling=pooling)
+        cache = EmbeddingCache(getattr(embed_config, "cache_dir", None))
+        if not cache.has_all([c.path for c in ds.clips], spec, info.identity):
+            return None
     table = embed_dataset(dataset, config.spec, config.backbone, config=embed_config, k_folds=config.k_folds,
-                          seed=config.seed, layer=getattr(opts, "layer", "head"),
-                          pooling=getattr(opts, "pooling", "avg"))
+                          seed=config.seed, layer=layer, pooling=pooling)
     xy, used = project_2d(table.embeddings, method=method, seed=config.seed)
     return EmbeddingMap(table, xy, used, test_fold)

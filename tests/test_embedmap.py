@@ -69,3 +69,22 @@ def test_project_2d_and_map():
         assert project_2d(x)[1] == "t-SNE"  # auto without umap
     png = plot_embedding_map(xy, labels, highlight=np.arange(45) < 5)._repr_png_()
     assert png[:4] == b"\x89PNG"
+
+
+def test_embedding_map_for_a_run(tmp_path, synth_corpus, tiny_backbone):
+    """A frozen run's map embeds (or reads) the clips; another method's map never embeds a whole dataset."""
+    from soundlib.embed import EmbedConfig
+    from soundlib.embedmap import embedding_map
+    from soundlib.evaluate import EvalConfig
+    from soundlib.methods import resolve_method
+
+    ds = load_dataset(synth_corpus)
+    embed = EmbedConfig(cache_dir=tmp_path / "cache", progress=False)
+    mfcc = EvalConfig(spec=small_spec(), backbone=str(tiny_backbone), method=resolve_method("mfcc"))
+    assert embedding_map(ds, mfcc, test_fold=2, embed_config=embed) is None  # nothing cached: no map
+    frozen = EvalConfig(spec=small_spec(), backbone=str(tiny_backbone))
+    emap = embedding_map(ds, frozen, test_fold=2, embed_config=embed)
+    assert emap.xy.shape == (len(ds), 2) and emap.projection in ("t-SNE", "UMAP")
+    assert (emap.table.folds == 2).sum() == sum(c.fold == 2 for c in ds.clips)
+    assert emap.figure()._repr_png_()[:4] == b"\x89PNG"
+    assert embedding_map(ds, mfcc, test_fold=2, embed_config=embed) is not None  # now in the cache

@@ -118,6 +118,16 @@ def test_sweep_keys(tmp_path):
     (tmp_path / "d").mkdir()
     cfg = SweepConfig.from_dict({"dataset": "d", "group_regex": r"^(rec\d+)_"}, base_dir=tmp_path)
     assert cfg.group_regex == r"^(rec\d+)_" and SweepConfig.from_dict(cfg.to_dict(), base_dir=tmp_path) == cfg
+    # passed to every run's train.ipynb (a parameter it has) and to the cache fills
+    import papermill as pm
+
+    from soundlib.notebook import notebooks_dir
+    from soundlib.sweep.driver import run_parameters
+    from soundlib.variants import get_variant
+
+    params = run_parameters(cfg, get_variant("mel"), 1, tmp_path / "d", tmp_path / "o")
+    assert params["group_regex"] == r"^(rec\d+)_" and "group_by" not in params
+    assert set(params) <= set(pm.inspect_notebook(str(notebooks_dir() / "train.ipynb")))
     for bad, words in (({"group_by": "a", "group_regex": "(a)"}, "not both"), ({"group_regex": "a"}, "0 groups"),
                        ({"group_by": 3}, "group_by must be a non-empty string")):
         with pytest.raises(ConfigError, match=words):
