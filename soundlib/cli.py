@@ -230,7 +230,7 @@ def _cmd_download(args: argparse.Namespace) -> int:
 def _load(args: argparse.Namespace):
     from .data import load_dataset
 
-    return load_dataset(args.dataset)
+    return load_dataset(args.dataset, group_by=args.group_by, group_regex=args.group_regex)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -291,7 +291,10 @@ def _cmd_embed(args: argparse.Namespace) -> int:
     from .variants import resolve_for_clips, resolve_variant
 
     ds = _load(args)
-    spec, _ = resolve_for_clips(resolve_variant(args.variant, where="--variant"), ds.clips)
+    spec = resolve_variant(args.variant, where="--variant")
+    if args.export:
+        return _embed_export(args, ds, spec)
+    spec, _ = resolve_for_clips(spec, ds.clips)
     embedder = resolve_embedder(args.backbone)
     res = embed_clips(ds.clips, embedder.window(spec), embedder, config=embed_config_from_args(args),
                       inputs=embedder.inputs)
@@ -300,6 +303,20 @@ def _cmd_embed(args: argparse.Namespace) -> int:
     for _, msg in res.failures:
         print(f"  {msg}", file=sys.stderr)
     return 1 if res.failures else 0
+
+
+def _embed_export(args: argparse.Namespace, ds, spec) -> int:
+    """``soundlib embed --export FILE``: every clip's embedding, label, fold, recording and path in one .npz."""
+    from .embedmap import embed_dataset, write_npz
+
+    table = embed_dataset(ds, spec, args.backbone, config=embed_config_from_args(args), k_folds=args.k_folds)
+    write_npz(args.export, table)
+    print(f"embed {table.variant}: {len(table)} clips ({len(table.window_clip)} windows) x "
+          f"{table.embeddings.shape[1]} dims, {len(table.classes)} classes, folds "
+          f"{sorted(set(table.folds.tolist()))} -> {args.export}")
+    for _, msg in table.failures:
+        print(f"  {msg}", file=sys.stderr)
+    return 1 if table.failures else 0
 
 
 def _cmd_embedders(args: argparse.Namespace) -> int:
@@ -595,6 +612,7 @@ def _add_common_learning(p: argparse.ArgumentParser, *, training: bool = True) -
                    help="embedding cache (default: $SOUNDLIB_CACHE_DIR/embeddings or ~/.cache/soundlib/embeddings)")
     g.add_argument("--no-cache", action="store_true", help="do not read or write the embedding cache")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_grouping(p)
     if not training:
         return
     from .methods import method_entry, method_kinds
@@ -648,14 +666,28 @@ def _add_common_learning(p: argparse.ArgumentParser, *, training: bool = True) -
     p.set_defaults(legacy_flags={a.dest: (a.option_strings[0], a.default) for a in legacy})
 
 
+def _add_grouping(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group(
+        "recordings (slices of one recording are never split across folds)",
+        "Which files come from one recording: UrbanSound8K's fsID, ESC-50's src_file, a manifest's 'group' column, "
+        "or UrbanSound8K/ESC-50 file names recognised in a folder. Otherwise every file counts as its own recording "
+        "(a loud warning, recorded in the results).")
+    x = g.add_mutually_exclusive_group()
+    x.add_argument("--group-by", metavar="COLUMN", help="the manifest CSV's column naming each file's recording")
+    x.add_argument("--group-regex", metavar="REGEX",
+                   help="a regex with one group, searched in each file name, that names its recording, "
+                        r"e.g. '^(.+)_slice\d+' groups dogA_slice1.wav and dogA_slice2.wav as dogA")
+
+
 def _add_learning_commands(add) -> None:
     from .events import DEFAULT_THRESHOLD
 
     p = add("evaluate", _cmd_evaluate, "leave-one-fold-out evaluation of a variant",
             "Leave-one-fold-out over the dataset's folds (or k folds grouped by recording when it has none): "
             "embed every clip once (cached), train a fresh head per fold, score the held-out fold. Writes "
-            "DIR/results.json (per-fold accuracy, mean and std, macro-F1, per-class precision/recall/F1, summed "
-            "confusion matrix), predictions.csv and confusion_matrix.png, and prints a one-line summary last.")
+            "DIR/results.json (per-fold accuracy, mean and std, macro-F1, top-k accuracy, calibration error, "
+            "per-class precision/recall/F1, summed confusion matrix), predictions.csv (every class's probability per "
+            "clip) and confusion_matrix.png, and prints a one-line summary last.")
     _add_common_learning(p)
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--folds", type=int, nargs="+", help="only these test folds")
@@ -685,8 +717,16 @@ def _add_learning_commands(add) -> None:
                    help="write into DIR, and replace DIR/model, even when soundlib did not make them (by default "
                         "soundlib refuses to delete or write among files it did not make)")
 
-    p = add("embed", _cmd_embed, "fill the embedding cache for a dataset and variant")
+    p = add("embed", _cmd_embed, "fill the embedding cache for a dataset and variant (--export: to a file)",
+            "Embed every clip of the dataset with the variant's pictures and the backbone, filling the embedding "
+            "cache. With --export FILE, also write them out for your own analysis: " + _npz_help())
     _add_common_learning(p, training=False)
+    p.add_argument("--export", type=Path, metavar="FILE.npz", help="write the embeddings, labels, folds, recordings "
+                   "and paths to this .npz file (format above)")
+    from .folds import DEFAULT_K_FOLDS
+
+    p.add_argument("--k-folds", type=int, default=DEFAULT_K_FOLDS,
+                   help="with --export: folds to assign (grouped by recording) when the dataset has none")
 
     p = add("predict", _cmd_predict, "label WAVs or pictures with an exported model",
             "Print the top-k labels and probabilities for each input (a WAV or other audio file, a picture, "
@@ -734,6 +774,12 @@ def _add_learning_commands(add) -> None:
     p.add_argument("--jobs", type=int, default=None, help="parallel runs (default: the YAML's, else 1)")
     p.add_argument("--scheduler", default=None, help="tcp://HOST:PORT of a Dask distributed scheduler")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _npz_help() -> str:
+    from .embedmap import NPZ_HELP
+
+    return NPZ_HELP + "."
 
 
 def _version() -> str:

@@ -8,6 +8,13 @@ Loaders read metadata only; audio is read later by :mod:`soundlib.audio`.
 * a ``.csv`` file with the UrbanSound8K header: UrbanSound8K (audio beside it in ``../audio``),
 * any other ``.csv`` file: a manifest with columns ``path,label`` and optional ``fold,group``,
 * any other folder: one sub-folder per class holding audio files.
+
+Every clip names its source recording (``Clip.group``), and the dataset says how
+that was known (:class:`Grouping`): the metadata (UrbanSound8K's ``fsID``,
+ESC-50's ``src_file``), a manifest column (``group``, or any column with
+``group_by=``), a regex on the file names (``group_regex=``), UrbanSound8K or
+ESC-50 file names recognised in a folder or manifest, or nothing: then every
+file is its own recording (``Grouping.known`` is false), and the protocol warns.
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ from .errors import DatasetError
 __all__ = [
     "Clip",
     "Dataset",
+    "Grouping",
+    "GROUPING_UNKNOWN",
     "US8K_CLASSES",
     "US8K_HEADER",
     "ESC50_HEADER",
@@ -36,6 +45,8 @@ __all__ = [
     "load_esc50",
     "load_manifest",
     "load_folder",
+    "regroup",
+    "group_by_file_names",
     "list_audio_files",
     "CSV_ENCODING",
     "INCOMPLETE_MARKER",
@@ -88,13 +99,52 @@ class Clip:
 
 
 @dataclasses.dataclass(frozen=True)
+class Grouping:
+    """How a dataset's clips were grouped into recordings (each :class:`Clip`'s ``group``).
+
+    Attributes
+    ----------
+    source : str
+        ``"metadata"`` (UrbanSound8K's ``fsID``, ESC-50's ``src_file``), ``"column"`` (a manifest
+        column), ``"regex"`` (``group_regex`` on the file names), ``"file-names"`` (UrbanSound8K or
+        ESC-50 file names recognised), ``"given"`` (clips built in Python, groups as given) or
+        ``"none"``: unknown, every file is its own recording.
+    detail : str
+        The same in words, recorded in results (``results.json``, ``metrics.json``).
+    """
+
+    source: str
+    detail: str
+
+    @property
+    def known(self) -> bool:
+        """False when nothing said which files come from one recording (every file is its own)."""
+        return self.source != "none"
+
+    def to_dict(self) -> dict[str, object]:
+        """``source``, ``detail`` and ``known`` as plain data."""
+        return {"source": self.source, "detail": self.detail, "known": self.known}
+
+
+#: The grouping of a folder per class, or a manifest without a ``group`` column, whose file names say nothing.
+GROUPING_UNKNOWN = Grouping("none", "unknown: no recording of each file was given, so every file is its own recording")
+
+
+@dataclasses.dataclass(frozen=True)
 class Dataset:
-    """An index of clips plus the ordered class list (``classes[class_id]``)."""
+    """An index of clips plus the ordered class list (``classes[class_id]``), and how the clips'
+    recordings (``Clip.group``) were known (:class:`Grouping`)."""
 
     name: str
     root: Path
     classes: tuple[str, ...]
     clips: tuple[Clip, ...]
+    grouping: Grouping = Grouping("given", "the clips' group as given")
+
+    @property
+    def n_recordings(self) -> int:
+        """Distinct recordings (groups) among the clips."""
+        return len({c.group for c in self.clips})
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -314,7 +364,8 @@ def load_urbansound8k(path: str | os.PathLike, *, check_files: bool = True) -> D
         )
     if check_files:
         _check_files_exist(clips, csv_path)
-    return Dataset("urbansound8k", root, US8K_CLASSES, tuple(clips))
+    return Dataset("urbansound8k", root, US8K_CLASSES, tuple(clips),
+                   Grouping("metadata", "UrbanSound8K metadata: fsID (the Freesound recording)"))
 
 
 def load_esc50(path: str | os.PathLike, *, check_files: bool = True) -> Dataset:
@@ -354,18 +405,26 @@ def load_esc50(path: str | os.PathLike, *, check_files: bool = True) -> Dataset:
         raise DatasetError(f"{csv_path}: targets should be 0..{len(ids) - 1} without gaps, got {ids}")
     if check_files:
         _check_files_exist(clips, csv_path)
-    return Dataset("esc50", root, tuple(by_id[i] for i in ids), tuple(clips))
+    return Dataset("esc50", root, tuple(by_id[i] for i in ids), tuple(clips),
+                   Grouping("metadata", "ESC-50 metadata: src_file (the Freesound recording)"))
 
 
-def load_manifest(path: str | os.PathLike, *, check_files: bool = True) -> Dataset:
+def load_manifest(path: str | os.PathLike, *, check_files: bool = True, group_by: str | None = None) -> Dataset:
     """Load a manifest CSV with columns ``path,label`` and optional ``fold,group``.
 
     Relative paths resolve against the CSV's folder. Class ids follow the sorted
-    label names. Without a ``group`` column every file is its own group; give one
-    when several files were cut from the same recording.
+    label names. The recording of each file is its ``group`` column, or the
+    column named by ``group_by`` (every row must fill it). Without either,
+    UrbanSound8K or ESC-50 file names are recognised (:func:`group_by_file_names`);
+    otherwise every file is its own recording (:data:`GROUPING_UNKNOWN`): give a
+    group when several files were cut from the same recording.
     """
     csv_path = Path(path)
     rows = _read_csv(csv_path, ("path", "label"))
+    if group_by is not None and group_by not in rows[0]:
+        raise DatasetError(f"{csv_path}: no column {group_by!r} to group recordings by (group_by / --group-by); "
+                           f"its columns are {', '.join(rows[0])}")
+    column = group_by or "group"
     has_fold = "fold" in rows[0]
     labels = sorted({(r["label"] or "").strip() for r in rows})
     if "" in labels:
@@ -381,21 +440,27 @@ def load_manifest(path: str | os.PathLike, *, check_files: bool = True) -> Datas
             p = csv_path.parent / p
         label = row["label"].strip()
         fold_raw = (row.get("fold") or "").strip() if has_fold else ""
-        group = (row.get("group") or "").strip() or str(p)
+        group = (row.get(column) or "").strip()
+        if group_by is not None and not group:
+            raise DatasetError(f"{csv_path}, line {lineno}: empty {group_by!r}, the column recordings are grouped by "
+                               "(group_by / --group-by); fill it for every row")
         clips.append(
             Clip(
                 path=p,
                 label=label,
                 class_id=labels.index(label),
                 fold=_int(csv_path, lineno, "fold", fold_raw) if fold_raw else None,
-                group=group,
+                group=group or str(p),
             )
         )
     if has_fold and any(c.fold is None for c in clips) and any(c.fold is not None for c in clips):
         raise DatasetError(f"{csv_path}: column 'fold' is filled for some rows but empty for others")
     if check_files:
         _check_files_exist(clips, csv_path)
-    return Dataset(csv_path.stem, csv_path.parent, tuple(labels), tuple(clips))
+    grouped = any((r.get(column) or "").strip() for r in rows)
+    ds = Dataset(csv_path.stem, csv_path.parent, tuple(labels), tuple(clips),
+                 Grouping("column", f"manifest column {column!r}" + (" (group_by)" if group_by else "")))
+    return ds if grouped else _grouped_by_names(ds)
 
 
 def list_audio_files(folder: str | os.PathLike, *, recursive: bool = True) -> tuple[list[Path], list[Path]]:
@@ -463,8 +528,101 @@ def load_folder(path: str | os.PathLike) -> Dataset:
              f"file (a broken or looping link?) and not used: {', '.join(str(p) for p in broken[:3])}"
              f"{', ...' if len(broken) > 3 else ''}")
     used = sorted({c.label for c in clips})
-    return Dataset(root.name, root, tuple(used), tuple(
-        dataclasses.replace(c, class_id=used.index(c.label)) for c in clips))
+    return _grouped_by_names(Dataset(root.name, root, tuple(used), tuple(
+        dataclasses.replace(c, class_id=used.index(c.label)) for c in clips)))
+
+
+# ---------------------------------------------------------------------------
+# Recordings (groups) from file names
+
+#: ESC-50 file names: ``{fold}-{Freesound clip id}-{take}-{target}.wav``, e.g. ``1-100032-A-0.wav``.
+_ESC50_NAME = re.compile(r"^(\d+)-(\d+)-([A-Z]+)-(\d+)\.[A-Za-z0-9]+$")
+
+#: Naming conventions recognised in folders and manifests: (name, pattern, the recording of a match, detail).
+_NAME_CONVENTIONS = (
+    ("UrbanSound8K", _US8K_NAME, lambda m: f"fs{m.group(1)}",
+     "UrbanSound8K file names fsID-classID-occurrence-slice (e.g. 100032-3-0-0.wav): the fsID"),
+    ("ESC-50", _ESC50_NAME, lambda m: f"src{m.group(2)}",
+     "ESC-50 file names fold-srcfile-take-target (e.g. 1-100032-A-0.wav): the source file"),
+)
+
+
+def group_by_file_names(dataset: Dataset) -> Dataset | None:
+    """The dataset grouped by recording from UrbanSound8K or ESC-50 file names, or ``None``.
+
+    Every file name must follow one convention: UrbanSound8K's
+    ``[fsID]-[classID]-[occurrenceID]-[sliceID].wav`` (grouped by ``fsID``) or
+    ESC-50's ``[fold]-[src_file]-[take]-[target].wav`` (grouped by ``src_file``).
+    """
+    if not dataset.clips:
+        return None
+    for _, pattern, group_of, detail in _NAME_CONVENTIONS:
+        matches = [pattern.match(c.path.name) for c in dataset.clips]
+        if all(matches):
+            clips = (dataclasses.replace(c, group=group_of(m)) for c, m in zip(dataset.clips, matches))
+            return dataclasses.replace(dataset, clips=tuple(clips),
+                                       grouping=Grouping("file-names", f"recognised {detail}"))
+    return None
+
+
+def _grouped_by_names(dataset: Dataset) -> Dataset:
+    """Grouped by recognised file names, else every file its own recording (:data:`GROUPING_UNKNOWN`)."""
+    return group_by_file_names(dataset) or dataclasses.replace(
+        dataset, clips=tuple(dataclasses.replace(c, group=str(c.path)) for c in dataset.clips),
+        grouping=GROUPING_UNKNOWN)
+
+
+def compile_group_regex(pattern: str) -> "re.Pattern[str]":
+    """``pattern`` compiled; :class:`~soundlib.errors.ConfigError` unless it is a regex with exactly one group."""
+    from .errors import ConfigError
+
+    try:
+        rx = re.compile(pattern)
+    except (re.error, TypeError) as exc:
+        raise ConfigError(f"group_regex (--group-regex) {pattern!r} is not a valid regular expression ({exc})") from None
+    if rx.groups != 1:
+        raise ConfigError(f"group_regex (--group-regex) {pattern!r} has {rx.groups} groups; it needs exactly one, "
+                          "the part of the file name that names the recording, e.g. '^(.+)_slice\\d+'")
+    return rx
+
+
+def regroup(dataset: Dataset, group_regex: str) -> Dataset:
+    """The dataset with each clip's recording taken from its file name by ``group_regex``.
+
+    The regex is searched (``re.search``) in the file name (no folders); its one
+    group is the recording, e.g. ``'^(.+)_slice\\d+'`` groups ``dogA_slice1.wav`` and
+    ``dogA_slice2.wav`` as recording ``dogA``.
+
+    Raises
+    ------
+    ConfigError
+        The regex is invalid or does not have exactly one group.
+    DatasetError
+        Some file names do not match (or match an empty group); the message names them.
+    """
+    rx = compile_group_regex(group_regex)
+    groups = []
+    bad = []
+    for c in dataset.clips:
+        m = rx.search(c.path.name)
+        if m is None or not m.group(1):
+            bad.append(c.path.name)
+        else:
+            groups.append(m.group(1))
+    if bad:
+        shown = ", ".join(bad[:5]) + (f", ... ({len(bad)} in all)" if len(bad) > 5 else "")
+        raise DatasetError(f"dataset {dataset.name!r} at {dataset.root}: {len(bad)} of {len(dataset)} file name(s) do "
+                           f"not match group_regex (--group-regex) {group_regex!r} (or match an empty group): {shown}")
+    return dataclasses.replace(
+        dataset, clips=tuple(dataclasses.replace(c, group=g) for c, g in zip(dataset.clips, groups)),
+        grouping=Grouping("regex", f"file names matched by group_regex {group_regex!r}"))
+
+
+def _no_group_by(group_by: str | None, path: Path, kind: str) -> None:
+    """Refuse ``group_by`` (a manifest column) for a dataset that is not a manifest."""
+    if group_by is not None:
+        raise DatasetError(f"{path}: group_by (--group-by {group_by}) names a column of a manifest CSV, but this is "
+                           f"{kind}; use group_regex (--group-regex) to take the recording from the file names")
 
 
 def _csv_header(path: Path) -> list[str]:
@@ -493,8 +651,26 @@ def _first_line(path: Path) -> str:
         return "no details"
 
 
-def load_dataset(path: str | os.PathLike, *, check_files: bool = True) -> Dataset:
-    """Open any supported dataset, choosing the loader from what ``path`` is."""
+def load_dataset(path: str | os.PathLike, *, check_files: bool = True, group_by: str | None = None,
+                 group_regex: str | None = None) -> Dataset:
+    """Open any supported dataset, choosing the loader from what ``path`` is.
+
+    Parameters
+    ----------
+    group_by : str, optional
+        A manifest CSV's column naming each file's recording (instead of ``group``).
+    group_regex : str, optional
+        A regex with one group, searched in each file name, whose match names the recording
+        (:func:`regroup`); any kind of dataset.
+    """
+    from .errors import ConfigError
+
+    if group_by is not None and group_regex is not None:
+        raise ConfigError("give group_by (--group-by) or group_regex (--group-regex), not both")
+    if group_regex is not None:
+        compile_group_regex(group_regex)  # a bad regex fails before the dataset is read
+        ds = load_dataset(path, check_files=check_files)
+        return regroup(ds, group_regex)
     path = Path(path).expanduser()
     if not path.exists():
         raise DatasetError(f"{path}: dataset path does not exist")
@@ -504,17 +680,22 @@ def load_dataset(path: str | os.PathLike, *, check_files: bool = True) -> Datase
                            "download`) to finish it")
     if path.is_dir():
         if (path / "metadata" / "UrbanSound8K.csv").is_file():
+            _no_group_by(group_by, path, "an UrbanSound8K folder (grouped by fsID)")
             return load_urbansound8k(path, check_files=check_files)
         if (path / "meta" / "esc50.csv").is_file():
+            _no_group_by(group_by, path, "an ESC-50 folder (grouped by src_file)")
             return load_esc50(path, check_files=check_files)
+        _no_group_by(group_by, path, "a folder per class")
         return load_folder(path)
     if path.suffix.lower() == ".csv":
         header = _csv_header(path)
         if set(US8K_HEADER) <= set(header):
+            _no_group_by(group_by, path, "UrbanSound8K metadata (grouped by fsID)")
             return load_urbansound8k(path, check_files=check_files)
         if {"filename", "target", "category", "fold"} <= set(header):
+            _no_group_by(group_by, path, "ESC-50 metadata (grouped by src_file)")
             return load_esc50(path, check_files=check_files)
-        return load_manifest(path, check_files=check_files)
+        return load_manifest(path, check_files=check_files, group_by=group_by)
     raise DatasetError(
         f"{path}: not a dataset; expected a dataset folder (UrbanSound8K, ESC-50 or one sub-folder per class) "
         "or a metadata/manifest .csv"

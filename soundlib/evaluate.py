@@ -156,11 +156,11 @@ def evaluate(dataset: Dataset, config: EvalConfig = EvalConfig(), *, out_dir: st
     """Leave-one-fold-out evaluation of one (variant, method).
 
     Writes ``results.json`` (last: its presence marks a complete evaluation),
-    ``predictions.csv`` and ``confusion_matrix.png`` into ``out_dir`` when given:
-    a run folder soundlib owns and locks while writing (see
-    :func:`soundlib.outputs.run_folder`; a folder it did not make is refused
-    unless ``overwrite``). Returns the results as a dict (the content of
-    ``results.json``): per-fold accuracy and macro-F1, validation accuracy,
+    ``predictions.csv`` (every class's probability per clip) and ``confusion_matrix.png``
+    into ``out_dir`` when given: a run folder soundlib owns and locks while writing (see
+    :func:`soundlib.outputs.run_folder`; a folder it did not make is refused unless
+    ``overwrite``). Returns the results as a dict (the content of ``results.json``):
+    per-fold accuracy, macro-F1, top-k accuracy and calibration error (ECE), validation accuracy,
     what the method chose and its wall time, mean and std, pooled macro-F1
     (over the classes present, and ``macro_f1_all_classes``), per-class scores,
     the summed confusion matrix, timings, and ``warnings``: every
@@ -178,7 +178,7 @@ def evaluate(dataset: Dataset, config: EvalConfig = EvalConfig(), *, out_dir: st
 def _evaluate(dataset: Dataset, config: EvalConfig, *, run, embed_config, progress: bool, log) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
-    from .folds import check_test_fold, find_leakage
+    from .folds import check_test_fold, find_leakage, grouping_record
     from .metrics import compute_metrics, prediction_rows, write_predictions, write_results_json
     from .plots import plot_confusion, save_png
 
@@ -193,20 +193,22 @@ def _evaluate(dataset: Dataset, config: EvalConfig, *, run, embed_config, progre
     if run is not None:
         run.start()  # the previous run's results (and a model beside them) go first
     classes = list(p.ds.classes)
-    per_fold, y_true, y_pred, rows = [], [], [], []
+    per_fold, y_true, y_pred, rows, probas = [], [], [], [], []
     for f in tqdm(folds, desc=f"folds ({p.spec.name}, {config.method.name})", unit="fold", disable=not progress):
         split, fit, proba, seconds = _run_fold(p, f, config)
         yt, yp = p.y[split.test].tolist(), proba.argmax(axis=1).tolist()
-        scores = compute_metrics(yt, yp, classes)
+        scores = compute_metrics(yt, yp, classes, proba=proba)
         per_fold.append({"fold": int(f), "accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"],
                          "macro_f1_all_classes": scores["macro_f1_all_classes"], "n": len(yt),
+                         "top_k_accuracy": scores["top_k_accuracy"], "ece": scores["ece"],
                          "val_accuracy": _num(fit.val_accuracy), "choice": fit.choice, "seconds": seconds})
         y_true += yt
         y_pred += yp
+        probas.append(proba)
         rows += prediction_rows([p.ds.clips[i] for i in split.test], proba, classes)
 
     accs = [r["accuracy"] for r in per_fold]
-    pooled = compute_metrics(y_true, y_pred, classes)
+    pooled = compute_metrics(y_true, y_pred, classes, proba=np.concatenate(probas))
     results = {
         "dataset": {"name": p.ds.name, "root": str(p.ds.root), "clips": len(p.ds), "classes": classes},
         "variant": p.spec.name,
@@ -217,8 +219,8 @@ def _evaluate(dataset: Dataset, config: EvalConfig, *, run, embed_config, progre
         "backbone": p.feats.info.get("backbone"),
         "protocol": p.protocol,
         "leaky": bool(config.leaky_split),
-        "note": ("LEAKY: slices split at random, recordings shared between train and test; "
-                 "NOT a valid estimate" if config.leaky_split else "leave-one-fold-out, recordings never split"),
+        "note": _note(config.leaky_split, p.ds.grouping.known, p.protocol),
+        "grouping": grouping_record(p.ds),
         "cross_fold_groups": {g: list(v) for g, v in find_leakage(p.ds.clips).items()},
         "aggregate": config.aggregate,
         "per_fold": per_fold,
@@ -226,6 +228,8 @@ def _evaluate(dataset: Dataset, config: EvalConfig, *, run, embed_config, progre
         "accuracy_std": float(np.std(accs)),
         "macro_f1": pooled["macro_f1"],
         "macro_f1_all_classes": pooled["macro_f1_all_classes"],
+        "top_k_accuracy": pooled["top_k_accuracy"],
+        "ece": pooled["ece"],
         "per_class": pooled["per_class"],
         "confusion_matrix": pooled["confusion_matrix"],
         "train_config": config.train.to_dict(),
@@ -244,6 +248,21 @@ def _evaluate(dataset: Dataset, config: EvalConfig, *, run, embed_config, progre
     return results
 
 
+def _note(leaky: bool, recordings_known: bool, protocol: str) -> str:
+    """What ``results.json``'s protocol is worth, in one line."""
+    from .folds import PROTOCOL_PREDEFINED
+
+    if leaky:
+        return "LEAKY: slices split at random, recordings shared between train and test; NOT a valid estimate"
+    if not recordings_known and protocol == PROTOCOL_PREDEFINED:
+        return ("leave-one-fold-out over the dataset's own folds; recordings unknown, so soundlib cannot check that "
+                "none is split across them (see grouping)")
+    if not recordings_known:
+        return ("leave-one-fold-out, but RECORDINGS UNKNOWN: every file counted as its own recording, so slices of "
+                "one recording may be split across folds and the scores may be too high (see grouping)")
+    return "leave-one-fold-out, recordings never split"
+
+
 def _num(x: float) -> float | None:
     return None if x is None or x != x else round(float(x), 4)
 
@@ -251,6 +270,10 @@ def _num(x: float) -> float | None:
 def format_summary(results: Mapping[str, Any]) -> str:
     """One line about an :func:`evaluate` result: variant, method, protocol, mean ± std accuracy, macro-F1."""
     tag = " [LEAKY split: not a valid estimate]" if results.get("leaky") else ""
+    if not results.get("leaky") and results.get("grouping", {}).get("known") is False:
+        tag += (" [recordings unknown: leakage across the dataset's folds not checked]"
+                if results.get("protocol") == "predefined-folds" else
+                " [RECORDINGS UNKNOWN: slices of one recording may be split across folds]")
     if results.get("warnings"):
         tag += f" [{len(results['warnings'])} warning(s) in results.json]"
     method = results.get("method", {}).get("name", DEFAULT_METHOD)
@@ -305,7 +328,7 @@ def train_fold(dataset: Dataset, *, test_fold: int, config: EvalConfig = EvalCon
 def _train_fold(dataset: Dataset, *, test_fold: int, config: EvalConfig, run, embed_config, export: bool,
                 overwrite: bool, progress: bool, log, cv: dict | None = None) -> RunMetrics:
     from .atomic import write_json_atomic
-    from .folds import check_test_fold
+    from .folds import check_test_fold, grouping_record
     from .metrics import compute_metrics, prediction_rows, write_predictions
     from .plots import plot_confusion, save_png
 
@@ -319,7 +342,7 @@ def _train_fold(dataset: Dataset, *, test_fold: int, config: EvalConfig, run, em
     classes = list(p.ds.classes)
     split, fit, proba, seconds = _run_fold(p, test_fold, config)
     yt = p.y[split.test]
-    scores = compute_metrics(yt.tolist(), proba.argmax(axis=1).tolist(), classes)
+    scores = compute_metrics(yt.tolist(), proba.argmax(axis=1).tolist(), classes, proba=proba)
     write_predictions(out, prediction_rows([p.ds.clips[i] for i in split.test], proba, classes))
     save_png(plot_confusion(scores["confusion_matrix"], classes,
                             title=f"{p.spec.name} / {config.method.name}, test fold {test_fold}: "
@@ -335,13 +358,13 @@ def _train_fold(dataset: Dataset, *, test_fold: int, config: EvalConfig, run, em
         variant=p.spec.name, test_fold=int(test_fold), protocol=p.protocol,
         backbone=p.feats.info.get("backbone", ""),
         **{k: scores[k] for k in ("accuracy", "macro_f1", "macro_f1_all_classes", "per_class", "confusion_matrix",
-                                  "n")},
+                                  "n", "top_k_accuracy", "ece")},
         train_clips=int(len(split.train)), train_config=config.train.to_dict(),
         seconds=round(time.perf_counter() - t0, 2), method=config.method.name,
         method_config=config.method.to_dict(), val_accuracy=_num(fit.val_accuracy),
         choice={k: v for k, v in fit.choice.items() if k != "history"},
         fit_seconds=seconds, prepare_seconds=p.seconds, exported=exported is not None, duration=p.duration,
-        warnings=log.messages,
+        warnings=log.messages, grouping=grouping_record(p.ds),
     )
     metrics.write(out)
     return metrics

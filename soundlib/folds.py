@@ -8,6 +8,9 @@
 * :func:`leaky_folds` is the invalid protocol (slices split at random), kept
   only to show how much leakage inflates accuracy.
 * :func:`find_leakage` / :func:`check_leakage` report recordings found in several folds.
+* :func:`check_grouping` warns loudly when nothing said which files come from one
+  recording (a folder per class, a manifest without ``group``): then every file is
+  its own recording and slices of one recording can be split across folds.
 * Degenerate inputs are refused or warned about loudly (:class:`~soundlib.errors.SoundlibWarning`,
   recorded in a run's results): one class, a file listed under two labels or in two folds
   (:func:`drop_duplicate_rows`), classes with fewer clips than folds (:func:`check_classes`),
@@ -39,6 +42,8 @@ __all__ = [
     "drop_duplicate_rows",
     "check_classes",
     "check_test_fold",
+    "check_grouping",
+    "grouping_record",
 ]
 
 #: Folds assigned when a dataset has none.
@@ -109,6 +114,7 @@ def prepare_folds(dataset: Dataset, *, k_folds: int = DEFAULT_K_FOLDS, seed: int
     check_classes(dataset, k)
     if leaky:
         return leaky_folds(dataset, k, seed=seed), PROTOCOL_LEAKY
+    check_grouping(dataset, assigned=not dataset.has_folds)
     if dataset.has_folds:
         return dataset, PROTOCOL_PREDEFINED
     return assign_folds(dataset, k_folds, seed=seed), f"grouped-{k_folds}-folds"
@@ -184,6 +190,45 @@ def check_classes(dataset: Dataset, k: int) -> None:
     if small:
         warn(f"{where}: {len(small)} class(es) have fewer clips than the {k} folds, so some test folds cannot "
              f"contain them and per-fold scores for them are missing or noisy: {_shown(small)}")
+
+
+#: How to name the recordings, said in the warnings.
+_GROUPING_HELP = ("name each file's recording: a manifest 'group' column, --group-by COLUMN (a manifest column), or "
+                  "--group-regex REGEX (one group, searched in the file name; sweep keys group_by, group_regex)")
+
+
+def check_grouping(dataset: Dataset, *, assigned: bool) -> None:
+    """Warn when the dataset's recordings are unknown, or were recognised from file names.
+
+    Parameters
+    ----------
+    dataset : Dataset
+    assigned : bool
+        True when folds are assigned by :func:`assign_folds` (then unknown recordings mean slices of
+        one recording may be trained on and tested on); False for the dataset's own folds (then only
+        the validation split and the leakage check are affected).
+    """
+    g = dataset.grouping
+    where = f"dataset {dataset.name!r} at {dataset.root}"
+    if not g.known:
+        if assigned:
+            warn(f"{where}: RECORDINGS UNKNOWN, every one of its {len(dataset)} files counts as its own recording "
+                 "(a folder per class, or a manifest without a 'group' column). Slices cut from one recording can "
+                 "land in different folds, trained on in one and tested on in another, and the scores come out too "
+                 f"high. To fix it, {_GROUPING_HELP}")
+        else:
+            warn(f"{where}: recordings unknown, every file counts as its own recording: the folds are the "
+                 "dataset's own, but the validation split inside the training folds and the leakage check cannot "
+                 f"keep slices of one recording together; {_GROUPING_HELP}")
+    elif g.source == "file-names":
+        warn(f"{where}: recordings taken from the file names ({g.detail}): {dataset.n_recordings} recordings for "
+             f"{len(dataset)} files; if that is wrong, give --group-by or --group-regex")
+
+
+def grouping_record(dataset: Dataset) -> dict:
+    """How the recordings were known, for results: :meth:`~soundlib.data.Grouping.to_dict` plus
+    ``recordings`` (distinct groups) and ``clips``."""
+    return {**dataset.grouping.to_dict(), "recordings": dataset.n_recordings, "clips": len(dataset)}
 
 
 def check_test_fold(dataset: Dataset, test_fold: int) -> list[str]:

@@ -1,5 +1,10 @@
 """Scores and the files that hold them: ``metrics.json`` (one run), ``results.json``
-(one evaluation) and ``predictions.csv`` (per clip).
+(one evaluation) and ``predictions.csv`` (per clip, with every class's probability
+in a ``p_<class>`` column).
+
+Besides accuracy and F1, the scores include top-k accuracy (:func:`top_k_accuracy`)
+and the expected calibration error (:func:`expected_calibration_error`, 15 bins of
+top-1 confidence), computed from the probabilities.
 
 :class:`RunMetrics` is the typed form of a run's ``metrics.json``; it is the
 only code that writes or reads that file (:meth:`RunMetrics.write`,
@@ -27,22 +32,119 @@ __all__ = [
     "write_predictions",
     "read_predictions",
     "write_results_json",
+    "PROBABILITY_PREFIX",
+    "TOP_K",
+    "ECE_BINS",
+    "probability_columns",
+    "read_probabilities",
+    "top_k_accuracy",
+    "reliability_bins",
+    "expected_calibration_error",
+    "per_class_from_confusion",
 ]
 
 METRICS_FILE = "metrics.json"
 RESULTS_FILE = "results.json"
 PREDICTIONS_FILE = "predictions.csv"
 PREDICTION_COLUMNS = ["path", "fold", "group", "true", "predicted", "probability", "correct"]
+#: ``predictions.csv`` holds class ``c``'s probability in column ``p_<c>``, after :data:`PREDICTION_COLUMNS`.
+PROBABILITY_PREFIX = "p_"
+#: The ks of top-k accuracy (those up to the number of classes).
+TOP_K = (1, 3, 5)
+#: Equal-width bins of top-1 confidence in the expected calibration error.
+ECE_BINS = 15
 
 
-def compute_metrics(y_true: Sequence[int], y_pred: Sequence[int], classes: Sequence[str]) -> dict[str, Any]:
-    """Accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix.
+def probability_columns(classes: Sequence[str]) -> list[str]:
+    """The ``predictions.csv`` columns of the classes' probabilities: ``p_<class>``, in class order."""
+    return [f"{PROBABILITY_PREFIX}{c}" for c in classes]
+
+
+def top_k_accuracy(y_true: Sequence[int], proba: np.ndarray, ks: Sequence[int] = TOP_K) -> dict[str, float]:
+    """Share of clips whose true class is among the ``k`` most probable, for each ``k`` up to the number of classes.
+
+    Parameters
+    ----------
+    y_true : sequence of int, length n
+    proba : np.ndarray, shape (n, n_classes)
+    ks : sequence of int
+        Those above ``n_classes`` are left out (top-k would be 1 by definition).
+
+    Returns
+    -------
+    dict
+        ``{"1": ..., "3": ..., "5": ...}`` (string keys, as in JSON). Ties count in the class order
+        (a stable sort of the probabilities).
+    """
+    proba = np.asarray(proba, dtype=np.float64)
+    yt = np.asarray(y_true, dtype=np.int64)
+    n_classes = proba.shape[1] if proba.ndim == 2 else 0
+    if len(yt) == 0:
+        return {str(k): 0.0 for k in ks if k <= n_classes}
+    order = np.argsort(-proba, axis=1, kind="stable")
+    rank = np.argmax(order == yt[:, None], axis=1)  # 0 for the top class
+    return {str(k): float(np.mean(rank < k)) for k in sorted(set(ks)) if 1 <= k <= n_classes}
+
+
+def reliability_bins(confidence: Sequence[float], correct: Sequence[bool], n_bins: int = ECE_BINS) -> dict[str, list]:
+    """Top-1 confidence in ``n_bins`` equal-width bins, the reliability diagram's data.
+
+    Bin ``i`` holds confidences in ``(i / n_bins, (i + 1) / n_bins]`` (the first also holds 0).
+
+    Returns
+    -------
+    dict
+        ``edges`` (n_bins + 1), and per bin ``count``, ``confidence`` (mean) and ``accuracy``
+        (share correct); an empty bin has count 0 and NaN means.
+    """
+    conf = np.clip(np.asarray(confidence, dtype=np.float64), 0.0, 1.0)
+    ok = np.asarray(correct, dtype=np.float64)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    idx = np.clip(np.ceil(conf * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
+    count = np.bincount(idx, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_conf = np.bincount(idx, weights=conf, minlength=n_bins) / count
+        acc = np.bincount(idx, weights=ok, minlength=n_bins) / count
+    return {"edges": edges.tolist(), "count": count.tolist(), "confidence": mean_conf.tolist(),
+            "accuracy": acc.tolist()}
+
+
+def expected_calibration_error(confidence: Sequence[float], correct: Sequence[bool], n_bins: int = ECE_BINS) -> float:
+    """ECE: the mean over clips of ``|accuracy - confidence|`` of their top-1 confidence bin.
+
+    ``sum_b (n_b / n) * |acc_b - conf_b|`` over ``n_bins`` equal-width bins of
+    the top-1 probability (Guo et al. 2017); 0 is perfectly calibrated.
+    """
+    bins = reliability_bins(confidence, correct, n_bins)
+    count = np.asarray(bins["count"], dtype=np.float64)
+    if count.sum() == 0:
+        return 0.0
+    gap = np.abs(np.nan_to_num(np.asarray(bins["accuracy"]) - np.asarray(bins["confidence"])))
+    return float(np.sum(count / count.sum() * gap))
+
+
+def per_class_from_confusion(matrix: Any, classes: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Per-class precision, recall, F1 and support of a confusion matrix (rows true, columns predicted)."""
+    cm = np.asarray(matrix, dtype=np.int64)
+    yt = np.repeat(np.arange(len(classes)), cm.sum(axis=1)) if cm.size else np.zeros(0, np.int64)
+    yp = np.concatenate([np.repeat(np.arange(len(classes)), row) for row in cm]) if cm.size else yt
+    return compute_metrics(yt, yp, classes)["per_class"]
+
+
+def compute_metrics(y_true: Sequence[int], y_pred: Sequence[int], classes: Sequence[str], *,
+                    proba: np.ndarray | None = None) -> dict[str, Any]:
+    """Accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix
+    (and, given the probabilities, top-k accuracy and the calibration error).
 
     Parameters
     ----------
     y_true, y_pred : sequence of int, length n
         Class ids (indices into ``classes``).
     classes : sequence of str
+    proba : np.ndarray, shape (n, n_classes), optional
+        Class probabilities (``y_pred`` is their argmax); adds ``top_k_accuracy``
+        (:func:`top_k_accuracy`) and ``ece`` (:func:`expected_calibration_error` of the
+        top-1 probability, :data:`ECE_BINS` bins).
 
     Returns
     -------
@@ -65,7 +167,13 @@ def compute_metrics(y_true: Sequence[int], y_pred: Sequence[int], classes: Seque
         r = np.nan_to_num(tp / support)
         f = np.nan_to_num(2 * tp / (support + predicted))
     present = support > 0
+    extra = {}
+    if proba is not None:
+        pr = np.asarray(proba, dtype=np.float64).reshape(len(yt), k)
+        extra = {"top_k_accuracy": top_k_accuracy(yt, pr),
+                 "ece": expected_calibration_error(pr.max(axis=1) if len(yt) else [], yp == yt)}
     return {
+        **extra,
         "accuracy": float(tp.sum() / len(yt)) if len(yt) else 0.0,
         "macro_f1": float(f[present].mean()) if present.any() else 0.0,
         "macro_f1_all_classes": float(f.mean()) if k else 0.0,
@@ -121,6 +229,14 @@ class RunMetrics:
         The window length used, and whether ``duration: auto`` chose it.
     warnings : list of str
         What the run warned about (degenerate folds, recomputed cache entries...).
+    top_k_accuracy : dict
+        ``{"1": ..., "3": ..., "5": ...}`` (k up to the number of classes; see :func:`top_k_accuracy`);
+        empty in files of older soundlib versions.
+    ece : float or None
+        Expected calibration error of the top-1 probability (:data:`ECE_BINS` bins); ``None`` when unknown.
+    grouping : dict
+        How the dataset's recordings were known (:func:`soundlib.folds.grouping_record`: ``source``,
+        ``detail``, ``known``, ``recordings``, ``clips``); empty in files of older soundlib versions.
 
     Files written by soundlib 0.1 lack ``macro_f1_all_classes`` and ``warnings``;
     their ``macro_f1`` was the all-classes mean, so :meth:`from_dict` moves it to
@@ -149,6 +265,9 @@ class RunMetrics:
     duration: dict = dataclasses.field(default_factory=dict)
     macro_f1_all_classes: float | None = None
     warnings: list = dataclasses.field(default_factory=list)
+    grouping: dict = dataclasses.field(default_factory=dict)
+    top_k_accuracy: dict = dataclasses.field(default_factory=dict)
+    ece: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The content of ``metrics.json``."""
@@ -212,7 +331,8 @@ def _present_macro_f1(confusion: Any, *, default: float) -> float:
 
 
 def prediction_rows(clips: Sequence[Any], proba: np.ndarray, classes: Sequence[str]) -> list[dict[str, Any]]:
-    """Rows of ``predictions.csv``: one per clip, its true and top predicted class.
+    """Rows of ``predictions.csv``: one per clip, its true and top predicted class, and every class's
+    probability (``p_<class>``, see :func:`probability_columns`).
 
     Parameters
     ----------
@@ -221,23 +341,27 @@ def prediction_rows(clips: Sequence[Any], proba: np.ndarray, classes: Sequence[s
         Class probabilities.
     """
     rows = []
+    columns = probability_columns(classes)
     for c, pr in zip(clips, proba):
         k = int(np.argmax(pr))
         rows.append({"path": str(c.path), "fold": c.fold, "group": c.group, "true": c.label,
-                     "predicted": classes[k], "probability": float(pr[k]), "correct": c.label == classes[k]})
+                     "predicted": classes[k], "probability": float(pr[k]), "correct": c.label == classes[k],
+                     **{col: round(float(v), 6) for col, v in zip(columns, pr)}})
     return rows
 
 
 def write_predictions(out_dir: str | os.PathLike, rows: list[dict[str, Any]]) -> Path:
-    """Write ``out_dir/predictions.csv`` atomically."""
+    """Write ``out_dir/predictions.csv`` atomically: :data:`PREDICTION_COLUMNS`, then the rows'
+    ``p_<class>`` columns."""
     from .atomic import write_csv_atomic
 
-    return write_csv_atomic(Path(out_dir) / PREDICTIONS_FILE, rows, fieldnames=PREDICTION_COLUMNS)
+    extra = [k for k in (rows[0] if rows else {}) if k not in PREDICTION_COLUMNS]
+    return write_csv_atomic(Path(out_dir) / PREDICTIONS_FILE, rows, fieldnames=PREDICTION_COLUMNS + extra)
 
 
 def read_predictions(run_dir: str | os.PathLike):
     """A run's ``predictions.csv`` as a pandas DataFrame (columns as written by :func:`write_predictions`);
-    ``None`` when it is missing or unreadable."""
+    ``None`` when it is missing or unreadable. Files of older soundlib versions have no ``p_<class>`` columns."""
     import pandas as pd
 
     path = Path(run_dir) / PREDICTIONS_FILE
@@ -246,6 +370,21 @@ def read_predictions(run_dir: str | os.PathLike):
     except (OSError, ValueError):
         return None
     return frame if {"path", "true", "predicted"} <= set(frame.columns) else None
+
+
+def read_probabilities(frame: Any, classes: Sequence[str] | None = None) -> tuple[np.ndarray, list[str]] | None:
+    """The class probabilities of a ``predictions.csv`` frame, shape (n, n_classes), and their classes.
+
+    ``classes`` gives the order (default: the order of the ``p_<class>`` columns). ``None`` when
+    the frame has no probability columns (a file of an older soundlib) or lacks one of ``classes``.
+    """
+    found = [c[len(PROBABILITY_PREFIX):] for c in frame.columns if str(c).startswith(PROBABILITY_PREFIX)]
+    if not found:
+        return None
+    classes = list(classes) if classes is not None else found
+    if any(c not in found for c in classes):
+        return None
+    return frame[probability_columns(classes)].to_numpy(dtype=np.float64), classes
 
 
 def write_results_json(out_dir: str | os.PathLike, results: Mapping[str, Any]) -> Path:

@@ -27,6 +27,7 @@ __all__ = [
     "pick_clip",
     "label_clip",
     "ClipPrediction",
+    "misclassified",
     "alert_tone",
 ]
 
@@ -91,9 +92,10 @@ def default_kernel_name() -> str:
 
 
 def open_dataset(path: str | os.PathLike, *, generate_if_missing: bool = False, clips_per_class: int = 10,
-                 progress: bool = False) -> Dataset:
+                 progress: bool = False, group_by: str | None = None, group_regex: str | None = None) -> Dataset:
     """Load a dataset; with ``generate_if_missing``, first write a small synthetic corpus at a missing ``path``
-    (with a progress bar if ``progress``)."""
+    (with a progress bar if ``progress``). ``group_by`` / ``group_regex`` name each file's recording (see
+    :func:`soundlib.data.load_dataset`)."""
     from .data import load_dataset
 
     p = Path(path).expanduser()
@@ -101,7 +103,7 @@ def open_dataset(path: str | os.PathLike, *, generate_if_missing: bool = False, 
         from .synth import SynthConfig, generate_corpus
 
         generate_corpus(p, SynthConfig(clips_per_class=clips_per_class), progress=progress)
-    return load_dataset(p)
+    return load_dataset(p, group_by=group_by, group_regex=group_regex)
 
 
 def eval_config(*, variant: Any, method: Any = None, backbone: str | None = None, k_folds: int | None = None,
@@ -173,6 +175,7 @@ class ClipPrediction:
     labels: list[str] = dataclasses.field(default_factory=list)
     window_seconds: float = 0.0
     length: float = 0.0
+    sr: int = 22050
 
     @property
     def long(self) -> bool:
@@ -229,6 +232,15 @@ class ClipPrediction:
         return pd.DataFrame([seg.to_dict() for seg in self.events(threshold)],
                             columns=["start", "end", "label", "confidence"])
 
+    def audio(self, *, max_seconds: float = 10.0):
+        """An audio player (``IPython.display.Audio``) of the clip's first ``max_seconds``, at the model's
+        sample rate (so a long recording does not bloat the notebook)."""
+        from IPython.display import Audio
+
+        from .audio import read_segment
+
+        return Audio(read_segment(self.clip.path, sr=self.sr, duration=max_seconds), rate=self.sr)
+
     def image(self):
         """The picture as a PIL image (displays inline in a notebook)."""
         from PIL import Image
@@ -256,7 +268,52 @@ def label_clip(model, clip: Clip, *, top_k: int = 3, aggregate: str = "mean") ->
     proba = aggregate_windows(win, np.zeros(len(win), np.int64), np.array([0]), how=aggregate)[0]
     order = np.argsort(-proba)[:max(1, top_k)]
     return ClipPrediction(clip, picture, [(model.labels[i], float(proba[i])) for i in order], starts, win,
-                          list(model.labels), float(model.window_seconds), float(length))
+                          list(model.labels), float(model.window_seconds), float(length),
+                          int(model.window.sr if model.window is not None else model.spec.sr))
+
+
+def misclassified(run_dir: str | os.PathLike, spec: Any, *, limit: int = 4, top_k: int = 3) -> list[ClipPrediction]:
+    """The test clips of a training run whose top class is wrong, most confident mistakes first.
+
+    Each comes with the picture the model saw (the first window, rendered with ``spec``) and its
+    top-k classes from ``predictions.csv``: ``.figure()`` shows them side by side (the true class
+    in green), ``.audio()`` plays the clip.
+
+    Parameters
+    ----------
+    run_dir : path-like
+        A ``train`` output folder (``predictions.csv``; ``metrics.json`` for ``duration: auto``).
+    spec : soundlib.variants.FeatureSpec
+        The run's variant (its window chosen from ``metrics.json`` when it is ``auto``).
+    limit : int
+        At most this many.
+    """
+    from .data import Clip
+    from .featurize import featurize_clip
+    from .metrics import RunMetrics, read_predictions, read_probabilities
+
+    frame = read_predictions(run_dir)
+    if frame is None:
+        raise DatasetError(f"{Path(run_dir) / 'predictions.csv'}: missing or unreadable; run the training first")
+    if not spec.resolved:
+        m = RunMetrics.read(run_dir)
+        spec = spec.replace(duration=float((m.duration if m else {}).get("seconds") or 4.0))
+    wrong = frame[frame["true"] != frame["predicted"]].sort_values("probability", ascending=False, kind="stable")
+    got = read_probabilities(wrong)
+    out = []
+    for i, (_, row) in enumerate(wrong.head(max(0, limit)).iterrows()):
+        if got is not None:
+            proba, labels = got
+            order = proba[i].argsort(kind="stable")[::-1][:max(1, top_k)]
+            top = [(labels[k], float(proba[i][k])) for k in order]
+        else:  # predictions.csv of soundlib 0.1: the top-1 probability only
+            top = [(str(row["predicted"]), float(row["probability"]))]
+        fold = row.get("fold")
+        clip = Clip(Path(row["path"]), str(row["true"]), -1, int(fold) if fold == fold else None,
+                    str(row.get("group", "")))
+        out.append(ClipPrediction(clip, featurize_clip(clip.path, spec), top, sr=int(spec.sr),
+                                  window_seconds=float(spec.duration)))
+    return out
 
 
 def _interactive() -> bool:

@@ -16,7 +16,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 __all__ = ["figure", "save_png", "png_bytes", "plot_confusion", "plot_history", "plot_results",
-           "plot_per_class_f1", "plot_timeline", "plot_feature", "plot_prediction"]
+           "plot_per_class_f1", "plot_timeline", "plot_feature", "plot_prediction", "plot_reliability",
+           "plot_embedding_map"]
 
 
 def figure(figsize: tuple[float, float], *, dpi: int = 100):
@@ -44,14 +45,18 @@ def save_png(fig, path: str | os.PathLike) -> Path:
     return write_bytes_atomic(path, png_bytes(fig))
 
 
-def plot_confusion(matrix: Sequence[Sequence[int]], classes: Sequence[str], *, title: str = ""):
-    """A confusion matrix: row-normalised colours, counts in the cells.
+def plot_confusion(matrix: Sequence[Sequence[int]], classes: Sequence[str], *, title: str = "",
+                   normalize: bool = False):
+    """A confusion matrix: row-normalised colours, counts in the cells (``normalize``: each row's shares,
+    i.e. the recall of its class on the diagonal).
 
     Parameters
     ----------
     matrix : array-like, shape (n_classes, n_classes)
         Counts; rows are true classes, columns predicted ones.
     classes : sequence of str, length n_classes
+    normalize : bool
+        Write the row-normalised shares (0-1) in the cells instead of the counts.
     """
     m = np.asarray(matrix, dtype=float)
     norm = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
@@ -67,9 +72,10 @@ def plot_confusion(matrix: Sequence[Sequence[int]], classes: Sequence[str], *, t
         for i in range(n):
             for j in range(n):
                 if m[i, j]:
-                    ax.text(j, i, int(m[i, j]), ha="center", va="center", fontsize=7,
-                            color="white" if norm[i, j] > 0.5 else "black")
-    ax.set_title(title or "confusion matrix", fontsize=9)
+                    ax.text(j, i, f"{norm[i, j]:.2f}".lstrip("0") if normalize else int(m[i, j]), ha="center",
+                            va="center", fontsize=7, color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_title(title or ("confusion matrix, normalised by true class" if normalize else "confusion matrix"),
+                 fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -273,3 +279,92 @@ def plot_prediction(picture: np.ndarray, top: Sequence[tuple[str, float]], *, tr
     right.set_title(title or (f"top-{len(top)}; true class: {true_label}" if true_label else f"top-{len(top)}"),
                     fontsize=9)
     return fig
+
+
+def plot_reliability(curves: Mapping[str, tuple[Sequence[float], Sequence[bool]]], *, n_bins: int | None = None,
+                     title: str = "reliability diagram (top-1 confidence)"):
+    """Reliability diagram: accuracy against top-1 confidence, one line per model, and how many clips
+    fall in each confidence bin.
+
+    A calibrated model's line follows the diagonal; below it, the model is over-confident.
+
+    Parameters
+    ----------
+    curves : mapping of str to (confidence, correct)
+        Per model: the top-1 probability of each clip, and whether its top class was right.
+    n_bins : int, optional
+        Equal-width bins (default :data:`soundlib.metrics.ECE_BINS`, those of the ECE in the legend).
+    """
+    from .metrics import ECE_BINS, expected_calibration_error, reliability_bins
+
+    n_bins = n_bins or ECE_BINS
+    fig = figure((5.2, 5.4))
+    fig.set_layout_engine("constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3.0, 1.1]})
+    top.plot([0, 1], [0, 1], ":", color="0.5", label="calibrated")
+    width = 1.0 / n_bins / max(1, len(curves))
+    for i, (label, (conf, ok)) in enumerate(curves.items()):
+        bins = reliability_bins(conf, ok, n_bins)
+        count = np.asarray(bins["count"])
+        keep = count > 0
+        ece = expected_calibration_error(conf, ok, n_bins)
+        top.plot(np.asarray(bins["confidence"])[keep], np.asarray(bins["accuracy"])[keep], "o-", markersize=4,
+                 label=f"{label} (ECE {ece:.3f})")
+        bottom.bar(np.asarray(bins["edges"][:-1]) + (i + 0.5) * width, count, width=width)
+    top.set_xlim(0, 1)
+    top.set_ylim(0, 1.02)
+    top.set_ylabel("accuracy")
+    top.legend(fontsize=7, loc="upper left")
+    top.set_title(title, fontsize=9)
+    bottom.set_xlabel(f"top-1 confidence ({n_bins} bins)")
+    bottom.set_ylabel("clips")
+    return fig
+
+
+def plot_embedding_map(xy: np.ndarray, labels: Sequence[str], *, classes: Sequence[str] | None = None,
+                       highlight: np.ndarray | None = None, highlight_label: str = "test fold", title: str = ""):
+    """A 2-D map of embeddings, one point per clip, coloured by class.
+
+    Parameters
+    ----------
+    xy : np.ndarray, shape (n, 2)
+        The projected points (see :func:`soundlib.embedmap.project_2d`).
+    labels : sequence of str, length n
+        Each point's class.
+    classes : sequence of str, optional
+        Legend order (default: sorted labels).
+    highlight : np.ndarray of bool, shape (n,), optional
+        Points drawn with a black edge (e.g. the test fold's clips), named ``highlight_label``.
+    """
+    xy = np.asarray(xy, dtype=float)
+    labels = np.asarray(labels)
+    classes = list(classes) if classes is not None else sorted(set(labels.tolist()))
+    fig = figure((6.8, 5.0))
+    fig.set_layout_engine("constrained")
+    ax = fig.add_subplot()
+    cmap = _class_colours(len(classes))
+    for k, c in enumerate(classes):
+        m = labels == c
+        if not m.any():
+            continue
+        ax.scatter(xy[m, 0], xy[m, 1], s=14, color=cmap[k], label=c, alpha=0.8, linewidths=0)
+    if highlight is not None and np.any(highlight):
+        h = np.asarray(highlight, dtype=bool)
+        ax.scatter(xy[h, 0], xy[h, 1], s=26, facecolors="none", edgecolors="black", linewidths=0.7,
+                   label=highlight_label)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    ax.set_title(title or "embeddings in 2-D", fontsize=9)
+    return fig
+
+
+def _class_colours(n: int) -> list:
+    """``n`` distinct colours (tab10, tab20, then a sampled hsv ring)."""
+    from matplotlib import colormaps
+
+    if n <= 10:
+        return [colormaps["tab10"](i) for i in range(n)]
+    if n <= 20:
+        return [colormaps["tab20"](i) for i in range(n)]
+    return [colormaps["hsv"](i / n) for i in range(n)]

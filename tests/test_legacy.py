@@ -56,7 +56,10 @@ def test_old_run_records_read_and_a_new_sweep_reruns_them(old_sweep):
         run_dir = Path(recorded["output_dir"]).parent / f"fold{fold}"
         params = run_parameters(config, config.variants[0], fold, Path(recorded["dataset"]), run_dir)
         old = read_run_record(old_sweep / "tmel" / f"fold{fold}")["parameters"]
-        assert {k: v for k, v in params.items() if k not in ("method", "aggregate", "progress")} == old
+        # new since 0.1: method, aggregate, progress and embedding_map (presentation switches, not in the fingerprint)
+        assert {k: v for k, v in params.items() if k not in ("method", "aggregate", "progress", "embedding_map")} == old
+        assert params["embedding_map"] == (fold == 1)
+        assert fingerprint({**params, "embedding_map": not params["embedding_map"]}, None) == fingerprint(params, None)
         assert params["method"] == "frozen" and params["aggregate"] == "mean" and params["progress"] is False
         assert fingerprint(params, None) != read_run_record(old_sweep / "tmel" / f"fold{fold}")["fingerprint"]
 

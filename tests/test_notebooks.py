@@ -74,6 +74,13 @@ def has_mime(nb, mime: str) -> bool:
     return any(mime in o.get("data", {}) for o in outputs(nb))
 
 
+def cell_outputs(nb, text: str) -> list[dict]:
+    """The outputs of the one code cell whose source holds ``text``."""
+    cells = [c for c in nb.cells if c.cell_type == "code" and text in c.source]
+    assert len(cells) == 1, f"{len(cells)} cells hold {text!r}"
+    return cells[0].get("outputs", [])
+
+
 @pytest.fixture(scope="module")
 def tiny_backbone(tmp_path_factory, cache) -> Path:
     path = tmp_path_factory.mktemp("backbone") / "tiny"
@@ -120,7 +127,29 @@ def test_train_notebook(trained):
     assert len(pngs) >= 1  # the confusion matrix (the frozen method's logistic head has no training curves)
     assert "chosen: {'C':" in json.dumps(outputs(nb))  # what the method chose on validation
     assert not any(o.get("output_type") == "error" for o in outputs(nb))
-    assert not has_mime(nb, "audio/wav") and "<audio" not in json.dumps(outputs(nb))  # alert=False: silent
+    assert "autoplay" not in json.dumps(outputs(nb))  # alert=False: no chime
+
+    import pandas as pd
+
+    predictions = pd.read_csv(run_dir / "predictions.csv")
+    classes = list(metrics["per_class"])
+    assert [c for c in predictions.columns if c.startswith("p_")] == [f"p_{c}" for c in classes]
+    assert predictions[[f"p_{c}" for c in classes]].sum(axis=1).to_numpy() == pytest.approx(1.0, abs=1e-4)
+    assert set(metrics["top_k_accuracy"]) == {"1", "3", "5"} and 0.0 <= metrics["ece"] <= 1.0
+    # the normalised confusion matrix and the per-class table
+    table = cell_outputs(nb, "run.per_class")
+    assert any("image/png" in o.get("data", {}) for o in table)
+    html = "".join("".join(o.get("data", {}).get("text/html", "")) for o in table)
+    assert all(col in html for col in ("precision", "recall", "f1", "support", classes[0]))
+    # the misclassified clips: each with its picture and top-k chart, and its player
+    wrong = int((predictions["true"] != predictions["predicted"]).sum())
+    assert wrong > 0, "the fixture's run should get some test clips wrong"
+    shown = cell_outputs(nb, "notebook.misclassified")
+    assert f"{wrong} of {metrics['n']} test clips misclassified; showing {min(wrong, 4)}" in json.dumps(shown)
+    assert sum("<audio" in "".join(o.get("data", {}).get("text/html", "")) for o in shown) == min(wrong, 4)
+    assert sum("image/png" in o.get("data", {}) for o in shown) == min(wrong, 4)
+    # the embedding map
+    assert [o for o in cell_outputs(nb, "embedmap.embedding_map") if "image/png" in o.get("data", {})]
 
 
 def test_visualize_notebook(trained, corpus, tmp_path):
@@ -177,6 +206,9 @@ def test_evaluate_notebook(trained, tmp_path):
     assert "| tmel | frozen | 1 |" in (sweep_dir / "results.md").read_text()
     assert (sweep_dir / "tmel" / "frozen" / "confusion_matrix.png").is_file()
     assert has_mime(nb, "image/png") and has_mime(nb, "text/html")
+    calibration = cell_outputs(nb, "plot_reliability")  # the reliability diagram, and top-k and ECE per row
+    assert [o for o in calibration if "image/png" in o.get("data", {})]
+    assert "top_5_accuracy" in "".join(o.get("data", {}).get("text/html", "") for o in calibration)
 
 
 # ---------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from ..variants import VARIANTS, FeatureSpec, resolve_variant
 __all__ = ["SweepConfig", "load_sweep_config", "method_param", "check_method_folds"]
 
 _TOP_KEYS = ("dataset", "data_home", "synth", "folds", "k_folds", "variants", "methods", "backbone", "train",
-             "aggregate", "embed", "export_model", "jobs", "seed")
+             "aggregate", "embed", "export_model", "jobs", "seed", "group_by", "group_regex")
 _EMBED_KEYS = ("batch_size",)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -71,6 +71,9 @@ class SweepConfig:
         Runs executed at once (the ``jobs`` argument of :func:`soundlib.sweep.run` overrides it).
     seed : int
         Default seed of the head and of fold assignment.
+    group_by, group_regex : str or None
+        How each file's recording is named when the dataset does not say: a manifest column, or a
+        regex with one group searched in the file name (see :func:`soundlib.data.load_dataset`).
     source : pathlib.Path or None
         The YAML file this came from (for messages).
     """
@@ -89,6 +92,8 @@ class SweepConfig:
     export_model: bool | tuple[int, ...] = True
     jobs: int = 1
     seed: int = 0
+    group_by: str | None = None
+    group_regex: str | None = None
     source: Path | None = dataclasses.field(default=None, compare=False)
 
     def runs(self, variant: str, method: str) -> bool:
@@ -125,7 +130,16 @@ class SweepConfig:
         d["export_model"] = self.export_model if isinstance(self.export_model, bool) else list(self.export_model)
         d["jobs"] = self.jobs
         d["seed"] = self.seed
+        for key in ("group_by", "group_regex"):
+            if getattr(self, key) is not None:
+                d[key] = getattr(self, key)
         return d
+
+    def load_dataset(self, path: str | os.PathLike):
+        """The dataset at ``path``, its recordings named by ``group_by`` / ``group_regex``."""
+        from ..data import load_dataset
+
+        return load_dataset(path, group_by=self.group_by, group_regex=self.group_regex)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], *, where: str = "sweep config",
@@ -296,7 +310,28 @@ def _from_dict(d: Any, *, where: str, base_dir: Path) -> SweepConfig:
         export_model=_export(d.get("export_model", defaults.export_model), where),
         jobs=to_int(d.get("jobs", defaults.jobs), f"{where}: jobs", minimum=1),
         seed=seed,
+        **_grouping(d, where),
     )
+
+
+def _grouping(d: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """``group_by`` / ``group_regex`` checked (one at most; a regex with exactly one group)."""
+    from ..data import compile_group_regex
+
+    out = {}
+    for key in ("group_by", "group_regex"):
+        raw = d.get(key)
+        if raw is not None and (not isinstance(raw, str) or not raw.strip()):
+            raise ConfigError(f"{where}: {key} must be a non-empty string, got {raw!r}")
+        out[key] = raw
+    if out["group_by"] is not None and out["group_regex"] is not None:
+        raise ConfigError(f"{where}: give group_by or group_regex, not both")
+    if out["group_regex"] is not None:
+        try:
+            compile_group_regex(out["group_regex"])
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+    return out
 
 
 def _aggregate(raw: Any, where: str) -> str:
@@ -351,6 +386,9 @@ def load_sweep_config(path: str | os.PathLike) -> SweepConfig:
             ``true``, ``false``, or a list of test folds whose models are exported.
         ``jobs``, ``seed``
             Parallel runs; default seed of the head and of fold assignment.
+        ``group_by``, ``group_regex``
+            Each file's recording, when the dataset does not name it: a manifest column, or a regex
+            with one group searched in the file name (``--group-by`` / ``--group-regex``).
 
     Returns
     -------

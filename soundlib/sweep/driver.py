@@ -25,7 +25,7 @@ from ..methods import DEFAULT_METHOD, CacheUnit, MethodSpec
 from ..variants import VARIANTS, FeatureSpec
 from .config import SweepConfig, check_method_folds, load_sweep_config, method_param
 from .executors import DaskBackend, LocalBackend, drive
-from .results import collect_results, collect_runs, results_table_markdown, write_results
+from .results import collect_results, collect_runs, grouping_note, results_table_markdown, write_results
 from .tasks import (EVALUATE_NOTEBOOK, TRAIN_NOTEBOOK, FillTask, NotebookTask, Task, clean_stale_temp,
                     dataset_fingerprint, fingerprint, run_complete, run_task)
 
@@ -103,6 +103,8 @@ class SweepResult:
         """A short text report: counts, the results table, failures."""
         lines = [f"sweep {self.out_dir}: {len(self.completed)} run(s) executed, {len(self.skipped)} already complete, "
                  f"{len(self.failed)} failed, {self.seconds:.1f} s", "", results_table_markdown(self.table)]
+        if grouping_note(self.table):
+            lines += ["", grouping_note(self.table)]
         for r in self.failed:
             lines.append(f"FAILED {r}")
         if self.evaluate_error:
@@ -136,6 +138,10 @@ def run_parameters(config: SweepConfig, spec: FeatureSpec, fold: int, dataset: P
         "alert": False,
         "generate_if_missing": False,
         "progress": False,
+        # the map of the embeddings is the same for every fold: drawn once per (variant, method)
+        "embedding_map": fold == min(config.method_folds((method or config.methods[0]).name, config.folds or (fold,))
+                                     or (fold,)),
+        **{k: getattr(config, k) for k in ("group_by", "group_regex") if getattr(config, k) is not None},
     }
 
 
@@ -223,7 +229,8 @@ def _schedule(plan: _Plan, config: SweepConfig, ds, ds_path: Path, out: Path) ->
         fills.append(FillTask(label=label, unit=key, dataset=str(ds_path), method=unit.method.to_dict(),
                               variant=unit.variant.to_dict(), backbone=unit.backbone,
                               batch_size=config.embed_batch_size, env=plan.env,
-                              picture=unit.embedder.modality == "picture", log=str(out / ".logs" / f"{label}.log")))
+                              picture=unit.embedder.modality == "picture", log=str(out / ".logs" / f"{label}.log"),
+                              group_by=config.group_by, group_regex=config.group_regex))
     filling = {t.unit for t in fills}
     pending = {t.label: set(t.needs) & filling for t in plan.todo}
     ready: list[Task] = [t for t in plan.todo if not pending[t.label]]
@@ -309,8 +316,7 @@ def _read_notebooks(notebooks: str | os.PathLike | None) -> tuple[str, str]:
 
 def _prepare_dataset(config: SweepConfig, out: Path, *, progress: bool):
     """``(dataset path, Dataset, config with the folds resolved)``."""
-    from ..data import load_dataset
-    from ..folds import assign_folds
+    from ..folds import assign_folds, check_grouping
 
     if config.synth is not None:
         from ..synth import ensure_corpus
@@ -321,7 +327,8 @@ def _prepare_dataset(config: SweepConfig, out: Path, *, progress: bool):
         if config.dataset is None or not config.dataset.exists():
             raise ConfigError(f"{config.source or 'sweep config'}: dataset path {config.dataset} does not exist")
         path = config.dataset
-    ds = load_dataset(path)
+    ds = config.load_dataset(path)
+    check_grouping(ds, assigned=not ds.has_folds)  # said once here; every run records it too
     available = list(ds.folds) if ds.has_folds else list(assign_folds(ds, config.k_folds, seed=config.train.seed).folds)
     missing = [f for f in (config.folds or ()) if f not in available]
     if missing:

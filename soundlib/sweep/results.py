@@ -25,13 +25,14 @@ __all__ = [
     "row_label",
     "significance",
     "significance_markdown",
+    "grouping_note",
 ]
 
 _FOLD_DIR = re.compile(r"^fold(\d+)$")
 _RUN_COLUMNS = ["variant", "method", "fold", "accuracy", "macro_f1", "val_accuracy", "n", "seconds", "fit_seconds",
-                "choice", "run_dir"]
+                "choice", "run_dir", "train_clips", "recordings_known", "top_3_accuracy", "top_5_accuracy", "ece"]
 _TABLE_COLUMNS = ["folds", "accuracy_mean", "accuracy_std", "macro_f1_mean", "macro_f1_std", "clips",
-                  "seconds_per_fold"]
+                  "seconds_per_fold", "recordings_known"]
 
 
 def _order(sweep_dir: Path) -> tuple[list[str], list[str]]:
@@ -74,15 +75,27 @@ def collect_runs(sweep_dir: str | os.PathLike):
     -------
     pandas.DataFrame
         Columns ``variant, method, fold, accuracy, macro_f1, val_accuracy, n, seconds, fit_seconds,
-        choice, run_dir``; variants and methods in the order of ``sweep.yaml`` when there is one.
+        choice, run_dir, train_clips, recordings_known, top_3_accuracy, top_5_accuracy, ece`` (NaN where a
+        run did not record it: fewer classes than k, or an older soundlib); variants and methods in the order of
+        ``sweep.yaml`` when there is one. ``recordings_known`` is False when the dataset did not say which
+        files come from one recording (every file its own; see :func:`soundlib.folds.check_grouping`),
+        ``None`` for runs of soundlib versions that did not record it.
     """
     import pandas as pd
 
     rows = [{"variant": m.variant, "method": m.method, "fold": m.test_fold, "accuracy": m.accuracy,
              "macro_f1": m.macro_f1, "val_accuracy": m.val_accuracy, "n": int(m.n), "seconds": m.seconds,
-             "fit_seconds": m.fit_seconds, "choice": _choice_text(m.choice), "run_dir": str(run_dir)}
+             "fit_seconds": m.fit_seconds, "choice": _choice_text(m.choice), "run_dir": str(run_dir),
+             "train_clips": int(m.train_clips), "recordings_known": (m.grouping or {}).get("known"),
+             "top_3_accuracy": _top_k(m, 3), "top_5_accuracy": _top_k(m, 5),
+             "ece": float(m.ece) if m.ece is not None else float("nan")}
             for run_dir, m in _runs(Path(sweep_dir))]
     return pd.DataFrame(rows, columns=_RUN_COLUMNS)
+
+
+def _top_k(m: RunMetrics, k: int) -> float:
+    value = (m.top_k_accuracy or {}).get(str(k))
+    return float(value) if value is not None else float("nan")
 
 
 def _choice_text(choice: dict) -> str:
@@ -102,8 +115,9 @@ def collect_results(sweep_dir: str | os.PathLike):
     pandas.DataFrame
         Indexed by ``(variant, method)``; columns ``folds`` (runs found), ``accuracy_mean``,
         ``accuracy_std``, ``macro_f1_mean``, ``macro_f1_std`` (population std, ddof=0,
-        as :func:`soundlib.evaluate.evaluate` reports), ``clips`` (test clips summed) and
-        ``seconds_per_fold`` (mean wall time of a run).
+        as :func:`soundlib.evaluate.evaluate` reports), ``clips`` (test clips summed),
+        ``seconds_per_fold`` (mean wall time of a run) and ``recordings_known`` (False when some
+        run's dataset did not say which files come from one recording; None when not recorded).
     """
     import pandas as pd
 
@@ -114,8 +128,29 @@ def collect_results(sweep_dir: str | os.PathLike):
         rows.append({"variant": variant, "method": method, "folds": len(r),
                      "accuracy_mean": float(r["accuracy"].mean()), "accuracy_std": float(r["accuracy"].std(ddof=0)),
                      "macro_f1_mean": float(r["macro_f1"].mean()), "macro_f1_std": float(r["macro_f1"].std(ddof=0)),
-                     "clips": int(r["n"].sum()), "seconds_per_fold": float(r["seconds"].astype(float).mean())})
+                     "clips": int(r["n"].sum()), "seconds_per_fold": float(r["seconds"].astype(float).mean()),
+                     "recordings_known": _all_known(r["recordings_known"])})
     return pd.DataFrame(rows, columns=["variant", "method"] + _TABLE_COLUMNS).set_index(["variant", "method"])
+
+
+def _all_known(values) -> bool | None:
+    """False if any run's recordings were unknown, True if all were known, None if none recorded it."""
+    seen = [bool(v) for v in values if v is not None and v == v]
+    return None if not seen else all(seen)
+
+
+def grouping_note(table: Any) -> str:
+    """A loud Markdown paragraph when some row's dataset did not say which files come from one recording
+    (``recordings_known`` False in :func:`collect_results`); empty otherwise."""
+    if "recordings_known" not in getattr(table, "columns", ()):
+        return ""
+    unknown = [f"{v}/{m}" for (v, m), known in table["recordings_known"].items() if known is False]
+    if not unknown:
+        return ""
+    return (f"**Recordings unknown** ({', '.join(unknown)}): the dataset did not say which files come from one "
+            "recording, so every file counted as its own. Slices of one recording may sit in different folds, "
+            "trained on in one and tested on in another: these scores may be too high. Name the recordings (a "
+            "manifest `group` column, `group_by`, or `group_regex` in the sweep file) and run the sweep again.")
 
 
 def results_table_markdown(table: Any, *, digits: int = 3) -> str:
@@ -132,47 +167,63 @@ def results_table_markdown(table: Any, *, digits: int = 3) -> str:
     return "\n".join(lines)
 
 
-def significance(sweep_dir: str | os.PathLike, *, alpha: float = 0.05):
-    """Is each row's difference to the best row real? Two paired tests over the same data.
+def significance(sweep_dir: str | os.PathLike, *, alpha: float = 0.05, seed: int = 0):
+    """Is each row's difference to the best row real? Tests over the same folds and clips, Holm-corrected.
 
-    * a paired t-test of the per-fold accuracies over the folds both rows ran
-      (with 4 folds it has 3 degrees of freedom: it rarely declares anything);
-    * McNemar's exact test over the clips both rows labelled (pooled over folds):
-      of the clips exactly one of the two got right, are the two counts
-      compatible with chance?
+    Every other (variant, method) is compared with the best row (highest mean accuracy):
+
+    * Nadeau and Bengio's **corrected resampled t-test** of the per-fold accuracies over the
+      folds both rows ran (:func:`soundlib.stats.corrected_resampled_t`, with the folds'
+      test/train size ratio): the folds share training data, so the plain paired t-test over
+      folds is too confident; with 4 folds it has 3 degrees of freedom and rarely declares anything;
+    * **McNemar's exact test** over the clips both rows labelled, pooled over folds: of the clips
+      exactly one of the two got right, are the two counts compatible with chance?
+    * a **95 % bootstrap interval** of the accuracy difference over those clips, resampling whole
+      recordings (:func:`soundlib.stats.bootstrap_difference`, 2,000 resamples, seeded).
+
+    Both p-values are **Holm-corrected** across the rows compared with the best
+    (:func:`soundlib.stats.holm`); the verdict uses the corrected ones.
 
     Returns
     -------
     pandas.DataFrame
         One row per (variant, method) other than the best: ``accuracy``, ``delta`` (vs the best),
-        ``folds``, ``t_p``, ``clips``, ``best_only`` and ``other_only`` (clips only the best / only
-        this row got right), ``mcnemar_p``, ``verdict``.
+        ``delta_low`` and ``delta_high`` (its bootstrap interval over clips), ``folds``,
+        ``test_train_ratio``, ``corrected_t_p`` and ``corrected_t_p_holm``, ``clips``, ``best_only``
+        and ``other_only`` (clips only the best / only this row got right), ``mcnemar_p`` and
+        ``mcnemar_p_holm``, ``verdict``.
     """
-    import numpy as np
     import pandas as pd
-    from scipy import stats
 
     from ..metrics import read_predictions
+    from ..stats import bootstrap_difference, corrected_resampled_t, holm, mcnemar
 
     runs = collect_runs(sweep_dir)
-    columns = ["variant", "method", "accuracy", "delta", "folds", "t_p", "clips", "best_only", "other_only",
-               "mcnemar_p", "verdict"]
+    columns = ["variant", "method", "accuracy", "delta", "delta_low", "delta_high", "folds", "test_train_ratio",
+               "corrected_t_p", "corrected_t_p_holm", "clips", "best_only", "other_only", "mcnemar_p",
+               "mcnemar_p_holm", "verdict"]
     if runs.empty:
         return pd.DataFrame(columns=columns).set_index(["variant", "method"])
     table = collect_results(sweep_dir)
     best = table["accuracy_mean"].idxmax()
+    groups: dict[str, str] = {}
+
+    def of(key):
+        return runs[(runs["variant"] == key[0]) & (runs["method"] == key[1])]
 
     def correct(key) -> "pd.Series":
         parts = []
-        for run_dir in runs[(runs["variant"] == key[0]) & (runs["method"] == key[1])]["run_dir"]:
+        for run_dir in of(key)["run_dir"]:
             frame = read_predictions(run_dir)
             if frame is not None:
                 parts.append(pd.Series((frame["true"] == frame["predicted"]).to_numpy(), index=frame["path"]))
+                if "group" in frame:
+                    groups.update(zip(frame["path"].astype(str), frame["group"].astype(str)))
         return pd.concat(parts) if parts else pd.Series(dtype=bool)
 
-    def per_fold(key) -> "pd.Series":
-        r = runs[(runs["variant"] == key[0]) & (runs["method"] == key[1])]
-        return pd.Series(r["accuracy"].to_numpy(), index=r["fold"].to_numpy())
+    def per_fold(key, column="accuracy") -> "pd.Series":
+        r = of(key)
+        return pd.Series(r[column].to_numpy(), index=r["fold"].to_numpy())
 
     best_correct, best_folds = correct(best), per_fold(best)
     rows = []
@@ -181,32 +232,63 @@ def significance(sweep_dir: str | os.PathLike, *, alpha: float = 0.05):
             continue
         folds = best_folds.index.intersection(per_fold(key).index)
         a, b = best_folds[folds].to_numpy(), per_fold(key)[folds].to_numpy()
-        t_p = float(stats.ttest_rel(a, b).pvalue) if len(folds) >= 2 and np.any(a != b) else float("nan")
+        ratio = _test_train_ratio(per_fold(key, "n")[folds], per_fold(key, "train_clips")[folds])
+        _, t_p = corrected_resampled_t(b, a, ratio)
         other = correct(key)
         common = best_correct.index.intersection(other.index)
         x, y = best_correct[common].to_numpy(), other[common].to_numpy()
-        n01, n10 = int(np.sum(x & ~y)), int(np.sum(~x & y))
-        mc_p = float(stats.binomtest(min(n01, n10), n01 + n10, 0.5).pvalue) if n01 + n10 else 1.0
-        sig = [name for name, p in (("McNemar", mc_p), ("paired t", t_p)) if p == p and p < alpha]
-        verdict = (f"significantly different from the best (p < {alpha:g}: {', '.join(sig)})" if sig
-                   else "not significantly different from the best")
+        n01, n10, mc_p = mcnemar(x, y)
+        low, high = bootstrap_difference(x, y, [groups.get(str(c), str(c)) for c in common], seed=seed)
         rows.append({"variant": key[0], "method": key[1], "accuracy": float(table.loc[key, "accuracy_mean"]),
                      "delta": float(table.loc[key, "accuracy_mean"] - table.loc[best, "accuracy_mean"]),
-                     "folds": len(folds), "t_p": t_p, "clips": len(common), "best_only": n01, "other_only": n10,
-                     "mcnemar_p": mc_p, "verdict": verdict})
-    return pd.DataFrame(rows, columns=columns).set_index(["variant", "method"])
+                     "delta_low": low, "delta_high": high, "folds": len(folds), "test_train_ratio": ratio,
+                     "corrected_t_p": t_p, "clips": len(common), "best_only": n01, "other_only": n10,
+                     "mcnemar_p": mc_p})
+    frame = pd.DataFrame(rows, columns=columns)
+    frame["corrected_t_p_holm"] = holm(frame["corrected_t_p"].to_numpy(dtype=float))
+    frame["mcnemar_p_holm"] = holm(frame["mcnemar_p"].to_numpy(dtype=float))
+    frame["verdict"] = [_verdict(r, alpha) for _, r in frame.iterrows()]
+    return frame.set_index(["variant", "method"])
+
+
+def _test_train_ratio(n_test, n_train) -> float:
+    """Mean test/train clip ratio over the folds; ``1/(k-1)`` (leave-one-fold-out of equal folds) when
+    the runs did not record their training clips."""
+    import numpy as np
+
+    test, train = np.asarray(n_test, dtype=float), np.asarray(n_train, dtype=float)
+    ok = train > 0
+    if ok.any():
+        return float(np.mean(test[ok] / train[ok]))
+    return 1.0 / max(1, len(test) - 1)
+
+
+def _verdict(row, alpha: float) -> str:
+    sig = [name for name, p in (("McNemar", row["mcnemar_p_holm"]), ("corrected t", row["corrected_t_p_holm"]))
+           if p == p and p < alpha]
+    return (f"significantly different from the best (Holm-adjusted p < {alpha:g}: {', '.join(sig)})" if sig
+            else "not significantly different from the best")
 
 
 def significance_markdown(frame: Any, best: tuple[str, str] | None = None) -> str:
     """A Markdown table of :func:`significance`."""
-    head = f"Compared with the best row ({best[0]} / {best[1]}), over the same folds and clips:\n\n" if best else ""
-    lines = ["| variant | method | accuracy | Δ vs best | paired t (folds) p | McNemar (clips) p | verdict |",
+    head = ""
+    if best:
+        head = (f"Compared with the best row ({best[0]} / {best[1]}), over the same folds and clips. p-values: "
+                "Nadeau and Bengio's corrected resampled t-test over folds (not the plain paired t-test, which "
+                "ignores that the folds share training data) and McNemar's exact test over clips, each then "
+                f"Holm-corrected across the {len(frame)} row(s) compared; the interval of Δ is a 95 % bootstrap "
+                "over clips, resampling whole recordings.\n\n")
+    lines = ["| variant | method | accuracy | Δ vs best [95 % CI] | corrected t (folds) p, Holm | "
+             "McNemar (clips) p, Holm | verdict |",
              "|---|---|---|---|---|---|---|"]
     for (variant, method), r in frame.iterrows():
-        t_p = f"{r['t_p']:.3f} ({int(r['folds'])})" if r["t_p"] == r["t_p"] else f"n/a ({int(r['folds'])})"
-        lines.append(f"| {variant} | {method} | {r['accuracy']:.3f} | {r['delta']:+.3f} | {t_p} "
-                     f"| {r['mcnemar_p']:.2g} ({int(r['best_only'])} vs {int(r['other_only'])} of "
-                     f"{int(r['clips'])}) | {r['verdict']} |")
+        ci = f" [{r['delta_low']:+.3f}, {r['delta_high']:+.3f}]" if r["delta_low"] == r["delta_low"] else ""
+        t_p = (f"{r['corrected_t_p']:.3f}, {r['corrected_t_p_holm']:.3f} ({int(r['folds'])} folds)"
+               if r["corrected_t_p"] == r["corrected_t_p"] else f"n/a ({int(r['folds'])} folds)")
+        lines.append(f"| {variant} | {method} | {r['accuracy']:.3f} | {r['delta']:+.3f}{ci} | {t_p} "
+                     f"| {r['mcnemar_p']:.2g}, {r['mcnemar_p_holm']:.2g} ({int(r['best_only'])} vs "
+                     f"{int(r['other_only'])} of {int(r['clips'])}) | {r['verdict']} |")
     return head + "\n".join(lines)
 
 
@@ -220,6 +302,8 @@ def write_results(sweep_dir: str | os.PathLike, table: Any = None) -> tuple[Path
     csv_path = write_text_atomic(sweep_dir / "results.csv", table.to_csv())
     md = ("# Sweep results\n\n" + results_table_markdown(table) + "\n\n"
           "Mean ± standard deviation (ddof=0) over test folds; each fold trained on the others.\n")
+    if grouping_note(table):
+        md += "\n" + grouping_note(table) + "\n"
     if len(table) > 1:
         best = table["accuracy_mean"].idxmax()
         md += "\n## Differences to the best row\n\n" + significance_markdown(significance(sweep_dir), best) + "\n"

@@ -94,6 +94,8 @@ class FillTask:
     env : dict
         Environment variables of the task process.
     log : str
+    group_by, group_regex : str or None
+        How the dataset names its recordings (as the sweep's).
     """
 
     label: str
@@ -106,6 +108,8 @@ class FillTask:
     picture: bool
     env: dict
     log: str
+    group_by: str | None = None
+    group_regex: str | None = None
     kind: ClassVar[str] = "fill"
 
     def to_json(self) -> dict[str, Any]:
@@ -169,7 +173,8 @@ Task = Union[FillTask, NotebookTask]
 def fingerprint(params: Mapping[str, Any], synth: Mapping[str, Any] | None, data: str | None = None) -> str:
     """The identity of a run: its notebook parameters (minus output-only ones), the synthetic corpus, and the
     dataset's contents (``data``: :func:`dataset_fingerprint`), so that a run over changed data runs again."""
-    ident = {k: v for k, v in params.items() if k not in ("output_dir", "alert", "generate_if_missing", "progress")}
+    ident = {k: v for k, v in params.items() if k not in ("output_dir", "alert", "generate_if_missing", "progress",
+                                                          "embedding_map")}
     ident["_synth"] = synth
     if data is not None:  # (without it: the fingerprint soundlib 0.1 recorded)
         ident["_data"] = data
@@ -538,7 +543,7 @@ def _do_fill(task: Mapping[str, Any]) -> dict[str, Any]:
     from ..train import TrainConfig
     from ..variants import FeatureSpec, resolve_duration
 
-    ds = load_dataset(task["dataset"])
+    ds = load_dataset(task["dataset"], group_by=task.get("group_by"), group_regex=task.get("group_regex"))
     spec = FeatureSpec.from_dict(task["variant"], where="fill task: variant")
     if not spec.resolved:
         spec, _ = resolve_duration(spec, clip_durations(ds))

@@ -136,6 +136,9 @@ def browser(lab, request, tmp_path):
         options.add_argument(flag)
     options.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")
     driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
+    # a headless page with a fresh --user-data-dir may never get focus (document.hasFocus() false): JupyterLab's
+    # shell.currentWidget then stays null and its notebook commands do nothing; emulate a focused page
+    driver.execute_cdp_cmd("Emulation.setFocusEmulationEnabled", {"enabled": True})
     driver.set_script_timeout(600)
     try:
         yield driver

@@ -3,7 +3,8 @@
 ``plotting_trials.ipynb``: run it, change the variant and a slider, and see the picture and the
 axes figure redrawn and the audio player there. ``visualize.ipynb``: run it on a model trained
 here with the stand-in backbone, and see the predicted class, the chart and the audio player.
-Skipped, with the reason, where Chromium, chromedriver, selenium or JupyterLab are missing.
+``train.ipynb``: run it, and see each misclassified test clip's picture and audio player, and the
+embedding map. Skipped, with the reason, where Chromium, chromedriver, selenium or JupyterLab are missing.
 """
 
 from __future__ import annotations
@@ -146,3 +147,51 @@ def test_visualize_prediction(browser, lab, lab_root, corpus, tiny_backbone):
     assert first_row.split()[1] == m.group(2), table.text  # rank 1 of the top-k table
     assert browser.find_elements(By.CSS_SELECTOR, ".jp-OutputArea-output img"), "no picture / bar chart"
     assert browser.find_elements(By.CSS_SELECTOR, ".jp-OutputArea audio"), "no audio player"
+
+
+#: For each text, the code cell whose source holds it, scrolled into view: its rendered players and pictures.
+CELL_VIEWS = """
+const texts = arguments[0];
+const done = arguments[arguments.length - 1];
+(async () => {
+  try {
+    const panel = window.jupyterapp.shell.currentWidget;
+    const cells = panel.content.widgets;
+    const found = {};
+    for (const text of texts) {
+      const i = cells.findIndex(c => c.model.type === 'code' && c.model.sharedModel.getSource().includes(text));
+      if (i < 0) { found[text] = null; continue; }
+      await panel.content.scrollToItem(i, 'start');
+      let audio = 0, img = 0;
+      for (let k = 0; k < 100 && !img; k++) {  // up to 20 s for the outputs to render
+        await new Promise(r => setTimeout(r, 200));
+        audio = cells[i].node.querySelectorAll('.jp-OutputArea-output audio').length;
+        img = cells[i].node.querySelectorAll('.jp-OutputArea-output img').length;
+      }
+      found[text] = {audio: audio, img: img, shown: document.body.contains(cells[i].node)};
+    }
+    done({ok: true, found: found});
+  } catch (e) {
+    done({ok: false, error: String(e && e.stack || e)});
+  }
+})();
+"""
+
+
+def test_train_analysis_views(browser, lab, lab_root, corpus, tiny_backbone):
+    """train.ipynb's analysis: the misclassified clips each with a picture and a player, the embedding map."""
+    import pandas as pd
+
+    run = lab_root / "train-run"
+    prepare("train.ipynb", lab_root / "train.ipynb", dataset=str(corpus), fold=1, variant=TINY_VARIANT,
+            backbone=str(tiny_backbone), epochs=2, output_dir=str(run), export_model=False, alert=False,
+            generate_if_missing=False)
+    open_and_run(browser, lab, "train.ipynb")
+    predictions = pd.read_csv(run / "predictions.csv")
+    wrong = int((predictions["true"] != predictions["predicted"]).sum())
+    assert wrong > 0, "the run should get some test clips wrong"
+    result = browser.execute_async_script(CELL_VIEWS, ["notebook.misclassified", "embedmap.embedding_map"])
+    assert result["ok"], result.get("error")
+    shown, emap = result["found"]["notebook.misclassified"], result["found"]["embedmap.embedding_map"]
+    assert shown["shown"] and shown["audio"] == min(wrong, 4) and shown["img"] == min(wrong, 4), shown
+    assert emap["shown"] and emap["img"] == 1 and emap["audio"] == 0, emap

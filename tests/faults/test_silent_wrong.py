@@ -152,7 +152,10 @@ def test_degenerate_folds_are_warned_and_recorded(tmp_path, capsys, tiny_backbon
     assert any("1 duplicate row(s) dropped" in w and "a0.wav" in w for w in warnings), warnings
     assert results["dataset"]["clips"] == 13
     assert all(f"soundlib evaluate: warning: {w}" in err for w in warnings)
-    assert "3 warning(s) in results.json" in out
+    # the manifest names no recordings: the dataset's own folds are used, but leakage is not checked
+    assert any("recordings unknown" in w and "validation split" in w for w in warnings), warnings
+    assert "4 warning(s) in results.json" in out and "[recordings unknown: leakage across" in out
+    assert results["grouping"]["known"] is False and "cannot check" in results["note"]
 
 
 @pytest.mark.parametrize("rows, words", [

@@ -121,6 +121,10 @@ def test_local_sweep(project, reference):
     nb = nbformat.read(out / "tmel" / "frozen" / "fold2" / "train.ipynb", as_version=4)
     assert any("injected-parameters" in c.metadata.get("tags", []) for c in nb.cells)
     assert any(o.get("data", {}).get("image/png") for c in nb.cells for o in c.get("outputs", []))
+    for fold in (1, 2):  # the embedding map, the same for every fold, is drawn in the first fold's run only
+        nb = nbformat.read(out / "tmel" / "frozen" / f"fold{fold}" / "train.ipynb", as_version=4)
+        cell = next(c for c in nb.cells if "embedmap.embedding_map" in c.source)
+        assert any("image/png" in o.get("data", {}) for o in cell.outputs) == (fold == 1)
 
     # run again: everything is complete, nothing executes
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/*/fold*/metrics.json")}

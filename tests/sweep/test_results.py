@@ -12,7 +12,7 @@ from soundlib import plots, sweep
 
 
 def fake_metrics(run_dir: Path, variant: str, fold: int, acc: float, f1: float, cm, *, method: str | None = None,
-                 paths=None, correct=None) -> None:
+                 paths=None, correct=None, grouping=None, groups=None) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     classes = ["a", "b"]
     d = {"variant": variant, "test_fold": fold, "accuracy": acc, "macro_f1": f1, "macro_f1_all_classes": f1,
@@ -20,10 +20,13 @@ def fake_metrics(run_dir: Path, variant: str, fold: int, acc: float, f1: float, 
          "confusion_matrix": cm, "per_class": {c: {"f1": 0.0} for c in classes}, "seconds": 1.0}
     if method is not None:
         d["method"] = method
+    if grouping is not None:
+        d["grouping"] = grouping
     (run_dir / "metrics.json").write_text(json.dumps(d))
     if paths is not None:
         rows = ["path,fold,group,true,predicted,probability,correct"]
-        rows += [f"{p},{fold},g,a,{'a' if ok else 'b'},0.9,{ok}" for p, ok in zip(paths, correct)]
+        groups = groups or ["g"] * len(paths)
+        rows += [f"{p},{fold},{g},a,{'a' if ok else 'b'},0.9,{ok}" for p, ok, g in zip(paths, correct, groups)]
         (run_dir / "predictions.csv").write_text("\n".join(rows) + "\n")
 
 
@@ -92,6 +95,55 @@ def test_significance_paired_over_folds_and_clips(tmp_path):
     assert p["verdict"].startswith("significantly different")
     assert p["folds"] == 2 and p["delta"] < -0.4
     assert "| mel | poor |" in significance_markdown(frame, ("mel", "best"))
+
+
+def test_significance_corrects_for_overlapping_folds_and_many_rows(tmp_path):
+    """The plain paired t-test over folds and the uncorrected McNemar p would call `close` significantly worse;
+    the corrected resampled t-test and Holm's correction across the three rows compared do not."""
+    from scipy import stats
+
+    from soundlib.sweep.results import significance, significance_markdown
+
+    clips = [f"c{i}.wav" for i in range(40)]
+    rows = {"best": ([0.9, 0.9, 0.9, 0.9], [True] * 40),
+            "close": ([0.89, 0.85, 0.88, 0.86], [i >= 6 for i in range(40)]),  # wrong on 6 clips best gets right
+            "same1": ([0.89, 0.9, 0.9, 0.9], [True] * 40),
+            "same2": ([0.9, 0.89, 0.9, 0.9], [True] * 40)}
+    for name, (accs, correct) in rows.items():
+        for fold, acc in zip(range(1, 5), accs):
+            part = slice(10 * (fold - 1), 10 * fold)
+            fake_metrics(tmp_path / "mel" / name / f"fold{fold}", "mel", fold, acc, acc, [[5, 0], [0, 5]], method=name,
+                         paths=clips[part], correct=correct[part], groups=clips[part])
+    frame = significance(tmp_path)
+    c = frame.loc[("mel", "close")]
+    assert stats.ttest_rel(rows["best"][0], rows["close"][0]).pvalue < 0.05  # what the plain test said
+    assert c["test_train_ratio"] == pytest.approx(1 / 3)  # leave-one-fold-out of 4 equal folds
+    assert 0.05 < c["corrected_t_p"] == pytest.approx(0.12, abs=0.01)
+    assert c["mcnemar_p"] == pytest.approx(2 * 0.5 ** 6)  # 6 vs 0 clips: 0.031
+    assert c["mcnemar_p_holm"] == pytest.approx(3 * c["mcnemar_p"])  # the smallest of 3 p-values, times 3
+    assert c["corrected_t_p_holm"] >= c["corrected_t_p"]
+    assert c["verdict"] == "not significantly different from the best"
+    assert c["delta_low"] < -6 / 40 + 0.03 and c["delta_high"] <= 0 and c["delta_low"] <= -0.15 <= c["delta_high"]
+    md = significance_markdown(frame, ("mel", "best"))
+    assert "Holm-corrected across the 3 row(s)" in md and "corrected resampled t-test" in md
+    assert "| mel | close | 0.870 | -0.030 [" in md
+
+
+def test_unknown_recordings_are_recorded_in_the_sweep_results(tmp_path):
+    unknown = {"source": "none", "detail": "unknown", "known": False, "recordings": 8, "clips": 8}
+    known = {"source": "regex", "detail": "regex", "known": True, "recordings": 2, "clips": 8}
+    fake_metrics(tmp_path / "mel" / "frozen" / "fold1", "mel", 1, 0.9, 0.9, [[2, 0], [0, 2]], grouping=unknown)
+    fake_metrics(tmp_path / "mel" / "mfcc" / "fold1", "mel", 1, 0.5, 0.5, [[1, 1], [1, 1]], method="mfcc",
+                 grouping=known)
+    fake_metrics(tmp_path / "old" / "fold1", "old", 1, 0.5, 0.5, [[1, 1], [1, 1]])  # soundlib 0.1: not recorded
+    table = sweep.collect_results(tmp_path)
+    assert table["recordings_known"].to_dict() == {("mel", "frozen"): False, ("mel", "mfcc"): True,
+                                                   ("old", "frozen"): None}
+    _, md = sweep.write_results(tmp_path)
+    assert "**Recordings unknown** (mel/frozen)" in md.read_text()
+    import pandas as pd
+
+    assert not pd.read_csv(tmp_path / "results.csv", index_col=[0, 1]).loc[("mel", "frozen"), "recordings_known"]
 
 
 def test_collect_results_empty(tmp_path):
