@@ -46,7 +46,7 @@ from .base import (CacheUnit, Context, Features, FoldFit, FoldSplit, Method, acc
 __all__ = ["FinetuneOptions", "FinetuneMethod", "UNFREEZE"]
 
 #: What ``unfreeze`` takes.
-UNFREEZE = ("all", "top")
+UNFREEZE = ("top", "all")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,13 +70,18 @@ class FinetuneOptions:
         Largest masked share of the input's time / frequency axis per mask (two masks each).
     mixup : float
         Beta(mixup, mixup) mixing of example pairs (0: off).
-    unfreeze : {"all", "top"}
-        Audio networks: train every stage, or only the upper ``top_stages`` (the lower ones stay frozen).
+    unfreeze : {"top", "all"}
+        Audio networks: train only the upper ``top_stages`` (the lower ones stay frozen), or every
+        stage. ``top`` by default: on the UrbanSound8K subset's validation splits (test folds 1 and 10)
+        it lost less validation accuracy than ``all`` after one epoch with mn04, and an epoch costs about a
+        quarter on a CPU (no gradients through the high-resolution lower stages).
     top_stages : int
         Stages trained with ``unfreeze: top`` (mn04 has 18: stem, 15 blocks, last conv, hidden layer;
-        YAMNet 14: its first conv and 13 separable blocks).
+        YAMNet 14: its first conv and 13 separable blocks). Picture backbones train every layer.
     layer_decay : float
         Audio networks: learning-rate factor per stage down from the head (1: one rate for all).
+    train_head : bool
+        Audio networks: the head keeps training in step 2 (False: the network adapts to the fixed head).
     budget_seconds : float
         Fine-tuning time per fit after which it stops at the end of the epoch, keeping the best
         epoch so far (0: no limit).
@@ -94,9 +99,10 @@ class FinetuneOptions:
     time_mask: float = 0.1
     freq_mask: float = 0.1
     mixup: float = 0.2
-    unfreeze: str = "all"
+    unfreeze: str = "top"
     top_stages: int = 4
     layer_decay: float = 0.85
+    train_head: bool = True
     budget_seconds: float = 0.0
 
     def __post_init__(self) -> None:
@@ -121,7 +127,7 @@ class FinetuneOptions:
     def audio_only(self) -> list[str]:
         """The options set to non-defaults that only audio networks take."""
         fields = {f.name: f.default for f in dataclasses.fields(self)}
-        return [k for k in ("unfreeze", "top_stages", "layer_decay") if getattr(self, k) != fields[k]]
+        return [k for k in ("unfreeze", "top_stages", "layer_decay", "train_head") if getattr(self, k) != fields[k]]
 
 
 def picture_augment(x: np.ndarray, rng: np.random.Generator, o: FinetuneOptions) -> np.ndarray:
@@ -283,7 +289,7 @@ class FinetuneMethod(Method):
         if getattr(self, "_audio", None) is not None:
             from .finetune_audio import predict_audio
 
-            return predict_audio(fit, feats, clips, ctx)
+            return predict_audio(fit, feats, self._embeddings, clips, ctx)
         rows = feats.rows_of(clips)
         out = [fit.model(feats.x[rows[s:s + 64]].astype(np.float32) / 255.0, training=False).numpy()
                for s in range(0, len(rows), 64)]

@@ -20,7 +20,9 @@ waveform network:
   ``layer_decay`` times the one above it (:class:`LayerwiseAdam`), warmed up over the first
   epoch then cosine-decayed; SpecAugment (masks set to the example's mean) and mixup on the
   log-mel inputs; early stopping on the validation clips' accuracy, epoch 0 (the head only,
-  through the same network) kept unless an epoch beats it.
+  through the same network) kept unless an epoch beats it. When epoch 0 is kept, the test clips
+  are labelled as the ``frozen`` method labels them: the logistic head refitted on every training
+  clip (validation ones included) with the C chosen on validation.
 """
 
 from __future__ import annotations
@@ -303,7 +305,7 @@ def build_audio_model(net: AudioNet, shape: tuple[int, ...], n_classes: int, o: 
     else:
         frames = K.layers.Lambda(_yamnet_frames, name="frames")(inp)
         z = K.layers.Lambda(_yamnet_pool, name="mean_max")([base(frames), inp])
-    head = K.layers.Dense(n_classes, activation="softmax", name="head")
+    head = K.layers.Dense(n_classes, activation="softmax", name="head", trainable=bool(o.train_head))
     out = head(K.layers.Dropout(o.dropout, seed=seed)(z))
     model = K.Model(inp, out, name=f"{net.name}_finetune")
     stage_vars = [(net.stage_of_layer(layer.name), v) for layer in base.layers for v in layer.trainable_weights]
@@ -413,8 +415,15 @@ def fit_audio(feats: Features, embeddings: Features, net: AudioNet, split: FoldS
         else np.zeros((0, ctx.n_classes), np.float32)
     history["head_only_val_accuracy"] = head_only
     trainable = int(sum(np.prod(v.shape) for _, v in stage_vars))
-    return FoldFit(model=fitted, val_proba=val_proba, val_accuracy=accuracy(val_proba, y[split.val]),
+    final: Any = fitted
+    if history["best_epoch"] == 0:
+        # the network did not earn its place: the frozen method's head, refitted on every training clip
+        # (validation ones included) with the C chosen on validation, labels the test clips
+        final = fit_logistic_head(embeddings, split, y, n_classes=ctx.n_classes, how=ctx.aggregate,
+                                  seed=ctx.train.seed).model
+    return FoldFit(model=final, val_proba=val_proba, val_accuracy=accuracy(val_proba, y[split.val]),
                    choice={"best_epoch": history["best_epoch"], "epochs_run": len(history["loss"]),
+                           "model": "network" if history["best_epoch"] else "head on frozen embeddings",
                            "head_only_val_accuracy": round(head_only, 4),
                            "head_C": head_fit.choice["C"], "logistic_val_accuracy": round(head_fit.val_accuracy, 4),
                            "seconds_per_epoch": float(np.mean(history["seconds"])) if history["seconds"] else 0.0,
@@ -424,7 +433,9 @@ def fit_audio(feats: Features, embeddings: Features, net: AudioNet, split: FoldS
                            "history": history})
 
 
-def predict_audio(fit: FoldFit, feats: Features, clips: np.ndarray, ctx: Context) -> np.ndarray:
-    """Clip probabilities (len(clips), n_classes) of a fitted audio network."""
-    rows = feats.rows_of(clips)
-    return aggregate(fit.model.predict_proba(feats.x[rows]), feats.row_clip[rows], clips, how=ctx.aggregate)
+def predict_audio(fit: FoldFit, feats: Features, embeddings: Features, clips: np.ndarray, ctx: Context) -> np.ndarray:
+    """Clip probabilities (len(clips), n_classes) of a fitted audio network (on the inputs ``feats``), or of
+    the head on the frozen ``embeddings`` when fine-tuning was not kept."""
+    source = feats if isinstance(fit.model, AudioModel) else embeddings
+    rows = source.rows_of(clips)
+    return aggregate(fit.model.predict_proba(source.x[rows]), source.row_clip[rows], clips, how=ctx.aggregate)

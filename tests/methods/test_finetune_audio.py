@@ -70,11 +70,11 @@ def test_options_refuse_nan_negative_and_unknown_values(bad):
 
 
 def test_audio_options_are_named_and_parsed():
-    spec = resolve_method({"name": "ft", "method": "finetune", "unfreeze": "top", "top_stages": 3,
-                           "layer_decay": 0.7, "backbone": "mn04"})
-    assert (spec.options.unfreeze, spec.options.top_stages, spec.options.layer_decay) == ("top", 3, 0.7)
-    assert spec.backbone == "mn04"
-    assert spec.options.audio_only() == ["unfreeze", "top_stages", "layer_decay"]
+    spec = resolve_method({"name": "ft", "method": "finetune", "unfreeze": "all", "top_stages": 3,
+                           "layer_decay": 0.7, "train_head": False, "backbone": "mn04"})
+    assert (spec.options.unfreeze, spec.options.top_stages, spec.options.layer_decay) == ("all", 3, 0.7)
+    assert spec.backbone == "mn04" and spec.options.train_head is False
+    assert spec.options.audio_only() == ["unfreeze", "top_stages", "layer_decay", "train_head"]
     assert FinetuneOptions().audio_only() == []
 
 
@@ -83,8 +83,8 @@ def test_picture_backbone_refuses_audio_only_options(synth_corpus, tiny_backbone
     from soundlib.evaluate import EvalConfig, evaluate
 
     cfg = EvalConfig(spec=small_spec().replace(duration=1.0), backbone=str(tiny_backbone), folds=(1,),
-                     method=resolve_method({"name": "finetune", "unfreeze": "top"}))
-    with pytest.raises(ConfigError, match="unfreeze apply to audio networks"):
+                     method=resolve_method({"name": "finetune", "top_stages": 2}))
+    with pytest.raises(ConfigError, match="top_stages apply to audio networks"):
         evaluate(load_dataset(synth_corpus), cfg, progress=False)
 
 
@@ -235,6 +235,7 @@ def test_finetune_trains_predicts_records_and_reuses_cached_inputs(name, synth_c
     assert choice["epochs_run"] == 1 and choice["seconds_per_epoch"] > 0 and choice["best_epoch"] in (0, 1)
     history = choice["history"]
     assert (choice["best_epoch"] == 1) == (history["val_accuracy"][0] > choice["head_only_val_accuracy"])
+    assert choice["model"] == ("network" if choice["best_epoch"] else "head on frozen embeddings")
     assert choice["device"] in ("cpu", "gpu") and choice["trainable_parameters"] > 0
     assert sorted(choice["learning_rates"], key=int)[-1] == str(AUDIO_NETS[name].stages)  # the head's rate
     assert len(choice["learning_rates"]) == 3  # unfreeze: top, 2 stages: those and the head
@@ -254,10 +255,24 @@ def test_finetune_trains_predicts_records_and_reuses_cached_inputs(name, synth_c
 @needs_mn04
 def test_epoch_zero_is_kept_when_fine_tuning_does_not_help_on_validation(synth_corpus, tf_runtimes, tmp_path):
     """A learning rate too small to change anything: no epoch beats the head alone, so the head-only model
-    is kept, and its validation accuracy is the one reported."""
-    res = _evaluate(synth_corpus, "mn04", tmp_path / "cache", backbone_learning_rate=1e-12, layer_decay=1.0)
+    is kept, its validation accuracy is the one reported, and the test clips are labelled as ``frozen``
+    labels them (the logistic head refitted on every training clip)."""
+    from soundlib.data import load_dataset
+    from soundlib.embed import EmbedConfig
+    from soundlib.evaluate import EvalConfig, evaluate
+
+    res = _evaluate(synth_corpus, "mn04", tmp_path / "cache", backbone_learning_rate=1e-12, layer_decay=1.0,
+                    unfreeze="all")
     fold = res["per_fold"][0]
     choice = fold["choice"]
     assert choice["best_epoch"] == 0 and choice["epochs_run"] == 1
+    assert len(choice["learning_rates"]) == AUDIO_NETS["mn04"].stages + 1  # every stage and the head
+    assert choice["model"] == "head on frozen embeddings"
     assert choice["history"]["val_accuracy"][0] <= choice["head_only_val_accuracy"]
     assert fold["val_accuracy"] == pytest.approx(choice["head_only_val_accuracy"])
+    frozen = evaluate(load_dataset(synth_corpus), EvalConfig(spec=small_spec().replace(duration=1.0),
+                                                             method=resolve_method("mn04"), folds=(1,)),
+                      embed_config=EmbedConfig(cache_dir=tmp_path / "cache", progress=False), progress=False)
+    assert frozen["features"]["embed_computed"] == 0  # the embeddings finetune cached
+    assert fold["accuracy"] == frozen["per_fold"][0]["accuracy"]
+    assert choice["head_C"] == frozen["per_fold"][0]["choice"]["C"]
