@@ -70,6 +70,9 @@ __all__ = [
     "log_mel",
     "mel_filterbank",
     "build_keras_model",
+    "build_embedding_model",
+    "STAGES",
+    "stage_of_layer",
     "load_checkpoint_weights",
     "litert_model_path",
     "Mn04Model",
@@ -535,6 +538,45 @@ def build_keras_model(checkpoint: str | os.PathLike | Mapping[str, np.ndarray]):
     model, plan = _build_network()
     load_checkpoint_weights(model, plan, state)
     return model
+
+
+#: Trainable stages of :func:`build_embedding_model`, bottom to top: the stem (0), the 15 blocks (1-15),
+#: the last 1x1 conv (16) and the classifier's hidden layer (17).
+STAGES = len(_BLOCKS) + 3
+
+
+def stage_of_layer(name: str) -> int:
+    """The stage (0 .. :data:`STAGES` - 1, bottom to top) of a layer of :func:`build_embedding_model`.
+
+    ``features_<i>_...`` is stage ``i`` (0: stem, 1-15: the blocks, 16: the last conv); the pooling,
+    the classifier's hidden layer and what follows them are the top stage. Used to unfreeze the upper
+    stages only and to decay learning rates layer-wise when fine-tuning.
+    """
+    m = re.match(r"features_(\d+)_", name)
+    return int(m.group(1)) if m else STAGES - 1
+
+
+def build_embedding_model(checkpoint: str | os.PathLike | Mapping[str, np.ndarray]):
+    """The trainable part of mn04: log-mel spectrogram -> the 896-d embedding, with the checkpoint's weights.
+
+    Parameters
+    ----------
+    checkpoint : path-like or mapping
+        As for :func:`build_keras_model`.
+
+    Returns
+    -------
+    tf_keras.Model
+        Input float32 (batch, 128, frames, 1) (:func:`log_mel` with a channel axis), output the
+        embedding (batch, 896) that the embedder caches (:data:`EMBEDDING_DIM`); the AudioSet
+        classifier's output layer is left out. Its layers are named as in :func:`build_keras_model`
+        (:func:`stage_of_layer` groups them).
+    """
+    from .runtime import import_tf
+
+    _, tf_keras = import_tf()
+    full = build_keras_model(checkpoint)
+    return tf_keras.Model(full.input, full.output["embedding"], name="efficientat_mn04_embedding")
 
 
 # ---------------------------------------------------------------------------

@@ -75,6 +75,10 @@ __all__ = [
     "variables_path",
     "savedmodel_dir",
     "build_frames_model",
+    "build_patch_model",
+    "log_mel_patches",
+    "STAGES",
+    "stage_of_layer",
     "litert_model_path",
     "YamnetModel",
     "frames_of",
@@ -338,32 +342,69 @@ def _frontend_constants() -> tuple[np.ndarray, np.ndarray]:
     return kernel[:, None, :].astype(np.float32), mel[bins].astype(np.float32)
 
 
-def _build_network():
-    """YAMNet's frames model with random weights: (n, 15600) waveform -> [(n, 1024) embedding, (n, 521) scores]."""
+def _log_mel_patch(tf, waveform, kernel: np.ndarray, mel: np.ndarray):
+    """(n, 15600) waveform tensor -> (n, 96, 64) log-mel patch tensor (YAMNet's frontend, TensorFlow ops)."""
+    bins = mel.shape[0]
+    x = tf.expand_dims(waveform, -1)
+    spec = tf.nn.conv1d(x, tf.constant(kernel), stride=_STFT_HOP, padding="VALID")
+    magnitude = tf.sqrt(tf.square(spec[..., :bins]) + tf.square(spec[..., bins:]))
+    melspec = tf.matmul(tf.reshape(magnitude, [-1, bins]), tf.constant(mel))  # one matrix product
+    return tf.math.log(tf.reshape(melspec, [-1, _PATCH_FRAMES, _MEL_BANDS]) + _LOG_OFFSET)
+
+
+def log_mel_patches(frames: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
+    """YAMNet's input: the log-mel patch of each 0.975-s frame, as the frames model computes it.
+
+    Parameters
+    ----------
+    frames : np.ndarray, shape (n, 15600)
+        Float32 16-kHz waveforms in [-1, 1] (:func:`frames_of`).
+
+    Returns
+    -------
+    np.ndarray, shape (n, 96, 64), float32
+        ``log(mel magnitude + 0.001)``, 96 frames of 10 ms by 64 bands (125-7500 Hz).
+    """
+    from .runtime import import_tf
+
+    tf, _ = import_tf()
+    frames = np.asarray(frames, dtype=np.float32)
+    if frames.ndim != 2 or frames.shape[1] != FRAME_SAMPLES:
+        raise FeatureError(f"YAMNet's frontend takes frames of shape (n, {FRAME_SAMPLES}) (0.975 s at {SR} Hz), "
+                           f"got {frames.shape}")
+    kernel, mel = _frontend_constants()
+    out = [_log_mel_patch(tf, tf.constant(frames[s:s + batch_size]), kernel, mel).numpy()
+           for s in range(0, len(frames), batch_size)]
+    return np.concatenate(out) if out else np.zeros((0, _PATCH_FRAMES, _MEL_BANDS), np.float32)
+
+
+def _build_network(*, patches: bool = False):
+    """YAMNet's frames model with random weights: (n, 15600) waveform -> [(n, 1024) embedding, (n, 521) scores].
+
+    ``patches``: the model starts at the log-mel patch (n, 96, 64, 1) instead (the same weights).
+    """
     from .runtime import import_tf
 
     tf, tf_keras = import_tf()
     from tf_keras import layers
 
     kernel, mel = _frontend_constants()
-    bins = mel.shape[0]
 
     class LogMelPatch(layers.Layer):
         """(n, 15600) waveform -> (n, 96, 64, 1) log-mel patch; constants only, no weights."""
 
         def call(self, waveform):
-            x = tf.expand_dims(waveform, -1)
-            spec = tf.nn.conv1d(x, tf.constant(kernel), stride=_STFT_HOP, padding="VALID")
-            magnitude = tf.sqrt(tf.square(spec[..., :bins]) + tf.square(spec[..., bins:]))
-            melspec = tf.matmul(tf.reshape(magnitude, [-1, bins]), tf.constant(mel))  # one matrix product
-            logmel = tf.math.log(tf.reshape(melspec, [-1, _PATCH_FRAMES, _MEL_BANDS]) + _LOG_OFFSET)
-            return tf.expand_dims(logmel, -1)
+            return tf.expand_dims(_log_mel_patch(tf, waveform, kernel, mel), -1)
 
     def bn(name):
         return layers.BatchNormalization(center=True, scale=False, epsilon=_BN_EPSILON, name=name)
 
-    waveform = layers.Input(shape=(FRAME_SAMPLES,), dtype="float32", name="waveform")
-    net = LogMelPatch(name="log_mel_patch")(waveform)
+    if patches:
+        waveform = layers.Input(shape=(_PATCH_FRAMES, _MEL_BANDS, 1), dtype="float32", name="log_mel_patch")
+        net = waveform
+    else:
+        waveform = layers.Input(shape=(FRAME_SAMPLES,), dtype="float32", name="waveform")
+        net = LogMelPatch(name="log_mel_patch")(waveform)
     for i, (stride, filters) in enumerate(_LAYERS, start=1):
         if i == 1:
             net = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False,
@@ -415,12 +456,16 @@ def build_frames_model(source: str | os.PathLike | None = None):
         The weights are missing, damaged, or do not fit the network (every YAMNet variable is used
         exactly once, with its shape, and they add up to :data:`PARAMETER_COUNT`).
     """
+    return _build_with_weights(source, patches=False)
+
+
+def _build_with_weights(source: str | os.PathLike | None, *, patches: bool):
     from .errors import warn
 
     path, wheel = _resolve(source)
     variables_file = path / _VARIABLES_FILE
     variables = _read_variables(path)
-    model = _build_network()
+    model = _build_network(patches=patches)
     _load_variables(model, variables, variables_file)
     if not wheel:
         digest = _weights_digest(variables)
@@ -428,6 +473,39 @@ def build_frames_model(source: str | os.PathLike | None = None):
             warn(f"{variables_file}: YAMNet weights with SHA-256 {digest}, not those of TF Hub's google/yamnet/1 "
                  f"({WEIGHTS_SHA256}) that soundlib was checked against; using them as they are")
     return model
+
+
+#: Trainable stages of :func:`build_patch_model`, bottom to top: YAMNet's 14 layers (the first
+#: convolution and the 13 depthwise-separable blocks).
+STAGES = len(_LAYERS)
+
+
+def stage_of_layer(name: str) -> int:
+    """The stage (0 .. :data:`STAGES` - 1, bottom to top) of a layer of :func:`build_patch_model`:
+    ``layer<i>/...`` is stage ``i - 1``; anything else (the pooling) is the top stage."""
+    m = re.match(r"layer(\d+)/", name)
+    return int(m.group(1)) - 1 if m else STAGES - 1
+
+
+def build_patch_model(source: str | os.PathLike | None = None):
+    """The trainable part of YAMNet: log-mel patch -> 1024-d embedding, with Google's weights.
+
+    Parameters
+    ----------
+    source : str, path-like or None
+        Where the weights are (see :func:`build_frames_model`).
+
+    Returns
+    -------
+    tf_keras.Model
+        Input float32 (n, 96, 64, 1): :func:`log_mel_patches` with a channel axis; output the embedding
+        (n, 1024), as the frames model computes it from the waveform. The AudioSet classifier is left out.
+    """
+    from .runtime import import_tf
+
+    _, tf_keras = import_tf()
+    full = _build_with_weights(source, patches=True)
+    return tf_keras.Model(full.input, full.get_layer("embedding").output, name="yamnet_patch_embedding")
 
 
 # ---------------------------------------------------------------------------

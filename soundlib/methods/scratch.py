@@ -170,10 +170,11 @@ def _scale(planes: np.ndarray) -> np.ndarray:
 def train_network(model, x: np.ndarray, y_rows: np.ndarray, val: tuple[np.ndarray, np.ndarray, np.ndarray],
                   y_val_clips: np.ndarray, n_classes: int, *, epochs: int, patience: int, batch_size: int,
                   schedule, augment, mixup: float, label_smoothing: float, seed: int, how: str,
-                  predict, budget_seconds: float = 0.0) -> "tuple[list | None, dict[str, Any]]":
+                  predict, budget_seconds: float = 0.0, optimizer=None) -> "tuple[list | None, dict[str, Any]]":
     """Mini-batch training with early stopping on validation clip accuracy; returns ``(best weights, history)``.
 
     ``budget_seconds`` (0: none) stops it after the epoch during which that much time was spent.
+    ``optimizer`` (anything with ``apply_gradients(pairs)``) replaces the default Adam on ``schedule``.
 
     ``augment(batch, rng)`` distorts an input batch, ``predict(inputs)`` gives row probabilities,
     ``val = (inputs, row_clip, clips)`` are the validation rows.
@@ -183,7 +184,7 @@ def train_network(model, x: np.ndarray, y_rows: np.ndarray, val: tuple[np.ndarra
     from ..runtime import import_tf
 
     tf, K = import_tf()
-    opt = K.optimizers.Adam(schedule)
+    opt = optimizer if optimizer is not None else K.optimizers.Adam(schedule)
     loss_fn = K.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
 
     @tf.function

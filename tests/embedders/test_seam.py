@@ -39,14 +39,18 @@ def test_unknown_handles_and_options_an_embedder_does_not_take_are_refused():
 
 def test_a_waveform_embedder_keys_its_cache_on_what_it_uses_only():
     mn04 = resolve_embedder("mn04")
-    windows = {name: mn04.window(VARIANTS[name]) for name in ("mel", "mel_gray", "linear", "merged")}
+    windows = {name: mn04.window(VARIANTS[name].replace(duration=4.0)) for name in ("mel", "mel_gray", "linear",
+                                                                                     "merged")}
     assert len({w.key() for w in windows.values()}) == 1  # the pictures' parameters do not matter
     w = windows["mel"]
     assert (w.sr, w.duration, w.hop_seconds, w.pad) == (32000, 4.0, 2.0, "none")
     longer = mn04.window(VARIANTS["mel"].replace(duration=5.0))
+    with pytest.raises(Exception, match="duration"):  # a rule ("fit") is chosen from the clips first
+        mn04.window(VARIANTS["mel"])
     assert longer.key() != w.key()
     pic = resolve_embedder("efficientnet_lite0")
-    assert pic.window(VARIANTS["mel"]) is VARIANTS["mel"]  # a picture embedder keeps the variant's key
+    mel = VARIANTS["mel"].replace(duration=4.0)
+    assert pic.window(mel) is mel  # a picture embedder keeps the variant's key
 
 
 def test_window_spec_checks_its_fields():
