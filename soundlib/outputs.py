@@ -166,7 +166,10 @@ def _foreign_entries(folder: Path, ignore: Iterable[str] = ()) -> list[str]:
     soundlib results (``[]`` when soundlib may write there). ``ignore``: names the caller itself wrote."""
     if not folder.is_dir():
         return []
-    names = sorted(e.name for e in folder.iterdir() if e.name not in (*_OURS, *ignore))
+    # an executed notebook (papermill writes it before the run starts) and its log share the folder harmlessly:
+    # the run never writes over them
+    names = sorted(e.name for e in folder.iterdir() if e.name not in (*_OURS, *ignore, "run.log")
+                   and not e.name.endswith(".ipynb"))
     if not names or read_run_marker(folder) is not None or _legacy_run(folder):
         return []
     return names

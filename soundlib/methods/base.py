@@ -269,7 +269,8 @@ class CacheUnit:
     @property
     def label(self) -> str:
         """A short name for progress and logs: the embedder, and the variant when its pictures matter."""
-        uses_variant = self.embedder.window(self.variant) is self.variant if self.variant.resolved else True
+        probe = self.variant if self.variant.resolved else self.variant.replace(duration=1.0)
+        uses_variant = self.embedder.window(probe) is probe  # the variant's pictures (or windows) themselves
         name = self.embedder.name.rstrip("/").rsplit("/", 1)[-1]
         return f"fill-{name}" + (f"-{self.variant.name}" if uses_variant else "")
 

@@ -34,6 +34,7 @@ UrbanSound8K-sized folds takes minutes (see the README).
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 
@@ -224,10 +225,11 @@ class FinetuneMethod(Method):
         from .scratch import train_network
 
         ctx = self._own(ctx)
-        if getattr(self, "_audio", None) is not None:
+        audio = getattr(self, "_audio", None)
+        if audio is not None:
             from .finetune_audio import fit_audio
 
-            return fit_audio(feats, self._embeddings, self._audio, split, y, ctx, self.options)
+            return fit_audio(feats, self._embeddings, audio, split, y, ctx, self.options)
         tf, K = import_tf()
         o = self.options
         K.backend.clear_session()
@@ -263,7 +265,8 @@ class FinetuneMethod(Method):
         val = (feats.x[rows_val], feats.row_clip[rows_val], split.val)
         head_only = accuracy(aggregate(predict(val[0]), val[1], split.val, how=ctx.aggregate), y[split.val]) \
             if len(split.val) else 0.0
-        weights, history = model.get_weights(), {"loss": [], "val_accuracy": [], "seconds": [], "best_epoch": 0}
+        history: dict[str, Any] = {"loss": [], "val_accuracy": [], "seconds": [], "best_epoch": 0}
+        weights = model.get_weights()
         if o.epochs:
             best_w, history = train_network(
                 model, feats.x[rows_fit], y[feats.row_clip[rows_fit]], val, y[split.val], ctx.n_classes,
@@ -299,11 +302,12 @@ class FinetuneMethod(Method):
     def export(self, fit: FoldFit, out_dir, ctx: Context, *, metadata: dict, overwrite: bool = False):
         from ..infer import export_keras_model
 
-        if getattr(self, "_audio", None) is not None:
+        audio = getattr(self, "_audio", None)
+        if audio is not None:
             from ..errors import ModelError
 
             raise ModelError(f"method {self.spec.name!r}: exporting a fine-tuned audio network "
-                             f"({self._audio.name}) is not supported yet")
+                             f"({audio.name}) is not supported yet")
 
         return export_keras_model(out_dir, fit.model, spec=ctx.spec, labels=list(ctx.classes), overwrite=overwrite,
                                   info={**metadata, "method": self.spec.to_dict(),
@@ -319,7 +323,7 @@ class _WarmupCosine:
 
         tf, K = import_tf()
 
-        class Schedule(K.optimizers.schedules.LearningRateSchedule):
+        class Schedule(K.optimizers.schedules.LearningRateSchedule):  # type: ignore[name-defined]
             def __call__(self, step):
                 step = tf.cast(step, tf.float32)
                 w, t = float(max(1, warmup)), float(max(total, warmup + 1))

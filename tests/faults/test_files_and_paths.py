@@ -33,7 +33,7 @@ OLD = time.time() - 3600
 
 def _one_error_line(err: str, command: str) -> str:
     """The single ``soundlib COMMAND: error: ...`` line of ``err`` (no traceback, nothing else)."""
-    lines = [line for line in err.strip().splitlines() if line.strip()]
+    lines = [line for line in err.strip().splitlines() if line.strip() and ": warning: " not in line]
     assert "Traceback" not in err, err
     assert len(lines) == 1 and lines[0].startswith(f"soundlib {command}: error: "), err
     return lines[0]
@@ -197,9 +197,9 @@ def test_sweep_reruns_runs_whose_data_changed(tmp_path):
         ds_path, ds, cfg = _prepare_dataset(config, out, progress=False)
         plan = _plan(cfg, ds, ds_path, out, "{}", None)
         for task in plan.todo:  # pretend it ran: what a finished run leaves
-            run_dir = Path(task["check"]["run_dir"])
+            run_dir = Path(task.check["run_dir"])
             run_dir.mkdir(parents=True, exist_ok=True)
-            (run_dir / "params.json").write_text(json.dumps(task["check"]["record"]))
+            (run_dir / "params.json").write_text(json.dumps(task.check["record"]))
             (run_dir / "train.ipynb").write_text("{}")
             RunMetrics(variant="v", test_fold=1, accuracy=1.0, macro_f1=1.0).write(run_dir)
         return plan.todo
@@ -229,7 +229,7 @@ def test_damaged_derived_models_are_rebuilt_with_a_warning(tmp_path, monkeypatch
     run and was never rebuilt; the BirdNET embedding model likewise."""
     from soundlib import litert
     from soundlib.backbones import BackboneInfo
-    from soundlib.methods import birdnet
+    from soundlib.embedders import birdnet
 
     monkeypatch.setenv("SOUNDLIB_CACHE_DIR", str(tmp_path / "cache"))
     built: list[Path] = []

@@ -301,7 +301,7 @@ def test_predict_output_paths(csv, timeline, overwrite):
                 named[option] = _target(root, name)
         args += ["--overwrite"] if overwrite else []
 
-        def fake_predict(model, inputs, *, top_k, aggregate, timeline):
+        def fake_predict(model, inputs, *, top_k, aggregate, timeline, **more):
             if timeline is not None:
                 timeline.append({"input": str(inputs[0]), "start": 0.0, "end": 1.0, "rank": 1, "label": "a",
                                  "probability": 1.0})

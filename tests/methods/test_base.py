@@ -116,8 +116,8 @@ def test_cache_units_choose_the_duration_rule_from_the_clips(tmp_path):
     config = SweepConfig(dataset=ds_path, folds=(1, 2), variants=(mel,), methods=(fz,))
     plan = _plan(config, load_dataset(ds_path), ds_path, tmp_path / "out", "", None)
     assert {u.variant.duration for u in plan.fills.values()} == {0.5} and len(plan.fills) == 3
-    assert all(t["needs"] == sorted(plan.fills) for t in plan.todo) and len(plan.todo) == 2
-    assert all(t["parameters"]["variant"] == "mel" for t in plan.todo)  # each run chooses it the same way
+    assert all(list(t.needs) == sorted(plan.fills) for t in plan.todo) and len(plan.todo) == 2
+    assert all(t.parameters["variant"] == "mel" for t in plan.todo)  # each run chooses it the same way
 
 
 def test_fusion_weights_are_chosen_on_validation():
