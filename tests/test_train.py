@@ -73,8 +73,8 @@ def test_fine_tune_trains_the_backbone_and_export_roundtrip(tmp_path, tiny_backb
     frozen_vals = sorted(float(tf.reduce_sum(v)) for v in frozen.model.get_layer("backbone").weights)
     assert np.allclose(orig_vals, frozen_vals) and not np.allclose(orig_vals, tuned_vals)
     out = export_model(tmp_path / "model", tuned, backbone=resolve_backbone(tiny_backbone),
-                       spec=small_spec(), labels=["a", "b"])
+                       spec=small_spec().replace(duration=1.0), labels=["a", "b"])
     model = load_model(out)
-    assert model.labels == ["a", "b"] and model.spec == small_spec()
+    assert model.labels == ["a", "b"] and model.spec == small_spec().replace(duration=1.0)
     proba = model.predict_pictures(pics[:4])
     assert np.allclose(proba, tuned.predict_proba(pics[:4].astype(np.float32) / 255), atol=1e-5)
