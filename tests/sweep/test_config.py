@@ -133,6 +133,10 @@ def test_shipped_real_recordings_benchmark_file(tmp_path):
     assert [m.name for m in by_name["late_free"].options.members] == ["mn04", "yamnet", "frozen_multi"]
     assert [m.name for m in by_name["auto"].options.candidates][:2] == ["mn04", "yamnet"]
     assert c.only["frozen_multi"]["variants"] == ("mel", "mel_hop256")
+    (params / "urbansound8k_subset_finetune.yaml").write_text((PARAMS / "urbansound8k_subset_finetune.yaml").read_text())
+    ft = sweep.load_sweep_config(params / "urbansound8k_subset_finetune.yaml")
+    assert ft.folds == (1, 10) and [(m.kind, m.backbone) for m in ft.methods][-3:] == [
+        ("finetune", "mn04"), ("finetune", "yamnet"), ("finetune", None)]
     assert c.backbone == "efficientnet_lite0" and not c.export_model
 
 # ---------------------------------------------------------------------------
