@@ -283,7 +283,8 @@ def load_audio(path: str | os.PathLike, *, sr: int = 22050, duration: float | No
 
 def load_windows(path: str | os.PathLike, *, sr: int, duration: float, hop: float, pad: str = "end",
                  allow_silent: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Every window of a clip (for clips of seconds to a minute or two: the clip is read whole).
+    """Every window of a clip (for clips of seconds to a minute or two: the clip is read whole;
+    :func:`stream_windows` gives the same windows in bounded memory).
 
     Returns
     -------
