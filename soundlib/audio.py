@@ -32,6 +32,7 @@ __all__ = [
     "read_segment",
     "load_audio",
     "load_windows",
+    "stream_windows",
     "iter_windows",
     "window_starts",
     "clip_samples",
@@ -45,6 +46,8 @@ SILENCE_PEAK = 1e-5
 PAD_POLICIES = ("end", "center", "repeat")
 #: Extra audio read on each side of a segment that must be resampled (cropped afterwards), in seconds.
 _RESAMPLE_MARGIN = 0.05
+#: Frames (at the file's rate) read at a time by :func:`stream_windows`.
+_STREAM_BLOCK = 1 << 16
 
 
 @dataclasses.dataclass(frozen=True)
@@ -340,7 +343,8 @@ def load_audio(path: str | os.PathLike, *, sr: int = 22050, duration: float | No
 
 def load_windows(path: str | os.PathLike, *, sr: int, duration: float, hop: float, pad: str = "end",
                  allow_silent: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Every window of a clip (for clips of seconds to a minute or two: the clip is read whole).
+    """Every window of a clip (for clips of seconds to a minute or two: the clip is read whole;
+    :func:`stream_windows` gives the same windows in bounded memory).
 
     Returns
     -------
@@ -353,6 +357,153 @@ def load_windows(path: str | os.PathLike, *, sr: int, duration: float, hop: floa
     starts = window_starts(clip_samples(path, sr), n, max(1, int(round(sr * hop))))
     windows = np.stack([pad_to(y[s:s + n], n, policy=pad) for s in starts])
     return windows, np.asarray(starts, dtype=np.float64) / sr
+
+
+def _mono_blocks(path: Path, sr: int, block: int = _STREAM_BLOCK) -> Iterator[np.ndarray]:
+    """The whole file as consecutive mono float32 blocks at ``sr`` Hz, read front to back.
+
+    Concatenated, the blocks are exactly ``read_segment(path, sr=sr)`` (the same samples, bit for bit: soxr's
+    stream gives what its one-shot call gives); non-finite samples and a file of no frames raise as there.
+    Formats libsndfile lacks are decoded whole (through :func:`read_segment`).
+    """
+    import soundfile as sf
+
+    _check_file(path)
+    try:
+        f = sf.SoundFile(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError):
+        yield read_segment(path, sr=sr, allow_silent=True)
+        return
+    with f:
+        file_sr = int(f.samplerate)
+        stream = None
+        if file_sr != sr:
+            import soxr
+
+            stream = soxr.ResampleStream(file_sr, sr, 1, dtype="float32", quality="HQ")
+        frames = sent = 0
+        while True:
+            try:
+                data = f.read(block, dtype="float32", always_2d=True).T
+            except (sf.LibsndfileError, RuntimeError, TypeError):
+                # what read_segment does with a file libsndfile cannot read through (its fallback decoder, or
+                # its error), minus what was already given
+                rest = read_segment(path, sr=sr, allow_silent=True)[sent:]
+                if rest.size:
+                    yield rest
+                return
+            last = data.shape[-1] == 0
+            if last and frames == 0:
+                raise AudioError(f"{path}: zero-length audio (0 samples)")
+            frames += data.shape[-1]
+            y = data.mean(axis=0) if data.shape[0] > 1 else data[0]
+            if not np.all(np.isfinite(y)):
+                raise AudioError(f"{path}: audio holds NaN or infinite samples")
+            if stream is not None:
+                y = stream.resample_chunk(np.ascontiguousarray(y), last=last)
+            if y.size:
+                sent += y.size
+                yield np.ascontiguousarray(y, dtype=np.float32)
+            if last:
+                return
+
+
+def stream_windows(path: str | os.PathLike, *, sr: int, duration: float, hop: float, pad: str = "end",
+                   starts: str = "header", allow_silent: bool = False) -> Iterator[tuple[float, np.ndarray]]:
+    """Every window of a clip, streamed: the windows of :func:`load_windows`, bit for bit, in bounded memory.
+
+    The file is read once, front to back, a block at a time (and resampled as a stream), so memory stays
+    at a window and a block whatever the clip's length. The whole file is read, so the checks of
+    :func:`read_segment` cover all of it; those known only at the end (a silent clip) raise after the
+    last window was yielded: a caller keeps nothing of a clip until the iterator is exhausted.
+
+    Parameters
+    ----------
+    sr : int
+        Target sample rate in Hz.
+    duration, hop : float
+        Seconds of one window and between window starts.
+    pad : {"end", "center", "repeat", "none"}
+        How a window that runs past the audio is padded (see :func:`pad_to`); ``"none"``: it comes as it is.
+    starts : {"header", "audio"}
+        Where the windows start: from the length the header gives (:func:`clip_samples`, what
+        :func:`load_windows` and the embedding cache count), or from the decoded audio's length.
+    allow_silent : bool
+
+    Yields
+    ------
+    start : float
+        Seconds.
+    window : np.ndarray, shape (round(sr * duration),), float32
+        (shorter with ``pad="none"`` when the audio ends inside it).
+
+    Raises
+    ------
+    AudioError
+        As :func:`read_segment` for the whole file.
+    """
+    path = Path(path)
+    if pad not in PAD_POLICIES + ("none",):
+        raise AudioError(f"padding policy must be one of {', '.join(PAD_POLICIES + ('none',))}, got {pad!r}")
+    if starts not in ("header", "audio"):
+        raise AudioError(f"starts must be 'header' or 'audio', got {starts!r}")
+    n = int(round(sr * duration))
+    step = max(1, int(round(sr * hop)))
+    planned = window_starts(clip_samples(path, sr), n, step) if starts == "header" else None
+    blocks = _mono_blocks(path, sr)
+    buf, buf0 = np.zeros(0, np.float32), 0  # the samples kept, and the index of the first
+    peak, eof = 0.0, False
+
+    def fill(upto: int) -> None:
+        nonlocal buf, peak, eof
+        got = [buf]
+        end = buf0 + len(buf)
+        while end < upto and not eof:
+            y = next(blocks, None)
+            if y is None:
+                eof = True
+                break
+            peak = max(peak, float(np.max(np.abs(y))))
+            got.append(y)
+            end += len(y)
+        if len(got) > 1:
+            buf = np.concatenate(got)
+
+    def window(s: int) -> np.ndarray:
+        piece = buf[max(0, s - buf0):max(0, s + n - buf0)]
+        return piece.copy() if pad == "none" else np.array(pad_to(piece, n, policy=pad))
+
+    def trim(keep_from: int) -> None:
+        """Forget the samples before ``keep_from``, keeping the last ``n`` read (an end-aligned window)."""
+        nonlocal buf, buf0
+        cut = min(max(0, min(keep_from, buf0 + len(buf) - n) - buf0), len(buf))
+        if cut:
+            buf, buf0 = buf[cut:], buf0 + cut
+
+    if planned is not None:
+        for k, s in enumerate(planned):
+            fill(s + n)
+            yield s / sr, window(s)
+            trim(planned[k + 1] if k + 1 < len(planned) else s + n)
+    else:  # windows every step while they fit, then one aligned to the end (window_starts of the audio's length)
+        s, last = 0, None
+        while True:
+            fill(s + n)
+            if buf0 + len(buf) < s + n:
+                break
+            yield s / sr, window(s)
+            last = s
+            s += step
+            trim(s)
+        total = buf0 + len(buf)
+        if last is None:
+            yield 0.0, window(0)
+        elif last + n < total:
+            yield (total - n) / sr, window(total - n)
+    for y in blocks:  # the rest of the file: its samples are checked as read_segment checks them
+        peak = max(peak, float(np.max(np.abs(y))))
+    if not allow_silent and peak < SILENCE_PEAK:
+        raise AudioError(f"{path}: silent audio (peak amplitude {peak:.2g}, below {SILENCE_PEAK:g})")
 
 
 def iter_windows(path: str | os.PathLike, *, sr: int, duration: float, hop: float,

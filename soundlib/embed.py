@@ -1,7 +1,9 @@
 """Batch embedding of clips: featurize, run the backbone, through the embedding cache.
 
-:func:`embed_clips` renders pictures in a thread pool running ahead of the
-backbone, embeds them in fixed-size batches, and reads and writes
+:func:`embed_clips` streams each clip's pictures (or audio windows) in chunks
+from a thread pool running a few chunks ahead of the backbone (memory is
+bounded by chunks, not by the clips' length), embeds them in fixed-size
+batches, and reads and writes
 :class:`~soundlib.cache.EmbeddingCache` entries. The backbone is loaded (with
 TensorFlow) only when some clip misses the cache. The cache is shared by
 folds, runs, notebooks and sweeps: a 10-fold evaluation computes each clip's
@@ -10,9 +12,12 @@ embedding once.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import queue
+import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Union
 
 import numpy as np
 
@@ -24,6 +29,12 @@ if TYPE_CHECKING:
     from .embedders.base import Embedder, Windowing
 
 __all__ = ["EmbedConfig", "EmbedResult", "embed_clips", "picture_windows"]
+
+#: Chunks of one clip's inputs rendered ahead of the backbone, per rendering thread.
+_AHEAD = 2
+#: Inputs held before they are embedded (bytes): a clip's windows are embedded together (in batches with
+#: the clips before it) up to this much; past it, a long clip is embedded as it streams, in whole batches.
+_BATCH_BYTES = 32 << 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,11 +94,63 @@ class EmbedResult:
     computed: int = 0
 
 
-def picture_windows(path: Path, spec: FeatureSpec) -> np.ndarray:
-    """The inputs of an image backbone: every window rendered as a picture, (n_windows, H, W, 3) uint8."""
-    from .featurize import featurize_windows
+def picture_windows(path: Path, spec: FeatureSpec) -> Iterator[np.ndarray]:
+    """The inputs of an image backbone: every window rendered as a picture, streamed from the file in
+    chunks of (k, H, W, 3) uint8 (:func:`~soundlib.embedders.base.chunked`)."""
+    from .embedders.base import chunked
+    from .featurize import iter_featurize_windows
 
-    return featurize_windows(path, spec)[0]
+    return chunked(picture for _, picture in iter_featurize_windows(path, spec))
+
+
+@contextlib.contextmanager
+def _set_on_exit(event: threading.Event):
+    try:
+        yield
+    finally:
+        event.set()
+
+
+class _Feed:
+    """One clip's input chunks on their way from its rendering thread to the embedding loop: a queue of
+    at most :data:`_AHEAD` chunks (the thread waits while it is full)."""
+
+    def __init__(self, stop: threading.Event):
+        self._queue: queue.Queue = queue.Queue(maxsize=_AHEAD)
+        self._stop = stop
+        self._closed = threading.Event()
+
+    def closed(self) -> bool:
+        return self._closed.is_set() or self._stop.is_set()
+
+    def put(self, item: tuple[str, Any]) -> bool:
+        """Hand over ``item`` (waiting for room); ``False`` when the loop no longer reads this clip."""
+        while not self.closed():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def get(self, future) -> tuple[str, Any]:
+        """The next item: ``("chunk", array)``, ``("end", None)`` or ``("error", message)``."""
+        while True:
+            try:
+                return self._queue.get(timeout=0.2)
+            except queue.Empty:
+                if future.done() and self._queue.empty():
+                    future.result()  # a rendering thread that died of something else than an Exception
+                    return "error", "its rendering stopped without a result"
+
+    def close(self) -> None:
+        """Stop reading: the rendering thread stops at its next chunk, and what it queued is let go."""
+        self._closed.set()
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                return
 
 
 def embed_clips(
@@ -96,7 +159,7 @@ def embed_clips(
     backbone: "BackboneInfo | Backbone | Embedder",
     *,
     config: EmbedConfig = EmbedConfig(),
-    inputs: Callable[[Path, FeatureSpec], np.ndarray] = picture_windows,
+    inputs: Callable[[Path, FeatureSpec], Union[np.ndarray, Iterable[np.ndarray]]] = picture_windows,
 ) -> EmbedResult:
     """Embed audio clips window by window: featurize with ``spec``, embed with ``backbone``, through the cache.
 
@@ -113,8 +176,11 @@ def embed_clips(
         A loaded embedder maps a batch of inputs to (n, dim) float32 (``embedder(batch, batch_size=...)``).
     config : EmbedConfig
     inputs : callable
-        ``inputs(path, spec)`` -> one input per window, stacked (default: the pictures of
-        :func:`~soundlib.featurize.featurize_windows`; an audio embedder passes audio windows).
+        ``inputs(path, spec)`` -> one input per window, stacked (n_windows, ...), or an iterator of such
+        stacks (chunks) in window order (default: the pictures of :func:`picture_windows`, streamed; an audio
+        embedder passes its audio windows). Chunks are rendered in ``config.jobs`` threads, a few ahead of
+        the backbone, so memory is bounded by chunks, not by the length of the clips. A clip's entries are
+        written to the cache once all its windows are rendered and embedded.
 
     Returns
     -------
@@ -174,53 +240,111 @@ def embed_clips(
     if cache and todo and getattr(loaded, "output_dim", None):
         cache.write_manifest(folder, spec, identity, dim=loaded.output_dim)
 
-    def render(item: tuple[int, str | None]):
-        i, h = item
+    # Each clip's inputs stream, chunk by chunk, from a rendering thread through a small queue of its own;
+    # the clips are embedded in order, so at most ``jobs`` clips, each a few chunks ahead, are in memory.
+    stop = threading.Event()
+    feeds = {i: _Feed(stop) for i, _ in todo}
+
+    def render(i: int) -> None:
+        feed, chunks = feeds[i], None
         try:
-            return i, h, inputs(paths[i], spec), None
+            if feed.closed():
+                return
+            out = inputs(paths[i], spec)
+            chunks = (out,) if isinstance(out, np.ndarray) else out
+            for chunk in chunks:
+                if not feed.put(("chunk", np.asarray(chunk))):
+                    return
+            feed.put(("end", None))
         except SoundlibError as exc:
-            return i, h, None, str(exc)
+            feed.put(("error", str(exc)))
         except Exception as exc:
-            return i, h, None, f"{paths[i]}: {type(exc).__name__}: {exc}"
+            feed.put(("error", f"{paths[i]}: {type(exc).__name__}: {exc}"))
+        finally:
+            getattr(chunks, "close", lambda: None)()  # a generator stopped early lets go of its file
+
+    missing = {i: sum(v is None for v in vectors[i]) for i, _ in todo}  # windows of each clip still to embed
+    computed: dict[int, list[int]] = {i: [] for i, _ in todo}
+    rendered: set[int] = set()
+
+    def store(i: int) -> None:
+        """Write a clip's new entries once all its windows are rendered and embedded (none of a clip that fails)."""
+        if cache and i in rendered and missing.get(i) == 0 and i in vectors and i not in failures:
+            for k in computed.pop(i, []):
+                cache.put(folder, hashes[i], vectors[i][k], k)
 
     bar = tqdm(total=len(paths), initial=len(paths) - len(todo) - len(failures), desc=f"embed {spec.name}",
                unit="clip", disable=not config.progress)
     try:
-        with ThreadPoolExecutor(max_workers=max(1, config.jobs)) as pool:
+        # (the rendering threads still running, after an error here, stop at their next chunk)
+        with ThreadPoolExecutor(max_workers=max(1, config.jobs)) as pool, _set_on_exit(stop):
+            futures = {i: pool.submit(render, i) for i, _ in todo}
             batch: list[tuple[int, str | None, int, np.ndarray]] = []
 
-            def flush():
-                if not batch:
+            def flush(whole_batches: bool = False):
+                """Embed the batch (``whole_batches``: its first rows that fill whole backbone batches; the
+                backbone then sees the batches it would have seen had they come in one call)."""
+                cut = len(batch) - len(batch) % config.batch_size if whole_batches else len(batch)
+                if not cut:
                     return
                 # inputs of one shape per call (a waveform embedder that does not pad takes short clips as
                 # they are, so their lengths differ)
                 shapes: dict[tuple[int, ...], list[int]] = {}
-                for n, b in enumerate(batch):
+                for n, b in enumerate(batch[:cut]):
                     shapes.setdefault(b[3].shape, []).append(n)
-                feats: list = [None] * len(batch)
-                for members in shapes.values():
-                    out = loaded(np.stack([batch[n][3] for n in members]), batch_size=config.batch_size)
+                stacks = [(members, np.stack([batch[n][3] for n in members])) for members in shapes.values()]
+                rows = [b[:3] for b in batch[:cut]]
+                del batch[:cut]  # the chunks are let go: only the stacked copies stay while the embedder runs
+                feats: list = [None] * len(rows)
+                while stacks:
+                    members, stacked = stacks.pop(0)
+                    out = loaded(stacked, batch_size=config.batch_size)
+                    del stacked
                     for n, v in zip(members, out):
                         feats[n] = v
-                for (i, h, k, _), v in zip(batch, feats):
+                touched = set()
+                for (i, _h, k), v in zip(rows, feats):
                     if i in failures:
                         continue
                     if not np.isfinite(v).all():
                         failures[i] = f"{paths[i]}: the embedding of this clip holds NaN or infinite values"
                         continue
                     vectors[i][k] = v
-                    if cache:
-                        cache.put(folder, h, v, k)
-                batch.clear()
+                    missing[i] -= 1
+                    computed[i].append(k)
+                    touched.add(i)
+                for i in touched:
+                    store(i)
 
-            for i, h, pics, err in pool.map(render, todo):
-                if err is not None or len(pics) != len(vectors[i]):
-                    failures[i] = err or f"{paths[i]}: {len(pics)} windows rendered, {len(vectors[i])} expected"
-                    del vectors[i]
+            for i, h in todo:
+                expected, got, err, held = len(vectors[i]), 0, None, sum(b[3].nbytes for b in batch)
+                while True:
+                    kind, payload = feeds[i].get(futures[i])
+                    if kind == "end":
+                        break
+                    if kind == "error":
+                        err = payload
+                        break
+                    if got + len(payload) <= expected:
+                        new = [(i, h, got + j, w) for j, w in enumerate(payload) if vectors[i][got + j] is None]
+                        batch.extend(new)
+                        held += sum(b[3].nbytes for b in new)
+                    got += len(payload)  # past the expected count: counted (for the message), not embedded
+                    if held >= _BATCH_BYTES:  # a long clip: embed what it has given so far
+                        flush(whole_batches=True)
+                        held = sum(b[3].nbytes for b in batch)
+                feeds[i].close()
+                if err is None and got != expected:
+                    err = f"{paths[i]}: {got} windows rendered, {expected} expected"
+                if err is not None:
+                    failures.setdefault(i, err)
+                    vectors.pop(i, None)
+                    batch[:] = [b for b in batch if b[0] != i]
                 else:
-                    batch.extend((i, h, k, pic) for k, pic in enumerate(pics) if vectors[i][k] is None)
-                    if len(batch) >= config.batch_size:
-                        flush()
+                    rendered.add(i)
+                    store(i)
+                if len(batch) >= config.batch_size:
+                    flush()
                 bar.update(1)
             flush()
     finally:

@@ -22,7 +22,7 @@ import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -36,6 +36,7 @@ __all__ = [
     "PICTURES_LAYOUT",
     "featurize_clip",
     "featurize_windows",
+    "iter_featurize_windows",
     "window_starts_of",
     "featurize",
     "FeaturizeReport",
@@ -90,9 +91,30 @@ def window_starts_of(path: str | os.PathLike, spec: FeatureSpec) -> list[float]:
     return [s / spec.sr for s in window_starts(clip_samples(path, spec.sr), spec.n_samples, hop)]
 
 
+def iter_featurize_windows(path: str | os.PathLike, spec: FeatureSpec) -> Iterator[tuple[float, np.ndarray]]:
+    """Every window of one clip rendered with ``spec``, streamed: ``(start seconds, picture)`` in time order.
+
+    The clip is read once, a block at a time (:func:`soundlib.audio.stream_windows`), so memory stays at a
+    window's audio and picture whatever its length; the pictures are those of :func:`featurize_windows`.
+    A clip that fails a check known only once it is read whole (a silent clip) raises after its last picture.
+
+    Yields
+    ------
+    start : float
+    picture : np.ndarray, shape (spec.height, spec.width, 3), dtype uint8
+    """
+    from .audio import stream_windows
+
+    for start, window in stream_windows(path, sr=spec.sr, duration=spec.duration, hop=spec.hop_seconds,
+                                        pad=spec.pad):
+        yield start, render(window, spec)
+
+
 def featurize_windows(path: str | os.PathLike, spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray]:
     """Every window of one clip rendered with ``spec`` (a clip that fits one window gives one picture;
     a rule's duration: the clip's own length).
+
+    Only the pictures are held (the audio is streamed, :func:`iter_featurize_windows`).
 
     Returns
     -------
@@ -100,11 +122,12 @@ def featurize_windows(path: str | os.PathLike, spec: FeatureSpec) -> tuple[np.nd
     starts : np.ndarray, shape (n_windows,)
         Start of each window in seconds.
     """
-    from .audio import load_windows
-
     spec = _one_clip(path, spec)
-    windows, starts = load_windows(path, sr=spec.sr, duration=spec.duration, hop=spec.hop_seconds, pad=spec.pad)
-    return np.stack([render(w, spec) for w in windows]), starts
+    pictures, starts = [], []
+    for start, picture in iter_featurize_windows(path, spec):
+        pictures.append(picture)
+        starts.append(start)
+    return np.stack(pictures), np.asarray(starts, dtype=np.float64)
 
 
 def write_png(path: str | os.PathLike, picture: np.ndarray) -> Path:

@@ -141,15 +141,71 @@ def test_memory_is_bounded_by_the_window_not_the_file(tmp_path):
     with sf.SoundFile(str(path), "w", samplerate=sr, channels=2, subtype="PCM_16", format="FLAC") as f:
         for _ in range(seconds // 10):
             f.write(block)
-    code = (
+    code = (  # the peak of this process (VmHWM): a child's ru_maxrss starts at its parent's size at fork
         "import resource, sys\n"
         "import numpy as np\n"
         "from soundlib.audio import iter_windows, load_audio\n"
-        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "def peak():\n"
+        "    try:\n"
+        "        return int(open('/proc/self/status').read().split('VmHWM:')[1].split()[0])\n"
+        "    except OSError:\n"
+        "        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "base = peak()\n"
         "y = load_audio(sys.argv[1], sr=22050, duration=4.0)\n"
         "n = sum(1 for _ in iter_windows(sys.argv[1], sr=22050, duration=4.0, hop=60.0))\n"
-        "print(n, y.shape[0], (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024)\n")
+        "print(n, y.shape[0], (peak() - base) / 1024)\n")
     out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True)
     n, length, peak_mb = out.stdout.split()
     assert int(n) == 11 and int(length) == 4 * 22050
     assert float(peak_mb) < 100, f"reading windows of a 10-min 96 kHz file grew memory by {peak_mb} MB"
+
+
+@pytest.mark.parametrize("file_sr,channels,seconds", [(22050, 1, 9.37), (44100, 2, 7.3), (16000, 3, 0.7),
+                                                     (48000, 1, 3.0)])
+def test_streamed_windows_are_the_whole_read_windows_bit_for_bit(tmp_path, monkeypatch, file_sr, channels, seconds):
+    """stream_windows (read once, a block at a time, resampled as a stream) gives load_windows' windows
+    exactly, for every padding, at the file's rate and resampled; starts="audio" gives the MFCC windows."""
+    import itertools
+
+    import soundlib.audio as A
+    from soundlib.audio import load_windows, read_segment, stream_windows, window_starts
+
+    monkeypatch.setattr(A, "_STREAM_BLOCK", 1000)  # many blocks, windows straddle them
+    y = np.stack([tone(300 + 200 * c, sr=file_sr, seconds=seconds, seed=c) for c in range(channels)], axis=1)
+    p = write_wav(tmp_path / "c.wav", y.squeeze(), sr=file_sr)
+    for sr, dur, hop, pad in itertools.product([file_sr, 22050, 32000], [1.0, 3.0], [0.5, 1.7],
+                                               ["end", "center", "repeat"]):
+        windows, starts = load_windows(p, sr=sr, duration=dur, hop=hop, pad=pad)
+        got = list(stream_windows(p, sr=sr, duration=dur, hop=hop, pad=pad))
+        assert np.array_equal(np.stack([w for _, w in got]), windows), (sr, dur, hop, pad)
+        assert [s for s, _ in got] == list(starts)
+        whole, n = read_segment(p, sr=sr), int(round(sr * dur))
+        ref = [whole[s:s + n] for s in window_starts(len(whole), n, int(round(sr * hop)))]
+        got = [w for _, w in stream_windows(p, sr=sr, duration=dur, hop=hop, pad="none", starts="audio")]
+        assert len(got) == len(ref) and all(np.array_equal(a, b) for a, b in zip(got, ref)), (sr, dur, hop)
+
+
+def test_streamed_windows_check_the_whole_file(tmp_path):
+    """What read_segment refuses, stream_windows refuses too; a silent clip once all its windows were read."""
+    from soundlib.audio import stream_windows
+
+    silent = write_wav(tmp_path / "silent.wav", np.zeros(3 * SR, np.float32))
+    stream = stream_windows(silent, sr=SR, duration=1.0, hop=1.0)
+    assert len([next(stream) for _ in range(3)]) == 3
+    with pytest.raises(AudioError, match="silent audio"):
+        next(stream)
+    assert len(list(stream_windows(silent, sr=SR, duration=1.0, hop=1.0, allow_silent=True))) == 3
+    # sound only between windows (hop > duration) still counts: the whole file is read
+    y = np.zeros(3 * SR, np.float32)
+    y[int(1.0 * SR)] = 0.5  # between the windows at 0 and 1.2 s
+    gaps = write_wav(tmp_path / "gaps.wav", y)
+    windows = list(stream_windows(gaps, sr=SR, duration=0.5, hop=1.2))
+    assert [s for s, _ in windows] == [0.0, 1.2, 2.4, 2.5] and not any(w.any() for _, w in windows)
+    nan = tone(seconds=2.0)
+    nan[SR + 5] = np.nan
+    with pytest.raises(AudioError, match="NaN or infinite"):
+        list(stream_windows(write_wav(tmp_path / "nan.wav", nan, subtype="FLOAT"), sr=SR, duration=0.5, hop=0.5))
+    with pytest.raises(AudioError, match="zero-length"):
+        list(stream_windows(write_wav(tmp_path / "empty.wav", np.zeros(0, np.float32)), sr=SR, duration=1, hop=1))
+    with pytest.raises(AudioError, match="file not found"):
+        list(stream_windows(tmp_path / "missing.wav", sr=SR, duration=1.0, hop=1.0))

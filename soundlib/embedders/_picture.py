@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -48,8 +49,8 @@ class PictureEmbedder:
         """The variant itself: its key covers every picture parameter."""
         return spec
 
-    def inputs(self, path: Path, window: Windowing) -> np.ndarray:
-        """Every window rendered as a picture, (n_windows, H, W, 3) uint8."""
+    def inputs(self, path: Path, window: Windowing) -> Iterator[np.ndarray]:
+        """Every window rendered as a picture, streamed in chunks of (k, H, W, 3) uint8."""
         from ..embed import picture_windows
 
         return picture_windows(path, window)  # type: ignore[arg-type]

@@ -9,7 +9,9 @@ An *embedder* turns one window of a clip into one vector. It says
 * :meth:`Embedder.window` — the windowing it uses for an evaluation's feature variant: a picture
   embedder uses the variant itself; a waveform embedder a :class:`WindowSpec` that holds only what it
   uses (its sample rate, the window's length, hop and padding), so its cache key changes with nothing else;
-* :meth:`Embedder.inputs` — one input per window of a file (pictures, audio windows, statistics);
+* :meth:`Embedder.inputs` — one input per window of a file (pictures, audio windows, statistics), as
+  chunks of at most :data:`CHUNK_WINDOWS` windows streamed from the file (:func:`chunked`), so that a long
+  recording costs the memory of a few windows, not of its length;
 * :meth:`Embedder.load` — the loaded network, called on a batch of inputs.
 
 Embedders are registered by name (:func:`register_embedder`); a new one is one file in this package
@@ -24,7 +26,7 @@ import importlib
 import json
 import pkgutil
 from pathlib import Path
-from typing import Callable, Literal, Protocol, Union, runtime_checkable
+from typing import Callable, Iterable, Iterator, Literal, Protocol, Union, runtime_checkable
 
 import numpy as np
 
@@ -32,7 +34,7 @@ from ..errors import BackboneError, ConfigError
 
 __all__ = ["MODALITIES", "Modality", "WindowSpec", "Windowing", "LoadedEmbedder", "Embedder", "EmbedderOptions",
            "register_embedder", "resolve_embedder", "embedder_names", "embedder_entry", "EmbedderEntry",
-           "WAVEFORM_PADS", "audio_windows"]
+           "WAVEFORM_PADS", "CHUNK_WINDOWS", "Inputs", "chunked", "audio_windows"]
 
 Modality = Literal["picture", "waveform"]
 MODALITIES: tuple[str, ...] = ("picture", "waveform")
@@ -41,6 +43,11 @@ MODALITIES: tuple[str, ...] = ("picture", "waveform")
 WAVEFORM_PADS = ("end", "center", "repeat", "none")
 #: Version of :class:`WindowSpec` keys.
 _WINDOW_KEY_VERSION = 1
+#: Windows in one chunk of an embedder's inputs (:func:`chunked`).
+CHUNK_WINDOWS = 16
+#: What :meth:`Embedder.inputs` returns: the inputs of every window of a file, stacked (n_windows, ...), or
+#: an iterator of such stacks (chunks) in window order.
+Inputs = Union[np.ndarray, Iterable[np.ndarray]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,7 +151,7 @@ class Embedder(Protocol):
     @property
     def license(self) -> str: ...
     def window(self, spec: Windowing) -> Windowing: ...
-    def inputs(self, path: Path, window: Windowing) -> np.ndarray: ...
+    def inputs(self, path: Path, window: Windowing) -> Inputs: ...
     def load(self) -> LoadedEmbedder: ...
 
 
@@ -290,18 +297,40 @@ def resolve_embedder(handle: str, options: EmbedderOptions = EmbedderOptions()) 
                         "an existing SavedModel folder, or a TF Hub/Kaggle handle")
 
 
-def audio_windows(path: Path, window: Windowing) -> np.ndarray:
-    """Every window of a clip as audio: (n_windows, n_samples) float32 at ``window.sr``.
+def chunked(windows: Iterable[np.ndarray], size: int = CHUNK_WINDOWS) -> Iterator[np.ndarray]:
+    """Stack consecutive windows' inputs into chunks of at most ``size`` (one shape per chunk: a window of
+    another shape starts a new chunk).
+
+    Yields
+    ------
+    np.ndarray, shape (k, ...) with 1 <= k <= size
+    """
+    group: list[np.ndarray] = []
+    for w in windows:
+        if group and (len(group) >= size or w.shape != group[0].shape):
+            yield np.stack(group)
+            group = []
+        group.append(w)
+    if group:
+        yield np.stack(group)
+
+
+def audio_windows(path: Path, window: Windowing) -> Iterator[np.ndarray]:
+    """Every window of a clip as audio, streamed from the file in chunks of (k, n_samples) float32 at
+    ``window.sr`` (:func:`chunked`; concatenated, the windows of :func:`soundlib.audio.load_windows`).
 
     With ``pad == "none"`` a clip shorter than one window gives one row of its own length.
     """
-    from ..audio import load_windows, read_segment
+    from ..audio import clip_samples, read_segment, stream_windows
 
-    if window.pad == "none":
-        y = read_segment(path, sr=window.sr, allow_silent=False)
-        if len(y) <= window.n_samples:
-            return np.asarray(y, np.float32)[None]
-        return load_windows(path, sr=window.sr, duration=window.n_samples / window.sr, hop=window.hop_seconds,
-                            pad="end")[0]
-    return load_windows(path, sr=window.sr, duration=window.n_samples / window.sr, hop=window.hop_seconds,
-                        pad=window.pad)[0]
+    n = window.n_samples
+    pad = window.pad
+    if pad == "none":
+        if clip_samples(path, window.sr) <= 2 * n:  # short (a window or two): read whole, as it always was
+            y = read_segment(path, sr=window.sr, allow_silent=False)
+            if len(y) <= n:
+                yield np.asarray(y, np.float32)[None]
+                return
+        pad = "end"
+    yield from chunked(w for _, w in stream_windows(path, sr=window.sr, duration=n / window.sr,
+                                                    hop=window.hop_seconds, pad=pad))

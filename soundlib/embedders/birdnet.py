@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -190,8 +191,8 @@ class BirdnetEmbedder:
 
         return FeatureSpec(name="birdnet", sr=SR, duration=WINDOW, window_hop=self.hop, pad=self.pad)
 
-    def inputs(self, path: Path, window: "Windowing") -> np.ndarray:
-        """Every 3-s window of the clip at 48 kHz, (n_windows, 144000) float32."""
+    def inputs(self, path: Path, window: "Windowing") -> Iterator[np.ndarray]:
+        """Every 3-s window of the clip at 48 kHz, streamed in chunks of (k, 144000) float32."""
         return audio_windows(path, window)
 
     def load(self) -> "BirdnetModel":

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
 from ..errors import ConfigError
-from .base import Windowing, register_embedder
+from .base import Windowing, chunked, register_embedder
 
 __all__ = ["FEATURE_SETS", "MfccEmbedder", "mfcc_statistics"]
 
@@ -107,14 +108,15 @@ class MfccEmbedder:
         """The variant (its key is the cache key of soundlib 0.2's ``mfcc`` method: entries stay valid)."""
         return spec
 
-    def inputs(self, path: Path, window: Windowing) -> np.ndarray:
-        """The statistics of every window, (n_windows, dim) float32 (computed here: loading is free)."""
-        from ..audio import read_segment, window_starts
+    def inputs(self, path: Path, window: Windowing) -> Iterator[np.ndarray]:
+        """The statistics of every window, in chunks of (k, dim) float32 (computed here: loading is free),
+        streamed from the file (a window's audio at a time)."""
+        from ..audio import stream_windows
 
-        y = read_segment(path, sr=window.sr, allow_silent=False)
         n = window.n_samples
-        starts = window_starts(len(y), n, max(1, int(round(window.hop_seconds * window.sr))))
-        return np.stack([self.prepare_window(y[s:s + n], window) for s in starts])
+        windows = stream_windows(path, sr=window.sr, duration=n / window.sr, hop=window.hop_seconds, pad="none",
+                                 starts="audio")
+        return chunked(self.prepare_window(y, window) for _, y in windows)
 
     def prepare_window(self, audio: np.ndarray, window: Windowing) -> np.ndarray:
         """The statistics of one window of audio at ``window.sr`` (what a model on MFCC labels)."""

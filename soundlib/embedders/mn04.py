@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -61,8 +62,8 @@ class Mn04Embedder:
     def window(self, spec: Windowing) -> WindowSpec:
         return WindowSpec("mn04", SR, spec.n_samples / spec.sr, spec.hop_seconds, pad="none")
 
-    def inputs(self, path: Path, window: Windowing) -> np.ndarray:
-        """Every window as 32-kHz audio, (n_windows, samples) float32."""
+    def inputs(self, path: Path, window: Windowing) -> Iterator[np.ndarray]:
+        """Every window as 32-kHz audio, streamed in chunks of (k, samples) float32."""
         return audio_windows(path, window)
 
     def load(self) -> LoadedEmbedder:

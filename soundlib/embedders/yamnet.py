@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -64,8 +65,8 @@ class YamnetEmbedder:
     def window(self, spec: Windowing) -> WindowSpec:
         return WindowSpec("yamnet", SR, spec.n_samples / spec.sr, spec.hop_seconds, pad="none")
 
-    def inputs(self, path: Path, window: Windowing) -> np.ndarray:
-        """Every window as 16-kHz audio, (n_windows, samples) float32."""
+    def inputs(self, path: Path, window: Windowing) -> Iterator[np.ndarray]:
+        """Every window as 16-kHz audio, streamed in chunks of (k, samples) float32."""
         return audio_windows(path, window)
 
     def load(self) -> LoadedEmbedder:

@@ -347,6 +347,10 @@ def window_pictures(dataset: Dataset, spec: Any, *, progress: bool, channel: int
                     info: dict | None = None) -> Features:
     """Every window of every clip rendered with ``spec``: one row per window.
 
+    The rows are counted from the files' headers first and filled in place, a picture at a time from
+    the streamed audio (:func:`~soundlib.featurize.iter_featurize_windows`), so the memory needed is the
+    pictures' (uint8) and a few windows', whatever the clips' length.
+
     Parameters
     ----------
     channel : int, optional
@@ -366,28 +370,42 @@ def window_pictures(dataset: Dataset, spec: Any, *, progress: bool, channel: int
     from tqdm.auto import tqdm
 
     from ..errors import SoundlibError
-    from ..featurize import featurize_windows
+    from ..featurize import iter_featurize_windows, window_starts_of
 
-    def one(clip):
+    errors: dict[int, str] = {}
+    counts = []
+    for i, clip in enumerate(dataset.clips):
         try:
-            pics = featurize_windows(clip.path, spec)[0]
+            counts.append(len(window_starts_of(clip.path, spec)))
         except SoundlibError as exc:
-            return None, str(exc)
-        return (pics if channel is None else pics[..., channel]), None
+            errors[i] = str(exc)
+            counts.append(0)
+    first = np.cumsum([0] + counts)
+    shape = (spec.height, spec.width) + (() if channel is not None else (3,))
+    x = np.zeros((int(first[-1]),) + shape, dtype=np.uint8)
 
-    rows, clip_of, failures = [], [], []
+    def one(i: int) -> str | None:
+        path, got = dataset.clips[i].path, 0
+        try:
+            for _, picture in iter_featurize_windows(path, spec):
+                if got < counts[i]:
+                    x[first[i] + got] = picture if channel is None else picture[..., channel]
+                got += 1
+        except SoundlibError as exc:
+            return str(exc)
+        return None if got == counts[i] else f"{path}: {got} windows rendered, {counts[i]} expected"
+
+    todo = [i for i in range(len(counts)) if i not in errors]
     with ThreadPoolExecutor(max_workers=2) as pool:
-        for i, (x, err) in enumerate(tqdm(pool.map(one, dataset.clips), total=len(dataset.clips),
-                                          desc=f"pictures {spec.name}", unit="clip", disable=not progress)):
+        for i, err in zip(todo, tqdm(pool.map(one, todo), total=len(dataset.clips), initial=len(errors),
+                                     desc=f"pictures {spec.name}", unit="clip", disable=not progress)):
             if err is not None:
-                failures.append(err)
-                continue
-            rows.append(x)
-            clip_of += [i] * len(x)
+                errors[i] = err
+    failures = [errors[i] for i in sorted(errors)]
     if failures:
         raise DatasetError(f"{len(failures)} clip(s) could not be featurized:\n  " + "\n  ".join(failures[:10]))
-    return Features(np.concatenate(rows), np.asarray(clip_of), len(dataset.clips),
-                    info={**(info or {}), "windows": len(clip_of)})
+    return Features(x, np.repeat(np.arange(len(counts)), counts), len(dataset.clips),
+                    info={**(info or {}), "windows": len(x)})
 
 
 def embedder_features(dataset: Dataset, embedder: Any, ctx: "Context") -> Features:

@@ -173,7 +173,8 @@ class InputEmbedder:
     def window(self, spec: Any):
         return self.window_spec
 
-    def inputs(self, path: Path, window: Any) -> np.ndarray:
+    def inputs(self, path: Path, window: Any):
+        """Every window of the clip as audio (streamed in chunks, see :func:`soundlib.embedders.base.audio_windows`)."""
         from ..embedders.base import audio_windows
 
         return audio_windows(path, window)

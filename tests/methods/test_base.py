@@ -130,3 +130,31 @@ def test_fusion_weights_are_chosen_on_validation():
     assert acc == 1.0 and w[1] > w[0]
     w, acc = best_weights([good, good], y)
     assert w == (0.5, 0.5)  # ties keep equal weights
+
+
+def test_window_pictures_are_the_whole_clip_pictures_filled_in_place(tmp_path):
+    """The pictures (and planes) of every window, as rendering each clip read whole gave them; a clip that
+    cannot be read or turns out silent is named."""
+    from soundlib.audio import load_windows
+    from soundlib.data import Clip, Dataset
+    from soundlib.features import render
+    from soundlib.methods.base import window_pictures
+
+    from ..conftest import small_spec, tone, write_wav
+
+    spec = small_spec().replace(duration=1.0)
+    paths = [write_wav(tmp_path / f"{i}.wav", tone(300 + 100 * i, seconds=s, sr=44100, seed=i), sr=44100)
+             for i, s in enumerate((0.5, 4.2, 2.6))]
+    ds = Dataset("t", tmp_path, ("a",), tuple(Clip(p, "a", 0, 1, str(i)) for i, p in enumerate(paths)))
+    ref = [np.stack([render(w, spec) for w in load_windows(p, sr=spec.sr, duration=1.0, hop=0.5)[0]])
+           for p in paths]
+    feats = window_pictures(ds, spec, progress=False, info={"x": 1})
+    assert np.array_equal(feats.x, np.concatenate(ref)) and feats.x.dtype == np.uint8
+    assert feats.row_clip.tolist() == [i for i, r in enumerate(ref) for _ in r]
+    assert feats.info == {"x": 1, "windows": len(feats.x)}
+    planes = window_pictures(ds, spec, progress=False, channel=0)
+    assert np.array_equal(planes.x, np.concatenate(ref)[..., 0])
+    bad = Clip(write_wav(tmp_path / "silent.wav", np.zeros(44100 * 3, np.float32), sr=44100), "a", 0, 1, "s")
+    missing = Clip(tmp_path / "missing.wav", "a", 0, 1, "m")
+    with pytest.raises(DatasetError, match=r"2 clip\(s\)[^$]*missing.wav: file not found[^$]*silent.wav: silent"):
+        window_pictures(Dataset("t", tmp_path, ("a",), ds.clips + (missing, bad)), spec, progress=False)
