@@ -113,7 +113,8 @@ def test_input_shape_is_what_compute_gives_and_short_clips_are_repeated(name, tm
     assert window.pad == "repeat" and window.sr == net.sr and window.n_samples == 2 * net.sr
     source = InputEmbedder(net, window)
     short = write_wav(tmp_path / "short.wav", tone(300.0, seconds=0.6))
-    waves = source.inputs(short, window)
+    got = source.inputs(short, window)
+    waves = got if isinstance(got, np.ndarray) else np.concatenate(list(got))  # streamed in chunks
     assert waves.shape == (1, window.n_samples)
     period = int(round(0.6 * net.sr))  # the clip tiled: the second copy starts where the first did
     assert np.allclose(waves[0, period:2 * period], waves[0, :period], atol=1e-6)
