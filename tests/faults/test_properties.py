@@ -353,3 +353,43 @@ def test_train_out_paths(out, overwrite):
             assert json.loads((target / "metrics.json").read_text())["method"] == "mfcc"
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------
+# Method names, their options and embedder names: resolved or refused in one line, never a traceback
+
+_NAMES = st.one_of(st.sampled_from(["frozen", "finetune", "scratch", "mfcc", "fusion", "auto", "birdnet", "mn04",
+                                    "yamnet", "efficientnet_lite0", "mfcc_x", ""]), st.text(max_size=12))
+_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True),
+                    st.text(max_size=8), st.lists(st.one_of(st.integers(-5, 2000), st.text(max_size=6)), max_size=9))
+_OPTIONS = st.dictionaries(st.sampled_from(["head", "Cs", "layer", "pooling", "hop", "pad", "threads", "channels",
+                                            "epochs", "members", "candidates", "mode", "tolerance", "budget_seconds",
+                                            "n_mfcc", "features", "unfreeze", "backbone", "bogus"]), _VALUES, max_size=3)
+
+
+@settings(SETTINGS, max_examples=150)
+@given(name=_NAMES, options=_OPTIONS)
+def test_method_names_and_options_resolve_or_are_refused(name, options):
+    from soundlib.errors import SoundlibError
+    from soundlib.methods import build_method, resolve_method
+
+    try:
+        spec = resolve_method({"method": name, **options} if options else name, where="sweep.yaml")
+        build_method(spec)
+    except SoundlibError as exc:
+        assert str(exc).strip() and "\n" not in str(exc).strip().splitlines()[0]
+
+
+@settings(SETTINGS, max_examples=100)
+@given(handle=st.one_of(st.sampled_from(["mn04", "yamnet", "birdnet", "mfcc", "efficientnet_lite0", "x/y/z/w"]),
+                        st.text(max_size=16)),
+       threads=st.integers(-3, 300), hop=st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True)))
+def test_embedder_names_and_options_resolve_or_are_refused(handle, threads, hop):
+    from soundlib.embedders import EmbedderOptions, resolve_embedder
+    from soundlib.errors import SoundlibError
+
+    try:
+        embedder = resolve_embedder(handle, EmbedderOptions(threads=threads, hop=hop))
+    except SoundlibError:
+        return
+    assert embedder.modality in ("picture", "waveform") and embedder.name == handle
