@@ -142,6 +142,7 @@ class BirdnetModel:
         return self
 
     def __call__(self, batch: np.ndarray, *, batch_size: int = 16) -> np.ndarray:
+        batch_size = min(batch_size, 16)  # as soundlib 0.2 ran it: the interpreter's memory grows with its batch
         windows = np.asarray(batch, dtype=np.float32)
         out = []
         for s in range(0, len(windows), batch_size):
