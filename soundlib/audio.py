@@ -370,7 +370,7 @@ def _mono_blocks(path: Path, sr: int, block: int = _STREAM_BLOCK) -> Iterator[np
 
     _check_file(path)
     try:
-        f = sf.SoundFile(str(path))
+        f = sf.SoundFile(_sf_name(path))
     except (sf.LibsndfileError, RuntimeError, TypeError):
         yield read_segment(path, sr=sr, allow_silent=True)
         return

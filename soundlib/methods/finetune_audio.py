@@ -258,7 +258,9 @@ def spec_augment_audio(x: np.ndarray, rng: np.random.Generator, o: Any, net: Aud
 
 def _yamnet_frames(t):
     """(n, patches, 96, 64) -> (n * patches, 96, 64, 1), for a tf_keras ``Lambda``."""
-    import tensorflow as tf
+    from ..runtime import import_tf
+
+    tf, _ = import_tf()
 
     s = tf.shape(t)
     return tf.reshape(t, [s[0] * s[1], s[2], s[3], 1])
@@ -266,7 +268,9 @@ def _yamnet_frames(t):
 
 def _yamnet_pool(args):
     """[(n * patches, 1024) frame embeddings, (n, patches, ...) inputs] -> (n, 2048): [mean, max] per window."""
-    import tensorflow as tf
+    from ..runtime import import_tf
+
+    tf, _ = import_tf()
 
     emb, x = args
     per = tf.reshape(emb, [tf.shape(x)[0], tf.shape(x)[1], emb.shape[-1]])
@@ -274,7 +278,9 @@ def _yamnet_pool(args):
 
 
 def _channel(t):
-    import tensorflow as tf
+    from ..runtime import import_tf
+
+    tf, _ = import_tf()
 
     return tf.expand_dims(t, -1)
 
