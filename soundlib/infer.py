@@ -34,6 +34,7 @@ refuses to replace a folder that is not a soundlib model unless asked to.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -42,7 +43,7 @@ import re
 import socket
 import threading
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -252,6 +253,39 @@ def export_model(
     return export_keras_model(out_dir, model, spec=spec, labels=labels, info=info, overwrite=overwrite)
 
 
+@contextlib.contextmanager
+def _new_model_folder(out_dir: Path, *, spec: FeatureSpec, labels: Sequence[str],
+                      overwrite: bool) -> Iterator[Path]:
+    """The transaction of an export: checks, a new temporary folder beside ``out_dir`` holding ``labels.txt``
+    and ``feature_spec.json`` for the caller to complete (its model files and ``soundlib_model.json``), then
+    the model card, the umask's permissions and the swap into place in one step; on any error the
+    temporary folder is removed and ``out_dir`` is left as it was."""
+    import shutil
+
+    from .atomic import apply_umask, make_temp_dir, replace_dir
+
+    if not spec.resolved:
+        raise ModelError(f"{out_dir}: the feature spec {spec.name!r} has duration {spec.duration!r}; a model "
+                         "stores the window it was trained on (soundlib.variants.resolve_duration)")
+    check_model_target(out_dir, overwrite=overwrite)
+    if len(set(labels)) != len(labels) or any(not str(x).strip() or "\n" in str(x) for x in labels):
+        raise ModelError(f"labels must be distinct one-line names, got {list(labels)}")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = make_temp_dir(out_dir.parent, f".{out_dir.name}.tmp-{_host()}-{os.getpid()}-")
+    try:
+        (tmp / LABELS_FILE).write_text("".join(f"{label}\n" for label in labels), encoding="utf-8")
+        (tmp / SPEC_FILE).write_text(json.dumps(spec.to_dict(), indent=2), encoding="utf-8")
+        yield tmp
+        from .modelcard import write_model_card
+
+        write_model_card(tmp, final=out_dir)
+        apply_umask(tmp)
+        replace_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def export_keras_model(out_dir: str | os.PathLike, model: Any, *, spec: FeatureSpec, labels: Sequence[str],
                        info: Mapping[str, Any] | None = None, overwrite: bool = False) -> Path:
     """Write any tf_keras model mapping float32 pictures (N, spec.height, spec.width, 3) in [0, 1] to class
@@ -264,23 +298,11 @@ def export_keras_model(out_dir: str | os.PathLike, model: Any, *, spec: FeatureS
     permissions the umask allows. ``soundlib_model.json`` records ``info``, the
     format tag and the checksums of ``labels.txt`` and ``feature_spec.json``.
     """
-    import shutil
-
-    from .atomic import apply_umask, jsonable, make_temp_dir, replace_dir
+    from .atomic import jsonable
 
     out_dir = Path(out_dir)
-    if not spec.resolved:
-        raise ModelError(f"{out_dir}: the feature spec {spec.name!r} has duration {spec.duration!r}; a model "
-                         "stores the window it was trained on (soundlib.variants.resolve_duration)")
-    check_model_target(out_dir, overwrite=overwrite)
-    if len(set(labels)) != len(labels) or any(not str(x).strip() or "\n" in str(x) for x in labels):
-        raise ModelError(f"labels must be distinct one-line names, got {list(labels)}")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = make_temp_dir(out_dir.parent, f".{out_dir.name}.tmp-{_host()}-{os.getpid()}-")
-    try:
+    with _new_model_folder(out_dir, spec=spec, labels=labels, overwrite=overwrite) as tmp:
         model.save(str(tmp / SAVED_MODEL), include_optimizer=False, save_format="tf")
-        (tmp / LABELS_FILE).write_text("".join(f"{label}\n" for label in labels), encoding="utf-8")
-        (tmp / SPEC_FILE).write_text(json.dumps(spec.to_dict(), indent=2), encoding="utf-8")
         full = {
             **dict(info or {}),
             "format": MODEL_FORMAT,
@@ -291,14 +313,6 @@ def export_keras_model(out_dir: str | os.PathLike, model: Any, *, spec: FeatureS
             "litert": _litert_copy(tmp, model, spec),
         }
         (tmp / INFO_FILE).write_text(json.dumps(full, indent=2, default=jsonable), encoding="utf-8")
-        from .modelcard import write_model_card
-
-        write_model_card(tmp, final=out_dir)
-        apply_umask(tmp)
-        replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
 
 
@@ -757,26 +771,16 @@ def export_embedder_model(out_dir: str | os.PathLike, *, embedder: Any, options:
     spec : FeatureSpec
         The evaluation's variant (its duration and hop made the embedder's windows).
     """
-    import shutil
-
-    from .atomic import apply_umask, jsonable, make_temp_dir, replace_dir
-
-    out_dir = Path(out_dir)
-    check_model_target(out_dir, overwrite=overwrite)
-    if len(set(labels)) != len(labels) or any(not str(x).strip() or "\n" in str(x) for x in labels):
-        raise ModelError(f"labels must be distinct one-line names, got {list(labels)}")
-    if head.coef.shape[0] != len(labels):
-        raise ModelError(f"{len(labels)} labels for a {head.coef.shape[0]}-class head")
+    from .atomic import jsonable
     from .embedders import WindowSpec
 
+    out_dir = Path(out_dir)
+    if head.coef.shape[0] != len(labels):
+        raise ModelError(f"{len(labels)} labels for a {head.coef.shape[0]}-class head")
     w = embedder.window(spec)
     window = WindowSpec(w.name, w.sr, w.n_samples / w.sr, w.hop_seconds,
                         w.pad if getattr(embedder, "pads_short_clips", True) else "none")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = make_temp_dir(out_dir.parent, f".{out_dir.name}.tmp-{_host()}-{os.getpid()}-")
-    try:
-        (tmp / LABELS_FILE).write_text("".join(f"{label}\n" for label in labels), encoding="utf-8")
-        (tmp / SPEC_FILE).write_text(json.dumps(spec.to_dict(), indent=2), encoding="utf-8")
+    with _new_model_folder(out_dir, spec=spec, labels=labels, overwrite=overwrite) as tmp:
         record = {"name": embedder.name, "options": dict(options), "identity": embedder.identity,
                   "modality": embedder.modality, "license": embedder.license, "window": window.to_dict()}
         (tmp / EMBEDDER_FILE).write_text(json.dumps(record, indent=2), encoding="utf-8")
@@ -786,14 +790,6 @@ def export_embedder_model(out_dir: str | os.PathLike, *, embedder: Any, options:
                 "soundlib_version": _soundlib_version(),
                 "checksums": {name: _sha256(tmp / name) for name in (*CHECKED_FILES, *EMBEDDER_CHECKED_FILES)}}
         (tmp / INFO_FILE).write_text(json.dumps(full, indent=2, default=jsonable), encoding="utf-8")
-        from .modelcard import write_model_card
-
-        write_model_card(tmp, final=out_dir)
-        apply_umask(tmp)
-        replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
 
 
