@@ -23,7 +23,7 @@ import dataclasses
 import os
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
@@ -283,6 +283,26 @@ def format_summary(results: Mapping[str, Any]) -> str:
             f"{', ' + results['backbone'] if results.get('backbone') else ''}){tag}")
 
 
+@contextlib.contextmanager
+def _training_run(dataset: Dataset, config: EvalConfig, out_dir: str | os.PathLike, *, export: bool, overwrite: bool,
+                  cv_from: str | os.PathLike | None) -> Iterator[tuple[Any, Any, dict | None]]:
+    """What every training run checks and holds before it starts: clips to train on, a model target it may
+    replace, the cross-validation it will record, and its run folder (owned, locked) with its warnings log.
+    Yields ``(run folder, warnings log, cross-validation or None)``."""
+    from .errors import collect_warnings
+    from .infer import check_model_target
+    from .outputs import run_folder
+
+    out = Path(out_dir)
+    if not dataset.clips:
+        raise DatasetError(f"dataset {dataset.name!r} at {dataset.root} has no clips")
+    if export:
+        check_model_target(out / "model", overwrite=overwrite)
+    cv = read_cross_validation(cv_from, config, dataset) if cv_from is not None else None
+    with collect_warnings() as log, run_folder(out, kind="train", overwrite=overwrite) as run:
+        yield run, log, cv
+
+
 def train_fold(dataset: Dataset, *, test_fold: int, config: EvalConfig = EvalConfig(),
                out_dir: str | os.PathLike, embed_config=None, export: bool = True, overwrite: bool = False,
                progress: bool = True, cv_from: str | os.PathLike | None = None) -> RunMetrics:
@@ -310,17 +330,7 @@ def train_fold(dataset: Dataset, *, test_fold: int, config: EvalConfig = EvalCon
         An :func:`evaluate` folder (or its ``results.json``) of the same configuration whose
         cross-validated accuracy the exported model records (:func:`read_cross_validation`).
     """
-    from .errors import collect_warnings
-    from .infer import check_model_target
-    from .outputs import run_folder
-
-    out = Path(out_dir)
-    if not dataset.clips:
-        raise DatasetError(f"dataset {dataset.name!r} at {dataset.root} has no clips")
-    if export:
-        check_model_target(out / "model", overwrite=overwrite)
-    cv = read_cross_validation(cv_from, config, dataset) if cv_from is not None else None
-    with collect_warnings() as log, run_folder(out, kind="train", overwrite=overwrite) as run:
+    with _training_run(dataset, config, out_dir, export=export, overwrite=overwrite, cv_from=cv_from) as (run, log, cv):
         return _train_fold(dataset, test_fold=test_fold, config=config, run=run, embed_config=embed_config,
                            export=export, overwrite=overwrite, progress=progress, log=log, cv=cv)
 
@@ -475,17 +485,7 @@ def train_all_folds(dataset: Dataset, *, config: EvalConfig = EvalConfig(), out_
     dict
         The content of ``metrics.json``.
     """
-    from .errors import collect_warnings
-    from .infer import check_model_target
-    from .outputs import run_folder
-
-    out = Path(out_dir)
-    if not dataset.clips:
-        raise DatasetError(f"dataset {dataset.name!r} at {dataset.root} has no clips")
-    if export:
-        check_model_target(out / "model", overwrite=overwrite)
-    cv = read_cross_validation(cv_from, config, dataset) if cv_from is not None else None
-    with collect_warnings() as log, run_folder(out, kind="train", overwrite=overwrite) as run:
+    with _training_run(dataset, config, out_dir, export=export, overwrite=overwrite, cv_from=cv_from) as (run, log, cv):
         return _train_all_folds(dataset, config=config, run=run, embed_config=embed_config,
                                 export=export, overwrite=overwrite, progress=progress, cv=cv, log=log)
 
