@@ -21,7 +21,7 @@ help:
 	@echo "make test       run all tests (bootstraps .venv)"
 	@echo "make lab        open JupyterLab on notebooks/ with the soundlib kernel (installs the lab extra)"
 	@echo "make test-fast  skip tests marked slow"
-	@echo "make lint       ruff on everything, mypy on the seams (embedders, methods, sweep, config)"
+	@echo "make lint       ruff on everything, mypy on every package of soundlib/"
 	@echo "make bench      run the benchmarks in bench/ (the real-recordings sweep: see the README)"
 
 venv: $(STAMP)
@@ -43,7 +43,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check soundlib tests bench tools
-	$(BIN)/mypy soundlib/embedders soundlib/methods soundlib/sweep soundlib/config.py
+	$(BIN)/mypy soundlib
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -ra -m "not slow"

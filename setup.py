@@ -2,7 +2,7 @@
 
 Everything else is declared in pyproject.toml. The notebooks live at the top of the
 source tree, where ``make lab`` opens them; a wheel carries a copy, which
-``soundlib.notebook.notebooks_dir()`` finds and ``soundlib notebooks DIR`` copies out.
+``soundlib.lab.notebook.notebooks_dir()`` finds and ``soundlib notebooks DIR`` copies out.
 """
 
 from pathlib import Path

@@ -6,7 +6,7 @@ medians over rounds (ratios are per-round ratios to TensorFlow, then the median)
 
   backbone   images/s, pictures -> embeddings: 64 uint8 224x224 mel pictures of real clips
              (the UrbanSound8K subset when it is there, else synthetic), TensorFlow
-             (soundlib.backbones.Backbone, batch 32) vs LiteRT float (default threads, and 2)
+             (soundlib.embedders.backbones.Backbone, batch 32) vs LiteRT float (default threads, and 2)
              vs LiteRT int8; also CPU ms per image.
   error      max |LiteRT float - TF| over every picture embedded, int8's cosine to TF.
   raw        the TensorFlow SavedModel itself on a float32 batch (the old reference).
@@ -101,15 +101,15 @@ def main(argv: list[str] | None = None) -> dict:
 
     import numpy as np
 
-    from soundlib import litert
-    from soundlib.backbones import load_backbone, open_backbone, resolve_backbone
-    from soundlib.data import load_dataset
-    from soundlib.embed import EmbedConfig, embed_clips
-    from soundlib.evaluate import EvalConfig, evaluate
-    from soundlib.featurize import featurize
+    from soundlib.embedders import litert
+    from soundlib.embedders.backbones import load_backbone, open_backbone, resolve_backbone
+    from soundlib.audio.loaders import load_dataset
+    from soundlib.embedding.embed import EmbedConfig, embed_clips
+    from soundlib.evaluation.evaluate import EvalConfig, evaluate
+    from soundlib.pictures.featurize import featurize
     from soundlib.runtime import import_tf
-    from soundlib.synth import SynthConfig, generate_corpus
-    from soundlib.variants import get_variant
+    from soundlib.audio.synth import SynthConfig, generate_corpus
+    from soundlib.pictures.variants import get_variant
 
     if not litert.available():
         raise SystemExit("bench/embed.py compares TensorFlow with LiteRT: pip install -e '.[litert]'")

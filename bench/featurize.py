@@ -58,10 +58,10 @@ def main(argv: list[str] | None = None) -> dict:
     matplotlib.use("Agg")
     from PIL import Image
 
-    from soundlib.data import load_dataset
-    from soundlib.featurize import featurize_clip, write_png
-    from soundlib.variants import get_variant
-    from soundlib.synth import SynthConfig, generate_corpus
+    from soundlib.audio.loaders import load_dataset
+    from soundlib.pictures.featurize import featurize_clip, write_png
+    from soundlib.pictures.variants import get_variant
+    from soundlib.audio.synth import SynthConfig, generate_corpus
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -37,16 +37,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
 
-    from soundlib import _efficientat_mn as M
+    from soundlib.embedders.nets import efficientat_mn as M
+    from soundlib.embedders.nets import efficientat_weights as MW
 
-    shared = REPO.parent / "shared" / "models" / "efficientat" / M.CHECKPOINT_NAME
-    checkpoint = args.checkpoint or (shared if shared.is_file() and not os.environ.get(M.CHECKPOINT_ENV)
-                                     else M.checkpoint_path())
+    shared = REPO.parent / "shared" / "models" / "efficientat" / MW.CHECKPOINT_NAME
+    checkpoint = args.checkpoint or (shared if shared.is_file() and not os.environ.get(MW.CHECKPOINT_ENV)
+                                     else MW.checkpoint_path())
     with np.load(REPO / "tests" / "data" / "mn04_parity.npz") as data:
         clips = data["waveforms_int16"].astype(np.float32) / np.float32(32768.0)
     clips = np.resize(clips, (args.clips, clips.shape[1]))
 
-    models = {"tf": M.Mn04Model(checkpoint, runtime="tf"), "litert": M.Mn04Model(checkpoint, runtime="litert")}
+    models = {"tf": MW.Mn04Model(checkpoint, runtime="tf"), "litert": MW.Mn04Model(checkpoint, runtime="litert")}
     if models["litert"].runtime != "litert":
         raise SystemExit("ai-edge-litert is not installed: pip install 'soundlib[litert]'")
     outputs = {name: model(clips[:16]) for name, model in models.items()}  # warm up (trace, allocate)

@@ -3,7 +3,7 @@
 Builds a dataset of short real clips from the UrbanSound8K subset (the development set): the loudest
 second of each clip (the 1-s span with the largest RMS, found with a sliding window every 10 ms),
 written as 16-bit WAV at the clip's own rate, with the same label, fold and group (the Freesound
-recording) in a manifest CSV. Then runs leave-one-fold-out :func:`soundlib.evaluate.evaluate` over its
+recording) in a manifest CSV. Then runs leave-one-fold-out :func:`soundlib.evaluation.evaluate.evaluate` over its
 folds (1, 2, 3, 10), with the embedded backbone (EfficientNet-Lite0, offline):
 
   a  frozen (the default method), mel with the old fixed ``duration: 4.0``: each 1-s clip is a
@@ -81,12 +81,12 @@ def build_short_clips(source: Path, out: Path, *, seconds: float = 1.0) -> Path:
 
 def run(manifest: Path, *, folds: tuple[int, ...] | None = None) -> list[dict]:
     """The three evaluations, in order a, b, c; one dict per row of the table."""
-    from soundlib.backbones import load_backbone
-    from soundlib.data import load_dataset
-    from soundlib.embed import EmbedConfig
-    from soundlib.evaluate import EvalConfig, evaluate
+    from soundlib.embedders.backbones import load_backbone
+    from soundlib.audio.loaders import load_dataset
+    from soundlib.embedding.embed import EmbedConfig
+    from soundlib.evaluation.evaluate import EvalConfig, evaluate
     from soundlib.methods import resolve_method
-    from soundlib.variants import get_variant
+    from soundlib.pictures.variants import get_variant
 
     ds = load_dataset(manifest)
     mel = get_variant("mel")

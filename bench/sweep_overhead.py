@@ -42,11 +42,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 _HEAD = r"""
 import json, sys, time
-from soundlib.backbones import resolve_backbone
-from soundlib.data import load_dataset
-from soundlib.embed import EmbedConfig, embed_clips
-from soundlib.train import TrainConfig, train_head
-from soundlib.variants import get_variant
+from soundlib.embedders.backbones import resolve_backbone
+from soundlib.audio.loaders import load_dataset
+from soundlib.embedding.embed import EmbedConfig, embed_clips
+from soundlib.methods.train import TrainConfig, train_head
+from soundlib.pictures.variants import get_variant
 import numpy as np
 ds = load_dataset(sys.argv[1])
 res = embed_clips(ds.clips, get_variant("mel"), resolve_backbone("efficientnet_lite0"),
@@ -82,13 +82,13 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--keep", action="store_true", help="keep the temporary folder (executed notebooks, logs)")
     args = p.parse_args(argv)
 
-    from soundlib.backbones import resolve_backbone
-    from soundlib.data import load_dataset
-    from soundlib.embed import EmbedConfig, embed_clips
-    from soundlib.notebook import default_kernel_name
+    from soundlib.embedders.backbones import resolve_backbone
+    from soundlib.audio.loaders import load_dataset
+    from soundlib.embedding.embed import EmbedConfig, embed_clips
+    from soundlib.lab.notebook import default_kernel_name
     from soundlib.sweep.tasks import run_task
-    from soundlib.synth import SynthConfig, generate_corpus
-    from soundlib.variants import get_variant
+    from soundlib.audio.synth import SynthConfig, generate_corpus
+    from soundlib.pictures.variants import get_variant
 
     tmp = Path(tempfile.mkdtemp(prefix="soundlib-bench-overhead-"))
     data = generate_corpus(tmp / "data", SynthConfig(clips_per_class=args.clips_per_class), progress=False)

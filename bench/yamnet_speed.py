@@ -1,6 +1,6 @@
 """YAMNet embedding throughput: LiteRT + XNNPACK vs TensorFlow, measured in one run.
 
-Frames of 0.975 s at 16 kHz -> 1024-d embeddings (soundlib._yamnet.YamnetModel), both
+Frames of 0.975 s at 16 kHz -> 1024-d embeddings (soundlib.embedders.nets.yamnet_weights.YamnetModel), both
 runtimes on the same frames (real clips of the UrbanSound8K subset when it is there, else
 seeded noise) and on the same number of threads (LiteRT ``num_threads``, TensorFlow's
 intra- and inter-op pools). The machine may be shared and noisy, so the runtimes are
@@ -32,13 +32,13 @@ US8K = Path(os.environ.get("SOUNDLIB_SHARED_DIR") or ROOT.parent / "shared") / "
 
 def _frames(n: int) -> tuple[np.ndarray, str]:
     """``n`` YAMNet frames of real clips (the subset's first clips, in manifest order), else seeded noise."""
-    from soundlib._yamnet import FRAME_SAMPLES, SR, frames_of
+    from soundlib.embedders.nets.yamnet import FRAME_SAMPLES, SR, frames_of
 
     manifest = US8K / "manifest.csv"
     if manifest.is_file():
         import csv
 
-        from soundlib.audio import load_audio
+        from soundlib.audio.clips import load_audio
 
         out: list[np.ndarray] = []
         with open(manifest, newline="") as fh:
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> dict:
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
 
-    from soundlib._yamnet import YamnetModel, litert_model_path
+    from soundlib.embedders.nets.yamnet_weights import YamnetModel, litert_model_path
 
     t = time.perf_counter()
     litert_model_path()

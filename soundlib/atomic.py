@@ -30,7 +30,7 @@ import threading
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import OutputError
+from soundlib.errors import OutputError
 
 __all__ = [
     "atomic_path",

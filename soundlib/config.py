@@ -15,14 +15,15 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import os
 import types
 import typing
 from pathlib import Path
 from typing import Any, Mapping, Sequence, TypeVar
 
-from .errors import ConfigError, SoundlibError
+from soundlib.errors import ConfigError, SoundlibError
 
-__all__ = ["check_keys", "to_int", "to_float", "from_mapping", "to_dict", "check_finite"]
+__all__ = ["cache_dir", "check_keys", "to_int", "to_float", "from_mapping", "to_dict", "check_finite"]
 
 T = TypeVar("T")
 
@@ -190,3 +191,23 @@ def check_finite(obj: Any, where: str) -> None:
         for x in items:
             if isinstance(x, float) and not math.isfinite(x):
                 raise ConfigError(f"{where}: {f.name} must be a finite number, got {v!r}")
+
+def cache_dir() -> Path:
+    """soundlib's cache root: ``$SOUNDLIB_CACHE_DIR`` or ``~/.cache/soundlib``, as an absolute path
+    (a relative ``$SOUNDLIB_CACHE_DIR`` is taken from the working folder).
+
+    Raises
+    ------
+    ConfigError
+        The path (or a folder on the way to it) exists and is a file.
+    """
+    raw = os.environ.get("SOUNDLIB_CACHE_DIR")
+    path = Path(os.path.abspath(Path(raw or Path.home() / ".cache" / "soundlib").expanduser()))
+    for p in (path, *path.parents):
+        if p.exists():
+            if not p.is_dir():
+                where = f"$SOUNDLIB_CACHE_DIR={raw}" if raw else "the soundlib cache"
+                raise ConfigError(f"{where}: {p} is a file, expected a folder (soundlib's cache of backbones, "
+                                  "embeddings and audio hashes); point $SOUNDLIB_CACHE_DIR at a folder")
+            break
+    return path

@@ -27,11 +27,11 @@ DEFAULT_OUT = DEMO_PARAMS.parent.parent / "demo_out"
 
 def run_demo(out: Path, *, jobs: int = 2, params: Path | None = None, progress: bool = True) -> dict:
     """Run the demo into ``out``; returns paths and the :class:`~soundlib.sweep.SweepResult`."""
-    from . import sweep
-    from .data import load_dataset
-    from .featurize import featurize, write_gallery
-    from .synth import ensure_corpus
-    from .variants import get_variant
+    from soundlib import sweep
+    from soundlib.audio.loaders import load_dataset
+    from soundlib.pictures.featurize import featurize, write_gallery
+    from soundlib.audio.synth import ensure_corpus
+    from soundlib.pictures.variants import get_variant
 
     t0 = time.perf_counter()
     out = Path(out)
@@ -78,7 +78,7 @@ def run_demo(out: Path, *, jobs: int = 2, params: Path | None = None, progress: 
 
 def _exported_model(sweep_dir: Path, config) -> Path | None:
     """The first model the sweep exported (variants, then methods, then folds, in the sweep file's order)."""
-    from .infer import INFO_FILE
+    from soundlib.models.format import INFO_FILE
 
     for spec in config.variants:
         for method in config.methods:
@@ -104,7 +104,7 @@ def next_step(out: Path, data: Path, sweep_dir: Path, model: Path | None) -> str
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m soundlib.demo``: run the demo; exit status 0 when every run succeeded."""
-    from .errors import SoundlibError
+    from soundlib.errors import SoundlibError
 
     p = argparse.ArgumentParser(prog="python -m soundlib.demo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)

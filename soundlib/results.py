@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError
-from .metrics import METRICS_FILE, RESULTS_FILE, RunMetrics, read_predictions, read_probabilities
+from soundlib.errors import ConfigError
+from soundlib.evaluation.metrics import METRICS_FILE, RESULTS_FILE, RunMetrics, read_predictions, read_probabilities
 
 __all__ = ["Results", "load", "SUMMARY_COLUMNS", "FOLD_COLUMNS"]
 
@@ -85,7 +85,7 @@ class Results:
 
     def calibration(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Per ``variant/method``: the top-1 probability of each test clip and whether it was right
-        (the input of :func:`soundlib.plots.plot_reliability`)."""
+        (the input of :func:`soundlib.evaluation.plots.plot_reliability`)."""
         out = {}
         frame = self.predictions
         if frame.empty or "probability" not in frame:
@@ -127,7 +127,7 @@ def load(path: str | os.PathLike) -> Results:
         return _load_evaluate(path)
     if (path / METRICS_FILE).is_file():
         return _load_train(path)
-    from .sweep.results import collect_runs
+    from soundlib.sweep.results import collect_runs
 
     runs = collect_runs(path)
     if (path / "sweep.yaml").is_file() or len(runs):
@@ -177,11 +177,11 @@ def _load_train(path: Path) -> Results:
 def _load_sweep(path: Path, runs) -> Results:
     import pandas as pd
 
-    from .metrics import per_class_from_confusion
-    from .sweep.results import _all_known, _runs, summed_confusion
+    from soundlib.evaluation.metrics import per_class_from_confusion
+    from soundlib.sweep.results import all_known, complete_runs, summed_confusion
 
     rows, preds, warnings, grouping = [], [], [], None
-    for run_dir, m in _runs(path):
+    for run_dir, m in complete_runs(path):
         rows.append(_fold_row(m))
         preds.append(_predictions(run_dir, m.variant, m.method))
         warnings += [w for w in m.warnings if w not in warnings]
@@ -189,7 +189,7 @@ def _load_sweep(path: Path, runs) -> Results:
     folds = pd.DataFrame(rows, columns=FOLD_COLUMNS)
     summary = _summary(folds, None)
     if len(summary):
-        summary["recordings_known"] = [_all_known(runs[(runs["variant"] == v) & (runs["method"] == mt)]
+        summary["recordings_known"] = [all_known(runs[(runs["variant"] == v) & (runs["method"] == mt)]
                                                   ["recordings_known"]) for v, mt in summary.index]
     per_class, classes = [], []
     for label, (names, matrix) in summed_confusion(path).items():

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from soundlib import data as D
+from soundlib.audio import datasets as D
 
 # Tests never touch the user's cache: backbones exports and embeddings go to a fresh folder.
 os.environ["SOUNDLIB_CACHE_DIR"] = tempfile.mkdtemp(prefix="soundlib-test-cache-")
@@ -47,7 +47,7 @@ def us8k_csv() -> Path:
 @pytest.fixture(scope="session")
 def synth_corpus(tmp_path_factory) -> Path:
     """A tiny synthetic corpus (UrbanSound8K layout), made once per session."""
-    from soundlib.synth import SynthConfig, generate_corpus
+    from soundlib.audio.synth import SynthConfig, generate_corpus
 
     out = tmp_path_factory.mktemp("synth")
     return generate_corpus(out, SynthConfig(clips_per_class=8, duration=1.0, slices_per_recording=2, n_folds=4),
@@ -57,14 +57,14 @@ def synth_corpus(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_backbone(tmp_path_factory) -> Path:
     """A stand-in feature-vector SavedModel (32x32 -> 16), built by the tests."""
-    from soundlib.backbones import save_tiny_backbone
+    from soundlib.embedders.backbones import save_tiny_backbone
 
     return save_tiny_backbone(tmp_path_factory.mktemp("bb") / "tiny")
 
 
 def small_spec(name: str = "mel"):
     """A variant at 32x32 so the stand-in backbone sees its own input size."""
-    from soundlib.variants import get_variant
+    from soundlib.pictures.variants import get_variant
 
     return get_variant(name).replace(height=32, width=32)
 
@@ -105,7 +105,7 @@ def fake_dataset(n_groups=40, per_group=3, n_classes=4) -> D.Dataset:
 @pytest.fixture(scope="session")
 def corpus(tmp_path_factory) -> Path:
     """A tiny synthetic corpus for the notebooks: 4 clips per class, 1 s, 3 folds."""
-    from soundlib.synth import SynthConfig, generate_corpus
+    from soundlib.audio.synth import SynthConfig, generate_corpus
 
     return generate_corpus(tmp_path_factory.mktemp("nbdata") / "data",
                            SynthConfig(clips_per_class=4, duration=1.0, slices_per_recording=1, n_folds=3),

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from soundlib.cli import main
-from soundlib.featurize import GALLERY_FILES
-from soundlib.variants import register_variant
+from soundlib.pictures.featurize import GALLERY_FILES
+from soundlib.pictures.variants import register_variant
 
 from .conftest import SR, small_spec, tone, write_csv, write_wav
 
@@ -145,9 +145,10 @@ TF_NOISE = ("oneDNN custom operations", "Could not find cuda drivers", "failed c
 def test_cli_is_quiet_unless_verbose(tmp_path, synth_corpus, tiny_backbone):
     """A real `soundlib predict` process imports TensorFlow: nothing of its start-up noise on stderr."""
     spec = small_spec().replace(name="mel32")
-    from soundlib.evaluate import EvalConfig, train_fold
-    from soundlib.data import load_dataset
-    from soundlib.train import TrainConfig
+    from soundlib.evaluation.evaluate import EvalConfig
+    from soundlib.models.train import train_fold
+    from soundlib.audio.loaders import load_dataset
+    from soundlib.methods.train import TrainConfig
 
     train_fold(load_dataset(synth_corpus), test_fold=2, out_dir=tmp_path / "m", progress=False,
                config=EvalConfig(spec=spec, backbone=str(tiny_backbone), train=TrainConfig(epochs=2)))
@@ -169,7 +170,7 @@ def test_cli_is_quiet_unless_verbose(tmp_path, synth_corpus, tiny_backbone):
 
 
 def test_notebooks_are_copied_out_and_edits_kept(tmp_path, capsys):
-    from soundlib.notebook import NOTEBOOKS, notebooks_dir
+    from soundlib.lab.notebook import NOTEBOOKS, notebooks_dir
 
     assert main(["notebooks", str(tmp_path / "nb")]) == 0
     for name in NOTEBOOKS:
@@ -191,10 +192,10 @@ def test_console_script_starts_without_tensorflow():
 def test_flag_defaults_are_the_config_defaults():
     """Every default comes from the configuration dataclass the flags fill (one place for defaults)."""
     from soundlib.cli import build_parser, embed_config_from_args, eval_config_from_args, train_config_from_args
-    from soundlib.embed import EmbedConfig
-    from soundlib.evaluate import EvalConfig
-    from soundlib.synth import SynthConfig
-    from soundlib.train import TrainConfig
+    from soundlib.embedding.embed import EmbedConfig
+    from soundlib.evaluation.evaluate import EvalConfig
+    from soundlib.audio.synth import SynthConfig
+    from soundlib.methods.train import TrainConfig
 
     parser = build_parser()
     for cmd in (["evaluate", "d", "--out", "o"], ["train", "d", "--out", "o", "--test-fold", "1"]):
@@ -279,7 +280,7 @@ def test_download_no_validate_help_agrees_with_the_readme(capsys):
 
 
 def test_variants_show_every_field(capsys):
-    from soundlib.variants import VARIANTS
+    from soundlib.pictures.variants import VARIANTS
 
     assert main(["variants", "--json"]) == 0
     specs = json.loads(capsys.readouterr().out)

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from soundlib import sweep
-from soundlib.metrics import RunMetrics
+from soundlib.evaluation.metrics import RunMetrics
 from soundlib.sweep.driver import run_parameters
 from soundlib.sweep.tasks import fingerprint, read_run_record, run_complete
 
@@ -65,7 +65,8 @@ def test_old_run_records_read_and_a_new_sweep_reruns_them(old_sweep):
 
 
 def test_old_exported_model_predicts_the_same(tmp_path):
-    from soundlib.infer import load_model, predict
+    from soundlib.models.label import predict
+    from soundlib.models.load import load_model
 
     model = load_model(LEGACY / "sweep" / "tmel" / "fold1" / "model")
     assert model.info["format"] == "soundlib-model/1" and model.spec.height == 32

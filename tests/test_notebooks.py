@@ -14,7 +14,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from soundlib import notebook
+from soundlib.lab import notebook
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 NAMES = ("plotting_trials.ipynb", "train.ipynb", "visualize.ipynb", "evaluate.ipynb")
@@ -46,7 +46,7 @@ def test_sweep_passes_only_known_parameters():
     known = set(pm.inspect_notebook(str(NOTEBOOKS / "train.ipynb")))
     from soundlib.sweep import SweepConfig
     from soundlib.sweep.driver import run_parameters
-    from soundlib.variants import get_variant
+    from soundlib.pictures.variants import get_variant
 
     params = run_parameters(SweepConfig(dataset=Path("/data")), get_variant("mel"), 1, Path("/data"), Path("/out"))
     assert set(params) <= known
@@ -84,7 +84,7 @@ def cell_outputs(nb, text: str) -> list[dict]:
 @pytest.fixture(scope="module")
 def tiny_backbone(tmp_path_factory, cache) -> Path:
     path = tmp_path_factory.mktemp("backbone") / "tiny"
-    subprocess.run([sys.executable, "-c", "import sys; from soundlib.backbones import save_tiny_backbone; "
+    subprocess.run([sys.executable, "-c", "import sys; from soundlib.embedders.backbones import save_tiny_backbone; "
                     "save_tiny_backbone(sys.argv[1])", str(path)], check=True, capture_output=True)
     return path
 
@@ -107,7 +107,7 @@ def test_plotting_trials_notebook(tmp_path, cache):
     nb = execute("plotting_trials.ipynb", tmp_path / "out.ipynb", dataset=str(data), variant="stacked",
                  output_png=str(png))
     assert (data / "metadata" / "UrbanSound8K.csv").is_file()
-    from soundlib.featurize import read_picture
+    from soundlib.pictures.featurize import read_picture
 
     assert read_picture(png).shape == (224, 224, 3)
     assert has_mime(nb, "application/vnd.jupyter.widget-view+json")  # the widgets were built
@@ -176,7 +176,7 @@ def test_visualize_notebook_shows_the_events_of_a_long_clip(trained, corpus, tmp
     import numpy as np
     import soundfile as sf
 
-    from soundlib.data import load_dataset
+    from soundlib.audio.loaders import load_dataset
 
     _, run_dir, _ = trained
     ds = load_dataset(corpus)

@@ -71,7 +71,7 @@ def test_wheel_ships_the_notebooks(tmp_path):
     assert (site / "soundlib" / "sweep" / "__init__.py").is_file() and (site / "soundlib" / "py.typed").is_file()
     env = {**__import__("os").environ, "PYTHONPATH": str(site)}
     env.pop("SOUNDLIB_NOTEBOOKS", None)
-    found = subprocess.run([sys.executable, "-c", "import soundlib.notebook as n; print(n.notebooks_dir())"],
+    found = subprocess.run([sys.executable, "-c", "import soundlib.lab.notebook as n; print(n.notebooks_dir())"],
                            capture_output=True, text=True, env=env, cwd=tmp_path)
     assert found.stdout.strip() == str(site / "soundlib" / "notebooks"), found.stderr
     copied = subprocess.run([sys.executable, "-m", "soundlib.cli", "notebooks", str(tmp_path / "mine")],

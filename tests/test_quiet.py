@@ -68,9 +68,10 @@ def test_import_tf_quietens_tensorflow_imported_by_someone_else():
 def test_train_with_export_and_predict_print_no_tensorflow_noise(tmp_path, synth_corpus, monkeypatch):
     """`soundlib train` finds every embedding in the cache, so TensorFlow is first imported by the model
     export (as after the LiteRT embedding of `make demo`); then `soundlib predict`."""
-    from soundlib.backbones import save_tiny_backbone
-    from soundlib.data import load_dataset
-    from soundlib.evaluate import EvalConfig, train_fold
+    from soundlib.embedders.backbones import save_tiny_backbone
+    from soundlib.audio.loaders import load_dataset
+    from soundlib.evaluation.evaluate import EvalConfig
+    from soundlib.models.train import train_fold
 
     backbone = save_tiny_backbone(tmp_path / "tiny224", input_size=224)  # the mel variant's picture size
     monkeypatch.setenv("SOUNDLIB_CACHE_DIR", str(tmp_path / "cache"))

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from soundlib.data import load_dataset
-from soundlib.featurize import featurize_windows, window_starts_of
-from soundlib.folds import find_leakage
-from soundlib.variants import VARIANTS
+from soundlib.audio.loaders import load_dataset
+from soundlib.pictures.featurize import featurize_windows, window_starts_of
+from soundlib.audio.folds import find_leakage
+from soundlib.pictures.variants import VARIANTS
 
 REAL = Path(__file__).parent / "data" / "us8k_real" / "manifest.csv"
 
@@ -36,7 +36,7 @@ def test_real_clips_in_windows_and_pictures():
 
 
 def test_mfcc_statistics_of_real_clips():
-    from soundlib.audio import load_audio
+    from soundlib.audio.clips import load_audio
     from soundlib.methods.mfcc import mfcc_statistics
 
     ds = load_dataset(REAL)

@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 
 from soundlib import results
-from soundlib.data import load_dataset
+from soundlib.audio.loaders import load_dataset
 from soundlib.errors import ConfigError
-from soundlib.evaluate import EvalConfig, evaluate, train_fold
-from soundlib.metrics import (RunMetrics, compute_metrics, expected_calibration_error, read_predictions,
+from soundlib.evaluation.evaluate import EvalConfig, evaluate
+from soundlib.models.train import train_fold
+from soundlib.evaluation.metrics import (RunMetrics, compute_metrics, expected_calibration_error, read_predictions,
                               read_probabilities, reliability_bins, top_k_accuracy)
-from soundlib.train import TrainConfig
+from soundlib.methods.train import TrainConfig
 
 from .conftest import small_spec
 
@@ -121,7 +122,7 @@ def test_load_sweep_folder(outputs, tmp_path):
 
 
 def test_reliability_diagram_and_normalised_confusion():
-    from soundlib.plots import plot_confusion, plot_reliability
+    from soundlib.evaluation.plots import plot_confusion, plot_reliability
 
     rng = np.random.default_rng(0)
     conf = rng.uniform(0.3, 1.0, 200)

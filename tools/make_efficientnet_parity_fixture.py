@@ -1,6 +1,6 @@
 """Write tests/data/efficientnet_lite0_parity.npz from the original PyTorch EfficientNet-Lite0.
 
-The fixture pins what soundlib's tf_keras port (:mod:`soundlib._efficientnet_lite`)
+The fixture pins what soundlib's tf_keras port (:mod:`soundlib.embedders.nets.efficientnet_lite`)
 must reproduce: a few fixed 224x224 RGB images (uint8) and the 1000 ImageNet
 logits plus the 1280-d pooled features that the reference PyTorch model
 (``efficientnet-lite-pytorch``, eval mode) computes for them with the ImageNet
@@ -101,7 +101,7 @@ def cross_check_numpy_reader(weights_path: str, torch_state: dict) -> str:
     """Compare soundlib's torch-free checkpoint reader with torch.load, if soundlib is importable."""
     sys.path.insert(0, str(REPO))
     try:
-        from soundlib._torch_checkpoint import read_torch_checkpoint
+        from soundlib.embedders.nets.torch_checkpoint import read_torch_checkpoint
     except ImportError as exc:  # pragma: no cover - informational only
         return f"skipped ({exc})"
     ours = read_torch_checkpoint(weights_path)

@@ -1,6 +1,6 @@
 """Write tests/data/mn04_parity.npz from a PyTorch reference of EfficientAT's mn04_as.
 
-The fixture pins what soundlib's torch-free port (:mod:`soundlib._efficientat_mn`)
+The fixture pins what soundlib's torch-free port (:mod:`soundlib.embedders.nets.efficientat_mn`)
 must reproduce: four real UrbanSound8K clips of different classes (4 s, read at
 32 kHz by soundlib's reader and stored as int16), the eval-mode log-mel
 spectrograms EfficientAT's preprocessing makes of them, and the AudioSet logits
@@ -189,9 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     import torchaudio
 
     sys.path.insert(0, str(REPO))
-    from soundlib._audioset_labels import AUDIOSET_CLASSES
-    from soundlib._torch_checkpoint import read_torch_checkpoint
-    from soundlib.audio import read_segment
+    from soundlib.embedders.nets.audioset_labels import AUDIOSET_CLASSES
+    from soundlib.embedders.nets.torch_checkpoint import read_torch_checkpoint
+    from soundlib.audio.clips import read_segment
 
     torch.manual_seed(0)
     torch.use_deterministic_algorithms(True)

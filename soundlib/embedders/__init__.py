@@ -15,7 +15,7 @@ TF Hub handle / folder   picture     any TF2 image feature-vector SavedModel
 See :mod:`soundlib.embedders.base` for the protocol; each embedder is one module here.
 """
 
-from .base import (MODALITIES, Embedder, EmbedderOptions, LoadedEmbedder, WindowSpec, embedder_entry,
+from soundlib.embedders.base import (MODALITIES, Embedder, EmbedderOptions, LoadedEmbedder, WindowSpec, embedder_entry,
                    embedder_names, register_embedder, resolve_embedder)
 
 __all__ = ["MODALITIES", "Embedder", "EmbedderOptions", "LoadedEmbedder", "WindowSpec", "embedder_entry",

@@ -30,7 +30,7 @@ from typing import Callable, Iterable, Iterator, Literal, Protocol, Union, runti
 
 import numpy as np
 
-from ..errors import BackboneError, ConfigError
+from soundlib.errors import BackboneError, ConfigError
 
 __all__ = ["MODALITIES", "Modality", "WindowSpec", "Windowing", "LoadedEmbedder", "Embedder", "EmbedderOptions",
            "register_embedder", "resolve_embedder", "embedder_names", "embedder_entry", "EmbedderEntry",
@@ -110,7 +110,7 @@ class WindowSpec:
 
 class Windowing(Protocol):
     """What the embedding stage reads of a window specification (a :class:`WindowSpec`, or a picture
-    variant's :class:`~soundlib.variants.FeatureSpec`)."""
+    variant's :class:`~soundlib.pictures.variants.FeatureSpec`)."""
 
     @property
     def name(self) -> str: ...
@@ -240,6 +240,10 @@ def register_fallback(resolver: Callable[[str, EmbedderOptions], "Embedder | Non
     _FALLBACKS.append(resolver)
 
 
+#: Modules of this package that register no embedder (the seam, the runtimes, the picture base).
+_NOT_EMBEDDERS = ("base", "handles", "picture", "backbones", "litert", "derived")
+
+
 def _load_modules() -> None:
     """Import every module of this package once: each registers its embedders."""
     global _LOADED_MODULES
@@ -248,7 +252,7 @@ def _load_modules() -> None:
     _LOADED_MODULES = True
     package = importlib.import_module(__package__ or "soundlib.embedders")
     for mod in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
-        if not mod.name.startswith("_") and mod.name not in ("base", "handles"):
+        if not mod.name.startswith("_") and mod.name not in _NOT_EMBEDDERS and not mod.ispkg:
             importlib.import_module(f"{package.__name__}.{mod.name}")
 
 
@@ -317,11 +321,11 @@ def chunked(windows: Iterable[np.ndarray], size: int = CHUNK_WINDOWS) -> Iterato
 
 def audio_windows(path: Path, window: Windowing) -> Iterator[np.ndarray]:
     """Every window of a clip as audio, streamed from the file in chunks of (k, n_samples) float32 at
-    ``window.sr`` (:func:`chunked`; concatenated, the windows of :func:`soundlib.audio.load_windows`).
+    ``window.sr`` (:func:`chunked`; concatenated, the windows of :func:`soundlib.audio.clips.load_windows`).
 
     With ``pad == "none"`` a clip shorter than one window gives one row of its own length.
     """
-    from ..audio import clip_samples, read_segment, stream_windows
+    from soundlib.audio.clips import clip_samples, read_segment, stream_windows
 
     n = window.n_samples
     pad = window.pad

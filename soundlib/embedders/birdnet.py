@@ -31,8 +31,8 @@ from typing import Iterator
 
 import numpy as np
 
-from ..errors import BackboneError, ConfigError
-from .base import EmbedderOptions, Windowing, audio_windows, register_embedder
+from soundlib.errors import BackboneError, ConfigError
+from soundlib.embedders.base import EmbedderOptions, Windowing, audio_windows, register_embedder
 
 __all__ = ["BirdnetEmbedder", "BirdnetInfo", "birdnet_model_path", "birdnet_available", "LICENSE_NOTE"]
 
@@ -77,11 +77,11 @@ def birdnet_available() -> str | None:
 
 def _derived_model(source: Path) -> Path:
     """The model with the embedding tensor as its first output (written once into the soundlib cache, and again
-    when it no longer matches its recorded SHA-256: see :func:`soundlib.derived.derived_file`)."""
+    when it no longer matches its recorded SHA-256: see :func:`soundlib.embedders.derived.derived_file`)."""
     import hashlib
 
-    from ..derived import derived_file
-    from .handles import cache_dir
+    from soundlib.embedders.derived import derived_file
+    from soundlib.config import cache_dir
 
     digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
     out = cache_dir() / "backbones" / f"birdnet-2.4-embedding-{digest}.tflite"
@@ -91,7 +91,7 @@ def _derived_model(source: Path) -> Path:
 def _write_embedding_model(source: Path, out: Path) -> None:
     """Write the BirdNET model ``source`` with its embedding tensor as the first output to ``out``."""
     print(f"soundlib: {LICENSE_NOTE}", flush=True)
-    from ..runtime import import_tf
+    from soundlib.runtime import import_tf
 
     import_tf()  # quietly, before the import below imports TensorFlow
     from tensorflow.lite.tools import flatbuffer_utils as fu
@@ -107,7 +107,7 @@ def _write_embedding_model(source: Path, out: Path) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class BirdnetInfo:
-    """The BirdNET embedder, resolved but not loaded (what :func:`soundlib.embed.embed_clips` takes)."""
+    """The BirdNET embedder, resolved but not loaded (what :func:`soundlib.embedding.embed.embed_clips` takes)."""
 
     identity: str
     source: Path
@@ -150,7 +150,7 @@ class BirdnetModel:
             n = len(chunk)
             if self._batch != batch_size:
                 self._it.resize_tensor_input(self._in, [batch_size, int(SR * WINDOW)])
-                from ..runtime import filtered_stderr
+                from soundlib.runtime import filtered_stderr
 
                 with filtered_stderr():  # XNNPACK says it was created when tensors are first planned
                     self._it.allocate_tensors()
@@ -188,7 +188,7 @@ class BirdnetEmbedder:
     def window(self, spec) -> "Windowing":
         """BirdNET's windows whatever the variant (kept as a FeatureSpec: the cache keys of soundlib 0.2's
         ``birdnet`` method stay valid)."""
-        from ..variants import FeatureSpec
+        from soundlib.pictures.variants import FeatureSpec
 
         return FeatureSpec(name="birdnet", sr=SR, duration=WINDOW, window_hop=self.hop, pad=self.pad)
 

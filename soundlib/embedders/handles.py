@@ -1,19 +1,19 @@
 """Plain data shared by the embedders and their runtimes: the cache root, backbone handles and identities.
 
-Both runtimes of the picture backbones (TensorFlow in :mod:`soundlib.backbones`,
-LiteRT in :mod:`soundlib.litert`) import this module and nothing of each other's
+Both runtimes of the picture backbones (TensorFlow in :mod:`soundlib.embedders.backbones`,
+LiteRT in :mod:`soundlib.embedders.litert`) import this module and nothing of each other's
 but what the other hands them: it holds no model code and imports no runtime.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import FeatureError
+from soundlib.config import cache_dir
+from soundlib.errors import FeatureError
 
 __all__ = ["cache_dir", "BackboneInfo", "DEFAULT_BACKBONE", "EMBEDDED_BACKBONES", "LITERT_INT8_SUFFIX",
            "EMBEDDED_PORT_VERSION", "INT8_RECIPE", "embedded_dir", "as_picture_batch"]
@@ -21,34 +21,13 @@ __all__ = ["cache_dir", "BackboneInfo", "DEFAULT_BACKBONE", "EMBEDDED_BACKBONES"
 DEFAULT_BACKBONE = "efficientnet_lite0"
 #: Version of the embedded port; part of the embedded backbone's identity (and so of cache keys).
 EMBEDDED_PORT_VERSION = 1
-#: An embedded backbone's name plus this suffix: its LiteRT int8 model (:mod:`soundlib.litert`).
+#: An embedded backbone's name plus this suffix: its LiteRT int8 model (:mod:`soundlib.embedders.litert`).
 LITERT_INT8_SUFFIX = "_int8"
 EMBEDDED_BACKBONES = ("efficientnet_lite0", "efficientnet_lite0" + LITERT_INT8_SUFFIX)
 #: Version of the int8 recipe (calibration set and converter options); part of the int8 identity.
 INT8_RECIPE = 1
 
 
-def cache_dir() -> Path:
-    """soundlib's cache root: ``$SOUNDLIB_CACHE_DIR`` or ``~/.cache/soundlib``, as an absolute path
-    (a relative ``$SOUNDLIB_CACHE_DIR`` is taken from the working folder).
-
-    Raises
-    ------
-    ConfigError
-        The path (or a folder on the way to it) exists and is a file.
-    """
-    from ..errors import ConfigError
-
-    raw = os.environ.get("SOUNDLIB_CACHE_DIR")
-    path = Path(os.path.abspath(Path(raw or Path.home() / ".cache" / "soundlib").expanduser()))
-    for p in (path, *path.parents):
-        if p.exists():
-            if not p.is_dir():
-                where = f"$SOUNDLIB_CACHE_DIR={raw}" if raw else "the soundlib cache"
-                raise ConfigError(f"{where}: {p} is a file, expected a folder (soundlib's cache of backbones, "
-                                  "embeddings and audio hashes); point $SOUNDLIB_CACHE_DIR at a folder")
-            break
-    return path
 
 
 def embedded_dir(name: str) -> Path:
@@ -67,12 +46,6 @@ class BackboneInfo:
     identity: str
     path: Path
     input_size: tuple[int, int]
-
-    def load(self):
-        """The backbone loaded (see :func:`soundlib.backbones.open_backbone`)."""
-        from ..backbones import open_backbone
-
-        return open_backbone(self)
 
 
 def as_picture_batch(pictures: np.ndarray, handle: str) -> np.ndarray:

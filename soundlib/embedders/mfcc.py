@@ -14,8 +14,8 @@ from typing import Iterator
 
 import numpy as np
 
-from ..errors import ConfigError
-from .base import Windowing, chunked, register_embedder
+from soundlib.errors import ConfigError
+from soundlib.embedders.base import Windowing, chunked, register_embedder
 
 __all__ = ["FEATURE_SETS", "MfccEmbedder", "mfcc_statistics"]
 
@@ -111,7 +111,7 @@ class MfccEmbedder:
     def inputs(self, path: Path, window: Windowing) -> Iterator[np.ndarray]:
         """The statistics of every window, in chunks of (k, dim) float32 (computed here: loading is free),
         streamed from the file (a window's audio at a time)."""
-        from ..audio import stream_windows
+        from soundlib.audio.clips import stream_windows
 
         n = window.n_samples
         windows = stream_windows(path, sr=window.sr, duration=n / window.sr, hop=window.hop_seconds, pad="none",

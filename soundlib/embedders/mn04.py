@@ -3,7 +3,7 @@ freely licensed embedder soundlib has.
 
 Schmid, Koutini & Widmer, "Efficient Large-scale Audio Tagging via Transformer-to-CNN Knowledge
 Distillation" (ICASSP 2023); 0.99 M parameters, AudioSet mAP 0.432. The network is ported to tf_keras
-(:mod:`soundlib._efficientat_mn`; no torch at run time) from the release file, downloaded on first use
+(:mod:`soundlib.embedders.nets.efficientat_mn`; no torch at run time) from the release file, downloaded on first use
 and checked by SHA-256 (``$SOUNDLIB_MN04_CHECKPOINT`` may point at a local copy), and run on LiteRT
 (XNNPACK) when ``ai-edge-litert`` is installed.
 
@@ -22,7 +22,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .base import EmbedderOptions, LoadedEmbedder, Windowing, WindowSpec, audio_windows, register_embedder
+from soundlib.embedders.base import EmbedderOptions, LoadedEmbedder, Windowing, WindowSpec, audio_windows, register_embedder
 
 __all__ = ["Mn04Embedder", "LICENSE", "SR"]
 
@@ -44,14 +44,15 @@ class Mn04Embedder:
 
     @property
     def identity(self) -> str:
-        from .._efficientat_mn import CHECKPOINT_SHA256, PORT_VERSION
+        from soundlib.embedders.nets.efficientat_mn import PORT_VERSION
+        from soundlib.embedders.nets.efficientat_weights import CHECKPOINT_SHA256
 
         return f"efficientat:mn04_as:{CHECKPOINT_SHA256[:16]}:port{PORT_VERSION}"
 
     def is_ready(self) -> bool:
         """Whether the weights are here (no download needed)."""
-        from .._efficientat_mn import checkpoint_path
-        from ..errors import SoundlibError
+        from soundlib.embedders.nets.efficientat_weights import checkpoint_path
+        from soundlib.errors import SoundlibError
 
         try:
             checkpoint_path(download=False)
@@ -67,7 +68,7 @@ class Mn04Embedder:
         return audio_windows(path, window)
 
     def load(self) -> LoadedEmbedder:
-        from .._efficientat_mn import Mn04Model, checkpoint_path
+        from soundlib.embedders.nets.efficientat_weights import Mn04Model, checkpoint_path
 
         model = Mn04Model(checkpoint_path(), threads=self.threads)
         if "mn04" not in _NOTED:

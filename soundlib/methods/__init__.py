@@ -32,11 +32,11 @@ import importlib
 import pkgutil
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from ..config import from_mapping, to_dict
-from ..errors import ConfigError
+from soundlib.config import from_mapping, to_dict
+from soundlib.errors import ConfigError
 
 if TYPE_CHECKING:
-    from .base import Method
+    from soundlib.methods.base import Method
 
 __all__ = ["MethodSpec", "METHOD_KINDS", "DEFAULT_METHOD", "resolve_method", "build_method", "method_kinds",
            "cache_units", "register_method", "method_entry", "CacheUnit"]
@@ -109,7 +109,7 @@ def __getattr__(name: str) -> Any:
 
 def _embedder_alias(name: str) -> "dict[str, Any] | None":
     """A registered embedder name used as a method name: ``frozen`` on that embedder."""
-    from ..embedders import embedder_entry
+    from soundlib.embedders import embedder_entry
 
     if embedder_entry(name) is None:
         return None
@@ -201,7 +201,7 @@ def resolve_method(item: "str | Mapping[str, Any] | MethodSpec", *, where: str =
     if hasattr(options, "resolve"):
         options = options.resolve(where=here)
     if variant is not None:
-        from ..variants import resolve_variant
+        from soundlib.pictures.variants import resolve_variant
 
         variant = resolve_variant(variant, where=f"{here}: variant")
     if backbone is not None and (not isinstance(backbone, str) or not backbone):
@@ -235,4 +235,4 @@ def cache_units(spec: MethodSpec, variant: Any, backbone: str) -> "dict[str, Cac
     return {u.key: u for u in units}
 
 
-from .base import CacheUnit  # noqa: E402  (base imports nothing of this module at import time)
+from soundlib.methods.base import CacheUnit  # noqa: E402  (base imports nothing of this module at import time)

@@ -28,10 +28,10 @@ from typing import Any
 
 import numpy as np
 
-from ..data import Dataset
-from ..errors import ConfigError, SoundlibError
-from . import register_method
-from .base import CacheUnit, Context, Features, FoldFit, FoldSplit, Method, member_context, timed
+from soundlib.audio.datasets import Dataset
+from soundlib.errors import ConfigError, SoundlibError
+from soundlib.methods import register_method
+from soundlib.methods.base import CacheUnit, Context, Features, FoldFit, FoldSplit, Method, member_context, timed
 
 __all__ = ["AutoOptions", "AutoMethod", "paired_se"]
 
@@ -58,7 +58,7 @@ class AutoOptions:
     budget_seconds: float = 0.0
 
     def resolve(self, *, where: str) -> "AutoOptions":
-        from . import resolve_method
+        from soundlib.methods import resolve_method
 
         if not 0 <= self.tolerance <= 10:
             raise ConfigError(f"{where}: tolerance must be in [0, 10] standard errors, got {self.tolerance}")
@@ -92,7 +92,7 @@ class AutoMethod(Method):
     """See the module docstring."""
 
     def __init__(self, spec, options):
-        from . import build_method
+        from soundlib.methods import build_method
 
         super().__init__(spec, options)
         self.notes: list[str] = []
@@ -113,7 +113,7 @@ class AutoMethod(Method):
 
     @classmethod
     def cache_units(cls, spec, variant, backbone: str) -> "list[CacheUnit]":
-        from . import build_method, cache_units
+        from soundlib.methods import build_method, cache_units
 
         units = []
         for c in spec.options.candidates:
@@ -126,7 +126,7 @@ class AutoMethod(Method):
         return units
 
     def prepare(self, dataset: Dataset, ctx: Context) -> Features:
-        from .fusion import FusionMethod
+        from soundlib.methods.fusion import FusionMethod
 
         self._dataset = dataset
         kept, self._feats = [], []

@@ -22,8 +22,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..data import Dataset
-from ..errors import ConfigError, DatasetError
+from soundlib.audio.datasets import Dataset
+from soundlib.errors import ConfigError, DatasetError
 
 __all__ = ["AGGREGATIONS", "Features", "FoldSplit", "FoldFit", "Method", "Context", "CacheUnit", "aggregate",
            "accuracy", "backbone_info", "member_context", "clip_durations", "labels_of", "window_pictures",
@@ -87,7 +87,7 @@ class FoldSplit:
     @classmethod
     def make(cls, dataset: Dataset, test_fold: int, *, validation_split: float, seed: int) -> "FoldSplit":
         """Hold out ``validation_split`` of the training *recordings* for validation (never the test fold)."""
-        from ..folds import grouped_validation_split
+        from soundlib.audio.folds import grouped_validation_split
 
         folds = np.array([c.fold for c in dataset.clips])
         test = np.flatnonzero(folds == test_fold)
@@ -104,13 +104,26 @@ class FoldSplit:
     def all_folds(cls, dataset: Dataset, *, validation_split: float, seed: int) -> "FoldSplit":
         """Every clip trains and none is tested (the model to ship): ``validation_split`` of the
         *recordings* is still held out of them to choose the method's hyperparameters."""
-        from ..folds import grouped_validation_split
+        from soundlib.audio.folds import grouped_validation_split
 
         train = np.arange(len(dataset.clips))
         if not len(train):
             raise DatasetError(f"no clips in dataset {dataset.name!r} at {dataset.root}")
         fit_i, val_i = grouped_validation_split([c.group for c in dataset.clips], validation_split, seed=seed)
         return cls(train=train, fit=train[fit_i], val=train[val_i], test=np.zeros(0, np.int64))
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelArtifact:
+    """What a fitted method exports, handed to :func:`soundlib.models.export.export_artifact`.
+
+    ``kind`` names the writer: ``"picture_head"`` (a head on a picture backbone), ``"keras"`` (any Keras
+    model on pictures), ``"embedder_head"`` (a logistic head on an audio embedder); ``inputs`` are that
+    writer's keyword arguments. Methods build artifacts; only :mod:`soundlib.models` writes model folders.
+    """
+
+    kind: str
+    inputs: Mapping[str, Any]
 
 
 @dataclasses.dataclass
@@ -145,13 +158,13 @@ class Context:
     Attributes
     ----------
     classes : tuple of str
-    spec : soundlib.variants.FeatureSpec
+    spec : soundlib.pictures.variants.FeatureSpec
         The pictures (numeric duration).
     backbone : str
         The image backbone's handle (resolved by the methods that use it: :func:`backbone_info`).
-    train : soundlib.train.TrainConfig
+    train : soundlib.methods.train.TrainConfig
         Neural-training hyperparameters (epochs, learning rates, batch size, distortions, seed).
-    embed : soundlib.embed.EmbedConfig
+    embed : soundlib.embedding.embed.EmbedConfig
     groups : tuple of str
         The recording of every clip of the dataset.
     aggregate : {"mean", "max"}
@@ -261,7 +274,7 @@ class CacheUnit:
         the variant has a number), so that its key names the windows the runs will read."""
         if self.variant.resolved:
             return self
-        from ..variants import resolve_duration
+        from soundlib.pictures.variants import resolve_duration
 
         variant = resolve_duration(self.variant, clip_seconds)[0]
         return dataclasses.replace(self, key=self._key(self.embedder, self.options, variant), variant=variant)
@@ -276,7 +289,7 @@ class CacheUnit:
 
     def is_filled(self, paths: Sequence[Any]) -> bool:
         """True when every window of every file is cached (checked without loading, exporting or converting)."""
-        from ..cache import EmbeddingCache
+        from soundlib.embedding.cache import EmbeddingCache
 
         ready = getattr(self.embedder, "is_ready", lambda: True)
         if not self.variant.resolved or not ready():
@@ -322,8 +335,10 @@ class Method:
     def predict(self, fit: FoldFit, feats: Features, clips: np.ndarray, ctx: Context) -> np.ndarray:
         raise NotImplementedError
 
-    def export(self, fit: FoldFit, out_dir, ctx: Context, *, metadata: dict, overwrite: bool = False) -> Any:
-        from ..errors import ModelError
+    def artifact(self, fit: FoldFit, ctx: Context, *, metadata: dict) -> "ModelArtifact":
+        """What this fitted method exports, for :func:`soundlib.models.export.export_artifact` to write
+        (a method never writes a model folder itself: the format belongs to :mod:`soundlib.models`)."""
+        from soundlib.errors import ModelError
 
         raise ModelError(f"method {self.spec.name!r} ({self.kind}) cannot export a labelling model; "
                          "exportable methods: frozen, finetune, scratch")
@@ -348,7 +363,7 @@ def window_pictures(dataset: Dataset, spec: Any, *, progress: bool, channel: int
     """Every window of every clip rendered with ``spec``: one row per window.
 
     The rows are counted from the files' headers first and filled in place, a picture at a time from
-    the streamed audio (:func:`~soundlib.featurize.iter_featurize_windows`), so the memory needed is the
+    the streamed audio (:func:`~soundlib.pictures.featurize.iter_featurize_windows`), so the memory needed is the
     pictures' (uint8) and a few windows', whatever the clips' length.
 
     Parameters
@@ -369,8 +384,8 @@ def window_pictures(dataset: Dataset, spec: Any, *, progress: bool, channel: int
 
     from tqdm.auto import tqdm
 
-    from ..errors import SoundlibError
-    from ..featurize import iter_featurize_windows, window_starts_of
+    from soundlib.errors import SoundlibError
+    from soundlib.pictures.featurize import iter_featurize_windows, window_starts_of
 
     errors: dict[int, str] = {}
     counts = []
@@ -414,7 +429,7 @@ def embedder_features(dataset: Dataset, embedder: Any, ctx: "Context") -> Featur
     The windows are the embedder's for the context's variant (:meth:`Embedder.window`): the variant's
     pictures for a picture embedder, the audio windows a waveform embedder takes.
     """
-    from ..embed import EmbedConfig, embed_clips
+    from soundlib.embedding.embed import EmbedConfig, embed_clips
 
     t0 = time.perf_counter()
     window = embedder.window(ctx.spec)
@@ -445,8 +460,8 @@ def check_rows(feats: Features, what: str, clips: Sequence[int]) -> None:
 
 def clip_durations(dataset: Dataset) -> list[float]:
     """Every clip's length in seconds, from the file headers (0 for unreadable files)."""
-    from ..audio import audio_info
-    from ..errors import SoundlibError
+    from soundlib.audio.clips import audio_info
+    from soundlib.errors import SoundlibError
 
     out = []
     for c in dataset.clips:
@@ -463,7 +478,7 @@ def member_context(ctx: Context, spec: Any, dataset: Dataset) -> Context:
         return ctx
     changes: dict[str, Any] = {}
     if spec.variant is not None:
-        from ..variants import resolve_duration
+        from soundlib.pictures.variants import resolve_duration
 
         variant = spec.variant
         if not variant.resolved:
@@ -479,7 +494,7 @@ _RESOLVED: dict[str, Any] = {}
 
 def backbone_info(ctx: Context):
     """The context's backbone resolved (exported or downloaded on first use), once per process."""
-    from ..backbones import resolve_backbone
+    from soundlib.embedders.backbones import resolve_backbone
 
     if ctx.backbone not in _RESOLVED:
         _RESOLVED[ctx.backbone] = resolve_backbone(ctx.backbone)

@@ -38,11 +38,12 @@ from typing import Any
 
 import numpy as np
 
-from ..data import Dataset
-from ..errors import ConfigError
-from . import register_method
-from .base import (CacheUnit, Context, Features, FoldFit, FoldSplit, Method, accuracy, aggregate, backbone_info,
-                   timed)
+from soundlib.audio.datasets import Dataset
+from soundlib.errors import ConfigError
+from soundlib.methods import register_method
+from soundlib.methods.schedules import WarmupCosine
+from soundlib.methods.base import (CacheUnit, Context, Features, FoldFit, FoldSplit, ModelArtifact, Method, accuracy,
+                                   aggregate, backbone_info, timed)
 
 __all__ = ["FinetuneOptions", "FinetuneMethod", "UNFREEZE"]
 
@@ -151,14 +152,14 @@ def picture_augment(x: np.ndarray, rng: np.random.Generator, o: FinetuneOptions)
 
 def _backbone_model(ctx: Context):
     """``(backbone layer or model, batch-norm layers)``; the embedded network is rebuilt in tf_keras."""
-    from ..backbones import EMBEDDED_BACKBONES, embedded_keras_model
-    from ..runtime import import_tf
+    from soundlib.embedders.backbones import EMBEDDED_BACKBONES, embedded_keras_model
+    from soundlib.runtime import import_tf
 
     tf, K = import_tf()
     if ctx.backbone in EMBEDDED_BACKBONES:
         net = embedded_keras_model(include_top=False)
         return net, [layer for layer in net.layers if isinstance(layer, K.layers.BatchNormalization)]
-    from ..runtime import import_hub
+    from soundlib.runtime import import_hub
 
     return import_hub().KerasLayer(str(backbone_info(ctx).path), trainable=True, name="backbone"), []
 
@@ -172,8 +173,8 @@ class FinetuneMethod(Method):
     @classmethod
     def cache_units(cls, spec, variant, backbone: str) -> "list[CacheUnit]":
         """The head of step 1 starts from the frozen embeddings (last layer, average-pooled)."""
-        from . import resolve_method
-        from .frozen import FrozenMethod
+        from soundlib.methods import resolve_method
+        from soundlib.methods.frozen import FrozenMethod
 
         return FrozenMethod.cache_units(resolve_method("frozen"), variant, spec.backbone or backbone)
     exportable = True
@@ -183,14 +184,14 @@ class FinetuneMethod(Method):
         return ctx if self.spec.backbone is None else dataclasses.replace(ctx, backbone=self.spec.backbone)
 
     def _embedder(self, ctx: Context):
-        from .frozen import embedder_of
+        from soundlib.methods.frozen import embedder_of
 
         return embedder_of(ctx)
 
     def unavailable(self) -> str | None:
         if self.spec.backbone is None:
             return None
-        from ..embedders import resolve_embedder
+        from soundlib.embedders import resolve_embedder
 
         check = getattr(resolve_embedder(self.spec.backbone), "unavailable", None)
         return check() if check else None
@@ -198,13 +199,13 @@ class FinetuneMethod(Method):
     def prepare(self, dataset: Dataset, ctx: Context) -> Features:
         import time
 
-        from .frozen import embed_features, picture_features
+        from soundlib.methods.frozen import embed_features, picture_features
 
         ctx = self._own(ctx)
         embedder = self._embedder(ctx)
         self._audio = None
         if embedder.modality == "waveform":
-            from .finetune_audio import audio_net, prepare_audio
+            from soundlib.methods.finetune_audio import audio_net, prepare_audio
 
             self._audio = audio_net(embedder)
             feats, self._embeddings = prepare_audio(dataset, embedder, ctx)
@@ -221,13 +222,13 @@ class FinetuneMethod(Method):
 
     @timed
     def fit(self, feats: Features, split: FoldSplit, y: np.ndarray, ctx: Context) -> FoldFit:
-        from ..runtime import import_tf
-        from .scratch import train_network
+        from soundlib.runtime import import_tf
+        from soundlib.methods.scratch import train_network
 
         ctx = self._own(ctx)
         audio = getattr(self, "_audio", None)
         if audio is not None:
-            from .finetune_audio import fit_audio
+            from soundlib.methods.finetune_audio import fit_audio
 
             return fit_audio(feats, self._embeddings, audio, split, y, ctx, self.options)
         tf, K = import_tf()
@@ -254,7 +255,7 @@ class FinetuneMethod(Method):
             bn.trainable = False
         rows_fit, rows_val = feats.rows_of(split.fit), feats.rows_of(split.val)
         steps_per_epoch = max(1, len(rows_fit) // o.batch_size)
-        schedule = _WarmupCosine(o.backbone_learning_rate, steps_per_epoch, max(1, o.epochs) * steps_per_epoch)
+        schedule = WarmupCosine(o.backbone_learning_rate, steps_per_epoch, max(1, o.epochs) * steps_per_epoch)
 
         def predict(x_uint8):
             out = []
@@ -290,7 +291,7 @@ class FinetuneMethod(Method):
 
     def predict(self, fit: FoldFit, feats: Features, clips: np.ndarray, ctx: Context) -> np.ndarray:
         if getattr(self, "_audio", None) is not None:
-            from .finetune_audio import predict_audio
+            from soundlib.methods.finetune_audio import predict_audio
 
             return predict_audio(fit, feats, self._embeddings, clips, ctx)
         rows = feats.rows_of(clips)
@@ -299,40 +300,15 @@ class FinetuneMethod(Method):
         proba = np.concatenate(out) if out else np.zeros((0, ctx.n_classes), np.float32)
         return aggregate(proba, feats.row_clip[rows], clips, how=ctx.aggregate)
 
-    def export(self, fit: FoldFit, out_dir, ctx: Context, *, metadata: dict, overwrite: bool = False):
-        from ..infer import export_keras_model
-
+    def artifact(self, fit: FoldFit, ctx: Context, *, metadata: dict) -> ModelArtifact:
         audio = getattr(self, "_audio", None)
         if audio is not None:
-            from ..errors import ModelError
+            from soundlib.errors import ModelError
 
             raise ModelError(f"method {self.spec.name!r}: exporting a fine-tuned audio network "
                              f"({audio.name}) is not supported yet")
 
-        return export_keras_model(out_dir, fit.model, spec=ctx.spec, labels=list(ctx.classes), overwrite=overwrite,
-                                  info={**metadata, "method": self.spec.to_dict(),
-                                        "backbone": backbone_info(ctx).identity,
-                                        "history": fit.choice.get("history", {})})
-
-
-class _WarmupCosine:
-    """Learning rate: linear warm-up over ``warmup`` steps to ``peak``, then cosine decay to 5 % at ``total``."""
-
-    def __new__(cls, peak: float, warmup: int, total: int):
-        from ..runtime import import_tf
-
-        tf, K = import_tf()
-
-        class Schedule(K.optimizers.schedules.LearningRateSchedule):  # type: ignore[name-defined]
-            def __call__(self, step):
-                step = tf.cast(step, tf.float32)
-                w, t = float(max(1, warmup)), float(max(total, warmup + 1))
-                warm = peak * (step + 1.0) / w
-                progress = tf.clip_by_value((step - w) / (t - w), 0.0, 1.0)
-                cos = peak * (0.05 + 0.95 * 0.5 * (1.0 + tf.cos(np.pi * progress)))
-                return tf.where(step < w, warm, cos)
-
-            def get_config(self):
-                return {"peak": peak, "warmup": warmup, "total": total}
-
-        return Schedule()
+        return ModelArtifact("keras", dict(model=fit.model, spec=ctx.spec, labels=list(ctx.classes),
+                                           info={**metadata, "method": self.spec.to_dict(),
+                                                 "backbone": backbone_info(ctx).identity,
+                                                 "history": fit.choice.get("history", {})}))

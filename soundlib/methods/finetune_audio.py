@@ -4,18 +4,18 @@ What the ``finetune`` method (:mod:`soundlib.methods.finetune`) runs when its em
 waveform network:
 
 * **Inputs, once**: every clip window's network input is computed once and kept in the
-  embedding cache (:class:`~soundlib.cache.EmbeddingCache`, flattened to one float32 vector
+  embedding cache (:class:`~soundlib.embedding.cache.EmbeddingCache`, flattened to one float32 vector
   per window; :class:`InputEmbedder`): mn04's 128-band log-mel spectrogram of the window at
-  32 kHz (:func:`soundlib._efficientat_mn.log_mel`), YAMNet's 96x64 log-mel patches of its
-  0.975-s frames every 0.48 s (:func:`soundlib._yamnet.log_mel_patches`). A clip shorter than
+  32 kHz (:func:`soundlib.embedders.nets.efficientat_mn.log_mel`), YAMNet's 96x64 log-mel patches of its
+  0.975-s frames every 0.48 s (:func:`soundlib.embedders.nets.yamnet.log_mel_patches`). A clip shorter than
   the window is repeated (tiled) to fill it, so every input has one shape and the networks,
   which pool over time, see the sound and not added silence.
 * **Step 1, the head**: the ``frozen`` method's logistic head on the cached frozen embeddings
   (the embedder's own, C chosen on validation), fitted on the training clips minus the
   validation ones and folded into a dense softmax layer on top of the trainable network.
 * **Step 2, the network** (:func:`build_audio_model`): the port's tf_keras network from the
-  log-mel input to the embedding (:func:`soundlib._efficientat_mn.build_embedding_model`,
-  :func:`soundlib._yamnet.build_patch_model`), batch normalization in inference mode, the
+  log-mel input to the embedding (:func:`soundlib.embedders.nets.efficientat_mn.build_embedding_model`,
+  :func:`soundlib.embedders.nets.yamnet_weights.build_patch_model`), batch normalization in inference mode, the
   lower stages frozen with ``unfreeze: top``; one Adam per stage, whose peak learning rate is
   ``layer_decay`` times the one above it (:class:`LayerwiseAdam`), warmed up over the first
   epoch then cosine-decayed; SpecAugment (masks set to the example's mean) and mixup on the
@@ -34,8 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, DatasetError
-from .base import Context, Features, FoldFit, FoldSplit, accuracy, aggregate
+from soundlib.errors import ConfigError, DatasetError
+from soundlib.methods.base import Context, Features, FoldFit, FoldSplit, accuracy, aggregate
 
 __all__ = ["AUDIO_NETS", "AudioNet", "InputEmbedder", "audio_net", "prepare_audio", "fit_audio", "predict_audio",
            "build_audio_model", "LayerwiseAdam", "spec_augment_audio"]
@@ -70,7 +70,7 @@ class AudioNet:
     def identity(self) -> str:
         """What makes its cached inputs (the embedding cache's backbone identity)."""
         if self.name == "mn04":
-            from .._efficientat_mn import PORT_VERSION
+            from soundlib.embedders.nets.efficientat_mn import PORT_VERSION
 
             return f"efficientat-logmel:port{PORT_VERSION}:input{INPUT_VERSION}"
         return f"yamnet-logmel-patches:hop0.48:input{INPUT_VERSION}"
@@ -85,14 +85,14 @@ class AudioNet:
 
     def _port(self):
         if self.name == "mn04":
-            from .. import _efficientat_mn as port
+            from soundlib.embedders.nets import efficientat_mn as port
         else:
-            from .. import _yamnet as port
+            from soundlib.embedders.nets import yamnet as port
         return port
 
     def window(self, spec: Any):
         """The embedder's windows for a variant, a short clip repeated to fill one."""
-        from ..embedders.base import WindowSpec
+        from soundlib.embedders.base import WindowSpec
 
         return WindowSpec(f"{self.name}-input", self.sr, spec.n_samples / spec.sr, spec.hop_seconds, pad="repeat")
 
@@ -100,11 +100,11 @@ class AudioNet:
         """The shape of one window's input: mn04 (128, frames); YAMNet (patches, 96, 64)."""
         n = window.n_samples
         if self.name == "mn04":
-            from .._efficientat_mn import HOP, N_MELS
+            from soundlib.embedders.nets.efficientat_mn import HOP, N_MELS
 
             return (N_MELS, 1 + (n - 1) // HOP)
-        from .._yamnet import FRAME_SAMPLES
-        from ..audio import window_starts
+        from soundlib.embedders.nets.yamnet import FRAME_SAMPLES
+        from soundlib.audio.clips import window_starts
 
         return (len(window_starts(n, FRAME_SAMPLES, int(round(0.48 * self.sr)))), 96, 64)
 
@@ -112,10 +112,10 @@ class AudioNet:
         """Inputs of windows (n, samples) at :attr:`sr`: (n, *input shape) float32."""
         waveforms = np.asarray(waveforms, np.float32)
         if self.name == "mn04":
-            from .._efficientat_mn import log_mel
+            from soundlib.embedders.nets.efficientat_mn import log_mel
 
             return log_mel(waveforms)
-        from .._yamnet import frames_of, log_mel_patches
+        from soundlib.embedders.nets.yamnet import frames_of, log_mel_patches
 
         frames = [frames_of(w) for w in waveforms]
         patches = log_mel_patches(np.concatenate(frames))
@@ -125,10 +125,11 @@ class AudioNet:
         """The trainable tf_keras network from one window's input (n, *input shape) to its embedding
         (the embedder's: mn04 896, YAMNet [mean, max] of its frames' 1024-d embeddings)."""
         if self.name == "mn04":
-            from .._efficientat_mn import build_embedding_model, checkpoint_path
+            from soundlib.embedders.nets.efficientat_mn import build_embedding_model
+            from soundlib.embedders.nets.efficientat_weights import checkpoint_path
 
             return build_embedding_model(checkpoint_path())
-        from .._yamnet import build_patch_model
+        from soundlib.embedders.nets.yamnet_weights import build_patch_model
 
         return build_patch_model()
 
@@ -175,7 +176,7 @@ class InputEmbedder:
 
     def inputs(self, path: Path, window: Any):
         """Every window of the clip as audio (streamed in chunks, see :func:`soundlib.embedders.base.audio_windows`)."""
-        from ..embedders.base import audio_windows
+        from soundlib.embedders.base import audio_windows
 
         return audio_windows(path, window)
 
@@ -211,8 +212,8 @@ def prepare_audio(dataset: Any, embedder: Any, ctx: Context) -> tuple[Features, 
     embeddings : Features
         The embedder's frozen embeddings (the head's inputs in step 1).
     """
-    from ..embed import EmbedConfig, embed_clips
-    from .base import embedder_features
+    from soundlib.embedding.embed import EmbedConfig, embed_clips
+    from soundlib.methods.base import embedder_features
 
     t0 = time.perf_counter()
     net = audio_net(embedder)
@@ -258,7 +259,7 @@ def spec_augment_audio(x: np.ndarray, rng: np.random.Generator, o: Any, net: Aud
 
 def _yamnet_frames(t):
     """(n, patches, 96, 64) -> (n * patches, 96, 64, 1), for a tf_keras ``Lambda``."""
-    from ..runtime import import_tf
+    from soundlib.runtime import import_tf
 
     tf, _ = import_tf()
 
@@ -268,7 +269,7 @@ def _yamnet_frames(t):
 
 def _yamnet_pool(args):
     """[(n * patches, 1024) frame embeddings, (n, patches, ...) inputs] -> (n, 2048): [mean, max] per window."""
-    from ..runtime import import_tf
+    from soundlib.runtime import import_tf
 
     tf, _ = import_tf()
 
@@ -278,7 +279,7 @@ def _yamnet_pool(args):
 
 
 def _channel(t):
-    from ..runtime import import_tf
+    from soundlib.runtime import import_tf
 
     tf, _ = import_tf()
 
@@ -298,7 +299,7 @@ def build_audio_model(net: AudioNet, shape: tuple[int, ...], n_classes: int, o: 
     stage_vars : list of (stage, variable)
         Every trainable variable of the network with its stage (the head's are ``net.stages``).
     """
-    from ..runtime import import_tf
+    from soundlib.runtime import import_tf
 
     tf, K = import_tf()
     base = net.build()
@@ -328,8 +329,8 @@ class LayerwiseAdam:
     """
 
     def __init__(self, stage_vars: list, top: int, *, peak: float, decay: float, warmup: int, total: int):
-        from ..runtime import import_tf
-        from .finetune import _WarmupCosine
+        from soundlib.runtime import import_tf
+        from soundlib.methods.schedules import WarmupCosine
 
         _, K = import_tf()
         self._of: dict[Any, int] = {}
@@ -338,7 +339,7 @@ class LayerwiseAdam:
         for stage, v in stage_vars:
             if stage not in self._opts:
                 self.rates[stage] = peak * decay ** (top - stage)
-                self._opts[stage] = K.optimizers.Adam(_WarmupCosine(self.rates[stage], warmup, total))
+                self._opts[stage] = K.optimizers.Adam(WarmupCosine(self.rates[stage], warmup, total))
             self._of[v.ref()] = stage
 
     def apply_gradients(self, grads_and_vars) -> None:
@@ -359,7 +360,7 @@ class AudioModel:
     n_classes: int
 
     def __post_init__(self) -> None:
-        from ..runtime import import_tf
+        from soundlib.runtime import import_tf
 
         tf, _ = import_tf()
         self._serve = tf.function(lambda x: self.model(x, training=False),
@@ -374,9 +375,9 @@ class AudioModel:
 def fit_audio(feats: Features, embeddings: Features, net: AudioNet, split: FoldSplit, y: np.ndarray,
               ctx: Context, o: Any) -> FoldFit:
     """Steps 1 and 2 of the module docstring on one fold."""
-    from ..runtime import import_tf
-    from .heads import fit_logistic_head
-    from .scratch import train_network
+    from soundlib.runtime import import_tf
+    from soundlib.methods.heads import fit_logistic_head
+    from soundlib.methods.scratch import train_network
 
     tf, K = import_tf()
     K.backend.clear_session()

@@ -9,7 +9,7 @@ the embedding cache, and a head is trained per fold on the training clips'
 windows: by default a standardized logistic regression whose regularization is
 chosen on the grouped validation split (``head: logistic``); ``head: softmax``
 is soundlib 0.1's dropout + softmax head trained with the fixed
-:class:`~soundlib.train.TrainConfig` hyperparameters; with 0.1's ``fine_tune``
+:class:`~soundlib.methods.train.TrainConfig` hyperparameters; with 0.1's ``fine_tune``
 or picture distortions set in the TrainConfig it trains end to end on the
 pictures, as 0.1 did (the ``finetune`` method is the better recipe).
 """
@@ -20,11 +20,11 @@ import dataclasses
 
 import numpy as np
 
-from ..data import Dataset
-from . import register_method
-from .base import (CacheUnit, Context, Features, FoldFit, FoldSplit, accuracy, aggregate, backbone_info,
-                   embedder_features, timed, window_pictures)
-from .heads import DEFAULT_CS, HeadMethod
+from soundlib.audio.datasets import Dataset
+from soundlib.methods import register_method
+from soundlib.methods.base import (CacheUnit, Context, Features, FoldFit, FoldSplit, ModelArtifact, accuracy, aggregate,
+                                   backbone_info, embedder_features, timed, window_pictures)
+from soundlib.methods.heads import DEFAULT_CS, HeadMethod
 
 __all__ = ["FrozenOptions", "FrozenMethod", "embed_features"]
 
@@ -66,13 +66,13 @@ class FrozenOptions:
     threads: int = 0
 
     def __post_init__(self) -> None:
-        from ..errors import ConfigError
+        from soundlib.errors import ConfigError
 
         if self.head not in HEADS:
             raise ConfigError(f"head must be one of {', '.join(HEADS)}, got {self.head!r}")
         if not self.Cs or any(c <= 0 for c in self.Cs):
             raise ConfigError(f"Cs must be positive numbers, got {list(self.Cs)}")
-        from ..backbones import POOLINGS
+        from soundlib.embedders.backbones import POOLINGS
 
         if self.pooling not in POOLINGS:
             raise ConfigError(f"pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
@@ -80,7 +80,7 @@ class FrozenOptions:
 
     def embedder_options(self):
         """The options it passes to its embedder (:class:`~soundlib.embedders.EmbedderOptions`)."""
-        from ..embedders import EmbedderOptions
+        from soundlib.embedders import EmbedderOptions
 
         return EmbedderOptions(layer=self.layer, pooling=self.pooling, hop=self.hop, pad=self.pad,
                                threads=self.threads)
@@ -88,7 +88,7 @@ class FrozenOptions:
 
 def embedder_of(ctx: Context, options: "FrozenOptions | None" = None):
     """The context's backbone resolved as an embedder with the options' layer, pooling and windows."""
-    from ..embedders import resolve_embedder
+    from soundlib.embedders import resolve_embedder
 
     return resolve_embedder(str(ctx.backbone), (options or FrozenOptions()).embedder_options())
 
@@ -110,7 +110,7 @@ class FrozenMethod(HeadMethod):
         return self.options.head == "logistic"
 
     def unavailable(self) -> str | None:
-        from ..embedders import resolve_embedder
+        from soundlib.embedders import resolve_embedder
 
         backbone = self.spec.backbone
         if backbone is None:
@@ -120,7 +120,7 @@ class FrozenMethod(HeadMethod):
 
     @classmethod
     def cache_units(cls, spec, variant, backbone: str) -> "list[CacheUnit]":
-        from ..embedders import resolve_embedder
+        from soundlib.embedders import resolve_embedder
 
         o = spec.options
         embedder = resolve_embedder(backbone, o.embedder_options())
@@ -138,7 +138,7 @@ class FrozenMethod(HeadMethod):
         ctx = self._own(ctx)
         if ctx.train.needs_pictures:
             if self.options.head != "softmax":
-                from ..errors import ConfigError
+                from soundlib.errors import ConfigError
 
                 raise ConfigError("fine_tune and the picture distortions belong to soundlib 0.1's softmax head "
                                   "(method frozen with head: softmax); for fine-tuning use the finetune method")
@@ -154,35 +154,32 @@ class FrozenMethod(HeadMethod):
         rows = feats.rows_of(clips)
         return aggregate(_head_proba(fit.model, feats.x[rows]), feats.row_clip[rows], clips, how=ctx.aggregate)
 
-    def export(self, fit: FoldFit, out_dir, ctx: Context, *, metadata: dict, overwrite: bool = False):
-        from ..backbones import PooledInfo, pooled_backbone
-        from ..infer import export_keras_model, export_model
+    def artifact(self, fit: FoldFit, ctx: Context, *, metadata: dict) -> ModelArtifact:
+        from soundlib.embedders.backbones import PooledInfo, pooled_backbone
 
         ctx = self._own(ctx)
         embedder = embedder_of(ctx, self.options)
         record = {"name": embedder.name, "identity": embedder.identity, "modality": embedder.modality,
                   "license": embedder.license}
         if embedder.modality != "picture":
-            from ..errors import ModelError
-            from ..infer import export_embedder_model
+            from soundlib.errors import ModelError
 
             if self.options.head != "logistic":
                 raise ModelError(f"method {self.spec.name!r}: a model on the audio embedder {embedder.name!r} "
                                  "is exported with the logistic head (head: logistic)")
-            return export_embedder_model(out_dir, embedder=embedder, head=fit.model, spec=ctx.spec,
-                                         options=self.options.embedder_options().non_default(),
-                                         labels=list(ctx.classes), overwrite=overwrite,
-                                         info={**metadata, "method": self.spec.to_dict()})
+            return ModelArtifact("embedder_head", dict(
+                embedder=embedder, head=fit.model, spec=ctx.spec, options=self.options.embedder_options().non_default(),
+                labels=list(ctx.classes), info={**metadata, "method": self.spec.to_dict()}))
         metadata = {**metadata, "embedder": record}
         backbone = pooled_backbone(backbone_info(ctx), layer=self.options.layer, pooling=self.options.pooling)
         trained = _as_trained_head(fit.model, ctx)
         info = {**metadata, "method": self.spec.to_dict()}
         if not isinstance(backbone, PooledInfo):
-            return export_model(out_dir, trained, backbone=backbone, spec=ctx.spec, labels=list(ctx.classes),
-                                metadata=info, overwrite=overwrite)
-        from ..runtime import import_tf
+            return ModelArtifact("picture_head", dict(trained=trained, backbone=backbone, spec=ctx.spec,
+                                                      labels=list(ctx.classes), metadata=info))
+        from soundlib.runtime import import_tf
 
-        from ..backbones import resize_layer_fn
+        from soundlib.embedders.backbones import resize_layer_fn
 
         _, K = import_tf()
         inp = K.Input((ctx.spec.height, ctx.spec.width, 3), dtype="float32")
@@ -191,8 +188,8 @@ class FrozenMethod(HeadMethod):
         dense = K.layers.Dense(ctx.n_classes, activation="softmax", name="head")
         model = K.Model(inp, dense(backbone.keras_model()(x)))
         dense.set_weights(trained.model.get_weights())  # [kernel, bias]
-        return export_keras_model(out_dir, model, spec=ctx.spec, labels=list(ctx.classes), overwrite=overwrite,
-                                  info={**info, "backbone": backbone.identity, "train_config": ctx.train.to_dict()})
+        return ModelArtifact("keras", dict(model=model, spec=ctx.spec, labels=list(ctx.classes),
+                                           info={**info, "backbone": backbone.identity, "train_config": ctx.train.to_dict()}))
 
 
 def picture_features(dataset: Dataset, ctx: Context) -> Features:
@@ -209,7 +206,7 @@ def _head_proba(model, x: np.ndarray) -> np.ndarray:
 
 def _fit_softmax(feats: Features, split: FoldSplit, y: np.ndarray, ctx: Context) -> FoldFit:
     """The 0.1 head: validated on ``split.val`` when fitted on ``split.fit``, then refitted on all training clips."""
-    from ..train import train_end_to_end, train_head
+    from soundlib.methods.train import train_end_to_end, train_head
 
     def train(clips):
         rows = feats.rows_of(clips)
@@ -230,10 +227,10 @@ def _fit_softmax(feats: Features, split: FoldSplit, y: np.ndarray, ctx: Context)
 
 
 def _as_trained_head(model, ctx: Context):
-    """A :class:`~soundlib.train.TrainedHead` for export (a logistic head becomes one dense softmax layer)."""
-    from ..head import SoftmaxHead
-    from ..train import TrainedHead
-    from .heads import LogisticHead
+    """A :class:`~soundlib.methods.train.TrainedHead` for export (a logistic head becomes one dense softmax layer)."""
+    from soundlib.methods.head import SoftmaxHead
+    from soundlib.methods.train import TrainedHead
+    from soundlib.methods.heads import LogisticHead
 
     if not isinstance(model, LogisticHead):
         return model

@@ -28,11 +28,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..data import Dataset
-from ..errors import ConfigError, SoundlibError
-from . import register_method
-from .base import CacheUnit, Context, Features, FoldFit, FoldSplit, Method, accuracy, member_context, timed
-from .heads import DEFAULT_CS, fit_logistic_head
+from soundlib.audio.datasets import Dataset
+from soundlib.errors import ConfigError, SoundlibError
+from soundlib.methods import register_method
+from soundlib.methods.base import CacheUnit, Context, Features, FoldFit, FoldSplit, Method, accuracy, member_context, timed
+from soundlib.methods.heads import DEFAULT_CS, fit_logistic_head
 
 __all__ = ["FusionOptions", "FusionMethod", "weight_grid", "best_weights"]
 
@@ -62,7 +62,7 @@ class FusionOptions:
 
     def resolve(self, *, where: str) -> "FusionOptions":
         """Members resolved into method specs (checked: at least two, unique names, early = embeddings)."""
-        from . import build_method, resolve_method
+        from soundlib.methods import build_method, resolve_method
 
         if self.mode not in MODES:
             raise ConfigError(f"{where}: mode must be one of {', '.join(MODES)}, got {self.mode!r}")
@@ -128,7 +128,7 @@ class FusionMethod(Method):
     """See the module docstring."""
 
     def __init__(self, spec, options):
-        from . import build_method
+        from soundlib.methods import build_method
 
         super().__init__(spec, options)
         self.members: list[Method] = [build_method(m) for m in options.members]
@@ -139,7 +139,7 @@ class FusionMethod(Method):
     def of(cls, name: str, members: Sequence[Method], *, mode: str, Cs: tuple[float, ...] = DEFAULT_CS
            ) -> "FusionMethod":
         """A fusion of methods already built (their features and fits can then be reused)."""
-        from . import MethodSpec
+        from soundlib.methods import MethodSpec
 
         options = FusionOptions(members=tuple(m.spec for m in members), mode=mode, Cs=Cs)
         fusion = cls.__new__(cls)
@@ -150,7 +150,7 @@ class FusionMethod(Method):
 
     @classmethod
     def cache_units(cls, spec, variant, backbone: str) -> "list[CacheUnit]":
-        from . import cache_units
+        from soundlib.methods import cache_units
 
         return [u for m in spec.options.members for u in cache_units(m, variant, backbone).values()]
 

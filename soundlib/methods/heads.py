@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..errors import DatasetError
-from .base import Context, Features, FoldFit, FoldSplit, Method, accuracy, aggregate, timed
+from soundlib.errors import DatasetError
+from soundlib.methods.base import Context, Features, FoldFit, FoldSplit, Method, accuracy, aggregate, timed
 
 if TYPE_CHECKING:
     from sklearn.linear_model import LogisticRegression

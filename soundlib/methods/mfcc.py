@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..data import Dataset
-from ..embedders.mfcc import FEATURE_SETS, MfccEmbedder, mfcc_statistics
-from ..errors import ConfigError
-from . import register_method
-from .base import CacheUnit, Context, Features, embedder_features
-from .heads import DEFAULT_CS, HeadMethod
+from soundlib.audio.datasets import Dataset
+from soundlib.embedders.mfcc import FEATURE_SETS, MfccEmbedder, mfcc_statistics
+from soundlib.errors import ConfigError
+from soundlib.methods import register_method
+from soundlib.methods.base import CacheUnit, Context, Features, embedder_features
+from soundlib.methods.heads import DEFAULT_CS, HeadMethod
 
 __all__ = ["MfccOptions", "MfccMethod", "mfcc_statistics"]
 

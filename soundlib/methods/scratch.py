@@ -22,10 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from ..data import Dataset
-from ..errors import ConfigError, TrainingError
-from . import register_method
-from .base import Context, Features, FoldFit, FoldSplit, Method, accuracy, aggregate, timed, window_pictures
+from soundlib.audio.datasets import Dataset
+from soundlib.errors import ConfigError, TrainingError
+from soundlib.methods import register_method
+from soundlib.methods.base import (Context, Features, FoldFit, FoldSplit, Method, ModelArtifact, accuracy, aggregate, timed,
+                                   window_pictures)
 
 __all__ = ["ScratchOptions", "ScratchMethod", "native_spec"]
 
@@ -127,7 +128,7 @@ def spec_augment(x: np.ndarray, rng: np.random.Generator, o: ScratchOptions) -> 
 
 def build_cnn(input_shape: tuple[int, int], n_classes: int, o: ScratchOptions, *, seed: int):
     """The network: planes (n, bands, frames, 1) scaled to about [-2, 2] -> class probabilities."""
-    from ..runtime import import_tf
+    from soundlib.runtime import import_tf
 
     _, K = import_tf()
     K.utils.set_random_seed(seed)
@@ -151,7 +152,7 @@ def build_cnn(input_shape: tuple[int, int], n_classes: int, o: ScratchOptions, *
 
 def mean_over_frequency(t):
     """The mean over axis 1 (frequency) of a feature map, for a tf_keras ``Lambda`` (module-level, so models save)."""
-    from ..runtime import import_tf
+    from soundlib.runtime import import_tf
 
     tf, _ = import_tf()
     return tf.reduce_mean(t, axis=1)
@@ -181,7 +182,7 @@ def train_network(model, x: np.ndarray, y_rows: np.ndarray, val: tuple[np.ndarra
     """
     import time
 
-    from ..runtime import import_tf
+    from soundlib.runtime import import_tf
 
     tf, K = import_tf()
     opt = optimizer if optimizer is not None else K.optimizers.Adam(schedule)
@@ -253,7 +254,7 @@ class ScratchMethod(Method):
 
     @timed
     def fit(self, feats: Features, split: FoldSplit, y: np.ndarray, ctx: Context) -> FoldFit:
-        from ..runtime import import_tf
+        from soundlib.runtime import import_tf
 
         tf, K = import_tf()
         o = self.options
@@ -287,16 +288,15 @@ class ScratchMethod(Method):
         proba = fit.model.predict(_scale(feats.x[rows])[..., None], batch_size=64, verbose=0)
         return aggregate(proba, feats.row_clip[rows], clips, how=ctx.aggregate)
 
-    def export(self, fit: FoldFit, out_dir, ctx: Context, *, metadata: dict, overwrite: bool = False):
+    def artifact(self, fit: FoldFit, ctx: Context, *, metadata: dict) -> ModelArtifact:
         """A pictures -> probabilities model: the grayscale native-resolution log-mel picture's first channel."""
-        from ..infer import export_keras_model
-        from ..runtime import import_tf
+        from soundlib.runtime import import_tf
 
         tf, K = import_tf()
         spec = native_spec(ctx.spec, self.options.n_mels)
         inp = K.Input((spec.height, spec.width, 3), dtype="float32")
         x = K.layers.Lambda(picture_to_plane, name="picture_to_plane")(inp)
         model = K.Model(inp, fit.model(x))
-        return export_keras_model(out_dir, model, spec=spec, labels=list(ctx.classes), overwrite=overwrite,
-                                  info={**metadata, "method": self.spec.to_dict(), "backbone": None,
-                                        "history": fit.choice.get("history", {})})
+        return ModelArtifact("keras", dict(model=model, spec=spec, labels=list(ctx.classes),
+                                           info={**metadata, "method": self.spec.to_dict(), "backbone": None,
+                                                 "history": fit.choice.get("history", {})}))

@@ -18,9 +18,9 @@ failed run is reported with its notebook and the failing cell's error, and the
 other runs go on.
 """
 
-from .config import SweepConfig, load_sweep_config
-from .driver import RunOutcome, SweepResult, run
-from .results import (
+from soundlib.sweep.config import SweepConfig, load_sweep_config
+from soundlib.sweep.driver import RunOutcome, SweepResult, run
+from soundlib.sweep.results import (
     collect_results,
     collect_runs,
     per_class_f1,

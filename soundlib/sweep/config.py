@@ -1,7 +1,7 @@
 """Sweep files: :class:`SweepConfig` and :func:`load_sweep_config` (YAML -> validated config).
 
 This is the edge where a sweep's names are resolved: variant names and
-mappings become :class:`~soundlib.variants.FeatureSpec` objects, relative paths
+mappings become :class:`~soundlib.pictures.variants.FeatureSpec` objects, relative paths
 resolve against the YAML file's folder, and every key is checked (a misspelt
 key is an error naming it and the file).
 """
@@ -14,14 +14,14 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..backbones import DEFAULT_BACKBONE
-from ..config import check_keys, from_mapping, to_int
-from ..embed import EmbedConfig
-from ..errors import ConfigError
-from ..folds import DEFAULT_K_FOLDS
-from ..methods import DEFAULT_METHOD, MethodSpec, resolve_method
-from ..train import TrainConfig
-from ..variants import VARIANTS, FeatureSpec, resolve_variant
+from soundlib.audio.folds import DEFAULT_K_FOLDS
+from soundlib.config import check_keys, from_mapping, to_int
+from soundlib.embedders.backbones import DEFAULT_BACKBONE
+from soundlib.embedding.embed import EmbedConfig
+from soundlib.errors import ConfigError
+from soundlib.methods import DEFAULT_METHOD, MethodSpec, resolve_method
+from soundlib.methods.train import TrainConfig
+from soundlib.pictures.variants import VARIANTS, FeatureSpec, resolve_variant
 
 __all__ = ["SweepConfig", "load_sweep_config", "method_param", "check_method_folds"]
 
@@ -40,7 +40,7 @@ class SweepConfig:
     dataset : pathlib.Path or None
         Dataset folder or metadata CSV (absolute). ``None`` with ``synth``: the
         corpus is generated into ``<out>/data``.
-    synth : soundlib.synth.SynthConfig or None
+    synth : soundlib.audio.synth.SynthConfig or None
         Generate this synthetic corpus into ``dataset`` (or ``<out>/data``) when it
         is missing or was made with another configuration.
     folds : tuple of int or None
@@ -73,7 +73,7 @@ class SweepConfig:
         Default seed of the head and of fold assignment.
     group_by, group_regex : str or None
         How each file's recording is named when the dataset does not say: a manifest column, or a
-        regex with one group searched in the file name (see :func:`soundlib.data.load_dataset`).
+        regex with one group searched in the file name (see :func:`soundlib.audio.loaders.load_dataset`).
     source : pathlib.Path or None
         The YAML file this came from (for messages).
     """
@@ -137,7 +137,7 @@ class SweepConfig:
 
     def load_dataset(self, path: str | os.PathLike):
         """The dataset at ``path``, its recordings named by ``group_by`` / ``group_regex``."""
-        from ..data import load_dataset
+        from soundlib.audio.loaders import load_dataset
 
         return load_dataset(path, group_by=self.group_by, group_regex=self.group_regex)
 
@@ -156,7 +156,7 @@ def _resolve_path(raw: Any, base_dir: Path, where: str) -> Path:
 
 
 def _synth(raw: Any, where: str):
-    from ..synth import SynthConfig
+    from soundlib.audio.synth import SynthConfig
 
     if raw is None:
         return None
@@ -316,7 +316,7 @@ def _from_dict(d: Any, *, where: str, base_dir: Path) -> SweepConfig:
 
 def _grouping(d: Mapping[str, Any], where: str) -> dict[str, Any]:
     """``group_by`` / ``group_regex`` checked (one at most; a regex with exactly one group)."""
-    from ..data import compile_group_regex
+    from soundlib.audio.datasets import compile_group_regex
 
     out = {}
     for key in ("group_by", "group_regex"):
@@ -335,7 +335,7 @@ def _grouping(d: Mapping[str, Any], where: str) -> dict[str, Any]:
 
 
 def _aggregate(raw: Any, where: str) -> str:
-    from ..methods.base import AGGREGATIONS
+    from soundlib.methods.base import AGGREGATIONS
 
     if raw not in AGGREGATIONS:
         raise ConfigError(f"{where}: aggregate must be one of {', '.join(AGGREGATIONS)}, got {raw!r}")
@@ -359,7 +359,7 @@ def load_sweep_config(path: str | os.PathLike) -> SweepConfig:
             YAML file's folder** (not the working directory); ``~`` and ``$VARS`` expand.
         ``synth``
             ``{clips_per_class: .., seed: .., duration: ..}`` (any
-            :class:`~soundlib.synth.SynthConfig` field): generate the synthetic corpus
+            :class:`~soundlib.audio.synth.SynthConfig` field): generate the synthetic corpus
             into ``dataset``, or into ``<out>/data`` without ``dataset``, when it is
             missing, and use it.
         ``folds``
@@ -379,7 +379,7 @@ def load_sweep_config(path: str | os.PathLike) -> SweepConfig:
         ``backbone``
             Backbone handle (default: the embedded, offline EfficientNet-Lite0).
         ``train``
-            :class:`~soundlib.train.TrainConfig` fields.
+            :class:`~soundlib.methods.train.TrainConfig` fields.
         ``embed``
             ``{batch_size: N}``.
         ``export_model``

@@ -19,15 +19,16 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..atomic import ensure_dir
-from ..errors import ConfigError
-from ..methods import DEFAULT_METHOD, CacheUnit, MethodSpec
-from ..variants import VARIANTS, FeatureSpec
-from .config import SweepConfig, check_method_folds, load_sweep_config, method_param
-from .executors import DaskBackend, LocalBackend, drive
-from .results import collect_results, collect_runs, grouping_note, results_table_markdown, write_results
-from .tasks import (EVALUATE_NOTEBOOK, TRAIN_NOTEBOOK, FillTask, NotebookTask, Task, clean_stale_temp,
-                    dataset_fingerprint, fingerprint, run_complete, run_task)
+from soundlib.atomic import ensure_dir
+from soundlib.errors import ConfigError
+from soundlib.methods import DEFAULT_METHOD, CacheUnit, MethodSpec
+from soundlib.pictures.variants import VARIANTS, FeatureSpec
+from soundlib.sweep.config import SweepConfig, check_method_folds, load_sweep_config, method_param
+from soundlib.sweep.executors import DaskBackend, LocalBackend, drive
+from soundlib.sweep.results import collect_results, collect_runs, grouping_note, results_table_markdown, write_results
+from soundlib.sweep.processes import clean_stale_temp
+from soundlib.sweep.tasks import (EVALUATE_NOTEBOOK, TRAIN_NOTEBOOK, FillTask, NotebookTask, Task, dataset_fingerprint,
+                                  fingerprint, run_complete, run_task)
 
 __all__ = ["RunOutcome", "SweepResult", "run", "run_parameters"]
 
@@ -163,7 +164,7 @@ class _Plan:
 def _env() -> dict[str, str]:
     """The environment of the sweep's tasks. ``$SOUNDLIB_CACHE_DIR`` is resolved here, once, to an absolute path:
     a relative one would name a cache inside each run's own folder (the runs work there)."""
-    from ..backbones import cache_dir
+    from soundlib.config import cache_dir
 
     env = {"SOUNDLIB_BATCH": "1"}
     if os.environ.get("SOUNDLIB_CACHE_DIR"):
@@ -172,7 +173,7 @@ def _env() -> dict[str, str]:
 
 
 def _plan(config: SweepConfig, ds, ds_path: Path, out: Path, notebook: str, kernel_name: str | None) -> _Plan:
-    from ..methods import cache_units
+    from soundlib.methods import cache_units
 
     env = _env()
     synth = dataclasses.asdict(config.synth) if config.synth is not None else None
@@ -188,7 +189,7 @@ def _plan(config: SweepConfig, ds, ds_path: Path, out: Path, notebook: str, kern
             if not all(u.variant.resolved for u in units.values()):
                 # a duration rule (fit, auto) is chosen from the clip lengths, as each run will choose it
                 if seconds is None:
-                    from ..methods.base import clip_durations
+                    from soundlib.methods.base import clip_durations
 
                     seconds = clip_durations(ds)
                 units = {u.key: u for u in (x.with_durations(seconds) for x in units.values())}
@@ -216,7 +217,7 @@ def _plan(config: SweepConfig, ds, ds_path: Path, out: Path, notebook: str, kern
 
 def _schedule(plan: _Plan, config: SweepConfig, ds, ds_path: Path, out: Path) -> tuple[list[Task], dict[str, set]]:
     """``(initial tasks, pending fills by run label)``: a run starts when the fills it reads are done."""
-    from ..backbones import is_ready
+    from soundlib.embedders.backbones import is_ready
 
     fills: list[FillTask] = []
     paths = [c.path for c in ds.clips]
@@ -307,7 +308,7 @@ def _load_config(config_or_path: "SweepConfig | str | os.PathLike", jobs: int | 
 
 
 def _read_notebooks(notebooks: str | os.PathLike | None) -> tuple[str, str]:
-    from ..notebook import notebooks_dir
+    from soundlib.lab.notebook import notebooks_dir
 
     folder = notebooks_dir(notebooks)
     return ((folder / TRAIN_NOTEBOOK).read_text(encoding="utf-8"),
@@ -316,10 +317,10 @@ def _read_notebooks(notebooks: str | os.PathLike | None) -> tuple[str, str]:
 
 def _prepare_dataset(config: SweepConfig, out: Path, *, progress: bool):
     """``(dataset path, Dataset, config with the folds resolved)``."""
-    from ..folds import assign_folds, check_grouping
+    from soundlib.audio.folds import assign_folds, check_grouping
 
     if config.synth is not None:
-        from ..synth import ensure_corpus
+        from soundlib.audio.synth import ensure_corpus
 
         path = config.dataset or out / "data"
         ensure_corpus(path, config.synth, progress=progress)
@@ -342,7 +343,7 @@ def _prepare_dataset(config: SweepConfig, out: Path, *, progress: bool):
 def _write_resolved(out: Path, config: SweepConfig) -> None:
     import yaml
 
-    from ..atomic import write_text_atomic
+    from soundlib.atomic import write_text_atomic
 
     write_text_atomic(out / "sweep.yaml", "# resolved by soundlib.sweep.run; `soundlib sweep` reads it back\n"
                       + yaml.safe_dump(config.to_dict(), sort_keys=False))
@@ -412,10 +413,10 @@ def run(config_or_path: "SweepConfig | str | os.PathLike", *, out_dir: str | os.
     progress : bool
         Show a progress bar (runs done / total); nothing else is printed.
     kernel_name : str, optional
-        Jupyter kernel for the notebooks (default :func:`soundlib.notebook.default_kernel_name`,
+        Jupyter kernel for the notebooks (default :func:`soundlib.lab.notebook.default_kernel_name`,
         chosen where a run executes).
     notebooks : path-like, optional
-        Folder with the notebooks (default :func:`soundlib.notebook.notebooks_dir`).
+        Folder with the notebooks (default :func:`soundlib.lab.notebook.notebooks_dir`).
 
     Returns
     -------

@@ -13,8 +13,9 @@ import time
 from collections import deque
 from typing import Any, Callable, Iterable, Sequence
 
-from ..errors import ConfigError
-from .tasks import Task, kill_running, run_task
+from soundlib.errors import ConfigError
+from soundlib.sweep.processes import kill_running
+from soundlib.sweep.tasks import Task, run_task
 
 __all__ = ["LocalBackend", "DaskBackend", "drive"]
 

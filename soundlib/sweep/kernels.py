@@ -31,8 +31,9 @@ __all__ = ["PRELOAD", "ForkedKernelManager"]
 #: Modules a kernel imports before (or while) running the sweep's notebooks: imported once by the fork server.
 PRELOAD = ["ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.zmqshell", "IPython.display", "numpy",
            "matplotlib.figure", "matplotlib.backends.backend_agg", "matplotlib.colorbar", "PIL.Image",
-           "soundlib.notebook", "soundlib.evaluate", "soundlib.embed", "soundlib.plots", "soundlib.head",
-           "soundlib.hashes", "soundlib.methods.frozen", "soundlib.methods.heads", "soundlib.methods.mfcc",
+           "soundlib.lab.notebook", "soundlib.evaluation.evaluate", "soundlib.models.train", "soundlib.embedding.embed",
+           "soundlib.evaluation.plots", "soundlib.methods.head",
+           "soundlib.audio.hashes", "soundlib.methods.frozen", "soundlib.methods.heads", "soundlib.methods.mfcc",
            "soundlib.methods.fusion", "soundlib.methods.auto", "sklearn.linear_model", "sklearn.preprocessing",
            "threadpoolctl"]
 _LAUNCHER = "ipykernel_launcher"
@@ -150,7 +151,7 @@ def _kernel_main(args: list[str], env: dict[str, str], cwd: str) -> None:
     import asyncio
     import atexit
 
-    from ..runtime import die_with_parent
+    from soundlib.runtime import die_with_parent
 
     os.setsid()
     asyncio.events._set_running_loop(None)  # the parent's running event loop is not this process's

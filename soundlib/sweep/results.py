@@ -1,7 +1,7 @@
 """A sweep folder's runs -> tables: per-run scores, mean ± std per variant, summed confusions.
 
 Every ``<variant>/fold<k>/metrics.json`` under a sweep folder is read through
-:class:`~soundlib.metrics.RunMetrics`; torn or foreign files are ignored.
+:class:`~soundlib.evaluation.metrics.RunMetrics`; torn or foreign files are ignored.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..metrics import RunMetrics
+from soundlib.evaluation.metrics import RunMetrics
 
 __all__ = [
     "collect_runs",
@@ -48,7 +48,7 @@ def _order(sweep_dir: Path) -> tuple[list[str], list[str]]:
         return [], []
 
 
-def _runs(sweep_dir: Path) -> Iterator[tuple[Path, RunMetrics]]:
+def complete_runs(sweep_dir: Path) -> Iterator[tuple[Path, RunMetrics]]:
     """``(run folder, metrics)`` of every complete run: ``<variant>/<method>/fold<k>`` (and soundlib 0.1's
     ``<variant>/fold<k>``, whose method is ``frozen``), in sweep.yaml's order, then by fold."""
     variants, methods = _order(sweep_dir)
@@ -78,7 +78,7 @@ def collect_runs(sweep_dir: str | os.PathLike):
         choice, run_dir, train_clips, recordings_known, top_3_accuracy, top_5_accuracy, ece`` (NaN where a
         run did not record it: fewer classes than k, or an older soundlib); variants and methods in the order of
         ``sweep.yaml`` when there is one. ``recordings_known`` is False when the dataset did not say which
-        files come from one recording (every file its own; see :func:`soundlib.folds.check_grouping`),
+        files come from one recording (every file its own; see :func:`soundlib.audio.folds.check_grouping`),
         ``None`` for runs of soundlib versions that did not record it.
     """
     import pandas as pd
@@ -89,7 +89,7 @@ def collect_runs(sweep_dir: str | os.PathLike):
              "train_clips": int(m.train_clips), "recordings_known": (m.grouping or {}).get("known"),
              "top_3_accuracy": _top_k(m, 3), "top_5_accuracy": _top_k(m, 5),
              "ece": float(m.ece) if m.ece is not None else float("nan")}
-            for run_dir, m in _runs(Path(sweep_dir))]
+            for run_dir, m in complete_runs(Path(sweep_dir))]
     return pd.DataFrame(rows, columns=_RUN_COLUMNS)
 
 
@@ -115,7 +115,7 @@ def collect_results(sweep_dir: str | os.PathLike):
     pandas.DataFrame
         Indexed by ``(variant, method)``; columns ``folds`` (runs found), ``accuracy_mean``,
         ``accuracy_std``, ``macro_f1_mean``, ``macro_f1_std`` (population std, ddof=0,
-        as :func:`soundlib.evaluate.evaluate` reports), ``clips`` (test clips summed),
+        as :func:`soundlib.evaluation.evaluate.evaluate` reports), ``clips`` (test clips summed),
         ``seconds_per_fold`` (mean wall time of a run) and ``recordings_known`` (False when some
         run's dataset did not say which files come from one recording; None when not recorded).
     """
@@ -129,11 +129,11 @@ def collect_results(sweep_dir: str | os.PathLike):
                      "accuracy_mean": float(r["accuracy"].mean()), "accuracy_std": float(r["accuracy"].std(ddof=0)),
                      "macro_f1_mean": float(r["macro_f1"].mean()), "macro_f1_std": float(r["macro_f1"].std(ddof=0)),
                      "clips": int(r["n"].sum()), "seconds_per_fold": float(r["seconds"].astype(float).mean()),
-                     "recordings_known": _all_known(r["recordings_known"])})
+                     "recordings_known": all_known(r["recordings_known"])})
     return pd.DataFrame(rows, columns=["variant", "method"] + _TABLE_COLUMNS).set_index(["variant", "method"])
 
 
-def _all_known(values) -> bool | None:
+def all_known(values) -> bool | None:
     """False if any run's recordings were unknown, True if all were known, None if none recorded it."""
     seen = [bool(v) for v in values if v is not None and v == v]
     return None if not seen else all(seen)
@@ -173,16 +173,16 @@ def significance(sweep_dir: str | os.PathLike, *, alpha: float = 0.05, seed: int
     Every other (variant, method) is compared with the best row (highest mean accuracy):
 
     * Nadeau and Bengio's **corrected resampled t-test** of the per-fold accuracies over the
-      folds both rows ran (:func:`soundlib.stats.corrected_resampled_t`, with the folds'
+      folds both rows ran (:func:`soundlib.evaluation.stats.corrected_resampled_t`, with the folds'
       test/train size ratio): the folds share training data, so the plain paired t-test over
       folds is too confident; with 4 folds it has 3 degrees of freedom and rarely declares anything;
     * **McNemar's exact test** over the clips both rows labelled, pooled over folds: of the clips
       exactly one of the two got right, are the two counts compatible with chance?
     * a **95 % bootstrap interval** of the accuracy difference over those clips, resampling whole
-      recordings (:func:`soundlib.stats.bootstrap_difference`, 2,000 resamples, seeded).
+      recordings (:func:`soundlib.evaluation.stats.bootstrap_difference`, 2,000 resamples, seeded).
 
     Both p-values are **Holm-corrected** across the rows compared with the best
-    (:func:`soundlib.stats.holm`); the verdict uses the corrected ones.
+    (:func:`soundlib.evaluation.stats.holm`); the verdict uses the corrected ones.
 
     Returns
     -------
@@ -195,8 +195,8 @@ def significance(sweep_dir: str | os.PathLike, *, alpha: float = 0.05, seed: int
     """
     import pandas as pd
 
-    from ..metrics import read_predictions
-    from ..stats import bootstrap_difference, corrected_resampled_t, holm, mcnemar
+    from soundlib.evaluation.metrics import read_predictions
+    from soundlib.evaluation.stats import bootstrap_difference, corrected_resampled_t, holm, mcnemar
 
     runs = collect_runs(sweep_dir)
     columns = ["variant", "method", "accuracy", "delta", "delta_low", "delta_high", "folds", "test_train_ratio",
@@ -295,7 +295,7 @@ def significance_markdown(frame: Any, best: tuple[str, str] | None = None) -> st
 def write_results(sweep_dir: str | os.PathLike, table: Any = None) -> tuple[Path, Path]:
     """Write ``results.csv`` and ``results.md`` (the table, and which differences to the best row are
     significant) into ``sweep_dir`` atomically; return their paths."""
-    from ..atomic import write_text_atomic
+    from soundlib.atomic import write_text_atomic
 
     sweep_dir = Path(sweep_dir)
     table = collect_results(sweep_dir) if table is None else table
@@ -313,9 +313,9 @@ def write_results(sweep_dir: str | os.PathLike, table: Any = None) -> tuple[Path
 
 def _run_classes(run_dir: Path, metrics: RunMetrics) -> list[str]:
     """Class names in confusion-matrix order: from params.json, the model's labels, or sorted names."""
-    from ..errors import ModelError
-    from ..infer import read_labels
-    from .tasks import read_run_record
+    from soundlib.errors import ModelError
+    from soundlib.models.load import read_labels
+    from soundlib.sweep.tasks import read_run_record
 
     n = len(metrics.confusion_matrix or [])
     record = read_run_record(run_dir)
@@ -340,7 +340,7 @@ def summed_confusion(sweep_dir: str | os.PathLike) -> dict[str, tuple[list[str],
     import numpy as np
 
     out: dict[str, tuple[list[str], Any]] = {}
-    for run_dir, m in _runs(Path(sweep_dir)):
+    for run_dir, m in complete_runs(Path(sweep_dir)):
         mat = np.asarray(m.confusion_matrix or [], dtype=np.int64)
         if mat.ndim != 2 or mat.size == 0:
             continue
@@ -368,7 +368,7 @@ def per_class_f1(sweep_dir: str | os.PathLike):
 
 def write_summed_confusions(sweep_dir: str | os.PathLike) -> dict[str, Path]:
     """Write ``<variant>/<method>/confusion_matrix.png`` (summed over folds) for every row; return the paths."""
-    from ..plots import plot_confusion, save_png
+    from soundlib.evaluation.plots import plot_confusion, save_png
 
     sweep_dir = Path(sweep_dir)
     paths = {}

@@ -24,7 +24,6 @@ no longer run (:func:`clean_stale_temp`).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -33,45 +32,32 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import traceback
 from pathlib import Path
 from typing import Any, ClassVar, Mapping, Union
 
-from ..atomic import file_lock
-from ..metrics import METRICS_FILE, RunMetrics
+from soundlib.atomic import file_lock
+from soundlib.evaluation.metrics import METRICS_FILE, RunMetrics
+from soundlib.sweep.processes import LIVE, ForkedProcess, exit_with, fork_available, tail, temp_dir
 
 __all__ = [
-    "FillTask",
-    "NotebookTask",
-    "Task",
-    "TRAIN_NOTEBOOK",
-    "EVALUATE_NOTEBOOK",
-    "fingerprint",
-    "dataset_fingerprint",
-    "run_complete",
-    "read_run_record",
-    "run_task",
-    "temp_dir",
-    "clean_stale_temp",
-    "kill_running",
-    "child_main",
+    "TRAIN_NOTEBOOK", "EVALUATE_NOTEBOOK", "RUN_RECORD", "FillTask", "NotebookTask", "Task", "fingerprint",
+    "dataset_fingerprint", "read_run_record", "run_complete", "run_task", "child_main",
 ]
+
 
 #: Notebooks a sweep executes.
 TRAIN_NOTEBOOK = "train.ipynb"
+
 EVALUATE_NOTEBOOK = "evaluate.ipynb"
+
 RUN_RECORD = "params.json"
 
 #: Run by each kernel at start-up: the kernel dies with the process that launched it.
 _KERNEL_EXEC_LINE = "__import__('soundlib.runtime', fromlist=['_']).die_with_parent()"
+
 _CHILD = "import sys; from soundlib.sweep.tasks import child_main; sys.exit(child_main(sys.argv[1]))"
-_LIVE: set = set()
-
-
-# ---------------------------------------------------------------------------
-# Tasks
 
 @dataclasses.dataclass(frozen=True)
 class FillTask:
@@ -115,7 +101,6 @@ class FillTask:
     def to_json(self) -> dict[str, Any]:
         """What the task process reads (plain data, with its ``kind``)."""
         return {"kind": self.kind, **dataclasses.asdict(self)}
-
 
 @dataclasses.dataclass(frozen=True)
 class NotebookTask:
@@ -162,13 +147,8 @@ class NotebookTask:
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, **dataclasses.asdict(self)}
 
-
 #: A sweep task.
 Task = Union[FillTask, NotebookTask]
-
-
-# ---------------------------------------------------------------------------
-# Run bookkeeping
 
 def fingerprint(params: Mapping[str, Any], synth: Mapping[str, Any] | None, data: str | None = None) -> str:
     """The identity of a run: its notebook parameters (minus output-only ones), the synthetic corpus, and the
@@ -180,12 +160,11 @@ def fingerprint(params: Mapping[str, Any], synth: Mapping[str, Any] | None, data
         ident["_data"] = data
     return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
-
 def dataset_fingerprint(ds: Any) -> str:
     """The identity of a dataset's contents: the classes and every clip's path (relative to the dataset's
-    root), label, fold, recording group and audio content (SHA-256, through :mod:`soundlib.hashes`, so a
+    root), label, fold, recording group and audio content (SHA-256, through :mod:`soundlib.audio.hashes`, so a
     dataset hashed once is not read again). A file that cannot be read counts by its name alone."""
-    from ..hashes import file_hash, flush
+    from soundlib.audio.hashes import file_hash, flush
 
     h = hashlib.sha256(json.dumps(list(ds.classes)).encode())
     for clip in ds.clips:
@@ -198,19 +177,16 @@ def dataset_fingerprint(ds: Any) -> str:
     flush()
     return h.hexdigest()[:20]
 
-
 def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
 
-
 def read_run_record(run_dir: Path) -> dict | None:
     """A run's ``params.json`` (fingerprint, parameters, synth, classes), or ``None``."""
     record = _read_json(Path(run_dir) / RUN_RECORD)
     return record if isinstance(record, dict) else None
-
 
 def run_complete(run_dir: Path, fp: str, variant: str, fold: int) -> bool:
     """A run is complete when it ran with these parameters (``params.json``), wrote a valid
@@ -222,13 +198,12 @@ def run_complete(run_dir: Path, fp: str, variant: str, fold: int) -> bool:
         return False
     return RunMetrics.read(run_dir, variant=variant, fold=fold) is not None
 
-
 def _prepare_run_dir(run_dir: Path, record: Mapping[str, Any], *, log: str | None = None) -> None:
     """Start a run afresh: no stale ``metrics.json`` can outlive the new parameters. The folder is
-    marked as soundlib's (a folder soundlib did not make is refused, see :func:`soundlib.outputs.claim_run_folder`);
+    marked as soundlib's (a folder soundlib did not make is refused, see :func:`soundlib.evaluation.outputs.claim_run_folder`);
     ``train_fold`` then removes the previous run's other outputs (a model it will not replace included)."""
-    from ..atomic import write_json_atomic
-    from ..outputs import claim_run_folder
+    from soundlib.atomic import write_json_atomic
+    from soundlib.evaluation.outputs import claim_run_folder
 
     claim_run_folder(run_dir, kind="sweep-run", option="sweep run folder",
                      ignore=[".lock", Path(log).name if log else "run.log"])
@@ -240,10 +215,6 @@ def _prepare_run_dir(run_dir: Path, record: Mapping[str, Any], *, log: str | Non
         else:
             stale.unlink(missing_ok=True)
     write_json_atomic(run_dir / RUN_RECORD, dict(record))
-
-
-# ---------------------------------------------------------------------------
-# The parent side
 
 def run_task(task: "Task | Mapping[str, Any]", *, fork: bool = False) -> dict[str, Any]:
     """Execute one task in a new process and return its result.
@@ -266,24 +237,24 @@ def run_task(task: "Task | Mapping[str, Any]", *, fork: bool = False) -> dict[st
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     log = Path(task["log"])
     log.parent.mkdir(parents=True, exist_ok=True)
-    proc: "_Forked | subprocess.Popen | None" = None
+    proc: "ForkedProcess | subprocess.Popen | None" = None
     try:
         if fork and fork_available():
-            proc = _Forked(task_path, log, env, task.get("cwd") or None)
-            _LIVE.add(proc)
+            proc = ForkedProcess(_forked_main, task_path, log, env, task.get("cwd") or None)
+            LIVE.add(proc)
             rc = proc.wait()
         else:
             with open(log, "w") as log_fh:
                 proc = subprocess.Popen([sys.executable, "-c", _CHILD, task_path], stdin=subprocess.DEVNULL,
                                         stdout=log_fh, stderr=subprocess.STDOUT, env=env,
                                         cwd=task.get("cwd") or None)
-                _LIVE.add(proc)
+                LIVE.add(proc)
                 rc = proc.wait()
         result = _read_json(Path(result_path))
         if not isinstance(result, dict):
             result = {"status": "failed", "ename": "WorkerExit",
                       "evalue": f"the worker process exited with code {rc} before reporting; see {log}:\n"
-                                + _tail(log)}
+                                + tail(log)}
     except BaseException as exc:
         if proc is not None and proc.poll() is None:
             proc.kill()
@@ -293,175 +264,13 @@ def run_task(task: "Task | Mapping[str, Any]", *, fork: bool = False) -> dict[st
             raise
     finally:
         if proc is not None:
-            _LIVE.discard(proc)
+            LIVE.discard(proc)
         shutil.rmtree(work, ignore_errors=True)
     result.setdefault("seconds", round(time.perf_counter() - t0, 2))
     return result
 
-
-_TEMP_PREFIX = "soundlib-sweep-"
-_TEMP: tuple[int, Path] | None = None
-
-
-def temp_dir() -> Path:
-    """This process's private temporary folder for its tasks: ``$TMPDIR/soundlib-sweep-<pid>-*``, mode 0700,
-    made on first use and removed at exit (a killed process's is removed by :func:`clean_stale_temp`)."""
-    global _TEMP
-    if _TEMP is None or _TEMP[0] != os.getpid() or not _TEMP[1].is_dir():
-        import atexit
-
-        path = Path(tempfile.mkdtemp(prefix=f"{_TEMP_PREFIX}{os.getpid()}-"))  # 0700
-        atexit.register(shutil.rmtree, path, True)
-        _TEMP = (os.getpid(), path)
-    return _TEMP[1]
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # EPERM: alive, another user's
-        return True
-    return True
-
-
-def clean_stale_temp(*, legacy_age: float = 600.0) -> list[Path]:
-    """Remove what killed sweeps left in ``$TMPDIR``; returns what was removed.
-
-    A private folder (:func:`temp_dir`) is removed when it is this user's and the process
-    whose pid it names no longer runs. The task and result files soundlib <= 0.2 wrote
-    directly into ``$TMPDIR`` (``soundlib-sweep-*.task.json``, ``*.result.json``) name no
-    process: they are removed when older than ``legacy_age`` seconds (a task reads its
-    file when it starts, and a result is read as soon as it is written).
-    """
-    import re
-
-    removed: list[Path] = []
-    pattern = re.compile(rf"^{re.escape(_TEMP_PREFIX)}(\d+)-")
-    legacy = re.compile(rf"^{re.escape(_TEMP_PREFIX)}[A-Za-z0-9_]+\.(task|result)\.json$")
-    root = Path(tempfile.gettempdir())
-    try:
-        entries = list(root.iterdir())
-    except OSError:
-        return removed
-    now = time.time()
-    for entry in entries:
-        try:
-            st = entry.lstat()
-        except OSError:
-            continue
-        if st.st_uid != os.getuid():
-            continue
-        m = pattern.match(entry.name)
-        if m and entry.is_dir() and not entry.is_symlink():
-            if int(m[1]) != os.getpid() and not _pid_alive(int(m[1])):
-                shutil.rmtree(entry, ignore_errors=True)
-                removed.append(entry)
-        elif legacy.match(entry.name) and entry.is_file() and now - st.st_mtime > legacy_age:
-            with contextlib.suppress(OSError):
-                entry.unlink()
-                removed.append(entry)
-    return removed
-
-
-#: Imported once by the fork server, so that each forked task process (and kernel, see
-#: :mod:`soundlib.sweep.kernels`) starts with them loaded.
-_PRELOAD = ["soundlib.sweep.tasks", "soundlib.sweep.kernels", "papermill", "nbformat", "nbclient", "jupyter_client"]
-_FORK_CONTEXT: Any = None
-_START_LOCK = threading.Lock()
 #: In a forked task process: its log file (None elsewhere); its kernel is forked too.
 _TASK_LOG: str | None = None
-
-
-def fork_available() -> bool:
-    """Whether task processes can be forked from the fork server here (Linux, not inside a
-    daemonic process such as a Dask worker under a nanny, which may not have children)."""
-    import multiprocessing
-
-    return sys.platform.startswith("linux") and not multiprocessing.current_process().daemon
-
-
-def fork_context():
-    """multiprocessing's ``forkserver`` context, its server preloading :data:`_PRELOAD` and the
-    kernels' :data:`soundlib.sweep.kernels.PRELOAD` (not ``__main__``)."""
-    global _FORK_CONTEXT
-    if _FORK_CONTEXT is None:
-        import multiprocessing
-
-        from .kernels import PRELOAD
-
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(list(_PRELOAD) + PRELOAD)
-        _FORK_CONTEXT = ctx
-    return _FORK_CONTEXT
-
-
-class _Forked:
-    """A task process forked from the fork server, with ``subprocess.Popen``'s ``wait``/``poll``/``kill``.
-
-    A forked task process watches this process and exits the moment it dies
-    (``kill -9`` included, see :func:`exit_with`); its kernel dies with it
-    (:func:`soundlib.runtime.die_with_parent`).
-    """
-
-    def __init__(self, task_path: str, log: Path, env: Mapping[str, str], cwd: str | None):
-        self._proc = fork_context().Process(target=_forked_main, name="soundlib-sweep-task",
-                                             args=(task_path, str(log), dict(env), cwd, os.getpid()))
-        with _START_LOCK:
-            # multiprocessing would run this program's __main__ again in the task process (as spawn does):
-            # an unguarded script calling sweep.run would start a sweep per run
-            import types
-
-            main = sys.modules["__main__"]
-            sys.modules["__main__"] = types.ModuleType("__main__")
-            try:
-                self._proc.start()
-            finally:
-                sys.modules["__main__"] = main
-
-    def wait(self) -> int | None:
-        self._proc.join()
-        return self._proc.exitcode
-
-    def poll(self) -> int | None:
-        return self._proc.exitcode
-
-    def kill(self) -> None:
-        self._proc.kill()
-
-
-def exit_with(pid: int) -> None:
-    """Exit this process (``os._exit``) as soon as process ``pid`` ends, watched by a daemon thread.
-
-    A forked task's parent is the fork server, which outlives the sweep while any
-    process it forked still runs, so the parent-death signal alone would not stop it.
-    """
-    import select
-
-    try:
-        fd = os.pidfd_open(pid)  # Linux >= 5.3: readable once the process has exited
-    except ProcessLookupError:
-        os._exit(1)
-    except (AttributeError, OSError):
-        fd = None
-
-    def watch() -> None:
-        if fd is not None:
-            select.select([fd], [], [])
-        else:
-            while True:
-                try:
-                    os.kill(pid, 0)
-                except ProcessLookupError:
-                    break
-                except OSError:
-                    pass
-                time.sleep(0.2)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="soundlib-exit-with-sweep", daemon=True).start()
-
 
 def _forked_main(task_path: str, log: str, env: dict[str, str], cwd: str | None, sweep_pid: int) -> None:
     """A forked task process: the environment, working folder and log a fresh ``python`` would get;
@@ -490,27 +299,9 @@ def _forked_main(task_path: str, log: str, env: dict[str, str], cwd: str | None,
     finally:
         atexit._run_exitfuncs()  # multiprocessing ends its children with os._exit
 
-
-def kill_running() -> None:
-    """Kill every task process this process started that is still running."""
-    for proc in list(_LIVE):
-        with contextlib.suppress(OSError):
-            proc.kill()
-
-
-def _tail(path: Path, n: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
-    except OSError:
-        return ""
-
-
-# ---------------------------------------------------------------------------
-# The child side
-
 def child_main(task_path: str) -> int:
     """Entry point of a task process (``python -c``); writes the result file."""
-    from ..runtime import die_with_parent
+    from soundlib.runtime import die_with_parent
 
     die_with_parent(int(os.environ.get("SOUNDLIB_SWEEP_PARENT") or 0))
     task = json.loads(Path(task_path).read_text())
@@ -528,20 +319,19 @@ def child_main(task_path: str) -> int:
 
     usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
     result["cpu_seconds"] = round(sum(u.ru_utime + u.ru_stime for u in usage), 3)  # this process and its kernel
-    from ..atomic import write_json_atomic
+    from soundlib.atomic import write_json_atomic
 
     write_json_atomic(task["result_path"], result)
     return 0
 
-
 def _do_fill(task: Mapping[str, Any]) -> dict[str, Any]:
     """Prepare one method's features once (filling the embedding cache) so the runs only read them."""
-    from ..data import load_dataset
-    from ..embed import EmbedConfig
-    from ..methods import build_method, resolve_method
-    from ..methods.base import Context, clip_durations
-    from ..train import TrainConfig
-    from ..variants import FeatureSpec, resolve_duration
+    from soundlib.audio.loaders import load_dataset
+    from soundlib.embedding.embed import EmbedConfig
+    from soundlib.methods import build_method, resolve_method
+    from soundlib.methods.base import Context, clip_durations
+    from soundlib.methods.train import TrainConfig
+    from soundlib.pictures.variants import FeatureSpec, resolve_duration
 
     ds = load_dataset(task["dataset"], group_by=task.get("group_by"), group_regex=task.get("group_regex"))
     spec = FeatureSpec.from_dict(task["variant"], where="fill task: variant")
@@ -554,13 +344,12 @@ def _do_fill(task: Mapping[str, Any]) -> dict[str, Any]:
     feats = method.prepare(ds, ctx)
     return {"status": "completed", "rows": int(len(feats.row_clip)), "info": feats.info}
 
-
 def _do_notebook(task: Mapping[str, Any]) -> dict[str, Any]:
     import nbformat
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
-    from ..notebook import default_kernel_name
+    from soundlib.lab.notebook import default_kernel_name
 
     out = Path(task["output"])
     check = task.get("check")
@@ -576,7 +365,7 @@ def _do_notebook(task: Mapping[str, Any]) -> dict[str, Any]:
         kernel = task.get("kernel_name") or default_kernel_name()
         forked = {}
         if _TASK_LOG is not None:  # a forked task: its kernel is forked too (soundlib.sweep.kernels)
-            from .kernels import ForkedKernelManager
+            from soundlib.sweep.kernels import ForkedKernelManager
 
             forked["kernel_manager_class"] = ForkedKernelManager
         error: dict[str, Any] | None = None

@@ -51,7 +51,7 @@ def prepare(src: str, dest: Path, **parameters) -> Path:
     """The notebook with its parameters injected (papermill, not executed)."""
     import papermill as pm
 
-    from soundlib.notebook import notebooks_dir
+    from soundlib.lab.notebook import notebooks_dir
 
     pm.execute_notebook(str(notebooks_dir() / src), str(dest), parameters=parameters, prepare_only=True,
                         progress_bar=False)
@@ -124,10 +124,11 @@ def test_plotting_trials_explorer(browser, lab, lab_root, corpus):
 def test_visualize_prediction(browser, lab, lab_root, corpus, tiny_backbone):
     from selenium.webdriver.common.by import By
 
-    from soundlib.data import load_dataset
-    from soundlib.evaluate import EvalConfig, train_fold
-    from soundlib.train import TrainConfig
-    from soundlib.variants import resolve_variant
+    from soundlib.audio.loaders import load_dataset
+    from soundlib.evaluation.evaluate import EvalConfig
+    from soundlib.models.train import train_fold
+    from soundlib.methods.train import TrainConfig
+    from soundlib.pictures.variants import resolve_variant
 
     run = lab_root / "run"
     train_fold(load_dataset(corpus), test_fold=1, out_dir=run, progress=False,

@@ -44,14 +44,16 @@ def test_a_model_on_an_audio_embedder_records_it_and_its_windows(mfcc_model):
 
 
 def test_predict_labels_audio_with_it_and_imports_no_tensorflow(mfcc_model, synth_corpus):
-    from soundlib.infer import load_model, predict
+    from soundlib.models.label import predict
+    from soundlib.models.load import load_model
 
     wav = sorted((synth_corpus / "audio" / "fold1").glob("*.wav"))[0]
     model = load_model(mfcc_model)
     assert model.modality == "waveform" and model.window.sr == 22050
     rows, failures = predict(model, [wav], top_k=2)
     assert not failures and len(rows) == 2 and rows[0]["probability"] >= rows[1]["probability"]
-    code = ("import sys, soundlib.infer as I; m = I.load_model(sys.argv[1]); r, f = I.predict(m, [sys.argv[2]]);"
+    code = ("import sys, soundlib.models.load as L, soundlib.models.label as I; m = L.load_model(sys.argv[1]); "
+            "r, f = I.predict(m, [sys.argv[2]]);"
             "assert not f, f; assert 'tensorflow' not in sys.modules, 'TensorFlow imported'; print(r[0]['label'])")
     r = subprocess.run([sys.executable, "-c", code, str(mfcc_model), str(wav)], capture_output=True, text=True,
                        timeout=300)
@@ -62,7 +64,7 @@ def test_predict_labels_audio_with_it_and_imports_no_tensorflow(mfcc_model, synt
 def test_pictures_are_refused_and_edits_are_detected(mfcc_model, tmp_path):
     import shutil
 
-    from soundlib.infer import load_model
+    from soundlib.models.load import load_model
 
     model = load_model(mfcc_model)
     with pytest.raises(FeatureError, match="labels audio"):
@@ -84,7 +86,7 @@ def test_a_model_whose_embedder_weights_changed_is_refused(mfcc_model, tmp_path,
     import shutil
 
     from soundlib.embedders import mfcc as M
-    from soundlib.infer import load_model
+    from soundlib.models.load import load_model
 
     shutil.copytree(mfcc_model / "model", tmp_path / "m")
     monkeypatch.setattr(M.MfccEmbedder, "identity", property(lambda self: "mfcc:other:1"))

@@ -12,7 +12,7 @@ from soundlib.embedders import EmbedderOptions, WindowSpec, embedder_entry, embe
 from soundlib.embedders.base import audio_windows, register_embedder
 from soundlib.errors import BackboneError, ConfigError
 from soundlib.methods import build_method, cache_units, method_kinds, resolve_method
-from soundlib.variants import VARIANTS
+from soundlib.pictures.variants import VARIANTS
 
 from ..conftest import tone, write_wav
 
@@ -124,8 +124,8 @@ class _BandEnergies:
 
 
 def test_a_new_embedder_registered_in_one_place_runs_frozen_and_fusion(synth_corpus, cache):
-    from soundlib.data import load_dataset
-    from soundlib.evaluate import EvalConfig, evaluate
+    from soundlib.audio.loaders import load_dataset
+    from soundlib.evaluation.evaluate import EvalConfig, evaluate
 
     register_embedder("bands", lambda name, options: _BandEnergies(), modality="waveform", license="none",
                       summary="test: band energies")

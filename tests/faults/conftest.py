@@ -18,7 +18,7 @@ FAST = ["--variant", "mel32", "--epochs", "2", "--quiet"]
 @pytest.fixture(scope="session")
 def mel32():
     """The 32x32 mel variant the stand-in backbone takes, registered as ``mel32``."""
-    from soundlib.variants import register_variant
+    from soundlib.pictures.variants import register_variant
 
     return register_variant(small_spec().replace(name="mel32"), overwrite=True)
 
@@ -26,9 +26,10 @@ def mel32():
 @pytest.fixture(scope="session")
 def exported_model(tmp_path_factory, synth_corpus, tiny_backbone, mel32) -> Path:
     """A model exported by today's soundlib (train_fold on the test corpus, fold 1); do not modify it."""
-    from soundlib.data import load_dataset
-    from soundlib.evaluate import EvalConfig, train_fold
-    from soundlib.train import TrainConfig
+    from soundlib.audio.loaders import load_dataset
+    from soundlib.evaluation.evaluate import EvalConfig
+    from soundlib.models.train import train_fold
+    from soundlib.methods.train import TrainConfig
 
     out = tmp_path_factory.mktemp("exported")
     train_fold(load_dataset(synth_corpus), test_fold=1, out_dir=out, progress=False,

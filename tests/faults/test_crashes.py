@@ -101,7 +101,7 @@ def test_symlink_loops_are_reported_not_raised(tmp_path, capsys):
     assert "1 written" in cap.out and "x.wav: a link that loops or leads nowhere" in cap.err
     assert "Traceback" not in cap.err
     # a folder-per-class dataset: the loops are skipped with a warning naming them
-    from soundlib.data import load_dataset
+    from soundlib.audio.loaders import load_dataset
 
     for label in ("dog", "cat"):
         write_wav(tmp_path / "ds" / label / "a.wav", tone(300 if label == "dog" else 900))
@@ -135,7 +135,7 @@ def test_read_only_cache_is_read_and_not_written(tmp_path):
     """A real read-only cache folder (permissions, not root's privileges): entries read, no write attempted twice."""
     code = f"""
 import numpy as np, warnings
-from soundlib.cache import EmbeddingCache
+from soundlib.embedding.cache import EmbeddingCache
 cache = EmbeddingCache({str(tmp_path / 'ro')!r})
 folder = cache.root / 'f'
 with warnings.catch_warnings(record=True) as caught:
@@ -147,7 +147,7 @@ with warnings.catch_warnings(record=True) as caught:
 import json
 print(json.dumps([[str(w.message) for w in caught], cache.writable, got.tolist(), locked]))
 """
-    from soundlib.cache import EmbeddingCache
+    from soundlib.embedding.cache import EmbeddingCache
 
     cache = EmbeddingCache(tmp_path / "ro")
     for h, value in (("ee", 2.0), ("ff", 3.0), ("11", 4.0)):
@@ -180,7 +180,8 @@ def _png_header_only(width: int, height: int) -> bytes:
 @pytest.mark.parametrize("size", [20000, 10000])
 def test_huge_picture_is_skipped_and_the_batch_finishes(tmp_path, exported_model, synth_corpus, size):
     """A 20000x20000 PNG aborted the whole predict batch with Pillow's DecompressionBombError."""
-    from soundlib.infer import load_model, predict
+    from soundlib.models.label import predict
+    from soundlib.models.load import load_model
 
     bomb = tmp_path / "bomb.png"
     bomb.write_bytes(_png_header_only(size, size))
@@ -199,7 +200,7 @@ def test_huge_picture_is_skipped_and_the_batch_finishes(tmp_path, exported_model
 ])
 def test_absurd_spec_values_are_refused_before_allocating(changes, words):
     """Spec values that would allocate 100+ GiB were accepted (and then ran out of memory)."""
-    from soundlib.variants import resolve_variant
+    from soundlib.pictures.variants import resolve_variant
 
     with pytest.raises((ConfigError, FeatureError), match=r"sweep\.yaml: variants.*" + words.replace("[", r"\[")):
         resolve_variant({"name": "big", "base": "mel", **changes}, where="sweep.yaml: variants")
@@ -229,8 +230,8 @@ def test_unreadable_file_says_permission_denied(tmp_path):
     wav = unreadable(write_wav(tmp_path / "locked.wav", tone()))
     manifest = unreadable(write_csv(tmp_path / "locked.csv", ["path", "label"], [["a.wav", "x"]]))
     out = run_unprivileged(f"""
-from soundlib.audio import load_audio
-from soundlib.data import load_dataset
+from soundlib.audio.clips import load_audio
+from soundlib.audio.loaders import load_dataset
 from soundlib.errors import SoundlibError
 for f in (lambda: load_audio({str(wav)!r}), lambda: load_dataset({str(manifest)!r})):
     try:
@@ -253,7 +254,8 @@ def test_top_k_must_be_positive(tmp_path, capsys, k):
 
 
 def test_predict_library_call_checks_top_k(exported_model, synth_corpus):
-    from soundlib.infer import load_model, predict
+    from soundlib.models.label import predict
+    from soundlib.models.load import load_model
 
     with pytest.raises(ConfigError, match="top_k must be a positive integer"):
         predict(load_model(exported_model), [synth_corpus], top_k=0)
@@ -267,8 +269,8 @@ def test_predict_library_call_checks_top_k(exported_model, synth_corpus):
 def test_written_files_follow_the_umask(tmp_path, mask, file_mode, dir_mode):
     """Files were written 0600 and folders 0700 whatever the umask (a shared cache was unreadable to others)."""
     from soundlib import atomic
-    from soundlib.featurize import write_png
-    from soundlib.synth import SynthConfig, generate_corpus
+    from soundlib.pictures.featurize import write_png
+    from soundlib.audio.synth import SynthConfig, generate_corpus
 
     old = os.umask(mask)
     try:
@@ -295,7 +297,7 @@ def test_exported_model_follows_the_umask(exported_model):
 
 def test_killed_export_leftover_of_another_live_process_is_kept(tmp_path):
     """Only temporary exports of dead processes (or of soundlib 0.1) are cleaned."""
-    from soundlib.infer import _host, clean_stale_exports
+    from soundlib.models.export import _host, clean_stale_exports
 
     live = tmp_path / f".model.tmp-{_host()}-{os.getpid()}-abc"
     dead = tmp_path / f".model.tmp-{_host()}-999999999-abc"

@@ -112,7 +112,7 @@ def test_featurize_refuses_to_mix_datasets_in_one_folder(tmp_path, capsys):
 
 
 def test_picture_collisions_are_errors(tmp_path):
-    from soundlib.featurize import _destinations
+    from soundlib.pictures.featurize import _destinations
 
     a, b = tmp_path / "x.WAV", tmp_path / "x.wav"
     with pytest.raises(FeatureError, match="would be shared by two clips"):
@@ -123,9 +123,9 @@ def test_picture_collisions_are_errors(tmp_path):
 
 _KILLER = textwrap.dedent("""
     import os, signal, sys
-    from soundlib.variants import get_variant, register_variant
+    from soundlib.pictures.variants import get_variant, register_variant
     register_variant(get_variant("mel").replace(name="mel32", height=32, width=32), overwrite=True)
-    import soundlib.infer as infer
+    import soundlib.models.export as infer
     if sys.argv[1] == "export":      # killed in the middle of writing the model
         real = os.replace
         def replace(a, b, *args, **kw):
@@ -167,7 +167,7 @@ def test_killed_export_leftovers_are_cleaned_by_the_next_run(tmp_path, synth_cor
 @pytest.mark.slow
 def test_killed_retrain_leaves_a_clearly_incomplete_folder(tmp_path, synth_corpus, tiny_backbone, mel32):
     """A killed re-train left the old metrics.json (and model) beside the new predictions.csv."""
-    from soundlib.metrics import RunMetrics
+    from soundlib.evaluation.metrics import RunMetrics
 
     out = tmp_path / "run"
     args = _train_args(synth_corpus, out, tiny_backbone)

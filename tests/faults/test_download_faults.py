@@ -15,8 +15,8 @@ import tarfile
 
 import pytest
 
-from soundlib import data as D
-from soundlib import download as DL
+from soundlib.audio import loaders as L
+from soundlib.audio import download as DL
 from soundlib.errors import DatasetError
 
 from ..conftest import serve_dataset, us8k_archive
@@ -26,7 +26,7 @@ def _no_dataset_in(home) -> None:
     assert not (home / "audio").exists() and not (home / "metadata").exists()
     assert not list(home.rglob("*.part"))
     with pytest.raises(DatasetError):
-        D.load_urbansound8k(home)
+        L.load_urbansound8k(home)
 
 
 def test_soundata_1_0_1_cannot_download_by_itself():
@@ -55,7 +55,7 @@ def test_download_works_in_a_fresh_process(tmp_path, archive_server, monkeypatch
             f"sys.exit(main(['download', 'urbansound8k', '--data-home', {str(tmp_path / 'home')!r}]))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert len(D.load_dataset(tmp_path / "home")) == 2
+    assert len(L.load_dataset(tmp_path / "home")) == 2
 
 
 def test_checksum_mismatch_is_named_and_nothing_is_unpacked(tmp_path, monkeypatch, archive_server):
@@ -77,7 +77,7 @@ def test_interrupted_transfer_leaves_nothing_that_looks_complete(tmp_path, monke
     _no_dataset_in(tmp_path / "home")
     archive_server.truncate.clear()  # the connection is back: the same command finishes the job
     DL.download("urbansound8k", tmp_path / "home", progress=False)
-    assert len(D.load_dataset(tmp_path / "home")) == 2
+    assert len(L.load_dataset(tmp_path / "home")) == 2
 
 
 def test_interrupted_unpacking_is_not_taken_as_complete(tmp_path, monkeypatch, archive_server):
@@ -92,10 +92,10 @@ def test_interrupted_unpacking_is_not_taken_as_complete(tmp_path, monkeypatch, a
     with pytest.raises(KeyboardInterrupt):
         DL.download("urbansound8k", tmp_path / "home", progress=False)
     with pytest.raises(DatasetError, match="incomplete: it was being written"):
-        D.load_dataset(tmp_path / "home")
+        L.load_dataset(tmp_path / "home")
     monkeypatch.setattr(DL, "_move_into_place", real)
     DL.download("urbansound8k", tmp_path / "home", progress=False)
-    assert len(D.load_dataset(tmp_path / "home")) == 2
+    assert len(L.load_dataset(tmp_path / "home")) == 2
     assert archive_server.hits[path] == 1  # the verified archive was reused, not fetched again
 
 

@@ -50,7 +50,7 @@ def _train(corpus, out, backbone, *extra) -> int:
 
 def test_replaced_audio_with_the_same_size_and_mtime_is_hashed_again(tmp_path, monkeypatch):
     """`cp -p`/`touch -r` of another clip of the same size gave the old clip's hash (and cached embedding)."""
-    from soundlib import hashes
+    from soundlib.audio import hashes
 
     monkeypatch.setenv("SOUNDLIB_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(hashes, "_memo", {})
@@ -111,7 +111,7 @@ def test_predict_never_overwrites_an_input_the_model_or_a_foreign_file(tmp_path,
     assert predict("--csv", str(out), "--timeline", str(tmp_path / "t.csv"))[0] == 0
     assert out.read_text().startswith("input,rank,label,probability,windows")
     assert predict("--csv", str(notes), "--overwrite")[0] == 0 and notes.read_text().startswith("input,rank")
-    from soundlib.infer import load_model
+    from soundlib.models.load import load_model
 
     load_model(model)  # intact
 
@@ -183,7 +183,7 @@ def test_a_second_run_into_a_folder_being_written_is_refused(tmp_path, capsys, s
 
 def test_sweep_reruns_runs_whose_data_changed(tmp_path):
     """Dropping metadata rows (or changing a clip's audio) and re-running the sweep said "already complete"."""
-    from soundlib.metrics import RunMetrics
+    from soundlib.evaluation.metrics import RunMetrics
     from soundlib.sweep import SweepConfig
     from soundlib.sweep.driver import _plan, _prepare_dataset
 
@@ -227,8 +227,8 @@ def _damage(path: Path) -> None:
 def test_damaged_derived_models_are_rebuilt_with_a_warning(tmp_path, monkeypatch):
     """Flipping 4 KiB of the cached LiteRT model gave wrong embeddings (exit 0); a truncated one failed every later
     run and was never rebuilt; the BirdNET embedding model likewise."""
-    from soundlib import litert
-    from soundlib.backbones import BackboneInfo
+    from soundlib.embedders import litert
+    from soundlib.embedders.backbones import BackboneInfo
     from soundlib.embedders import birdnet
 
     monkeypatch.setenv("SOUNDLIB_CACHE_DIR", str(tmp_path / "cache"))
@@ -346,7 +346,7 @@ def test_cache_dir_that_is_a_file_is_a_one_line_error(tmp_path, capsys, monkeypa
     assert main(["embed", str(synth_corpus), "--variant", "mel32", "--backbone", str(tiny_backbone), "--quiet"]) == 2
     line = _one_error_line(capsys.readouterr().err, "embed")
     assert f"$SOUNDLIB_CACHE_DIR={blocked}: {blocked} is a file, expected a folder" in line
-    from soundlib.backbones import resolve_backbone
+    from soundlib.embedders.backbones import resolve_backbone
 
     with pytest.raises(ConfigError, match="is a file, expected a folder"):  # was NotADirectoryError on export
         resolve_backbone("efficientnet_lite0")
@@ -374,7 +374,8 @@ def test_notebooks_into_a_file_or_over_a_folder_copy_nothing(tmp_path, capsys):
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
 def test_predict_refuses_a_named_pipe_instead_of_blocking(tmp_path, exported_model):
     """`predict MODEL x.wav` with x.wav a named pipe waited forever for a writer."""
-    from soundlib.infer import load_model, predict
+    from soundlib.models.label import predict
+    from soundlib.models.load import load_model
 
     model = load_model(exported_model)
     pipe = tmp_path / "x.wav"
@@ -416,7 +417,7 @@ def test_leftovers_of_killed_sweeps_are_cleaned_and_task_files_are_private(tmp_p
     import tempfile
 
     from soundlib import sweep
-    from soundlib.sweep import tasks
+    from soundlib.sweep import processes as tasks
 
     tmp = tmp_path / "tmp"
     tmp.mkdir()
@@ -437,7 +438,9 @@ def test_leftovers_of_killed_sweeps_are_cleaned_and_task_files_are_private(tmp_p
         sweep.run(sweep.SweepConfig(dataset=tmp_path / "missing"), out_dir=tmp_path / "out", progress=False)
     assert not stale.exists() and not legacy.exists() and live.is_dir()
 
-    result = tasks.run_task({"kind": "nothing", "label": "t", "log": str(tmp_path / "t.log")})
+    from soundlib.sweep.tasks import run_task
+
+    result = run_task({"kind": "nothing", "label": "t", "log": str(tmp_path / "t.log")})
     assert result["status"] == "failed" and "unknown task kind" in result["evalue"]
     mine = [p for p in tmp.iterdir() if p.name.startswith(f"soundlib-sweep-{os.getpid()}-")]
     assert len(mine) == 1 and stat.S_IMODE(mine[0].stat().st_mode) == 0o700  # private: keys live there
@@ -485,7 +488,7 @@ def test_sweep_stopped_with_sigterm_or_kill_9_leaves_no_task_files(tmp_path, mon
         assert left() == []
         return
     assert left()  # kill -9: nothing could run; the next sweep cleans up
-    from soundlib.sweep.tasks import clean_stale_temp
+    from soundlib.sweep.processes import clean_stale_temp
 
     monkeypatch.setenv("TMPDIR", str(tmp))
     monkeypatch.setattr(tempfile, "tempdir", None)
@@ -500,7 +503,7 @@ def test_sweep_stopped_with_sigterm_or_kill_9_leaves_no_task_files(tmp_path, mon
 def test_unusable_hash_index_is_one_warning_line_naming_it(tmp_path, capsys, monkeypatch, synth_corpus,
                                                            tiny_backbone, mel32):
     """A corrupt hash index printed Python's raw two-line RuntimeWarning."""
-    from soundlib import hashes
+    from soundlib.audio import hashes
 
     monkeypatch.setattr(hashes, "_memo", {})  # hash the corpus again: through the index
     cache = tmp_path / "cache"

@@ -34,12 +34,12 @@ _CHILD = r'''
 import dataclasses, json, os, sys
 from pathlib import Path
 import numpy as np
-from soundlib.data import Clip, Dataset
-from soundlib.embed import EmbedConfig
+from soundlib.audio.datasets import Clip, Dataset
+from soundlib.embedding.embed import EmbedConfig
 from soundlib.embedders import resolve_embedder
 from soundlib.embedders.base import WindowSpec, audio_windows, register_embedder
 from soundlib.methods.base import Context, embedder_features, window_pictures
-from soundlib.variants import get_variant
+from soundlib.pictures.variants import get_variant
 
 mode, tiny, short, *longs = sys.argv[1:]
 

@@ -24,8 +24,8 @@ def _no_strings_left(spec) -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_every_method_name_with_no_options_resolves_on_every_entry_point(name, tmp_path, synth_corpus):
     from soundlib.cli import build_parser, method_from_args
-    from soundlib.evaluate import EvalConfig
-    from soundlib.notebook import eval_config
+    from soundlib.evaluation.evaluate import EvalConfig
+    from soundlib.lab.notebook import eval_config
     from soundlib.sweep import load_sweep_config
 
     specs = [resolve_method(name)]

@@ -69,7 +69,7 @@ def manifests(draw) -> bytes:
 @SETTINGS
 @given(body=manifests())
 def test_random_manifests(body):
-    from soundlib.data import load_dataset
+    from soundlib.audio.loaders import load_dataset
 
     path = _DIR / "m.csv"
     path.write_bytes(body)
@@ -79,7 +79,7 @@ def test_random_manifests(body):
 @SETTINGS
 @given(body=st.binary(max_size=400))
 def test_random_bytes_as_a_csv(body):
-    from soundlib.data import load_dataset
+    from soundlib.audio.loaders import load_dataset
 
     path = _DIR / "b.csv"
     path.write_bytes(body)
@@ -91,7 +91,8 @@ def test_random_bytes_as_a_csv(body):
        layout=st.sampled_from(["us8k", "esc50"]))
 def test_random_metadata_rows(rows, layout):
     """The UrbanSound8K and ESC-50 headers with random rows under them."""
-    from soundlib.data import ESC50_HEADER, US8K_HEADER, load_dataset
+    from soundlib.audio.datasets import ESC50_HEADER, US8K_HEADER
+    from soundlib.audio.loaders import load_dataset
 
     header = US8K_HEADER if layout == "us8k" else ESC50_HEADER
     buf = io.StringIO()
@@ -112,7 +113,7 @@ _AUDIO_HEADERS = st.sampled_from([b"", b"RIFF\x24\x00\x00\x00WAVEfmt ", b"fLaC",
 @given(head=_AUDIO_HEADERS, body=st.binary(max_size=600), ext=st.sampled_from([".wav", ".flac", ".ogg", ".mp3",
                                                                                 ".aiff", ".au"]))
 def test_random_audio_files(head, body, ext):
-    from soundlib.audio import load_audio
+    from soundlib.audio.clips import load_audio
 
     path = _DIR / f"clip{ext}"
     path.write_bytes(head + body)
@@ -132,7 +133,7 @@ _PICTURE_HEADERS = st.sampled_from([b"", b"\x89PNG\r\n\x1a\n", b"\x89PNG\r\n\x1a
 @given(head=_PICTURE_HEADERS, body=st.binary(max_size=400), ext=st.sampled_from([".png", ".jpg", ".gif", ".bmp",
                                                                                   ".tif", ".webp"]))
 def test_random_pictures(head, body, ext):
-    from soundlib.featurize import read_picture
+    from soundlib.pictures.featurize import read_picture
 
     path = _DIR / f"pic{ext}"
     path.write_bytes(head + body)
@@ -155,7 +156,7 @@ _SPEC_KEYS = ["name", "kind", "sr", "duration", "n_fft", "hop_length", "frequenc
 @given(mapping=st.dictionaries(st.sampled_from(_SPEC_KEYS + ["bogus"]), _JSON, max_size=5))
 def test_random_variant_mappings(mapping):
     """A sweep YAML's (or a model's feature_spec.json's) variant mapping with random values."""
-    from soundlib.variants import resolve_duration, resolve_variant
+    from soundlib.pictures.variants import resolve_duration, resolve_variant
 
     mapping = {"name": "v", **mapping}
     try:
@@ -173,7 +174,7 @@ def test_random_variant_mappings(mapping):
        raw=st.one_of(st.none(), st.binary(max_size=60)))
 def test_random_model_manifests(info, raw):
     """soundlib_model.json with random content (or random bytes): read_model_info checks every field it uses."""
-    from soundlib.infer import read_model_info
+    from soundlib.models.load import read_model_info
 
     folder = _DIR / "model"
     folder.mkdir(exist_ok=True)
@@ -197,7 +198,7 @@ def test_random_model_manifests(info, raw):
 @given(body=st.one_of(st.binary(max_size=200), _JSON.map(lambda v: json.dumps(v).encode())))
 def test_random_metrics_files_are_ignored_not_raised(body):
     """metrics.json of a run: a torn or foreign file reads as "no complete run", never as an exception."""
-    from soundlib.metrics import RunMetrics
+    from soundlib.evaluation.metrics import RunMetrics
 
     path = _DIR / "metrics.json"
     path.write_bytes(body)
@@ -288,7 +289,8 @@ def test_predict_output_paths(csv, timeline, overwrite):
 
     import pytest
 
-    import soundlib.infer as infer
+    import soundlib.models.label as label
+    import soundlib.models.load as load
 
     root = _world()
     try:
@@ -308,8 +310,8 @@ def test_predict_output_paths(csv, timeline, overwrite):
             return [{"input": str(inputs[0]), "rank": 1, "label": "a", "probability": 1.0, "windows": 1}], []
 
         with pytest.MonkeyPatch.context() as mp:  # the model is not what is tested: the outputs are
-            mp.setattr(infer, "load_model", lambda path: object())
-            mp.setattr(infer, "predict", fake_predict)
+            mp.setattr(load, "load_model", lambda path: object())
+            mp.setattr(label, "predict", fake_predict)
             code, err = _run_cli(args)
         _check_outcome(code, err, "predict")
         assert code in (0, 2)

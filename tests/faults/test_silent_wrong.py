@@ -28,11 +28,11 @@ from .conftest import FAST, tone_manifest
 @pytest.fixture
 def poisoned_cache(tmp_path, synth_corpus, tiny_backbone, mel32):
     """A filled embedding cache for the test corpus and a function that overwrites one clip's entry."""
-    from soundlib.backbones import resolve_backbone
-    from soundlib.cache import EmbeddingCache, audio_hash
-    from soundlib.data import load_dataset
-    from soundlib.embed import EmbedConfig, embed_clips
-    from soundlib.variants import resolve_for_clips
+    from soundlib.embedders.backbones import resolve_backbone
+    from soundlib.embedding.cache import EmbeddingCache, audio_hash
+    from soundlib.audio.loaders import load_dataset
+    from soundlib.embedding.embed import EmbedConfig, embed_clips
+    from soundlib.pictures.variants import resolve_for_clips
 
     ds = load_dataset(synth_corpus)
     cfg = EmbedConfig(cache_dir=tmp_path / "cache", progress=False)
@@ -58,7 +58,7 @@ def poisoned_cache(tmp_path, synth_corpus, tiny_backbone, mel32):
 ])
 def test_bad_cache_entries_are_recomputed_with_a_warning(poisoned_cache, mel32, bad, why):
     """A NaN entry was used as is (accuracy 0.76 -> 0.25, exit 0); a wrong-shaped one crashed every run."""
-    from soundlib.embed import embed_clips
+    from soundlib.embedding.embed import embed_clips
 
     ds, cfg, backbone, clean, poison = poisoned_cache
     path = poison(5, bad(clean[5]))
@@ -72,9 +72,9 @@ def test_bad_cache_entries_are_recomputed_with_a_warning(poisoned_cache, mel32, 
 
 def test_evaluate_with_a_nan_entry_scores_as_clean_and_records_the_warning(tmp_path, poisoned_cache,
                                                                             tiny_backbone, mel32):
-    from soundlib.embed import EmbedConfig
-    from soundlib.evaluate import EvalConfig, evaluate
-    from soundlib.train import TrainConfig
+    from soundlib.embedding.embed import EmbedConfig
+    from soundlib.evaluation.evaluate import EvalConfig, evaluate
+    from soundlib.methods.train import TrainConfig
 
     ds, cfg, backbone, clean, poison = poisoned_cache
     config = EvalConfig(spec=mel32, backbone=str(tiny_backbone), train=TrainConfig(epochs=3))
@@ -94,12 +94,12 @@ def test_evaluate_with_a_nan_entry_scores_as_clean_and_records_the_warning(tmp_p
 
 
 @pytest.mark.parametrize("build", [
-    lambda: __import__("soundlib.train", fromlist=["x"]).TrainConfig(learning_rate=float("nan")),
-    lambda: __import__("soundlib.train", fromlist=["x"]).TrainConfig(learning_rate=float("inf")),
-    lambda: __import__("soundlib.train", fromlist=["x"]).TrainConfig(l2=float("nan")),
-    lambda: __import__("soundlib.train", fromlist=["x"]).TrainConfig(fine_tune_learning_rate=float("nan")),
-    lambda: __import__("soundlib.variants", fromlist=["x"]).FeatureSpec(top_db=float("nan")),
-    lambda: __import__("soundlib.variants", fromlist=["x"]).FeatureSpec(top_db=float("inf")),
+    lambda: __import__("soundlib.methods.train", fromlist=["x"]).TrainConfig(learning_rate=float("nan")),
+    lambda: __import__("soundlib.methods.train", fromlist=["x"]).TrainConfig(learning_rate=float("inf")),
+    lambda: __import__("soundlib.methods.train", fromlist=["x"]).TrainConfig(l2=float("nan")),
+    lambda: __import__("soundlib.methods.train", fromlist=["x"]).TrainConfig(fine_tune_learning_rate=float("nan")),
+    lambda: __import__("soundlib.pictures.variants", fromlist=["x"]).FeatureSpec(top_db=float("nan")),
+    lambda: __import__("soundlib.pictures.variants", fromlist=["x"]).FeatureSpec(top_db=float("inf")),
 ])
 def test_config_dataclasses_reject_non_finite_values(build):
     """`TrainConfig(learning_rate=nan)`, `FeatureSpec(top_db=nan)` were accepted."""
@@ -186,7 +186,7 @@ def test_repeated_test_folds_are_refused(tmp_path, capsys, synth_corpus, tiny_ba
 def test_macro_f1_counts_only_the_classes_in_the_test_fold(tmp_path):
     """7 of 8 correct in a fold holding 2 of 10 classes gave macro-F1 0.186."""
     from soundlib import sweep
-    from soundlib.metrics import RunMetrics, compute_metrics
+    from soundlib.evaluation.metrics import RunMetrics, compute_metrics
 
     classes = [f"c{i}" for i in range(10)]
     y_true = [0, 0, 0, 0, 1, 1, 1, 1]
@@ -205,7 +205,7 @@ def test_macro_f1_counts_only_the_classes_in_the_test_fold(tmp_path):
 
 def test_old_metrics_files_get_the_new_macro_f1(tmp_path):
     """A 0.1 metrics.json (macro_f1 over all classes) reads with macro_f1 over the classes present."""
-    from soundlib.metrics import RunMetrics
+    from soundlib.evaluation.metrics import RunMetrics
 
     cm = np.zeros((10, 10), int)
     cm[0, 0], cm[1, 1], cm[1, 0] = 4, 3, 1
@@ -221,7 +221,7 @@ def test_old_metrics_files_get_the_new_macro_f1(tmp_path):
 
 def test_repeated_manifest_column_is_refused(tmp_path, capsys):
     """`path,label,label` silently used the last label column."""
-    from soundlib.data import load_dataset
+    from soundlib.audio.loaders import load_dataset
 
     manifest = write_csv(tmp_path / "m.csv", ["path", "label", "label"], [["x.wav", "dog", "cat"]])
     with pytest.raises(DatasetError, match=r"m\.csv: column\(s\) 'label' appear more than once"):
@@ -262,7 +262,7 @@ def _spec_edit(**changes):
 ])
 def test_edited_models_are_refused(tmp_path, exported_model, name, edit, words):
     """A reordered labels.txt or an edited feature_spec.json predicted silently wrong."""
-    from soundlib.infer import load_model
+    from soundlib.models.load import load_model
 
     with pytest.raises(ModelError, match=re.escape(words)):
         load_model(_tampered(tmp_path, exported_model, name, edit))
@@ -271,7 +271,7 @@ def test_edited_models_are_refused(tmp_path, exported_model, name, edit, words):
 def test_model_spec_fields_are_type_checked_with_the_file_named(tmp_path, exported_model):
     """`"sr": "abc"` in feature_spec.json: a ModelError naming the file and the field, not a traceback
     (this already held before the fix; kept so it stays so)."""
-    from soundlib.infer import load_model
+    from soundlib.models.load import load_model
 
     copy = _tampered(tmp_path, exported_model, "feature_spec.json", _spec_edit(sr="abc"))
     info = json.loads((copy / "soundlib_model.json").read_text())
@@ -283,7 +283,7 @@ def test_model_spec_fields_are_type_checked_with_the_file_named(tmp_path, export
 
 
 def test_unchanged_model_loads_and_legacy_model_warns(exported_model):
-    from soundlib.infer import load_model
+    from soundlib.models.load import load_model
 
     assert math.isfinite(load_model(exported_model).spec.top_db)
     legacy = Path(__file__).parents[1] / "data" / "legacy_0_1" / "sweep" / "tmel" / "fold1" / "model"

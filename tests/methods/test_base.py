@@ -9,7 +9,7 @@ from soundlib.errors import ConfigError, DatasetError
 from soundlib.methods import cache_units, resolve_method
 from soundlib.methods.base import Features, FoldSplit, aggregate
 from soundlib.methods.fusion import best_weights, weight_grid
-from soundlib.variants import VARIANTS
+from soundlib.pictures.variants import VARIANTS
 
 from ..conftest import fake_dataset
 
@@ -111,7 +111,7 @@ def test_cache_units_choose_the_duration_rule_from_the_clips(tmp_path):
         path = write_wav(tmp_path / "c" / f"{k}.wav", tone(300 + 500 * (k % 2), seconds=0.5, seed=k))
         rows.append([f"c/{path.name}", "ab"[k % 2], 1 + (k // 2) % 2, f"r{k}"])
     ds_path = write_csv(tmp_path / "m.csv", ["path", "label", "fold", "group"], rows)
-    from soundlib.data import load_dataset
+    from soundlib.audio.loaders import load_dataset
 
     config = SweepConfig(dataset=ds_path, folds=(1, 2), variants=(mel,), methods=(fz,))
     plan = _plan(config, load_dataset(ds_path), ds_path, tmp_path / "out", "", None)
@@ -135,9 +135,9 @@ def test_fusion_weights_are_chosen_on_validation():
 def test_window_pictures_are_the_whole_clip_pictures_filled_in_place(tmp_path):
     """The pictures (and planes) of every window, as rendering each clip read whole gave them; a clip that
     cannot be read or turns out silent is named."""
-    from soundlib.audio import load_windows
-    from soundlib.data import Clip, Dataset
-    from soundlib.features import render
+    from soundlib.audio.clips import load_windows
+    from soundlib.audio.datasets import Clip, Dataset
+    from soundlib.pictures.features import render
     from soundlib.methods.base import window_pictures
 
     from ..conftest import small_spec, tone, write_wav

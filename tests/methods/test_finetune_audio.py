@@ -28,10 +28,10 @@ MN04 = SHARED / "models" / "efficientat" / "mn04_as_mAP_432.pt"
 
 
 def _yamnet_missing() -> str | None:
-    from soundlib import _yamnet as Y
+    from soundlib.embedders.nets import yamnet_weights as YW
 
     try:
-        Y.variables_path()
+        YW.variables_path()
     except SoundlibError as exc:
         return str(exc)
     return None
@@ -45,11 +45,12 @@ needs_yamnet = pytest.mark.skipif(_yamnet_missing() is not None, reason=f"no YAM
 @pytest.fixture
 def tf_runtimes(monkeypatch):
     """The weights from the shared folder, the embedders on TensorFlow (no LiteRT conversion in these tests)."""
-    from soundlib import _efficientat_mn, _yamnet
+    from soundlib.embedders.nets import efficientat_weights as _efficientat_mn
+    from soundlib.embedders.nets import yamnet_weights as _yamnetW
 
     monkeypatch.setenv("SOUNDLIB_MN04_CHECKPOINT", str(MN04))
     monkeypatch.setattr(_efficientat_mn, "_litert_available", lambda: False)
-    monkeypatch.setattr(_yamnet, "_litert_importable", lambda: False)
+    monkeypatch.setattr(_yamnetW, "_litert_importable", lambda: False)
 
 
 # ---------------------------------------------------------------------------
@@ -79,8 +80,8 @@ def test_audio_options_are_named_and_parsed():
 
 
 def test_picture_backbone_refuses_audio_only_options(synth_corpus, tiny_backbone):
-    from soundlib.data import load_dataset
-    from soundlib.evaluate import EvalConfig, evaluate
+    from soundlib.audio.loaders import load_dataset
+    from soundlib.evaluation.evaluate import EvalConfig, evaluate
 
     cfg = EvalConfig(spec=small_spec().replace(duration=1.0), backbone=str(tiny_backbone), folds=(1,),
                      method=resolve_method({"name": "finetune", "top_stages": 2}))
@@ -172,8 +173,8 @@ def test_layerwise_adam_decays_rates_down_the_stages():
 
 
 def test_stage_of_layer_groups_both_ports():
-    from soundlib import _efficientat_mn as M
-    from soundlib import _yamnet as Y
+    from soundlib.embedders.nets import efficientat_mn as M
+    from soundlib.embedders.nets import yamnet as Y
 
     assert [M.stage_of_layer(n) for n in ("features_0_conv", "features_3_block_1_dw", "features_16_bn",
                                           "pooled", "classifier_2")] == [0, 3, 16, 17, 17]
@@ -184,7 +185,7 @@ def test_stage_of_layer_groups_both_ports():
 
 @needs_mn04
 def test_mn04_embedding_model_is_the_embedders_network(tf_runtimes):
-    from soundlib import _efficientat_mn as M
+    from soundlib.embedders.nets import efficientat_mn as M
 
     full = M.build_keras_model(MN04)
     part = M.build_embedding_model(MN04)
@@ -195,13 +196,14 @@ def test_mn04_embedding_model_is_the_embedders_network(tf_runtimes):
 
 @needs_yamnet
 def test_yamnet_patch_model_matches_the_frames_model(tf_runtimes):
-    from soundlib import _yamnet as Y
+    from soundlib.embedders.nets import yamnet as Y
+    from soundlib.embedders.nets import yamnet_weights as YW
 
     frames = np.random.default_rng(0).normal(scale=0.1, size=(3, Y.FRAME_SAMPLES)).astype(np.float32)
-    want = Y.build_frames_model()(frames, training=False)[0].numpy()
+    want = YW.build_frames_model()(frames, training=False)[0].numpy()
     patches = Y.log_mel_patches(frames)
     assert patches.shape == (3, 96, 64)
-    got = Y.build_patch_model()(patches[..., None], training=False).numpy()
+    got = YW.build_patch_model()(patches[..., None], training=False).numpy()
     assert np.allclose(got, want, atol=1e-4)
     with pytest.raises(SoundlibError, match="15600"):
         Y.log_mel_patches(frames[:, :100])
@@ -213,9 +215,9 @@ def test_yamnet_patch_model_matches_the_frames_model(tf_runtimes):
 
 
 def _evaluate(corpus, name: str, cache_dir: Path, **options):
-    from soundlib.data import load_dataset
-    from soundlib.embed import EmbedConfig
-    from soundlib.evaluate import EvalConfig, evaluate
+    from soundlib.audio.loaders import load_dataset
+    from soundlib.embedding.embed import EmbedConfig
+    from soundlib.evaluation.evaluate import EvalConfig, evaluate
 
     method = resolve_method({"name": "ft", "method": "finetune", "epochs": 1, "batch_size": 8, **options})
     cfg = EvalConfig(spec=small_spec().replace(duration=1.0), method=method, backbone=name, folds=(1,))
@@ -258,9 +260,9 @@ def test_epoch_zero_is_kept_when_fine_tuning_does_not_help_on_validation(synth_c
     """A learning rate too small to change anything: no epoch beats the head alone, so the head-only model
     is kept, its validation accuracy is the one reported, and the test clips are labelled as ``frozen``
     labels them (the logistic head refitted on every training clip)."""
-    from soundlib.data import load_dataset
-    from soundlib.embed import EmbedConfig
-    from soundlib.evaluate import EvalConfig, evaluate
+    from soundlib.audio.loaders import load_dataset
+    from soundlib.embedding.embed import EmbedConfig
+    from soundlib.evaluation.evaluate import EvalConfig, evaluate
 
     res = _evaluate(synth_corpus, "mn04", tmp_path / "cache", backbone_learning_rate=1e-12, layer_decay=1.0,
                     unfreeze="all")

@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from soundlib.data import load_dataset
-from soundlib.evaluate import EvalConfig, evaluate, train_fold
+from soundlib.audio.loaders import load_dataset
+from soundlib.evaluation.evaluate import EvalConfig, evaluate
+from soundlib.models.train import train_fold
 from soundlib.methods import resolve_method
 
 from ..conftest import small_spec, tone, write_csv, write_wav
@@ -57,7 +58,8 @@ def test_exported_models_label_like_the_evaluation(name, tmp_path, synth_corpus,
     """train_fold exports what it evaluated: the exported model gives the same probabilities."""
     import pandas as pd
 
-    from soundlib.infer import load_model, predict
+    from soundlib.models.label import predict
+    from soundlib.models.load import load_model
 
     ds = load_dataset(synth_corpus)
     cfg = EvalConfig(spec=spec, method=resolve_method(TINY[name]), backbone=str(tiny_backbone))
@@ -116,7 +118,7 @@ def test_duration_auto_is_chosen_from_the_clips_and_recorded(tmp_path, tiny_back
 def test_default_window_fits_short_clips_and_keeps_4_s(tmp_path, seconds):
     """The built-in variants' default (duration "fit"): 0.5-s clips get a 0.5-s window, not a mostly
     empty 4-s picture; 4-s clips (UrbanSound8K) keep exactly the 4.0 s (and cache keys) of soundlib 0.1."""
-    from soundlib.variants import VARIANTS
+    from soundlib.pictures.variants import VARIANTS
 
     rows = []
     for k in range(12):
@@ -169,7 +171,7 @@ def test_birdnet_embeddings_and_parity(tmp_path):
 def test_soundlib_0_1_picture_training_stays_with_the_softmax_head(synth_corpus, tiny_backbone, spec):
     """0.1's fine_tune / distortions flags train end to end on pictures, with the softmax head only."""
     from soundlib.errors import ConfigError
-    from soundlib.train import Distortions, TrainConfig
+    from soundlib.methods.train import Distortions, TrainConfig
 
     ds = load_dataset(synth_corpus)
     train = TrainConfig(epochs=1, distortions=Distortions(time_mask=0.1))

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from soundlib import sweep
-from soundlib.notebook import notebooks_dir
+from soundlib.lab.notebook import notebooks_dir
 from soundlib.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,12 +39,12 @@ def write(path: Path, text: str) -> Path:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, cache) -> Path:
     """A folder with a tiny corpus, the stand-in backbone and sweep files using both (relative paths)."""
-    from soundlib.synth import SynthConfig, generate_corpus
+    from soundlib.audio.synth import SynthConfig, generate_corpus
 
     root = tmp_path_factory.mktemp("project")
     generate_corpus(root / "data", SynthConfig(clips_per_class=5, duration=1.0, slices_per_recording=1, n_folds=3),
                     progress=False)
-    subprocess.run([sys.executable, "-c", "import sys; from soundlib.backbones import save_tiny_backbone; "
+    subprocess.run([sys.executable, "-c", "import sys; from soundlib.embedders.backbones import save_tiny_backbone; "
                     "save_tiny_backbone(sys.argv[1])", str(root / "tiny")], check=True, capture_output=True)
     common = """
         dataset: data

@@ -30,7 +30,7 @@ def test_only_ipykernel_on_this_interpreter_is_forked():
 def test_forked_kernel_is_a_kernel_of_its_own(tmp_path):
     """It runs code in its own process and session, in the asked folder and environment, as this process's
     child; it can be interrupted and shuts down cleanly."""
-    from soundlib.notebook import default_kernel_name
+    from soundlib.lab.notebook import default_kernel_name
 
     async def scenario():
         km = ForkedKernelManager(kernel_name=default_kernel_name())
@@ -76,7 +76,7 @@ def test_unguarded_script_is_not_run_again_in_task_processes(tmp_path):
              "nbformat": 4, "nbformat_minor": 5}
     script.write_text(textwrap.dedent(f"""
         import json
-        from soundlib.notebook import default_kernel_name
+        from soundlib.lab.notebook import default_kernel_name
         from soundlib.sweep.tasks import run_task
         with open({str(marker)!r}, "a") as fh:
             fh.write("ran\\n")
@@ -114,7 +114,7 @@ def test_kernel_with_a_semaphore_shuts_down_by_itself(tmp_path):
     out = tmp_path / "out"
     script.write_text(textwrap.dedent(f"""
         import json
-        from soundlib.notebook import default_kernel_name
+        from soundlib.lab.notebook import default_kernel_name
         from soundlib.sweep.tasks import run_task
         if __name__ == "__main__":
             r = run_task({{"kind": "notebook", "notebook": json.dumps({nb!r}), "output": {str(out / "nb.ipynb")!r},

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from soundlib import plots, sweep
+from soundlib import sweep
+from soundlib.evaluation import plots
 
 
 def fake_metrics(run_dir: Path, variant: str, fold: int, acc: float, f1: float, cm, *, method: str | None = None,

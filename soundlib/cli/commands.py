@@ -1,0 +1,348 @@
+"""The commands: each ``cmd_*`` takes the parsed arguments and returns the exit status; their arguments
+are declared in :mod:`soundlib.cli.parser`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from soundlib.cli.options import embed_config_from_args, eval_config_from_args
+
+__all__ = [
+    "cmd_synth", "cmd_variants", "cmd_featurize", "cmd_gallery", "cmd_download", "cmd_evaluate", "cmd_train",
+    "cmd_info", "cmd_embed", "cmd_embedders", "TAG_COLUMNS", "cmd_tag", "PREDICT_COLUMNS", "TIMELINE_COLUMNS",
+    "cmd_predict", "cmd_notebooks", "cmd_sweep",
+]
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from soundlib.audio.synth import SynthConfig, generate_corpus
+    from soundlib.config import from_mapping
+
+    cfg = from_mapping(SynthConfig, {"clips_per_class": args.clips_per_class, "seed": args.seed,
+                                     "duration": args.duration}, where="command line")
+    out = generate_corpus(args.out_dir, cfg, progress=not args.quiet)
+    print(f"synthetic corpus ({10 * cfg.clips_per_class} clips, seed {cfg.seed}) in {out}")
+    return 0
+
+def cmd_variants(args: argparse.Namespace) -> int:
+    import json
+
+    from soundlib.pictures.variants import AUTO_DURATION_PERCENTILE, DURATION_RULES, VARIANTS, variants_yaml
+
+    if args.yaml:
+        sys.stdout.write(variants_yaml())
+        return 0
+    if args.json:
+        print(json.dumps({name: spec.to_dict(every_field=True) for name, spec in VARIANTS.items()}, indent=2))
+        return 0
+    for name, spec in VARIANTS.items():
+        d = spec.to_dict(every_field=True)
+        merge = d.pop("merge")
+        d.pop("name")
+        if spec.resolved:
+            print(f"{name}  [key {spec.key()}]")
+        else:  # the key of the longest window its rule allows (4 s for fit: what 4-s clips get)
+            longest = DURATION_RULES[spec.duration][1]
+            print(f"{name}  [key {spec.replace(duration=longest).key()} at {longest:g} s]")
+        print("    " + ", ".join(f"{k}={v}" for k, v in d.items()))
+        if spec.kind in ("merged", "stacked"):
+            print("    merge: " + ", ".join(f"{k}={v}" for k, v in merge.items()))
+    for rule in sorted({spec.duration for spec in VARIANTS.values() if not spec.resolved}):
+        low, high = DURATION_RULES[rule]
+        print(f"duration={rule}: the clips' length ({AUTO_DURATION_PERCENTILE}th percentile, rounded up to 0.1 s) "
+              f"within [{low:g}, {high:g}] s, chosen when the dataset is read (one clip: its own length)")
+    return 0
+
+def _featurize_inputs(path: Path):
+    """A dataset with metadata (UrbanSound8K, ESC-50, a manifest CSV), or any folder holding audio files:
+    pictures mirror its tree, so sub-folders need not be classes."""
+    from soundlib.audio.datasets import AUDIO_EXTENSIONS
+    from soundlib.audio.loaders import list_audio_files, load_dataset
+    from soundlib.errors import DatasetError
+
+    has_metadata = (path / "metadata" / "UrbanSound8K.csv").is_file() or (path / "meta" / "esc50.csv").is_file()
+    if path.is_dir() and not has_metadata:
+        files, broken = list_audio_files(path)
+        if not files and not broken:
+            raise DatasetError(f"{path}: no audio files ({', '.join(sorted(AUDIO_EXTENSIONS))}) in this folder or "
+                               "its sub-folders")
+        return files + broken, path  # a broken or looping link is reported as a failed file
+    ds = load_dataset(path, check_files=False)  # missing files are reported per file below
+    return ds.clips, ds.root
+
+def cmd_featurize(args: argparse.Namespace) -> int:
+    from soundlib.pictures.featurize import featurize
+    from soundlib.pictures.variants import resolve_variant
+
+    spec = resolve_variant(args.variant, where="--variant")
+    clips, root = _featurize_inputs(Path(args.dataset))
+    report = featurize(clips, spec, out_dir=args.out, root=root, jobs=args.jobs, progress=not args.quiet)
+    print(
+        f"featurize {spec.name} ({report.spec.duration:g}-s window): {len(report.written)} written, "
+        f"{len(report.skipped)} already there, {len(report.failures)} failed -> {args.out}"
+    )
+    if report.failures:
+        print(report.failure_text(), file=sys.stderr)
+        return 1
+    return 0
+
+def cmd_gallery(args: argparse.Namespace) -> int:
+    from soundlib.pictures.featurize import write_gallery
+
+    for path in write_gallery(args.clip, args.out_dir):
+        print(path)
+    return 0
+
+def cmd_download(args: argparse.Namespace) -> int:
+    from soundlib.audio.download import download
+
+    home = download(args.dataset, args.data_home, validate=not args.no_validate)
+    print(f"{args.dataset} ready in {home}")
+    return 0
+
+def _load(args: argparse.Namespace):
+    from soundlib.audio.loaders import load_dataset
+
+    return load_dataset(args.dataset, group_by=args.group_by, group_regex=args.group_regex)
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from soundlib.evaluation.evaluate import evaluate, format_summary
+
+    config = eval_config_from_args(args, leaky_split=args.leaky_split,
+                                   folds=tuple(args.folds) if args.folds else None)
+    results = evaluate(_load(args), config, out_dir=args.out, embed_config=embed_config_from_args(args),
+                       overwrite=args.overwrite, progress=not args.quiet)
+    if results["cross_fold_groups"]:
+        print(f"note: {len(results['cross_fold_groups'])} recording group(s) appear in more than one of the "
+              f"dataset's folds: {', '.join(list(results['cross_fold_groups'])[:5])} (see results.json)")
+    for fold in results["per_fold"]:
+        print(f"  fold {fold['fold']:>2}: accuracy {fold['accuracy']:.3f} ({fold['n']} clips)")
+    print(f"results: {args.out / 'results.json'}, confusion matrix: {args.out / 'confusion_matrix.png'}")
+    print(format_summary(results))
+    return 0
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from soundlib.models.train import format_all_folds, format_run, train_all_folds, train_fold
+
+    kwargs = dict(config=eval_config_from_args(args), out_dir=args.out, embed_config=embed_config_from_args(args),
+                  overwrite=args.overwrite, progress=not args.quiet, cv_from=args.cv_from)
+    if args.all_folds:
+        m = train_all_folds(_load(args), **kwargs)
+    else:
+        m = train_fold(_load(args), test_fold=args.test_fold, **kwargs)
+    exported = m.get("exported") if isinstance(m, dict) else m.exported
+    if exported:
+        print(f"model: {args.out / 'model'}  (MODEL_CARD.md and the files it lists; `soundlib info {args.out}` "
+              "sums it up)")
+    else:
+        method = m.get("method") if isinstance(m, dict) else m.method
+        print(f"no model exported: method {method!r} makes none (frozen on any embedder, finetune and scratch "
+              "runs export one for `soundlib predict`)")
+    print(format_all_folds(m) if args.all_folds else format_run(m))
+    return 0
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from soundlib.models.card import info_text
+    from soundlib.models.format import resolve_model_dir
+    from soundlib.models.load import read_model_info
+
+    path = resolve_model_dir(args.model_dir)
+    read_model_info(path)  # a corrupt manifest is an error that names it
+    text, ok = info_text(path)
+    print(text)
+    if not ok:
+        print(f"soundlib info: {path}: a file is missing or does not match the checksum recorded at export",
+              file=sys.stderr)
+    return 0 if ok else 1
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    from soundlib.embedders import resolve_embedder
+    from soundlib.embedding.embed import embed_clips
+    from soundlib.pictures.variants import resolve_for_clips, resolve_variant
+
+    ds = _load(args)
+    spec = resolve_variant(args.variant, where="--variant")
+    if args.export:
+        return _embed_export(args, ds, spec)
+    spec, _ = resolve_for_clips(spec, ds.clips)
+    embedder = resolve_embedder(args.backbone)
+    res = embed_clips(ds.clips, embedder.window(spec), embedder, config=embed_config_from_args(args),
+                      inputs=embedder.inputs)
+    print(f"embed {spec.name} ({spec.duration:g}-s window): {res.hits} from cache, {res.computed} computed, "
+          f"{len(res.failures)} failed")
+    for _, msg in res.failures:
+        print(f"  {msg}", file=sys.stderr)
+    return 1 if res.failures else 0
+
+def _embed_export(args: argparse.Namespace, ds, spec) -> int:
+    """``soundlib embed --export FILE``: every clip's embedding, label, fold, recording and path in one .npz."""
+    from soundlib.lab.embedmap import embed_dataset, write_npz
+
+    table = embed_dataset(ds, spec, args.backbone, config=embed_config_from_args(args), k_folds=args.k_folds)
+    write_npz(args.export, table)
+    print(f"embed {table.variant}: {len(table)} clips ({len(table.window_clip)} windows) x "
+          f"{table.embeddings.shape[1]} dims, {len(table.classes)} classes, folds "
+          f"{sorted(set(table.folds.tolist()))} -> {args.export}")
+    for _, msg in table.failures:
+        print(f"  {msg}", file=sys.stderr)
+    return 1 if table.failures else 0
+
+def cmd_embedders(args: argparse.Namespace) -> int:
+    from soundlib.embedders import embedder_entry, embedder_names
+
+    rows = [embedder_entry(n) for n in embedder_names()]
+    width = max(len(e.name) for e in rows)
+    for e in sorted(rows, key=lambda e: (e.modality, e.name)):
+        print(f"{e.name:<{width}}  {e.modality:<8}  {e.summary}")
+        if args.licenses:
+            print(f"{'':<{width}}  {'':<8}  weights: {e.license}")
+    print("Also: any TF Hub/Kaggle image feature-vector handle, or a local SavedModel folder (picture).")
+    return 0
+
+#: The header of ``tag --csv``.
+TAG_COLUMNS = ["input", "start", "end", "rank", "label", "score"]
+
+def cmd_tag(args: argparse.Namespace) -> int:
+    import csv
+
+    from soundlib.embedders.nets import yamnet_weights as _yamnetW
+    from soundlib.errors import SoundlibError
+    from soundlib.evaluation.outputs import check_output_file
+    from soundlib.models.label import expand_inputs
+    from soundlib.models.tag import format_tags, tag_file
+
+    if args.csv is not None:
+        check_output_file(args.csv, option="--csv", inputs=list(expand_inputs(args.inputs)),
+                          headers=[",".join(TAG_COLUMNS)], overwrite=args.overwrite)
+    model = _yamnetW.YamnetModel()
+    rows, failed = [], 0
+    for path in expand_inputs(args.inputs):
+        if path.suffix.lower() in (".png", ".jpg", ".jpeg"):
+            continue
+        try:
+            tags = list(tag_file(path, top_k=args.top_k, hop=args.hop, model=model))
+        except SoundlibError as exc:
+            print(f"soundlib: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        if args.csv is None:
+            print(format_tags(path, tags))
+        for t in tags:
+            for rank, (label, score) in enumerate(zip(t.labels, t.scores), start=1):
+                rows.append({"input": str(path), "start": t.start, "end": t.end, "rank": rank, "label": label,
+                             "score": round(score, 5)})
+    if args.csv is not None:
+        from soundlib.atomic import atomic_path
+
+        with atomic_path(args.csv) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+            w = csv.DictWriter(fh, fieldnames=TAG_COLUMNS)
+            w.writeheader()
+            w.writerows(rows)
+        print(f"wrote {args.csv} ({len(rows)} rows)")
+    return 1 if failed else 0
+
+#: The header lines of ``predict --csv`` and ``--timeline`` (how a previous output is recognised).
+PREDICT_COLUMNS = ["input", "rank", "label", "probability", "windows"]
+
+TIMELINE_COLUMNS = ["input", "start", "end", "rank", "label", "probability"]
+
+def _check_predict_outputs(args: argparse.Namespace) -> None:
+    """Refuse, before any work, outputs that would destroy an input, the model, or a file soundlib did not write."""
+    from soundlib.errors import OutputError
+    from soundlib.evaluation.outputs import check_output_file
+    from soundlib.models.events import EVENT_COLUMNS, RAVEN_COLUMNS
+    from soundlib.models.format import model_folder
+    from soundlib.models.label import expand_inputs
+
+    outputs = [(opt, path) for opt, path in (("--csv", args.csv), ("--timeline", args.timeline),
+                                              ("--events", args.events), ("--raven", args.raven)) if path]
+    named = [Path(os.path.abspath(p)) for _, p in outputs]
+    if len(set(named)) != len(named):
+        twice = sorted({str(p) for p in named if named.count(p) > 1})
+        raise OutputError(f"{', '.join(twice)}: named by two of --csv, --timeline, --events, --raven; give each its "
+                          "own file")
+    inputs = [*args.inputs, *expand_inputs([p for p in args.inputs if p.is_dir()])]
+    headers = [",".join(PREDICT_COLUMNS), ",".join(TIMELINE_COLUMNS), ",".join(EVENT_COLUMNS), "\t".join(RAVEN_COLUMNS)]
+    for option, path in outputs:
+        check_output_file(path, option=option, inputs=inputs, protected=[model_folder(args.model_dir)],
+                          headers=headers, overwrite=args.overwrite)
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import time
+
+    from soundlib.models.label import predict
+    from soundlib.models.load import load_model
+
+    t0 = time.perf_counter()
+    _check_predict_outputs(args)
+    timeline: list | None = [] if args.timeline else None
+    events: list | None = [] if args.events or args.raven else None
+    model = load_model(args.model_dir)
+    folders = any(Path(x).is_dir() for x in args.inputs)
+    rows, failures = predict(model, args.inputs, top_k=args.top_k, aggregate=args.aggregate, timeline=timeline,
+                             events=events, threshold=args.threshold, progress=folders and not args.quiet)
+    current = None
+    for row in rows:
+        if row["input"] != current:
+            current = row["input"]
+            windows = row.get("windows", 1)
+            print(current + (f"  ({windows} windows, {args.aggregate} of their probabilities)" if windows > 1 else ""))
+        print(f"  {row['rank']}. {row['label']:<24} {row['probability']:.3f}")
+    if args.csv:
+        from soundlib.atomic import write_csv_atomic
+
+        write_csv_atomic(args.csv, rows, fieldnames=PREDICT_COLUMNS)
+        print(f"wrote {args.csv}")
+    if timeline is not None:
+        from soundlib.atomic import write_csv_atomic
+
+        write_csv_atomic(args.timeline, timeline, fieldnames=TIMELINE_COLUMNS)
+        print(f"wrote {args.timeline} ({len(timeline)} rows: top-{args.top_k} per window)")
+    if events is not None:
+        _write_events(args, events, model.spec)
+    for _, msg in failures:
+        print(f"error: {msg}", file=sys.stderr)
+    if folders or len(args.inputs) > 1:
+        labelled = len({row["input"] for row in rows})
+        print(f"predict: {labelled} file(s) labelled, {len(failures)} failed, "
+              f"{time.perf_counter() - t0:.1f} s ({model.runtime})")
+    if not rows and not failures:
+        print("no audio or picture files found in the inputs", file=sys.stderr)
+        return 1
+    return 1 if failures else 0
+
+def _write_events(args: argparse.Namespace, events: list, spec) -> None:
+    """``--events`` (CSV) and ``--raven`` (Raven selection table) of ``predict``."""
+    from soundlib.atomic import write_csv_atomic, write_text_atomic
+    from soundlib.models.events import EVENT_COLUMNS, frequency_band, raven_table
+
+    if args.events:
+        write_csv_atomic(args.events, events, fieldnames=EVENT_COLUMNS)
+        print(f"wrote {args.events} ({len(events)} event segment(s), threshold {args.threshold:g})")
+    if args.raven:
+        low, high = frequency_band(spec)
+        write_text_atomic(args.raven, raven_table(events, low_freq=low, high_freq=high))
+        print(f"wrote {args.raven} (Raven selection table, {len(events)} selection(s))")
+
+def cmd_notebooks(args: argparse.Namespace) -> int:
+    from soundlib.lab.notebook import copy_notebooks
+
+    copied, kept = copy_notebooks(args.out_dir, overwrite=args.force)
+    for path in copied:
+        print(path)
+    for path in kept:
+        print(f"{path} already there, kept (--force replaces it)")
+    print(f"open them with `jupyter lab {args.out_dir}` (pip install 'soundlib[lab]' for JupyterLab)")
+    return 0
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from soundlib import sweep
+
+    result = sweep.run(args.params, out_dir=args.out, jobs=args.jobs, scheduler=args.scheduler,
+                       progress=not args.quiet)
+    print(result.summary())
+    return 0 if result.ok else 1

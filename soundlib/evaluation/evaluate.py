@@ -1,0 +1,330 @@
+"""Fold-by-fold evaluation: leave-one-fold-out over a dataset's folds.
+
+The protocol is :mod:`soundlib.audio.folds`'s: the dataset's own folds when it has
+them, otherwise ``k`` folds grouped by recording. A learning method
+(:mod:`soundlib.methods`) prepares every clip's features once (embeddings
+through the cache...), then each fold fits it on the other folds, with
+validation recordings held out of the training folds to choose its
+hyperparameters, and scores it on its own clips, one decision per clip
+(windows of long clips are aggregated). ``leaky_split=True`` instead splits
+*slices* at random, reported beside the real protocol to show how much
+leakage inflates accuracy.
+
+:func:`evaluate` runs every fold and writes ``results.json``; training one fold or every fold into
+an exported model is :mod:`soundlib.models.train`'s job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from soundlib.audio.datasets import Dataset
+from soundlib.audio.folds import DEFAULT_K_FOLDS
+from soundlib.embedders.backbones import DEFAULT_BACKBONE
+from soundlib.errors import ConfigError, DatasetError
+from soundlib.methods import DEFAULT_METHOD, MethodSpec, resolve_method
+from soundlib.methods.train import TrainConfig
+from soundlib.pictures.variants import VARIANTS, FeatureSpec
+
+__all__ = [
+    "EvalConfig", "Prepared", "prepare", "run_fold", "check_folds", "evaluate", "protocol_note",
+    "finite_or_none", "format_summary", "read_cross_validation",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    """What to evaluate and how.
+
+    Attributes
+    ----------
+    spec : FeatureSpec
+        The pictures and windows (``duration: auto`` is chosen from the dataset's clip lengths). A variant
+        name or mapping is resolved when the config is made (:func:`soundlib.pictures.variants.resolve_variant`).
+    method : MethodSpec
+        The learning method; a name or mapping is resolved when the config is made
+        (:func:`soundlib.methods.resolve_method`).
+    backbone : str
+        Backbone handle (embedded name, TF Hub handle or SavedModel folder), resolved once per evaluation.
+    train : TrainConfig
+        Training hyperparameters: the validation split (share of training recordings held out to
+        choose hyperparameters), the seed, and the 0.1 softmax head's settings.
+    folds : tuple of int or None
+        Test folds to run (default: all).
+    k_folds : int
+        Folds assigned, grouped by recording, when the dataset has none.
+    seed : int
+        Seed of fold assignment (and of the leaky split).
+    leaky_split : bool
+        Use the leaky random slice-level split instead (for comparison only).
+    aggregate : {"mean", "max"}
+        How the windows of a long clip become one decision.
+    """
+
+    spec: FeatureSpec = VARIANTS["mel"]
+    method: MethodSpec = resolve_method(DEFAULT_METHOD)
+    backbone: str = DEFAULT_BACKBONE
+    train: TrainConfig = TrainConfig()
+    folds: tuple[int, ...] | None = None
+    k_folds: int = DEFAULT_K_FOLDS
+    seed: int = 0
+    leaky_split: bool = False
+    aggregate: str = "mean"
+
+    def __post_init__(self) -> None:
+        from soundlib.methods.base import AGGREGATIONS
+        from soundlib.pictures.variants import resolve_variant
+
+        if not isinstance(self.spec, FeatureSpec):  # a name or mapping: resolved here, or refused
+            object.__setattr__(self, "spec", resolve_variant(self.spec, where="EvalConfig.spec"))
+        if not isinstance(self.method, MethodSpec):
+            object.__setattr__(self, "method", resolve_method(self.method, where="EvalConfig.method"))
+
+        if self.aggregate not in AGGREGATIONS:
+            raise ConfigError(f"aggregate must be one of {', '.join(AGGREGATIONS)}, got {self.aggregate!r}")
+        if self.folds is not None:
+            twice = sorted({f for f in self.folds if self.folds.count(f) > 1})
+            if twice:
+                raise ConfigError(f"folds: fold(s) {', '.join(map(str, twice))} listed more than once in "
+                                  f"{list(self.folds)}; list each test fold once")
+            if not self.folds:
+                raise ConfigError("folds: an empty list; give at least one test fold (or none for all)")
+
+@dataclasses.dataclass
+class Prepared:
+    """An evaluation set up: the dataset with its folds, the resolved spec, the method, its features."""
+
+    ds: Dataset
+    protocol: str
+    spec: FeatureSpec
+    duration: dict
+    method: Any
+    ctx: Any
+    feats: Any
+    y: np.ndarray
+    seconds: float
+
+def prepare(dataset: Dataset, config: EvalConfig, embed_config, progress: bool) -> Prepared:
+    """Folds, ``duration: auto``, the method and its features (the part every fold shares)."""
+    from soundlib.audio.folds import prepare_folds
+    from soundlib.embedding.embed import EmbedConfig
+    from soundlib.methods import build_method
+    from soundlib.methods.base import Context, clip_durations, labels_of
+    from soundlib.pictures.variants import resolve_duration
+
+    t0 = time.perf_counter()
+    ds, protocol = prepare_folds(dataset, k_folds=config.k_folds, seed=config.seed, leaky=config.leaky_split)
+    spec, duration = resolve_duration(config.spec, clip_durations(ds) if not config.spec.resolved else [])
+    method = build_method(config.method)
+    ctx = Context(classes=tuple(ds.classes), spec=spec, backbone=config.backbone, train=config.train,
+                  embed=embed_config or EmbedConfig(progress=progress), groups=tuple(c.group for c in ds.clips),
+                  aggregate=config.aggregate, progress=progress)
+    feats = method.prepare(ds, ctx)
+    return Prepared(ds, protocol, spec, duration, method, ctx, feats, labels_of(ds),
+                     round(time.perf_counter() - t0, 2))
+
+def run_fold(p: Prepared, test_fold: int, config: EvalConfig):
+    """Fit on every fold but ``test_fold``; returns ``(split, fit, test probabilities, seconds)``."""
+    from soundlib.methods.base import FoldSplit
+
+    t0 = time.perf_counter()
+    split = FoldSplit.make(p.ds, test_fold, validation_split=config.train.validation_split, seed=config.train.seed)
+    fit = p.method.fit(p.feats, split, p.y, p.ctx)
+    proba = p.method.predict(fit, p.feats, split.test, p.ctx)
+    return split, fit, proba, round(time.perf_counter() - t0, 2)
+
+def check_folds(ds: Dataset, folds) -> None:
+    for f in folds:
+        if f not in ds.folds:
+            raise DatasetError(f"fold {f} has no clips in dataset {ds.name!r} at {ds.root}; folds: {list(ds.folds)}")
+
+def evaluate(dataset: Dataset, config: EvalConfig = EvalConfig(), *, out_dir: str | os.PathLike | None = None,
+             embed_config=None, overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Leave-one-fold-out evaluation of one (variant, method).
+
+    Writes ``results.json`` (last: its presence marks a complete evaluation),
+    ``predictions.csv`` (every class's probability per clip) and ``confusion_matrix.png``
+    into ``out_dir`` when given: a run folder soundlib owns and locks while writing (see
+    :func:`soundlib.evaluation.outputs.run_folder`; a folder it did not make is refused unless
+    ``overwrite``). Returns the results as a dict (the content of ``results.json``):
+    per-fold accuracy, macro-F1, top-k accuracy and calibration error (ECE), validation accuracy,
+    what the method chose and its wall time, mean and std, pooled macro-F1
+    (over the classes present, and ``macro_f1_all_classes``), per-class scores,
+    the summed confusion matrix, timings, and ``warnings``: every
+    :class:`~soundlib.errors.SoundlibWarning` the run issued (degenerate folds,
+    duplicate rows, recomputed cache entries...).
+    """
+    from soundlib.errors import collect_warnings
+    from soundlib.evaluation.outputs import run_folder
+
+    folder = run_folder(out_dir, kind="evaluate", overwrite=overwrite) if out_dir is not None else None
+    with collect_warnings() as log, folder or contextlib.nullcontext() as run:
+        return _evaluate(dataset, config, run=run, embed_config=embed_config, progress=progress, log=log)
+
+def _evaluate(dataset: Dataset, config: EvalConfig, *, run, embed_config, progress: bool, log) -> dict[str, Any]:
+    from tqdm.auto import tqdm
+
+    from soundlib.audio.folds import check_test_fold, find_leakage, grouping_record
+    from soundlib.evaluation.metrics import compute_metrics, prediction_rows, write_predictions, write_results_json
+    from soundlib.evaluation.plots import plot_confusion, save_png
+
+    t0 = time.perf_counter()
+    if not dataset.clips:
+        raise DatasetError(f"dataset {dataset.name!r} at {dataset.root} has no clips")
+    p = prepare(dataset, config, embed_config, progress)
+    folds = list(config.folds or p.ds.folds)
+    check_folds(p.ds, folds)
+    for f in folds:
+        check_test_fold(p.ds, f)
+    if run is not None:
+        run.start()  # the previous run's results (and a model beside them) go first
+    classes = list(p.ds.classes)
+    per_fold, y_true, y_pred, rows, probas = [], [], [], [], []
+    for f in tqdm(folds, desc=f"folds ({p.spec.name}, {config.method.name})", unit="fold", disable=not progress):
+        split, fit, proba, seconds = run_fold(p, f, config)
+        yt, yp = p.y[split.test].tolist(), proba.argmax(axis=1).tolist()
+        scores = compute_metrics(yt, yp, classes, proba=proba)
+        per_fold.append({"fold": int(f), "accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"],
+                         "macro_f1_all_classes": scores["macro_f1_all_classes"], "n": len(yt),
+                         "top_k_accuracy": scores["top_k_accuracy"], "ece": scores["ece"],
+                         "val_accuracy": finite_or_none(fit.val_accuracy), "choice": fit.choice, "seconds": seconds})
+        y_true += yt
+        y_pred += yp
+        probas.append(proba)
+        rows += prediction_rows([p.ds.clips[i] for i in split.test], proba, classes)
+
+    accs = [r["accuracy"] for r in per_fold]
+    pooled = compute_metrics(y_true, y_pred, classes, proba=np.concatenate(probas))
+    results = {
+        "dataset": {"name": p.ds.name, "root": str(p.ds.root), "clips": len(p.ds), "classes": classes},
+        "variant": p.spec.name,
+        "feature_spec": p.spec.to_dict(),
+        "duration": p.duration,
+        "method": config.method.to_dict(),
+        "features": p.feats.info,
+        "backbone": p.feats.info.get("backbone"),
+        "protocol": p.protocol,
+        "leaky": bool(config.leaky_split),
+        "note": protocol_note(config.leaky_split, p.ds.grouping.known, p.protocol),
+        "grouping": grouping_record(p.ds),
+        "cross_fold_groups": {g: list(v) for g, v in find_leakage(p.ds.clips).items()},
+        "aggregate": config.aggregate,
+        "per_fold": per_fold,
+        "accuracy_mean": float(np.mean(accs)),
+        "accuracy_std": float(np.std(accs)),
+        "macro_f1": pooled["macro_f1"],
+        "macro_f1_all_classes": pooled["macro_f1_all_classes"],
+        "top_k_accuracy": pooled["top_k_accuracy"],
+        "ece": pooled["ece"],
+        "per_class": pooled["per_class"],
+        "confusion_matrix": pooled["confusion_matrix"],
+        "train_config": config.train.to_dict(),
+        "seconds": {"prepare": p.seconds, "folds": [r["seconds"] for r in per_fold],
+                    "total": round(time.perf_counter() - t0, 2)},
+        "warnings": log.messages,
+    }
+    if run is not None:
+        out = run.path
+        write_predictions(out, rows)
+        save_png(plot_confusion(pooled["confusion_matrix"], classes,
+                                title=f"{p.spec.name} / {config.method.name} / {p.protocol}: "
+                                      f"accuracy {results['accuracy_mean']:.3f}"),
+                 out / "confusion_matrix.png")
+        write_results_json(out, results)
+    return results
+
+def protocol_note(leaky: bool, recordings_known: bool, protocol: str) -> str:
+    """What ``results.json``'s protocol is worth, in one line."""
+    from soundlib.audio.folds import PROTOCOL_PREDEFINED
+
+    if leaky:
+        return "LEAKY: slices split at random, recordings shared between train and test; NOT a valid estimate"
+    if not recordings_known and protocol == PROTOCOL_PREDEFINED:
+        return ("leave-one-fold-out over the dataset's own folds; recordings unknown, so soundlib cannot check that "
+                "none is split across them (see grouping)")
+    if not recordings_known:
+        return ("leave-one-fold-out, but RECORDINGS UNKNOWN: every file counted as its own recording, so slices of "
+                "one recording may be split across folds and the scores may be too high (see grouping)")
+    return "leave-one-fold-out, recordings never split"
+
+def finite_or_none(x: float) -> float | None:
+    return None if x is None or x != x else round(float(x), 4)
+
+def format_summary(results: Mapping[str, Any]) -> str:
+    """One line about an :func:`evaluate` result: variant, method, protocol, mean ± std accuracy, macro-F1."""
+    tag = " [LEAKY split: not a valid estimate]" if results.get("leaky") else ""
+    if not results.get("leaky") and results.get("grouping", {}).get("known") is False:
+        tag += (" [recordings unknown: leakage across the dataset's folds not checked]"
+                if results.get("protocol") == "predefined-folds" else
+                " [RECORDINGS UNKNOWN: slices of one recording may be split across folds]")
+    if results.get("warnings"):
+        tag += f" [{len(results['warnings'])} warning(s) in results.json]"
+    method = results.get("method", {}).get("name", DEFAULT_METHOD)
+    return (f"{results['variant']} / {method}: accuracy {results['accuracy_mean']:.3f} ± "
+            f"{results['accuracy_std']:.3f} over {len(results['per_fold'])} folds, macro-F1 {results['macro_f1']:.3f} "
+            f"({results['protocol']}, {results['dataset']['clips']} clips"
+            f"{', ' + results['backbone'] if results.get('backbone') else ''}){tag}")
+
+def read_cross_validation(path: str | os.PathLike, config: EvalConfig, dataset: Dataset) -> dict[str, Any]:
+    """The cross-validated accuracy an :func:`evaluate` run of the same configuration measured.
+
+    Parameters
+    ----------
+    path : path-like
+        An ``evaluate --out`` folder, or its ``results.json``.
+    config : EvalConfig
+        The configuration being trained: the results must be of the same variant and
+        method (a leaky split's are refused: they are not a valid estimate).
+    dataset : Dataset
+        The data being trained on: the results must be of a dataset of the same name and size.
+
+    Returns
+    -------
+    dict
+        ``accuracy_mean, accuracy_std, macro_f1, folds, per_fold`` (``fold, accuracy``),
+        ``dataset`` (name, clips) and ``source`` (the file).
+
+    Raises
+    ------
+    ConfigError
+        The file is missing or not an evaluate ``results.json``, or it measured another
+        configuration or dataset.
+    """
+    import json
+
+    from soundlib.evaluation.metrics import RESULTS_FILE
+
+    src = Path(path)
+    if src.is_dir():
+        src = src / RESULTS_FILE
+    try:
+        res = json.loads(src.read_text(encoding="utf-8"))
+        per_fold = [{"fold": int(r["fold"]), "accuracy": float(r["accuracy"])} for r in res["per_fold"]]
+        mean, std = float(res["accuracy_mean"]), float(res["accuracy_std"])
+    except FileNotFoundError:
+        raise ConfigError(f"--cv-from {src}: no such file (expected the results.json an `soundlib evaluate --out DIR` "
+                          "wrote)") from None
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"--cv-from {src}: not an evaluate results.json ({type(exc).__name__}: {exc})") from None
+    from soundlib.atomic import jsonable
+
+    method = json.loads(json.dumps(config.method.to_dict(), default=jsonable))
+    ds = res.get("dataset") or {}
+    wrong = [f"{what} {got!r} (training {want!r})" for what, got, want in (
+        ("dataset", ds.get("name"), dataset.name), ("dataset size", ds.get("clips"), len(dataset)),
+        ("variant", res.get("variant"), config.spec.name), ("method", res.get("method"), method)) if got != want]
+    if res.get("leaky"):
+        wrong.append("a LEAKY split (not a valid estimate)")
+    if wrong:
+        raise ConfigError(f"--cv-from {src}: measured another configuration: {', '.join(wrong)}; evaluate the "
+                          "configuration you train")
+    return {"accuracy_mean": mean, "accuracy_std": std, "macro_f1": res.get("macro_f1"),
+            "folds": [r["fold"] for r in per_fold], "per_fold": per_fold, "protocol": res.get("protocol"),
+            "source": str(src)}

@@ -1,0 +1,283 @@
+"""Embeddings out of soundlib: the ``.npz`` of ``soundlib embed --export`` and their 2-D map.
+
+:func:`embed_dataset` embeds every clip of a dataset (through the embedding
+cache) and keeps what an analysis needs beside each vector: label, fold, recording
+and path (:class:`EmbeddingTable`). :func:`write_npz` / :func:`read_npz` store it
+as one ``.npz`` file that ``numpy.load`` reads without pickles. :func:`project_2d`
+maps embeddings to 2-D (t-SNE from scikit-learn; UMAP when the ``umap`` package is
+installed), and :func:`embedding_map` does it all for a notebook: the dataset's
+clips in 2-D, coloured by class, the test fold's clips outlined.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from soundlib.errors import ConfigError, DatasetError
+
+__all__ = ["NPZ_FORMAT", "EmbeddingTable", "embed_dataset", "write_npz", "read_npz", "project_2d", "EmbeddingMap",
+           "embedding_map"]
+
+#: The ``format`` entry of the exported ``.npz``.
+NPZ_FORMAT = "soundlib-embeddings/1"
+#: Up to this many points t-SNE runs exactly (faster than Barnes-Hut for few points, and single-threaded).
+_EXACT_TSNE = 500
+#: What ``soundlib embed --export`` writes (the ``--help`` text).
+NPZ_HELP = ("one .npz file (numpy.load, no pickles): embeddings (n_clips, dim) float32, the mean of each clip's "
+            "windows; per clip labels, class_ids, folds (the dataset's own, or the grouped folds evaluate assigns), "
+            "groups (recordings) and paths; classes; window_embeddings, window_clip and window_start (one row per "
+            "window); variant, backbone and feature_spec (JSON); format")
+
+
+@dataclasses.dataclass
+class EmbeddingTable:
+    """Every clip's embedding with its label, fold, recording and path.
+
+    Attributes
+    ----------
+    embeddings : np.ndarray, shape (n_clips, dim), float32
+        The mean of each clip's window embeddings.
+    labels : np.ndarray of str, shape (n_clips,)
+    class_ids : np.ndarray of int, shape (n_clips,)
+        Indices into ``classes``.
+    classes : tuple of str
+    folds : np.ndarray of int, shape (n_clips,)
+    groups, paths : np.ndarray of str, shape (n_clips,)
+        Each clip's recording and audio file.
+    window_embeddings : np.ndarray, shape (n_windows, dim), float32
+    window_clip : np.ndarray of int, shape (n_windows,)
+        Index of each window's clip.
+    window_start : np.ndarray of float, shape (n_windows,)
+        Start of each window in its clip, in seconds.
+    variant, backbone : str
+        Feature variant name and the backbone's identity.
+    feature_spec : dict
+        The full feature spec (duration resolved).
+    failures : list of (str, str)
+        Clips that could not be embedded, and why (not in the table).
+    """
+
+    embeddings: np.ndarray
+    labels: np.ndarray
+    class_ids: np.ndarray
+    classes: tuple[str, ...]
+    folds: np.ndarray
+    groups: np.ndarray
+    paths: np.ndarray
+    window_embeddings: np.ndarray
+    window_clip: np.ndarray
+    window_start: np.ndarray
+    variant: str = ""
+    backbone: str = ""
+    feature_spec: dict = dataclasses.field(default_factory=dict)
+    failures: list = dataclasses.field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.embeddings)
+
+
+def embed_dataset(dataset, spec, backbone: str, *, config=None, k_folds: int | None = None, seed: int = 0,
+                  layer: str = "head", pooling: str = "avg") -> EmbeddingTable:
+    """Embed every clip of ``dataset`` (through the embedding cache) into an :class:`EmbeddingTable`.
+
+    Parameters
+    ----------
+    dataset : soundlib.audio.datasets.Dataset
+    spec : soundlib.pictures.variants.FeatureSpec
+        The pictures; ``duration: auto`` is chosen from the clips as ``evaluate`` does.
+    backbone : str
+        Backbone handle (see :func:`soundlib.embedders.backbones.resolve_backbone`).
+    config : soundlib.embedding.embed.EmbedConfig, optional
+    k_folds, seed : int
+        Folds assigned (grouped by recording, as ``evaluate`` does) when the dataset has none.
+    layer, pooling : str
+        The frozen method's ``layer`` and ``pooling`` (the defaults are the backbone's pooled vector).
+
+    Clips that fail are left out and listed in ``failures``.
+    """
+    from soundlib.embedding.embed import EmbedConfig, embed_clips
+
+    ds, spec, info = _resolve(dataset, spec, backbone, k_folds=k_folds, seed=seed, layer=layer, pooling=pooling)
+    res = embed_clips(ds.clips, spec, info, config=config or EmbedConfig())
+    index = {str(c.path): i for i, c in enumerate(ds.clips)}
+    clips = [ds.clips[index[str(p)]] for p in res.paths]
+    dim = res.embeddings.shape[1] if res.embeddings.ndim == 2 else 0
+    sums = np.zeros((len(clips), dim))
+    np.add.at(sums, res.row_clip, res.embeddings)
+    counts = np.maximum(np.bincount(res.row_clip, minlength=len(clips)), 1)[:, None]
+    return EmbeddingTable(
+        embeddings=(sums / counts).astype(np.float32),
+        labels=np.asarray([c.label for c in clips], dtype=str),
+        class_ids=np.asarray([c.class_id for c in clips], dtype=np.int64),
+        classes=tuple(ds.classes),
+        folds=np.asarray([c.fold if c.fold is not None else 0 for c in clips], dtype=np.int64),
+        groups=np.asarray([c.group for c in clips], dtype=str),
+        paths=np.asarray([str(c.path) for c in clips], dtype=str),
+        window_embeddings=res.embeddings.astype(np.float32),
+        window_clip=res.row_clip.astype(np.int64),
+        window_start=res.row_start.astype(np.float64),
+        variant=spec.name, backbone=info.identity, feature_spec=spec.to_dict(),
+        failures=[(str(p), msg) for p, msg in res.failures],
+    )
+
+
+def _resolve(dataset, spec, backbone: str, *, k_folds: int | None, seed: int, layer: str, pooling: str):
+    """``(dataset with folds, spec with its duration, pooled backbone info)``, as ``evaluate`` resolves them."""
+    from soundlib.embedders.backbones import pooled_backbone, resolve_backbone
+    from soundlib.audio.folds import DEFAULT_K_FOLDS, prepare_folds
+    from soundlib.methods.base import clip_durations
+    from soundlib.pictures.variants import resolve_duration
+
+    ds, _ = prepare_folds(dataset, k_folds=k_folds or DEFAULT_K_FOLDS, seed=seed)
+    spec, _ = resolve_duration(spec, clip_durations(ds) if not spec.resolved else [])
+    return ds, spec, pooled_backbone(resolve_backbone(backbone), layer=layer, pooling=pooling)
+
+
+def write_npz(path: str | os.PathLike, table: EmbeddingTable) -> Path:
+    """Write ``table`` as one compressed ``.npz`` (atomically); :func:`read_npz` or ``numpy.load`` reads it."""
+    from soundlib.atomic import write_bytes_atomic
+
+    buf = io.BytesIO()
+    np.savez_compressed(
+        buf, format=np.asarray(NPZ_FORMAT), embeddings=table.embeddings, labels=table.labels,
+        class_ids=table.class_ids, classes=np.asarray(table.classes, dtype=str), folds=table.folds,
+        groups=table.groups, paths=table.paths, window_embeddings=table.window_embeddings,
+        window_clip=table.window_clip, window_start=table.window_start, variant=np.asarray(table.variant),
+        backbone=np.asarray(table.backbone), feature_spec=np.asarray(json.dumps(table.feature_spec)))
+    return write_bytes_atomic(path, buf.getvalue())
+
+
+def read_npz(path: str | os.PathLike) -> EmbeddingTable:
+    """Read a ``.npz`` written by :func:`write_npz` (``soundlib embed --export``).
+
+    Raises
+    ------
+    DatasetError
+        The file is missing, not an ``.npz``, or not one soundlib wrote.
+    """
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "format" not in z or str(z["format"]) != NPZ_FORMAT:
+                raise DatasetError(f"{path}: not a soundlib embeddings file (expected format {NPZ_FORMAT})")
+            d = {k: z[k] for k in z.files}
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{path}: cannot read the embeddings file ({exc})") from None
+    return EmbeddingTable(
+        embeddings=d["embeddings"], labels=d["labels"], class_ids=d["class_ids"],
+        classes=tuple(d["classes"].tolist()), folds=d["folds"], groups=d["groups"], paths=d["paths"],
+        window_embeddings=d["window_embeddings"], window_clip=d["window_clip"], window_start=d["window_start"],
+        variant=str(d["variant"]), backbone=str(d["backbone"]), feature_spec=json.loads(str(d["feature_spec"])))
+
+
+def project_2d(x: np.ndarray, *, method: str = "auto", seed: int = 0) -> tuple[np.ndarray, str]:
+    """Map embeddings to 2-D for a picture.
+
+    The embeddings are standardised and reduced to at most 50 principal
+    components first; then UMAP (``method="umap"``, or ``"auto"`` when the
+    ``umap`` package is installed) or scikit-learn's t-SNE (``"tsne"``, or
+    ``"auto"`` without umap; perplexity ``min(30, (n - 1) / 3)``, exact up to 500
+    points, Barnes-Hut above) or the first
+    two principal components (``"pca"``, and for fewer than 5 points).
+
+    Parameters
+    ----------
+    x : np.ndarray, shape (n, dim)
+    method : {"auto", "tsne", "umap", "pca"}
+    seed : int
+
+    Returns
+    -------
+    xy : np.ndarray, shape (n, 2)
+    used : str
+        ``"t-SNE"``, ``"UMAP"`` or ``"PCA"``.
+    """
+    from sklearn.decomposition import PCA
+
+    if method not in ("auto", "tsne", "umap", "pca"):
+        raise ConfigError(f"projection method must be auto, tsne, umap or pca, got {method!r}")
+    x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+    n = len(x)
+    if n == 0:
+        return np.zeros((0, 2)), "PCA"
+    x = (x - x.mean(axis=0)) / np.maximum(x.std(axis=0), 1e-8)
+    n_comp = min(50, n, x.shape[1])
+    reduced = PCA(n_components=n_comp, random_state=seed).fit_transform(x) if n_comp >= 2 else np.c_[x, x][:, :2]
+    if method == "pca" or n < 5:
+        return reduced[:, :2], "PCA"
+    if method in ("umap", "auto"):
+        try:
+            import umap
+        except ImportError:
+            if method == "umap":
+                raise ConfigError("projection method 'umap' needs the umap package (pip install umap-learn)") from None
+        else:
+            neighbours = max(2, min(15, n - 1))
+            xy = umap.UMAP(n_components=2, n_neighbors=neighbours, random_state=seed).fit_transform(reduced)
+            return np.asarray(xy, dtype=np.float64), "UMAP"
+    from sklearn.manifold import TSNE
+
+    tsne = TSNE(n_components=2, perplexity=float(min(30.0, (n - 1) / 3)), init="pca", random_state=seed,
+                method="exact" if n <= _EXACT_TSNE else "barnes_hut")
+    return tsne.fit_transform(reduced), "t-SNE"
+
+
+@dataclasses.dataclass
+class EmbeddingMap:
+    """A dataset's clips in 2-D: :attr:`xy` (n_clips, 2) from :attr:`table`, the projection used, and which
+    clips are in the test fold."""
+
+    table: EmbeddingTable
+    xy: np.ndarray
+    projection: str
+    test_fold: int | None = None
+
+    def figure(self, *, title: str = ""):
+        """The map, coloured by class, the test fold's clips outlined (:func:`soundlib.evaluation.plots.plot_embedding_map`)."""
+        from soundlib.evaluation.plots import plot_embedding_map
+
+        highlight = self.table.folds == self.test_fold if self.test_fold is not None else None
+        return plot_embedding_map(
+            self.xy, self.table.labels, classes=self.table.classes, highlight=highlight,
+            highlight_label=f"test fold {self.test_fold}",
+            title=title or (f"{len(self.table)} clips, {self.table.variant} embedded by {self.table.backbone} "
+                            f"({self.projection})"))
+
+
+def embedding_map(dataset, config: Any, *, test_fold: int | None = None, embed_config=None, method: str = "auto",
+                  cached_only: bool | None = None) -> EmbeddingMap | None:
+    """The 2-D map of a dataset's backbone embeddings, for an :class:`~soundlib.evaluation.evaluate.EvalConfig`.
+
+    The clips are the variant's pictures embedded by the config's backbone (with the frozen
+    method's ``layer`` and ``pooling`` when the method is ``frozen``: after training they are
+    read from the cache), one point per clip (the mean of its windows), projected by
+    :func:`project_2d`.
+
+    Parameters
+    ----------
+    cached_only : bool, optional
+        Draw the map only from embeddings already in the cache, and return ``None`` when some are
+        missing (default: for every method but ``frozen``, whose training filled the cache, so that
+        a method that does not embed pictures never embeds a whole dataset for a picture).
+    """
+    from soundlib.embedding.cache import EmbeddingCache
+
+    opts = config.method.options if config.method.kind == "frozen" else None
+    layer, pooling = getattr(opts, "layer", "head"), getattr(opts, "pooling", "avg")
+    if cached_only if cached_only is not None else config.method.kind != "frozen":
+        ds, spec, info = _resolve(dataset, config.spec, config.backbone, k_folds=config.k_folds, seed=config.seed,
+                                  layer=layer, pooling=pooling)
+        cache = EmbeddingCache(getattr(embed_config, "cache_dir", None))
+        if not cache.has_all([c.path for c in ds.clips], spec, info.identity):
+            return None
+    table = embed_dataset(dataset, config.spec, config.backbone, config=embed_config, k_folds=config.k_folds,
+                          seed=config.seed, layer=layer, pooling=pooling)
+    xy, used = project_2d(table.embeddings, method=method, seed=config.seed)
+    return EmbeddingMap(table, xy, used, test_fold)

@@ -1,0 +1,297 @@
+"""Reading an exported model back: :func:`load_model` opens one with clear errors for missing,
+corrupt or edited parts. A reordered ``labels.txt`` or an edited ``feature_spec.json`` would make every
+prediction silently wrong, so a model whose files no longer match the checksums recorded at export is
+refused. Models of soundlib 0.1 (format ``soundlib-model/1``) have no checksums: they load with a
+warning. A ``model.tflite`` that does not match its checksum is not used (the SavedModel is, with a warning).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from soundlib.audio.hashes import sha256_file
+from soundlib.errors import FeatureError, ModelError, SoundlibError, warn
+from soundlib.models.format import (
+    CHECKED_FILES,
+    EMBEDDER_CHECKED_FILES,
+    EMBEDDER_FILE,
+    HEAD_FILE,
+    INFO_FILE,
+    LABELS_FILE,
+    LITERT_FILE,
+    MODEL_FORMAT,
+    READABLE_FORMATS,
+    SAVED_MODEL,
+    SPEC_FILE,
+    model_folder,
+)
+from soundlib.models.litert_runner import open_litert
+from soundlib.pictures.variants import FeatureSpec
+
+__all__ = ["read_labels", "read_model_info", "LoadedModel", "load_model"]
+
+
+def read_labels(model_dir: str | os.PathLike) -> list[str]:
+    """The class names of an exported model, in output order (``labels.txt``)."""
+    path = Path(model_dir) / LABELS_FILE
+    try:
+        labels = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{path}: cannot read labels ({exc})") from None
+    if not labels:
+        raise ModelError(f"{path}: no labels")
+    repeated = sorted({x for x in labels if labels.count(x) > 1})
+    if repeated:
+        raise ModelError(f"{path}: label(s) {', '.join(repeated)} listed more than once")
+    return labels
+
+def read_model_info(model_dir: str | os.PathLike) -> dict:
+    """``soundlib_model.json`` of a model folder, checked field by field (``{}`` when the file is absent).
+
+    Raises
+    ------
+    ModelError
+        Naming the file and the field when it is not JSON, not an object, has an
+        unknown format tag, or a field of the wrong type.
+    """
+    path = Path(model_dir) / INFO_FILE
+    if not path.is_file():
+        return {}
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ModelError(f"{path}: corrupt ({exc})") from None
+    if not isinstance(info, dict):
+        raise ModelError(f"{path}: expected a JSON object, got {type(info).__name__}")
+    fmt = info.get("format")
+    if fmt not in READABLE_FORMATS:
+        raise ModelError(f"{path}: format {fmt!r} is not one this soundlib reads ({', '.join(READABLE_FORMATS)})")
+    shape = info.get("input", {})
+    if not isinstance(shape, dict) or any(
+            k in shape and (isinstance(shape[k], bool) or not isinstance(shape[k], int)) for k in
+            ("height", "width", "channels")):
+        raise ModelError(f"{path}: 'input' must map height, width and channels to integers, got {shape!r}")
+    checksums = info.get("checksums")
+    if fmt == MODEL_FORMAT or checksums is not None:
+        wanted = set(CHECKED_FILES) | (set(EMBEDDER_CHECKED_FILES) if info.get("kind") == "embedder" else set())
+        if not isinstance(checksums, dict) or set(checksums) != wanted or not all(
+                isinstance(v, str) and re.fullmatch(r"[0-9a-f]{64}", v) for v in checksums.values()):
+            raise ModelError(f"{path}: 'checksums' must give the SHA-256 of {' and '.join(sorted(wanted))}, got "
+                             f"{checksums!r}")
+    lite = info.get("litert")
+    if lite is not None and not (isinstance(lite, dict) and lite.get("file") == LITERT_FILE and isinstance(
+            lite.get("sha256"), str) and re.fullmatch(r"[0-9a-f]{64}", lite["sha256"])):
+        raise ModelError(f"{path}: 'litert' must be null or name {LITERT_FILE} with its SHA-256, got {lite!r}")
+    return info
+
+def _verify_checksums(path: Path, info: Mapping[str, Any]) -> None:
+    """Refuse a model whose labels or spec differ from what was exported; warn when it has no checksums."""
+    checksums = info.get("checksums")
+    if checksums is None:
+        warn(f"{path}: exported without checksums (soundlib 0.1 or older), so edits to {LABELS_FILE} or "
+             f"{SPEC_FILE} cannot be detected; re-export it to protect it")
+        return
+    for name in checksums:
+        if not (path / name).is_file():
+            raise ModelError(f"{path / name}: missing (the model was exported with it); export the model again")
+        if sha256_file(path / name) != checksums[name]:
+            raise ModelError(
+                f"{path / name}: does not match the checksum recorded in {INFO_FILE} when the model was exported; "
+                f"the file was edited (a reordered {LABELS_FILE} or a changed {SPEC_FILE} makes every prediction "
+                "silently wrong): restore it or export the model again")
+
+@dataclasses.dataclass
+class LoadedModel:
+    """An exported model ready to label pictures (see :func:`load_model`); ``runtime`` says what runs it
+    (``"litert"``: its ``model.tflite``; ``"tensorflow"``: its SavedModel)."""
+
+    path: Path
+    labels: list[str]
+    spec: FeatureSpec
+    info: dict
+    _model: Any
+    runtime: str = "tensorflow"
+    #: ``"picture"``: it labels the variant's pictures; ``"waveform"``: audio windows (see :attr:`window`).
+    modality: str = "picture"
+    #: The audio windows of a model on an audio embedder (a :class:`~soundlib.embedders.WindowSpec`).
+    window: Any = None
+
+    @property
+    def window_seconds(self) -> float:
+        """Seconds of audio one decision covers."""
+        return float(self.window.duration if self.window is not None else self.spec.duration)
+
+    def predict_windows(self, windows: np.ndarray) -> np.ndarray:
+        """Class probabilities of audio windows (a model on an audio embedder).
+
+        Parameters
+        ----------
+        windows : np.ndarray, shape (N, samples), float32 at ``window.sr``
+
+        Returns
+        -------
+        np.ndarray, shape (N, len(labels)), float32
+        """
+        if self.modality != "waveform":
+            raise FeatureError(f"model {self.path} labels pictures of its feature spec, not audio windows")
+        return np.asarray(self._model(np.asarray(windows, np.float32)), np.float32)
+
+    def predict_pictures(self, pictures: np.ndarray, *, batch_size: int = 32) -> np.ndarray:
+        """Class probabilities of pictures.
+
+        Parameters
+        ----------
+        pictures : np.ndarray, shape (N, spec.height, spec.width, 3), dtype uint8
+
+        Returns
+        -------
+        np.ndarray, shape (N, len(labels)), float32
+        """
+        if self.modality != "picture":
+            raise FeatureError(f"model {self.path} labels audio (it is built on the audio embedder "
+                               f"{self.info.get('embedder', {}).get('name')!r}), not pictures")
+        pictures = np.asarray(pictures)
+        want = (self.spec.height, self.spec.width, 3)
+        if pictures.ndim != 4 or pictures.shape[1:] != want:
+            raise FeatureError(f"model {self.path} expects pictures of shape (N, {want[0]}, {want[1]}, 3), "
+                               f"got {pictures.shape}")
+        out = []
+        for s in range(0, len(pictures), batch_size):
+            x = pictures[s:s + batch_size].astype(np.float32) / 255.0
+            out.append(np.asarray(self._model(x)))
+        return np.concatenate(out) if out else np.zeros((0, len(self.labels)), np.float32)
+
+def _no_model(path: Path, missing: str) -> ModelError:
+    """Why the folder ``path`` has no model (a run that exports none, an incomplete run...), and what to do."""
+    from soundlib.evaluation.metrics import RunMetrics
+    from soundlib.evaluation.outputs import read_run_marker
+
+    make = "make one with `soundlib train DATASET --test-fold K --out DIR` and pass DIR"
+    run = RunMetrics.read(path)
+    if run is not None and not run.exported:
+        return ModelError(f"{path}: a run of method {run.method!r}, which exports no model (only frozen, on any "
+                          "embedder, finetune and scratch make one; fusion, auto and mfcc choose or combine "
+                          "several); train with --method frozen (--backbone mn04, yamnet...), finetune or scratch "
+                          "to get a model for `soundlib predict`")
+    marker = read_run_marker(path)
+    if run is None and marker is not None and marker.get("state") in ("running", "failed", "interrupted"):
+        return ModelError(f"{path}: an incomplete run ({marker.get('kind')}, {marker['state']}); it has no model yet: "
+                          f"wait for it to finish or run it again")
+    return ModelError(f"{path}: not an exported soundlib model (missing {missing}); {make}")
+
+def load_model(model_dir: str | os.PathLike) -> LoadedModel:
+    """Open an exported model directory; clear errors for missing or corrupt parts.
+
+    ``model_dir`` is the model folder, or the output folder of ``soundlib train --out DIR``
+    (or of a sweep run) holding it as ``model/``. The model's LiteRT copy runs it when
+    it has one, ``ai-edge-litert`` is installed and :func:`model_runtime` allows it (no
+    TensorFlow is imported then); otherwise its SavedModel, through TensorFlow. A model on
+    an audio embedder runs that embedder and its head. A run folder without a model (its
+    method exports none, or the run is incomplete) is refused saying so.
+
+    Raises
+    ------
+    ModelError
+        A missing or corrupt part, an edited ``labels.txt`` or ``feature_spec.json``, or
+        ``$SOUNDLIB_MODEL_RUNTIME=litert`` for a model without a usable LiteRT copy.
+    """
+    given = Path(model_dir)
+    if not given.is_dir():
+        raise ModelError(f"{given}: model directory not found")
+    path = model_folder(given)
+    if (path / EMBEDDER_FILE).exists():
+        return _load_embedder_model(path)
+    for name in (SAVED_MODEL, LABELS_FILE, SPEC_FILE):
+        if not (path / name).exists():
+            raise _no_model(given, name)
+    info = read_model_info(path)
+    _verify_checksums(path, info)
+    labels = read_labels(path)
+    try:
+        spec = FeatureSpec.from_dict(json.loads((path / SPEC_FILE).read_text(encoding="utf-8")),
+                                     where=str(path / SPEC_FILE))
+    except (OSError, UnicodeDecodeError, ValueError, SoundlibError, TypeError) as exc:
+        raise ModelError(f"{path / SPEC_FILE}: not a valid feature spec ({exc})") from None
+    if not spec.resolved:
+        raise ModelError(f"{path / SPEC_FILE}: duration {spec.duration!r} is not a number of seconds (a model "
+                         "stores the window it was trained on)")
+    shape = info.get("input", {})
+    if (shape.get("height", spec.height), shape.get("width", spec.width)) != (spec.height, spec.width):
+        raise ModelError(f"{path}: {INFO_FILE} says the model takes {shape.get('width')}x{shape.get('height')} "
+                         f"pictures but {SPEC_FILE} makes {spec.width}x{spec.height}")
+    lite = open_litert(path, info, spec, len(labels))
+    if lite is not None:
+        return LoadedModel(path, labels, spec, info, lite, runtime="litert")
+    from soundlib.runtime import import_hub, import_tf
+
+    tf, _ = import_tf()
+    import_hub()  # registers ops some hub modules use
+
+    try:
+        module = tf.saved_model.load(str(path / SAVED_MODEL))
+    except Exception as exc:
+        raise ModelError(f"{path / SAVED_MODEL}: could not load the SavedModel ({type(exc).__name__}: "
+                         f"{str(exc)[:200]})") from None
+    fn = module.signatures.get("serving_default") if hasattr(module, "signatures") else None
+
+    def call(x):
+        if callable(module):
+            return module(tf.constant(x), training=False)
+        out = fn(tf.constant(x))
+        return next(iter(out.values()))
+
+    try:
+        probe = np.asarray(call(np.zeros((1, spec.height, spec.width, 3), np.float32)))
+    except Exception as exc:
+        raise ModelError(f"{path}: the SavedModel does not accept ({spec.height}, {spec.width}, 3) pictures "
+                         f"({type(exc).__name__}: {str(exc)[:200]})") from None
+    if probe.shape[-1] != len(labels):
+        raise ModelError(f"{path}: model has {probe.shape[-1]} outputs but labels.txt lists {len(labels)} labels")
+    return LoadedModel(path, labels, spec, info, call)
+
+def _load_embedder_model(path: Path) -> LoadedModel:
+    """A model on an audio embedder (see :func:`export_embedder_model`), checked file by file."""
+    from soundlib.embedders import EmbedderOptions, WindowSpec, resolve_embedder
+    from soundlib.methods.heads import LogisticHead
+
+    for name in (LABELS_FILE, SPEC_FILE, HEAD_FILE, INFO_FILE):
+        if not (path / name).exists():
+            raise ModelError(f"{path}: not a complete soundlib model (missing {name}); export it again")
+    info = read_model_info(path)
+    if info.get("kind") != "embedder":
+        raise ModelError(f"{path / INFO_FILE}: has {EMBEDDER_FILE} beside it but does not say kind 'embedder'")
+    _verify_checksums(path, info)
+    labels = read_labels(path)
+    try:
+        spec = FeatureSpec.from_dict(json.loads((path / SPEC_FILE).read_text(encoding="utf-8")),
+                                     where=str(path / SPEC_FILE))
+        record = json.loads((path / EMBEDDER_FILE).read_text(encoding="utf-8"))
+        window = WindowSpec(**record["window"])
+        options = EmbedderOptions(**record.get("options", {}))
+        with np.load(path / HEAD_FILE, allow_pickle=False) as z:
+            head = LogisticHead(z["mean"], z["scale"], z["coef"], z["intercept"])
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, SoundlibError) as exc:
+        raise ModelError(f"{path}: a part of the model is unreadable ({type(exc).__name__}: {exc})") from None
+    if head.coef.shape[0] != len(labels):
+        raise ModelError(f"{path}: the head has {head.coef.shape[0]} outputs but labels.txt lists {len(labels)}")
+    embedder = resolve_embedder(str(record.get("name")), options)
+    if embedder.identity != record.get("identity"):
+        raise ModelError(f"{path}: the model was trained on embedder {record.get('identity')!r}, but "
+                         f"{record.get('name')!r} here is {embedder.identity!r} (other weights or another version): "
+                         "its embeddings would not match the head; install the weights it names or train again")
+    loaded = embedder.load()
+    prepare = getattr(embedder, "prepare_window", None)  # what one audio window becomes (MFCC: statistics)
+    own = embedder.window(spec)
+
+    def call(windows: np.ndarray) -> np.ndarray:
+        x = np.stack([prepare(w, own) for w in windows]) if prepare is not None else windows
+        return head.predict_proba(loaded(x, batch_size=16))
+
+    return LoadedModel(path, labels, spec, info, call, runtime="embedder", modality="waveform", window=window)
