@@ -88,3 +88,67 @@ def test_info_sums_up_an_old_model(capsys):
     assert "soundlib-model/1, created by soundlib (version not recorded)" in out
     assert "classes (10): air_conditioner," in out and "accuracy: not recorded" in out
     assert "labels.txt           present (no checksum)" in out and "model.tflite" not in out
+
+
+# --- soundlib 0.2.0 (tests/data/legacy_0_2, made by tools/make_legacy_0_2_fixture.py) ------------------------
+
+LEGACY_0_2 = Path(__file__).parent / "data" / "legacy_0_2"
+
+
+@pytest.fixture
+def legacy_0_2(tmp_path, monkeypatch) -> Path:
+    """A copy of the 0.2 artefacts, with its embedding cache as this process's cache."""
+    root = Path(shutil.copytree(LEGACY_0_2, tmp_path / "legacy_0_2"))
+    monkeypatch.setenv("SOUNDLIB_CACHE_DIR", str(root / "cache"))
+    return root
+
+
+@pytest.mark.parametrize("name", ["train_mfcc", "train_picture"])
+def test_0_2_exported_models_predict_the_same(legacy_0_2, name):
+    from soundlib.models.label import predict
+    from soundlib.models.load import load_model
+
+    model = load_model(legacy_0_2 / name / "model")
+    clips = [legacy_0_2 / "data" / "audio" / "low_0.wav", legacy_0_2 / "data" / "audio" / "noise_1.wav"]
+    rows, failures = predict(model, clips, top_k=3)
+    assert not failures
+    expected = json.loads((legacy_0_2 / "expected.json").read_text())[name]
+    assert [(Path(r["input"]).name, r["label"]) for r in rows] == [(e["input"], e["label"]) for e in expected]
+    np.testing.assert_allclose([r["probability"] for r in rows], [e["probability"] for e in expected], atol=1e-5)
+
+
+def test_0_2_model_info_and_evaluation_results_read(legacy_0_2, capsys):
+    from soundlib import results
+    from soundlib.cli import main
+
+    assert main(["info", str(legacy_0_2 / "train_mfcc")]) == 0
+    assert "mfcc" in capsys.readouterr().out
+    r = results.load(legacy_0_2 / "evaluate_mfcc")
+    recorded = json.loads((legacy_0_2 / "evaluate_mfcc" / "results.json").read_text())
+    assert r.summary["accuracy_mean"].iloc[0] == pytest.approx(recorded["accuracy_mean"])
+    assert len(r.predictions) == 12
+
+
+def test_0_2_sweep_folder_reads_into_the_same_table(legacy_0_2):
+    import pandas as pd
+
+    table = sweep.collect_results(legacy_0_2 / "sweep")
+    old = pd.read_csv(legacy_0_2 / "sweep" / "results.csv", index_col=["variant", "method"])
+    for column in ("accuracy_mean", "accuracy_std", "macro_f1_mean", "clips"):
+        assert table.loc[("mel", "mfcc"), column] == pytest.approx(old.loc[("mel", "mfcc"), column]), column
+    record = read_run_record(legacy_0_2 / "sweep" / "mel" / "mfcc" / "fold1")
+    assert run_complete(legacy_0_2 / "sweep" / "mel" / "mfcc" / "fold1", record["fingerprint"], "mel", 1)
+
+
+def test_0_2_embedding_cache_is_read_not_recomputed(legacy_0_2, tmp_path):
+    """Evaluating the same data again with 0.2's cache writes no new embedding: every entry is a hit."""
+    from soundlib.cli import main
+
+    entries = sorted(p.relative_to(legacy_0_2) for p in (legacy_0_2 / "cache" / "embeddings").rglob("*.npy"))
+    assert entries
+    assert main(["evaluate", str(legacy_0_2 / "data" / "manifest.csv"), "--method", "mfcc",
+                 "--out", str(tmp_path / "again")]) == 0
+    after = sorted(p.relative_to(legacy_0_2) for p in (legacy_0_2 / "cache" / "embeddings").rglob("*.npy"))
+    assert after == entries
+    again = json.loads((tmp_path / "again" / "results.json").read_text())
+    assert again["accuracy_mean"] == json.loads((legacy_0_2 / "evaluate_mfcc" / "results.json").read_text())["accuracy_mean"]

@@ -56,11 +56,14 @@ ESC50_HEADER: tuple[str, ...] = (
     "filename", "fold", "target", "category", "esc10", "src_file", "take",
 )
 
+
 AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".aiff", ".aif", ".mp3", ".au"})
+
 
 #: A file that marks a dataset folder still being written (e.g. by ``soundlib download``); such a folder
 #: is refused by :func:`load_dataset` until the writer finishes and removes it.
 INCOMPLETE_MARKER = ".soundlib-incomplete"
+
 
 @dataclasses.dataclass(frozen=True)
 class Clip:
@@ -81,6 +84,7 @@ class Clip:
     def clip_id(self) -> str:
         """A short stable name (the file stem)."""
         return self.path.stem
+
 
 @dataclasses.dataclass(frozen=True)
 class Grouping:
@@ -109,8 +113,10 @@ class Grouping:
         """``source``, ``detail`` and ``known`` as plain data."""
         return {"source": self.source, "detail": self.detail, "known": self.known}
 
+
 #: The grouping of a folder per class, or a manifest without a ``group`` column, whose file names say nothing.
 GROUPING_UNKNOWN = Grouping("none", "unknown: no recording of each file was given, so every file is its own recording")
+
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
@@ -177,6 +183,7 @@ class Dataset:
             clips = tuple(c for c in clips if c.label in set(labels))
         return self.with_clips(clips)
 
+
 @dataclasses.dataclass(frozen=True)
 class US8KName:
     """The parts of an UrbanSound8K file name ``[fsID]-[classID]-[occurrenceID]-[sliceID].wav``."""
@@ -191,7 +198,9 @@ class US8KName:
         """The class name of ``class_id``."""
         return US8K_CLASSES[self.class_id]
 
+
 _US8K_NAME = re.compile(r"^(\d+)-(\d+)-(\d+)-(\d+)\.[A-Za-z0-9]+$")
+
 
 def parse_us8k_filename(name: str | os.PathLike) -> US8KName:
     """Parse ``[fsID]-[classID]-[occurrenceID]-[sliceID].wav``.
@@ -211,8 +220,10 @@ def parse_us8k_filename(name: str | os.PathLike) -> US8KName:
         raise DatasetError(f"{base!r}: classID {class_id} is not one of 0..{len(US8K_CLASSES) - 1}")
     return US8KName(fsid, class_id, occ, sl)
 
+
 #: ESC-50 file names: ``{fold}-{Freesound clip id}-{take}-{target}.wav``, e.g. ``1-100032-A-0.wav``.
 _ESC50_NAME = re.compile(r"^(\d+)-(\d+)-([A-Z]+)-(\d+)\.[A-Za-z0-9]+$")
+
 
 #: Naming conventions recognised in folders and manifests: (name, pattern, the recording of a match, detail).
 _NAME_CONVENTIONS = (
@@ -221,6 +232,7 @@ _NAME_CONVENTIONS = (
     ("ESC-50", _ESC50_NAME, lambda m: f"src{m.group(2)}",
      "ESC-50 file names fold-srcfile-take-target (e.g. 1-100032-A-0.wav): the source file"),
 )
+
 
 def group_by_file_names(dataset: Dataset) -> Dataset | None:
     """The dataset grouped by recording from UrbanSound8K or ESC-50 file names, or ``None``.
@@ -239,11 +251,13 @@ def group_by_file_names(dataset: Dataset) -> Dataset | None:
                                        grouping=Grouping("file-names", f"recognised {detail}"))
     return None
 
+
 def grouped_by_names(dataset: Dataset) -> Dataset:
     """Grouped by recognised file names, else every file its own recording (:data:`GROUPING_UNKNOWN`)."""
     return group_by_file_names(dataset) or dataclasses.replace(
         dataset, clips=tuple(dataclasses.replace(c, group=str(c.path)) for c in dataset.clips),
         grouping=GROUPING_UNKNOWN)
+
 
 def compile_group_regex(pattern: str) -> "re.Pattern[str]":
     """``pattern`` compiled; :class:`~soundlib.errors.ConfigError` unless it is a regex with exactly one group."""
@@ -257,6 +271,7 @@ def compile_group_regex(pattern: str) -> "re.Pattern[str]":
         raise ConfigError(f"group_regex (--group-regex) {pattern!r} has {rx.groups} groups; it needs exactly one, "
                           "the part of the file name that names the recording, e.g. '^(.+)_slice\\d+'")
     return rx
+
 
 def regroup(dataset: Dataset, group_regex: str) -> Dataset:
     """The dataset with each clip's recording taken from its file name by ``group_regex``.

@@ -35,6 +35,7 @@ __all__ = [
 #: The one encoding metadata and manifest CSVs are read with (a UTF-8 byte-order mark is allowed).
 CSV_ENCODING = "utf-8-sig"
 
+
 def _decode_error(path: Path, exc: UnicodeDecodeError) -> DatasetError:
     """A :class:`DatasetError` naming the file, the encoding tried and where decoding failed."""
     try:
@@ -48,9 +49,11 @@ def _decode_error(path: Path, exc: UnicodeDecodeError) -> DatasetError:
                         f"at {where}byte {exc.start} are not UTF-8; it looks like another encoding (Latin-1, "
                         "Windows-1252...): save it as UTF-8")
 
+
 def _os_error(path: Path, exc: OSError, what: str = "file") -> DatasetError:
     """A :class:`DatasetError` naming the file and the system's reason (permission denied, ...)."""
     return DatasetError(f"{path}: cannot read the {what}: {(exc.strerror or str(exc)).lower()}")
+
 
 def _check_header(path: Path, header: Sequence[str]) -> list[str]:
     """The stripped header; :class:`DatasetError` for an empty or repeated column name."""
@@ -60,6 +63,7 @@ def _check_header(path: Path, header: Sequence[str]) -> list[str]:
         raise DatasetError(f"{path}: column(s) {', '.join(repr(h) for h in repeated)} appear more than once in the "
                            f"header ({', '.join(names)}); each column must be named once")
     return names
+
 
 def _read_csv(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
     if not path.is_file():
@@ -79,17 +83,20 @@ def _read_csv(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
         raise DatasetError(f"{path}: metadata has a header but no rows")
     return rows
 
+
 def _int(path: Path, lineno: int, column: str, value: str | None) -> int:
     try:
         return int(str(value).strip())
     except (TypeError, ValueError):
         raise DatasetError(f"{path}, line {lineno}: column {column!r} should be an integer, got {value!r}") from None
 
+
 def _float(path: Path, lineno: int, column: str, value: str | None) -> float:
     try:
         return float(str(value).strip())
     except (TypeError, ValueError):
         raise DatasetError(f"{path}, line {lineno}: column {column!r} should be a number, got {value!r}") from None
+
 
 def _check_files_exist(clips: Sequence[Clip], source: Path) -> None:
     missing = [c.path for c in clips if not c.path.is_file()]
@@ -99,6 +106,7 @@ def _check_files_exist(clips: Sequence[Clip], source: Path) -> None:
         raise DatasetError(
             f"{source}: {len(missing)} of {len(clips)} listed audio file(s) do not exist:\n  {shown}{more}"
         )
+
 
 def load_urbansound8k(path: str | os.PathLike, *, check_files: bool = True) -> Dataset:
     """Load the UrbanSound8K layout.
@@ -149,6 +157,7 @@ def load_urbansound8k(path: str | os.PathLike, *, check_files: bool = True) -> D
     return Dataset("urbansound8k", root, US8K_CLASSES, tuple(clips),
                    Grouping("metadata", "UrbanSound8K metadata: fsID (the Freesound recording)"))
 
+
 def load_esc50(path: str | os.PathLike, *, check_files: bool = True) -> Dataset:
     """Load the ESC-50 layout (``meta/esc50.csv`` + ``audio/``), 5 folds."""
     path = Path(path)
@@ -188,6 +197,7 @@ def load_esc50(path: str | os.PathLike, *, check_files: bool = True) -> Dataset:
         _check_files_exist(clips, csv_path)
     return Dataset("esc50", root, tuple(by_id[i] for i in ids), tuple(clips),
                    Grouping("metadata", "ESC-50 metadata: src_file (the Freesound recording)"))
+
 
 def load_manifest(path: str | os.PathLike, *, check_files: bool = True, group_by: str | None = None) -> Dataset:
     """Load a manifest CSV with columns ``path,label`` and optional ``fold,group``.
@@ -242,6 +252,7 @@ def load_manifest(path: str | os.PathLike, *, check_files: bool = True, group_by
                  Grouping("column", f"manifest column {column!r}" + (" (group_by)" if group_by else "")))
     return ds if grouped else grouped_by_names(ds)
 
+
 def list_audio_files(folder: str | os.PathLike, *, recursive: bool = True) -> tuple[list[Path], list[Path]]:
     """The audio files under ``folder``, and the audio-named entries that are not readable files.
 
@@ -270,6 +281,7 @@ def list_audio_files(folder: str | os.PathLike, *, recursive: bool = True) -> tu
     except OSError as exc:
         raise _os_error(folder, exc, "folder") from None
     return sorted(files), sorted(broken)
+
 
 def load_folder(path: str | os.PathLike) -> Dataset:
     """Load a folder-per-class tree: ``ROOT/<label>/*.wav``. No folds.
@@ -309,15 +321,18 @@ def load_folder(path: str | os.PathLike) -> Dataset:
     return grouped_by_names(Dataset(root.name, root, tuple(used), tuple(
         dataclasses.replace(c, class_id=used.index(c.label)) for c in clips)))
 
+
 def _no_group_by(group_by: str | None, path: Path, kind: str) -> None:
     """Refuse ``group_by`` (a manifest column) for a dataset that is not a manifest."""
     if group_by is not None:
         raise DatasetError(f"{path}: group_by (--group-by {group_by}) names a column of a manifest CSV, but this is "
                            f"{kind}; use group_regex (--group-regex) to take the recording from the file names")
 
+
 def _csv_header(path: Path) -> list[str]:
     with _csv_errors(path), open(path, newline="", encoding=CSV_ENCODING) as fh:
         return _check_header(path, next(csv.reader(fh), []))
+
 
 @contextlib.contextmanager
 def _csv_errors(path: Path) -> Iterator[None]:
@@ -332,11 +347,13 @@ def _csv_errors(path: Path) -> Iterator[None]:
     except OSError as exc:
         raise _os_error(path, exc, "metadata file") from None
 
+
 def _first_line(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[0]
     except (OSError, IndexError):
         return "no details"
+
 
 def load_dataset(path: str | os.PathLike, *, check_files: bool = True, group_by: str | None = None,
                  group_regex: str | None = None) -> Dataset:

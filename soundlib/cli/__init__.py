@@ -44,6 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.close(devnull)
         return 141
 
+
 def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -63,6 +64,7 @@ def _run(argv: Sequence[str] | None) -> int:
         except KeyboardInterrupt:
             print(f"soundlib {args.command}: interrupted", file=sys.stderr)
             return 130
+
 
 @contextlib.contextmanager
 def _warnings_as_lines(command: str):

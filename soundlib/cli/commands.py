@@ -28,6 +28,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     print(f"synthetic corpus ({10 * cfg.clips_per_class} clips, seed {cfg.seed}) in {out}")
     return 0
 
+
 def cmd_variants(args: argparse.Namespace) -> int:
     import json
 
@@ -57,6 +58,7 @@ def cmd_variants(args: argparse.Namespace) -> int:
               f"within [{low:g}, {high:g}] s, chosen when the dataset is read (one clip: its own length)")
     return 0
 
+
 def _featurize_inputs(path: Path):
     """A dataset with metadata (UrbanSound8K, ESC-50, a manifest CSV), or any folder holding audio files:
     pictures mirror its tree, so sub-folders need not be classes."""
@@ -74,6 +76,7 @@ def _featurize_inputs(path: Path):
     ds = load_dataset(path, check_files=False)  # missing files are reported per file below
     return ds.clips, ds.root
 
+
 def cmd_featurize(args: argparse.Namespace) -> int:
     from soundlib.pictures.featurize import featurize
     from soundlib.pictures.variants import resolve_variant
@@ -90,12 +93,14 @@ def cmd_featurize(args: argparse.Namespace) -> int:
         return 1
     return 0
 
+
 def cmd_gallery(args: argparse.Namespace) -> int:
     from soundlib.pictures.featurize import write_gallery
 
     for path in write_gallery(args.clip, args.out_dir):
         print(path)
     return 0
+
 
 def cmd_download(args: argparse.Namespace) -> int:
     from soundlib.audio.download import download
@@ -104,10 +109,12 @@ def cmd_download(args: argparse.Namespace) -> int:
     print(f"{args.dataset} ready in {home}")
     return 0
 
+
 def _load(args: argparse.Namespace):
     from soundlib.audio.loaders import load_dataset
 
     return load_dataset(args.dataset, group_by=args.group_by, group_regex=args.group_regex)
+
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from soundlib.evaluation.evaluate import evaluate, format_summary
@@ -124,6 +131,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"results: {args.out / 'results.json'}, confusion matrix: {args.out / 'confusion_matrix.png'}")
     print(format_summary(results))
     return 0
+
 
 def cmd_train(args: argparse.Namespace) -> int:
     from soundlib.models.train import format_all_folds, format_run, train_all_folds, train_fold
@@ -145,6 +153,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(format_all_folds(m) if args.all_folds else format_run(m))
     return 0
 
+
 def cmd_info(args: argparse.Namespace) -> int:
     from soundlib.models.card import info_text
     from soundlib.models.format import resolve_model_dir
@@ -158,6 +167,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(f"soundlib info: {path}: a file is missing or does not match the checksum recorded at export",
               file=sys.stderr)
     return 0 if ok else 1
+
 
 def cmd_embed(args: argparse.Namespace) -> int:
     from soundlib.embedders import resolve_embedder
@@ -178,6 +188,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
         print(f"  {msg}", file=sys.stderr)
     return 1 if res.failures else 0
 
+
 def _embed_export(args: argparse.Namespace, ds, spec) -> int:
     """``soundlib embed --export FILE``: every clip's embedding, label, fold, recording and path in one .npz."""
     from soundlib.lab.embedmap import embed_dataset, write_npz
@@ -191,6 +202,7 @@ def _embed_export(args: argparse.Namespace, ds, spec) -> int:
         print(f"  {msg}", file=sys.stderr)
     return 1 if table.failures else 0
 
+
 def cmd_embedders(args: argparse.Namespace) -> int:
     from soundlib.embedders import embedder_entry, embedder_names
 
@@ -203,8 +215,10 @@ def cmd_embedders(args: argparse.Namespace) -> int:
     print("Also: any TF Hub/Kaggle image feature-vector handle, or a local SavedModel folder (picture).")
     return 0
 
+
 #: The header of ``tag --csv``.
 TAG_COLUMNS = ["input", "start", "end", "rank", "label", "score"]
+
 
 def cmd_tag(args: argparse.Namespace) -> int:
     import csv
@@ -245,10 +259,13 @@ def cmd_tag(args: argparse.Namespace) -> int:
         print(f"wrote {args.csv} ({len(rows)} rows)")
     return 1 if failed else 0
 
+
 #: The header lines of ``predict --csv`` and ``--timeline`` (how a previous output is recognised).
 PREDICT_COLUMNS = ["input", "rank", "label", "probability", "windows"]
 
+
 TIMELINE_COLUMNS = ["input", "start", "end", "rank", "label", "probability"]
+
 
 def _check_predict_outputs(args: argparse.Namespace) -> None:
     """Refuse, before any work, outputs that would destroy an input, the model, or a file soundlib did not write."""
@@ -270,6 +287,7 @@ def _check_predict_outputs(args: argparse.Namespace) -> None:
     for option, path in outputs:
         check_output_file(path, option=option, inputs=inputs, protected=[model_folder(args.model_dir)],
                           headers=headers, overwrite=args.overwrite)
+
 
 def cmd_predict(args: argparse.Namespace) -> int:
     import time
@@ -315,6 +333,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return 1
     return 1 if failures else 0
 
+
 def _write_events(args: argparse.Namespace, events: list, spec) -> None:
     """``--events`` (CSV) and ``--raven`` (Raven selection table) of ``predict``."""
     from soundlib.atomic import write_csv_atomic, write_text_atomic
@@ -328,6 +347,7 @@ def _write_events(args: argparse.Namespace, events: list, spec) -> None:
         write_text_atomic(args.raven, raven_table(events, low_freq=low, high_freq=high))
         print(f"wrote {args.raven} (Raven selection table, {len(events)} selection(s))")
 
+
 def cmd_notebooks(args: argparse.Namespace) -> int:
     from soundlib.lab.notebook import copy_notebooks
 
@@ -338,6 +358,7 @@ def cmd_notebooks(args: argparse.Namespace) -> int:
         print(f"{path} already there, kept (--force replaces it)")
     print(f"open them with `jupyter lab {args.out_dir}` (pip install 'soundlib[lab]' for JupyterLab)")
     return 0
+
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from soundlib import sweep

@@ -25,6 +25,7 @@ def train_config_from_args(args: argparse.Namespace):
         "summaries_dir": str(args.summaries_dir) if args.summaries_dir else None,
     }, where="command line")
 
+
 def method_from_args(args: argparse.Namespace):
     """The :class:`~soundlib.methods.MethodSpec` of ``--method`` and ``--method-option KEY=VALUE``."""
     import yaml
@@ -47,6 +48,7 @@ def method_from_args(args: argparse.Namespace):
             raise ConfigError(f"--method-option {key}: not a valid value ({exc})") from None
     return resolve_method({"name": args.method, "method": args.method, **options}, where="--method")
 
+
 def eval_config_from_args(args: argparse.Namespace, **fields):
     """The :class:`~soundlib.evaluation.evaluate.EvalConfig` of ``evaluate`` / ``train`` (plus ``fields``)."""
     from soundlib.config import from_mapping
@@ -61,6 +63,7 @@ def eval_config_from_args(args: argparse.Namespace, **fields):
     _warn_ignored_legacy_flags(args, config.method)
     return config
 
+
 def _uses_legacy_training(method) -> bool:
     """Whether ``method`` (or a member or candidate of it) is soundlib 0.1's softmax head, the only user of
     the legacy training flags."""
@@ -68,6 +71,7 @@ def _uses_legacy_training(method) -> bool:
         return True
     inner = tuple(getattr(method.options, "members", ())) + tuple(getattr(method.options, "candidates", ()))
     return any(_uses_legacy_training(m) for m in inner if hasattr(m, "kind"))
+
 
 def _warn_ignored_legacy_flags(args: argparse.Namespace, method) -> None:
     """One warning naming the legacy (soundlib 0.1) flags given a value that ``method`` ignores."""
@@ -84,6 +88,7 @@ def _warn_ignored_legacy_flags(args: argparse.Namespace, method) -> None:
         f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} ignored by method {method.name}{head}: "
         "these soundlib 0.1 flags set only 0.1's softmax head (--method frozen --method-option head=softmax); "
         "a method's own settings go in --method-option KEY=VALUE"), stacklevel=2)
+
 
 def embed_config_from_args(args: argparse.Namespace):
     """The :class:`~soundlib.embedding.embed.EmbedConfig` of the embedding flags."""

@@ -43,6 +43,7 @@ examples:
   soundlib notebooks my-notebooks                 # the four notebooks, to open in JupyterLab
 """
 
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -52,6 +53,7 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
 
+
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Options' help with their defaults, except where a default says nothing: flags (their default is
     always off) and options without one (None, an empty list)."""
@@ -60,6 +62,7 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         if action.nargs == 0 or action.default in (None, []):
             return action.help or ""
         return super()._get_help_string(action)
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``soundlib`` argument parser (building it imports no TensorFlow)."""
@@ -142,10 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_learning_commands(add)
     return parser
 
+
 def _add_variant(p: argparse.ArgumentParser) -> None:
     from soundlib.evaluation.evaluate import EvalConfig
 
     p.add_argument("--variant", default=EvalConfig().spec.name, help="feature variant (see `soundlib variants`)")
+
 
 def _add_common_learning(p: argparse.ArgumentParser, *, training: bool = True) -> None:
     from soundlib.embedding.embed import EmbedConfig
@@ -219,6 +224,7 @@ def _add_common_learning(p: argparse.ArgumentParser, *, training: bool = True) -
     ]
     p.set_defaults(legacy_flags={a.dest: (a.option_strings[0], a.default) for a in legacy})
 
+
 def _add_grouping(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group(
         "recordings (slices of one recording are never split across folds)",
@@ -230,6 +236,7 @@ def _add_grouping(p: argparse.ArgumentParser) -> None:
     x.add_argument("--group-regex", metavar="REGEX",
                    help="a regex with one group, searched in each file name, that names its recording, "
                         r"e.g. '^(.+)_slice\d+' groups dogA_slice1.wav and dogA_slice2.wav as dogA")
+
 
 def _add_learning_commands(add) -> None:
     from soundlib.models.events import DEFAULT_THRESHOLD
@@ -327,10 +334,12 @@ def _add_learning_commands(add) -> None:
     p.add_argument("--scheduler", default=None, help="tcp://HOST:PORT of a Dask distributed scheduler")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
+
 def _npz_help() -> str:
     from soundlib.lab.embedmap import NPZ_HELP
 
     return NPZ_HELP + "."
+
 
 def _version() -> str:
     from soundlib import __version__

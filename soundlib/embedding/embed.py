@@ -221,7 +221,7 @@ def embed_clips(
     cached = [(i, k, v) for i, vs in vectors.items() for k, v in enumerate(vs) if v is not None]
     if cache and dim is None and len({v.shape[0] for _, _, v in cached}) > 1:
         # entries of several sizes and none recorded (a cache of an older soundlib): the embedder decides
-        loaded = loaded or backbone.load()
+        loaded = loaded or _load(backbone)
         for i, k, v in cached:
             if v.shape[0] != loaded.output_dim:
                 cache.reject(folder, hashes[i], f"has {v.shape[0]} values, expected {loaded.output_dim} "
@@ -230,7 +230,7 @@ def embed_clips(
     hit = {i: sum(v is not None for v in vs) for i, vs in vectors.items()}
     todo = [(i, hashes[i]) for i in sorted(vectors) if any(v is None for v in vectors[i])]
     if todo and loaded is None:
-        loaded = backbone.load()
+        loaded = _load(backbone)
     if cache and todo and getattr(loaded, "output_dim", None):
         cache.write_manifest(folder, spec, identity, dim=loaded.output_dim)
 
@@ -358,3 +358,12 @@ def embed_clips(
         hits=hits,
         computed=len(rows) - hits,
     )
+
+
+def _load(backbone: Any) -> Any:
+    """The loaded network of an embedder, a resolved picture backbone (:class:`BackboneInfo`) or a backbone."""
+    if isinstance(backbone, BackboneInfo):
+        from soundlib.embedders.backbones import open_backbone
+
+        return open_backbone(backbone)
+    return backbone.load()

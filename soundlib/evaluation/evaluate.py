@@ -97,6 +97,7 @@ class EvalConfig:
             if not self.folds:
                 raise ConfigError("folds: an empty list; give at least one test fold (or none for all)")
 
+
 @dataclasses.dataclass
 class Prepared:
     """An evaluation set up: the dataset with its folds, the resolved spec, the method, its features."""
@@ -110,6 +111,7 @@ class Prepared:
     feats: Any
     y: np.ndarray
     seconds: float
+
 
 def prepare(dataset: Dataset, config: EvalConfig, embed_config, progress: bool) -> Prepared:
     """Folds, ``duration: auto``, the method and its features (the part every fold shares)."""
@@ -130,6 +132,7 @@ def prepare(dataset: Dataset, config: EvalConfig, embed_config, progress: bool) 
     return Prepared(ds, protocol, spec, duration, method, ctx, feats, labels_of(ds),
                      round(time.perf_counter() - t0, 2))
 
+
 def run_fold(p: Prepared, test_fold: int, config: EvalConfig):
     """Fit on every fold but ``test_fold``; returns ``(split, fit, test probabilities, seconds)``."""
     from soundlib.methods.base import FoldSplit
@@ -140,10 +143,12 @@ def run_fold(p: Prepared, test_fold: int, config: EvalConfig):
     proba = p.method.predict(fit, p.feats, split.test, p.ctx)
     return split, fit, proba, round(time.perf_counter() - t0, 2)
 
+
 def check_folds(ds: Dataset, folds) -> None:
     for f in folds:
         if f not in ds.folds:
             raise DatasetError(f"fold {f} has no clips in dataset {ds.name!r} at {ds.root}; folds: {list(ds.folds)}")
+
 
 def evaluate(dataset: Dataset, config: EvalConfig = EvalConfig(), *, out_dir: str | os.PathLike | None = None,
              embed_config=None, overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
@@ -167,6 +172,7 @@ def evaluate(dataset: Dataset, config: EvalConfig = EvalConfig(), *, out_dir: st
     folder = run_folder(out_dir, kind="evaluate", overwrite=overwrite) if out_dir is not None else None
     with collect_warnings() as log, folder or contextlib.nullcontext() as run:
         return _evaluate(dataset, config, run=run, embed_config=embed_config, progress=progress, log=log)
+
 
 def _evaluate(dataset: Dataset, config: EvalConfig, *, run, embed_config, progress: bool, log) -> dict[str, Any]:
     from tqdm.auto import tqdm
@@ -240,6 +246,7 @@ def _evaluate(dataset: Dataset, config: EvalConfig, *, run, embed_config, progre
         write_results_json(out, results)
     return results
 
+
 def protocol_note(leaky: bool, recordings_known: bool, protocol: str) -> str:
     """What ``results.json``'s protocol is worth, in one line."""
     from soundlib.audio.folds import PROTOCOL_PREDEFINED
@@ -254,8 +261,10 @@ def protocol_note(leaky: bool, recordings_known: bool, protocol: str) -> str:
                 "one recording may be split across folds and the scores may be too high (see grouping)")
     return "leave-one-fold-out, recordings never split"
 
+
 def finite_or_none(x: float) -> float | None:
     return None if x is None or x != x else round(float(x), 4)
+
 
 def format_summary(results: Mapping[str, Any]) -> str:
     """One line about an :func:`evaluate` result: variant, method, protocol, mean ± std accuracy, macro-F1."""
@@ -271,6 +280,7 @@ def format_summary(results: Mapping[str, Any]) -> str:
             f"{results['accuracy_std']:.3f} over {len(results['per_fold'])} folds, macro-F1 {results['macro_f1']:.3f} "
             f"({results['protocol']}, {results['dataset']['clips']} clips"
             f"{', ' + results['backbone'] if results.get('backbone') else ''}){tag}")
+
 
 def read_cross_validation(path: str | os.PathLike, config: EvalConfig, dataset: Dataset) -> dict[str, Any]:
     """The cross-validated accuracy an :func:`evaluate` run of the same configuration measured.

@@ -44,10 +44,13 @@ __all__ = [
 # Temporary export folders: ``.<name>.tmp-<host>-<pid>-<random>``; 0.1 used ``.<name>.<8 random chars>``.
 _TMP_RE = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<host>[^-]*)-(?P<pid>\d+)-[A-Za-z0-9_]+$")
 
+
 _LEGACY_TMP_RE = re.compile(r"^\.(?P<name>.+)\.(?:[a-z0-9_]{8}|old(?:-\d+)?)$")
+
 
 def _host() -> str:
     return re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname())[:40]
+
 
 def _pid_alive(pid: int) -> bool:
     try:
@@ -57,6 +60,7 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
 
 def clean_stale_exports(model_dir: str | os.PathLike) -> list[Path]:
     """Remove temporary folders that killed exports of ``model_dir`` left beside it.
@@ -83,6 +87,7 @@ def clean_stale_exports(model_dir: str | os.PathLike) -> list[Path]:
             removed.append(entry)
     return removed
 
+
 def check_model_target(model_dir: str | os.PathLike, *, overwrite: bool = False) -> None:
     """Make sure a model may be exported to ``model_dir``, and clean stale temporary exports beside it.
 
@@ -102,6 +107,7 @@ def check_model_target(model_dir: str | os.PathLike, *, overwrite: bool = False)
             f"{model_dir} exists and is {what} that is not a soundlib model (no {INFO_FILE} with a soundlib "
             "format tag); soundlib will not delete it: move it away, choose another --out, or pass --overwrite "
             "to replace it")
+
 
 def export_model(
     out_dir: str | os.PathLike,
@@ -166,6 +172,7 @@ def export_model(
             **dict(metadata or {})}
     return export_keras_model(out_dir, model, spec=spec, labels=labels, info=info, overwrite=overwrite)
 
+
 @contextlib.contextmanager
 def _new_model_folder(out_dir: Path, *, spec: FeatureSpec, labels: Sequence[str],
                       overwrite: bool) -> Iterator[Path]:
@@ -198,6 +205,7 @@ def _new_model_folder(out_dir: Path, *, spec: FeatureSpec, labels: Sequence[str]
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
+
 def export_keras_model(out_dir: str | os.PathLike, model: Any, *, spec: FeatureSpec, labels: Sequence[str],
                        info: Mapping[str, Any] | None = None, overwrite: bool = False) -> Path:
     """Write any tf_keras model mapping float32 pictures (N, spec.height, spec.width, 3) in [0, 1] to class
@@ -226,6 +234,7 @@ def export_keras_model(out_dir: str | os.PathLike, model: Any, *, spec: FeatureS
         }
         (tmp / INFO_FILE).write_text(json.dumps(full, indent=2, default=jsonable), encoding="utf-8")
     return out_dir
+
 
 def export_embedder_model(out_dir: str | os.PathLike, *, embedder: Any, options: Mapping[str, Any], head: Any,
                           spec: FeatureSpec, labels: Sequence[str], info: Mapping[str, Any] | None = None,

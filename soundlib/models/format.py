@@ -35,48 +35,65 @@ __all__ = [
 
 SAVED_MODEL = "saved_model"
 
+
 LABELS_FILE = "labels.txt"
+
 
 SPEC_FILE = "feature_spec.json"
 
+
 INFO_FILE = "soundlib_model.json"
+
 
 #: The LiteRT copy of the model (optional; recorded under ``litert`` in the manifest).
 LITERT_FILE = "model.tflite"
 
+
 #: The model card, generated from the manifest (:mod:`soundlib.models.card`).
 CARD_FILE = "MODEL_CARD.md"
+
 
 #: Chooses how :func:`load_model` runs a model: ``auto`` (LiteRT copy when usable), ``litert`` (required), ``tf``.
 MODEL_RUNTIME_ENV = "SOUNDLIB_MODEL_RUNTIME"
 
+
 MODEL_RUNTIMES = ("auto", "litert", "tf")
+
 
 #: Largest difference between the LiteRT copy's and the SavedModel's probabilities accepted at export.
 LITERT_TOLERANCE = 1e-4
 
+
 #: A model on an audio embedder: the embedder (handle, options, identity, windows) and the logistic head.
 EMBEDDER_FILE = "embedder.json"
 
+
 HEAD_FILE = "head.npz"
+
 
 #: Files in an exported model directory (a picture model; a model on an audio embedder has
 #: EMBEDDER_FILE and HEAD_FILE instead of SAVED_MODEL).
 MODEL_FILES = (SAVED_MODEL, LABELS_FILE, SPEC_FILE, INFO_FILE)
 
+
 #: The format written now: ``soundlib-model/1`` plus the checksums of the files it lists.
 MODEL_FORMAT = "soundlib-model/2"
+
 
 #: Formats :func:`load_model` reads (``/1``: soundlib 0.1, no checksums).
 READABLE_FORMATS = ("soundlib-model/1", MODEL_FORMAT)
 
+
 #: The files whose SHA-256 the manifest records (``checksums`` in ``soundlib_model.json``).
 CHECKED_FILES = (LABELS_FILE, SPEC_FILE)
+
 
 #: Also checksummed in a model on an audio embedder.
 EMBEDDER_CHECKED_FILES = (EMBEDDER_FILE, HEAD_FILE)
 
+
 PICTURE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
+
 
 def is_soundlib_model(path: str | os.PathLike) -> bool:
     """True when ``path`` is a folder whose ``soundlib_model.json`` carries a soundlib model format tag."""
@@ -87,10 +104,12 @@ def is_soundlib_model(path: str | os.PathLike) -> bool:
     return isinstance(info, dict) and isinstance(info.get("format"), str) and info["format"].startswith(
         "soundlib-model/")
 
+
 def soundlib_version() -> str:
     from soundlib import __version__
 
     return __version__
+
 
 def model_folder(model_dir: str | os.PathLike) -> Path:
     """The model folder ``model_dir`` names: itself, or its ``model/`` when it is a run's output folder
@@ -101,12 +120,14 @@ def model_folder(model_dir: str | os.PathLike) -> Path:
         return path / "model"
     return path
 
+
 def resolve_model_dir(model_dir: str | os.PathLike) -> Path:
     """:func:`model_folder`, refusing a folder that does not exist."""
     path = Path(model_dir)
     if not path.is_dir():
         raise ModelError(f"{path}: model directory not found")
     return model_folder(path)
+
 
 def file_status(model_dir: str | os.PathLike, info: Mapping[str, Any]) -> dict[str, str]:
     """Each file of a model folder and whether it matches the checksum the manifest recorded at export:

@@ -34,6 +34,7 @@ def _audio_windows(model: LoadedModel, path: str | os.PathLike, hop: float | Non
     yield from iter_windows(path, sr=w.sr, duration=w.duration, hop=hop or w.hop_seconds,
                             pad="end" if w.pad == "none" else w.pad)
 
+
 def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
     """Files as given; folders expanded (recursively) to the audio and picture files in them."""
     from soundlib.audio.datasets import AUDIO_EXTENSIONS
@@ -49,6 +50,7 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
         else:
             out.append(p)
     return out
+
 
 def window_probabilities(model: LoadedModel, path: str | os.PathLike, *, batch_size: int = 32,
                          hop: float | None = None) -> tuple[np.ndarray, np.ndarray, float]:
@@ -89,6 +91,7 @@ def window_probabilities(model: LoadedModel, path: str | os.PathLike, *, batch_s
     if peak < SILENCE_PEAK:
         raise AudioError(f"{path}: silent audio (peak amplitude {peak:.2g}, below {SILENCE_PEAK:g})")
     return np.concatenate(probas), np.asarray(starts), length
+
 
 def predict(model: LoadedModel, inputs: Sequence[str | os.PathLike], *, top_k: int = 5, aggregate: str = "mean",
             timeline: list | None = None, events: list | None = None, threshold: float = DEFAULT_THRESHOLD,

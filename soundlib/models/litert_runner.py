@@ -41,6 +41,7 @@ def litert_copy(model_dir: Path, model: Any, spec: FeatureSpec) -> dict | None:
     return {"file": LITERT_FILE, "sha256": sha256_file(out), "input": "float32 (N, height, width, 3) in [0, 1]",
             "max_abs_difference": float(diff)}
 
+
 def convert_to_litert(model: Any, out: str | os.PathLike, *, height: int, width: int) -> Path:
     """Convert a pictures -> probabilities tf_keras model (the one :func:`export_keras_model` saves) to a
     LiteRT flatbuffer (needs TensorFlow).
@@ -70,6 +71,7 @@ def convert_to_litert(model: Any, out: str | os.PathLike, *, height: int, width:
         tmp.write_bytes(blob)
     return out
 
+
 def _litert_difference(model: Any, tflite: Path, spec: FeatureSpec) -> float:
     """Largest absolute difference between the model's and its LiteRT copy's probabilities on seeded probe
     pictures."""
@@ -83,6 +85,7 @@ def _litert_difference(model: Any, tflite: Path, spec: FeatureSpec) -> float:
     got = _LiteRunner(tflite, interpreter=_interpreter_class(tf))(probe)
     return float(np.max(np.abs(got - want))) if got.shape == want.shape else float("inf")
 
+
 def _interpreter_class(tf=None):
     """``ai_edge_litert``'s Interpreter, else (at export, TensorFlow loaded) TensorFlow's own."""
     try:
@@ -93,6 +96,7 @@ def _interpreter_class(tf=None):
         return tf.lite.Interpreter
     return Interpreter
 
+
 def model_runtime() -> str:
     """How exported models run here, from ``$SOUNDLIB_MODEL_RUNTIME``: ``auto`` (default: the LiteRT copy
     when the model has one and ``ai-edge-litert`` is installed), ``litert`` (required) or ``tf``."""
@@ -100,6 +104,7 @@ def model_runtime() -> str:
     if value not in MODEL_RUNTIMES:
         raise ConfigError(f"${MODEL_RUNTIME_ENV}={value!r}: expected one of {', '.join(MODEL_RUNTIMES)}")
     return value
+
 
 class _LiteRunner:
     """A ``.tflite`` pictures -> probabilities model in a LiteRT interpreter (XNNPACK), behind a lock.
@@ -133,6 +138,7 @@ class _LiteRunner:
             self._it.set_tensor(self._in, x)
             self._it.invoke()
             return np.array(self._it.get_tensor(self._out))
+
 
 def open_litert(path: Path, info: Mapping[str, Any], spec: FeatureSpec, n_labels: int) -> "_LiteRunner | None":
     """The model's LiteRT copy, ready to run; ``None`` to use the SavedModel (a warning says why, when

@@ -52,6 +52,7 @@ def read_labels(model_dir: str | os.PathLike) -> list[str]:
         raise ModelError(f"{path}: label(s) {', '.join(repeated)} listed more than once")
     return labels
 
+
 def read_model_info(model_dir: str | os.PathLike) -> dict:
     """``soundlib_model.json`` of a model folder, checked field by field (``{}`` when the file is absent).
 
@@ -91,6 +92,7 @@ def read_model_info(model_dir: str | os.PathLike) -> dict:
         raise ModelError(f"{path}: 'litert' must be null or name {LITERT_FILE} with its SHA-256, got {lite!r}")
     return info
 
+
 def _verify_checksums(path: Path, info: Mapping[str, Any]) -> None:
     """Refuse a model whose labels or spec differ from what was exported; warn when it has no checksums."""
     checksums = info.get("checksums")
@@ -106,6 +108,7 @@ def _verify_checksums(path: Path, info: Mapping[str, Any]) -> None:
                 f"{path / name}: does not match the checksum recorded in {INFO_FILE} when the model was exported; "
                 f"the file was edited (a reordered {LABELS_FILE} or a changed {SPEC_FILE} makes every prediction "
                 "silently wrong): restore it or export the model again")
+
 
 @dataclasses.dataclass
 class LoadedModel:
@@ -168,6 +171,7 @@ class LoadedModel:
             out.append(np.asarray(self._model(x)))
         return np.concatenate(out) if out else np.zeros((0, len(self.labels)), np.float32)
 
+
 def _no_model(path: Path, missing: str) -> ModelError:
     """Why the folder ``path`` has no model (a run that exports none, an incomplete run...), and what to do."""
     from soundlib.evaluation.metrics import RunMetrics
@@ -185,6 +189,7 @@ def _no_model(path: Path, missing: str) -> ModelError:
         return ModelError(f"{path}: an incomplete run ({marker.get('kind')}, {marker['state']}); it has no model yet: "
                           f"wait for it to finish or run it again")
     return ModelError(f"{path}: not an exported soundlib model (missing {missing}); {make}")
+
 
 def load_model(model_dir: str | os.PathLike) -> LoadedModel:
     """Open an exported model directory; clear errors for missing or corrupt parts.
@@ -255,6 +260,7 @@ def load_model(model_dir: str | os.PathLike) -> LoadedModel:
     if probe.shape[-1] != len(labels):
         raise ModelError(f"{path}: model has {probe.shape[-1]} outputs but labels.txt lists {len(labels)} labels")
     return LoadedModel(path, labels, spec, info, call)
+
 
 def _load_embedder_model(path: Path) -> LoadedModel:
     """A model on an audio embedder (see :func:`export_embedder_model`), checked file by file."""

@@ -41,6 +41,7 @@ def _training_run(dataset: Dataset, config: EvalConfig, out_dir: str | os.PathLi
     with collect_warnings() as log, run_folder(out, kind="train", overwrite=overwrite) as run:
         yield run, log, cv
 
+
 def train_fold(dataset: Dataset, *, test_fold: int, config: EvalConfig = EvalConfig(),
                out_dir: str | os.PathLike, embed_config=None, export: bool = True, overwrite: bool = False,
                progress: bool = True, cv_from: str | os.PathLike | None = None) -> RunMetrics:
@@ -71,6 +72,7 @@ def train_fold(dataset: Dataset, *, test_fold: int, config: EvalConfig = EvalCon
     with _training_run(dataset, config, out_dir, export=export, overwrite=overwrite, cv_from=cv_from) as (run, log, cv):
         return _train_fold(dataset, test_fold=test_fold, config=config, run=run, embed_config=embed_config,
                            export=export, overwrite=overwrite, progress=progress, log=log, cv=cv)
+
 
 def _train_fold(dataset: Dataset, *, test_fold: int, config: EvalConfig, run, embed_config, export: bool,
                 overwrite: bool, progress: bool, log, cv: dict | None = None) -> RunMetrics:
@@ -116,12 +118,14 @@ def _train_fold(dataset: Dataset, *, test_fold: int, config: EvalConfig, run, em
     metrics.write(out)
     return metrics
 
+
 def format_run(metrics: RunMetrics) -> str:
     """One line about a :func:`train_fold` result (plus a count of its warnings, if any)."""
     warned = f"; {len(metrics.warnings)} warning(s) in metrics.json" if metrics.warnings else ""
     return (f"{metrics.variant} / {metrics.method}, test fold {metrics.test_fold}: accuracy {metrics.accuracy:.3f}, "
             f"macro-F1 {metrics.macro_f1:.3f} on {metrics.n} clips (trained on {metrics.train_clips}, "
             f"{metrics.seconds} s){warned}")
+
 
 def _model_metadata(p: Prepared, split, config: EvalConfig, cv: dict | None) -> dict[str, Any]:
     """What an exported model records about its data and protocol (read by :mod:`soundlib.models.card`)."""
@@ -137,6 +141,7 @@ def _model_metadata(p: Prepared, split, config: EvalConfig, cv: dict | None) -> 
                      "seed": config.train.seed},
         "cross_validation": cv,
     }
+
 
 def train_all_folds(dataset: Dataset, *, config: EvalConfig = EvalConfig(), out_dir: str | os.PathLike,
                     embed_config=None, export: bool = True, overwrite: bool = False, progress: bool = True,
@@ -161,6 +166,7 @@ def train_all_folds(dataset: Dataset, *, config: EvalConfig = EvalConfig(), out_
     with _training_run(dataset, config, out_dir, export=export, overwrite=overwrite, cv_from=cv_from) as (run, log, cv):
         return _train_all_folds(dataset, config=config, run=run, embed_config=embed_config,
                                 export=export, overwrite=overwrite, progress=progress, cv=cv, log=log)
+
 
 def _train_all_folds(dataset: Dataset, *, config: EvalConfig, run, embed_config, export: bool,
                      overwrite: bool, progress: bool, cv: dict | None, log) -> dict[str, Any]:
@@ -198,6 +204,7 @@ def _train_all_folds(dataset: Dataset, *, config: EvalConfig, run, embed_config,
     }
     write_json_atomic(out / METRICS_FILE, metrics)
     return metrics
+
 
 def format_all_folds(metrics: Mapping[str, Any]) -> str:
     """One line about a :func:`train_all_folds` result."""

@@ -22,9 +22,11 @@ __all__ = [
 
 LIVE: set = set()
 
+
 _TEMP_PREFIX = "soundlib-sweep-"
 
 _TEMP: tuple[int, Path] | None = None
+
 
 def temp_dir() -> Path:
     """This process's private temporary folder for its tasks: ``$TMPDIR/soundlib-sweep-<pid>-*``, mode 0700,
@@ -38,6 +40,7 @@ def temp_dir() -> Path:
         _TEMP = (os.getpid(), path)
     return _TEMP[1]
 
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -46,6 +49,7 @@ def pid_alive(pid: int) -> bool:
     except OSError:  # EPERM: alive, another user's
         return True
     return True
+
 
 def clean_stale_temp(*, legacy_age: float = 600.0) -> list[Path]:
     """Remove what killed sweeps left in ``$TMPDIR``; returns what was removed.
@@ -85,13 +89,16 @@ def clean_stale_temp(*, legacy_age: float = 600.0) -> list[Path]:
                 removed.append(entry)
     return removed
 
+
 #: Imported once by the fork server, so that each forked task process (and kernel, see
 #: :mod:`soundlib.sweep.kernels`) starts with them loaded.
 _PRELOAD = ["soundlib.sweep.tasks", "soundlib.sweep.kernels", "papermill", "nbformat", "nbclient", "jupyter_client"]
 
 _FORK_CONTEXT: Any = None
 
+
 _START_LOCK = threading.Lock()
+
 
 def fork_available() -> bool:
     """Whether task processes can be forked from the fork server here (Linux, not inside a
@@ -99,6 +106,7 @@ def fork_available() -> bool:
     import multiprocessing
 
     return sys.platform.startswith("linux") and not multiprocessing.current_process().daemon
+
 
 def fork_context():
     """multiprocessing's ``forkserver`` context, its server preloading :data:`_PRELOAD` and the
@@ -113,6 +121,7 @@ def fork_context():
         ctx.set_forkserver_preload(list(_PRELOAD) + PRELOAD)
         _FORK_CONTEXT = ctx
     return _FORK_CONTEXT
+
 
 class ForkedProcess:
     """A task process forked from the fork server, with ``subprocess.Popen``'s ``wait``/``poll``/``kill``.
@@ -147,6 +156,7 @@ class ForkedProcess:
     def kill(self) -> None:
         self._proc.kill()
 
+
 def exit_with(pid: int) -> None:
     """Exit this process (``os._exit``) as soon as process ``pid`` ends, watched by a daemon thread.
 
@@ -178,11 +188,13 @@ def exit_with(pid: int) -> None:
 
     threading.Thread(target=watch, name="soundlib-exit-with-sweep", daemon=True).start()
 
+
 def kill_running() -> None:
     """Kill every task process this process started that is still running."""
     for proc in list(LIVE):
         with contextlib.suppress(OSError):
             proc.kill()
+
 
 def tail(path: Path, n: int = 15) -> str:
     try:

@@ -50,14 +50,19 @@ __all__ = [
 #: Notebooks a sweep executes.
 TRAIN_NOTEBOOK = "train.ipynb"
 
+
 EVALUATE_NOTEBOOK = "evaluate.ipynb"
 
+
 RUN_RECORD = "params.json"
+
 
 #: Run by each kernel at start-up: the kernel dies with the process that launched it.
 _KERNEL_EXEC_LINE = "__import__('soundlib.runtime', fromlist=['_']).die_with_parent()"
 
+
 _CHILD = "import sys; from soundlib.sweep.tasks import child_main; sys.exit(child_main(sys.argv[1]))"
+
 
 @dataclasses.dataclass(frozen=True)
 class FillTask:
@@ -101,6 +106,7 @@ class FillTask:
     def to_json(self) -> dict[str, Any]:
         """What the task process reads (plain data, with its ``kind``)."""
         return {"kind": self.kind, **dataclasses.asdict(self)}
+
 
 @dataclasses.dataclass(frozen=True)
 class NotebookTask:
@@ -147,8 +153,10 @@ class NotebookTask:
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, **dataclasses.asdict(self)}
 
+
 #: A sweep task.
 Task = Union[FillTask, NotebookTask]
+
 
 def fingerprint(params: Mapping[str, Any], synth: Mapping[str, Any] | None, data: str | None = None) -> str:
     """The identity of a run: its notebook parameters (minus output-only ones), the synthetic corpus, and the
@@ -159,6 +167,7 @@ def fingerprint(params: Mapping[str, Any], synth: Mapping[str, Any] | None, data
     if data is not None:  # (without it: the fingerprint soundlib 0.1 recorded)
         ident["_data"] = data
     return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
 
 def dataset_fingerprint(ds: Any) -> str:
     """The identity of a dataset's contents: the classes and every clip's path (relative to the dataset's
@@ -177,16 +186,19 @@ def dataset_fingerprint(ds: Any) -> str:
     flush()
     return h.hexdigest()[:20]
 
+
 def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
 
+
 def read_run_record(run_dir: Path) -> dict | None:
     """A run's ``params.json`` (fingerprint, parameters, synth, classes), or ``None``."""
     record = _read_json(Path(run_dir) / RUN_RECORD)
     return record if isinstance(record, dict) else None
+
 
 def run_complete(run_dir: Path, fp: str, variant: str, fold: int) -> bool:
     """A run is complete when it ran with these parameters (``params.json``), wrote a valid
@@ -197,6 +209,7 @@ def run_complete(run_dir: Path, fp: str, variant: str, fold: int) -> bool:
     if not (run_dir / TRAIN_NOTEBOOK).is_file():
         return False
     return RunMetrics.read(run_dir, variant=variant, fold=fold) is not None
+
 
 def _prepare_run_dir(run_dir: Path, record: Mapping[str, Any], *, log: str | None = None) -> None:
     """Start a run afresh: no stale ``metrics.json`` can outlive the new parameters. The folder is
@@ -215,6 +228,7 @@ def _prepare_run_dir(run_dir: Path, record: Mapping[str, Any], *, log: str | Non
         else:
             stale.unlink(missing_ok=True)
     write_json_atomic(run_dir / RUN_RECORD, dict(record))
+
 
 def run_task(task: "Task | Mapping[str, Any]", *, fork: bool = False) -> dict[str, Any]:
     """Execute one task in a new process and return its result.
@@ -269,8 +283,10 @@ def run_task(task: "Task | Mapping[str, Any]", *, fork: bool = False) -> dict[st
     result.setdefault("seconds", round(time.perf_counter() - t0, 2))
     return result
 
+
 #: In a forked task process: its log file (None elsewhere); its kernel is forked too.
 _TASK_LOG: str | None = None
+
 
 def _forked_main(task_path: str, log: str, env: dict[str, str], cwd: str | None, sweep_pid: int) -> None:
     """A forked task process: the environment, working folder and log a fresh ``python`` would get;
@@ -299,6 +315,7 @@ def _forked_main(task_path: str, log: str, env: dict[str, str], cwd: str | None,
     finally:
         atexit._run_exitfuncs()  # multiprocessing ends its children with os._exit
 
+
 def child_main(task_path: str) -> int:
     """Entry point of a task process (``python -c``); writes the result file."""
     from soundlib.runtime import die_with_parent
@@ -324,6 +341,7 @@ def child_main(task_path: str) -> int:
     write_json_atomic(task["result_path"], result)
     return 0
 
+
 def _do_fill(task: Mapping[str, Any]) -> dict[str, Any]:
     """Prepare one method's features once (filling the embedding cache) so the runs only read them."""
     from soundlib.audio.loaders import load_dataset
@@ -343,6 +361,7 @@ def _do_fill(task: Mapping[str, Any]) -> dict[str, Any]:
                   groups=tuple(c.group for c in ds.clips))
     feats = method.prepare(ds, ctx)
     return {"status": "completed", "rows": int(len(feats.row_clip)), "info": feats.info}
+
 
 def _do_notebook(task: Mapping[str, Any]) -> dict[str, Any]:
     import nbformat

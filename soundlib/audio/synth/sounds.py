@@ -45,6 +45,7 @@ __all__ = ["SoundModel", "SOUND_MODELS", "render_scene", "render_recording"]
 #: ``max_gap`` seconds between them, continuous sounds ignore it.
 SoundModel = Callable[..., np.ndarray]
 
+
 def _air_conditioner(rng: np.random.Generator, n: int, sr: int, *, max_gap: float = math.inf) -> np.ndarray:
     """Steady broadband noise (white to light pink) plus mains hum and a faint fan tone."""
     exponent = rng.uniform(0.0, 0.6)
@@ -63,6 +64,7 @@ def _air_conditioner(rng: np.random.Generator, n: int, sr: int, *, max_gap: floa
     slow = 1.0 + rng.uniform(0.0, 0.05) * np.clip(_smooth(rng, n, sr, 0.3), -2, 2)
     return (noise + hum) * slow
 
+
 def _car_horn(rng: np.random.Generator, n: int, sr: int, *, max_gap: float = math.inf) -> np.ndarray:
     """A steady stack of harmonics (one or two tones), honked on and off, mostly on."""
     f0 = rng.uniform(300, 520)
@@ -79,6 +81,7 @@ def _car_horn(rng: np.random.Generator, n: int, sr: int, *, max_gap: float = mat
     total = n / sr
     honks = _alternate(rng, total, (0.8, 3.0), (0.06, 0.35), (0.0, 0.08), 0.5 * max_gap)
     return y * _gate(n, sr, honks, rng.uniform(0.01, 0.03))
+
 
 def _children_playing(rng: np.random.Generator, n: int, sr: int, *, max_gap: float = math.inf) -> np.ndarray:
     """Babble of several high-pitched voices: syllables with glides and vowel formants, some shouts."""
@@ -134,6 +137,7 @@ def _children_playing(rng: np.random.Generator, n: int, sr: int, *, max_gap: flo
     out += 0.05 * _rms(out) * _band_noise(rng, n, sr, 300, 4000)
     return out
 
+
 def _dog_bark(rng: np.random.Generator, n: int, sr: int, *, max_gap: float = math.inf) -> np.ndarray:
     """Short, loud harmonic bursts with a rising-then-falling pitch and a rough noisy edge, in bouts."""
     total = n / sr
@@ -174,6 +178,7 @@ def _dog_bark(rng: np.random.Generator, n: int, sr: int, *, max_gap: float = mat
         out[i:i + m] += rng.uniform(0.6, 1.0) * env * rough * (_osc(table, cyc) + noisiness * 2.0 * noise[i:i + m])
     return out
 
+
 def _drilling(rng: np.random.Generator, n: int, sr: int, *, max_gap: float = math.inf) -> np.ndarray:
     """A high, nearly steady motor whine with fast rotation ripple over high-band grinding noise."""
     total = n / sr
@@ -194,6 +199,7 @@ def _drilling(rng: np.random.Generator, n: int, sr: int, *, max_gap: float = mat
     grind = _band_noise(rng, n, sr, rng.uniform(1800, 3000), rng.uniform(7000, 10000))
     y = (rng.uniform(0.5, 1.0) * whine / _rms(whine) + rng.uniform(0.4, 1.0) * grind) * ripple
     return y * _gate(n, sr, runs, 0.02)
+
 
 def _engine_idling(rng: np.random.Generator, n: int, sr: int, *, max_gap: float = math.inf) -> np.ndarray:
     """A low pulsed hum: cylinder firings exciting low resonances, with rumble, all below ~1 kHz."""
@@ -228,6 +234,7 @@ def _engine_idling(rng: np.random.Generator, n: int, sr: int, *, max_gap: float 
     y += rng.uniform(0.2, 0.5) * rumble
     return y * (1.0 + rng.uniform(0.05, 0.2) * np.clip(_smooth(rng, n, sr, 1.5), -2, 2))
 
+
 def _gun_shot(rng: np.random.Generator, n: int, sr: int, *, max_gap: float = math.inf) -> np.ndarray:
     """Shots: a sharp broadband crack, a low boom and a decaying noisy tail with an echo."""
     total = n / sr
@@ -252,6 +259,7 @@ def _gun_shot(rng: np.random.Generator, n: int, sr: int, *, max_gap: float = mat
     onsets = _onsets(total, gap, min(rng.uniform(0.01, 0.15), max_gap))
     return _place(n, kernel, (onsets * sr).astype(np.int64), rng.uniform(0.6, 1.0, onsets.size))
 
+
 def _jackhammer(rng: np.random.Generator, n: int, sr: int, *, max_gap: float = math.inf) -> np.ndarray:
     """Fast periodic impacts (10-22 per second) with a metallic ring, in long runs with short pauses."""
     total = n / sr
@@ -274,6 +282,7 @@ def _jackhammer(rng: np.random.Generator, n: int, sr: int, *, max_gap: float = m
     hiss = _band_noise(rng, n, sr, 2000, 8000) * rng.uniform(0.02, 0.08) * _rms(y)
     return y + hiss
 
+
 def _siren(rng: np.random.Generator, n: int, sr: int, *, max_gap: float = math.inf) -> np.ndarray:
     """A slow frequency sweep (wail, 2-5.5 s per cycle) or a fast one (yelp, 0.15-0.35 s)."""
     t = np.arange(n) / sr
@@ -292,6 +301,7 @@ def _siren(rng: np.random.Generator, n: int, sr: int, *, max_gap: float = math.i
     if rng.random() < 0.5:
         amps[1::2] *= rng.uniform(0.1, 0.5)         # square-ish electronic siren
     return _osc(_harmonic_table(amps), _cycles(freq, n, sr))
+
 
 def _street_music(rng: np.random.Generator, n: int, sr: int, *, max_gap: float = math.inf) -> np.ndarray:
     """Notes and chords: a strummed or held chord progression, a bass line, a melody, maybe drums."""
@@ -387,6 +397,7 @@ SOUND_MODELS: Mapping[str, SoundModel] = {
 
 """Class name -> sound model ``model(rng, n, sr, *, max_gap=math.inf) -> ndarray`` (foreground only, any scale)."""
 
+
 def render_scene(label: str, rng: np.random.Generator, n: int, sr: int, *,
             max_gap: float = math.inf) -> tuple[np.ndarray, float]:
     """Foreground of class ``label`` + coloured background, peak-normalised.
@@ -410,6 +421,7 @@ def render_scene(label: str, rng: np.random.Generator, n: int, sr: int, *,
     y = fg + bg
     y *= rng.uniform(0.3, 0.9) / (np.max(np.abs(y)) + 1e-12)
     return y.astype(np.float32), snr_db
+
 
 def render_recording(label: str, rng: np.random.Generator, *, seconds: float, sr: int,
                      max_gap: float | None = None) -> np.ndarray:

