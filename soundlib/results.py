@@ -178,7 +178,7 @@ def _load_sweep(path: Path, runs) -> Results:
     import pandas as pd
 
     from soundlib.evaluation.metrics import per_class_from_confusion
-    from soundlib.sweep.results import all_known, complete_runs, summed_confusion
+    from soundlib.sweep.results import all_known, complete_runs, planned_runs, summed_confusion
 
     rows, preds, warnings, grouping = [], [], [], None
     for run_dir, m in complete_runs(path):
@@ -191,6 +191,17 @@ def _load_sweep(path: Path, runs) -> Results:
     if len(summary):
         summary["recordings_known"] = [all_known(runs[(runs["variant"] == v) & (runs["method"] == mt)]
                                                   ["recordings_known"]) for v, mt in summary.index]
+    # a row with a planned fold that did not complete is incomplete: not averaged (see collect_results)
+    planned = planned_runs(path)
+    missing = {}
+    for key, want in planned.items():
+        done = folds[(folds["variant"] == key[0]) & (folds["method"] == key[1])]["fold"].tolist()
+        missing[key] = sorted(want - set(done))
+    summary["complete"] = [not missing.get(key) for key in summary.index]
+    summary["missing_folds"] = [" ".join(map(str, missing.get(key, []))) for key in summary.index]
+    averaged = ["accuracy_mean", "accuracy_std", "macro_f1_mean", "macro_f1_std", "top_3_accuracy", "top_5_accuracy",
+                "ece"]
+    summary.loc[~summary["complete"].astype(bool), averaged] = float("nan")
     per_class, classes = [], []
     for label, (names, matrix) in summed_confusion(path).items():
         variant, _, method = label.partition("/")

@@ -151,7 +151,7 @@ def test_cli_is_quiet_unless_verbose(tmp_path, synth_corpus, tiny_backbone):
     from soundlib.methods.train import TrainConfig
 
     train_fold(load_dataset(synth_corpus), test_fold=2, out_dir=tmp_path / "m", progress=False,
-               config=EvalConfig(spec=spec, backbone=str(tiny_backbone), train=TrainConfig(epochs=2)))
+               config=EvalConfig(method="frozen", spec=spec, backbone=str(tiny_backbone), train=TrainConfig(epochs=2)))
     wav = str(sorted((synth_corpus / "audio" / "fold2").glob("*.wav"))[0])
     env = {k: v for k, v in __import__("os").environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "SOUNDLIB_VERBOSE")}
     lite = subprocess.run([sys.executable, "-m", "soundlib.cli", "predict", str(tmp_path / "m"), wav, "--top-k", "1"],
@@ -231,7 +231,7 @@ def test_options_a_method_ignores_are_warned_about(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "none"), "--out", str(tmp_path / "o"), "--epochs", "5",
                  "--learning-rate", "0.01"]) == 2
     err = capsys.readouterr().err.splitlines()
-    assert err[0].startswith("soundlib evaluate: warning: --learning-rate, --epochs are ignored by method frozen")
+    assert err[0].startswith("soundlib evaluate: warning: --learning-rate, --epochs are ignored by method auto")
     assert "head=softmax" in err[0] and len(err) == 2 and "error" in err[1]
     parser = build_parser()
 

@@ -75,7 +75,7 @@ def test_train_with_export_and_predict_print_no_tensorflow_noise(tmp_path, synth
 
     backbone = save_tiny_backbone(tmp_path / "tiny224", input_size=224)  # the mel variant's picture size
     monkeypatch.setenv("SOUNDLIB_CACHE_DIR", str(tmp_path / "cache"))
-    train_fold(load_dataset(synth_corpus), test_fold=1, config=EvalConfig(backbone=str(backbone)),
+    train_fold(load_dataset(synth_corpus), test_fold=1, config=EvalConfig(method="frozen", backbone=str(backbone)),
                out_dir=tmp_path / "fill", export=False, progress=False)  # fills the cache
     env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "SOUNDLIB_VERBOSE")}
 

@@ -55,7 +55,8 @@ def test_old_files_still_read():
 def outputs(tmp_path_factory, synth_corpus, tiny_backbone):
     out = tmp_path_factory.mktemp("outs")
     ds = load_dataset(synth_corpus)
-    cfg = EvalConfig(spec=small_spec().replace(name="mel32"), backbone=str(tiny_backbone), train=TrainConfig(epochs=2))
+    cfg = EvalConfig(method="frozen", spec=small_spec().replace(name="mel32"), backbone=str(tiny_backbone),
+                     train=TrainConfig(epochs=2))
     evaluate(ds, cfg, out_dir=out / "ev", progress=False)
     train_fold(ds, test_fold=2, config=cfg, out_dir=out / "run", progress=False, export=False)
     return out, ds

@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from soundlib.cli.options import embed_config_from_args, eval_config_from_args
+from soundlib.cli.options import backbone_from_args, embed_config_from_args, eval_config_from_args
 
 __all__ = [
     "cmd_synth", "cmd_variants", "cmd_featurize", "cmd_gallery", "cmd_download", "cmd_evaluate", "cmd_train",
@@ -179,7 +179,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     if args.export:
         return _embed_export(args, ds, spec)
     spec, _ = resolve_for_clips(spec, ds.clips)
-    embedder = resolve_embedder(args.backbone)
+    embedder = resolve_embedder(backbone_from_args(args))
     res = embed_clips(ds.clips, embedder.window(spec), embedder, config=embed_config_from_args(args),
                       inputs=embedder.inputs)
     print(f"embed {spec.name} ({spec.duration:g}-s window): {res.hits} from cache, {res.computed} computed, "
@@ -193,7 +193,7 @@ def _embed_export(args: argparse.Namespace, ds, spec) -> int:
     """``soundlib embed --export FILE``: every clip's embedding, label, fold, recording and path in one .npz."""
     from soundlib.lab.embedmap import embed_dataset, write_npz
 
-    table = embed_dataset(ds, spec, args.backbone, config=embed_config_from_args(args), k_folds=args.k_folds)
+    table = embed_dataset(ds, spec, backbone_from_args(args), config=embed_config_from_args(args), k_folds=args.k_folds)
     write_npz(args.export, table)
     print(f"embed {table.variant}: {len(table)} clips ({len(table.window_clip)} windows) x "
           f"{table.embeddings.shape[1]} dims, {len(table.classes)} classes, folds "
@@ -217,38 +217,39 @@ def cmd_embedders(args: argparse.Namespace) -> int:
 
 
 #: The header of ``tag --csv``.
-TAG_COLUMNS = ["input", "start", "end", "rank", "label", "score"]
+TAG_COLUMNS = ["input", "level", "start", "end", "rank", "label", "score"]
 
 
 def cmd_tag(args: argparse.Namespace) -> int:
     import csv
 
-    from soundlib.embedders.nets import yamnet_weights as _yamnetW
     from soundlib.errors import SoundlibError
     from soundlib.evaluation.outputs import check_output_file
     from soundlib.models.label import expand_inputs
-    from soundlib.models.tag import format_tags, tag_file
+    from soundlib.models.tag import clip_summary, format_tags, open_tagger, tag_file
 
     if args.csv is not None:
         check_output_file(args.csv, option="--csv", inputs=list(expand_inputs(args.inputs)),
                           headers=[",".join(TAG_COLUMNS)], overwrite=args.overwrite)
-    model = _yamnetW.YamnetModel()
+    tagger = open_tagger(args.model)
     rows, failed = [], 0
     for path in expand_inputs(args.inputs):
         if path.suffix.lower() in (".png", ".jpg", ".jpeg"):
             continue
+        scores: list = []
         try:
-            tags = list(tag_file(path, top_k=args.top_k, hop=args.hop, model=model))
+            tags = list(tag_file(path, top_k=args.top_k, hop=args.hop, tagger=tagger, scores_out=scores))
         except SoundlibError as exc:
             print(f"soundlib: {exc}", file=sys.stderr)
             failed += 1
             continue
+        summary = clip_summary(tags, tagger, scores, top_k=args.top_k)
         if args.csv is None:
-            print(format_tags(path, tags))
-        for t in tags:
+            print(format_tags(path, tags, summary))
+        for level, t in [("clip", summary)] + [("frame", t) for t in tags]:
             for rank, (label, score) in enumerate(zip(t.labels, t.scores), start=1):
-                rows.append({"input": str(path), "start": t.start, "end": t.end, "rank": rank, "label": label,
-                             "score": round(score, 5)})
+                rows.append({"input": str(path), "level": level, "start": t.start, "end": t.end, "rank": rank,
+                             "label": label, "score": round(score, 5)})
     if args.csv is not None:
         from soundlib.atomic import atomic_path
 

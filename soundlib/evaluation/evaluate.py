@@ -35,7 +35,7 @@ from soundlib.pictures.variants import VARIANTS, FeatureSpec
 
 __all__ = [
     "EvalConfig", "Prepared", "prepare", "run_fold", "check_folds", "evaluate", "protocol_note",
-    "finite_or_none", "format_summary", "read_cross_validation",
+    "finite_or_none", "format_summary", "format_picks", "picks_of", "read_cross_validation",
 ]
 
 
@@ -236,6 +236,9 @@ def _evaluate(dataset: Dataset, config: EvalConfig, *, run, embed_config, progre
                     "total": round(time.perf_counter() - t0, 2)},
         "warnings": log.messages,
     }
+    picks = picks_of(per_fold)
+    if picks:
+        results["picked"] = picks
     if run is not None:
         out = run.path
         write_predictions(out, rows)
@@ -266,6 +269,19 @@ def finite_or_none(x: float) -> float | None:
     return None if x is None or x != x else round(float(x), 4)
 
 
+def picks_of(per_fold: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """What a choosing method (``auto``) picked on each fold, and why (empty for other methods)."""
+    return [{"fold": r["fold"], "picked": r["choice"]["picked"], "rule": r["choice"].get("rule"),
+             "protocol": r["choice"].get("protocol"), "exported": r["choice"].get("exported")}
+            for r in per_fold if isinstance(r.get("choice"), Mapping) and "picked" in r["choice"]]
+
+
+def format_picks(picks: list[Mapping[str, Any]]) -> str:
+    """One line: what ``auto`` picked per fold and why, e.g. ``picked per fold: 1 mn04 (best accuracy 0.8123)``."""
+    return "picked per fold (on the training folds only): " + "; ".join(
+        f"{p['fold']} {p['picked']} ({p.get('rule')})" for p in picks)
+
+
 def format_summary(results: Mapping[str, Any]) -> str:
     """One line about an :func:`evaluate` result: variant, method, protocol, mean ± std accuracy, macro-F1."""
     tag = " [LEAKY split: not a valid estimate]" if results.get("leaky") else ""
@@ -279,7 +295,8 @@ def format_summary(results: Mapping[str, Any]) -> str:
     return (f"{results['variant']} / {method}: accuracy {results['accuracy_mean']:.3f} ± "
             f"{results['accuracy_std']:.3f} over {len(results['per_fold'])} folds, macro-F1 {results['macro_f1']:.3f} "
             f"({results['protocol']}, {results['dataset']['clips']} clips"
-            f"{', ' + results['backbone'] if results.get('backbone') else ''}){tag}")
+            f"{', ' + results['backbone'] if results.get('backbone') else ''}){tag}"
+            + (f"\n{format_picks(results['picked'])}" if results.get("picked") else ""))
 
 
 def read_cross_validation(path: str | os.PathLike, config: EvalConfig, dataset: Dataset) -> dict[str, Any]:

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 __all__ = ["MethodSpec", "METHOD_KINDS", "DEFAULT_METHOD", "resolve_method", "build_method", "method_kinds",
            "cache_units", "register_method", "method_entry", "CacheUnit"]
 
-DEFAULT_METHOD = "frozen"
+DEFAULT_METHOD = "auto"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,8 +1,11 @@
-"""Zero-shot tagging: YAMNet's own AudioSet classes per window, for a first look at unlabelled audio.
+"""Zero-shot tagging: an AudioSet network's own classes per window and per clip, for a first look at
+unlabelled audio.
 
-:func:`tag_file` streams a recording (any length) through YAMNet's frames (0.975 s every ``hop``
-seconds, at 16 kHz) and keeps each frame's ``top_k`` AudioSet classes (521, with the names the model
-carries). No training: the labels are the model's.
+Two taggers (:data:`TAGGERS`): ``mn04`` (EfficientAT, MIT, 527 classes, mAP 0.432 on AudioSet; the
+default) and ``yamnet`` (Google, Apache-2.0, 521 classes, mAP 0.306). :func:`tag_file` streams a
+recording (any length) through the tagger's frames (``FRAME_SECONDS`` every ``hop`` seconds) and keeps
+each frame's ``top_k`` classes; :func:`clip_summary` averages the frames' scores into the clip's top
+classes. No training: the labels are the model's.
 """
 
 from __future__ import annotations
@@ -10,16 +13,62 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
 from soundlib.errors import AudioError
 
-__all__ = ["Tag", "tag_file", "FRAME_SECONDS"]
+__all__ = ["Tag", "Tagger", "TAGGERS", "DEFAULT_TAGGER", "open_tagger", "tag_file", "clip_summary", "FRAME_SECONDS"]
 
 #: One YAMNet frame, in seconds (15600 samples at 16 kHz).
 FRAME_SECONDS = 0.975
+#: The taggers ``soundlib tag --model`` offers: AudioSet networks with their own class names.
+TAGGERS = ("mn04", "yamnet")
+DEFAULT_TAGGER = "mn04"
+
+
+@dataclasses.dataclass
+class Tagger:
+    """An AudioSet network as a tagger: frames of ``frame_seconds`` at ``sr`` -> (n, classes) scores in [0, 1]."""
+
+    name: str
+    sr: int
+    frame_seconds: float
+    names: list[str]
+    scores: Callable[[np.ndarray], np.ndarray]
+
+
+def open_tagger(name: str = DEFAULT_TAGGER) -> Tagger:
+    """Load a tagger by name (:data:`TAGGERS`); its weights as the embedder of that name finds them."""
+    from soundlib.errors import ConfigError
+
+    if name == "yamnet":
+        from soundlib.embedders.nets import yamnet as _yamnet
+        from soundlib.embedders.nets import yamnet_weights as _yamnetW
+
+        model = _yamnetW.YamnetModel()
+        return Tagger("yamnet", _yamnet.SR, FRAME_SECONDS, _yamnetW.class_names(),
+                      lambda frames: np.asarray(model.scores(frames), np.float32))
+    if name == "mn04":
+        from soundlib.embedders.nets import efficientat_mn as _mn
+        from soundlib.embedders.nets import efficientat_weights as _mnW
+
+        mn = _mnW.Mn04Model(_mnW.checkpoint_path())
+
+        def scores(frames: np.ndarray) -> np.ndarray:
+            return (1.0 / (1.0 + np.exp(-np.asarray(mn.logits(frames), np.float64)))).astype(np.float32)
+
+        return Tagger("mn04", _mn.SR, 1.0, _mnW.audioset_labels(), scores)
+    raise ConfigError(f"unknown tagger {name!r}: expected one of {', '.join(TAGGERS)}")
+
+
+def clip_summary(tags: list[Tag], tagger: Tagger, all_scores: np.ndarray, *, top_k: int = 3) -> Tag:
+    """The clip's top classes: the frames' scores averaged (``all_scores``: (frames, classes))."""
+    mean = np.asarray(all_scores, np.float64).mean(axis=0)
+    best = np.argsort(-mean)[:top_k]
+    return Tag(0.0, tags[-1].end if tags else 0.0, tuple(tagger.names[k] for k in best),
+               tuple(float(mean[k]) for k in best))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,8 +82,8 @@ class Tag:
 
 
 def tag_file(path: str | os.PathLike, *, top_k: int = 3, hop: float = 0.48, model=None,
-             batch_frames: int = 64) -> Iterator[Tag]:
-    """YAMNet's top classes for every frame of an audio file (streamed: memory bounded by a batch).
+             batch_frames: int = 64, tagger: Tagger | None = None, scores_out: list | None = None) -> Iterator[Tag]:
+    """A tagger's top classes for every frame of an audio file (streamed: memory bounded by a batch).
 
     Parameters
     ----------
@@ -45,36 +94,48 @@ def tag_file(path: str | os.PathLike, *, top_k: int = 3, hop: float = 0.48, mode
     hop : float
         Seconds between frame starts (YAMNet's own: 0.48).
     model : YamnetModel, optional
-        A loaded model (default: loaded here, LiteRT when installed).
+        A loaded YAMNet (soundlib 0.2's argument; ``tagger`` is the general one).
+    tagger : Tagger, optional
+        The tagger (default: YAMNet, loaded here, LiteRT when installed).
+    scores_out : list, optional
+        Receives every frame's full score vector (for :func:`clip_summary`).
 
     Yields
     ------
     Tag
     """
     from soundlib.audio.clips import SILENCE_PEAK, audio_info, iter_windows
-    from soundlib.embedders.nets import yamnet as _yamnet
-    from soundlib.embedders.nets import yamnet_weights as _yamnetW
 
     if not 0 < hop <= 10:
         raise AudioError(f"hop must be in (0, 10] seconds, got {hop}")
-    model = model or _yamnetW.YamnetModel()
-    names = _yamnetW.class_names()
+    if tagger is None:
+        if model is not None:
+            from soundlib.embedders.nets import yamnet as _yamnet
+            from soundlib.embedders.nets import yamnet_weights as _yamnetW
+
+            tagger = Tagger("yamnet", _yamnet.SR, FRAME_SECONDS, _yamnetW.class_names(),
+                            lambda frames: np.asarray(model.scores(frames), np.float32))
+        else:
+            tagger = open_tagger("yamnet")
+    names = tagger.names
     length = audio_info(path).duration
     starts: list[float] = []
     frames: list[np.ndarray] = []
     peak = 0.0
 
     def flush() -> Iterator[Tag]:
-        scores = np.asarray(model.scores(np.stack(frames)), np.float32)
+        scores = np.asarray(tagger.scores(np.stack(frames)), np.float32)
+        if scores_out is not None:
+            scores_out.extend(scores)
         for start, s in zip(starts, scores):
             best = np.argsort(-s)[:top_k]
-            yield Tag(round(start, 3), round(min(length, start + FRAME_SECONDS), 3),
+            yield Tag(round(start, 3), round(min(length, start + tagger.frame_seconds), 3),
                       tuple(names[k] for k in best), tuple(float(s[k]) for k in best))
         starts.clear()
         frames.clear()
 
     n_frames = 0
-    for start, frame in iter_windows(path, sr=_yamnet.SR, duration=FRAME_SECONDS, hop=hop, pad="end"):
+    for start, frame in iter_windows(path, sr=tagger.sr, duration=tagger.frame_seconds, hop=hop, pad="end"):
         peak = max(peak, float(np.max(np.abs(frame))) if frame.size else 0.0)
         starts.append(start)
         frames.append(np.asarray(frame, np.float32))
@@ -89,9 +150,12 @@ def tag_file(path: str | os.PathLike, *, top_k: int = 3, hop: float = 0.48, mode
         raise AudioError(f"{path}: silent audio (peak amplitude {peak:.2g}, below {SILENCE_PEAK:g})")
 
 
-def format_tags(path: Path, tags: list[Tag]) -> str:
-    """A readable table: one line per frame, ``start-end  label (score), ...``."""
+def format_tags(path: Path, tags: list[Tag], summary: Tag | None = None) -> str:
+    """A readable table: the clip's summary (when given), then one line per frame, ``start-end  label (score), ...``."""
     lines = [f"{path}:"]
+    if summary is not None:
+        best = ", ".join(f"{label} ({score:.2f})" for label, score in zip(summary.labels, summary.scores))
+        lines.append(f"  whole clip (mean of {len(tags)} frames)  {best}")
     for t in tags:
         best = ", ".join(f"{label} ({score:.2f})" for label, score in zip(t.labels, t.scores))
         lines.append(f"  {t.start:7.2f}-{t.end:7.2f} s  {best}")

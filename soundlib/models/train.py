@@ -124,7 +124,16 @@ def format_run(metrics: RunMetrics) -> str:
     warned = f"; {len(metrics.warnings)} warning(s) in metrics.json" if metrics.warnings else ""
     return (f"{metrics.variant} / {metrics.method}, test fold {metrics.test_fold}: accuracy {metrics.accuracy:.3f}, "
             f"macro-F1 {metrics.macro_f1:.3f} on {metrics.n} clips (trained on {metrics.train_clips}, "
-            f"{metrics.seconds} s){warned}")
+            f"{metrics.seconds} s){warned}" + _picked(metrics.choice))
+
+
+def _picked(choice: Mapping[str, Any] | None) -> str:
+    """A second line naming what ``auto`` picked and why (nothing for other methods)."""
+    if not isinstance(choice, Mapping) or "picked" not in choice:
+        return ""
+    exported = choice.get("exported")
+    tail = "" if not exported or exported == choice["picked"] else f"; the exported model is {exported}'s"
+    return f"\npicked {choice['picked']} ({choice.get('rule')}; {choice.get('protocol')}){tail}"
 
 
 def _model_metadata(p: Prepared, split, config: EvalConfig, cv: dict | None) -> dict[str, Any]:
@@ -216,4 +225,4 @@ def format_all_folds(metrics: Mapping[str, Any]) -> str:
     warned = f"; {len(metrics['warnings'])} warning(s) in metrics.json" if metrics.get("warnings") else ""
     return (f"{metrics['variant']} / {metrics['method']}, all folds ({', '.join(map(str, metrics['folds']))}): "
             f"trained on {metrics['train_clips']} clips, validation accuracy "
-            f"{'n/a' if val is None else f'{val:.3f}'}, no test fold; {acc}{warned}")
+            f"{'n/a' if val is None else f'{val:.3f}'}, no test fold; {acc}{warned}" + _picked(metrics.get("choice")))

@@ -50,7 +50,8 @@ class SweepConfig:
     variants : tuple of FeatureSpec
         Feature variants; their names are the output sub-folders.
     methods : tuple of MethodSpec
-        Learning methods; every variant runs with every method (``<variant>/<method>/fold<k>``),
+        Learning methods (default: the default method, auto; frozen when the file names a backbone); every
+        variant runs with every method (``<variant>/<method>/fold<k>``),
         unless ``only`` restricts a method.
     only : dict
         Method name -> ``{"variants": (...), "folds": (...)}``: the variants and test folds that
@@ -283,7 +284,9 @@ def _from_dict(d: Any, *, where: str, base_dir: Path) -> SweepConfig:
             "Edit the path, or download the data first, e.g. `soundlib download urbansound8k --data-home DIR`.")
     defaults = SweepConfig()
     variants = _variants(d.get("variants", [v.name for v in defaults.variants]), where)
-    methods, only = _methods(d.get("methods", [m.name for m in defaults.methods]), where)
+    # no methods: the default method, or frozen when the file names a backbone (the pictures' embedder was chosen)
+    implicit = ["frozen"] if d.get("backbone") is not None else [m.name for m in defaults.methods]
+    methods, only = _methods(d.get("methods", implicit), where)
     for name, restrict in only.items():
         unknown = [v for v in restrict.get("variants", ()) if v not in {x.name for x in variants}]
         if unknown:

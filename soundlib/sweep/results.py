@@ -26,13 +26,14 @@ __all__ = [
     "significance",
     "significance_markdown",
     "grouping_note",
+    "planned_runs",
 ]
 
 _FOLD_DIR = re.compile(r"^fold(\d+)$")
 _RUN_COLUMNS = ["variant", "method", "fold", "accuracy", "macro_f1", "val_accuracy", "n", "seconds", "fit_seconds",
                 "choice", "run_dir", "train_clips", "recordings_known", "top_3_accuracy", "top_5_accuracy", "ece"]
 _TABLE_COLUMNS = ["folds", "accuracy_mean", "accuracy_std", "macro_f1_mean", "macro_f1_std", "clips",
-                  "seconds_per_fold", "recordings_known"]
+                  "seconds_per_fold", "recordings_known", "complete", "missing_folds"]
 
 
 def _order(sweep_dir: Path) -> tuple[list[str], list[str]]:
@@ -107,8 +108,35 @@ def _choice_text(choice: dict) -> str:
     return ", ".join(parts)
 
 
+def planned_runs(sweep_dir: str | os.PathLike) -> dict[tuple[str, str], set[int]]:
+    """The test folds each (variant, method) was to run: every ``<variant>/<method>/fold<k>`` folder the
+    sweep made (a run that failed or was stopped leaves its folder), plus the folds ``sweep.yaml`` lists
+    (when it lists them; ``folds: all`` depends on the data)."""
+    import yaml
+
+    sweep_dir = Path(sweep_dir)
+    planned: dict[tuple[str, str], set[int]] = {}
+    for folder in sweep_dir.glob("*/*/fold*"):
+        m = _FOLD_DIR.match(folder.name)
+        if m and folder.is_dir():
+            planned.setdefault((folder.parent.parent.name, folder.parent.name), set()).add(int(m.group(1)))
+    try:
+        data = yaml.safe_load((sweep_dir / "sweep.yaml").read_text())
+        folds = data.get("folds") if isinstance(data, dict) else None
+        if isinstance(folds, list) and all(isinstance(f, int) for f in folds):
+            for key in list(planned):
+                planned[key] |= set(folds)
+    except Exception:  # no or foreign sweep.yaml: the folders alone
+        pass
+    return planned
+
+
 def collect_results(sweep_dir: str | os.PathLike):
     """Mean ± std of accuracy and macro-F1 over the folds of each (variant, method) under ``sweep_dir``.
+
+    A row with a planned fold that did not complete (failed, stopped, still running) is **incomplete**:
+    ``complete`` False, ``missing_folds`` lists them, and its means and stds are NaN, never averaged
+    over the folds that survived (a failed hard fold would otherwise flatter it).
 
     Returns
     -------
@@ -122,14 +150,24 @@ def collect_results(sweep_dir: str | os.PathLike):
     import pandas as pd
 
     runs = collect_runs(sweep_dir)
+    planned = planned_runs(sweep_dir)
     rows = []
-    for (variant, method) in dict.fromkeys(zip(runs["variant"], runs["method"])):
+    keys = list(dict.fromkeys(zip(runs["variant"], runs["method"])))
+    keys += [k for k in planned if k not in keys]
+    nan = float("nan")
+    for (variant, method) in keys:
         r = runs[(runs["variant"] == variant) & (runs["method"] == method)]
+        missing = sorted(planned.get((variant, method), set()) - {int(f) for f in r["fold"]})
+        whole = not missing
         rows.append({"variant": variant, "method": method, "folds": len(r),
-                     "accuracy_mean": float(r["accuracy"].mean()), "accuracy_std": float(r["accuracy"].std(ddof=0)),
-                     "macro_f1_mean": float(r["macro_f1"].mean()), "macro_f1_std": float(r["macro_f1"].std(ddof=0)),
-                     "clips": int(r["n"].sum()), "seconds_per_fold": float(r["seconds"].astype(float).mean()),
-                     "recordings_known": all_known(r["recordings_known"])})
+                     "accuracy_mean": float(r["accuracy"].mean()) if whole else nan,
+                     "accuracy_std": float(r["accuracy"].std(ddof=0)) if whole else nan,
+                     "macro_f1_mean": float(r["macro_f1"].mean()) if whole else nan,
+                     "macro_f1_std": float(r["macro_f1"].std(ddof=0)) if whole else nan,
+                     "clips": int(r["n"].sum()),
+                     "seconds_per_fold": float(r["seconds"].astype(float).mean()) if len(r) else nan,
+                     "recordings_known": all_known(r["recordings_known"]), "complete": whole,
+                     "missing_folds": " ".join(map(str, missing))})
     return pd.DataFrame(rows, columns=["variant", "method"] + _TABLE_COLUMNS).set_index(["variant", "method"])
 
 
@@ -158,6 +196,10 @@ def results_table_markdown(table: Any, *, digits: int = 3) -> str:
     mean ± std, seconds per fold."""
     lines = ["| variant | method | folds | accuracy | macro-F1 | s / fold |", "|---|---|---:|---|---|---:|"]
     for (variant, method), r in table.iterrows():
+        if "complete" in r and not r["complete"]:
+            lines.append(f"| {variant} | {method} | {int(r['folds'])} | incomplete: fold(s) {r['missing_folds']} did not "
+                         "complete (not averaged) | | |")
+            continue
         lines.append(f"| {variant} | {method} | {int(r['folds'])} "
                      f"| {r['accuracy_mean']:.{digits}f} ± {r['accuracy_std']:.{digits}f} "
                      f"| {r['macro_f1_mean']:.{digits}f} ± {r['macro_f1_std']:.{digits}f} "
@@ -205,6 +247,9 @@ def significance(sweep_dir: str | os.PathLike, *, alpha: float = 0.05, seed: int
     if runs.empty:
         return pd.DataFrame(columns=columns).set_index(["variant", "method"])
     table = collect_results(sweep_dir)
+    table = table[table["complete"].astype(bool)]  # incomplete rows are neither the best nor compared
+    if table.empty:
+        return pd.DataFrame(columns=columns).set_index(["variant", "method"])
     best = table["accuracy_mean"].idxmax()
     groups: dict[str, str] = {}
 

@@ -132,7 +132,7 @@ def test_visualize_prediction(browser, lab, lab_root, corpus, tiny_backbone):
 
     run = lab_root / "run"
     train_fold(load_dataset(corpus), test_fold=1, out_dir=run, progress=False,
-               config=EvalConfig(spec=resolve_variant(TINY_VARIANT), backbone=str(tiny_backbone),
+               config=EvalConfig(method="frozen", spec=resolve_variant(TINY_VARIANT), backbone=str(tiny_backbone),
                                  train=TrainConfig(epochs=3)))
     labels = (run / "model" / "labels.txt").read_text().split()
     prepare("visualize.ipynb", lab_root / "visualize.ipynb", dataset=str(corpus), model_dir=str(run), seed=4,

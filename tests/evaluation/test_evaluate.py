@@ -24,7 +24,7 @@ def tiny_variant():
 
 def test_evaluate_writes_results(tmp_path, synth_corpus, tiny_backbone, tiny_variant):
     ds = load_dataset(synth_corpus)
-    cfg = EvalConfig(spec=tiny_variant, backbone=str(tiny_backbone), train=TrainConfig(epochs=3))
+    cfg = EvalConfig(method="frozen", spec=tiny_variant, backbone=str(tiny_backbone), train=TrainConfig(epochs=3))
     res = evaluate(ds, cfg, out_dir=tmp_path / "ev", progress=False)
     saved = json.loads((tmp_path / "ev" / "results.json").read_text())
     assert saved["accuracy_mean"] == pytest.approx(res["accuracy_mean"])
@@ -43,14 +43,14 @@ def test_evaluate_writes_results(tmp_path, synth_corpus, tiny_backbone, tiny_var
 def test_dataset_without_folds_gets_grouped_folds(tmp_path, synth_corpus, tiny_backbone, tiny_variant):
     ds = load_dataset(synth_corpus)
     nofolds = ds.with_clips(dataclasses.replace(c, fold=None) for c in ds.clips)
-    res = evaluate(nofolds, EvalConfig(spec=tiny_variant, backbone=str(tiny_backbone), k_folds=3,
+    res = evaluate(nofolds, EvalConfig(method="frozen", spec=tiny_variant, backbone=str(tiny_backbone), k_folds=3,
                                        train=TrainConfig(epochs=2)), progress=False)
     assert res["protocol"] == "grouped-3-folds" and len(res["per_fold"]) == 3 and not res["cross_fold_groups"]
 
 
 def test_empty_dataset_and_missing_fold(tmp_path, synth_corpus, tiny_backbone, tiny_variant):
     ds = load_dataset(synth_corpus)
-    cfg = EvalConfig(spec=tiny_variant, backbone=str(tiny_backbone), train=TrainConfig(epochs=2))
+    cfg = EvalConfig(method="frozen", spec=tiny_variant, backbone=str(tiny_backbone), train=TrainConfig(epochs=2))
     with pytest.raises(DatasetError, match="has no clips"):
         evaluate(ds.with_clips([]), cfg, progress=False)
     with pytest.raises(DatasetError, match="fold 9 has no clips"):
@@ -61,7 +61,7 @@ def test_empty_dataset_and_missing_fold(tmp_path, synth_corpus, tiny_backbone, t
 
 def test_train_fold_outputs(tmp_path, synth_corpus, tiny_backbone, tiny_variant):
     ds = load_dataset(synth_corpus)
-    cfg = EvalConfig(spec=tiny_variant, backbone=str(tiny_backbone), train=TrainConfig(epochs=2))
+    cfg = EvalConfig(method="frozen", spec=tiny_variant, backbone=str(tiny_backbone), train=TrainConfig(epochs=2))
     m = train_fold(ds, test_fold=2, config=cfg, out_dir=tmp_path / "run", progress=False)
     for name in ("metrics.json", "predictions.csv", "confusion_matrix.png", "history.json", "model/labels.txt"):
         assert (tmp_path / "run" / name).exists(), name
@@ -75,10 +75,10 @@ def test_synthetic_corpus_mel_efficientnet_reaches_the_bar(tmp_path):
     from soundlib.audio.synth import SynthConfig, generate_corpus
 
     ds = load_dataset(generate_corpus(tmp_path / "synth", SynthConfig(), progress=False))
-    res = evaluate(ds, EvalConfig(), out_dir=tmp_path / "ev", progress=False)
+    res = evaluate(ds, EvalConfig(method="frozen"), out_dir=tmp_path / "ev", progress=False)
     assert len(res["per_fold"]) == 10
     assert res["accuracy_mean"] >= 0.90, format_summary(res)
-    leaky = evaluate(ds, EvalConfig(leaky_split=True), progress=False)
+    leaky = evaluate(ds, EvalConfig(method="frozen", leaky_split=True), progress=False)
     assert leaky["accuracy_mean"] >= res["accuracy_mean"] - 0.05
 
 

@@ -33,7 +33,7 @@ def exported_model(tmp_path_factory, synth_corpus, tiny_backbone, mel32) -> Path
 
     out = tmp_path_factory.mktemp("exported")
     train_fold(load_dataset(synth_corpus), test_fold=1, out_dir=out, progress=False,
-               config=EvalConfig(spec=mel32, backbone=str(tiny_backbone), train=TrainConfig(epochs=3)))
+               config=EvalConfig(method="frozen", spec=mel32, backbone=str(tiny_backbone), train=TrainConfig(epochs=3)))
     return out / "model"
 
 

@@ -77,7 +77,7 @@ def test_evaluate_with_a_nan_entry_scores_as_clean_and_records_the_warning(tmp_p
     from soundlib.methods.train import TrainConfig
 
     ds, cfg, backbone, clean, poison = poisoned_cache
-    config = EvalConfig(spec=mel32, backbone=str(tiny_backbone), train=TrainConfig(epochs=3))
+    config = EvalConfig(method="frozen", spec=mel32, backbone=str(tiny_backbone), train=TrainConfig(epochs=3))
     embed = EmbedConfig(cache_dir=cfg.cache_dir, progress=False)
     reference = evaluate(ds, config, embed_config=embed, progress=False)
     path = poison(0, np.full(16, np.nan, np.float32))

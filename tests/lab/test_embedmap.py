@@ -82,7 +82,7 @@ def test_embedding_map_for_a_run(tmp_path, synth_corpus, tiny_backbone):
     embed = EmbedConfig(cache_dir=tmp_path / "cache", progress=False)
     mfcc = EvalConfig(spec=small_spec(), backbone=str(tiny_backbone), method=resolve_method("mfcc"))
     assert embedding_map(ds, mfcc, test_fold=2, embed_config=embed) is None  # nothing cached: no map
-    frozen = EvalConfig(spec=small_spec(), backbone=str(tiny_backbone))
+    frozen = EvalConfig(method="frozen", spec=small_spec(), backbone=str(tiny_backbone))
     emap = embedding_map(ds, frozen, test_fold=2, embed_config=embed)
     assert emap.xy.shape == (len(ds), 2) and emap.projection in ("t-SNE", "UMAP")
     assert (emap.table.folds == 2).sum() == sum(c.fold == 2 for c in ds.clips)

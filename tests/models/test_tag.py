@@ -1,4 +1,5 @@
-"""soundlib tag: YAMNet's own AudioSet classes per frame, on a real clip and from the command line."""
+"""soundlib tag: an AudioSet network's own classes per clip and per frame (mn04 and YAMNet), on a real clip and
+from the command line."""
 
 from __future__ import annotations
 
@@ -25,11 +26,13 @@ def _yamnet_reason() -> str | None:
     return resolve_embedder("yamnet").unavailable()
 
 
-pytestmark = pytest.mark.skipif(_yamnet_reason() is not None, reason=f"YAMNet not installed: {_yamnet_reason()}")
+needs_yamnet = pytest.mark.skipif(_yamnet_reason() is not None, reason=f"YAMNet not installed: {_yamnet_reason()}")
 
 
 @pytest.fixture(scope="module")
 def model():
+    if _yamnet_reason() is not None:
+        pytest.skip(f"YAMNet not installed: {_yamnet_reason()}")
     from soundlib.embedders.nets.yamnet_weights import YamnetModel
 
     return YamnetModel(threads=1)
@@ -57,13 +60,36 @@ def test_silence_is_refused_and_hop_checked(tmp_path, model):
 
 
 @pytest.mark.slow
+@needs_yamnet
 def test_tag_command_writes_a_csv(tmp_path):
     if not DOG.is_file():
         pytest.skip(f"no real clip at {DOG}")
     out = tmp_path / "tags.csv"
-    r = subprocess.run([sys.executable, "-m", "soundlib.cli", "tag", str(DOG), "--top-k", "2", "--csv", str(out)],
-                       capture_output=True, text=True, timeout=600)
+    r = subprocess.run([sys.executable, "-m", "soundlib.cli", "tag", str(DOG), "--top-k", "2", "--csv", str(out),
+                        "--model", "yamnet"], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     rows = list(csv.DictReader(out.open()))
-    assert len(rows) == 16 and {r["rank"] for r in rows} == {"1", "2"}
+    assert len(rows) == 18 and {r["rank"] for r in rows} == {"1", "2"}  # 2 clip rows, 8 frames x 2
+    assert [r["level"] for r in rows[:2]] == ["clip", "clip"] and "Dog" in {rows[0]["label"], rows[1]["label"]}
     assert "XNNPACK" not in r.stderr and "Traceback" not in r.stderr
+
+
+MN04 = SHARED / "models" / "efficientat" / "mn04_as_mAP_432.pt"
+
+
+def test_mn04_tags_a_dog_bark_per_clip_and_per_frame(monkeypatch):
+    """mn04 is the default tagger (the better AudioSet model): its clip summary and most frames say Dog."""
+    if not DOG.is_file() or not MN04.is_file():
+        pytest.skip("no real clip or mn04 checkpoint in the shared folder")
+    monkeypatch.setenv("SOUNDLIB_MN04_CHECKPOINT", str(MN04))
+    from soundlib.models.tag import DEFAULT_TAGGER, clip_summary, format_tags, open_tagger, tag_file
+
+    assert DEFAULT_TAGGER == "mn04"
+    tagger = open_tagger("mn04")
+    assert tagger.sr == 32000 and len(tagger.names) == 527
+    scores: list = []
+    tags = list(tag_file(DOG, top_k=3, hop=0.5, tagger=tagger, scores_out=scores))
+    assert len(scores) == len(tags) >= 6 and all(0 <= s.min() and s.max() <= 1 for s in scores)
+    summary = clip_summary(tags, tagger, scores, top_k=3)
+    assert "Dog" in summary.labels[:2] and sum("Dog" in t.labels for t in tags) >= len(tags) // 2
+    assert "whole clip" in format_tags(DOG, tags, summary).splitlines()[1]

@@ -157,3 +157,26 @@ def test_collect_results_empty(tmp_path):
 
 # ---------------------------------------------------------------------------
 # End to end with the stand-in backbone
+
+
+def test_a_row_with_a_failed_fold_is_incomplete_not_averaged(tmp_path):
+    """Desk review finding 9: a sweep whose fold-1 run failed reported the mean of the folds that survived."""
+    import math
+    import shutil
+
+    from soundlib import results as R
+    from soundlib.sweep.results import collect_results, results_table_markdown, significance
+
+    legacy = Path(__file__).parents[1] / "data" / "legacy_0_2" / "sweep"
+    sweep_dir = Path(shutil.copytree(legacy, tmp_path / "sweep"))
+    whole = collect_results(sweep_dir)
+    assert bool(whole.loc[("mel", "mfcc"), "complete"]) and whole.loc[("mel", "mfcc"), "missing_folds"] == ""
+    (sweep_dir / "mel" / "mfcc" / "fold3").mkdir()  # a run that failed leaves its folder, without metrics.json
+    table = collect_results(sweep_dir)
+    row = table.loc[("mel", "mfcc")]
+    assert not row["complete"] and row["missing_folds"] == "3" and row["folds"] == 2
+    assert math.isnan(row["accuracy_mean"]) and math.isnan(row["macro_f1_std"])
+    assert "incomplete: fold(s) 3 did not complete" in results_table_markdown(table)
+    assert significance(sweep_dir).empty  # nothing complete to compare
+    summary = R.load(sweep_dir).summary
+    assert not summary.loc[("mel", "mfcc"), "complete"] and math.isnan(summary.loc[("mel", "mfcc"), "accuracy_mean"])
