@@ -330,6 +330,8 @@ def fresh_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("SOUNDLIB_CACHE_DIR", str(cache))
     monkeypatch.delenv(M.CHECKPOINT_ENV, raising=False)
     monkeypatch.delenv(M.URL_ENV, raising=False)
+    # the copy shipped in the package would be found first: these tests are about the cache and the download
+    monkeypatch.setattr(M, "packaged_checkpoint", lambda: tmp_path / "not-packaged" / M.CHECKPOINT_NAME)
     return cache
 
 
