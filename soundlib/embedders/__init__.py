@@ -9,6 +9,8 @@ TF Hub handle / folder   picture     any TF2 image feature-vector SavedModel
 ``mn04``                 waveform    EfficientAT mn04_as (AudioSet, MIT)
 ``yamnet``               waveform    Google's YAMNet (AudioSet, Apache-2.0)
 ``birdnet``              waveform    BirdNET 2.4 (CC BY-NC-SA 4.0: non-commercial)
+``speech``               waveform    Google's speech_embedding (openwakeword wheel; check before
+                                     commercial use: Apache-2.0 on TF Hub, CC BY-NC-SA 4.0 in the wheel)
 ``mfcc``                 waveform    MFCC statistics (the classic control)
 =======================  ==========  ==========================================================
 

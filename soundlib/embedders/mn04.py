@@ -3,9 +3,10 @@ freely licensed embedder soundlib has.
 
 Schmid, Koutini & Widmer, "Efficient Large-scale Audio Tagging via Transformer-to-CNN Knowledge
 Distillation" (ICASSP 2023); 0.99 M parameters, AudioSet mAP 0.432. The network is ported to tf_keras
-(:mod:`soundlib.embedders.nets.efficientat_mn`; no torch at run time) from the release file, downloaded on first use
-and checked by SHA-256 (``$SOUNDLIB_MN04_CHECKPOINT`` may point at a local copy), and run on LiteRT
-(XNNPACK) when ``ai-edge-litert`` is installed.
+(:mod:`soundlib.embedders.nets.efficientat_mn`; no torch at run time) from the release file, checked by SHA-256:
+``$SOUNDLIB_MN04_CHECKPOINT`` when set, else the copy shipped inside soundlib
+(``soundlib/embedders/weights/``, with its MIT notice: it works offline), else downloaded on first use;
+run on LiteRT (XNNPACK) when ``ai-edge-litert`` is installed.
 
 Windows: the variant's duration and hop at 32 kHz, and a clip shorter than one window is embedded as it
 is (``pad: none``): the network pools over time, so added silence would only dilute it. One row per

@@ -49,6 +49,12 @@ EMBEDDER_LICENCES: dict[str, WeightsLicence] = {
         "NON-COMMERCIAL use only, share-alike: this model may not be used commercially, and what is built on "
         "it must carry the same licence"),
     "yamnet": WeightsLicence("YAMNet (Google, AudioSet)", "Apache-2.0"),
+    "speech_embedding:": WeightsLicence(
+        "Google's speech_embedding (Lin et al., ICASSP 2020; TF Hub google/speech_embedding/1), the TFLite copy "
+        "in the openwakeword 0.5.1 wheel",
+        "Apache-2.0 (Google, TF Hub) / CC BY-NC-SA 4.0 (openwakeword's included models)",
+        "CHECK BEFORE COMMERCIAL USE: Google publishes it under Apache-2.0, but the openwakeword wheel it is read "
+        "from puts all of its included pre-trained models under CC BY-NC-SA 4.0 (non-commercial, share-alike)"),
     "efficientat:mn04": WeightsLicence("EfficientAT mn04_as (Schmid, Koutini, Widmer; AudioSet)", "MIT"),
     "mn04": WeightsLicence("EfficientAT mn04_as (Schmid, Koutini, Widmer; AudioSet)", "MIT"),
     "mfcc:": WeightsLicence("MFCC statistics (no learned weights)", "none"),

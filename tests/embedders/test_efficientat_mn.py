@@ -331,6 +331,8 @@ def fresh_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("SOUNDLIB_CACHE_DIR", str(cache))
     monkeypatch.delenv(MW.CHECKPOINT_ENV, raising=False)
     monkeypatch.delenv(MW.URL_ENV, raising=False)
+    # the copy shipped in the package would be found first: these tests are about the cache and the download
+    monkeypatch.setattr(MW, "packaged_checkpoint", lambda: tmp_path / "not-packaged" / MW.CHECKPOINT_NAME)
     return cache
 
 

@@ -19,7 +19,7 @@ from ..conftest import tone, write_wav
 
 def test_every_registered_embedder_says_what_it_is_without_loading():
     names = embedder_names()
-    for must in ("efficientnet_lite0", "mn04", "yamnet", "birdnet", "mfcc"):
+    for must in ("efficientnet_lite0", "mn04", "yamnet", "birdnet", "mfcc", "speech"):
         assert must in names
     for name in names:
         entry = embedder_entry(name)
@@ -74,7 +74,7 @@ def test_unpadded_windows_keep_a_short_clip_as_it_is(tmp_path):
 
 
 def test_embedder_names_are_method_aliases_and_birdnet_still_works():
-    for name in ("mn04", "yamnet", "birdnet", "efficientnet_lite0"):
+    for name in ("mn04", "yamnet", "birdnet", "speech", "efficientnet_lite0"):
         spec = resolve_method(name)
         assert (spec.name, spec.kind, spec.backbone) == (name, "frozen", name)
     spec = resolve_method({"name": "bn2", "method": "birdnet", "hop": 2.0})

@@ -12,7 +12,7 @@ from soundlib.methods import build_method, method_kinds, resolve_method
 
 from .conftest import FAST
 
-NAMES = [*method_kinds(), "birdnet", "mn04", "yamnet"]  # kinds, and embedder names used as methods
+NAMES = [*method_kinds(), "birdnet", "mn04", "yamnet", "speech"]  # kinds, and embedder names used as methods
 
 
 def _no_strings_left(spec) -> None:

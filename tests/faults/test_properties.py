@@ -361,7 +361,7 @@ def test_train_out_paths(out, overwrite):
 # Method names, their options and embedder names: resolved or refused in one line, never a traceback
 
 _NAMES = st.one_of(st.sampled_from(["frozen", "finetune", "scratch", "mfcc", "fusion", "auto", "birdnet", "mn04",
-                                    "yamnet", "efficientnet_lite0", "mfcc_x", ""]), st.text(max_size=12))
+                                    "yamnet", "speech", "efficientnet_lite0", "mfcc_x", ""]), st.text(max_size=12))
 _VALUES = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True),
                     st.text(max_size=8), st.lists(st.one_of(st.integers(-5, 2000), st.text(max_size=6)), max_size=9))
 _OPTIONS = st.dictionaries(st.sampled_from(["head", "Cs", "layer", "pooling", "hop", "pad", "threads", "channels",
@@ -383,7 +383,8 @@ def test_method_names_and_options_resolve_or_are_refused(name, options):
 
 
 @settings(SETTINGS, max_examples=100)
-@given(handle=st.one_of(st.sampled_from(["mn04", "yamnet", "birdnet", "mfcc", "efficientnet_lite0", "x/y/z/w"]),
+@given(handle=st.one_of(st.sampled_from(["mn04", "yamnet", "birdnet", "speech", "mfcc", "efficientnet_lite0",
+                                           "x/y/z/w"]),
                         st.text(max_size=16)),
        threads=st.integers(-3, 300), hop=st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True)))
 def test_embedder_names_and_options_resolve_or_are_refused(handle, threads, hop):

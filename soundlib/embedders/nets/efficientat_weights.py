@@ -26,7 +26,7 @@ from soundlib.errors import BackboneError, FeatureError
 
 __all__ = [
     "CHECKPOINT_URL", "CHECKPOINT_NAME", "CHECKPOINT_SHA256", "CHECKPOINT_ENV", "URL_ENV", "audioset_labels",
-    "checkpoint_path", "litert_model_path", "Mn04Model",
+    "checkpoint_path", "packaged_checkpoint", "litert_model_path", "Mn04Model",
 ]
 
 
@@ -87,6 +87,13 @@ def _cached_checkpoint() -> Path:
     return cache_dir() / "weights" / CHECKPOINT_NAME
 
 
+def packaged_checkpoint() -> Path:
+    """Where the release file shipped as package data is (``soundlib/embedders/weights/``; it may be absent)."""
+    from importlib import resources
+
+    return Path(str(resources.files("soundlib.embedders") / "weights" / CHECKPOINT_NAME))
+
+
 def checkpoint_path(*, download: bool = True) -> Path:
     """The verified ``mn04_as`` weights file, downloaded into the soundlib cache the first time.
 
@@ -94,8 +101,10 @@ def checkpoint_path(*, download: bool = True) -> Path:
 
     1. ``$SOUNDLIB_MN04_CHECKPOINT``, when set: that file, which must exist and have the
        pinned SHA-256 (:data:`CHECKPOINT_SHA256`); nothing is downloaded.
-    2. ``<soundlib cache>/weights/mn04_as_mAP_432.pt``, if it is there with the pinned SHA-256.
-    3. Downloaded from :data:`CHECKPOINT_URL` (or ``$SOUNDLIB_MN04_URL``) into a temporary
+    2. The copy shipped inside soundlib (:func:`packaged_checkpoint`, MIT notice beside it), if it
+       has the pinned SHA-256 (a damaged one is skipped with a warning).
+    3. ``<soundlib cache>/weights/mn04_as_mAP_432.pt``, if it is there with the pinned SHA-256.
+    4. Downloaded from :data:`CHECKPOINT_URL` (or ``$SOUNDLIB_MN04_URL``) into a temporary
        file beside the cached name, checked, and renamed into place.
 
     Parameters
@@ -127,6 +136,13 @@ def checkpoint_path(*, download: bool = True) -> Path:
             raise BackboneError(f"{path} (from ${CHECKPOINT_ENV}) has SHA-256 {got}, expected "
                                 f"{CHECKPOINT_SHA256} ({CHECKPOINT_NAME}); it is another or a damaged file")
         return path
+
+    packaged = packaged_checkpoint()
+    if packaged.is_file():
+        got = _sha256(packaged)
+        if got == CHECKPOINT_SHA256:
+            return packaged
+        warn(f"{packaged} (shipped with soundlib) has SHA-256 {got}, expected {CHECKPOINT_SHA256}; skipping it")
 
     cached = _cached_checkpoint()
     if cached.is_file():
