@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from soundlib.cli.options import embed_config_from_args, eval_config_from_args
+from soundlib.text import visible
 
 __all__ = [
     "cmd_synth", "cmd_variants", "cmd_featurize", "cmd_gallery", "cmd_download", "cmd_evaluate", "cmd_train",
@@ -153,7 +154,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     path = resolve_model_dir(args.model_dir)
     read_model_info(path)  # a corrupt manifest is an error that names it
     text, ok = info_text(path)
-    print(text)
+    print(visible(text, keep="\n"))  # names from the model's files as text, never terminal escapes
     if not ok:
         print(f"soundlib info: {path}: a file is missing or does not match the checksum recorded at export",
               file=sys.stderr)
@@ -175,20 +176,36 @@ def cmd_embed(args: argparse.Namespace) -> int:
     print(f"embed {spec.name} ({spec.duration:g}-s window): {res.hits} from cache, {res.computed} computed, "
           f"{len(res.failures)} failed")
     for _, msg in res.failures:
-        print(f"  {msg}", file=sys.stderr)
+        print(f"  {visible(msg)}", file=sys.stderr)
     return 1 if res.failures else 0
+
+def _dataset_files(path: Path, ds) -> list[Path]:
+    """What a dataset is made of: its metadata or manifest CSV and every clip (an output may be none of them)."""
+    path = Path(path)
+    meta = [path] if not path.is_dir() else [path / "metadata" / "UrbanSound8K.csv", path / "meta" / "esc50.csv"]
+    return [*meta, *(c.path for c in ds.clips)]
 
 def _embed_export(args: argparse.Namespace, ds, spec) -> int:
     """``soundlib embed --export FILE``: every clip's embedding, label, fold, recording and path in one .npz."""
-    from soundlib.lab.embedmap import embed_dataset, write_npz
+    from soundlib.embedders import resolve_embedder
+    from soundlib.evaluation.outputs import check_output_file
+    from soundlib.lab.embedmap import embed_dataset, is_embeddings_file, write_npz
 
+    check_output_file(args.export, option="--export", inputs=_dataset_files(args.dataset, ds),
+                      recognise=is_embeddings_file, overwrite=args.overwrite)
+    resolve_embedder(args.backbone)  # an unknown name is refused before any work
     table = embed_dataset(ds, spec, args.backbone, config=embed_config_from_args(args), k_folds=args.k_folds)
+    if not len(table):
+        for _, msg in table.failures:
+            print(f"  {visible(msg)}", file=sys.stderr)
+        print(f"soundlib embed: no clip could be embedded; {args.export} not written", file=sys.stderr)
+        return 1
     write_npz(args.export, table)
-    print(f"embed {table.variant}: {len(table)} clips ({len(table.window_clip)} windows) x "
-          f"{table.embeddings.shape[1]} dims, {len(table.classes)} classes, folds "
-          f"{sorted(set(table.folds.tolist()))} -> {args.export}")
+    print(visible(f"embed {table.variant}: {len(table)} clips ({len(table.window_clip)} windows) x "
+                  f"{table.embeddings.shape[1]} dims, {len(table.classes)} classes, folds "
+                  f"{sorted(set(table.folds.tolist()))} -> {args.export}"))
     for _, msg in table.failures:
-        print(f"  {msg}", file=sys.stderr)
+        print(f"  {visible(msg)}", file=sys.stderr)
     return 1 if table.failures else 0
 
 def cmd_embedders(args: argparse.Namespace) -> int:
@@ -207,8 +224,6 @@ def cmd_embedders(args: argparse.Namespace) -> int:
 TAG_COLUMNS = ["input", "start", "end", "rank", "label", "score"]
 
 def cmd_tag(args: argparse.Namespace) -> int:
-    import csv
-
     from soundlib.embedders.nets import yamnet_weights as _yamnetW
     from soundlib.errors import SoundlibError
     from soundlib.evaluation.outputs import check_output_file
@@ -219,16 +234,17 @@ def cmd_tag(args: argparse.Namespace) -> int:
         check_output_file(args.csv, option="--csv", inputs=list(expand_inputs(args.inputs)),
                           headers=[",".join(TAG_COLUMNS)], overwrite=args.overwrite)
     model = _yamnetW.YamnetModel()
-    rows, failed = [], 0
+    rows, failed, tagged = [], 0, 0
     for path in expand_inputs(args.inputs):
         if path.suffix.lower() in (".png", ".jpg", ".jpeg"):
             continue
         try:
             tags = list(tag_file(path, top_k=args.top_k, hop=args.hop, model=model))
         except SoundlibError as exc:
-            print(f"soundlib: {exc}", file=sys.stderr)
+            print(f"soundlib: {visible(exc, keep=chr(10))}", file=sys.stderr)
             failed += 1
             continue
+        tagged += 1
         if args.csv is None:
             print(format_tags(path, tags))
         for t in tags:
@@ -236,13 +252,13 @@ def cmd_tag(args: argparse.Namespace) -> int:
                 rows.append({"input": str(path), "start": t.start, "end": t.end, "rank": rank, "label": label,
                              "score": round(score, 5)})
     if args.csv is not None:
-        from soundlib.atomic import atomic_path
+        if not tagged:  # every input failed: no empty table that reads as "nothing heard"
+            print(visible(f"soundlib tag: no file could be tagged; {args.csv} not written"), file=sys.stderr)
+            return 1
+        from soundlib.atomic import write_csv_atomic
 
-        with atomic_path(args.csv) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
-            w = csv.DictWriter(fh, fieldnames=TAG_COLUMNS)
-            w.writeheader()
-            w.writerows(rows)
-        print(f"wrote {args.csv} ({len(rows)} rows)")
+        write_csv_atomic(args.csv, rows, fieldnames=TAG_COLUMNS)  # names as text: never a spreadsheet formula
+        print(visible(f"wrote {args.csv} ({len(rows)} rows)"))
     return 1 if failed else 0
 
 #: The header lines of ``predict --csv`` and ``--timeline`` (how a previous output is recognised).
@@ -286,26 +302,33 @@ def cmd_predict(args: argparse.Namespace) -> int:
     rows, failures = predict(model, args.inputs, top_k=args.top_k, aggregate=args.aggregate, timeline=timeline,
                              events=events, threshold=args.threshold, progress=folders and not args.quiet)
     current = None
-    for row in rows:
+    for row in rows:  # names as text: control and bidi characters shown as escapes (soundlib.text.visible)
         if row["input"] != current:
             current = row["input"]
             windows = row.get("windows", 1)
-            print(current + (f"  ({windows} windows, {args.aggregate} of their probabilities)" if windows > 1 else ""))
-        print(f"  {row['rank']}. {row['label']:<24} {row['probability']:.3f}")
-    if args.csv:
-        from soundlib.atomic import write_csv_atomic
+            print(visible(current) + (f"  ({windows} windows, {args.aggregate} of their probabilities)"
+                                      if windows > 1 else ""))
+        print(f"  {row['rank']}. {visible(row['label']):<24} {row['probability']:.3f}")
+    if failures and not rows:  # every input failed: no empty tables that read as "nothing heard"
+        named = [str(p) for p in (args.csv, args.timeline, args.events, args.raven) if p]
+        if named:
+            print(visible(f"soundlib predict: no file could be labelled; not written: {', '.join(named)}"),
+                  file=sys.stderr)
+    else:
+        if args.csv:
+            from soundlib.atomic import write_csv_atomic
 
-        write_csv_atomic(args.csv, rows, fieldnames=PREDICT_COLUMNS)
-        print(f"wrote {args.csv}")
-    if timeline is not None:
-        from soundlib.atomic import write_csv_atomic
+            write_csv_atomic(args.csv, rows, fieldnames=PREDICT_COLUMNS)
+            print(visible(f"wrote {args.csv}"))
+        if timeline is not None:
+            from soundlib.atomic import write_csv_atomic
 
-        write_csv_atomic(args.timeline, timeline, fieldnames=TIMELINE_COLUMNS)
-        print(f"wrote {args.timeline} ({len(timeline)} rows: top-{args.top_k} per window)")
-    if events is not None:
-        _write_events(args, events, model.spec)
+            write_csv_atomic(args.timeline, timeline, fieldnames=TIMELINE_COLUMNS)
+            print(visible(f"wrote {args.timeline} ({len(timeline)} rows: top-{args.top_k} per window)"))
+        if events is not None:
+            _write_events(args, events, model.spec)
     for _, msg in failures:
-        print(f"error: {msg}", file=sys.stderr)
+        print(f"error: {visible(msg, keep=chr(10))}", file=sys.stderr)
     if folders or len(args.inputs) > 1:
         labelled = len({row["input"] for row in rows})
         print(f"predict: {labelled} file(s) labelled, {len(failures)} failed, "
