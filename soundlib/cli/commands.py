@@ -19,9 +19,20 @@ __all__ = [
 ]
 
 
+def _check_folders(args: argparse.Namespace, *options: tuple[str, str]) -> None:
+    """Refuse, before any work, output folders (``(dest, the option's name)``) that cannot be folders: a file,
+    a path under a file, a place that takes no files; the message names the option."""
+    from soundlib.evaluation.outputs import check_output_folder
+
+    for dest, option in options:
+        if getattr(args, dest, None) is not None:
+            check_output_folder(getattr(args, dest), option=option)
+
 def cmd_synth(args: argparse.Namespace) -> int:
     from soundlib.audio.synth import SynthConfig, generate_corpus
     from soundlib.config import from_mapping
+
+    _check_folders(args, ("out_dir", "out_dir"))
 
     cfg = from_mapping(SynthConfig, {"clips_per_class": args.clips_per_class, "seed": args.seed,
                                      "duration": args.duration}, where="command line")
@@ -79,6 +90,7 @@ def cmd_featurize(args: argparse.Namespace) -> int:
     from soundlib.pictures.featurize import featurize
     from soundlib.pictures.variants import resolve_variant
 
+    _check_folders(args, ("out", "--out"))
     spec = resolve_variant(args.variant, where="--variant")
     clips, root = _featurize_inputs(Path(args.dataset))
     report = featurize(clips, spec, out_dir=args.out, root=root, jobs=args.jobs, progress=not args.quiet)
@@ -94,6 +106,7 @@ def cmd_featurize(args: argparse.Namespace) -> int:
 def cmd_gallery(args: argparse.Namespace) -> int:
     from soundlib.pictures.featurize import write_gallery
 
+    _check_folders(args, ("out_dir", "out_dir"))
     for path in write_gallery(args.clip, args.out_dir):
         print(path)
     return 0
@@ -101,6 +114,7 @@ def cmd_gallery(args: argparse.Namespace) -> int:
 def cmd_download(args: argparse.Namespace) -> int:
     from soundlib.audio.download import download
 
+    _check_folders(args, ("data_home", "--data-home"))
     home = download(args.dataset, args.data_home, validate=not args.no_validate)
     print(f"{args.dataset} ready in {home}")
     return 0
@@ -113,6 +127,7 @@ def _load(args: argparse.Namespace):
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from soundlib.evaluation.evaluate import evaluate, format_summary
 
+    _check_folders(args, ("out", "--out"), ("summaries_dir", "--summaries-dir"))
     config = eval_config_from_args(args, leaky_split=args.leaky_split,
                                    folds=tuple(args.folds) if args.folds else None)
     results = evaluate(_load(args), config, out_dir=args.out, embed_config=embed_config_from_args(args),
@@ -129,6 +144,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from soundlib.models.train import format_all_folds, format_run, train_all_folds, train_fold
 
+    _check_folders(args, ("out", "--out"), ("summaries_dir", "--summaries-dir"))
     kwargs = dict(config=eval_config_from_args(args), out_dir=args.out, embed_config=embed_config_from_args(args),
                   overwrite=args.overwrite, progress=not args.quiet, cv_from=args.cv_from)
     if args.all_folds:
@@ -354,6 +370,7 @@ def _write_events(args: argparse.Namespace, events: list, spec) -> None:
 def cmd_notebooks(args: argparse.Namespace) -> int:
     from soundlib.lab.notebook import copy_notebooks
 
+    _check_folders(args, ("out_dir", "out_dir"))
     copied, kept = copy_notebooks(args.out_dir, overwrite=args.force)
     for path in copied:
         print(path)
@@ -365,6 +382,7 @@ def cmd_notebooks(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from soundlib import sweep
 
+    _check_folders(args, ("out", "--out"))
     result = sweep.run(args.params, out_dir=args.out, jobs=args.jobs, scheduler=args.scheduler,
                        progress=not args.quiet)
     print(result.summary())

@@ -43,7 +43,7 @@ from soundlib.atomic import check_output_path, ensure_dir, write_json_atomic
 from soundlib.errors import OutputError
 
 __all__ = ["RUN_MARKER", "RUN_FORMAT", "RUN_OUTPUTS", "RunFolder", "run_folder", "claim_run_folder", "read_run_marker",
-           "check_output_file"]
+           "check_output_file", "check_output_folder"]
 
 #: The marker of a run folder soundlib owns.
 RUN_MARKER = "soundlib_run.json"
@@ -91,6 +91,14 @@ def _named(option: str, path: Path, *, folder: bool = False) -> None:
         named = OutputError(f"{option}: {exc}")
         named.errno, named.strerror, named.filename = exc.errno, exc.strerror, exc.filename
         raise named from None
+
+
+def check_output_folder(path: str | os.PathLike, *, option: str) -> Path:
+    """Check, before any work, that the folder ``path`` can be made or written into (not a file, not under
+    a file, a place that takes files); :class:`OutputError` naming ``option`` otherwise."""
+    path = Path(path)
+    _named(option, path, folder=True)
+    return path
 
 
 def check_output_file(path: str | os.PathLike, *, option: str, inputs: Iterable[str | os.PathLike] = (),
