@@ -494,3 +494,19 @@ def test_d10_label_problem_is_exactly_what_labels_txt_cannot_hold(tmp_path, name
         export_embedder_model(tmp_path / "m", embedder=MfccEmbedder(), options={}, head=head,
                               spec=get_variant("mel").replace(duration=1.0), labels=[name, "other"])
     assert not (tmp_path / "m").exists()
+
+
+def test_sweep_results_csv_and_markdown_show_names_as_text(tmp_path):
+    """results.csv / results.md of a sweep: variant and method names from the YAML, written raw."""
+    import pandas as pd
+
+    from soundlib.sweep.results import write_results
+
+    index = pd.MultiIndex.from_tuples([("=v", "<b>m|x</b>")], names=["variant", "method"])
+    table = pd.DataFrame({"folds": [2], "accuracy_mean": [0.5], "accuracy_std": [0.1], "macro_f1_mean": [0.4],
+                          "macro_f1_std": [0.1], "seconds_per_fold": [3.0], "note": ["@x"]}, index=index)
+    csv_path, md_path = write_results(tmp_path, table)
+    cells = [c for row in _cells(csv_path) for c in row]
+    assert "'=v" in cells and "'@x" in cells and not [c for c in cells if c.startswith(FORMULA)]
+    md = md_path.read_text()
+    assert "<b>" not in md and "&lt;b&gt;m\\|x&lt;/b&gt;" in md
