@@ -510,3 +510,13 @@ def test_sweep_results_csv_and_markdown_show_names_as_text(tmp_path):
     assert "'=v" in cells and "'@x" in cells and not [c for c in cells if c.startswith(FORMULA)]
     md = md_path.read_text()
     assert "<b>" not in md and "&lt;b&gt;m\\|x&lt;/b&gt;" in md
+
+
+def test_figures_draw_names_with_dollars_as_text():
+    """A class named `$\\frac$` made the confusion matrix (drawn by every train/evaluate run) fail in mathtext."""
+    from soundlib.evaluation.plots import plot_confusion, plot_embedding_map, png_bytes
+
+    names = ["$\\frac$", "b$x"]
+    assert png_bytes(plot_confusion([[1, 0], [0, 1]], names, title=names[0]))[:4] == b"\x89PNG"
+    fig = plot_embedding_map(np.eye(2), np.asarray(names), classes=names)
+    assert png_bytes(fig)[:4] == b"\x89PNG"
