@@ -172,7 +172,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     text, ok = info_text(path)
     print(visible(text, keep="\n"))  # names from the model's files as text, never terminal escapes
     if not ok:
-        print(f"soundlib info: {path}: a file is missing or does not match the checksum recorded at export",
+        print(visible(f"soundlib info: {path}: a file is missing or does not match the checksum recorded at export"),
               file=sys.stderr)
     return 0 if ok else 1
 
@@ -361,11 +361,11 @@ def _write_events(args: argparse.Namespace, events: list, spec) -> None:
 
     if args.events:
         write_csv_atomic(args.events, events, fieldnames=EVENT_COLUMNS)
-        print(f"wrote {args.events} ({len(events)} event segment(s), threshold {args.threshold:g})")
+        print(visible(f"wrote {args.events} ({len(events)} event segment(s), threshold {args.threshold:g})"))
     if args.raven:
         low, high = frequency_band(spec)
         write_text_atomic(args.raven, raven_table(events, low_freq=low, high_freq=high))
-        print(f"wrote {args.raven} (Raven selection table, {len(events)} selection(s))")
+        print(visible(f"wrote {args.raven} (Raven selection table, {len(events)} selection(s))"))
 
 def cmd_notebooks(args: argparse.Namespace) -> int:
     from soundlib.lab.notebook import copy_notebooks
