@@ -33,7 +33,6 @@ def cmd_synth(args: argparse.Namespace) -> int:
     from soundlib.config import from_mapping
 
     _check_folders(args, ("out_dir", "out_dir"))
-
     cfg = from_mapping(SynthConfig, {"clips_per_class": args.clips_per_class, "seed": args.seed,
                                      "duration": args.duration}, where="command line")
     out = generate_corpus(args.out_dir, cfg, progress=not args.quiet)
@@ -214,7 +213,7 @@ def _embed_export(args: argparse.Namespace, ds, spec) -> int:
     if not len(table):
         for _, msg in table.failures:
             print(f"  {visible(msg)}", file=sys.stderr)
-        print(f"soundlib embed: no clip could be embedded; {args.export} not written", file=sys.stderr)
+        print(visible(f"soundlib embed: no clip could be embedded; {args.export} not written"), file=sys.stderr)
         return 1
     write_npz(args.export, table)
     print(visible(f"embed {table.variant}: {len(table)} clips ({len(table.window_clip)} windows) x "
