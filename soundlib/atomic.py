@@ -312,16 +312,26 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
 
 
 def write_csv_atomic(path: str | os.PathLike, rows: list[dict], *, fieldnames: list[str] | None = None) -> Path:
-    """Write dict rows as CSV (header from ``fieldnames`` or the first row's keys), atomically."""
+    """Write dict rows as CSV (header from ``fieldnames`` or the first row's keys), atomically.
+
+    Every text cell, header included, is written by :func:`soundlib.text.csv_cell`: on one line, and
+    never as something a spreadsheet would run as a formula (a leading ``'``).
+    """
     import csv
     import io
+
+    from soundlib.text import csv_cell
 
     buf = io.StringIO()
     fields = fieldnames or (list(rows[0]) if rows else None)
     if fields:
-        w = csv.DictWriter(buf, fieldnames=fields)
-        w.writeheader()
-        w.writerows(rows)
+        w = csv.writer(buf)
+        w.writerow([csv_cell(f) for f in fields])
+        for row in rows:
+            extra = [k for k in row if k not in fields]
+            if extra:
+                raise ValueError(f"dict contains fields not in fieldnames: {', '.join(map(repr, extra))}")
+            w.writerow([csv_cell(row.get(f, "")) for f in fields])
     return write_text_atomic(path, buf.getvalue())
 
 

@@ -18,7 +18,7 @@ ROOT = Path(soundlib.__file__).parent
 #: before it. Written once here; the README's layout table follows it.
 STAGES = ("audio", "pictures", "embedders", "embedding", "methods", "evaluation", "models", "lab", "sweep")
 #: Top-level modules every stage may use (they import no stage).
-BASE = ("errors", "runtime", "atomic", "config", "_compat")
+BASE = ("errors", "runtime", "atomic", "config", "text", "_compat")
 #: Top-level modules above every stage.
 TOP = ("cli", "demo", "results")
 MAX_LINES = 600

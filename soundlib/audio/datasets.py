@@ -129,6 +129,13 @@ class Dataset:
     clips: tuple[Clip, ...]
     grouping: Grouping = Grouping("given", "the clips' group as given")
 
+    def __post_init__(self) -> None:
+        from soundlib.text import check_class_names
+
+        # the class names go into labels.txt, CSV headers and model cards: refuse, here where they are
+        # established, names that cannot be stored one per line and read back the same
+        check_class_names(self.classes, where=f"dataset {self.name!r} at {self.root}")
+
     @property
     def n_recordings(self) -> int:
         """Distinct recordings (groups) among the clips."""

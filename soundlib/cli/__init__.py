@@ -18,6 +18,7 @@ from typing import Sequence
 from soundlib.cli.options import embed_config_from_args, eval_config_from_args, method_from_args, train_config_from_args
 from soundlib.cli.parser import build_parser
 from soundlib.errors import SoundlibError
+from soundlib.text import visible
 
 __all__ = ["main", "build_parser", "embed_config_from_args", "eval_config_from_args", "method_from_args",
            "train_config_from_args"]
@@ -58,8 +59,8 @@ def _run(argv: Sequence[str] | None) -> int:
     with _warnings_as_lines(args.command):
         try:
             return int(args.func(args) or 0)
-        except SoundlibError as exc:
-            print(f"soundlib {args.command}: error: {exc}", file=sys.stderr)
+        except SoundlibError as exc:  # names in messages as text: no terminal escapes (soundlib.text.visible)
+            print(f"soundlib {args.command}: error: {visible(exc, keep=chr(10))}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:
             print(f"soundlib {args.command}: interrupted", file=sys.stderr)
@@ -77,7 +78,7 @@ def _warnings_as_lines(command: str):
 
     def show(message, category, filename, lineno, file=None, line=None):
         if issubclass(category, SoundlibWarning):
-            print(f"soundlib {command}: warning: {message}", file=sys.stderr)
+            print(f"soundlib {command}: warning: {visible(message, keep=chr(10))}", file=sys.stderr)
         else:
             previous(message, category, filename, lineno, file, line)
 

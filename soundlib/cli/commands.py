@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from soundlib.cli.options import backbone_from_args, embed_config_from_args, eval_config_from_args
+from soundlib.text import visible
 
 __all__ = [
     "cmd_synth", "cmd_variants", "cmd_featurize", "cmd_gallery", "cmd_download", "cmd_evaluate", "cmd_train",
@@ -18,10 +19,20 @@ __all__ = [
 ]
 
 
+def _check_folders(args: argparse.Namespace, *options: tuple[str, str]) -> None:
+    """Refuse, before any work, output folders (``(dest, the option's name)``) that cannot be folders: a file,
+    a path under a file, a place that takes no files; the message names the option."""
+    from soundlib.evaluation.outputs import check_output_folder
+
+    for dest, option in options:
+        if getattr(args, dest, None) is not None:
+            check_output_folder(getattr(args, dest), option=option)
+
 def cmd_synth(args: argparse.Namespace) -> int:
     from soundlib.audio.synth import SynthConfig, generate_corpus
     from soundlib.config import from_mapping
 
+    _check_folders(args, ("out_dir", "out_dir"))
     cfg = from_mapping(SynthConfig, {"clips_per_class": args.clips_per_class, "seed": args.seed,
                                      "duration": args.duration}, where="command line")
     out = generate_corpus(args.out_dir, cfg, progress=not args.quiet)
@@ -81,6 +92,7 @@ def cmd_featurize(args: argparse.Namespace) -> int:
     from soundlib.pictures.featurize import featurize
     from soundlib.pictures.variants import resolve_variant
 
+    _check_folders(args, ("out", "--out"))
     spec = resolve_variant(args.variant, where="--variant")
     clips, root = _featurize_inputs(Path(args.dataset))
     report = featurize(clips, spec, out_dir=args.out, root=root, jobs=args.jobs, progress=not args.quiet)
@@ -97,6 +109,7 @@ def cmd_featurize(args: argparse.Namespace) -> int:
 def cmd_gallery(args: argparse.Namespace) -> int:
     from soundlib.pictures.featurize import write_gallery
 
+    _check_folders(args, ("out_dir", "out_dir"))
     for path in write_gallery(args.clip, args.out_dir):
         print(path)
     return 0
@@ -105,6 +118,7 @@ def cmd_gallery(args: argparse.Namespace) -> int:
 def cmd_download(args: argparse.Namespace) -> int:
     from soundlib.audio.download import download
 
+    _check_folders(args, ("data_home", "--data-home"))
     home = download(args.dataset, args.data_home, validate=not args.no_validate)
     print(f"{args.dataset} ready in {home}")
     return 0
@@ -119,6 +133,7 @@ def _load(args: argparse.Namespace):
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from soundlib.evaluation.evaluate import evaluate, format_summary
 
+    _check_folders(args, ("out", "--out"), ("summaries_dir", "--summaries-dir"))
     config = eval_config_from_args(args, leaky_split=args.leaky_split,
                                    folds=tuple(args.folds) if args.folds else None)
     results = evaluate(_load(args), config, out_dir=args.out, embed_config=embed_config_from_args(args),
@@ -136,6 +151,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from soundlib.models.train import format_all_folds, format_run, train_all_folds, train_fold
 
+    _check_folders(args, ("out", "--out"), ("summaries_dir", "--summaries-dir"))
     kwargs = dict(config=eval_config_from_args(args), out_dir=args.out, embed_config=embed_config_from_args(args),
                   overwrite=args.overwrite, progress=not args.quiet, cv_from=args.cv_from)
     if args.all_folds:
@@ -162,9 +178,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     path = resolve_model_dir(args.model_dir)
     read_model_info(path)  # a corrupt manifest is an error that names it
     text, ok = info_text(path)
-    print(text)
+    print(visible(text, keep="\n"))  # names from the model's files as text, never terminal escapes
     if not ok:
-        print(f"soundlib info: {path}: a file is missing or does not match the checksum recorded at export",
+        print(visible(f"soundlib info: {path}: a file is missing or does not match the checksum recorded at export"),
               file=sys.stderr)
     return 0 if ok else 1
 
@@ -185,21 +201,38 @@ def cmd_embed(args: argparse.Namespace) -> int:
     print(f"embed {spec.name} ({spec.duration:g}-s window): {res.hits} from cache, {res.computed} computed, "
           f"{len(res.failures)} failed")
     for _, msg in res.failures:
-        print(f"  {msg}", file=sys.stderr)
+        print(f"  {visible(msg)}", file=sys.stderr)
     return 1 if res.failures else 0
+
+
+def _dataset_files(path: Path, ds) -> list[Path]:
+    """What a dataset is made of: its metadata or manifest CSV and every clip (an output may be none of them)."""
+    path = Path(path)
+    meta = [path] if not path.is_dir() else [path / "metadata" / "UrbanSound8K.csv", path / "meta" / "esc50.csv"]
+    return [*meta, *(c.path for c in ds.clips)]
 
 
 def _embed_export(args: argparse.Namespace, ds, spec) -> int:
     """``soundlib embed --export FILE``: every clip's embedding, label, fold, recording and path in one .npz."""
-    from soundlib.lab.embedmap import embed_dataset, write_npz
+    from soundlib.embedders import resolve_embedder
+    from soundlib.evaluation.outputs import check_output_file
+    from soundlib.lab.embedmap import embed_dataset, is_embeddings_file, write_npz
 
+    check_output_file(args.export, option="--export", inputs=_dataset_files(args.dataset, ds),
+                      recognise=is_embeddings_file, overwrite=args.overwrite)
+    resolve_embedder(backbone_from_args(args))  # an unknown name is refused before any work
     table = embed_dataset(ds, spec, backbone_from_args(args), config=embed_config_from_args(args), k_folds=args.k_folds)
+    if not len(table):
+        for _, msg in table.failures:
+            print(f"  {visible(msg)}", file=sys.stderr)
+        print(visible(f"soundlib embed: no clip could be embedded; {args.export} not written"), file=sys.stderr)
+        return 1
     write_npz(args.export, table)
-    print(f"embed {table.variant}: {len(table)} clips ({len(table.window_clip)} windows) x "
-          f"{table.embeddings.shape[1]} dims, {len(table.classes)} classes, folds "
-          f"{sorted(set(table.folds.tolist()))} -> {args.export}")
+    print(visible(f"embed {table.variant}: {len(table)} clips ({len(table.window_clip)} windows) x "
+                  f"{table.embeddings.shape[1]} dims, {len(table.classes)} classes, folds "
+                  f"{sorted(set(table.folds.tolist()))} -> {args.export}"))
     for _, msg in table.failures:
-        print(f"  {msg}", file=sys.stderr)
+        print(f"  {visible(msg)}", file=sys.stderr)
     return 1 if table.failures else 0
 
 
@@ -221,8 +254,6 @@ TAG_COLUMNS = ["input", "level", "start", "end", "rank", "label", "score"]
 
 
 def cmd_tag(args: argparse.Namespace) -> int:
-    import csv
-
     from soundlib.errors import SoundlibError
     from soundlib.evaluation.outputs import check_output_file
     from soundlib.models.label import expand_inputs
@@ -232,7 +263,7 @@ def cmd_tag(args: argparse.Namespace) -> int:
         check_output_file(args.csv, option="--csv", inputs=list(expand_inputs(args.inputs)),
                           headers=[",".join(TAG_COLUMNS)], overwrite=args.overwrite)
     tagger = open_tagger(args.model)
-    rows, failed = [], 0
+    rows, failed, tagged = [], 0, 0
     for path in expand_inputs(args.inputs):
         if path.suffix.lower() in (".png", ".jpg", ".jpeg"):
             continue
@@ -240,10 +271,11 @@ def cmd_tag(args: argparse.Namespace) -> int:
         try:
             tags = list(tag_file(path, top_k=args.top_k, hop=args.hop, tagger=tagger, scores_out=scores))
         except SoundlibError as exc:
-            print(f"soundlib: {exc}", file=sys.stderr)
+            print(f"soundlib: {visible(exc, keep=chr(10))}", file=sys.stderr)
             failed += 1
             continue
         summary = clip_summary(tags, tagger, scores, top_k=args.top_k)
+        tagged += 1
         if args.csv is None:
             print(format_tags(path, tags, summary))
         for level, t in [("clip", summary)] + [("frame", t) for t in tags]:
@@ -251,13 +283,13 @@ def cmd_tag(args: argparse.Namespace) -> int:
                 rows.append({"input": str(path), "level": level, "start": t.start, "end": t.end, "rank": rank,
                              "label": label, "score": round(score, 5)})
     if args.csv is not None:
-        from soundlib.atomic import atomic_path
+        if not tagged:  # every input failed: no empty table that reads as "nothing heard"
+            print(visible(f"soundlib tag: no file could be tagged; {args.csv} not written"), file=sys.stderr)
+            return 1
+        from soundlib.atomic import write_csv_atomic
 
-        with atomic_path(args.csv) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
-            w = csv.DictWriter(fh, fieldnames=TAG_COLUMNS)
-            w.writeheader()
-            w.writerows(rows)
-        print(f"wrote {args.csv} ({len(rows)} rows)")
+        write_csv_atomic(args.csv, rows, fieldnames=TAG_COLUMNS)  # names as text: never a spreadsheet formula
+        print(visible(f"wrote {args.csv} ({len(rows)} rows)"))
     return 1 if failed else 0
 
 
@@ -305,26 +337,33 @@ def cmd_predict(args: argparse.Namespace) -> int:
     rows, failures = predict(model, args.inputs, top_k=args.top_k, aggregate=args.aggregate, timeline=timeline,
                              events=events, threshold=args.threshold, progress=folders and not args.quiet)
     current = None
-    for row in rows:
+    for row in rows:  # names as text: control and bidi characters shown as escapes (soundlib.text.visible)
         if row["input"] != current:
             current = row["input"]
             windows = row.get("windows", 1)
-            print(current + (f"  ({windows} windows, {args.aggregate} of their probabilities)" if windows > 1 else ""))
-        print(f"  {row['rank']}. {row['label']:<24} {row['probability']:.3f}")
-    if args.csv:
-        from soundlib.atomic import write_csv_atomic
+            print(visible(current) + (f"  ({windows} windows, {args.aggregate} of their probabilities)"
+                                      if windows > 1 else ""))
+        print(f"  {row['rank']}. {visible(row['label']):<24} {row['probability']:.3f}")
+    if failures and not rows:  # every input failed: no empty tables that read as "nothing heard"
+        named = [str(p) for p in (args.csv, args.timeline, args.events, args.raven) if p]
+        if named:
+            print(visible(f"soundlib predict: no file could be labelled; not written: {', '.join(named)}"),
+                  file=sys.stderr)
+    else:
+        if args.csv:
+            from soundlib.atomic import write_csv_atomic
 
-        write_csv_atomic(args.csv, rows, fieldnames=PREDICT_COLUMNS)
-        print(f"wrote {args.csv}")
-    if timeline is not None:
-        from soundlib.atomic import write_csv_atomic
+            write_csv_atomic(args.csv, rows, fieldnames=PREDICT_COLUMNS)
+            print(visible(f"wrote {args.csv}"))
+        if timeline is not None:
+            from soundlib.atomic import write_csv_atomic
 
-        write_csv_atomic(args.timeline, timeline, fieldnames=TIMELINE_COLUMNS)
-        print(f"wrote {args.timeline} ({len(timeline)} rows: top-{args.top_k} per window)")
-    if events is not None:
-        _write_events(args, events, model.spec)
+            write_csv_atomic(args.timeline, timeline, fieldnames=TIMELINE_COLUMNS)
+            print(visible(f"wrote {args.timeline} ({len(timeline)} rows: top-{args.top_k} per window)"))
+        if events is not None:
+            _write_events(args, events, model.spec)
     for _, msg in failures:
-        print(f"error: {msg}", file=sys.stderr)
+        print(f"error: {visible(msg, keep=chr(10))}", file=sys.stderr)
     if folders or len(args.inputs) > 1:
         labelled = len({row["input"] for row in rows})
         print(f"predict: {labelled} file(s) labelled, {len(failures)} failed, "
@@ -342,16 +381,17 @@ def _write_events(args: argparse.Namespace, events: list, spec) -> None:
 
     if args.events:
         write_csv_atomic(args.events, events, fieldnames=EVENT_COLUMNS)
-        print(f"wrote {args.events} ({len(events)} event segment(s), threshold {args.threshold:g})")
+        print(visible(f"wrote {args.events} ({len(events)} event segment(s), threshold {args.threshold:g})"))
     if args.raven:
         low, high = frequency_band(spec)
         write_text_atomic(args.raven, raven_table(events, low_freq=low, high_freq=high))
-        print(f"wrote {args.raven} (Raven selection table, {len(events)} selection(s))")
+        print(visible(f"wrote {args.raven} (Raven selection table, {len(events)} selection(s))"))
 
 
 def cmd_notebooks(args: argparse.Namespace) -> int:
     from soundlib.lab.notebook import copy_notebooks
 
+    _check_folders(args, ("out_dir", "out_dir"))
     copied, kept = copy_notebooks(args.out_dir, overwrite=args.force)
     for path in copied:
         print(path)
@@ -364,6 +404,7 @@ def cmd_notebooks(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from soundlib import sweep
 
+    _check_folders(args, ("out", "--out"))
     result = sweep.run(args.params, out_dir=args.out, jobs=args.jobs, scheduler=args.scheduler,
                        progress=not args.quiet)
     print(result.summary())

@@ -287,7 +287,10 @@ def _add_learning_commands(add) -> None:
             "cache. With --export FILE, also write them out for your own analysis: " + _npz_help())
     _add_common_learning(p, training=False)
     p.add_argument("--export", type=Path, metavar="FILE.npz", help="write the embeddings, labels, folds, recordings "
-                   "and paths to this .npz file (format above)")
+                   "and paths to this .npz file (format above), from any embedder (picture or audio)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --export file that soundlib did not write (the dataset's files are "
+                        "never replaced)")
     from soundlib.audio.folds import DEFAULT_K_FOLDS
 
     p.add_argument("--k-folds", type=int, default=DEFAULT_K_FOLDS,

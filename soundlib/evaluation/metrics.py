@@ -352,7 +352,8 @@ def prediction_rows(clips: Sequence[Any], proba: np.ndarray, classes: Sequence[s
 
 def write_predictions(out_dir: str | os.PathLike, rows: list[dict[str, Any]]) -> Path:
     """Write ``out_dir/predictions.csv`` atomically: :data:`PREDICTION_COLUMNS`, then the rows'
-    ``p_<class>`` columns."""
+    ``p_<class>`` columns (names that a spreadsheet would run as formulas get a leading ``'``, which
+    :func:`read_predictions` removes: :func:`soundlib.text.csv_cell`)."""
     from soundlib.atomic import write_csv_atomic
 
     extra = [k for k in (rows[0] if rows else {}) if k not in PREDICTION_COLUMNS]
@@ -364,12 +365,20 @@ def read_predictions(run_dir: str | os.PathLike):
     ``None`` when it is missing or unreadable. Files of older soundlib versions have no ``p_<class>`` columns."""
     import pandas as pd
 
+    from soundlib.text import csv_uncell
+
     path = Path(run_dir) / PREDICTIONS_FILE
     try:
         frame = pd.read_csv(path)
     except (OSError, ValueError):
         return None
-    return frame if {"path", "true", "predicted"} <= set(frame.columns) else None
+    if not {"path", "true", "predicted"} <= set(frame.columns):
+        return None
+    # the names as they were before writing (a cell a spreadsheet would take for a formula got a leading ')
+    frame = frame.rename(columns=csv_uncell)
+    for column in frame.select_dtypes(include=["object", "string"]).columns:
+        frame[column] = frame[column].map(csv_uncell)
+    return frame
 
 
 def read_probabilities(frame: Any, classes: Sequence[str] | None = None) -> tuple[np.ndarray, list[str]] | None:

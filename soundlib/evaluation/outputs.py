@@ -3,10 +3,12 @@
 soundlib never destroys what it did not write, and never leaves a folder that
 looks complete when it is not. Two guards:
 
-* :func:`check_output_file`, for a single output file (``predict --csv`` and
-  ``--timeline``): it may not be one of the inputs, nor lie inside the model
-  folder; an existing file is replaced only when soundlib wrote it (its first
-  line is a header soundlib writes), or with ``overwrite``.
+* :func:`check_output_file`, for a single output file (``predict --csv``,
+  ``--timeline``, ``--events``, ``--raven``, ``tag --csv``, ``embed --export``):
+  it may not be one of the inputs (clips, a dataset's metadata), nor lie inside
+  the model folder; an existing file is replaced only when soundlib wrote it (its
+  first line is a header soundlib writes, or ``recognise`` knows it), or with
+  ``overwrite``.
 * :func:`run_folder`, for the folder of a run (``train``/``evaluate --out``, a
   sweep's run). The folder is
 
@@ -35,13 +37,13 @@ import os
 import socket
 import time
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from soundlib.atomic import check_output_path, ensure_dir, write_json_atomic
 from soundlib.errors import OutputError
 
 __all__ = ["RUN_MARKER", "RUN_FORMAT", "RUN_OUTPUTS", "RunFolder", "run_folder", "claim_run_folder", "read_run_marker",
-           "check_output_file"]
+           "check_output_file", "check_output_folder"]
 
 #: The marker of a run folder soundlib owns.
 RUN_MARKER = "soundlib_run.json"
@@ -81,9 +83,27 @@ def _first_line(path: Path) -> str | None:
     return line.rstrip(b"\r\n").decode("utf-8", errors="replace")
 
 
+def _named(option: str, path: Path, *, folder: bool = False) -> None:
+    """:func:`check_output_path`, its error naming ``option`` (the user's name for the output)."""
+    try:
+        check_output_path(path, folder=folder)
+    except OutputError as exc:
+        named = OutputError(f"{option}: {exc}")
+        named.errno, named.strerror, named.filename = exc.errno, exc.strerror, exc.filename
+        raise named from None
+
+
+def check_output_folder(path: str | os.PathLike, *, option: str) -> Path:
+    """Check, before any work, that the folder ``path`` can be made or written into (not a file, not under
+    a file, a place that takes files); :class:`OutputError` naming ``option`` otherwise."""
+    path = Path(path)
+    _named(option, path, folder=True)
+    return path
+
+
 def check_output_file(path: str | os.PathLike, *, option: str, inputs: Iterable[str | os.PathLike] = (),
                       protected: Iterable[str | os.PathLike] = (), headers: Iterable[str] = (),
-                      overwrite: bool = False) -> Path:
+                      overwrite: bool = False, recognise: Callable[[Path], bool] | None = None) -> Path:
     """Check, before any work, that writing the file ``path`` destroys nothing soundlib must keep.
 
     Parameters
@@ -99,6 +119,9 @@ def check_output_file(path: str | os.PathLike, *, option: str, inputs: Iterable[
         them is a previous output, replaced without asking.
     overwrite : bool
         Replace an existing file that soundlib did not write.
+    recognise : callable, optional
+        ``recognise(path)``: whether an existing file is a previous output, for outputs without a
+        header line (a binary file, such as the ``.npz`` of ``embed --export``).
 
     Raises
     ------
@@ -108,7 +131,7 @@ def check_output_file(path: str | os.PathLike, *, option: str, inputs: Iterable[
         ``overwrite`` is false.
     """
     path = Path(path)
-    check_output_path(path)
+    _named(option, path)
     for item in inputs:
         if _same_file(path, Path(item)):
             raise OutputError(f"{option} {path}: is one of the inputs; soundlib will not overwrite what it reads: "
@@ -120,7 +143,7 @@ def check_output_file(path: str | os.PathLike, *, option: str, inputs: Iterable[
                               "the model: choose a file outside it")
     if (path.exists() or path.is_symlink()) and not overwrite:
         first = _first_line(path)
-        if first not in set(headers):
+        if first not in set(headers) and not (recognise is not None and path.is_file() and recognise(path)):
             raise OutputError(f"{option} {path}: exists and is not a file soundlib wrote (it does not start with "
                               "the header soundlib writes); soundlib will not replace it: choose another file, move "
                               "it away, or pass --overwrite")
@@ -188,7 +211,7 @@ def _foreign_entries(folder: Path, ignore: Iterable[str] = ()) -> list[str]:
 
 
 def _check_owner(folder: Path, option: str, overwrite: bool, ignore: Iterable[str] = ()) -> None:
-    check_output_path(folder, folder=True)
+    _named(option, folder, folder=True)
     names = _foreign_entries(folder, ignore)
     if names and not overwrite:
         shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")

@@ -32,7 +32,12 @@ def figure(figsize: tuple[float, float], *, dpi: int = 100):
 
 
 def png_bytes(fig) -> bytes:
-    """The figure rendered as PNG bytes."""
+    """The figure rendered as PNG bytes (every text as it is: a ``$`` in a class or file name is a dollar sign,
+    never mathtext that could fail to parse)."""
+    from matplotlib.text import Text
+
+    for text in fig.findobj(Text):
+        text.set_parse_math(False)
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
@@ -368,3 +373,22 @@ def _class_colours(n: int) -> list:
     if n <= 20:
         return [colormaps["tab20"](i) for i in range(n)]
     return [colormaps["hsv"](i / n) for i in range(n)]
+
+
+def _names_as_text(plot):
+    """``plot`` drawing every text as it is (matplotlib's ``text.parse_math`` off while it builds the figure):
+    a class or file name holding ``$`` is shown, never parsed as mathtext that could fail the run."""
+    import functools
+
+    @functools.wraps(plot)
+    def wrapper(*args, **kwargs):
+        import matplotlib
+
+        with matplotlib.rc_context({"text.parse_math": False}):
+            return plot(*args, **kwargs)
+
+    return wrapper
+
+
+for _name in [n for n in __all__ if n.startswith("plot_")]:  # every figure soundlib draws
+    globals()[_name] = _names_as_text(globals()[_name])

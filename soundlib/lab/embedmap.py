@@ -22,8 +22,8 @@ import numpy as np
 
 from soundlib.errors import ConfigError, DatasetError
 
-__all__ = ["NPZ_FORMAT", "EmbeddingTable", "embed_dataset", "write_npz", "read_npz", "project_2d", "EmbeddingMap",
-           "embedding_map"]
+__all__ = ["NPZ_FORMAT", "EmbeddingTable", "embed_dataset", "is_embeddings_file", "write_npz", "read_npz",
+           "project_2d", "EmbeddingMap", "embedding_map"]
 
 #: The ``format`` entry of the exported ``.npz``.
 NPZ_FORMAT = "soundlib-embeddings/1"
@@ -84,28 +84,35 @@ class EmbeddingTable:
 
 
 def embed_dataset(dataset, spec, backbone: str, *, config=None, k_folds: int | None = None, seed: int = 0,
-                  layer: str = "head", pooling: str = "avg") -> EmbeddingTable:
+                  layer: str = "head", pooling: str = "avg", options=None) -> EmbeddingTable:
     """Embed every clip of ``dataset`` (through the embedding cache) into an :class:`EmbeddingTable`.
 
     Parameters
     ----------
     dataset : soundlib.audio.datasets.Dataset
     spec : soundlib.pictures.variants.FeatureSpec
-        The pictures; ``duration: auto`` is chosen from the clips as ``evaluate`` does.
+        The variant; ``duration: auto`` is chosen from the clips as ``evaluate`` does. A picture embedder
+        embeds its pictures, an audio embedder (``mn04``, ``yamnet``, ``birdnet``, ``mfcc``) its windows
+        (:meth:`~soundlib.embedders.base.Embedder.window`).
     backbone : str
-        Backbone handle (see :func:`soundlib.embedders.backbones.resolve_backbone`).
+        Any embedder handle (:func:`soundlib.embedders.resolve_embedder`: a registered name, a TF Hub
+        handle, a SavedModel folder).
     config : soundlib.embedding.embed.EmbedConfig, optional
     k_folds, seed : int
         Folds assigned (grouped by recording, as ``evaluate`` does) when the dataset has none.
     layer, pooling : str
         The frozen method's ``layer`` and ``pooling`` (the defaults are the backbone's pooled vector).
+    options : soundlib.embedders.EmbedderOptions, optional
+        Every option the embedder takes (instead of ``layer`` and ``pooling``).
 
     Clips that fail are left out and listed in ``failures``.
     """
     from soundlib.embedding.embed import EmbedConfig, embed_clips
 
-    ds, spec, info = _resolve(dataset, spec, backbone, k_folds=k_folds, seed=seed, layer=layer, pooling=pooling)
-    res = embed_clips(ds.clips, spec, info, config=config or EmbedConfig())
+    ds, spec, embedder = _resolve(dataset, spec, backbone, k_folds=k_folds, seed=seed, layer=layer, pooling=pooling,
+                                  options=options)
+    res = embed_clips(ds.clips, embedder.window(spec), embedder, config=config or EmbedConfig(),
+                      inputs=embedder.inputs)
     index = {str(c.path): i for i, c in enumerate(ds.clips)}
     clips = [ds.clips[index[str(p)]] for p in res.paths]
     dim = res.embeddings.shape[1] if res.embeddings.ndim == 2 else 0
@@ -123,21 +130,38 @@ def embed_dataset(dataset, spec, backbone: str, *, config=None, k_folds: int | N
         window_embeddings=res.embeddings.astype(np.float32),
         window_clip=res.row_clip.astype(np.int64),
         window_start=res.row_start.astype(np.float64),
-        variant=spec.name, backbone=info.identity, feature_spec=spec.to_dict(),
+        variant=spec.name, backbone=embedder.identity, feature_spec=spec.to_dict(),
         failures=[(str(p), msg) for p, msg in res.failures],
     )
 
 
-def _resolve(dataset, spec, backbone: str, *, k_folds: int | None, seed: int, layer: str, pooling: str):
-    """``(dataset with folds, spec with its duration, pooled backbone info)``, as ``evaluate`` resolves them."""
-    from soundlib.embedders.backbones import pooled_backbone, resolve_backbone
+def _resolve(dataset, spec, backbone: str, *, k_folds: int | None, seed: int, layer: str, pooling: str,
+             options=None):
+    """``(dataset with folds, spec with its duration, embedder)``, as ``evaluate`` resolves them."""
     from soundlib.audio.folds import DEFAULT_K_FOLDS, prepare_folds
+    from soundlib.embedders import EmbedderOptions, resolve_embedder
     from soundlib.methods.base import clip_durations
     from soundlib.pictures.variants import resolve_duration
 
+    embedder = resolve_embedder(str(backbone), options or EmbedderOptions(layer=layer, pooling=pooling))
     ds, _ = prepare_folds(dataset, k_folds=k_folds or DEFAULT_K_FOLDS, seed=seed)
     spec, _ = resolve_duration(spec, clip_durations(ds) if not spec.resolved else [])
-    return ds, spec, pooled_backbone(resolve_backbone(backbone), layer=layer, pooling=pooling)
+    return ds, spec, embedder
+
+
+def is_embeddings_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is an ``.npz`` that :func:`write_npz` wrote (its ``format`` member), read without
+    pickles and without reading the other members."""
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(4) != b"PK\x03\x04":  # not a zip (an .npz is one): never loaded
+                return False
+        with np.load(Path(path), allow_pickle=False) as z:
+            if "format" not in z.files or z.zip.getinfo("format.npy").file_size > 4096:
+                return False
+            return str(z["format"]) == NPZ_FORMAT
+    except Exception:  # unreadable, damaged, another zip: not soundlib's
+        return False
 
 
 def write_npz(path: str | os.PathLike, table: EmbeddingTable) -> Path:
@@ -272,10 +296,10 @@ def embedding_map(dataset, config: Any, *, test_fold: int | None = None, embed_c
     opts = config.method.options if config.method.kind == "frozen" else None
     layer, pooling = getattr(opts, "layer", "head"), getattr(opts, "pooling", "avg")
     if cached_only if cached_only is not None else config.method.kind != "frozen":
-        ds, spec, info = _resolve(dataset, config.spec, config.backbone, k_folds=config.k_folds, seed=config.seed,
-                                  layer=layer, pooling=pooling)
+        ds, spec, embedder = _resolve(dataset, config.spec, config.backbone, k_folds=config.k_folds,
+                                      seed=config.seed, layer=layer, pooling=pooling)
         cache = EmbeddingCache(getattr(embed_config, "cache_dir", None))
-        if not cache.has_all([c.path for c in ds.clips], spec, info.identity):
+        if not cache.has_all([c.path for c in ds.clips], embedder.window(spec), embedder.identity):
             return None
     table = embed_dataset(dataset, config.spec, config.backbone, config=embed_config, k_folds=config.k_folds,
                           seed=config.seed, layer=layer, pooling=pooling)

@@ -15,6 +15,7 @@ from typing import Any, Iterator
 
 from soundlib.audio.datasets import Dataset
 from soundlib.errors import DatasetError, SoundlibError
+from soundlib.text import html
 
 __all__ = ["TrialsUI"]
 
@@ -252,7 +253,7 @@ class TrialsUI:
             self.error = None
         except SoundlibError as exc:
             self.error = str(exc)
-            self.message.value = f"<span style='color:#b00'>{exc}</span>"
+            self.message.value = f"<span style='color:#b00'>{html(exc)}</span>"
             return None
         buf = io.BytesIO()
         Image.fromarray(self.picture).save(buf, format="PNG")
@@ -260,7 +261,8 @@ class TrialsUI:
         c = self.clip
         self.figure = plot_feature(samples, spec, title=f"{c.label} · {c.path.name} · {spec.name}")
         self.axes_image.value = png_bytes(self.figure)
-        self.message.value = (f"<b>{c.label}</b> · {c.path.name} · fold {c.fold} · variant {spec.name} · "
+        self.message.value = (f"<b>{html(c.label)}</b> · {html(c.path.name)} · fold {c.fold} · "
+                              f"variant {html(spec.name)} · "
                               f"{self.picture.shape[1]}×{self.picture.shape[0]} px")
         return self.picture
 

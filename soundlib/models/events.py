@@ -129,17 +129,20 @@ def raven_table(events: Iterable[Mapping], *, low_freq: float, high_freq: float)
     Returns
     -------
     str
-        Tab-separated, one header line (:data:`RAVEN_COLUMNS`) and one line per event:
-        selections numbered from 1, view ``Spectrogram 1``, channel 1, the class name as both
+        Tab-separated, one header line (:data:`RAVEN_COLUMNS`) and one line per event (names written by
+        :func:`soundlib.text.csv_cell`: tabs and line breaks escaped, never a formula): selections numbered
+        from 1, view ``Spectrogram 1``, channel 1, the class name as both
         common name and species code, the file in ``Begin Path`` and the begin time as its offset.
     """
+    from soundlib.text import csv_cell
+
     lines = ["\t".join(RAVEN_COLUMNS)]
     for n, ev in enumerate(events, start=1):
         begin, end = float(ev["start"]), float(ev["end"])
-        label = str(ev["label"]).replace("\t", " ")
+        label = csv_cell(str(ev["label"]))  # one cell: tabs and line breaks escaped, no spreadsheet formula
         lines.append("\t".join([str(n), "Spectrogram 1", "1", f"{begin:.3f}", f"{end:.3f}", f"{low_freq:.1f}",
                                 f"{high_freq:.1f}", label, label, f"{float(ev['confidence']):.4f}",
-                                str(ev["input"]).replace("\t", " "), f"{begin:.3f}"]))
+                                csv_cell(str(ev["input"])), f"{begin:.3f}"]))
     return "\n".join(lines) + "\n"
 
 

@@ -188,8 +188,13 @@ def _new_model_folder(out_dir: Path, *, spec: FeatureSpec, labels: Sequence[str]
         raise ModelError(f"{out_dir}: the feature spec {spec.name!r} has duration {spec.duration!r}; a model "
                          "stores the window it was trained on (soundlib.pictures.variants.resolve_duration)")
     check_model_target(out_dir, overwrite=overwrite)
-    if len(set(labels)) != len(labels) or any(not str(x).strip() or "\n" in str(x) for x in labels):
-        raise ModelError(f"labels must be distinct one-line names, got {list(labels)}")
+    from soundlib.text import label_problem, visible
+
+    bad = [f"{x!r} {label_problem(x)}" for x in labels if label_problem(x)]
+    if len(set(labels)) != len(labels) or bad:
+        raise ModelError(visible(f"{out_dir}: labels must be distinct one-line names without control characters or "
+                                 f"surrounding spaces (labels.txt is read back one name a line), got "
+                                 f"{'; '.join(bad) or list(labels)}"))
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = make_temp_dir(out_dir.parent, f".{out_dir.name}.tmp-{_host()}-{os.getpid()}-")
     try:

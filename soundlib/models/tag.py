@@ -151,12 +151,15 @@ def tag_file(path: str | os.PathLike, *, top_k: int = 3, hop: float = 0.48, mode
 
 
 def format_tags(path: Path, tags: list[Tag], summary: Tag | None = None) -> str:
-    """A readable table: the clip's summary (when given), then one line per frame, ``start-end  label (score), ...``."""
-    lines = [f"{path}:"]
+    """A readable table: the clip's summary (when given), then one line per frame, ``start-end  label (score), ...``
+    (names as text: control and bidi characters shown as escapes, :func:`soundlib.text.visible`)."""
+    from soundlib.text import visible
+
+    lines = [f"{visible(path)}:"]
     if summary is not None:
-        best = ", ".join(f"{label} ({score:.2f})" for label, score in zip(summary.labels, summary.scores))
+        best = ", ".join(f"{visible(label)} ({score:.2f})" for label, score in zip(summary.labels, summary.scores))
         lines.append(f"  whole clip (mean of {len(tags)} frames)  {best}")
     for t in tags:
-        best = ", ".join(f"{label} ({score:.2f})" for label, score in zip(t.labels, t.scores))
+        best = ", ".join(f"{visible(label)} ({score:.2f})" for label, score in zip(t.labels, t.scores))
         lines.append(f"  {t.start:7.2f}-{t.end:7.2f} s  {best}")
     return "\n".join(lines)

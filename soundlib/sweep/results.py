@@ -182,7 +182,9 @@ def grouping_note(table: Any) -> str:
     (``recordings_known`` False in :func:`collect_results`); empty otherwise."""
     if "recordings_known" not in getattr(table, "columns", ()):
         return ""
-    unknown = [f"{v}/{m}" for (v, m), known in table["recordings_known"].items() if known is False]
+    from soundlib.text import markdown
+
+    unknown = [markdown(f"{v}/{m}") for (v, m), known in table["recordings_known"].items() if known is False]
     if not unknown:
         return ""
     return (f"**Recordings unknown** ({', '.join(unknown)}): the dataset did not say which files come from one "
@@ -195,12 +197,14 @@ def results_table_markdown(table: Any, *, digits: int = 3) -> str:
     """A Markdown table of :func:`collect_results`: variant, method, folds, accuracy and macro-F1 as
     mean ± std, seconds per fold."""
     lines = ["| variant | method | folds | accuracy | macro-F1 | s / fold |", "|---|---|---:|---|---|---:|"]
+    from soundlib.text import markdown
+
     for (variant, method), r in table.iterrows():
         if "complete" in r and not r["complete"]:
-            lines.append(f"| {variant} | {method} | {int(r['folds'])} | incomplete: fold(s) {r['missing_folds']} did not "
-                         "complete (not averaged) | | |")
+            lines.append(f"| {markdown(variant)} | {markdown(method)} | {int(r['folds'])} | incomplete: fold(s) "
+                         f"{r['missing_folds']} did not complete (not averaged) | | |")
             continue
-        lines.append(f"| {variant} | {method} | {int(r['folds'])} "
+        lines.append(f"| {markdown(variant)} | {markdown(method)} | {int(r['folds'])} "
                      f"| {r['accuracy_mean']:.{digits}f} ± {r['accuracy_std']:.{digits}f} "
                      f"| {r['macro_f1_mean']:.{digits}f} ± {r['macro_f1_std']:.{digits}f} "
                      f"| {r['seconds_per_fold']:.0f} |")
@@ -317,9 +321,12 @@ def _verdict(row, alpha: float) -> str:
 
 def significance_markdown(frame: Any, best: tuple[str, str] | None = None) -> str:
     """A Markdown table of :func:`significance`."""
+    from soundlib.text import markdown
+
     head = ""
     if best:
-        head = (f"Compared with the best row ({best[0]} / {best[1]}), over the same folds and clips. p-values: "
+        head = (f"Compared with the best row ({markdown(best[0])} / {markdown(best[1])}), over the same folds and "
+                "clips. p-values: "
                 "Nadeau and Bengio's corrected resampled t-test over folds (not the plain paired t-test, which "
                 "ignores that the folds share training data) and McNemar's exact test over clips, each then "
                 f"Holm-corrected across the {len(frame)} row(s) compared; the interval of Δ is a 95 % bootstrap "
@@ -328,6 +335,7 @@ def significance_markdown(frame: Any, best: tuple[str, str] | None = None) -> st
              "McNemar (clips) p, Holm | verdict |",
              "|---|---|---|---|---|---|---|"]
     for (variant, method), r in frame.iterrows():
+        variant, method = markdown(variant), markdown(method)
         ci = f" [{r['delta_low']:+.3f}, {r['delta_high']:+.3f}]" if r["delta_low"] == r["delta_low"] else ""
         t_p = (f"{r['corrected_t_p']:.3f}, {r['corrected_t_p_holm']:.3f} ({int(r['folds'])} folds)"
                if r["corrected_t_p"] == r["corrected_t_p"] else f"n/a ({int(r['folds'])} folds)")
@@ -341,10 +349,14 @@ def write_results(sweep_dir: str | os.PathLike, table: Any = None) -> tuple[Path
     """Write ``results.csv`` and ``results.md`` (the table, and which differences to the best row are
     significant) into ``sweep_dir`` atomically; return their paths."""
     from soundlib.atomic import write_text_atomic
+    from soundlib.text import csv_cell
 
     sweep_dir = Path(sweep_dir)
     table = collect_results(sweep_dir) if table is None else table
-    csv_path = write_text_atomic(sweep_dir / "results.csv", table.to_csv())
+    cells = table.rename(index=csv_cell, columns=csv_cell)  # names as text: never a spreadsheet formula
+    for column in cells.select_dtypes(include=["object", "string"]).columns:
+        cells[column] = cells[column].map(csv_cell)
+    csv_path = write_text_atomic(sweep_dir / "results.csv", cells.to_csv())
     md = ("# Sweep results\n\n" + results_table_markdown(table) + "\n\n"
           "Mean ± standard deviation (ddof=0) over test folds; each fold trained on the others.\n")
     if grouping_note(table):

@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from soundlib import _efficientat_mn as M
+import soundlib.embedders as _embedders
+from soundlib.embedders.nets import efficientat_weights as M
 from soundlib.errors import BackboneError, SoundlibWarning
 
-PACKAGED = Path(M.__file__).parent / "embedders" / "weights"
+PACKAGED = Path(_embedders.__file__).parent / "weights"
 
 
 @pytest.fixture
