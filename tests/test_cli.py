@@ -242,7 +242,7 @@ def test_options_a_method_ignores_are_warned_about(tmp_path, capsys):
         return [str(w.message) for w in log if issubclass(w.category, SoundlibWarning)]
 
     assert warned() == [] and warned("--seed", "3", "--validation-split", "0.3") == []  # every method's flags
-    assert warned("--epochs", "5", "--method-option", "head=softmax") == []
+    assert warned("--epochs", "5", "--method", "frozen", "--method-option", "head=softmax") == []
     assert warned("--method", "fusion", "--method-option", "members=[mfcc, {method: frozen, head: softmax}]",
                   "--dropout", "0.5") == []
     (msg,) = warned("--method", "mfcc", "--fine-tune", "--random-crop", "10")

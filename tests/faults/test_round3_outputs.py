@@ -305,12 +305,18 @@ def _fake_tags(monkeypatch, labels):
     from soundlib.errors import AudioError
     from soundlib.models import tag as tag_module
 
-    def tag_file(path, **kwargs):
+    scores = np.array([0.5 / (k + 1) for k in range(len(labels))], np.float32)
+
+    def tag_file(path, scores_out=None, **kwargs):
         if Path(path).name.startswith("bad"):
             raise AudioError(f"{path}: not a readable audio file")
-        yield tag_module.Tag(0.0, 0.975, tuple(labels), tuple(0.5 / (k + 1) for k in range(len(labels))))
+        if scores_out is not None:
+            scores_out.append(scores)
+        yield tag_module.Tag(0.0, 0.975, tuple(labels), tuple(float(x) for x in scores))
 
     monkeypatch.setattr(yamnet_weights, "YamnetModel", _FakeYamnet)
+    monkeypatch.setattr(tag_module, "open_tagger",
+                        lambda name="mn04": tag_module.Tagger(name, 16000, 0.975, list(labels), lambda f: scores[None]))
     monkeypatch.setattr(tag_module, "tag_file", tag_file)
 
 
@@ -326,8 +332,9 @@ def test_f07_tag_csv_neutralises_names_and_writes_nothing_when_every_input_fails
     monkeypatch.chdir(tmp_path)  # the input as the user typed it: a relative name
     assert main(["tag", evil.name, "--csv", str(out)]) == 0
     rows = _cells(out)
-    assert rows[0] == ["input", "start", "end", "rank", "label", "score"]
-    assert rows[1][0] == "'" + evil.name and rows[1][4] == "'" + hyper
+    assert rows[0] == ["input", "level", "start", "end", "rank", "label", "score"]
+    assert rows[1][0] == "'" + evil.name and rows[1][1] == "clip" and rows[1][5] == "'" + hyper
+    assert rows[3][1] == "frame" and rows[3][5] == "'" + hyper
     assert not [c for row in rows for c in row if c.startswith(FORMULA)]
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"not audio")

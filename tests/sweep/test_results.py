@@ -37,7 +37,7 @@ def test_collect_results_mean_std_and_files(tmp_path):
     fake_metrics(tmp_path / "mel" / "fold2", "mel", 2, 0.5, 0.4, [[1, 1], [1, 1]])
     fake_metrics(tmp_path / "wave" / "mfcc" / "fold1", "wave", 1, 0.25, 0.2, [[1, 1], [2, 0]], method="mfcc")
     (tmp_path / "wave" / "mfcc" / "fold2").mkdir(parents=True)
-    (tmp_path / "wave" / "mfcc" / "fold2" / "metrics.json").write_text('{"accuracy": ')  # torn file: ignored
+    (tmp_path / "wave" / "mfcc" / "fold2" / "metrics.json").write_text('{"accuracy": ')  # torn file: not a result
     (tmp_path / "notes" / "x").mkdir(parents=True)
 
     runs = sweep.collect_runs(tmp_path)
@@ -57,7 +57,9 @@ def test_collect_results_mean_std_and_files(tmp_path):
     import pandas as pd
 
     back = pd.read_csv(csv_path, index_col=["variant", "method"])
-    assert back.loc[("wave", "mfcc"), "accuracy_mean"] == pytest.approx(0.25)
+    # wave/mfcc's fold 2 did not complete: the row is incomplete, not the mean of fold 1 alone
+    assert not back.loc[("wave", "mfcc"), "complete"] and float(back.loc[("wave", "mfcc"), "missing_folds"]) == 2
+    assert np.isnan(back.loc[("wave", "mfcc"), "accuracy_mean"]) and bool(back.loc[("mel", "frozen"), "complete"])
     assert "0.750 ± 0.250" in md_path.read_text() and "Differences to the best row" in md_path.read_text()
     assert not list(tmp_path.glob(".*.tmp"))
 
