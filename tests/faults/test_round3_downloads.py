@@ -1,0 +1,255 @@
+"""Red-team round 3 (issue 20): downloads (A03, A11-A13, A14), derived and pinned files (B04, C03, C05, C06,
+C06b) and the torch checkpoint reader (K02, K03, K05), each reproduced on tiny generated files.
+
+The downloads run against a local HTTP server on 127.0.0.1 with one endpoint per fault; the weights it
+serves are random bytes whose size and SHA-256 stand in for mn04's (monkeypatched), so nothing real is
+needed. The checkpoints are zip files written here with ``zipfile`` and a hand-built pickle, as
+``torch.save`` lays them out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from soundlib.embedders.nets import efficientat_weights as MW
+from soundlib.errors import BackboneError, ConfigError, DatasetError, SoundlibWarning
+
+PAYLOAD = np.random.default_rng(20).integers(0, 256, 100_000, dtype=np.uint8).tobytes()
+PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
+
+
+class FaultyServer:
+    """HTTP on 127.0.0.1. ``/full``: the payload; ``/late``: the payload after 0.5 s; ``/cut``: the full
+    Content-Length, then half the bytes and a close; ``/slow``: 1 byte every 0.1 s (for 8 s at most);
+    ``/huge``: announces 50 GB and streams zeros; ``/huge-nolen``: zeros without a Content-Length.
+    The zero streams stop after 32 MiB, so an unbounded client ends too."""
+
+    def __init__(self, payload: bytes = PAYLOAD):
+        self.payload, self.requests, self.sent = payload, {}, {}
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                path = self.path
+                server.requests[path] = server.requests.get(path, 0) + 1
+                try:
+                    getattr(self, "_" + path.strip("/").replace("-", "_"))()
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def _send(self, data: bytes) -> None:
+                self.wfile.write(data)
+                self.wfile.flush()
+                server.sent[self.path] = server.sent.get(self.path, 0) + len(data)
+
+            def _head(self, length: int | None) -> None:
+                self.send_response(200)
+                if length is not None:
+                    self.send_header("Content-Length", str(length))
+                self.end_headers()
+
+            def _full(self):
+                self._head(len(server.payload))
+                self._send(server.payload)
+
+            def _late(self):
+                time.sleep(0.5)
+                self._full()
+
+            def _cut(self):
+                self._head(len(server.payload))
+                self._send(server.payload[: len(server.payload) // 2])
+                self.close_connection = True
+
+            def _slow(self):
+                self._head(len(server.payload))
+                end = time.monotonic() + 8
+                for byte in server.payload:
+                    if time.monotonic() > end:
+                        break
+                    self._send(bytes([byte]))
+                    time.sleep(0.1)
+                self.close_connection = True
+
+            def _zeros(self, length):
+                self._head(length)
+                for _ in range(32 * 16):
+                    self._send(bytes(64 << 10))
+                self.close_connection = True
+
+            def _huge(self):
+                self._zeros(50_000_000_000)
+
+            def _huge_nolen(self):
+                self._zeros(None)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server():
+    s = FaultyServer()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def weights_cache(tmp_path, monkeypatch):
+    """A fresh cache whose "mn04 weights" are :data:`PAYLOAD` (size and SHA-256 pinned to it)."""
+    monkeypatch.setenv("SOUNDLIB_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv(MW.CHECKPOINT_ENV, raising=False)
+    monkeypatch.delenv("SOUNDLIB_DOWNLOAD_DEADLINE", raising=False)
+    monkeypatch.setattr(MW, "CHECKPOINT_SHA256", PAYLOAD_SHA)
+    monkeypatch.setattr(MW, "CHECKPOINT_SIZE", len(PAYLOAD), raising=False)
+    return tmp_path / "cache" / "weights"
+
+
+def _left(weights: Path) -> list[str]:
+    return sorted(p.name for p in weights.iterdir()) if weights.exists() else []
+
+
+def test_A03_a_cut_transfer_is_reported_as_cut_short(weights_cache, server, monkeypatch):
+    monkeypatch.setenv(MW.URL_ENV, server.url("/cut"))
+    with pytest.raises(BackboneError) as info:
+        MW.checkpoint_path()
+    message = str(info.value)
+    assert f"the transfer was cut short after {len(PAYLOAD) // 2:,} of {len(PAYLOAD):,} bytes" in message
+    assert "SHA-256" not in message and "\n" not in message
+    assert _left(weights_cache) == []
+
+
+def test_A11_a_slowloris_server_meets_one_overall_deadline(weights_cache, server, monkeypatch):
+    monkeypatch.setenv(MW.URL_ENV, server.url("/slow"))
+    monkeypatch.setenv("SOUNDLIB_DOWNLOAD_DEADLINE", "1.5")
+    start = time.monotonic()
+    with pytest.raises(BackboneError, match=r"not finished within the deadline of 1\.5 s \(\d+ of 100,000 bytes"):
+        MW.checkpoint_path()
+    assert time.monotonic() - start < 4  # 0.2: every read waited for a whole 1 MiB block (days, here 8 s)
+    assert not [n for n in _left(weights_cache) if n.endswith(".tmp")]
+
+
+def test_the_deadline_setting_is_checked(weights_cache, server, monkeypatch):
+    monkeypatch.setenv(MW.URL_ENV, server.url("/full"))
+    for bad in ("soon", "0", "-3", "nan", "inf"):
+        monkeypatch.setenv("SOUNDLIB_DOWNLOAD_DEADLINE", bad)
+        with pytest.raises(ConfigError, match="SOUNDLIB_DOWNLOAD_DEADLINE"):
+            MW.checkpoint_path()
+    assert server.requests == {}
+
+
+def test_A13_a_server_announcing_more_than_the_known_size_is_refused_before_writing(weights_cache, server,
+                                                                                  monkeypatch):
+    monkeypatch.setenv(MW.URL_ENV, server.url("/huge"))
+    with pytest.raises(BackboneError, match="announces 50,000,000,000 bytes, expected 100,000; nothing was kept"):
+        MW.checkpoint_path()
+    assert not [n for n in _left(weights_cache) if n.endswith(".tmp")]
+
+    monkeypatch.setenv(MW.URL_ENV, server.url("/huge-nolen"))  # no Content-Length: stopped at the known size
+    with pytest.raises(BackboneError, match="sent more than the 100,000 bytes expected"):
+        MW.checkpoint_path()
+    assert not [n for n in _left(weights_cache) if n.endswith(".tmp")]
+
+
+def test_A12_leftovers_of_killed_downloads_are_removed_on_the_next_start(weights_cache, server, monkeypatch,
+                                                                         tmp_path):
+    # A download killed half-way (SIGKILL: no cleanup runs) leaves its temporary file behind...
+    code = (f"from soundlib.embedders.nets import efficientat_weights as MW\n"
+            f"MW.CHECKPOINT_SHA256, MW.CHECKPOINT_SIZE = {PAYLOAD_SHA!r}, {len(PAYLOAD)}\n"
+            f"MW.checkpoint_path()\n")
+    env = {**os.environ, MW.URL_ENV: server.url("/slow"), "PYTHONPATH": os.pathsep.join(sys.path)}
+    child = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        end = time.monotonic() + 20
+        while not [n for n in _left(weights_cache) if n.endswith(".tmp")] and time.monotonic() < end:
+            time.sleep(0.05)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    killed = [n for n in _left(weights_cache) if n.endswith(".tmp")]
+    assert len(killed) == 1
+    # ... as did a 0.2 download killed an hour ago; a live process's download is left alone.
+    legacy = weights_cache / f".{MW.CHECKPOINT_NAME}.cfw0j7sq.pt.tmp"
+    legacy.write_bytes(b"\0" * 10)
+    os.utime(legacy, (time.time() - 7200,) * 2)
+    live = weights_cache / f".{MW.CHECKPOINT_NAME}.abcd1234.pid{os.getppid()}.tmp"
+    live.write_bytes(b"")
+
+    monkeypatch.setenv(MW.URL_ENV, server.url("/full"))
+    assert MW.checkpoint_path().read_bytes() == PAYLOAD
+    left = _left(weights_cache)
+    assert killed[0] not in left and legacy.name not in left
+    assert live.name in left
+
+
+def test_A14_concurrent_downloads_of_one_file_download_it_once(weights_cache, server, monkeypatch):
+    monkeypatch.setenv(MW.URL_ENV, server.url("/late"))
+    results, errors = [], []
+
+    def fetch():
+        try:
+            results.append(MW.checkpoint_path())
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=fetch) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors and len(results) == 3 and results[0].read_bytes() == PAYLOAD
+    assert server.requests == {"/late": 1}
+    assert _left(weights_cache) == [MW.CHECKPOINT_NAME]
+
+
+def test_a_symlink_to_a_device_in_place_of_the_weights_is_replaced(weights_cache, server, monkeypatch):
+    weights_cache.mkdir(parents=True)
+    (weights_cache / MW.CHECKPOINT_NAME).symlink_to("/dev/zero")
+    monkeypatch.setenv(MW.URL_ENV, server.url("/full"))
+    with pytest.warns(SoundlibWarning, match="not a regular file; downloading the weights again"):
+        path = MW.checkpoint_path()
+    assert not path.is_symlink() and path.read_bytes() == PAYLOAD
+
+
+# --- the dataset downloader (soundlib.audio.download) -----------------------------------------------------
+
+
+def test_dataset_downloads_meet_the_deadline(tmp_path, server, monkeypatch):
+    import soundata.datasets.urbansound8k as us8k
+    from soundata.download_utils import RemoteFileMetadata
+
+    from soundlib.audio import download as DL
+
+    old = us8k.REMOTES["all"]
+    monkeypatch.setitem(us8k.REMOTES, "all", RemoteFileMetadata(
+        filename=old.filename, url=server.url("/slow"), checksum=hashlib.md5(PAYLOAD).hexdigest(),
+        unpack_directories=old.unpack_directories))
+    monkeypatch.setenv("SOUNDLIB_DOWNLOAD_DEADLINE", "1")
+    start = time.monotonic()
+    with pytest.raises(DatasetError, match=r"not finished within the deadline of 1 s \(\d+ of 100,000 bytes"):
+        DL.download("urbansound8k", tmp_path / "home", progress=False)
+    assert time.monotonic() - start < 3.5
+    assert not list((tmp_path / "home").rglob("*.part"))
