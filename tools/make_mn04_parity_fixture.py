@@ -178,6 +178,18 @@ def pick_clips(subset: Path) -> list[tuple[str, str]]:
     return picked
 
 
+def _sha256(path: Path) -> str:
+    """SHA-256 of ``path``, read in 1 MiB blocks; one line (SystemExit) when it cannot be read."""
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    except OSError as exc:
+        raise SystemExit(f"{path}: cannot read the checkpoint ({exc.strerror or exc})") from None
+    return h.hexdigest()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output .npz (default: %(default)s)")
@@ -195,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.manual_seed(0)
     torch.use_deterministic_algorithms(True)
-    digest = hashlib.sha256(args.checkpoint.read_bytes()).hexdigest()
+    digest = _sha256(args.checkpoint)
     if digest != CHECKPOINT_SHA256:
         raise SystemExit(f"{args.checkpoint} has SHA-256 {digest}, expected {CHECKPOINT_SHA256}")
 
@@ -203,7 +215,13 @@ def main(argv: list[str] | None = None) -> int:
     model = build_reference()
     model.load_state_dict(state, strict=True)
     model.eval()
-    ours = read_torch_checkpoint(args.checkpoint)
+    from soundlib.embedders.nets.efficientat_mn import MAX_CHECKPOINT_BYTES
+    from soundlib.errors import BackboneError
+
+    try:
+        ours = read_torch_checkpoint(args.checkpoint, max_bytes=MAX_CHECKPOINT_BYTES)
+    except BackboneError as exc:
+        raise SystemExit(str(exc)) from None
     if list(ours) != list(state) or not all(
             np.array_equal(ours[k], v.numpy()) and ours[k].dtype == v.numpy().dtype for k, v in state.items()):
         raise SystemExit("soundlib's checkpoint reader disagrees with torch.load")

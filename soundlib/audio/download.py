@@ -33,7 +33,8 @@ from pathlib import Path
 
 from soundlib.errors import DatasetError
 
-__all__ = ["download", "remote_archive", "RemoteArchive", "DOWNLOADABLE"]
+__all__ = ["download", "remote_archive", "RemoteArchive", "DOWNLOADABLE", "DEADLINE_ENV", "download_deadline",
+           "fetch_url", "Fetched"]
 
 #: soundlib name -> soundata loader name.
 DOWNLOADABLE = {"urbansound8k": "urbansound8k", "esc50": "esc50"}
@@ -42,6 +43,11 @@ STAGING = ".soundlib-download"
 #: Folders holding a dataset's metadata; moved into place last.
 _METADATA_DIRS = ("metadata", "meta")
 _CHUNK = 1 << 20
+#: Seconds a whole download may take (see :func:`download_deadline`).
+DEADLINE_ENV = "SOUNDLIB_DOWNLOAD_DEADLINE"
+#: A transfer is abandoned when it averages under ``_MIN_RATE`` bytes/s over ``_STALL_WINDOW`` seconds.
+_MIN_RATE = 1024
+_STALL_WINDOW = 60.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -183,8 +189,7 @@ def _fetch_verified(remote: RemoteArchive, staging: Path, *, progress: bool, tim
     archive.unlink(missing_ok=True)
     part = staging / (remote.filename + ".part")
     try:
-        _fetch(remote.url, part, progress=progress, timeout=timeout)
-        got = _md5(part)
+        got = _fetch(remote.url, part, progress=progress, timeout=timeout).md5
         if got != remote.md5:
             raise DatasetError(
                 f"{remote.url}: the downloaded file has MD5 {got}, expected {remote.md5}: it is corrupt or the "
@@ -197,44 +202,145 @@ def _fetch_verified(remote: RemoteArchive, staging: Path, *, progress: bool, tim
     return archive
 
 
-def _fetch(url: str, dest: Path, *, progress: bool, timeout: float) -> None:
+def _fetch(url: str, dest: Path, *, progress: bool, timeout: float) -> "Fetched":
     """Stream ``url`` into ``dest``; :class:`DatasetError` naming the cause when it fails or is cut short."""
+    return fetch_url(url, dest, error=DatasetError, what="the archive", timeout=timeout, progress=progress,
+              hint="the partial file was deleted. Run the download again; without internet, place the dataset "
+                   "in the data folder by hand")
+
+
+@dataclasses.dataclass(frozen=True)
+class Fetched:
+    """What :func:`fetch_url` wrote: its length in bytes and its digests (hex)."""
+
+    received: int
+    sha256: str
+    md5: str
+
+
+def download_deadline(size: int | None = None) -> float:
+    """Seconds a whole download may take: ``$SOUNDLIB_DOWNLOAD_DEADLINE`` when set, else 5 minutes plus the
+    time ``size`` bytes take at 256 KiB/s (unknown size: one day).
+
+    Raises
+    ------
+    ConfigError
+        ``$SOUNDLIB_DOWNLOAD_DEADLINE`` is not a positive number of seconds.
+    """
+    import math
+
+    from soundlib.errors import ConfigError
+
+    raw = os.environ.get(DEADLINE_ENV, "").strip()
+    if raw:
+        try:
+            value = float(raw)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"${DEADLINE_ENV}={raw!r}: expected a positive number of seconds")
+        return value
+    return 86400.0 if size is None else 300.0 + size / (256 * 1024)
+
+
+def fetch_url(url: str, dest: str | os.PathLike, *, error: type[Exception] = DatasetError, what: str = "the file",
+              size: int | None = None, deadline: float | None = None, timeout: float = 60.0,
+              progress: bool = False, hint: str = "") -> "Fetched":
+    """Download ``url`` into the file ``dest`` (created or truncated) under one deadline and a size limit.
+
+    Parameters
+    ----------
+    url : str
+    dest : path-like
+        Where the bytes go (a temporary file: the caller renames or deletes it).
+    error : exception class
+        What every failure raises (one line: the URL, the cause, the bytes received, then ``hint``).
+    what : str
+        What is downloaded, for messages.
+    size : int, optional
+        The file's known size: a server announcing another ``Content-Length`` is refused before
+        anything is written, and no byte past ``size`` is ever written.
+    deadline : float, optional
+        Seconds the whole transfer may take (default :func:`download_deadline`); a server sending
+        less than 1 KiB/s over a minute is abandoned as well.
+    timeout : float
+        Seconds to wait for any single answer of the server.
+    progress : bool
+        Show a progress bar.
+    hint : str
+        Appended to every message (what to do next).
+
+    Returns
+    -------
+    Fetched
+        The number of bytes written and their SHA-256 and MD5.
+    """
     import http.client
     import socket
+    import time
     import urllib.error
     import urllib.request  # imported here: soundata 1.0.1 forgets to (see the module docstring)
 
     from tqdm.auto import tqdm
 
+    deadline = download_deadline(size) if deadline is None else float(deadline)
+    start = time.monotonic()
+    tail = f"; {hint}" if hint else ""
     request = urllib.request.Request(url, headers={"User-Agent": "soundlib"})
-    received = 0
+    sha, md5 = hashlib.sha256(), hashlib.md5()
+    received, total = 0, None
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=min(timeout, deadline)) as response:
             length = response.headers.get("Content-Length")
-            total = int(length) if length and length.isdigit() else None
-            with open(dest, "wb") as fh, tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
-                                             desc=Path(dest.name).stem, disable=not progress) as bar:
-                for block in iter(lambda: response.read(_CHUNK), b""):
+            total = int(length) if length and length.strip().isdigit() else None
+            if size is not None and total is not None and total != size:
+                raise error(f"cannot download {what} from {url}: the server announces {total:,} bytes, "
+                            f"expected {size:,}; nothing was kept{tail}")
+            limit = size if size is not None else total
+            read = getattr(response, "read1", response.read)  # read1: no waiting for a whole block
+            mark = (start, 0)
+            with open(dest, "wb") as fh, tqdm(total=limit, unit="B", unit_scale=True, unit_divisor=1024,
+                                             desc=Path(Path(dest).name).stem, disable=not progress) as bar:
+                while True:
+                    now = time.monotonic()
+                    if now - start > deadline:
+                        of = f" of {limit:,}" if limit is not None else ""
+                        raise error(f"cannot download {what} from {url}: not finished within the deadline of "
+                                    f"{deadline:g} s ({received:,}{of} bytes received; ${DEADLINE_ENV} sets "
+                                    f"it){tail}")
+                    if now - mark[0] >= _STALL_WINDOW:
+                        if received - mark[1] < _MIN_RATE * (now - mark[0]):
+                            raise error(f"cannot download {what} from {url}: the server sent only "
+                                        f"{received - mark[1]:,} bytes in the last {now - mark[0]:.0f} s "
+                                        f"({received:,} in all){tail}")
+                        mark = (now, received)
+                    block = read(_CHUNK if limit is None else max(1, min(_CHUNK, limit + 1 - received)))
+                    if not block:
+                        break
+                    if limit is not None and received + len(block) > limit:
+                        raise error(f"cannot download {what} from {url}: the server sent more than the "
+                                    f"{limit:,} bytes expected; nothing was kept{tail}")
                     fh.write(block)
+                    sha.update(block)
+                    md5.update(block)
                     received += len(block)
                     bar.update(len(block))
     except urllib.error.HTTPError as exc:
-        raise DatasetError(f"{url}: the server answered HTTP {exc.code} {exc.reason}; nothing was downloaded") \
-            from None
+        raise error(f"cannot download {what} from {url}: the server answered HTTP {exc.code} {exc.reason}"
+                    f"{tail}") from None
     except http.client.IncompleteRead as exc:
-        raise DatasetError(f"{url}: the transfer was cut short after {received + len(exc.partial):,} bytes "
-                           f"({exc.expected:,} more expected); the partial file was deleted. Run the download "
-                           "again") from None
+        received += len(exc.partial)
     except (urllib.error.URLError, socket.timeout, ConnectionError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", exc)
-        raise DatasetError(f"{url}: could not download ({type(exc).__name__}: {reason}) after {received:,} bytes; "
-                           "check the network connection (downloads need internet), or place the dataset in the "
-                           "data folder by hand") from None
-    except OSError as exc:  # writing: disk full, permission denied
-        raise DatasetError(f"{dest}: cannot write the download ({exc.strerror or exc})") from None
-    if total is not None and received != total:
-        raise DatasetError(f"{url}: the transfer was cut short: {received:,} of {total:,} bytes received; the "
-                           "partial file was deleted. Run the download again")
+        raise error(f"cannot download {what} from {url} ({type(exc).__name__}: {reason}) after {received:,} "
+                    f"bytes{tail}") from None
+    except OSError as exc:  # writing: disk full, file too large, permission denied
+        raise error(f"{dest}: cannot write {what} ({exc.strerror or exc}){tail}") from None
+    expected = size if size is not None else total
+    if expected is not None and received != expected:
+        raise error(f"cannot download {what} from {url}: the transfer was cut short after {received:,} of "
+                    f"{expected:,} bytes{tail}")
+    return Fetched(received, sha.hexdigest(), md5.hexdigest())
 
 
 def _members_inside(names: list[str], archive: Path) -> None:

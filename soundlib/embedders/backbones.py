@@ -77,7 +77,12 @@ def _dir_identity(path: Path) -> str:
     for name in ("saved_model.pb", "variables/variables.index"):
         f = path / name
         if f.is_file():
-            h.update(f.read_bytes())
+            try:
+                with open(f, "rb") as fh:  # streamed: a SavedModel's graph can be large
+                    for block in iter(lambda: fh.read(1 << 20), b""):
+                        h.update(block)
+            except OSError as exc:
+                raise BackboneError(f"{f}: cannot read the SavedModel ({exc.strerror or exc})") from None
     return h.hexdigest()[:16]
 
 

@@ -83,7 +83,14 @@ def _derived_model(source: Path) -> Path:
     from soundlib.embedders.derived import derived_file
     from soundlib.config import cache_dir
 
-    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
+    h = hashlib.sha256()
+    try:
+        with open(source, "rb") as fh:  # streamed, not read whole
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    except OSError as exc:
+        raise BackboneError(f"{source}: cannot read the BirdNET model ({exc.strerror or exc})") from None
+    digest = h.hexdigest()[:16]
     out = cache_dir() / "backbones" / f"birdnet-2.4-embedding-{digest}.tflite"
     return derived_file(out, lambda tmp: _write_embedding_model(source, tmp), what="BirdNET embedding model")
 

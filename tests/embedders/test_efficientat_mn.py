@@ -67,7 +67,8 @@ def waveforms(parity):
 def state():
     if not WEIGHTS.is_file():
         pytest.skip(f"the mn04 weights are not at {WEIGHTS}")
-    return M.read_torch_checkpoint(WEIGHTS)
+    assert hashlib.sha256(WEIGHTS.read_bytes()).hexdigest() == MW.CHECKPOINT_SHA256, f"{WEIGHTS} is not mn04's"
+    return M.read_torch_checkpoint(WEIGHTS, max_bytes=M.MAX_CHECKPOINT_BYTES)
 
 
 @pytest.fixture(scope="module")
@@ -384,13 +385,19 @@ def test_download_from_local_server(fresh_cache, monkeypatch):
 
 
 def test_download_refuses_corrupt_bytes(fresh_cache, monkeypatch):
-    with _Server(b"not the weights" * 1000) as server:
+    other = (b"not the weights" * (MW.CHECKPOINT_SIZE // 15 + 1))[:MW.CHECKPOINT_SIZE]  # the size, other bytes
+    with _Server(other) as server:
         monkeypatch.setenv(MW.URL_ENV, server.url)
         with pytest.raises(BackboneError) as info:
             MW.checkpoint_path()
     message = str(info.value)
     assert server.url in message and MW.CHECKPOINT_SHA256 in message
-    assert hashlib.sha256(b"not the weights" * 1000).hexdigest() in message
+    assert hashlib.sha256(other).hexdigest() in message
+
+    with _Server(b"not the weights" * 1000) as server:  # another length: refused before anything is written
+        monkeypatch.setenv(MW.URL_ENV, server.url)
+        with pytest.raises(BackboneError, match=f"announces 15,000 bytes, expected {MW.CHECKPOINT_SIZE:,}"):
+            MW.checkpoint_path()
     weights = fresh_cache / "weights"
     assert not weights.exists() or not any(weights.iterdir())  # nothing left in the cache
 

