@@ -30,7 +30,7 @@ def make_dataset(root: Path) -> Path:
     sr, n = 16000, 8000
     t = np.arange(n) / sr
     rows = ["path,label,fold,group"]
-    for c, (label, f0) in enumerate((("low", 220.0), ("mid", 880.0), ("noise", 0.0))):
+    for label, f0 in (("low", 220.0), ("mid", 880.0), ("noise", 0.0)):
         for k in range(4):
             x = 0.05 * rng.standard_normal(n) if f0 == 0 else 0.3 * np.sin(2 * np.pi * f0 * (1 + 0.02 * k) * t)
             x = (x + 0.01 * rng.standard_normal(n)).astype(np.float32)
