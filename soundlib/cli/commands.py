@@ -155,7 +155,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     text, ok = info_text(path)
     print(text)
     if not ok:
-        print(f"soundlib info: {path}: a file is missing or does not match the checksum recorded at export",
+        print(f"soundlib info: {path}: a file is missing or does not match the checksum recorded at export, or "
+              "the manifest has a problem (see above)",
               file=sys.stderr)
     return 0 if ok else 1
 
