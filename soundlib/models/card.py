@@ -419,8 +419,10 @@ def model_card(model_dir: str | os.PathLike, *, final: str | os.PathLike | None 
               "## Embedder and licences", "", "| embedder identity | weights | licence | note |", "|---|---|---|---|"]
     lines += [f"| `{i}` | {w} | {lic} | {note} |" for i, w, lic, note in _licence_rows(f)]
     lines += ["", "soundlib itself and the head trained here are the user's; the pretrained weights above keep their "
-              "own licences.", "", "## Input and windowing", "", _input_text(f), "", "## Runs on", "",
-              _runtime_text(f), "", "## Files", "", "| file | SHA-256 recorded at export |", "|---|---|"]
+              "own licences.", "", "## Input and windowing", "", _input_text(f), ""]
+    if f["embedder"] is not None:  # (a picture model's card says it in its files: saved_model/, model.tflite)
+        lines += ["## Runs on", "", _runtime_text(f), ""]
+    lines += ["## Files", "", "| file | SHA-256 recorded at export |", "|---|---|"]
     info = f["info"]
     for name, digest in (info.get("checksums") or {}).items():
         lines.append(f"| `{name}` | `{digest}` |")
