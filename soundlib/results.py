@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from soundlib.errors import ConfigError
-from soundlib.evaluation.metrics import METRICS_FILE, RESULTS_FILE, RunMetrics, read_predictions, read_probabilities
+from soundlib.evaluation.metrics import (METRICS_FILE, RESULTS_FILE, RunMetrics, read_predictions, read_probabilities,
+                                         results_problems)
 
 __all__ = ["Results", "load", "SUMMARY_COLUMNS", "FOLD_COLUMNS"]
 
@@ -148,6 +149,10 @@ def _load_evaluate(path: Path) -> Results:
         per_fold = list(res["per_fold"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"{path / RESULTS_FILE}: not a soundlib results.json ({type(exc).__name__}: {exc})") from None
+    problems = results_problems(res)
+    if problems:
+        raise ConfigError(f"{path / RESULTS_FILE}: not a valid soundlib results.json: {'; '.join(problems[:5])}"
+                          + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""))
     variant, method = res.get("variant", ""), (res.get("method") or {}).get("name", "frozen")
     folds = pd.DataFrame([{
         "variant": variant, "method": method, "fold": int(f["fold"]), "accuracy": f.get("accuracy"),

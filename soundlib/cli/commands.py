@@ -180,7 +180,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     text, ok = info_text(path)
     print(visible(text, keep="\n"))  # names from the model's files as text, never terminal escapes
     if not ok:
-        print(visible(f"soundlib info: {path}: a file is missing or does not match the checksum recorded at export"),
+        print(visible(f"soundlib info: {path}: a file is missing or does not match the checksum recorded at export, "
+                      "or the manifest has a problem (see above)"),
               file=sys.stderr)
     return 0 if ok else 1
 

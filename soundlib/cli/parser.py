@@ -275,8 +275,10 @@ def _add_learning_commands(add) -> None:
     which.add_argument("--all-folds", action="store_true",
                        help="train on every fold (the model to ship; no test fold, so no test accuracy)")
     p.add_argument("--cv-from", type=Path, metavar="DIR",
-                   help="an `evaluate --out DIR` folder (or its results.json) of the same dataset, variant and method: "
-                        "its cross-validated accuracy goes into metrics.json and the model card")
+                   help="an `evaluate --out DIR` folder (or its results.json) of the same data, variant, method and "
+                        "embedder (checked against the fingerprint evaluate records; a results.json older than "
+                        "soundlib 0.3 has none: evaluate again): its cross-validated accuracy goes into "
+                        "metrics.json and the model card")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--overwrite", action="store_true",
                    help="write into DIR, and replace DIR/model, even when soundlib did not make them (by default "

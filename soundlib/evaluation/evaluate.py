@@ -35,8 +35,12 @@ from soundlib.pictures.variants import VARIANTS, FeatureSpec
 
 __all__ = [
     "EvalConfig", "Prepared", "prepare", "run_fold", "check_folds", "evaluate", "protocol_note",
-    "finite_or_none", "format_summary", "format_picks", "picks_of", "read_cross_validation",
+    "finite_or_none", "format_summary", "format_picks", "picks_of", "read_cross_validation", "run_fingerprint",
+    "feature_identities", "check_cross_validation_features", "FINGERPRINT_VERSION",
 ]
+
+#: Version of the ``fingerprint`` record of ``results.json`` (:func:`run_fingerprint`).
+FINGERPRINT_VERSION = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -232,6 +236,7 @@ def _evaluate(dataset: Dataset, config: EvalConfig, *, run, embed_config, progre
         "per_class": pooled["per_class"],
         "confusion_matrix": pooled["confusion_matrix"],
         "train_config": config.train.to_dict(),
+        "fingerprint": run_fingerprint(dataset, config, p.feats.info),
         "seconds": {"prepare": p.seconds, "folds": [r["seconds"] for r in per_fold],
                     "total": round(time.perf_counter() - t0, 2)},
         "warnings": log.messages,
@@ -299,59 +304,131 @@ def format_summary(results: Mapping[str, Any]) -> str:
             + (f"\n{format_picks(results['picked'])}" if results.get("picked") else ""))
 
 
+def _handle(handle: Any) -> str:
+    """A backbone handle as compared: a local folder by its resolved path, anything else as written."""
+    text = str(handle)
+    local = Path(text).expanduser()
+    return str(local.resolve()) if local.exists() else text
+
+def feature_identities(info: Any) -> list[str]:
+    """The embedder identities and window keys a method's prepared features record (``backbone`` and
+    ``spec_key`` anywhere in ``Features.info``: a fusion's or auto's members too), sorted, once each."""
+    found: set[str] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, Mapping):
+            for k, v in value.items():
+                if k in ("backbone", "spec_key") and isinstance(v, str):
+                    found.add(f"{k}={v}")
+                else:
+                    walk(v)
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                walk(v)
+
+    walk(info)
+    return sorted(found)
+
+def run_fingerprint(dataset: Dataset, config: EvalConfig, features: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What ``results.json`` records (``fingerprint``) so that ``train --cv-from`` can tell an evaluation of
+    this data and configuration from any other: the data (:func:`~soundlib.audio.hashes.dataset_fingerprint`:
+    classes, clip paths, labels, folds, recordings and audio content), how folds were assigned when the
+    dataset has none, the variant, the method (with its embedder options), the backbone handle, and the
+    embedder identities and window keys of the prepared features (:func:`feature_identities`)."""
+    import json
+
+    from soundlib.atomic import jsonable
+    from soundlib.audio.hashes import dataset_fingerprint
+
+    own_folds = bool(dataset.clips) and all(c.fold is not None for c in dataset.clips)
+    return {"version": FINGERPRINT_VERSION, "data": dataset_fingerprint(dataset), "classes": list(dataset.classes),
+            "clips": len(dataset),
+            "fold_assignment": None if own_folds else {"k_folds": config.k_folds, "seed": config.seed},
+            "variant": config.spec.name, "method": json.loads(json.dumps(config.method.to_dict(), default=jsonable)),
+            "backbone": _handle(config.method.backbone or config.backbone),
+            "embedders": feature_identities(features or {})}
+
 def read_cross_validation(path: str | os.PathLike, config: EvalConfig, dataset: Dataset) -> dict[str, Any]:
-    """The cross-validated accuracy an :func:`evaluate` run of the same configuration measured.
+    """The cross-validated accuracy an :func:`evaluate` run of the same data and configuration measured.
 
     Parameters
     ----------
     path : path-like
         An ``evaluate --out`` folder, or its ``results.json``.
     config : EvalConfig
-        The configuration being trained: the results must be of the same variant and
-        method (a leaky split's are refused: they are not a valid estimate).
+        The configuration being trained: the results must be of the same variant, method (with its
+        embedder options) and backbone (a leaky split's are refused: they are not a valid estimate).
     dataset : Dataset
-        The data being trained on: the results must be of a dataset of the same name and size.
+        The data being trained on: the results must be of the same data (the ``fingerprint``
+        ``results.json`` records, :func:`run_fingerprint`: classes, clips, labels, folds, audio content).
 
     Returns
     -------
     dict
-        ``accuracy_mean, accuracy_std, macro_f1, folds, per_fold`` (``fold, accuracy``),
-        ``dataset`` (name, clips) and ``source`` (the file).
+        ``accuracy_mean, accuracy_std, macro_f1, folds, per_fold`` (``fold, accuracy``), ``protocol``,
+        ``dataset_fingerprint``, ``embedders`` (to check against the prepared features:
+        :func:`check_cross_validation_features`) and ``source`` (the file).
 
     Raises
     ------
     ConfigError
-        The file is missing or not an evaluate ``results.json``, or it measured another
-        configuration or dataset.
+        The file is missing or not an evaluate ``results.json``; its scores are not finite numbers in
+        [0, 1] consistent with its per-fold list (:func:`~soundlib.evaluation.metrics.results_problems`);
+        it has no fingerprint (written before soundlib 0.3: evaluate again); or it measured other data
+        or another configuration.
     """
     import json
 
-    from soundlib.evaluation.metrics import RESULTS_FILE
+    from soundlib.evaluation.metrics import RESULTS_FILE, results_problems
 
     src = Path(path)
     if src.is_dir():
         src = src / RESULTS_FILE
     try:
         res = json.loads(src.read_text(encoding="utf-8"))
-        per_fold = [{"fold": int(r["fold"]), "accuracy": float(r["accuracy"])} for r in res["per_fold"]]
-        mean, std = float(res["accuracy_mean"]), float(res["accuracy_std"])
     except FileNotFoundError:
         raise ConfigError(f"--cv-from {src}: no such file (expected the results.json an `soundlib evaluate --out DIR` "
                           "wrote)") from None
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise ConfigError(f"--cv-from {src}: not an evaluate results.json ({type(exc).__name__}: {exc})") from None
-    from soundlib.atomic import jsonable
-
-    method = json.loads(json.dumps(config.method.to_dict(), default=jsonable))
-    ds = res.get("dataset") or {}
-    wrong = [f"{what} {got!r} (training {want!r})" for what, got, want in (
-        ("dataset", ds.get("name"), dataset.name), ("dataset size", ds.get("clips"), len(dataset)),
-        ("variant", res.get("variant"), config.spec.name), ("method", res.get("method"), method)) if got != want]
+    problems = results_problems(res)
+    if problems:
+        raise ConfigError(f"--cv-from {src}: not a valid evaluate results.json: {'; '.join(problems[:5])}"
+                          + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""))
+    fp = res.get("fingerprint")
+    if not isinstance(fp, dict) or fp.get("version") != FINGERPRINT_VERSION:
+        raise ConfigError(f"--cv-from {src}: records no fingerprint of its data and configuration (written by a "
+                          "soundlib older than 0.3, or edited), so soundlib cannot check that it measured what you "
+                          "train; run `soundlib evaluate` of this configuration again and pass its folder")
+    want = run_fingerprint(dataset, config)
+    wrong = []
+    if fp.get("data") != want["data"]:
+        wrong.append(f"other data (classes, clips, labels, folds or audio differ: {fp.get('clips')} clips of "
+                     f"{len(fp.get('classes') or [])} classes, training {want['clips']} clips of "
+                     f"{len(want['classes'])} classes)")
+    for key in ("fold_assignment", "variant", "method"):
+        if fp.get(key) != want[key]:
+            wrong.append(f"{key.replace('_', ' ')} {fp.get(key)!r} (training {want[key]!r})")
+    if fp.get("embedders") and fp.get("backbone") != want["backbone"]:
+        wrong.append(f"backbone {fp.get('backbone')!r} (training {want['backbone']!r})")
     if res.get("leaky"):
         wrong.append("a LEAKY split (not a valid estimate)")
     if wrong:
         raise ConfigError(f"--cv-from {src}: measured another configuration: {', '.join(wrong)}; evaluate the "
                           "configuration you train")
-    return {"accuracy_mean": mean, "accuracy_std": std, "macro_f1": res.get("macro_f1"),
-            "folds": [r["fold"] for r in per_fold], "per_fold": per_fold, "protocol": res.get("protocol"),
-            "source": str(src)}
+    per_fold = [{"fold": r["fold"], "accuracy": float(r["accuracy"])} for r in res["per_fold"]]
+    return {"accuracy_mean": float(res["accuracy_mean"]), "accuracy_std": float(res["accuracy_std"]),
+            "macro_f1": res.get("macro_f1"), "folds": [r["fold"] for r in per_fold], "per_fold": per_fold,
+            "protocol": res.get("protocol"), "dataset_fingerprint": fp["data"],
+            "embedders": list(fp.get("embedders") or []), "source": str(src)}
+
+def check_cross_validation_features(cv: Mapping[str, Any] | None, features: Mapping[str, Any]) -> None:
+    """Refuse a cross-validation (:func:`read_cross_validation`) whose embedders or windows are not those of the
+    features just prepared for training (same handle, other weights or options: another identity)."""
+    if cv is None:
+        return
+    got = feature_identities(features)
+    if list(cv.get("embedders") or []) != got:
+        had = ", ".join(cv.get("embedders") or []) or "none"
+        raise ConfigError(f"--cv-from {cv.get('source')}: measured embeddings of {had}, but the training features "
+                          f"are of {', '.join(got) or 'none'}; evaluate the configuration you train")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -41,6 +42,9 @@ __all__ = [
     "reliability_bins",
     "expected_calibration_error",
     "per_class_from_confusion",
+    "score_problem",
+    "results_problems",
+    "MEAN_TOLERANCE",
 ]
 
 METRICS_FILE = "metrics.json"
@@ -362,17 +366,34 @@ def write_predictions(out_dir: str | os.PathLike, rows: list[dict[str, Any]]) ->
 
 def read_predictions(run_dir: str | os.PathLike):
     """A run's ``predictions.csv`` as a pandas DataFrame (columns as written by :func:`write_predictions`);
-    ``None`` when it is missing or unreadable. Files of older soundlib versions have no ``p_<class>`` columns."""
+    ``None`` when it is missing, or (with a :class:`~soundlib.errors.SoundlibWarning` naming the file)
+    when it is there but is not a predictions table: unreadable, not CSV, without the ``path``, ``true``
+    and ``predicted`` columns, or with rows that lack a path or a probability. Files of older soundlib versions have no
+    ``p_<class>`` columns."""
     import pandas as pd
 
     from soundlib.text import csv_uncell
+    from soundlib.errors import warn
 
     path = Path(run_dir) / PREDICTIONS_FILE
+    if not path.exists() and not path.is_symlink():
+        return None
     try:
         frame = pd.read_csv(path)
-    except (OSError, ValueError):
+    except (OSError, ValueError, UnicodeDecodeError) as exc:  # pandas' ParserError and EmptyDataError are ValueErrors
+        warn(f"{path}: not a readable predictions table ({type(exc).__name__}: {str(exc)[:160]}); its "
+             "predictions are left out")
         return None
-    if not {"path", "true", "predicted"} <= set(frame.columns):
+    missing = [c for c in ("path", "true", "predicted") if c not in frame.columns]
+    if missing:
+        warn(f"{path}: not a soundlib predictions table (no column(s) {', '.join(missing)}); its predictions are "
+             "left out")
+        return None
+    needed = [c for c in ("path", "probability") if c in frame.columns]  # (a class may be named "NA")
+    torn = int(frame[needed].isna().any(axis=1).sum())
+    if torn:
+        warn(f"{path}: {torn} row(s) lack a path or a probability (a torn or edited file); its predictions are "
+             "left out")
         return None
     # the names as they were before writing (a cell a spreadsheet would take for a formula got a leading ')
     frame = frame.rename(columns=csv_uncell)
@@ -394,6 +415,74 @@ def read_probabilities(frame: Any, classes: Sequence[str] | None = None) -> tupl
     if any(c not in found for c in classes):
         return None
     return frame[probability_columns(classes)].to_numpy(dtype=np.float64), classes
+
+
+#: How far a recorded mean (or std) may be from the one recomputed from its per-fold scores.
+MEAN_TOLERANCE = 1e-6
+
+
+def score_problem(value: Any, what: str, *, optional: bool = False) -> str | None:
+    """Why ``value`` is not a score (a finite number in [0, 1], not a bool), in one phrase; ``None`` when it is
+    (or, with ``optional``, when it is ``None``)."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"{what} should be a number in [0, 1], got {str(value)[:40]!r}"
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        return f"{what} should be a finite number in [0, 1], got {value!r}"
+    return None
+
+
+def results_problems(res: Any) -> list[str]:
+    """What is wrong with the scores of an evaluation's ``results.json`` (or of a model's ``cross_validation``,
+    which has the same keys), one phrase per problem (empty: none).
+
+    ``per_fold`` must be a non-empty list of ``{"fold": int, "accuracy": score}`` with distinct folds;
+    ``accuracy_mean`` and ``accuracy_std`` scores equal (within :data:`MEAN_TOLERANCE`) to the mean and
+    standard deviation (ddof=0) of the per-fold accuracies; ``macro_f1`` a score (or absent); ``folds``,
+    when given, the per-fold list's folds.
+    """
+    if not isinstance(res, Mapping):
+        return [f"expected a JSON object, got {type(res).__name__}"]
+    problems: list[str] = []
+    per_fold = res.get("per_fold")
+    accs: list[float] = []
+    folds: list[int] = []
+    if not isinstance(per_fold, list) or not per_fold:
+        problems.append(f"per_fold should be a non-empty list of folds' scores, got {str(per_fold)[:40]!r}")
+    else:
+        for i, r in enumerate(per_fold):
+            if not isinstance(r, Mapping):
+                problems.append(f"per_fold[{i}] should be an object, got {str(r)[:40]!r}")
+                continue
+            fold = r.get("fold")
+            if isinstance(fold, bool) or not isinstance(fold, int):
+                problems.append(f"per_fold[{i}].fold should be an integer, got {str(fold)[:40]!r}")
+            else:
+                folds.append(fold)
+            why = score_problem(r.get("accuracy"), f"per_fold[{i}].accuracy")
+            if why:
+                problems.append(why)
+            else:
+                accs.append(float(r["accuracy"]))
+        twice = sorted({f for f in folds if folds.count(f) > 1})
+        if twice:
+            problems.append(f"per_fold lists fold(s) {', '.join(map(str, twice))} more than once")
+    for key in ("accuracy_mean", "accuracy_std"):
+        why = score_problem(res.get(key), key)
+        if why:
+            problems.append(why)
+    why = score_problem(res.get("macro_f1"), "macro_f1", optional=True)
+    if why:
+        problems.append(why)
+    if not problems and accs:
+        for key, want in (("accuracy_mean", float(np.mean(accs))), ("accuracy_std", float(np.std(accs)))):
+            if abs(float(res[key]) - want) > MEAN_TOLERANCE:
+                problems.append(f"{key} {res[key]!r} is not the {key.split('_')[1]} of the per-fold accuracies "
+                                f"({want:.6g})")
+    if "folds" in res and not problems and res["folds"] != folds:
+        problems.append(f"folds {str(res['folds'])[:60]} are not the per-fold list's ({folds})")
+    return problems
 
 
 def write_results_json(out_dir: str | os.PathLike, results: Mapping[str, Any]) -> Path:

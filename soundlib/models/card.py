@@ -8,6 +8,13 @@ version that wrote it), ``labels.txt`` and ``feature_spec.json``.
 (:func:`info_text`) and checks each file against its recorded checksum.
 Nothing here loads the model or imports TensorFlow.
 
+A model folder is data: every statement taken from the manifest is type-checked
+first (:func:`manifest_problems`), and a wrong one is reported on one line and
+left out, never printed as a fact (no score that is not a finite number in
+[0, 1] consistent with its folds). A model on an audio embedder is described
+from its checksummed ``embedder.json`` (the embedder, its windows, its licence),
+and a manifest that names another embedder is flagged.
+
 The licences of pretrained weights come from :data:`EMBEDDER_LICENCES`, keyed by
 the prefix of an embedder's identity (the string that also keys its embedding
 cache entries): a new embedder adds one entry.
@@ -17,14 +24,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
-from soundlib.models.format import CARD_FILE
+from soundlib.models.format import CARD_FILE, EMBEDDER_FILE, INFO_FILE, MANIFEST_DIGEST
 
-__all__ = ["WeightsLicence", "EMBEDDER_LICENCES", "licence_of", "embedder_identities", "card_facts",
-           "model_card", "write_model_card", "info_text", "CARD_FILE"]
+__all__ = ["WeightsLicence", "EMBEDDER_LICENCES", "EMBEDDER_RUNTIMES", "licence_of", "runtime_of",
+           "embedder_identities", "manifest_problems", "card_facts", "model_card", "write_model_card", "info_text",
+           "CARD_FILE"]
 
 @dataclasses.dataclass(frozen=True)
 class WeightsLicence:
@@ -63,6 +72,19 @@ EMBEDDER_LICENCES: dict[str, WeightsLicence] = {
     "savedmodel:": WeightsLicence("a local SavedModel", "unknown", "soundlib does not know where it came from"),
 }
 
+#: What runs a model on an audio embedder, per embedder identity prefix (longest prefix wins; see :func:`runtime_of`).
+EMBEDDER_RUNTIMES: dict[str, str] = {
+    "mfcc:": "soundlib alone: MFCC statistics (librosa) and the logistic head (numpy); no TensorFlow needed, "
+             "no SavedModel",
+    "efficientat:mn04": "soundlib's mn04 port on LiteRT (ai-edge-litert; TensorFlow only builds its LiteRT copy "
+                        "once, or runs the port when LiteRT is not installed) and the logistic head (numpy); no "
+                        "SavedModel",
+    "yamnet": "soundlib's YAMNet build on LiteRT (ai-edge-litert; TensorFlow only builds its LiteRT copy once, or "
+              "runs it when LiteRT is not installed) and the logistic head (numpy); no SavedModel",
+    "birdnet:": "BirdNET's LiteRT model (ai-edge-litert; TensorFlow once, to derive its embedding copy) and the "
+                "logistic head (numpy); no SavedModel",
+}
+
 #: Keys of ``soundlib_model.json`` that name the embedder(s) a model was built on.
 _EMBEDDER_KEYS = ("embedder", "backbone")
 
@@ -71,6 +93,14 @@ def licence_of(identity: str) -> WeightsLicence | None:
     """The :data:`EMBEDDER_LICENCES` entry whose key is the longest prefix of ``identity`` (``None``: unknown)."""
     best = max((k for k in EMBEDDER_LICENCES if identity.startswith(k)), key=len, default=None)
     return EMBEDDER_LICENCES[best] if best is not None else None
+
+
+def runtime_of(identity: str, name: str = "") -> str:
+    """What runs a model on the audio embedder ``identity`` (:data:`EMBEDDER_RUNTIMES`)."""
+    best = max((k for k in EMBEDDER_RUNTIMES if identity.startswith(k)), key=len, default=None)
+    if best is not None:
+        return EMBEDDER_RUNTIMES[best]
+    return f"soundlib: the embedder {name or identity!r} and the logistic head (numpy); no SavedModel"
 
 
 def _identities(value: Any) -> Iterator[str]:
@@ -107,6 +137,109 @@ def _read_json(path: Path) -> dict:
     return value if isinstance(value, dict) else {}
 
 
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _short(x: Any) -> str:
+    text = json.dumps(x, default=str) if not isinstance(x, str) else repr(x)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _field_problems(section: str, value: Any, fields: Mapping[str, Callable[[Any], bool]], what: str) -> list[str]:
+    if not isinstance(value, dict):
+        return [f"{section!r} should be an object ({what}) or null, got {_short(value)}"]
+    return [f"{section}.{k} should be {fields[k].__doc__}, got {_short(value[k])}" for k in fields
+            if k in value and value[k] is not None and not fields[k](value[k])]
+
+
+def _int_list(x: Any) -> bool:
+    """a list of integers"""
+    return isinstance(x, list) and all(_is_int(v) for v in x)
+
+
+def _count(x: Any) -> bool:
+    """an integer >= 0"""
+    return _is_int(x) and x >= 0
+
+
+def _text(x: Any) -> bool:
+    """a string"""
+    return isinstance(x, str)
+
+
+def _share(x: Any) -> bool:
+    """a number in [0, 1)"""
+    return _is_number(x) and 0 <= x < 1
+
+
+def _any_int(x: Any) -> bool:
+    """an integer"""
+    return _is_int(x)
+
+
+def _counts(x: Any) -> bool:
+    """an object of class names to integers >= 0"""
+    return isinstance(x, dict) and all(_count(v) for v in x.values())
+
+
+def _checksum_map(x: Any) -> bool:
+    """an object of file names to SHA-256s"""
+    return isinstance(x, dict) and all(isinstance(v, str) for v in x.values())
+
+
+_DATASET_FIELDS = {"name": _text, "root": _text, "clips": _count}
+_TRAINING_FIELDS = {"folds": _int_list, "clips": _count, "clips_per_class": _counts, "recordings": _count,
+                    "validation_split": _share, "validation_clips": _count, "seed": _any_int}
+
+
+def manifest_problems(info: Mapping[str, Any]) -> list[str]:
+    """What is wrong with the statements of a manifest the card and ``soundlib info`` use, one line each
+    (empty: none): the type of each field, and the scores (finite numbers in [0, 1]; a cross-validated
+    mean and std consistent with its per-fold list, see :func:`~soundlib.evaluation.metrics.results_problems`).
+    A section with a problem is left out of the card and of ``info``."""
+    from soundlib.evaluation.metrics import results_problems, score_problem
+
+    problems: list[str] = []
+    for key, check in (("format", _text), ("soundlib_version", _text), ("protocol", _text), ("test_fold", _any_int),
+                       ("checksums", _checksum_map), ("train_config", lambda x: isinstance(x, dict))):
+        if info.get(key) is not None and not check(info[key]):
+            problems.append(f"{key!r} should be {check.__doc__ or 'an object'}, got {_short(info[key])}")
+    if info.get("dataset") is not None:
+        problems += _field_problems("dataset", info["dataset"], _DATASET_FIELDS, "name, root, clips")
+    if info.get("training") is not None:
+        problems += _field_problems("training", info["training"], _TRAINING_FIELDS, "folds, clips, ...")
+    ta = info.get("test_accuracy")
+    if ta is not None:
+        if not isinstance(ta, dict):
+            problems.append(f"'test_accuracy' should be an object (accuracy, macro_f1, n) or null, got {_short(ta)}")
+        else:
+            problems += [f"test_accuracy: {why}" for why in (
+                score_problem(ta.get("accuracy"), "accuracy"), score_problem(ta.get("macro_f1"), "macro_f1",
+                                                                             optional=True)) if why]
+            if ta.get("n") is not None and not _count(ta["n"]):
+                problems.append(f"test_accuracy.n should be an integer >= 0, got {_short(ta['n'])}")
+    cv = info.get("cross_validation")
+    if cv is not None:
+        problems += [f"cross_validation: {why}" for why in results_problems(cv)]
+    return problems
+
+
+_SECTION_OF_PROBLEM = ("format", "soundlib_version", "protocol", "test_fold", "checksums", "train_config", "dataset",
+                       "training", "test_accuracy", "cross_validation")
+
+
+def _checked_info(info: Mapping[str, Any], problems: list[str]) -> dict[str, Any]:
+    """``info`` without the sections :func:`manifest_problems` found a problem in."""
+    bad = {k for k in _SECTION_OF_PROBLEM for p in problems
+           if p.startswith((f"{k!r}", f"{k}.", f"{k}:"))}
+    return {k: v for k, v in info.items() if k not in bad}
+
+
 def card_facts(model_dir: str | os.PathLike, *, final: str | os.PathLike | None = None) -> dict[str, Any]:
     """What a model card says, from a model folder's files (read, never loaded); ``final``: where the
     folder will be once an export moves it into place (named in the card instead of ``model_dir``).
@@ -116,18 +249,38 @@ def card_facts(model_dir: str | os.PathLike, *, final: str | os.PathLike | None 
     dict
         ``path, name, format, version, classes, spec, dataset, training, protocol, test_fold,
         test_accuracy, cross_validation, method, embedders`` (list of ``(identity, WeightsLicence or
-        None)``), ``litert`` and ``files`` (name -> checksum status, see :func:`soundlib.models.format.file_status`).
+        None)``), ``litert``, ``files`` (name -> checksum status, see :func:`soundlib.models.format.file_status`),
+        ``embedder`` (a model on an audio embedder: its ``embedder.json``, else ``None``) and ``problems``
+        (one line each: :func:`manifest_problems`, and a manifest that names another embedder than
+        ``embedder.json``). Sections with a problem are ``None``.
     """
-    from soundlib.models.format import INFO_FILE, LABELS_FILE, SPEC_FILE, file_status
+    from soundlib.models.format import LABELS_FILE, SPEC_FILE, file_status
 
     path = Path(model_dir)
     shown = Path(final) if final is not None else path
-    info = _read_json(path / INFO_FILE)
+    raw = _read_json(path / INFO_FILE)
+    problems = manifest_problems(raw)
+    info = _checked_info(raw, problems)
     try:
         classes = [x.strip() for x in (path / LABELS_FILE).read_text(encoding="utf-8").splitlines() if x.strip()]
     except (OSError, UnicodeDecodeError):
         classes = []
     method = info.get("method")
+    record = _read_json(path / EMBEDDER_FILE) if raw.get("kind") == "embedder" or (path / EMBEDDER_FILE).exists() \
+        else None
+    embedders = [(i, licence_of(i)) for i in embedder_identities(info)]
+    if record is not None:
+        identity = record.get("identity") if isinstance(record.get("identity"), str) else None
+        if identity is None:
+            problems.append(f"{EMBEDDER_FILE} names no embedder identity; the embedder and its licence are unknown")
+        said = [i for i, _ in embedders]
+        if identity is not None and said != [identity]:
+            problems.append(f"{INFO_FILE} names the embedder {', '.join(map(repr, said)) or '(none)'}, but "
+                            f"{EMBEDDER_FILE} (checksummed; what the model runs) names {identity!r}: shown here is "
+                            f"{EMBEDDER_FILE}'s")
+        embedders = [(identity, licence_of(identity))] if identity is not None else []
+    if isinstance(method, dict):
+        method = method.get("name", method.get("method"))
     return {
         "path": shown,
         "name": shown.name if shown.name != "model" else f"{shown.parent.name}/{shown.name}",
@@ -141,12 +294,14 @@ def card_facts(model_dir: str | os.PathLike, *, final: str | os.PathLike | None 
         "test_fold": info.get("test_fold"),
         "test_accuracy": info.get("test_accuracy"),
         "cross_validation": info.get("cross_validation"),
-        "method": method.get("name", method.get("method")) if isinstance(method, dict) else method,
+        "method": method if method is None or isinstance(method, str) else _short(method),
         "train_config": info.get("train_config") or {},
-        "embedders": [(i, licence_of(i)) for i in embedder_identities(info)],
-        "litert": info.get("litert"),
-        "files": file_status(path, info),
+        "embedders": embedders,
+        "litert": info.get("litert") if isinstance(info.get("litert"), dict) else None,
+        "files": file_status(path, raw),
         "info": info,
+        "embedder": record,
+        "problems": problems,
     }
 
 
@@ -180,16 +335,51 @@ def _windowing(spec: Mapping[str, Any]) -> str:
     hop = spec.get("window_hop")
     duration = spec.get("duration")
     hop_text = f"every {hop} s" if hop is not None else (
-        f"every {float(duration) / 2:g} s (50 % overlap)" if isinstance(duration, (int, float)) else "")
+        f"every {float(duration) / 2:g} s (50 % overlap)" if _is_number(duration) else "")
     return (f"variant {spec.get('name')!r} ({spec.get('kind')}): audio resampled to {spec.get('sr')} Hz, cut into "
             f"{duration}-s windows {hop_text} (short clips padded: {spec.get('pad', 'end')}), each rendered as a "
             f"{spec.get('width')}x{spec.get('height')} picture; a file's label averages its windows")
 
 
+def _embedder_windowing(record: Mapping[str, Any], spec: Mapping[str, Any]) -> str:
+    """The windows of a model on an audio embedder, from its ``embedder.json`` (what the model runs on)."""
+    w = record.get("window") if isinstance(record.get("window"), dict) else {}
+    name = record.get("name") if isinstance(record.get("name"), str) else "?"
+    if not w:
+        return f"the audio embedder {name!r}: its windows are not recorded"
+    sr, duration, hop, pad = w.get("sr"), w.get("duration"), w.get("window_hop"), w.get("pad")
+    if not _is_number(hop) and _is_number(duration):
+        hop = duration / 2
+    padding = ("a clip shorter than one window is embedded as it is (not padded)" if pad == "none" else
+               f"a clip shorter than one window is padded ({pad})")
+    return (f"the audio embedder {name!r} ({record.get('identity')}): audio resampled to {sr} Hz, cut into "
+            f"{duration:g}-s windows every {hop:g} s; {padding}; each window is embedded and the logistic head "
+            f"labels it; a file's label averages its windows (feature variant {spec.get('name')!r}: only its "
+            "window length and hop are used, no picture is rendered)"
+            if _is_number(duration) and _is_number(hop) else
+            f"the audio embedder {name!r}: windows {_short(w)}")
+
+
+def _input_text(f: Mapping[str, Any]) -> str:
+    return _embedder_windowing(f["embedder"], f["spec"]) if f["embedder"] is not None else _windowing(f["spec"])
+
+
+def _runtime_text(f: Mapping[str, Any]) -> str:
+    if f["embedder"] is not None:
+        identity = f["embedder"].get("identity")
+        name = f["embedder"].get("name")
+        return runtime_of(identity if isinstance(identity, str) else "", name if isinstance(name, str) else "")
+    return "LiteRT copy (model.tflite) + SavedModel" if f["litert"] else "SavedModel only (TensorFlow)"
+
+
 def _licence_rows(f: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
     rows = []
+    record = f.get("embedder") or {}
     for identity, lic in f["embedders"]:
-        if lic is None:
+        if lic is None and isinstance(record.get("license"), str) and record.get("identity") == identity:
+            rows.append((identity, f"the embedder {record.get('name')!r}", record["license"],
+                         f"as recorded in its checksummed {EMBEDDER_FILE}"))
+        elif lic is None:
             rows.append((identity, "unknown weights", "unknown", "not in soundlib's licence table"))
         else:
             rows.append((identity, lic.weights, lic.licence, lic.note))
@@ -227,9 +417,9 @@ def model_card(model_dir: str | os.PathLike, *, final: str | os.PathLike | None 
     if tr:
         held = (f"fold {f['test_fold']} held out for testing" if f["test_fold"] is not None
                 else "no test fold: trained on every fold (the model to ship)")
-        lines += [f"- folds: trained on {', '.join(map(str, tr.get('folds', [])))}; {held}; fold protocol "
+        lines += [f"- folds: trained on {', '.join(map(str, tr.get('folds') or []))}; {held}; fold protocol "
                   f"{markdown_code(f['protocol'])}",
-                  f"- validation: {100 * float(tr.get('validation_split', 0)):g} % of the training *recordings* "
+                  f"- validation: {100 * float(tr.get('validation_split') or 0):g} % of the training *recordings* "
                   f"({tr.get('validation_clips')} clips) held out, seed {tr.get('seed')}, to choose the method's "
                   "hyperparameters" + ("; the test fold is never looked at" if f["test_fold"] is not None else ""),
                   "- grouping: clips of one recording (the dataset's group: UrbanSound8K `fsID`, ESC-50 "
@@ -241,15 +431,22 @@ def model_card(model_dir: str | os.PathLike, *, final: str | os.PathLike | None 
               "## Embedder and licences", "", "| embedder identity | weights | licence | note |", "|---|---|---|---|"]
     lines += [f"| {markdown_code(i)} | {w} | {lic} | {note} |" for i, w, lic, note in _licence_rows(f)]
     lines += ["", "soundlib itself and the head trained here are the user's; the pretrained weights above keep their "
-              "own licences.", "", "## Input and windowing", "", markdown(_windowing(f["spec"])), "", "## Files", "",
-              "| file | SHA-256 recorded at export |", "|---|---|"]
+              "own licences.", "", "## Input and windowing", "", markdown(_input_text(f)), ""]
+    if f["embedder"] is not None:  # (a picture model's card says it in its files: saved_model/, model.tflite)
+        lines += ["## Runs on", "", markdown(_runtime_text(f)), ""]
+    lines += ["## Files", "", "| file | SHA-256 recorded at export |", "|---|---|"]
     info = f["info"]
     for name, digest in (info.get("checksums") or {}).items():
         lines.append(f"| {markdown_code(name)} | {markdown_code(digest)} |")
     if isinstance(f["litert"], dict):
         litert = f["litert"]
         lines.append(f"| {markdown_code(litert.get('file'))} (LiteRT copy) | {markdown_code(litert.get('sha256'))} |")
-    lines.append("| `saved_model/` | (not checksummed) |")
+    if isinstance(info.get(MANIFEST_DIGEST), str):
+        lines.append(f"| `{INFO_FILE}` (its content but this entry) | `{info[MANIFEST_DIGEST]}` |")
+    if f["embedder"] is None:
+        lines.append("| `saved_model/` | (not checksummed) |")
+    if f["problems"]:
+        lines += ["", "## Problems in the manifest", "", *[f"- {p}" for p in f["problems"]]]
     return "\n".join(lines) + "\n"
 
 
@@ -269,28 +466,30 @@ def info_text(model_dir: str | os.PathLike) -> tuple[str, bool]:
         Classes, embedder, input and windowing, licences, accuracy, the version that created it,
         and each file with its checksum status.
     ok : bool
-        False when a file is missing or does not match its recorded checksum.
+        False when a file is missing or does not match its recorded checksum, or the manifest has a
+        problem (each printed on a ``problem:`` line).
     """
     f = card_facts(model_dir)
-    runtime = "LiteRT copy (model.tflite) + SavedModel" if f["litert"] else "SavedModel only (TensorFlow)"
     lines = [f"model: {f['path']}  ({f['format']}, created by soundlib {f['version'] or '(version not recorded)'})",
              f"classes ({len(f['classes'])}): {', '.join(f['classes'])}",
-             f"method: {f['method'] or 'not recorded'}; runs on: {runtime}",
+             f"method: {f['method'] or 'not recorded'}; runs on: {_runtime_text(f)}",
              "embedder: " + ("; ".join(f"{i} ({lic.weights if lic else 'unknown weights'})"
-                                       for i, lic in f["embedders"]) or "none (trained from scratch)"),
-             f"input: {_windowing(f['spec'])}",
+                                       for i, lic in f["embedders"]) or
+                             ("unknown" if f["embedder"] is not None else "none (trained from scratch)")),
+             f"input: {_input_text(f)}",
              "licences: " + ("; ".join(f"{lic}{' (' + note + ')' if note else ''}"
                                        for _, _, lic, note in _licence_rows(f) if lic != "-") or "-"),
              f"accuracy: {accuracy_line(f)}"]
     tr = f["training"]
     if tr:
-        lines.append(f"trained on: folds {', '.join(map(str, tr.get('folds', [])))} of "
+        lines.append(f"trained on: folds {', '.join(map(str, tr.get('folds') or []))} of "
                      f"{(f['dataset'] or {}).get('name')} ({tr.get('clips')} clips)")
     lines.append("files:")
-    ok = True
+    ok = not f["problems"]
     for name, status in f["files"].items():
         lines.append(f"  {name:<20} {status}")
-        ok = ok and status not in ("MISMATCH", "missing")
+        ok = ok and not status.startswith(("MISMATCH", "missing"))
     if (Path(f["path"]) / CARD_FILE).is_file():
         lines.append(f"card: {Path(f['path']) / CARD_FILE}")
+    lines += [f"problem: {p}" for p in f["problems"]]
     return "\n".join(lines), ok

@@ -27,10 +27,13 @@ from soundlib.models.format import (
     HEAD_FILE,
     INFO_FILE,
     LABELS_FILE,
+    MANIFEST_DIGEST,
     MODEL_FORMAT,
     SAVED_MODEL,
+    SIZES,
     SPEC_FILE,
     is_soundlib_model,
+    manifest_digest,
     soundlib_version,
 )
 from soundlib.models.litert_runner import litert_copy
@@ -223,8 +226,6 @@ def export_keras_model(out_dir: str | os.PathLike, model: Any, *, spec: FeatureS
     permissions the umask allows. ``soundlib_model.json`` records ``info``, the
     format tag and the checksums of ``labels.txt`` and ``feature_spec.json``.
     """
-    from soundlib.atomic import jsonable
-
     out_dir = Path(out_dir)
     with _new_model_folder(out_dir, spec=spec, labels=labels, overwrite=overwrite) as tmp:
         model.save(str(tmp / SAVED_MODEL), include_optimizer=False, save_format="tf")
@@ -237,8 +238,20 @@ def export_keras_model(out_dir: str | os.PathLike, model: Any, *, spec: FeatureS
             "checksums": {name: sha256_file(tmp / name) for name in CHECKED_FILES},
             "litert": litert_copy(tmp, model, spec),
         }
-        (tmp / INFO_FILE).write_text(json.dumps(full, indent=2, default=jsonable), encoding="utf-8")
+        _write_manifest(tmp, full)
     return out_dir
+
+
+def _write_manifest(tmp: Path, full: Mapping[str, Any]) -> None:
+    """Write ``soundlib_model.json``: ``full`` as JSON, the sizes of its checksummed files and, last, the
+    SHA-256 of that content (:func:`~soundlib.models.format.manifest_digest`), so that an edit of any
+    statement in it is detected."""
+    from soundlib.atomic import jsonable
+
+    info = json.loads(json.dumps(dict(full), default=jsonable))  # what the file will hold, as it will read
+    info[SIZES] = {name: (tmp / name).stat().st_size for name in info.get("checksums") or {}}
+    info[MANIFEST_DIGEST] = manifest_digest(info)
+    (tmp / INFO_FILE).write_text(json.dumps(info, indent=2), encoding="utf-8")
 
 
 def export_embedder_model(out_dir: str | os.PathLike, *, embedder: Any, options: Mapping[str, Any], head: Any,
@@ -262,15 +275,12 @@ def export_embedder_model(out_dir: str | os.PathLike, *, embedder: Any, options:
     spec : FeatureSpec
         The evaluation's variant (its duration and hop made the embedder's windows).
     """
-    from soundlib.atomic import jsonable
-    from soundlib.embedders import WindowSpec
+    from soundlib.models.load import embedder_window
 
     out_dir = Path(out_dir)
     if head.coef.shape[0] != len(labels):
         raise ModelError(f"{len(labels)} labels for a {head.coef.shape[0]}-class head")
-    w = embedder.window(spec)
-    window = WindowSpec(w.name, w.sr, w.n_samples / w.sr, w.hop_seconds,
-                        w.pad if getattr(embedder, "pads_short_clips", True) else "none")
+    window = embedder_window(embedder, spec)
     with _new_model_folder(out_dir, spec=spec, labels=labels, overwrite=overwrite) as tmp:
         record = {"name": embedder.name, "options": dict(options), "identity": embedder.identity,
                   "modality": embedder.modality, "license": embedder.license, "window": window.to_dict()}
@@ -280,7 +290,7 @@ def export_embedder_model(out_dir: str | os.PathLike, *, embedder: Any, options:
         full = {**dict(info or {}), "format": MODEL_FORMAT, "kind": "embedder", "embedder": record,
                 "soundlib_version": soundlib_version(),
                 "checksums": {name: sha256_file(tmp / name) for name in (*CHECKED_FILES, *EMBEDDER_CHECKED_FILES)}}
-        (tmp / INFO_FILE).write_text(json.dumps(full, indent=2, default=jsonable), encoding="utf-8")
+        _write_manifest(tmp, full)
     return out_dir
 
 

@@ -15,7 +15,8 @@ import numpy as np
 
 from soundlib.audio.hashes import sha256_file
 from soundlib.errors import ConfigError, ModelError, warn
-from soundlib.models.format import INFO_FILE, LITERT_FILE, LITERT_TOLERANCE, MODEL_RUNTIME_ENV, MODEL_RUNTIMES
+from soundlib.models.format import (INFO_FILE, LITERT_FILE, LITERT_MAX_BYTES, LITERT_TOLERANCE, MODEL_RUNTIME_ENV,
+                                    MODEL_RUNTIMES, file_problem)
 from soundlib.pictures.variants import FeatureSpec
 
 __all__ = ["litert_copy", "convert_to_litert", "model_runtime", "open_litert"]
@@ -38,8 +39,8 @@ def litert_copy(model_dir: Path, model: Any, spec: FeatureSpec) -> dict | None:
         warn(f"{model_dir.name}: the LiteRT copy's probabilities differ from the SavedModel's by {diff:.2g} "
              f"(more than {LITERT_TOLERANCE:g}); not kept, the model will be labelled through TensorFlow")
         return None
-    return {"file": LITERT_FILE, "sha256": sha256_file(out), "input": "float32 (N, height, width, 3) in [0, 1]",
-            "max_abs_difference": float(diff)}
+    return {"file": LITERT_FILE, "sha256": sha256_file(out), "size": out.stat().st_size,
+            "input": "float32 (N, height, width, 3) in [0, 1]", "max_abs_difference": float(diff)}
 
 
 def convert_to_litert(model: Any, out: str | os.PathLike, *, height: int, width: int) -> Path:
@@ -150,11 +151,12 @@ def open_litert(path: Path, info: Mapping[str, Any], spec: FeatureSpec, n_labels
     why = None
     if not lite:
         why = "it has no LiteRT copy (exported before soundlib made one, or its conversion failed)"
-    elif not (path / LITERT_FILE).is_file():
+    elif not (path / LITERT_FILE).exists():
         why = f"its LiteRT copy {path / LITERT_FILE} is missing"
-    elif sha256_file(path / LITERT_FILE) != lite["sha256"]:
+    elif (problem := file_problem(path / LITERT_FILE, lite["sha256"], size=lite.get("size"),
+                                  limit=LITERT_MAX_BYTES)) is not None:
         why = (f"{path / LITERT_FILE} does not match the checksum recorded in {INFO_FILE} when the model was "
-               "exported (the file was changed)")
+               f"exported ({problem}; the file was changed)")
     else:
         try:
             _interpreter_class()

@@ -11,12 +11,12 @@ import dataclasses
 import json
 import os
 import re
+import zipfile
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
-from soundlib.audio.hashes import sha256_file
 from soundlib.errors import FeatureError, ModelError, SoundlibError, warn
 from soundlib.models.format import (
     CHECKED_FILES,
@@ -26,10 +26,14 @@ from soundlib.models.format import (
     INFO_FILE,
     LABELS_FILE,
     LITERT_FILE,
+    MANIFEST_DIGEST,
     MODEL_FORMAT,
     READABLE_FORMATS,
     SAVED_MODEL,
+    SIZES,
     SPEC_FILE,
+    file_problem,
+    manifest_digest,
     model_folder,
 )
 from soundlib.models.litert_runner import open_litert
@@ -88,9 +92,22 @@ def read_model_info(model_dir: str | os.PathLike) -> dict:
                              f"{checksums!r}")
     lite = info.get("litert")
     if lite is not None and not (isinstance(lite, dict) and lite.get("file") == LITERT_FILE and isinstance(
-            lite.get("sha256"), str) and re.fullmatch(r"[0-9a-f]{64}", lite["sha256"])):
-        raise ModelError(f"{path}: 'litert' must be null or name {LITERT_FILE} with its SHA-256, got {lite!r}")
+            lite.get("sha256"), str) and re.fullmatch(r"[0-9a-f]{64}", lite["sha256"]) and (
+            lite.get("size") is None or _is_size(lite["size"]))):
+        raise ModelError(f"{path}: 'litert' must be null or name {LITERT_FILE} with its SHA-256 (and size), "
+                         f"got {lite!r}")
+    sizes = info.get(SIZES)
+    if sizes is not None and not (isinstance(sizes, dict) and set(sizes) <= set(checksums or {}) and all(
+            _is_size(v) for v in sizes.values())):
+        raise ModelError(f"{path}: {SIZES!r} must map checksummed files to their sizes in bytes, got {sizes!r}")
+    digest = info.get(MANIFEST_DIGEST)
+    if digest is not None and not (isinstance(digest, str) and re.fullmatch(r"[0-9a-f]{64}", digest)):
+        raise ModelError(f"{path}: {MANIFEST_DIGEST!r} must be a SHA-256 (64 hex digits), got {digest!r}")
     return info
+
+
+def _is_size(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _verify_checksums(path: Path, info: Mapping[str, Any]) -> None:
@@ -100,14 +117,20 @@ def _verify_checksums(path: Path, info: Mapping[str, Any]) -> None:
         warn(f"{path}: exported without checksums (soundlib 0.1 or older), so edits to {LABELS_FILE} or "
              f"{SPEC_FILE} cannot be detected; re-export it to protect it")
         return
+    if MANIFEST_DIGEST in info and info[MANIFEST_DIGEST] != manifest_digest(info):
+        raise ModelError(f"{path / INFO_FILE}: edited after export (its content no longer matches its "
+                         f"{MANIFEST_DIGEST}): what it states about the model (checksums, data, accuracy, embedder, "
+                         "licences) cannot be trusted: restore it or export the model again")
+    sizes = info.get(SIZES) or {}
     for name in checksums:
-        if not (path / name).is_file():
+        why = file_problem(path / name, checksums[name], size=sizes.get(name))
+        if why == "missing":
             raise ModelError(f"{path / name}: missing (the model was exported with it); export the model again")
-        if sha256_file(path / name) != checksums[name]:
+        if why is not None:
             raise ModelError(
-                f"{path / name}: does not match the checksum recorded in {INFO_FILE} when the model was exported; "
-                f"the file was edited (a reordered {LABELS_FILE} or a changed {SPEC_FILE} makes every prediction "
-                "silently wrong): restore it or export the model again")
+                f"{path / name}: does not match the checksum recorded in {INFO_FILE} when the model was exported "
+                f"({why}); the file was edited (a reordered {LABELS_FILE} or a changed {SPEC_FILE} makes every "
+                "prediction silently wrong): restore it or export the model again")
 
 
 @dataclasses.dataclass
@@ -263,8 +286,12 @@ def load_model(model_dir: str | os.PathLike) -> LoadedModel:
 
 
 def _load_embedder_model(path: Path) -> LoadedModel:
-    """A model on an audio embedder (see :func:`export_embedder_model`), checked file by file."""
-    from soundlib.embedders import EmbedderOptions, WindowSpec, resolve_embedder
+    """A model on an audio embedder (see :func:`export_embedder_model`), checked file by file.
+
+    ``embedder.json`` is data, not an instruction: it must name a registered waveform embedder (never a
+    path or a URL), with the identity, modality and windows that embedder has for this feature spec, and
+    ``head.npz`` must hold finite arrays of the shapes the labels and each other imply; all before the
+    embedder is loaded."""
     from soundlib.methods.heads import LogisticHead
 
     for name in (LABELS_FILE, SPEC_FILE, HEAD_FILE, INFO_FILE):
@@ -279,20 +306,15 @@ def _load_embedder_model(path: Path) -> LoadedModel:
         spec = FeatureSpec.from_dict(json.loads((path / SPEC_FILE).read_text(encoding="utf-8")),
                                      where=str(path / SPEC_FILE))
         record = json.loads((path / EMBEDDER_FILE).read_text(encoding="utf-8"))
-        window = WindowSpec(**record["window"])
-        options = EmbedderOptions(**record.get("options", {}))
-        with np.load(path / HEAD_FILE, allow_pickle=False) as z:
-            head = LogisticHead(z["mean"], z["scale"], z["coef"], z["intercept"])
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, SoundlibError) as exc:
         raise ModelError(f"{path}: a part of the model is unreadable ({type(exc).__name__}: {exc})") from None
-    if head.coef.shape[0] != len(labels):
-        raise ModelError(f"{path}: the head has {head.coef.shape[0]} outputs but labels.txt lists {len(labels)}")
-    embedder = resolve_embedder(str(record.get("name")), options)
-    if embedder.identity != record.get("identity"):
-        raise ModelError(f"{path}: the model was trained on embedder {record.get('identity')!r}, but "
-                         f"{record.get('name')!r} here is {embedder.identity!r} (other weights or another version): "
-                         "its embeddings would not match the head; install the weights it names or train again")
+    embedder, window = _recorded_embedder(path / EMBEDDER_FILE, record, spec)
+    head = LogisticHead(*_read_head(path / HEAD_FILE, len(labels)))
     loaded = embedder.load()
+    dim = getattr(loaded, "output_dim", None)
+    if isinstance(dim, int) and dim != head.mean.shape[0]:
+        raise ModelError(f"{path / HEAD_FILE}: the head takes {head.mean.shape[0]}-d embeddings but "
+                         f"{record['name']!r} makes {dim}-d ones; the file was edited or belongs to another model")
     prepare = getattr(embedder, "prepare_window", None)  # what one audio window becomes (MFCC: statistics)
     own = embedder.window(spec)
 
@@ -301,3 +323,87 @@ def _load_embedder_model(path: Path) -> LoadedModel:
         return head.predict_proba(loaded(x, batch_size=16))
 
     return LoadedModel(path, labels, spec, info, call, runtime="embedder", modality="waveform", window=window)
+
+#: The keys of ``embedder.json`` (``license``: shown by ``soundlib info``; the rest checked here).
+_EMBEDDER_KEYS = {"name", "options", "identity", "modality", "license", "window"}
+
+def embedder_window(embedder: Any, spec: FeatureSpec):
+    """The windows a model on ``embedder`` records for the feature spec ``spec`` (what :func:`export_embedder_model
+    <soundlib.models.export.export_embedder_model>` writes into ``embedder.json``): the embedder's own windows,
+    ``pad: none`` when it does not pad short clips."""
+    from soundlib.embedders import WindowSpec
+
+    w = embedder.window(spec)
+    return WindowSpec(w.name, w.sr, w.n_samples / w.sr, w.hop_seconds,
+                      w.pad if getattr(embedder, "pads_short_clips", True) else "none")
+
+def _recorded_embedder(where: Path, record: Any, spec: FeatureSpec):
+    """The embedder ``embedder.json`` names and its windows, after checking the record against the registry."""
+    from soundlib.embedders import EmbedderOptions, WindowSpec, embedder_entry, embedder_names, resolve_embedder
+
+    if not isinstance(record, dict) or not isinstance(record.get("name"), str):
+        raise ModelError(f"{where}: expected an object naming the embedder ('name'), got {str(record)[:80]!r}")
+    unknown = sorted(set(record) - _EMBEDDER_KEYS)
+    if unknown:
+        raise ModelError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; expected some of "
+                         f"{', '.join(sorted(_EMBEDDER_KEYS))}")
+    name = record["name"]
+    entry = embedder_entry(name)
+    if entry is None or entry.modality != "waveform":
+        waveform = [n for n in embedder_names() if getattr(embedder_entry(n), "modality", "") == "waveform"]
+        raise ModelError(f"{where}: 'name' {name[:120]!r} is not a registered audio embedder ({', '.join(waveform)}); "
+                         "a model names its embedder, never a path, URL or picture backbone: the file was edited")
+    if record.get("modality") != "waveform":
+        raise ModelError(f"{where}: 'modality' {record.get('modality')!r}, but {name!r} embeds audio ('waveform')")
+    try:
+        options = EmbedderOptions(**(record.get("options") or {}))
+        embedder = resolve_embedder(name, options)
+        window = WindowSpec(**record["window"])
+    except (KeyError, TypeError, SoundlibError) as exc:
+        raise ModelError(f"{where}: a part of the model is unreadable ({type(exc).__name__}: {exc})") from None
+    if embedder.identity != record.get("identity"):
+        raise ModelError(f"{where.parent}: the model was trained on embedder {record.get('identity')!r}, but "
+                         f"{name!r} here is {embedder.identity!r} (other weights or another version): "
+                         "its embeddings would not match the head; install the weights it names or train again")
+    own = embedder_window(embedder, spec)
+    wrong = [f"{k} {getattr(window, k)!r} (it computes {getattr(own, k)!r})" for k in ("sr", "duration", "window_hop",
+                                                                                         "pad")
+             if not _same(getattr(window, k), getattr(own, k))]
+    if wrong:
+        raise ModelError(f"{where}: the recorded window is not the one {name!r} uses for {SPEC_FILE}: "
+                         f"{', '.join(wrong)}; the file was edited: restore it or export the model again")
+    return embedder, own
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return abs(float(a) - float(b)) <= 1e-9 * max(1.0, abs(float(b)))
+    return a == b
+
+def _read_head(where: Path, n_labels: int) -> tuple[np.ndarray, ...]:
+    """``mean, scale, coef, intercept`` of ``head.npz``: finite float arrays of shapes (d,), (d,), (k, d), (k,)
+    with ``k`` the number of labels and a positive scale."""
+    names = ("mean", "scale", "coef", "intercept")
+    try:
+        with np.load(where, allow_pickle=False) as z:
+            if not isinstance(z, np.lib.npyio.NpzFile) or set(z.files) != set(names):
+                raise ValueError(f"expected the arrays {', '.join(names)}, got {', '.join(getattr(z, 'files', []))}")
+            arrays = [np.asarray(z[k]) for k in names]
+    except (OSError, ValueError, EOFError, TypeError, zipfile.BadZipFile) as exc:
+        raise ModelError(f"{where}: not a readable head ({type(exc).__name__}: {str(exc)[:200]})") from None
+    for k, a in zip(names, arrays):
+        if a.dtype.kind not in "fiu":
+            raise ModelError(f"{where}: {k!r} holds {a.dtype} values, not numbers")
+    mean, scale, coef, intercept = (a.astype(np.float64) for a in arrays)
+    d = mean.shape[0] if mean.ndim == 1 else -1
+    want = {"mean": (d,), "scale": (d,), "coef": (n_labels, d), "intercept": (n_labels,)}
+    for k, a in zip(names, (mean, scale, coef, intercept)):
+        if d < 1 or a.shape != want[k]:
+            raise ModelError(f"{where}: {k!r} has shape {a.shape}, expected {want[k] if d >= 1 else '(dim,)'} "
+                             f"({n_labels} labels in {LABELS_FILE}, {mean.shape} in 'mean')")
+        if not np.isfinite(a).all():
+            raise ModelError(f"{where}: {k!r} holds {int((~np.isfinite(a)).sum())} non-finite value(s) (NaN or "
+                             "infinite); the file was edited or damaged: export the model again")
+    if not (scale > 0).all():
+        raise ModelError(f"{where}: 'scale' holds {int((scale <= 0).sum())} value(s) <= 0 (a standardisation "
+                         "divides by it)")
+    return mean, scale, coef, intercept

@@ -14,8 +14,8 @@ from typing import Any, Iterator, Mapping
 
 from soundlib.audio.datasets import Dataset
 from soundlib.errors import DatasetError
-from soundlib.evaluation.evaluate import (EvalConfig, Prepared, check_folds, finite_or_none, prepare, read_cross_validation,
-                                          run_fold)
+from soundlib.evaluation.evaluate import (EvalConfig, Prepared, check_cross_validation_features, check_folds, finite_or_none,
+                                          prepare, read_cross_validation, run_fold)
 from soundlib.evaluation.metrics import RunMetrics
 from soundlib.models.export import export_artifact
 
@@ -84,6 +84,7 @@ def _train_fold(dataset: Dataset, *, test_fold: int, config: EvalConfig, run, em
     t0 = time.perf_counter()
     out = run.path
     p = prepare(dataset, config, embed_config, progress)
+    check_cross_validation_features(cv, p.feats.info)
     check_folds(p.ds, [test_fold])
     check_test_fold(p.ds, test_fold)
     exports = export and p.method.exportable
@@ -186,6 +187,7 @@ def _train_all_folds(dataset: Dataset, *, config: EvalConfig, run, embed_config,
     t0 = time.perf_counter()
     out = run.path
     p = prepare(dataset, config, embed_config, progress)
+    check_cross_validation_features(cv, p.feats.info)
     exports = export and p.method.exportable
     run.start(keep=["model"] if exports else [])  # no test fold: no predictions or confusion matrix either
     t1 = time.perf_counter()

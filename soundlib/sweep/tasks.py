@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Mapping, Union
 
 from soundlib.atomic import file_lock
+from soundlib.audio.hashes import dataset_fingerprint
 from soundlib.evaluation.metrics import METRICS_FILE, RunMetrics
 from soundlib.sweep.processes import LIVE, ForkedProcess, exit_with, fork_available, tail, temp_dir
 
@@ -167,24 +168,6 @@ def fingerprint(params: Mapping[str, Any], synth: Mapping[str, Any] | None, data
     if data is not None:  # (without it: the fingerprint soundlib 0.1 recorded)
         ident["_data"] = data
     return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:20]
-
-
-def dataset_fingerprint(ds: Any) -> str:
-    """The identity of a dataset's contents: the classes and every clip's path (relative to the dataset's
-    root), label, fold, recording group and audio content (SHA-256, through :mod:`soundlib.audio.hashes`, so a
-    dataset hashed once is not read again). A file that cannot be read counts by its name alone."""
-    from soundlib.audio.hashes import file_hash, flush
-
-    h = hashlib.sha256(json.dumps(list(ds.classes)).encode())
-    for clip in ds.clips:
-        try:
-            digest = file_hash(clip.path)
-        except OSError:
-            digest = "unreadable"
-        rel = os.path.relpath(clip.path, ds.root) if ds.root else str(clip.path)
-        h.update(json.dumps([os.fsencode(rel).hex(), clip.label, clip.fold, clip.group, digest]).encode())
-    flush()
-    return h.hexdigest()[:20]
 
 
 def _read_json(path: Path) -> Any:

@@ -276,7 +276,11 @@ def test_model_spec_fields_are_type_checked_with_the_file_named(tmp_path, export
     copy = _tampered(tmp_path, exported_model, "feature_spec.json", _spec_edit(sr="abc"))
     info = json.loads((copy / "soundlib_model.json").read_text())
     if "checksums" in info:  # a consistent manifest, so the field check itself is what is tested
+        from soundlib.models.format import manifest_digest
+
         info["checksums"]["feature_spec.json"] = hashlib.sha256((copy / "feature_spec.json").read_bytes()).hexdigest()
+        info["sizes"]["feature_spec.json"] = (copy / "feature_spec.json").stat().st_size
+        info["manifest_sha256"] = manifest_digest(info)
         (copy / "soundlib_model.json").write_text(json.dumps(info))
     with pytest.raises(ModelError, match=r"feature_spec\.json.*sr: expected an integer, got 'abc'"):
         load_model(copy)

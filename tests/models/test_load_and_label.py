@@ -77,6 +77,7 @@ def test_model_stores_the_window_it_was_trained_on(tmp_path, model_dir, synth_co
     (edited / "feature_spec.json").write_text(text)
     info = json.loads((edited / "soundlib_model.json").read_text())
     info["checksums"]["feature_spec.json"] = hashlib.sha256(text.encode()).hexdigest()
+    del info["sizes"], info["manifest_sha256"]  # (as a 0.2 manifest: else the edit is caught before the spec is read)
     (edited / "soundlib_model.json").write_text(json.dumps(info))
     with pytest.raises(ModelError, match="feature_spec.json: duration 'fit' is not a number"):
         load_model(edited)
@@ -102,6 +103,7 @@ def test_missing_or_corrupt_model(tmp_path, model_dir, monkeypatch):
         load_model(wrong)
     info = json.loads((wrong / "soundlib_model.json").read_text())  # a manifest rewritten to match: still caught
     info["checksums"]["labels.txt"] = hashlib.sha256(b"a\nb\n").hexdigest()
+    del info["sizes"], info["manifest_sha256"]  # (as a 0.2 manifest: else the edit is caught here already)
     (wrong / "soundlib_model.json").write_text(json.dumps(info))
     with pytest.raises(ModelError, match="labels.txt lists 2 labels"):
         load_model(wrong)
@@ -175,7 +177,8 @@ def test_a_model_of_the_previous_version_without_litert_copy_loads_quietly(tmp_p
     (old / "model.tflite").unlink()
     (old / "MODEL_CARD.md").unlink()
     info = json.loads((old / "soundlib_model.json").read_text())
-    for key in ("litert", "soundlib_version", "dataset", "training", "cross_validation", "test_accuracy"):
+    for key in ("litert", "soundlib_version", "dataset", "training", "cross_validation", "test_accuracy", "sizes",
+                "manifest_sha256"):
         del info[key]
     (old / "soundlib_model.json").write_text(json.dumps(info))
     model = load_model(old)
