@@ -367,6 +367,11 @@ def _tampered(model: Path, dest: Path, labels: list[str]) -> Path:
     (dest / "labels.txt").write_text("".join(f"{x}\n" for x in labels), encoding="utf-8")
     info = json.loads((dest / "soundlib_model.json").read_text())
     info["checksums"]["labels.txt"] = hashlib.sha256((dest / "labels.txt").read_bytes()).hexdigest()
+    if "sizes" in info:  # and the sizes and the manifest's own digest (soundlib 0.3), as an attacker would
+        from soundlib.models.format import MANIFEST_DIGEST, manifest_digest
+
+        info["sizes"]["labels.txt"] = (dest / "labels.txt").stat().st_size
+        info[MANIFEST_DIGEST] = manifest_digest(info)
     (dest / "soundlib_model.json").write_text(json.dumps(info))
     return dest
 
