@@ -343,6 +343,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from soundlib import sweep
 
     result = sweep.run(args.params, out_dir=args.out, jobs=args.jobs, scheduler=args.scheduler,
-                       progress=not args.quiet)
+                       progress=not args.quiet, max_runs=args.max_runs)
     print(result.summary())
     return 0 if result.ok else 1

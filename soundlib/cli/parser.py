@@ -63,6 +63,16 @@ def _tag_hop(text: str) -> float:
     except ConfigError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
+def _scheduler(text: str) -> str:
+    from soundlib.errors import ConfigError
+    from soundlib.sweep.executors import parse_scheduler
+
+    try:
+        parse_scheduler(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Options' help with their defaults, except where a default says nothing: flags (their default is
     always off) and options without one (None, an empty list)."""
@@ -335,7 +345,11 @@ def _add_learning_commands(add) -> None:
     p.add_argument("params", type=Path, help="sweep YAML, e.g. params/demo.yaml")
     p.add_argument("--out", type=Path, required=True, help="sweep output folder")
     p.add_argument("--jobs", type=int, default=None, help="parallel runs (default: the YAML's, else 1)")
-    p.add_argument("--scheduler", default=None, help="tcp://HOST:PORT of a Dask distributed scheduler")
+    p.add_argument("--scheduler", type=_scheduler, default=None,
+                   help="tcp://HOST:PORT of a Dask distributed scheduler (SOUNDLIB_SCHEDULER_TIMEOUT: seconds to "
+                        "connect, default 30)")
+    p.add_argument("--max-runs", type=_positive_int, default=None,
+                   help="the most runs the grid may hold (default: the YAML's max_runs, else 10000)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 def _npz_help() -> str:
