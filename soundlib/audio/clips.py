@@ -26,6 +26,9 @@ from soundlib.errors import AudioError
 
 __all__ = [
     "SILENCE_PEAK",
+    "MAX_AMPLITUDE",
+    "MIN_HOP",
+    "MAX_WINDOWS",
     "PAD_POLICIES",
     "AudioInfo",
     "audio_info",
@@ -42,6 +45,14 @@ __all__ = [
 
 #: Peak amplitude below which a clip counts as silent (about -100 dBFS).
 SILENCE_PEAK = 1e-5
+#: Largest sample magnitude read (full scale is 1; 1e10 is 200 dB above it, beyond any float WAV written as
+#: scaled integers). Larger finite samples (a broken file, such as one of values about 1e30) would overflow
+#: the spectrograms' float32 power and give NaN pictures and scores: they are refused as NaN samples are.
+MAX_AMPLITUDE = 1e10
+#: Shortest time between window starts, in seconds (1 ms; at least one sample at every rate soundlib reads).
+MIN_HOP = 0.001
+#: Most windows one file is cut into (a 1-hour recording at a 4-ms hop); more is refused before any is read.
+MAX_WINDOWS = 1_000_000
 #: How a clip shorter than a window is padded.
 PAD_POLICIES = ("end", "center", "repeat")
 #: Extra audio read on each side of a segment that must be resampled (cropped afterwards), in seconds.
@@ -139,6 +150,20 @@ def _check_wav_length(path: Path, fh, size: int) -> None:
         pos += 8 + n + (n & 1)  # chunks are padded to an even size
 
 
+def _check_samples(path: Path, data: np.ndarray) -> None:
+    """Raise :class:`AudioError` naming ``path`` when decoded samples (any channel) are NaN, infinite, or
+    larger in magnitude than :data:`MAX_AMPLITUDE`."""
+    if not data.size:
+        return
+    lo, hi = float(np.min(data)), float(np.max(data))  # NaN when any sample is NaN
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise AudioError(f"{path}: audio holds NaN or infinite samples")
+    peak = max(-lo, hi)
+    if peak > MAX_AMPLITUDE:
+        raise AudioError(f"{path}: audio holds samples of magnitude {peak:.3g}, far beyond full scale (1.0; soundlib "
+                         f"reads up to {MAX_AMPLITUDE:g}): a broken or wrongly scaled file")
+
+
 def audio_info(path: str | os.PathLike) -> AudioInfo:
     """Read a file's header (no samples decoded, except for formats libsndfile lacks)."""
     import soundfile as sf
@@ -217,7 +242,8 @@ def read_segment(path: str | os.PathLike, *, sr: int, start: float = 0.0, durati
     Raises
     ------
     AudioError
-        The file is missing, unreadable, not audio, empty, non-finite, or (unless allowed) silent.
+        The file is missing, unreadable, not audio, empty, non-finite (or beyond :data:`MAX_AMPLITUDE`),
+        or (unless allowed) silent.
     """
     path = Path(path)
     _check_file(path)
@@ -247,9 +273,8 @@ def read_segment(path: str | os.PathLike, *, sr: int, start: float = 0.0, durati
         margin_before = t0 - lo * sr // file_sr  # in target samples
     if data.shape[-1] == 0 and start == 0:
         raise AudioError(f"{path}: zero-length audio (0 samples)")
+    _check_samples(path, data)
     y = data.mean(axis=0) if data.shape[0] > 1 else data[0]
-    if not np.all(np.isfinite(y)):
-        raise AudioError(f"{path}: audio holds NaN or infinite samples")
     if got_sr != sr:
         import soxr
 
@@ -305,20 +330,38 @@ def clip_samples(path: str | os.PathLike, sr: int) -> int:
     return int(round(info.frames * sr / info.sr)) if info.sr else 0
 
 
-def window_starts(n_samples: int, window: int, hop: int) -> list[int]:
+def window_starts(n_samples: int, window: int, hop: int, *, path: str | os.PathLike | None = None,
+                  sr: int | None = None) -> list[int]:
     """Start samples of the windows that cover a clip of ``n_samples``.
 
     One window (at 0) when the clip fits in it; otherwise windows every ``hop``
-    samples while they fit, and a last one aligned to the clip's end.
+    samples while they fit, and a last one aligned to the clip's end. More than
+    :data:`MAX_WINDOWS` are refused (an :class:`AudioError` naming ``path``, with
+    seconds when ``sr`` is given) before any is listed.
     """
     if window <= 0 or hop <= 0:
         raise AudioError(f"window and hop must be positive, got window={window}, hop={hop}")
     if n_samples <= window:
         return [0]
-    starts = list(range(0, n_samples - window + 1, hop))
+    last = (n_samples - window) // hop * hop
+    count = last // hop + 1 + (last + window < n_samples)
+    if count > MAX_WINDOWS:
+        where = f"{path}: " if path is not None else ""
+        cut = (f"{n_samples / sr:.6g} s cut every {hop / sr:.6g} s" if sr else
+               f"{n_samples} samples cut every {hop} samples")
+        raise AudioError(f"{where}{cut} gives {count:,} windows, more than {MAX_WINDOWS:,} per file; "
+                         "use a longer hop")
+    starts = list(range(0, last + 1, hop))
     if starts[-1] + window < n_samples:
         starts.append(n_samples - window)
     return starts
+
+
+def _hop_samples(hop: float, sr: int) -> int:
+    """``hop`` seconds as samples at ``sr`` (at least one), refusing a hop under :data:`MIN_HOP`."""
+    if not (isinstance(hop, (int, float, np.integer, np.floating)) and MIN_HOP <= float(hop) < float("inf")):
+        raise AudioError(f"the hop between windows must be at least {MIN_HOP:g} s (1 ms), got {hop!r}")
+    return max(1, int(round(sr * hop)))
 
 
 def load_audio(path: str | os.PathLike, *, sr: int = 22050, duration: float | None = 4.0, pad: str = "end",
@@ -354,7 +397,7 @@ def load_windows(path: str | os.PathLike, *, sr: int, duration: float, hop: floa
     """
     y = read_segment(path, sr=sr, allow_silent=allow_silent)
     n = int(round(sr * duration))
-    starts = window_starts(clip_samples(path, sr), n, max(1, int(round(sr * hop))))
+    starts = window_starts(clip_samples(path, sr), n, _hop_samples(hop, sr), path=path, sr=sr)
     windows = np.stack([pad_to(y[s:s + n], n, policy=pad) for s in starts])
     return windows, np.asarray(starts, dtype=np.float64) / sr
 
@@ -363,7 +406,7 @@ def _mono_blocks(path: Path, sr: int, block: int = _STREAM_BLOCK) -> Iterator[np
     """The whole file as consecutive mono float32 blocks at ``sr`` Hz, read front to back.
 
     Concatenated, the blocks are exactly ``read_segment(path, sr=sr)`` (the same samples, bit for bit: soxr's
-    stream gives what its one-shot call gives); non-finite samples and a file of no frames raise as there.
+    stream gives what its one-shot call gives); non-finite or huge samples and a file of no frames raise as there.
     Formats libsndfile lacks are decoded whole (through :func:`read_segment`).
     """
     import soundfile as sf
@@ -396,9 +439,8 @@ def _mono_blocks(path: Path, sr: int, block: int = _STREAM_BLOCK) -> Iterator[np
             if last and frames == 0:
                 raise AudioError(f"{path}: zero-length audio (0 samples)")
             frames += data.shape[-1]
+            _check_samples(path, data)
             y = data.mean(axis=0) if data.shape[0] > 1 else data[0]
-            if not np.all(np.isfinite(y)):
-                raise AudioError(f"{path}: audio holds NaN or infinite samples")
             if stream is not None:
                 y = stream.resample_chunk(np.ascontiguousarray(y), last=last)
             if y.size:
@@ -448,8 +490,8 @@ def stream_windows(path: str | os.PathLike, *, sr: int, duration: float, hop: fl
     if starts not in ("header", "audio"):
         raise AudioError(f"starts must be 'header' or 'audio', got {starts!r}")
     n = int(round(sr * duration))
-    step = max(1, int(round(sr * hop)))
-    planned = window_starts(clip_samples(path, sr), n, step) if starts == "header" else None
+    step = _hop_samples(hop, sr)
+    planned = window_starts(clip_samples(path, sr), n, step, path=path, sr=sr) if starts == "header" else None
     blocks = _mono_blocks(path, sr)
     buf, buf0 = np.zeros(0, np.float32), 0  # the samples kept, and the index of the first
     peak, eof = 0.0, False
@@ -491,6 +533,9 @@ def stream_windows(path: str | os.PathLike, *, sr: int, duration: float, hop: fl
             fill(s + n)
             if buf0 + len(buf) < s + n:
                 break
+            if s // step + 1 >= MAX_WINDOWS:
+                raise AudioError(f"{path}: cut into windows every {step / sr:.6g} s gives more than {MAX_WINDOWS:,} "
+                                 "windows per file; use a longer hop")
             yield s / sr, window(s)
             last = s
             s += step
@@ -517,6 +562,6 @@ def iter_windows(path: str | os.PathLike, *, sr: int, duration: float, hop: floa
     if total == 0:
         raise AudioError(f"{path}: zero-length audio (0 samples)")
     n = int(round(sr * duration))
-    for s in window_starts(total, n, max(1, int(round(sr * hop)))):
+    for s in window_starts(total, n, _hop_samples(hop, sr), path=path, sr=sr):
         seg = read_segment(path, sr=sr, start=s / sr, duration=duration, allow_silent=True)
         yield s / sr, pad_to(seg, n, policy=pad)

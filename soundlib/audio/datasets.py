@@ -30,7 +30,7 @@ from soundlib.errors import DatasetError
 __all__ = [
     "US8K_CLASSES", "US8K_HEADER", "ESC50_HEADER", "AUDIO_EXTENSIONS", "INCOMPLETE_MARKER", "Clip",
     "Grouping", "GROUPING_UNKNOWN", "Dataset", "US8KName", "parse_us8k_filename", "group_by_file_names",
-    "grouped_by_names", "compile_group_regex", "regroup",
+    "grouped_by_names", "compile_group_regex", "search_names", "regroup", "GROUP_REGEX_SECONDS",
 ]
 
 
@@ -206,7 +206,7 @@ class US8KName:
         return US8K_CLASSES[self.class_id]
 
 
-_US8K_NAME = re.compile(r"^(\d+)-(\d+)-(\d+)-(\d+)\.[A-Za-z0-9]+$")
+_US8K_NAME = re.compile(r"^(\d+)-(\d+)-(\d+)-(\d+)\.[A-Za-z0-9]+$", re.ASCII)
 
 
 def parse_us8k_filename(name: str | os.PathLike) -> US8KName:
@@ -229,7 +229,7 @@ def parse_us8k_filename(name: str | os.PathLike) -> US8KName:
 
 
 #: ESC-50 file names: ``{fold}-{Freesound clip id}-{take}-{target}.wav``, e.g. ``1-100032-A-0.wav``.
-_ESC50_NAME = re.compile(r"^(\d+)-(\d+)-([A-Z]+)-(\d+)\.[A-Za-z0-9]+$")
+_ESC50_NAME = re.compile(r"^(\d+)-(\d+)-([A-Z]+)-(\d+)\.[A-Za-z0-9]+$", re.ASCII)
 
 
 #: Naming conventions recognised in folders and manifests: (name, pattern, the recording of a match, detail).
@@ -280,6 +280,89 @@ def compile_group_regex(pattern: str) -> "re.Pattern[str]":
     return rx
 
 
+#: Seconds a group_regex (``--group-regex``) may take over all of a dataset's file names: a pattern with
+#: nested repeats such as ``'^((?:a+)+)$'`` backtracks for ever on a name it does not match.
+GROUP_REGEX_SECONDS = 10.0
+
+
+#: Searches every name in a child process (the deadline off the main thread): stdin JSON, stdout JSON.
+_SEARCH_CHILD = ("import json, re, sys\n"
+                 "job = json.load(sys.stdin)\n"
+                 "rx = re.compile(job['pattern'])\n"
+                 "out = []\n"
+                 "for name in job['names']:\n"
+                 "    m = rx.search(name)\n"
+                 "    out.append(m.group(1) if m is not None else None)\n"
+                 "json.dump(out, sys.stdout)\n")
+
+
+def search_names(rx: "re.Pattern[str]", names: Sequence[str], *, seconds: float | None = None) -> list[str | None]:
+    """``rx.search(name).group(1)`` (``None`` where it does not match) for every name, within ``seconds``
+    (default :data:`GROUP_REGEX_SECONDS`) in all.
+
+    In the main thread an interval timer interrupts the search (Python's regex engine checks for signals);
+    elsewhere (a thread, or no ``SIGALRM``, or a timer already set) the names are searched in a child
+    process, killed at the deadline.
+
+    Raises
+    ------
+    ConfigError
+        The search took longer (catastrophic backtracking), naming the pattern and the deadline.
+    """
+    import signal
+    import threading
+
+    from soundlib.errors import ConfigError
+
+    seconds = GROUP_REGEX_SECONDS if seconds is None else float(seconds)
+
+    def too_slow(name: str | None) -> ConfigError:
+        at = f" (stopped at file name {name!r})" if name is not None else ""
+        return ConfigError(f"group_regex (--group-regex) {rx.pattern!r} took more than {seconds:g} s over "
+                           f"{len(names)} file name(s){at}: a pattern with nested repeats such as '(a+)+' can "
+                           "backtrack for ever on a name it does not match; simplify it (e.g. '^(.+)_slice\\d+')")
+
+    in_main = threading.current_thread() is threading.main_thread()
+    if in_main and hasattr(signal, "setitimer") and signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0):
+        class _Expired(Exception):
+            pass
+
+        out: list[str | None] = []
+        running = [True]
+
+        def expire(signum, frame):
+            if running[0]:
+                raise _Expired
+
+        previous = signal.signal(signal.SIGALRM, expire)
+        try:
+            signal.setitimer(signal.ITIMER_REAL, seconds)
+            for name in names:
+                m = rx.search(name)
+                out.append(m.group(1) if m is not None else None)
+            running[0] = False
+        except _Expired:
+            raise too_slow(names[len(out)] if len(out) < len(names) else None) from None
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+        return out
+    import json
+    import subprocess
+    import sys
+
+    try:
+        done = subprocess.run([sys.executable, "-I", "-c", _SEARCH_CHILD], capture_output=True, timeout=seconds,
+                              input=json.dumps({"pattern": rx.pattern, "names": list(names)}).encode())
+    except subprocess.TimeoutExpired:
+        raise too_slow(None) from None
+    if done.returncode != 0:
+        raise ConfigError(f"group_regex (--group-regex) {rx.pattern!r}: searching the file names failed "
+                          f"({done.stderr.decode(errors='replace').strip().splitlines()[-1:]})")
+    return json.loads(done.stdout)
+
+
+
 def regroup(dataset: Dataset, group_regex: str) -> Dataset:
     """The dataset with each clip's recording taken from its file name by ``group_regex``.
 
@@ -291,18 +374,19 @@ def regroup(dataset: Dataset, group_regex: str) -> Dataset:
     ------
     ConfigError
         The regex is invalid or does not have exactly one group.
+    ConfigError
+        Matching took more than :data:`GROUP_REGEX_SECONDS` (see :func:`search_names`).
     DatasetError
         Some file names do not match (or match an empty group); the message names them.
     """
     rx = compile_group_regex(group_regex)
     groups = []
     bad = []
-    for c in dataset.clips:
-        m = rx.search(c.path.name)
-        if m is None or not m.group(1):
+    for c, group in zip(dataset.clips, search_names(rx, [c.path.name for c in dataset.clips])):
+        if not group:
             bad.append(c.path.name)
         else:
-            groups.append(m.group(1))
+            groups.append(group)
     if bad:
         shown = ", ".join(bad[:5]) + (f", ... ({len(bad)} in all)" if len(bad) > 5 else "")
         raise DatasetError(f"dataset {dataset.name!r} at {dataset.root}: {len(bad)} of {len(dataset)} file name(s) do "

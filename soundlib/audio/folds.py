@@ -31,6 +31,7 @@ from soundlib.errors import DatasetError, warn
 
 __all__ = [
     "DEFAULT_K_FOLDS",
+    "MAX_FOLD",
     "PROTOCOL_PREDEFINED",
     "PROTOCOL_LEAKY",
     "assign_folds",
@@ -46,6 +47,8 @@ __all__ = [
     "grouping_record",
 ]
 
+#: The largest fold number a dataset may give (folds are numbered 0 or 1 up: UrbanSound8K has 10, ESC-50 5).
+MAX_FOLD = 1000
 #: Folds assigned when a dataset has none.
 DEFAULT_K_FOLDS = 5
 PROTOCOL_PREDEFINED = "predefined-folds"

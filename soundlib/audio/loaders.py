@@ -9,11 +9,23 @@ import contextlib
 import csv
 import dataclasses
 import os
+import re
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from soundlib.audio.datasets import (AUDIO_EXTENSIONS, INCOMPLETE_MARKER, US8K_CLASSES, US8K_HEADER, Clip, Dataset, Grouping,
-                                     compile_group_regex, grouped_by_names, regroup)
+from soundlib.audio.datasets import (
+    AUDIO_EXTENSIONS,
+    INCOMPLETE_MARKER,
+    US8K_CLASSES,
+    US8K_HEADER,
+    Clip,
+    Dataset,
+    Grouping,
+    compile_group_regex,
+    grouped_by_names,
+    regroup,
+)
+from soundlib.audio.folds import MAX_FOLD
 from soundlib.errors import DatasetError
 
 __all__ = [
@@ -74,11 +86,34 @@ def _read_csv(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
     return rows
 
 
+#: An integer in a CSV file: ASCII digits with an optional sign (not Python's ``1_0`` or other scripts' digits).
+_INTEGER = re.compile(r"[+-]?[0-9]{1,19}")
+
+
 def _int(path: Path, lineno: int, column: str, value: str | None) -> int:
-    try:
-        return int(str(value).strip())
-    except (TypeError, ValueError):
-        raise DatasetError(f"{path}, line {lineno}: column {column!r} should be an integer, got {value!r}") from None
+    """``value`` as an integer of at most 64 bits, or a :class:`DatasetError` naming the file, line and column."""
+    text = str(value).strip() if value is not None else ""
+    if not _INTEGER.fullmatch(text) or not -2**63 <= int(text) < 2**63:
+        raise DatasetError(f"{path}, line {lineno}: column {column!r} should be an integer, got {_shown(value)} "
+                           "(ASCII digits 0-9 with an optional sign, within 64 bits)")
+    return int(text)
+
+
+def _fold(path: Path, lineno: int, value: str | None) -> int:
+    """A fold number: an integer (:func:`_int`) from 0 to :data:`~soundlib.audio.folds.MAX_FOLD`."""
+    text = str(value).strip() if value is not None else ""
+    digits = text.lstrip("+-").lstrip("0")
+    if re.fullmatch(r"[+-]?[0-9]+", text) and (len(digits) > 4 or not 0 <= int(text) <= MAX_FOLD):
+        raise DatasetError(f"{path}, line {lineno}: column 'fold' should be a fold number from 0 to {MAX_FOLD}, "
+                           f"got {_shown(value)}")
+    return _int(path, lineno, "fold", value)
+
+
+def _shown(value: str | None) -> str:
+    """``value`` quoted, cut to 60 characters."""
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:50]}... ({len(str(value))} characters)"
+
 
 
 def _float(path: Path, lineno: int, column: str, value: str | None) -> float:
@@ -126,7 +161,7 @@ def load_urbansound8k(path: str | os.PathLike, *, check_files: bool = True) -> D
                 f"{csv_path}, line {lineno}: classID {class_id} does not match class {label!r} "
                 f"(expected classID {US8K_CLASSES.index(label)})"
             )
-        fold = _int(csv_path, lineno, "fold", row["fold"])
+        fold = _fold(csv_path, lineno, row["fold"])
         name = row["slice_file_name"].strip()
         clips.append(
             Clip(
@@ -175,7 +210,7 @@ def load_esc50(path: str | os.PathLike, *, check_files: bool = True) -> Dataset:
                 path=root / "audio" / name,
                 label=label,
                 class_id=target,
-                fold=_int(csv_path, lineno, "fold", row["fold"]),
+                fold=_fold(csv_path, lineno, row["fold"]),
                 group=f"src{src}",
                 meta={k: row[k] for k in ("esc10", "take") if k in row},
             )
@@ -229,7 +264,7 @@ def load_manifest(path: str | os.PathLike, *, check_files: bool = True, group_by
                 path=p,
                 label=label,
                 class_id=labels.index(label),
-                fold=_int(csv_path, lineno, "fold", fold_raw) if fold_raw else None,
+                fold=_fold(csv_path, lineno, fold_raw) if fold_raw else None,
                 group=group or str(p),
             )
         )

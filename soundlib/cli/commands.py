@@ -407,6 +407,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     _check_folders(args, ("out", "--out"))
     result = sweep.run(args.params, out_dir=args.out, jobs=args.jobs, scheduler=args.scheduler,
-                       progress=not args.quiet)
+                       progress=not args.quiet, max_runs=args.max_runs)
     print(result.summary())
     return 0 if result.ok else 1

@@ -54,6 +54,29 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _tag_hop(text: str) -> float:
+    from soundlib.errors import ConfigError
+    from soundlib.models.tag import check_hop
+
+    try:
+        return check_hop(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _scheduler(text: str) -> str:
+    from soundlib.errors import ConfigError
+    from soundlib.sweep.executors import parse_scheduler
+
+    try:
+        parse_scheduler(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Options' help with their defaults, except where a default says nothing: flags (their default is
     always off) and options without one (None, an empty list)."""
@@ -139,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="mn04", choices=["mn04", "yamnet"], help="the tagger")
     p.add_argument("inputs", nargs="+", type=Path, help="audio files or folders of them")
     p.add_argument("--top-k", type=_positive_int, default=3, help="classes per frame")
-    p.add_argument("--hop", type=float, default=0.48, help="seconds between frames")
+    p.add_argument("--hop", type=_tag_hop, default=0.48, help="seconds between frames (0.001 to 10)")
     p.add_argument("--csv", type=Path, help="write input,level,start,end,rank,label,score rows (level: clip or "
                                             "frame) here instead of printing")
     p.add_argument("--overwrite", action="store_true",
@@ -342,7 +365,11 @@ def _add_learning_commands(add) -> None:
     p.add_argument("params", type=Path, help="sweep YAML, e.g. params/demo.yaml")
     p.add_argument("--out", type=Path, required=True, help="sweep output folder")
     p.add_argument("--jobs", type=int, default=None, help="parallel runs (default: the YAML's, else 1)")
-    p.add_argument("--scheduler", default=None, help="tcp://HOST:PORT of a Dask distributed scheduler")
+    p.add_argument("--scheduler", type=_scheduler, default=None,
+                   help="tcp://HOST:PORT of a Dask distributed scheduler (SOUNDLIB_SCHEDULER_TIMEOUT: seconds to "
+                        "connect, default 30)")
+    p.add_argument("--max-runs", type=_positive_int, default=None,
+                   help="the most runs the grid may hold (default: the YAML's max_runs, else 10000)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

@@ -34,13 +34,19 @@ from soundlib.methods.train import TrainConfig
 from soundlib.pictures.variants import VARIANTS, FeatureSpec
 
 __all__ = [
-    "EvalConfig", "Prepared", "prepare", "run_fold", "check_folds", "evaluate", "protocol_note",
-    "finite_or_none", "format_summary", "format_picks", "picks_of", "read_cross_validation", "run_fingerprint",
-    "feature_identities", "check_cross_validation_features", "FINGERPRINT_VERSION",
+    "EvalConfig", "Prepared", "prepare", "run_fold", "check_folds", "check_size", "score_bytes", "evaluate",
+    "protocol_note", "finite_or_none", "format_summary", "format_picks", "picks_of", "read_cross_validation",
+    "run_fingerprint", "feature_identities", "check_cross_validation_features", "FINGERPRINT_VERSION",
+    "MAX_SCORE_BYTES", "MAX_SCORE_ENV",
 ]
 
 #: Version of the ``fingerprint`` record of ``results.json`` (:func:`run_fingerprint`).
 FINGERPRINT_VERSION = 1
+
+#: The memory an evaluation's (or a training run's) scores may be estimated to need (:func:`score_bytes`):
+#: 4 GiB, or ``SOUNDLIB_EVALUATE_MAX_GB`` gigabytes.
+MAX_SCORE_BYTES = 4 * 2**30
+MAX_SCORE_ENV = "SOUNDLIB_EVALUATE_MAX_GB"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,6 +154,45 @@ def run_fold(p: Prepared, test_fold: int, config: EvalConfig):
     return split, fit, proba, round(time.perf_counter() - t0, 2)
 
 
+def score_bytes(n_clips: int, n_classes: int) -> int:
+    """A rough estimate of the memory the scores of a run over ``n_clips`` clips of ``n_classes`` classes need:
+    the confusion matrix (``n_classes`` squared cells, as an array, a list and JSON text: about 40 bytes a cell)
+    and every clip's probability of every class (the head's training, the arrays, ``predictions.csv``'s
+    rows: about 150 bytes a cell)."""
+    return 40 * n_classes**2 + 150 * n_clips * n_classes
+
+
+def check_size(dataset: Dataset) -> None:
+    """Refuse, before any work, a dataset whose scores would need more than :data:`MAX_SCORE_BYTES`
+    (:func:`score_bytes`; e.g. 10,000 classes of one clip each: a confusion matrix of 10^8 cells).
+
+    Raises
+    ------
+    ConfigError
+        ``SOUNDLIB_EVALUATE_MAX_GB`` is not a positive number.
+    DatasetError
+        With the estimate, the number of classes and clips, and what to do.
+    """
+    raw = os.environ.get(MAX_SCORE_ENV, "").strip()
+    limit = MAX_SCORE_BYTES
+    if raw:
+        try:
+            limit = float(raw) * 2**30
+        except ValueError:
+            limit = float("nan")
+        if not 0 < limit < float("inf"):
+            raise ConfigError(f"{MAX_SCORE_ENV}={raw!r}: expected a positive number of gigabytes")
+    need = score_bytes(len(dataset.clips), len(dataset.classes))
+    if need > limit:
+        k = len(dataset.classes)
+        raise DatasetError(
+            f"dataset {dataset.name!r} at {dataset.root}: {k:,} classes over {len(dataset.clips):,} clips; its scores "
+            f"alone (a {k:,}x{k:,} confusion matrix and every clip's probability of every class) would need about "
+            f"{need / 2**30:.1f} GiB, more than the {limit / 2**30:g} GiB allowed; merge classes or use a subset "
+            f"(or raise the limit with {MAX_SCORE_ENV})")
+
+
+
 def check_folds(ds: Dataset, folds) -> None:
     for f in folds:
         if f not in ds.folds:
@@ -173,6 +218,7 @@ def evaluate(dataset: Dataset, config: EvalConfig = EvalConfig(), *, out_dir: st
     from soundlib.errors import collect_warnings
     from soundlib.evaluation.outputs import run_folder
 
+    check_size(dataset)  # before the run folder is touched
     folder = run_folder(out_dir, kind="evaluate", overwrite=overwrite) if out_dir is not None else None
     with collect_warnings() as log, folder or contextlib.nullcontext() as run:
         return _evaluate(dataset, config, run=run, embed_config=embed_config, progress=progress, log=log)

@@ -50,6 +50,10 @@ def save_png(fig, path: str | os.PathLike) -> Path:
     return write_bytes_atomic(path, png_bytes(fig))
 
 
+#: Classes up to which a confusion matrix's figure grows and names them (about 4,000 pixels a side at 60).
+_CONFUSION_NAMED = 60
+
+
 def plot_confusion(matrix: Sequence[Sequence[int]], classes: Sequence[str], *, title: str = "",
                    normalize: bool = False):
     """A confusion matrix: row-normalised colours, counts in the cells (``normalize``: each row's shares,
@@ -66,12 +70,17 @@ def plot_confusion(matrix: Sequence[Sequence[int]], classes: Sequence[str], *, t
     m = np.asarray(matrix, dtype=float)
     norm = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
     n = len(classes)
-    fig = figure((1.0 + 0.6 * n, 0.8 + 0.55 * n), dpi=110)
+    shown = min(n, _CONFUSION_NAMED)  # beyond it the figure stops growing (and the class names are left out)
+    fig = figure((1.0 + 0.6 * shown, 0.8 + 0.55 * shown), dpi=110)
     ax = fig.add_subplot()
     ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(n), classes, rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(n), classes, fontsize=8)
-    ax.set_xlabel("predicted")
+    unnamed = ""
+    if n <= _CONFUSION_NAMED:
+        ax.set_xticks(range(n), classes, rotation=45, ha="right", fontsize=8)
+        ax.set_yticks(range(n), classes, fontsize=8)
+    else:
+        unnamed = f" ({n} classes in the dataset's order; names left out)"
+    ax.set_xlabel("predicted" + unnamed)
     ax.set_ylabel("true")
     if n <= 20:
         for i in range(n):

@@ -59,7 +59,9 @@ def window_probabilities(model: LoadedModel, path: str | os.PathLike, *, batch_s
     Parameters
     ----------
     hop : float, optional
-        Seconds between window starts (default: the model's feature spec's).
+        Seconds between window starts (default: the model's feature spec's), at least
+        :data:`soundlib.audio.clips.MIN_HOP`; a file of more than :data:`~soundlib.audio.clips.MAX_WINDOWS`
+        windows is refused before any is labelled.
 
     Returns
     -------
@@ -88,6 +90,10 @@ def window_probabilities(model: LoadedModel, path: str | os.PathLike, *, batch_s
         probas.append(label(np.stack(batch)))
     if not probas:
         raise AudioError(f"{path}: no audio windows to label")
+    bad = [i for i, p in enumerate(np.concatenate(probas)) if not np.isfinite(p).all()]
+    if bad:
+        raise AudioError(f"{path}: the model gave NaN or infinite probabilities for {len(bad)} window(s), the first "
+                         f"at {starts[bad[0]]:.3f} s; the audio is not usable")
     if peak < SILENCE_PEAK:
         raise AudioError(f"{path}: silent audio (peak amplitude {peak:.2g}, below {SILENCE_PEAK:g})")
     return np.concatenate(probas), np.asarray(starts), length
@@ -167,8 +173,9 @@ def predict(model: LoadedModel, inputs: Sequence[str | os.PathLike], *, top_k: i
                     ends = np.minimum(length, starts + model.window_seconds)
                     events += [{"input": str(path), **seg.to_dict()} for seg in
                                event_segments(win, starts, ends, model.labels, threshold=threshold)]
-        except SoundlibError as exc:
-            failures.append((path, str(exc)))
+        except SoundlibError as exc:  # named: an embedder's own message ("log_mel needs ...") may not say which file
+            message = str(exc)
+            failures.append((path, message if str(path) in message else f"{path}: {message}"))
             continue
         except Exception as exc:  # keep going: one bad input must not abort the batch
             failures.append((path, f"{path}: {type(exc).__name__}: {exc}"))

@@ -17,12 +17,15 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from soundlib.errors import AudioError
+from soundlib.errors import AudioError, ConfigError
 
-__all__ = ["Tag", "Tagger", "TAGGERS", "DEFAULT_TAGGER", "open_tagger", "tag_file", "clip_summary", "FRAME_SECONDS"]
+__all__ = ["Tag", "Tagger", "TAGGERS", "DEFAULT_TAGGER", "open_tagger", "tag_file", "clip_summary", "check_hop",
+           "FRAME_SECONDS", "MIN_HOP", "MAX_HOP"]
 
 #: One YAMNet frame, in seconds (15600 samples at 16 kHz).
 FRAME_SECONDS = 0.975
+#: The hops ``tag`` takes, in seconds: at least 1 ms (16 samples at 16 kHz), at most 10 s.
+MIN_HOP, MAX_HOP = 0.001, 10.0
 #: The taggers ``soundlib tag --model`` offers: AudioSet networks with their own class names.
 TAGGERS = ("mn04", "yamnet")
 DEFAULT_TAGGER = "mn04"
@@ -41,7 +44,6 @@ class Tagger:
 
 def open_tagger(name: str = DEFAULT_TAGGER) -> Tagger:
     """Load a tagger by name (:data:`TAGGERS`); its weights as the embedder of that name finds them."""
-    from soundlib.errors import ConfigError
 
     if name == "yamnet":
         from soundlib.embedders.nets import yamnet as _yamnet
@@ -71,6 +73,18 @@ def clip_summary(tags: list[Tag], tagger: Tagger, all_scores: np.ndarray, *, top
                tuple(float(mean[k]) for k in best))
 
 
+def check_hop(hop) -> float:
+    """``hop`` as a float when it lies in [:data:`MIN_HOP`, :data:`MAX_HOP`] seconds, else a :class:`ConfigError`."""
+    try:
+        value = float(hop)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if isinstance(hop, bool) or not MIN_HOP <= value <= MAX_HOP:
+        raise ConfigError(f"hop must be in [{MIN_HOP:g}, {MAX_HOP:g}] seconds (at least 1 ms, 16 samples at 16 kHz), "
+                          f"got {hop!r}")
+    return value
+
+
 @dataclasses.dataclass(frozen=True)
 class Tag:
     """One frame's classes: ``start``/``end`` in seconds, ``labels`` and ``scores`` best first."""
@@ -92,7 +106,8 @@ def tag_file(path: str | os.PathLike, *, top_k: int = 3, hop: float = 0.48, mode
     top_k : int
         Classes kept per frame.
     hop : float
-        Seconds between frame starts (YAMNet's own: 0.48).
+        Seconds between frame starts (YAMNet's own: 0.48), in [:data:`MIN_HOP`, :data:`MAX_HOP`]; a file
+        of more than :data:`soundlib.audio.clips.MAX_WINDOWS` frames is refused before any is scored.
     model : YamnetModel, optional
         A loaded YAMNet (soundlib 0.2's argument; ``tagger`` is the general one).
     tagger : Tagger, optional
@@ -106,8 +121,7 @@ def tag_file(path: str | os.PathLike, *, top_k: int = 3, hop: float = 0.48, mode
     """
     from soundlib.audio.clips import SILENCE_PEAK, audio_info, iter_windows
 
-    if not 0 < hop <= 10:
-        raise AudioError(f"hop must be in (0, 10] seconds, got {hop}")
+    check_hop(hop)
     if tagger is None:
         if model is not None:
             from soundlib.embedders.nets import yamnet as _yamnet
@@ -125,6 +139,9 @@ def tag_file(path: str | os.PathLike, *, top_k: int = 3, hop: float = 0.48, mode
 
     def flush() -> Iterator[Tag]:
         scores = np.asarray(tagger.scores(np.stack(frames)), np.float32)
+        if not np.isfinite(scores).all():
+            raise AudioError(f"{path}: {tagger.name} gave NaN or infinite scores for the frames from {starts[0]:.3f} s; "
+                             "the audio is not usable")
         if scores_out is not None:
             scores_out.extend(scores)
         for start, s in zip(starts, scores):

@@ -14,8 +14,8 @@ from typing import Any, Iterator, Mapping
 
 from soundlib.audio.datasets import Dataset
 from soundlib.errors import DatasetError
-from soundlib.evaluation.evaluate import (EvalConfig, Prepared, check_cross_validation_features, check_folds, finite_or_none,
-                                          prepare, read_cross_validation, run_fold)
+from soundlib.evaluation.evaluate import (EvalConfig, Prepared, check_cross_validation_features, check_folds, check_size,
+                                          finite_or_none, prepare, read_cross_validation, run_fold)
 from soundlib.evaluation.metrics import RunMetrics
 from soundlib.models.export import export_artifact
 
@@ -35,6 +35,7 @@ def _training_run(dataset: Dataset, config: EvalConfig, out_dir: str | os.PathLi
     out = Path(out_dir)
     if not dataset.clips:
         raise DatasetError(f"dataset {dataset.name!r} at {dataset.root} has no clips")
+    check_size(dataset)
     if export:
         check_model_target(out / "model", overwrite=overwrite)
     cv = read_cross_validation(cv_from, config, dataset) if cv_from is not None else None

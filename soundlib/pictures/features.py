@@ -103,8 +103,19 @@ def _power_stft(y: np.ndarray, *, n_fft: int, hop_length: int) -> np.ndarray:
     return np.ascontiguousarray((spec.real**2 + spec.imag**2).T, dtype=np.float32)
 
 
+#: Peak sample magnitude above which :func:`spectrogram_plane` divides the signal by its peak first (the plane
+#: is relative to its own maximum, so only float32 overflow changes: the power of samples about 1e15 is inf).
+_RESCALE_ABOVE = 1e4
+
+
 def spectrogram_plane(y: np.ndarray, *, spec: FeatureSpec) -> np.ndarray:
     """The spectrogram as a float32 (freq, frames) array in [0, 1], low frequencies first."""
+    y = np.asarray(y, dtype=np.float32)
+    loudest = float(np.max(np.abs(y))) if y.size else 0.0
+    if not np.isfinite(loudest):
+        raise FeatureError("spectrogram: the signal holds NaN or infinite samples")
+    if loudest > _RESCALE_ABOVE:
+        y = y / np.float32(loudest)
     power = _power_stft(y, n_fft=spec.n_fft, hop_length=spec.hop_length)
     fmax = spec.fmax if spec.fmax is not None else spec.sr / 2
     if spec.frequency == "mel":
@@ -277,4 +288,6 @@ def render(y: np.ndarray, spec: FeatureSpec) -> np.ndarray:
     y = np.asarray(y, dtype=np.float32)
     if y.ndim != 1 or y.size == 0:
         raise FeatureError(f"render needs a non-empty 1-D signal, got shape {y.shape}")
+    if not np.isfinite(y).all():
+        raise FeatureError("render needs finite samples; the signal holds NaN or infinite values")
     return _RENDERERS[spec.kind](y, spec=spec)

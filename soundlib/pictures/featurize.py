@@ -88,7 +88,8 @@ def window_starts_of(path: str | os.PathLike, spec: FeatureSpec) -> list[float]:
 
     spec = _one_clip(path, spec)
     hop = max(1, int(round(spec.hop_seconds * spec.sr)))
-    return [s / spec.sr for s in window_starts(clip_samples(path, spec.sr), spec.n_samples, hop)]
+    return [s / spec.sr for s in window_starts(clip_samples(path, spec.sr), spec.n_samples, hop, path=path,
+                                               sr=spec.sr)]
 
 
 def iter_featurize_windows(path: str | os.PathLike, spec: FeatureSpec) -> Iterator[tuple[float, np.ndarray]]:

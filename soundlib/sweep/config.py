@@ -23,10 +23,12 @@ from soundlib.methods import DEFAULT_METHOD, MethodSpec, resolve_method
 from soundlib.methods.train import TrainConfig
 from soundlib.pictures.variants import VARIANTS, FeatureSpec, resolve_variant
 
-__all__ = ["SweepConfig", "load_sweep_config", "method_param", "check_method_folds"]
+__all__ = ["SweepConfig", "load_sweep_config", "method_param", "check_method_folds", "DEFAULT_MAX_RUNS"]
 
 _TOP_KEYS = ("dataset", "data_home", "synth", "folds", "k_folds", "variants", "methods", "backbone", "train",
-             "aggregate", "embed", "export_model", "jobs", "seed", "group_by", "group_regex")
+             "aggregate", "embed", "export_model", "jobs", "seed", "group_by", "group_regex", "max_runs")
+#: The most runs (variant × method × fold) a sweep may plan unless its file's ``max_runs`` (or ``--max-runs``) says more.
+DEFAULT_MAX_RUNS = 10_000
 _EMBED_KEYS = ("batch_size",)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -75,6 +77,9 @@ class SweepConfig:
     group_by, group_regex : str or None
         How each file's recording is named when the dataset does not say: a manifest column, or a
         regex with one group searched in the file name (see :func:`soundlib.audio.loaders.load_dataset`).
+    max_runs : int
+        The most runs the sweep may plan (:data:`DEFAULT_MAX_RUNS`): a larger grid is refused before
+        anything is planned (:meth:`check_runs`).
     source : pathlib.Path or None
         The YAML file this came from (for messages).
     """
@@ -95,7 +100,31 @@ class SweepConfig:
     seed: int = 0
     group_by: str | None = None
     group_regex: str | None = None
+    max_runs: int = DEFAULT_MAX_RUNS
     source: Path | None = dataclasses.field(default=None, compare=False)
+
+    def planned_runs(self, folds: tuple[int, ...] | None = None) -> int:
+        """The number of (variant, method, fold) runs over ``folds`` (default: the config's; when neither is
+        known, every method counts at least one fold per variant: the fewest the dataset can give)."""
+        folds = self.folds if folds is None else folds
+        total = 0
+        for m in self.methods:
+            only = self.only.get(m.name, {})
+            n_folds = (len(self.method_folds(m.name, folds)) if folds is not None
+                       else max(1, len(only.get("folds", ()))))
+            total += len(only.get("variants") or self.variants) * n_folds
+        return total
+
+    def check_runs(self, folds: tuple[int, ...] | None = None, *, where: str | None = None) -> int:
+        """:meth:`planned_runs`, or a :class:`ConfigError` when it exceeds ``max_runs``."""
+        n = self.planned_runs(folds)
+        if n > self.max_runs:
+            folds = self.folds if folds is None else folds
+            counted = f"{len(folds)} fold(s)" if folds is not None else "at least one fold each"
+            raise ConfigError(f"{where or self.source or 'sweep config'}: {n:,} runs ({len(self.variants):,} variant(s) "
+                              f"x {len(self.methods):,} method(s) x {counted}), more than max_runs "
+                              f"{self.max_runs:,}; sweep fewer, or raise max_runs in the sweep file (or --max-runs)")
+        return n
 
     def runs(self, variant: str, method: str) -> bool:
         """Whether ``method`` runs with ``variant`` (see ``only``)."""
@@ -134,6 +163,8 @@ class SweepConfig:
         for key in ("group_by", "group_regex"):
             if getattr(self, key) is not None:
                 d[key] = getattr(self, key)
+        if self.max_runs != DEFAULT_MAX_RUNS:
+            d["max_runs"] = self.max_runs
         return d
 
     def load_dataset(self, path: str | os.PathLike):
@@ -144,9 +175,10 @@ class SweepConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], *, where: str = "sweep config",
-                  base_dir: str | os.PathLike | None = None) -> "SweepConfig":
+                  base_dir: str | os.PathLike | None = None, max_runs: int | None = None) -> "SweepConfig":
         """Validate a mapping (a parsed sweep file); see :func:`load_sweep_config`."""
-        return _from_dict(d, where=where, base_dir=Path(base_dir) if base_dir is not None else Path.cwd())
+        return _from_dict(d, where=where, base_dir=Path(base_dir) if base_dir is not None else Path.cwd(),
+                          max_runs=max_runs)
 
 
 def _resolve_path(raw: Any, base_dir: Path, where: str) -> Path:
@@ -268,8 +300,12 @@ def _export(raw: Any, where: str) -> bool | tuple[int, ...]:
     raise ConfigError(f"{where}: export_model must be true, false or a list of test folds, got {raw!r}")
 
 
-def _from_dict(d: Any, *, where: str, base_dir: Path) -> SweepConfig:
+def _from_dict(d: Any, *, where: str, base_dir: Path, max_runs: int | None = None) -> SweepConfig:
     check_keys(d, _TOP_KEYS, where)
+    # the grid's size first: a file of a million runs is refused before its entries are resolved
+    max_runs = (to_int(max_runs, "max_runs (--max-runs)", minimum=1) if max_runs is not None
+                else to_int(d.get("max_runs", DEFAULT_MAX_RUNS), f"{where}: max_runs", minimum=1))
+    _check_grid_size(d, max_runs, where)
     if "dataset" in d and "data_home" in d:
         raise ConfigError(f"{where}: give either 'dataset' or its alias 'data_home', not both")
     raw_ds = d.get("dataset", d.get("data_home"))
@@ -297,7 +333,7 @@ def _from_dict(d: Any, *, where: str, base_dir: Path) -> SweepConfig:
     train = TrainConfig.from_dict({"seed": seed, **check_keys(d.get("train") or {}, _train_keys(), f"{where}: train")},
                                   where=f"{where}: train")
     embed = check_keys(d.get("embed") or {}, _EMBED_KEYS, f"{where}: embed")
-    return SweepConfig(
+    config = SweepConfig(
         dataset=dataset,
         synth=synth,
         folds=folds,
@@ -314,7 +350,26 @@ def _from_dict(d: Any, *, where: str, base_dir: Path) -> SweepConfig:
         jobs=to_int(d.get("jobs", defaults.jobs), f"{where}: jobs", minimum=1),
         seed=seed,
         **_grouping(d, where),
+        max_runs=max_runs,
     )
+    config.check_runs(where=where)
+    return config
+
+
+def _check_grid_size(d: Mapping[str, Any], max_runs: int, where: str) -> None:
+    """Refuse, from the raw file, a grid of more than ``max_runs`` (every method on its variants, one fold at
+    least) before resolving its entries (resolving a million would take minutes)."""
+    variants, methods = d.get("variants"), d.get("methods")
+    n_variants = len(variants) if isinstance(variants, (list, tuple)) else 1
+    methods = methods if isinstance(methods, (list, tuple)) else [methods]
+    least = 0
+    for m in methods:
+        only = m.get("variants") if isinstance(m, Mapping) else None
+        least += len(only) if isinstance(only, (list, tuple)) else n_variants
+    if least > max_runs:
+        raise ConfigError(f"{where}: at least {least:,} runs ({n_variants:,} variant(s) x {len(methods):,} method(s) "
+                          f"x at least one fold), more than max_runs {max_runs:,}; sweep fewer, or raise max_runs "
+                          "in the sweep file (or --max-runs)")
 
 
 def _grouping(d: Mapping[str, Any], where: str) -> dict[str, Any]:
@@ -349,7 +404,7 @@ def _train_keys() -> list[str]:
     return [f.name for f in dataclasses.fields(TrainConfig)]
 
 
-def load_sweep_config(path: str | os.PathLike) -> SweepConfig:
+def load_sweep_config(path: str | os.PathLike, *, max_runs: int | None = None) -> SweepConfig:
     """Read and validate a sweep file.
 
     Parameters
@@ -392,6 +447,11 @@ def load_sweep_config(path: str | os.PathLike) -> SweepConfig:
         ``group_by``, ``group_regex``
             Each file's recording, when the dataset does not name it: a manifest column, or a regex
             with one group searched in the file name (``--group-by`` / ``--group-regex``).
+        ``max_runs``
+            The most runs the grid may hold (default :data:`DEFAULT_MAX_RUNS`); a larger one is refused
+            before anything is planned.
+    max_runs : int, optional
+        Overrides the file's ``max_runs`` (``soundlib sweep --max-runs``).
 
     Returns
     -------
@@ -414,5 +474,5 @@ def load_sweep_config(path: str | os.PathLike) -> SweepConfig:
         raise ConfigError(f"{path}: not a valid YAML file ({exc})") from None
     if data is None:
         raise ConfigError(f"{path}: empty sweep file")
-    config = _from_dict(data, where=str(path), base_dir=path.resolve().parent)
+    config = _from_dict(data, where=str(path), base_dir=path.resolve().parent, max_runs=max_runs)
     return dataclasses.replace(config, source=path)

@@ -24,7 +24,7 @@ from soundlib.errors import ConfigError
 from soundlib.methods import DEFAULT_METHOD, CacheUnit, MethodSpec
 from soundlib.pictures.variants import VARIANTS, FeatureSpec
 from soundlib.sweep.config import SweepConfig, check_method_folds, load_sweep_config, method_param
-from soundlib.sweep.executors import DaskBackend, LocalBackend, drive
+from soundlib.sweep.executors import DaskBackend, LocalBackend, drive, parse_scheduler
 from soundlib.sweep.results import collect_results, collect_runs, grouping_note, results_table_markdown, write_results
 from soundlib.sweep.processes import clean_stale_temp
 from soundlib.sweep.tasks import (EVALUATE_NOTEBOOK, TRAIN_NOTEBOOK, FillTask, NotebookTask, Task, dataset_fingerprint,
@@ -301,10 +301,19 @@ class _Tracker:
 # ---------------------------------------------------------------------------
 # Steps of run()
 
-def _load_config(config_or_path: "SweepConfig | str | os.PathLike", jobs: int | None) -> SweepConfig:
+def _load_config(config_or_path: "SweepConfig | str | os.PathLike", jobs: int | None,
+                 max_runs: int | None = None) -> SweepConfig:
+    from soundlib.config import to_int
+
     if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
         raise ConfigError(f"jobs must be a positive integer, got {jobs!r}")
-    return config_or_path if isinstance(config_or_path, SweepConfig) else load_sweep_config(config_or_path)
+    if max_runs is not None:
+        max_runs = to_int(max_runs, "max_runs (--max-runs)", minimum=1)
+    if not isinstance(config_or_path, SweepConfig):
+        return load_sweep_config(config_or_path, max_runs=max_runs)
+    config = config_or_path if max_runs is None else dataclasses.replace(config_or_path, max_runs=max_runs)
+    config.check_runs()
+    return config
 
 
 def _read_notebooks(notebooks: str | os.PathLike | None) -> tuple[str, str]:
@@ -396,7 +405,7 @@ def _evaluate(out: Path, notebook: str, kernel_name: str | None, env: dict[str, 
 
 def run(config_or_path: "SweepConfig | str | os.PathLike", *, out_dir: str | os.PathLike, jobs: int | None = None,
         scheduler: Any = None, progress: bool = True, kernel_name: str | None = None,
-        notebooks: str | os.PathLike | None = None) -> SweepResult:
+        notebooks: str | os.PathLike | None = None, max_runs: int | None = None) -> SweepResult:
     """Run a sweep: every (variant, fold) through ``train.ipynb``, then ``evaluate.ipynb``.
 
     Parameters
@@ -417,6 +426,9 @@ def run(config_or_path: "SweepConfig | str | os.PathLike", *, out_dir: str | os.
         chosen where a run executes).
     notebooks : path-like, optional
         Folder with the notebooks (default :func:`soundlib.lab.notebook.notebooks_dir`).
+    max_runs : int, optional
+        The most runs the grid may hold (default: the file's ``max_runs``, else
+        :data:`soundlib.sweep.config.DEFAULT_MAX_RUNS`); a larger grid is refused before any work.
 
     Returns
     -------
@@ -428,8 +440,10 @@ def run(config_or_path: "SweepConfig | str | os.PathLike", *, out_dir: str | os.
         Invalid sweep file, missing dataset, unknown folds, notebooks not found.
     """
     t0 = time.perf_counter()
+    if isinstance(scheduler, str):
+        parse_scheduler(scheduler)  # a malformed address fails at once
     clean_stale_temp()  # what sweeps killed with kill -9 left in $TMPDIR
-    config = _load_config(config_or_path, jobs)
+    config = _load_config(config_or_path, jobs, max_runs)
     train_nb, eval_nb = _read_notebooks(notebooks)
     out = ensure_dir(Path(out_dir).expanduser().resolve())
     # connect first: an unreachable scheduler fails before any work
@@ -437,6 +451,7 @@ def run(config_or_path: "SweepConfig | str | os.PathLike", *, out_dir: str | os.
     with _sigterm_exits():
         with _aborting(backend):
             ds_path, ds, config = _prepare_dataset(config, out, progress=progress)
+            config.check_runs()  # now with the dataset's folds
             _write_resolved(out, config)
             plan = _plan(config, ds, ds_path, out, train_nb, kernel_name)
             initial, pending = _schedule(plan, config, ds, ds_path, out)

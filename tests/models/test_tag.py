@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from soundlib.errors import AudioError
+from soundlib.errors import AudioError, ConfigError
 
 from ..conftest import write_wav
 
@@ -55,7 +55,7 @@ def test_silence_is_refused_and_hop_checked(tmp_path, model):
     quiet = write_wav(tmp_path / "quiet.wav", np.zeros(16000, np.float32), sr=16000)
     with pytest.raises(AudioError, match="silent"):
         list(tag_file(quiet, model=model))
-    with pytest.raises(AudioError, match="hop"):
+    with pytest.raises(ConfigError, match="hop"):
         list(tag_file(quiet, hop=0, model=model))
 
 
