@@ -29,6 +29,7 @@ MIN_HOP, MAX_HOP = 0.001, 10.0
 #: The taggers ``soundlib tag --model`` offers: AudioSet networks with their own class names.
 TAGGERS = ("mn04", "yamnet")
 DEFAULT_TAGGER = "mn04"
+_TITLES = {"yamnet": "YAMNet", "mn04": "mn04"}
 
 
 @dataclasses.dataclass
@@ -140,7 +141,7 @@ def tag_file(path: str | os.PathLike, *, top_k: int = 3, hop: float = 0.48, mode
     def flush() -> Iterator[Tag]:
         scores = np.asarray(tagger.scores(np.stack(frames)), np.float32)
         if not np.isfinite(scores).all():
-            raise AudioError(f"{path}: {tagger.name} gave NaN or infinite scores for the frames from {starts[0]:.3f} s; "
+            raise AudioError(f"{path}: {_TITLES.get(tagger.name, tagger.name)} gave NaN or infinite scores for the frames from {starts[0]:.3f} s; "
                              "the audio is not usable")
         if scores_out is not None:
             scores_out.extend(scores)
