@@ -30,6 +30,7 @@ from soundlib.models.format import (
     READABLE_FORMATS,
     SAVED_MODEL,
     SPEC_FILE,
+    WAVEFORM_TFLITE_FILE,
     model_folder,
 )
 from soundlib.models.litert_runner import open_litert
@@ -89,6 +90,11 @@ def read_model_info(model_dir: str | os.PathLike) -> dict:
     if lite is not None and not (isinstance(lite, dict) and lite.get("file") == LITERT_FILE and isinstance(
             lite.get("sha256"), str) and re.fullmatch(r"[0-9a-f]{64}", lite["sha256"])):
         raise ModelError(f"{path}: 'litert' must be null or name {LITERT_FILE} with its SHA-256, got {lite!r}")
+    wave = info.get("waveform_tflite")
+    if wave is not None and not (isinstance(wave, dict) and wave.get("file") == WAVEFORM_TFLITE_FILE and isinstance(
+            wave.get("sha256"), str) and re.fullmatch(r"[0-9a-f]{64}", wave["sha256"])):
+        raise ModelError(f"{path}: 'waveform_tflite' must be null or name {WAVEFORM_TFLITE_FILE} with its SHA-256, "
+                         f"got {wave!r}")
     return info
 
 def _verify_checksums(path: Path, info: Mapping[str, Any]) -> None:

@@ -1,0 +1,141 @@
+"""Agreement of MediaPipe's AudioClassifier on soundlib's waveform LiteRT model with `soundlib predict`.
+
+An mn04 model (frozen mn04 embedding + logistic head) is trained on folds 2, 3 and 10 of the real
+UrbanSound8K subset (test fold 1; `soundlib train MANIFEST --test-fold 1 --method mn04`), exported as
+one waveform model (`soundlib export MODEL --tflite OUT.tflite`: 4-s windows at 32 kHz, mn04's log-mel
+inside), and run by MediaPipe's `AudioClassifier` (`mediapipe.tasks.python.audio`, as a user would) on
+dev clips of fold 1, five per class. Each clip is read as `soundlib predict` reads it (decoded and
+resampled to 32 kHz by soundlib) and handed to MediaPipe at 32 kHz; MediaPipe cuts it into 4-s buffers
+(no overlap, the last filled with silence) and the buffers' probabilities are averaged into one label,
+as `soundlib predict` averages its windows (UrbanSound8K clips are at most 4 s: one window each).
+
+Reported: top-class agreement (target >= 99 %), the largest |probability difference| between
+MediaPipe's and soundlib's (clips of one window), and the times.
+
+    python bench/tflite_agreement.py [--model DIR] [--per-class 5] [--out bench/results/tflite_agreement.txt]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+US8K = ROOT.parent / "shared" / "data" / "urbansound8k_subset"
+CHECKPOINT = ROOT.parent / "shared" / "models" / "efficientat" / "mn04_as_mAP_432.pt"
+
+
+def _clips(manifest: Path, per_class: int) -> list[tuple[Path, str]]:
+    """The first ``per_class`` clips of each class in fold 1, in manifest order."""
+    taken: dict[str, int] = defaultdict(int)
+    out = []
+    with open(manifest, newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            if row["fold"] == "1" and taken[row["label"]] < per_class:
+                taken[row["label"]] += 1
+                out.append((manifest.parent / row["path"], row["label"]))
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", type=Path, help="an mn04 model trained on folds 2, 3, 10 (default: train one)")
+    ap.add_argument("--us8k", type=Path, default=US8K)
+    ap.add_argument("--per-class", type=int, default=5)
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "tflite_agreement.txt")
+    args = ap.parse_args()
+    os.environ.setdefault("SOUNDLIB_MN04_CHECKPOINT", str(CHECKPOINT))
+    import numpy as np
+
+    from soundlib.audio.clips import read_segment
+    from soundlib.models.label import predict
+    from soundlib.models.load import load_model
+    from soundlib.models.tflite_export import export_tflite
+
+    lines = []
+
+    def say(text: str) -> None:
+        print(text, flush=True)
+        lines.append(text)
+
+    work = Path(tempfile.mkdtemp(prefix="tflite-agreement-"))
+    manifest = args.us8k / "manifest.csv"
+    if args.model is None:
+        from soundlib.audio.datasets import load_dataset
+        from soundlib.evaluation.evaluate import EvalConfig
+        from soundlib.methods import resolve_method
+        from soundlib.models.train import train_fold
+
+        t = time.perf_counter()
+        run = train_fold(load_dataset(manifest), test_fold=1, config=EvalConfig(method=resolve_method("mn04")),
+                         out_dir=work / "run", progress=False)
+        say(f"trained mn04 on folds 2, 3, 10 in {time.perf_counter() - t:.0f} s: test-fold-1 accuracy "
+            f"{run.accuracy:.3f}")
+        args.model = work / "run"
+    model = load_model(args.model)
+    t = time.perf_counter()
+    entry = export_tflite(args.model, work / "model.tflite")
+    say(f"exported {entry['samples']} samples at {entry['sample_rate']} Hz -> {entry['labels']} probabilities in "
+        f"{time.perf_counter() - t:.0f} s; probe difference {entry['max_abs_difference']:.2g}; "
+        f"{Path(entry['file']).stat().st_size / 1e6:.1f} MB")
+
+    from mediapipe.tasks.python import audio
+    from mediapipe.tasks.python.components.containers import audio_data
+    from mediapipe.tasks.python.core import base_options
+
+    options = audio.AudioClassifierOptions(base_options=base_options.BaseOptions(model_asset_path=entry["file"]),
+                                           max_results=-1)
+    sr = entry["sample_rate"]
+    clips = _clips(manifest, args.per_class)
+    agree, diffs, rows, t_mp, t_sl = 0, [], [], 0.0, 0.0
+    with audio.AudioClassifier.create_from_options(options) as classifier:
+        for path, label in clips:
+            t = time.perf_counter()
+            out, failures = predict(model, [path], top_k=len(model.labels))
+            t_sl += time.perf_counter() - t
+            if failures:
+                say(f"{path.name}: soundlib failed: {failures[0][1]}")
+                continue
+            ours = np.zeros(len(model.labels))
+            for r in out:
+                ours[model.labels.index(r["label"])] = r["probability"]
+            y = read_segment(path, sr=sr, allow_silent=True)
+            t = time.perf_counter()
+            results = classifier.classify(audio_data.AudioData.create_from_array(y.astype(np.float64), sr))
+            t_mp += time.perf_counter() - t
+            theirs = np.zeros((len(results), len(model.labels)))
+            for i, res in enumerate(results):
+                for c in res.classifications[0].categories:
+                    theirs[i, model.labels.index(c.category_name)] = c.score
+            mean = theirs.mean(axis=0)
+            same = int(np.argmax(mean)) == int(np.argmax(ours))
+            agree += same
+            if len(results) == 1:
+                diffs.append(float(np.max(np.abs(mean - ours))))
+            rows.append(f"  {path.name:28s} {label:17s} soundlib {model.labels[int(np.argmax(ours))]:17s} "
+                        f"mediapipe {model.labels[int(np.argmax(mean))]:17s} buffers {len(results)} "
+                        f"{'' if same else 'DISAGREE'}")
+    n = len(rows)
+    say(f"clips: {n} of fold 1 ({args.per_class} per class), read at {sr} Hz by soundlib")
+    say(f"top-class agreement MediaPipe vs soundlib predict: {agree}/{n} = {100 * agree / max(n, 1):.1f} % "
+        f"(target >= 99 %)")
+    if diffs:
+        say(f"max |probability difference| (clips of one buffer, {len(diffs)}): {max(diffs):.2g}; median "
+            f"{float(np.median(diffs)):.2g}")
+    say(f"time: soundlib predict {1000 * t_sl / max(n, 1):.0f} ms/clip, MediaPipe {1000 * t_mp / max(n, 1):.0f} "
+        "ms/clip (2 shared CPU cores)")
+    say("per clip:")
+    lines.extend(rows)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return 0 if agree == n else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
