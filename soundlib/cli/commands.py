@@ -13,7 +13,7 @@ from soundlib.cli.options import embed_config_from_args, eval_config_from_args
 
 __all__ = [
     "cmd_synth", "cmd_variants", "cmd_featurize", "cmd_gallery", "cmd_download", "cmd_evaluate", "cmd_train",
-    "cmd_info", "cmd_embed", "cmd_embedders", "TAG_COLUMNS", "cmd_tag", "PREDICT_COLUMNS", "TIMELINE_COLUMNS",
+    "cmd_info", "cmd_embed", "cmd_embedders", "cmd_export", "TAG_COLUMNS", "cmd_tag", "PREDICT_COLUMNS", "TIMELINE_COLUMNS",
     "cmd_predict", "cmd_notebooks", "cmd_sweep",
 ]
 
@@ -158,6 +158,16 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(f"soundlib info: {path}: a file is missing or does not match the checksum recorded at export",
               file=sys.stderr)
     return 0 if ok else 1
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from soundlib.models.tflite_export import export_tflite
+
+    entry = export_tflite(args.model_dir, args.tflite, overwrite=args.overwrite)
+    print(f"{entry['file']}: {entry['samples']} samples at {entry['sample_rate']} Hz "
+          f"({entry['samples'] / entry['sample_rate']:g} s, float32 [1, {entry['samples']}]) -> {entry['labels']} class "
+          f"probabilities; {entry['front_end']} front-end inside; matches soundlib's probabilities within "
+          f"{entry['max_abs_difference']:.1g}; MediaPipe's AudioClassifier runs it as it is")
+    return 0
 
 def cmd_embed(args: argparse.Namespace) -> int:
     from soundlib.embedders import resolve_embedder

@@ -219,17 +219,21 @@ def spectrogram_picture(tf, spec) -> Callable[[Any], Any]:
     fmax = spec.fmax if spec.fmax is not None else spec.sr / 2
     if spec.frequency == "mel":
         rows = slaney_mel_filters(spec.sr, spec.n_fft, spec.n_mels, float(spec.fmin), float(fmax)).astype(np.float32)
-    else:
-        freqs = np.linspace(0, spec.sr / 2, n_bins)
-        rows = np.eye(n_bins, dtype=np.float32)[(freqs >= spec.fmin) & (freqs <= fmax)]
+        n_rows, band = rows.shape[0], slice(0, n_bins)
+    else:  # the STFT bins from fmin to fmax: a slice of the power spectrum
+        kept = np.nonzero((np.linspace(0, spec.sr / 2, n_bins) >= spec.fmin) & (np.linspace(0, spec.sr / 2, n_bins)
+                                                                                  <= fmax))[0]
+        if not kept.size:
+            raise ModelError(f"variant {spec.name!r}: no STFT bin between fmin {spec.fmin} and fmax {fmax} Hz")
+        rows, n_rows, band = None, int(kept.size), slice(int(kept[0]), int(kept[-1]) + 1)
     n_frames = 1 + (spec.n_samples + 2 * (spec.n_fft // 2) - spec.n_fft) // spec.hop_length  # centred frames
-    vertical = _pil_resize_matrix(rows.shape[0], spec.height)[:, ::-1].copy()  # row 0 of the picture: the top
+    vertical = _pil_resize_matrix(n_rows, spec.height)[:, ::-1].copy()  # row 0 of the picture: the top
     horizontal = _pil_resize_matrix(n_frames, spec.width).T.copy()  # (frames, W)
     lut = tf.constant(colormap_lut(spec.colormap).astype(np.float32) / 255.0)
 
     def picture(x):
-        power = _stft_power(tf, x, spec.n_fft, spec.hop_length)  # (frames, bins)
-        s = tf.matmul(tf.constant(rows), power, transpose_b=True)  # (rows, frames)
+        power = _stft_power(tf, x, spec.n_fft, spec.hop_length)[:, band]  # (frames, bins)
+        s = tf.transpose(power) if rows is None else tf.matmul(tf.constant(rows), power, transpose_b=True)
         peak = tf.reduce_max(s)
         safe = tf.maximum(peak, 1e-30)
         if spec.scale == "db":
