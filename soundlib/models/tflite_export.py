@@ -40,7 +40,7 @@ __all__ = ["TOLERANCES", "WAVEFORM_TFLITE_ENV", "unsupported", "waveform_copy", 
 #: Largest difference between the waveform model's and soundlib's probabilities accepted, per front-end.
 #: Audio embedders: float32 DFTs against numpy's float64 FFTs. Pictures: besides, a pixel whose value falls
 #: on the other side of a colormap step (the picture is quantised to 256 levels) after a float32 rounding.
-TOLERANCES = {"mn04": 1e-3, "yamnet": 1e-3, "mfcc": 2e-3, "picture": 5e-2}
+TOLERANCES = {"mn04": 1e-3, "yamnet": 1e-3, "mfcc": 1e-3, "picture": 2e-2}
 
 #: ``0`` skips the waveform model at export (``soundlib export --tflite`` still makes one).
 WAVEFORM_TFLITE_ENV = "SOUNDLIB_WAVEFORM_TFLITE"

@@ -185,10 +185,10 @@ def mfcc_statistics(tf, *, sr: int, n: int, n_fft: int, hop_length: int, n_mfcc:
 
 def picture_unsupported(spec) -> str | None:
     """Why the variant's picture has no graph here (``None`` when it has one)."""
-    if spec.kind != "spectrogram":
-        return (f"variant {spec.name!r} draws {spec.kind!r} pictures; only spectrogram pictures (mel or linear, dB "
-                "or amplitude, any colormap) are rendered inside a waveform model so far: the waveform plot's "
-                "per-column min/max drawing is not expressed in LiteRT ops here")
+    if spec.kind == "merged" and spec.merge.jitter > 0:
+        return (f"variant {spec.name!r} merges its channels with jitter {spec.merge.jitter:g}: each clip's strengths "
+                "are drawn from a random generator seeded by a checksum (CRC-32) of its samples, which LiteRT ops "
+                "cannot compute; merged pictures without jitter can be exported")
     if spec.pad != "end":
         return (f"variant {spec.name!r} pads short clips with pad={spec.pad!r}; MediaPipe fills a short buffer with "
                 "silence after it, which only pad='end' reproduces")
@@ -207,43 +207,110 @@ def _pil_resize_matrix(n_in: int, n_out: int) -> np.ndarray:
     return np.ascontiguousarray(out.T)
 
 
-def spectrogram_picture(tf, spec) -> Callable[[Any], Any]:
-    """(n,) waveform tensor at ``spec.sr`` -> (1, H, W, 3) float32 picture in [0, 1], as
-    :func:`soundlib.pictures.features.render` draws a spectrogram variant (divided by 255)."""
-    from soundlib.pictures.features import colormap_lut, slaney_mel_filters
+def _spectrogram_plane(tf, spec, height: int) -> Callable[[Any], Any]:
+    """(n,) waveform -> the (height, W) spectrogram plane, resized as :func:`soundlib.pictures.features._resize`
+    does it (float32; the renderer clips it to [0, 1] afterwards)."""
+    from soundlib.pictures.features import slaney_mel_filters
 
-    why = picture_unsupported(spec)
-    if why:
-        raise ModelError(why)
     n_bins = 1 + spec.n_fft // 2
     fmax = spec.fmax if spec.fmax is not None else spec.sr / 2
     if spec.frequency == "mel":
         rows = slaney_mel_filters(spec.sr, spec.n_fft, spec.n_mels, float(spec.fmin), float(fmax)).astype(np.float32)
         n_rows, band = rows.shape[0], slice(0, n_bins)
     else:  # the STFT bins from fmin to fmax: a slice of the power spectrum
-        kept = np.nonzero((np.linspace(0, spec.sr / 2, n_bins) >= spec.fmin) & (np.linspace(0, spec.sr / 2, n_bins)
-                                                                                  <= fmax))[0]
+        freqs = np.linspace(0, spec.sr / 2, n_bins)
+        kept = np.nonzero((freqs >= spec.fmin) & (freqs <= fmax))[0]
         if not kept.size:
             raise ModelError(f"variant {spec.name!r}: no STFT bin between fmin {spec.fmin} and fmax {fmax} Hz")
         rows, n_rows, band = None, int(kept.size), slice(int(kept[0]), int(kept[-1]) + 1)
     n_frames = 1 + (spec.n_samples + 2 * (spec.n_fft // 2) - spec.n_fft) // spec.hop_length  # centred frames
-    vertical = _pil_resize_matrix(n_rows, spec.height)[:, ::-1].copy()  # row 0 of the picture: the top
-    horizontal = _pil_resize_matrix(n_frames, spec.width).T.copy()  # (frames, W)
-    lut = tf.constant(colormap_lut(spec.colormap).astype(np.float32) / 255.0)
+    vertical = tf.constant(_pil_resize_matrix(n_rows, height)[:, ::-1].copy())  # row 0 of the picture: the top
+    horizontal = tf.constant(_pil_resize_matrix(n_frames, spec.width).T.copy())  # (frames, W)
 
-    def picture(x):
+    def plane(x):
         power = _stft_power(tf, x, spec.n_fft, spec.hop_length)[:, band]  # (frames, bins)
         s = tf.transpose(power) if rows is None else tf.matmul(tf.constant(rows), power, transpose_b=True)
         peak = tf.reduce_max(s)
         safe = tf.maximum(peak, 1e-30)
         if spec.scale == "db":
             db = 10.0 * tf.math.log(tf.maximum(s, safe * 1e-10) / safe) / np.log(10.0)
-            plane = tf.clip_by_value(1.0 + db / spec.top_db, 0.0, 1.0)
+            p = tf.clip_by_value(1.0 + db / spec.top_db, 0.0, 1.0)
         else:
-            plane = tf.sqrt(s) / tf.sqrt(safe)
-        plane = plane * tf.cast(peak > 0, tf.float32)
-        resized = tf.matmul(tf.matmul(tf.constant(vertical), plane), tf.constant(horizontal))  # (H, W)
-        index = tf.cast(tf.clip_by_value(resized, 0.0, 1.0) * 255.0 + 0.5, tf.int32)
-        return tf.gather(lut, index)[None]
+            p = tf.sqrt(s) / tf.sqrt(safe)
+        return tf.matmul(tf.matmul(vertical, p * tf.cast(peak > 0, tf.float32)), horizontal)  # (height, W)
 
-    return picture
+    return plane
+
+
+def _waveform_plane(tf, n: int, height: int, width: int) -> Callable[[Any], Any]:
+    """(n,) waveform -> :func:`soundlib.pictures.features.waveform_plane`'s (height, width) mask: each column's
+    min/max over its run of samples (``np.minimum.reduceat`` on the clip with a zero appended) as a gather
+    of every column's samples (runs padded by repeating their first sample), scaled to the peak."""
+    edges = np.linspace(0, n, width + 1).astype(int)
+    edges[1:] = np.maximum(edges[1:], edges[:-1] + 1)
+    edges = np.minimum(edges, n)
+    runs = [np.arange(a, b) if a < b else np.array([a]) for a, b in zip(edges[:-1], [*edges[1:-1], n + 1])]
+    longest = max(len(r) for r in runs)
+    index = tf.constant(np.stack([np.pad(r, (0, longest - len(r)), mode="edge") for r in runs]).astype(np.int32))
+    rows = tf.range(height, dtype=tf.float32)[:, None]
+
+    def plane(x):
+        peak = tf.reduce_max(tf.abs(x))
+        y = tf.concat([x / tf.where(peak > 0, peak, 1.0), tf.zeros([1])], axis=0)
+        cols = tf.gather(y, index)  # (width, longest)
+        lo, hi = tf.reduce_min(cols, axis=1), tf.reduce_max(cols, axis=1)
+        top = tf.floor((1.0 - hi) * 0.5 * (height - 1))
+        bottom = tf.math.ceil((1.0 - lo) * 0.5 * (height - 1))
+        return tf.cast((rows >= top[None, :]) & (rows <= bottom[None, :]), tf.float32)
+
+    return plane
+
+
+def spectrogram_picture(tf, spec) -> Callable[[Any], Any]:
+    """(n,) waveform tensor at ``spec.sr`` -> (1, H, W, 3) float32 picture in [0, 1], as
+    :func:`soundlib.pictures.features.render` draws the variant (divided by 255): a spectrogram with its
+    colormap, a waveform plot, both stacked, or merged as channels (without jitter)."""
+    from soundlib.pictures.features import colormap_lut
+    from soundlib.pictures.merge import jittered_strengths
+
+    why = picture_unsupported(spec)
+    if why:
+        raise ModelError(why)
+    lut = tf.constant(colormap_lut(spec.colormap).astype(np.float32))
+    fg, bg = (np.asarray(c, np.float32) for c in (spec.waveform_color, spec.background_color))
+
+    def coloured(plane):  # _apply_lut: (h, W) -> (h, W, 3) in 0..255
+        return tf.gather(lut, tf.cast(tf.clip_by_value(plane, 0.0, 1.0) * 255.0 + 0.5, tf.int32))
+
+    def drawn(mask):  # render_waveform
+        return tf.floor(tf.constant(bg) + mask[:, :, None] * tf.constant(fg - bg) + 0.5)
+
+    h, w = spec.height, spec.width
+    if spec.kind == "spectrogram":
+        spectrum = _spectrogram_plane(tf, spec, h)
+
+        def picture(x):
+            return coloured(spectrum(x))
+    elif spec.kind == "waveform":
+        wave = _waveform_plane(tf, spec.n_samples, h, w)
+
+        def picture(x):
+            return drawn(wave(x))
+    elif spec.kind == "stacked":
+        top = max(1, min(h - 1, int(round(h * spec.merge.stack_ratio))))
+        spectrum, wave = _spectrogram_plane(tf, spec, top), _waveform_plane(tf, spec.n_samples, h - top, w)
+
+        def picture(x):
+            return tf.concat([coloured(spectrum(x)), drawn(wave(x))], axis=0)
+    else:  # merged: merge_channels with the spec's strengths
+        spectrum, wave = _spectrogram_plane(tf, spec, h), _waveform_plane(tf, spec.n_samples, h, w)
+        strengths = jittered_strengths(spec.merge)
+
+        def picture(x):
+            planes = {"spectrogram": spectrum(x), "waveform": wave(x)}
+            channels = [tf.clip_by_value(planes[source], 0.0, 1.0) * np.float32(strengths[c])
+                        if source in planes else tf.fill([h, w], np.float32(strengths[c]))
+                        for c, source in enumerate(spec.merge.order)]
+            return tf.floor(tf.stack(channels, axis=-1) * 255.0 + 0.5)
+
+    return lambda x: (picture(x) / 255.0)[None]

@@ -159,15 +159,17 @@ def test_models_that_cannot_be_expressed_say_why(kwargs, why):
     assert unsupported(embedder="mn04") is None and unsupported(embedder="yamnet") is None
 
 
-@pytest.mark.parametrize("variant, why", [("waveform", "'waveform' pictures"), ("merged", "'merged' pictures"),
-                                          ("stacked", "'stacked' pictures")])
-def test_picture_variants_that_cannot_be_expressed_say_why(variant, why):
-    from soundlib.models.tflite_export import unsupported
+def test_picture_variants_that_cannot_be_expressed_say_why():
+    from soundlib.pictures.merge import MergeSpec
     from soundlib.pictures.variants import get_variant
 
-    assert why in unsupported(spec=get_variant(variant))
+    from soundlib.models.tflite_export import unsupported
+
+    assert "CRC-32" in unsupported(spec=get_variant("merged").replace(merge=MergeSpec(jitter=0.2)))
     assert "pad='center'" in unsupported(spec=get_variant("mel").replace(pad="center"))
-    assert unsupported(spec=get_variant("mel")) is None and unsupported(spec=get_variant("linear")) is None
+    assert "pad='repeat'" in unsupported(spec=get_variant("waveform").replace(pad="repeat"))
+    for variant in ("mel", "mel_gray", "linear", "waveform", "merged", "stacked"):
+        assert unsupported(spec=get_variant(variant)) is None
 
 
 def test_the_export_command_checks_its_target_before_loading_anything(tmp_path):
@@ -180,7 +182,7 @@ def test_the_export_command_checks_its_target_before_loading_anything(tmp_path):
     assert (tmp_path / "m.tflite").read_bytes() == b"x" and not (tmp_path / "n.tflite").exists()
 
 
-@pytest.mark.parametrize("variant", ["mel", "linear"])
+@pytest.mark.parametrize("variant", ["mel", "linear", "waveform", "stacked", "merged"])
 def test_the_picture_is_drawn_in_tf_ops_as_soundlib_draws_it(variant):
     from soundlib.models.tflite_graphs import spectrogram_picture
     from soundlib.pictures.features import render
@@ -190,8 +192,8 @@ def test_the_picture_is_drawn_in_tf_ops_as_soundlib_draws_it(variant):
     tf, _ = import_tf()
     spec = get_variant(variant).replace(duration=1.0)
     draw = spectrogram_picture(tf, spec)
-    for clip in _clips(spec.sr, 1.0)[:3]:
-        clip = np.pad(clip, (0, spec.n_samples - len(clip)))
+    clips = _clips(spec.sr, 1.0)[:2]
+    for clip in [*clips, np.concatenate([clips[0][:8000], np.zeros(spec.n_samples - 8000, np.float32)])]:
         want = render(clip, spec).astype(np.float32) / 255.0
         got = draw(tf.constant(clip)).numpy()[0]
         assert got.shape == want.shape
@@ -249,14 +251,15 @@ def test_a_failed_conversion_at_export_warns_and_exports_the_model(tmp_path, mon
     assert model.info["waveform_tflite"] is None and not (out / "model_waveform.tflite").exists()
 
 
-def test_a_picture_model_has_a_waveform_model_with_its_picture_inside(tmp_path, cache):
+@pytest.mark.parametrize("variant", ["mel", "stacked"])
+def test_a_picture_model_has_a_waveform_model_with_its_picture_inside(variant, tmp_path, cache):
     from soundlib.models.export import export_keras_model
     from soundlib.pictures.variants import get_variant
     from soundlib.runtime import import_tf
 
     tf, k = import_tf()
     tf.random.set_seed(0)
-    spec = get_variant("mel").replace(height=32, width=32, duration=4.0)
+    spec = get_variant(variant).replace(height=32, width=32, duration=4.0)
     net = k.Sequential([k.Input((32, 32, 3)), k.layers.Conv2D(4, 3, activation="relu"),
                         k.layers.GlobalAveragePooling2D(), k.layers.Dense(len(LABELS), activation="softmax")])
     out = export_keras_model(tmp_path / "model", net, spec=spec, labels=LABELS)
@@ -264,20 +267,21 @@ def test_a_picture_model_has_a_waveform_model_with_its_picture_inside(tmp_path, 
     _agrees_with_predict(out, 1e-4, tmp_path)
 
 
-def test_a_model_on_waveform_pictures_is_exported_without_one_and_the_command_says_why(tmp_path, cache):
+def test_a_model_on_jittered_merged_pictures_is_exported_without_one_and_the_command_says_why(tmp_path, cache):
     from soundlib.cli import main
     from soundlib.models.export import export_keras_model
     from soundlib.models.tflite_export import export_tflite
+    from soundlib.pictures.merge import MergeSpec
     from soundlib.pictures.variants import get_variant
     from soundlib.runtime import import_tf
 
     _, k = import_tf()
-    spec = get_variant("stacked").replace(height=32, width=32, duration=1.0)
+    spec = get_variant("merged").replace(height=32, width=32, duration=1.0, merge=MergeSpec(jitter=0.3))
     net = k.Sequential([k.Input((32, 32, 3)), k.layers.GlobalAveragePooling2D(),
                         k.layers.Dense(len(LABELS), activation="softmax")])
     out = export_keras_model(tmp_path / "model", net, spec=spec, labels=LABELS)
     assert json.loads((out / "soundlib_model.json").read_text())["waveform_tflite"] is None
-    with pytest.raises(ModelError, match="'stacked' pictures; only spectrogram pictures"):
+    with pytest.raises(ModelError, match="jitter 0.3: each clip's strengths are drawn"):
         export_tflite(out, tmp_path / "x.tflite")
     assert main(["export", str(out), "--tflite", str(tmp_path / "x.tflite")]) == 2
     assert not (tmp_path / "x.tflite").exists()
@@ -321,3 +325,16 @@ def test_a_yamnet_model_has_a_waveform_model_that_labels_as_predict_does(tmp_pat
     out = _embedder_model(tmp_path / "model", "yamnet", get_variant("mel").replace(duration=4.0))
     _agrees_with_predict(out, 1e-4, tmp_path)
     assert _mediapipe_top_classes(out / "model_waveform.tflite", 16000) == _predict_top_classes(out)
+
+
+def test_the_readme_snippet_runs_a_waveform_model_in_mediapipe(mfcc_model, capsys):
+    import re
+
+    pytest.importorskip("mediapipe.tasks.python.audio", reason="mediapipe is not installed (extra 'mediapipe')")
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    code = re.search(r"```python\n(.*?)```", text[text.index("### One LiteRT file for MediaPipe"):], re.S).group(1)
+    assert len(code.strip().splitlines()) <= 6
+    code = code.replace('"mn04.tflite"', repr(str(mfcc_model / "model_waveform.tflite"))).replace("32000", "22050")
+    exec(compile(code, "README.md", "exec"), {"samples": _clips(22050)[0].astype(np.float64)})
+    printed = capsys.readouterr().out.split("\n")[0]
+    assert printed.startswith("0 [(") and printed.count("'") >= 6 and _predict_top_classes(mfcc_model)[0] in printed
