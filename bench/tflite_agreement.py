@@ -82,7 +82,7 @@ def _compare(classifier, model, entry: dict, clips: list, title: str, say, lines
             diffs.append(float(np.max(np.abs(mean - ours))))
         rows.append(f"  {path.name:28s} {label:17s} {len(y) / sr:5.2f} s  soundlib "
                     f"{model.labels[int(np.argmax(ours))]:17s} mediapipe {model.labels[int(np.argmax(mean))]:17s}"
-                    f"{'' if same else ' DISAGREE'}")
+                    f"{'' if same else ' DISAGREE'}".rstrip())
     n = len(rows)
     say(f"\n{title}: {n} clips of fold 1, read at {sr} Hz by soundlib; {short} shorter than the window "
         "(MediaPipe pads them with silence, which the model trims: soundlib embeds them unpadded)")
