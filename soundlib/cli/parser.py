@@ -317,10 +317,10 @@ def _add_learning_commands(add) -> None:
             "Write an exported model as one .tflite: a window of mono float32 audio at the model's sample rate in "
             "(shape [1, N]: mn04, the variant's duration at 32 kHz; YAMNet at 16 kHz; MFCC and picture models at "
             "the variant's rate), class probabilities out, the front-end (log-mel, MFCC statistics, or the "
-            "spectrogram picture with its colormap) inside, with the metadata MediaPipe's audio tasks read (sample "
+            "variant's picture) inside, with the metadata MediaPipe's audio tasks read (sample "
             "rate, channels, labels). It is checked against the model's own probabilities before it is written. "
-            "Models on BirdNET, on the rich MFCC set, and on waveform, merged or stacked pictures cannot be "
-            "exported this way (the error says why).")
+            "Models on BirdNET, on the rich MFCC set, on merged pictures with jitter, and picture variants that "
+            "pad with 'center' or 'repeat' cannot be exported this way (the error says why).")
     p.add_argument("model_dir", type=Path, help="the --out folder of `soundlib train` (or the model/ folder in it)")
     p.add_argument("--tflite", type=Path, required=True, metavar="OUT.tflite", help="the LiteRT file to write")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT.tflite")

@@ -13,10 +13,11 @@ Each mirrors its numpy reference and says where it differs:
   frame, then the mean and the maximum over the frames (2048 numbers).
 * :func:`mfcc_statistics`: librosa's MFCC statistics of :func:`soundlib.embedders.mfcc.mfcc_statistics`
   (``basic``: 40 MFCCs and their deltas, mean and standard deviation over time).
-* :func:`spectrogram_picture`: a spectrogram variant's picture (:func:`soundlib.pictures.features.render`
-  of kind ``spectrogram``): power STFT, mel (Slaney) or linear rows, dB or amplitude scale against the
-  window's peak, PIL's bilinear resize as two matrix products, the colormap as a gather on its 256-entry
-  table; float32 (1, H, W, 3) in [0, 1].
+* :func:`spectrogram_picture`: the variant's picture as :func:`soundlib.pictures.features.render` draws it:
+  power STFT, mel (Slaney) or linear rows, dB or amplitude scale against the window's peak, PIL's bilinear
+  resize as two matrix products, the colormap as a gather on its 256-entry table; the waveform plot (each
+  column's min/max as a gather of its samples); stacked panels; merged channels (without jitter);
+  float32 (1, H, W, 3) in [0, 1].
 
 The waveform embedders pad nothing (``pad: none``): soundlib embeds a clip shorter than a window as it is.
 MediaPipe fills the last buffer of a recording with zeros, so these graphs treat trailing exact zeros
