@@ -12,8 +12,9 @@ One ``.tflite`` that MediaPipe's ``AudioClassifier`` (``mediapipe.tasks.python.a
 Inside: the front-end of :mod:`soundlib.models.tflite_graphs` (mn04's log-mel, YAMNet's frames and
 log-mel, the MFCC statistics, or the variant's picture: a spectrogram with its colormap, a waveform plot,
 stacked or merged), then the network and the head: a model on an audio embedder's logistic head
-(standardisation, dense, softmax), or a picture model's Keras network. Built with TensorFlow, converted with LiteRT's built-in ops only, and
-checked against soundlib's own prediction on seeded probe windows before it is kept.
+(standardisation, dense, softmax), or a picture model's Keras network. Built with TensorFlow, converted
+with LiteRT's built-in ops only, and checked against soundlib's own prediction on seeded probe windows
+before it is kept.
 
 :func:`export_tflite` is ``soundlib export MODEL --tflite OUT``; :func:`waveform_copy` writes the same
 model beside every exported model (``model_waveform.tflite``, recorded and checksummed in the manifest;
