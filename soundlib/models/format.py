@@ -126,7 +126,8 @@ def file_status(model_dir: str | os.PathLike, info: Mapping[str, Any]) -> dict[s
         recorded[WAVEFORM_TFLITE_FILE] = waveform.get("sha256")
     out = {}
     embedder = info.get("kind") == "embedder"
-    parts = (*CHECKED_FILES, *EMBEDDER_CHECKED_FILES) if embedder else (*CHECKED_FILES, LITERT_FILE, SAVED_MODEL)
+    parts: tuple[str, ...] = ((*CHECKED_FILES, *EMBEDDER_CHECKED_FILES) if embedder
+                              else (*CHECKED_FILES, LITERT_FILE, SAVED_MODEL))
     parts = (*parts, WAVEFORM_TFLITE_FILE)
     for name in (*parts, INFO_FILE, CARD_FILE):
         f = path / name

@@ -281,6 +281,7 @@ def export_tflite(model_dir: str | os.PathLike, out: str | os.PathLike, *, overw
         raise ModelError(f"{model.path}: {why}")
     license = "; ".join(str(x) for x in [(record or {}).get("license")] if x)
     kwargs: dict[str, Any] = {}
+    reference: Callable[[np.ndarray], np.ndarray]
     if record is not None:
         from soundlib.embedders import EmbedderOptions, resolve_embedder
         from soundlib.methods.heads import LogisticHead
@@ -291,8 +292,7 @@ def export_tflite(model_dir: str | os.PathLike, out: str | os.PathLike, *, overw
         with np.load(model.path / HEAD_FILE, allow_pickle=False) as z:
             kwargs["head"] = LogisticHead(z["mean"], z["scale"], z["coef"], z["intercept"])
 
-        def reference(w: np.ndarray) -> np.ndarray:
-            return model.predict_windows(w[None])[0]
+        reference = lambda w: model.predict_windows(w[None])[0]  # noqa: E731
     else:
         kwargs["keras_model"] = _saved_model(model.path)
         reference = _picture_reference(model.predict_pictures, model.spec)
@@ -316,7 +316,9 @@ def _saved_model(path: Path) -> Callable[[Any], Any]:
     except Exception as exc:
         raise ModelError(f"{path / SAVED_MODEL}: could not load the SavedModel ({type(exc).__name__}: "
                          f"{str(exc)[:200]})") from None
-    if callable(module):
-        return lambda x, training=False: module(x, training=False)
-    fn = module.signatures["serving_default"]
-    return lambda x, training=False: next(iter(fn(x).values()))
+    fn = None if callable(module) else module.signatures["serving_default"]
+
+    def call(x: Any, training: bool = False) -> Any:
+        return module(x, training=False) if fn is None else next(iter(fn(x).values()))
+
+    return call

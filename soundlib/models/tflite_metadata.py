@@ -186,7 +186,7 @@ def read_metadata(model: bytes) -> dict:
     inp, out = _items(sub, 2)[0], _items(sub, 3)[0]
     content = _sub(inp, 3)
     props = _sub(content, 1) if content is not None else None
-    label_files = [_string(f, 0) for f in _items(out, 6)]
+    label_files = [name for name in (_string(f, 0) for f in _items(out, 6)) if name]
     labels = None
     if label_files:
         try:

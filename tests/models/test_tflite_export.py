@@ -265,6 +265,14 @@ def test_a_picture_model_has_a_waveform_model_with_its_picture_inside(variant, t
     out = export_keras_model(tmp_path / "model", net, spec=spec, labels=LABELS)
     assert json.loads((out / "soundlib_model.json").read_text())["waveform_tflite"]["front_end"] == "picture"
     _agrees_with_predict(out, 1e-4, tmp_path)
+    if variant == "mel":  # `soundlib export` builds it from the SavedModel on disk
+        from soundlib.models.tflite_export import export_tflite
+
+        entry = export_tflite(out, tmp_path / "picture.tflite")
+        assert entry["front_end"] == "picture" and entry["samples"] == 88200
+        clip = _clips(22050)[1]
+        np.testing.assert_allclose(_run(tmp_path / "picture.tflite", clip), _run(out / "model_waveform.tflite", clip),
+                                   atol=1e-6)
 
 
 def test_a_model_on_jittered_merged_pictures_is_exported_without_one_and_the_command_says_why(tmp_path, cache):
