@@ -14,7 +14,7 @@ from soundlib.text import visible
 
 __all__ = [
     "cmd_synth", "cmd_variants", "cmd_featurize", "cmd_gallery", "cmd_download", "cmd_evaluate", "cmd_train",
-    "cmd_info", "cmd_embed", "cmd_embedders", "TAG_COLUMNS", "cmd_tag", "PREDICT_COLUMNS", "TIMELINE_COLUMNS",
+    "cmd_info", "cmd_embed", "cmd_embedders", "cmd_export", "TAG_COLUMNS", "cmd_tag", "PREDICT_COLUMNS", "TIMELINE_COLUMNS",
     "cmd_predict", "cmd_notebooks", "cmd_sweep",
 ]
 
@@ -184,6 +184,17 @@ def cmd_info(args: argparse.Namespace) -> int:
                       "or the manifest has a problem (see above)"),
               file=sys.stderr)
     return 0 if ok else 1
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from soundlib.models.tflite_export import export_tflite
+
+    entry = export_tflite(args.model_dir, args.tflite, overwrite=args.overwrite)
+    print(f"{entry['file']}: {entry['samples']} samples at {entry['sample_rate']} Hz "
+          f"({entry['samples'] / entry['sample_rate']:g} s, float32 [1, {entry['samples']}]) -> {entry['labels']} class "
+          f"probabilities; {entry['front_end']} front-end inside; matches soundlib's probabilities within "
+          f"{entry['max_abs_difference']:.1g}; MediaPipe's AudioClassifier runs it as it is")
+    return 0
 
 
 def cmd_embed(args: argparse.Namespace) -> int:

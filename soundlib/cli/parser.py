@@ -12,6 +12,7 @@ from soundlib.cli.commands import (
     cmd_embed,
     cmd_embedders,
     cmd_evaluate,
+    cmd_export,
     cmd_featurize,
     cmd_gallery,
     cmd_info,
@@ -37,6 +38,7 @@ examples:
   soundlib train data/synth --variant mel --test-fold 1 --out models/mel-f1
   soundlib train data/synth --variant mel --all-folds --cv-from runs/mel --out models/mel  # the model to ship
   soundlib info models/mel                        # classes, embedder, licences, accuracy, file checksums
+  soundlib export models/mn04 --tflite mn04.tflite  # one LiteRT file: audio in, probabilities out (MediaPipe)
   soundlib predict models/mel-f1 some.wav --top-k 5
   soundlib predict models/mel long.wav --events events.csv --raven long.selections.txt
   soundlib sweep params/demo.yaml --jobs 2 --out runs/demo
@@ -351,6 +353,18 @@ def _add_learning_commands(add) -> None:
             "weights, its accuracy, the soundlib version that created it, and each file with its checksum status "
             "(exit 1 when a file is missing or changed). Reads MODEL_CARD.md's sources; loads no model.")
     p.add_argument("model_dir", type=Path, help="the --out folder of `soundlib train` (or the model/ folder in it)")
+
+    p = add("export", cmd_export, "write a model as one LiteRT file that MediaPipe's AudioClassifier runs",
+            "Write an exported model as one .tflite: a window of mono float32 audio at the model's sample rate in "
+            "(shape [1, N]: mn04, the variant's duration at 32 kHz; YAMNet at 16 kHz; MFCC and picture models at "
+            "the variant's rate), class probabilities out, the front-end (log-mel, MFCC statistics, or the "
+            "variant's picture) inside, with the metadata MediaPipe's audio tasks read (sample "
+            "rate, channels, labels). It is checked against the model's own probabilities before it is written. "
+            "Models on BirdNET, on the rich MFCC set, on merged pictures with jitter, and picture variants that "
+            "pad with 'center' or 'repeat' cannot be exported this way (the error says why).")
+    p.add_argument("model_dir", type=Path, help="the --out folder of `soundlib train` (or the model/ folder in it)")
+    p.add_argument("--tflite", type=Path, required=True, metavar="OUT.tflite", help="the LiteRT file to write")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT.tflite")
 
     p = add("notebooks", cmd_notebooks, "copy the notebooks (plotting_trials, train, visualize, evaluate) out",
             "Copy soundlib's four notebooks, installed with the package, into OUT_DIR to open them in JupyterLab. "

@@ -37,6 +37,7 @@ from soundlib.models.format import (
     soundlib_version,
 )
 from soundlib.models.litert_runner import litert_copy
+from soundlib.models.tflite_export import waveform_copy
 from soundlib.pictures.variants import FeatureSpec
 
 __all__ = [
@@ -237,6 +238,7 @@ def export_keras_model(out_dir: str | os.PathLike, model: Any, *, spec: FeatureS
                       "range": [0, 1]},
             "checksums": {name: sha256_file(tmp / name) for name in CHECKED_FILES},
             "litert": litert_copy(tmp, model, spec),
+            "waveform_tflite": waveform_copy(tmp, labels=labels, spec=spec, keras_model=model),
         }
         _write_manifest(tmp, full)
     return out_dir
@@ -287,8 +289,10 @@ def export_embedder_model(out_dir: str | os.PathLike, *, embedder: Any, options:
         (tmp / EMBEDDER_FILE).write_text(json.dumps(record, indent=2), encoding="utf-8")
         with open(tmp / HEAD_FILE, "wb") as fh:
             np.savez(fh, mean=head.mean, scale=head.scale, coef=head.coef, intercept=head.intercept)
+        wave = waveform_copy(tmp, labels=labels, spec=spec, embedder=embedder, options=options, head=head,
+                             license=embedder.license)
         full = {**dict(info or {}), "format": MODEL_FORMAT, "kind": "embedder", "embedder": record,
-                "soundlib_version": soundlib_version(),
+                "soundlib_version": soundlib_version(), "waveform_tflite": wave,
                 "checksums": {name: sha256_file(tmp / name) for name in (*CHECKED_FILES, *EMBEDDER_CHECKED_FILES)}}
         _write_manifest(tmp, full)
     return out_dir

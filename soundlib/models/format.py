@@ -14,6 +14,8 @@ This module is the format's one definition; :mod:`~soundlib.models.export` write
   SHA-256 of the manifest's own content (:func:`manifest_digest`), so that an edited statement (data,
   accuracy, embedder, licences) is detected like an edited file;
 * ``model.tflite`` (when the conversion succeeds): a LiteRT copy (:mod:`~soundlib.models.litert_runner`);
+* ``model_waveform.tflite`` (when the conversion succeeds): one window of audio in, probabilities out, the
+  front-end inside, with MediaPipe's audio metadata (:mod:`~soundlib.models.tflite_export`);
 * ``MODEL_CARD.md``: generated from the manifest (:mod:`soundlib.models.card`).
 """
 
@@ -31,7 +33,7 @@ from soundlib.errors import ModelError
 
 __all__ = [
     "SAVED_MODEL", "LABELS_FILE", "SPEC_FILE", "INFO_FILE", "LITERT_FILE", "CARD_FILE", "MODEL_RUNTIME_ENV",
-    "MODEL_RUNTIMES", "LITERT_TOLERANCE", "EMBEDDER_FILE", "HEAD_FILE", "MODEL_FILES", "MODEL_FORMAT",
+    "MODEL_RUNTIMES", "LITERT_TOLERANCE", "WAVEFORM_TFLITE_FILE", "EMBEDDER_FILE", "HEAD_FILE", "MODEL_FILES", "MODEL_FORMAT",
     "READABLE_FORMATS", "CHECKED_FILES", "EMBEDDER_CHECKED_FILES", "PICTURE_EXTENSIONS", "is_soundlib_model",
     "soundlib_version", "model_folder", "resolve_model_dir", "file_status", "MANIFEST_DIGEST", "SIZES",
     "LITERT_MAX_BYTES", "manifest_digest", "file_problem",
@@ -52,6 +54,10 @@ INFO_FILE = "soundlib_model.json"
 
 #: The LiteRT copy of the model (optional; recorded under ``litert`` in the manifest).
 LITERT_FILE = "model.tflite"
+
+
+#: The waveform LiteRT model: audio in, probabilities out, front-end inside (recorded under ``waveform_tflite``).
+WAVEFORM_TFLITE_FILE = "model_waveform.tflite"
 
 
 #: The model card, generated from the manifest (:mod:`soundlib.models.card`).
@@ -199,9 +205,14 @@ def file_status(model_dir: str | os.PathLike, info: Mapping[str, Any]) -> dict[s
     if isinstance(lite, dict):
         recorded[LITERT_FILE] = lite.get("sha256")
         sizes = {**sizes, LITERT_FILE: lite.get("size")}
+    waveform = info.get("waveform_tflite")
+    if isinstance(waveform, dict):
+        recorded[WAVEFORM_TFLITE_FILE] = waveform.get("sha256")
     out = {}
     embedder = info.get("kind") == "embedder"
-    parts = (*CHECKED_FILES, *EMBEDDER_CHECKED_FILES) if embedder else (*CHECKED_FILES, LITERT_FILE, SAVED_MODEL)
+    parts: tuple[str, ...] = ((*CHECKED_FILES, *EMBEDDER_CHECKED_FILES) if embedder
+                              else (*CHECKED_FILES, LITERT_FILE, SAVED_MODEL))
+    parts = (*parts, WAVEFORM_TFLITE_FILE)
     for name in (*parts, INFO_FILE, CARD_FILE):
         f = path / name
         if not f.exists():

@@ -34,6 +34,7 @@ from soundlib.models.format import (
     SPEC_FILE,
     file_problem,
     manifest_digest,
+    WAVEFORM_TFLITE_FILE,
     model_folder,
 )
 from soundlib.models.litert_runner import open_litert
@@ -103,6 +104,11 @@ def read_model_info(model_dir: str | os.PathLike) -> dict:
     digest = info.get(MANIFEST_DIGEST)
     if digest is not None and not (isinstance(digest, str) and re.fullmatch(r"[0-9a-f]{64}", digest)):
         raise ModelError(f"{path}: {MANIFEST_DIGEST!r} must be a SHA-256 (64 hex digits), got {digest!r}")
+    wave = info.get("waveform_tflite")
+    if wave is not None and not (isinstance(wave, dict) and wave.get("file") == WAVEFORM_TFLITE_FILE and isinstance(
+            wave.get("sha256"), str) and re.fullmatch(r"[0-9a-f]{64}", wave["sha256"])):
+        raise ModelError(f"{path}: 'waveform_tflite' must be null or name {WAVEFORM_TFLITE_FILE} with its SHA-256, "
+                         f"got {wave!r}")
     return info
 
 

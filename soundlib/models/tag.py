@@ -141,8 +141,8 @@ def tag_file(path: str | os.PathLike, *, top_k: int = 3, hop: float = 0.48, mode
     def flush() -> Iterator[Tag]:
         scores = np.asarray(tagger.scores(np.stack(frames)), np.float32)
         if not np.isfinite(scores).all():
-            raise AudioError(f"{path}: {_TITLES.get(tagger.name, tagger.name)} gave NaN or infinite scores for the frames from {starts[0]:.3f} s; "
-                             "the audio is not usable")
+            raise AudioError(f"{path}: {_TITLES.get(tagger.name, tagger.name)} gave NaN or infinite scores for the "
+                             f"frames from {starts[0]:.3f} s; the audio is not usable")
         if scores_out is not None:
             scores_out.extend(scores)
         for start, s in zip(starts, scores):
