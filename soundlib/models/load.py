@@ -276,9 +276,12 @@ def _load_embedder_model(path: Path) -> LoadedModel:
         window = WindowSpec(**record["window"])
         options = EmbedderOptions(**record.get("options", {}))
         with np.load(path / HEAD_FILE, allow_pickle=False) as z:
-            head = LogisticHead(z["mean"], z["scale"], z["coef"], z["intercept"])
+            temperature = float(z["temperature"]) if "temperature" in z.files else 1.0  # 0.2 models: none
+            head = LogisticHead(z["mean"], z["scale"], z["coef"], z["intercept"], temperature)
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, SoundlibError) as exc:
         raise ModelError(f"{path}: a part of the model is unreadable ({type(exc).__name__}: {exc})") from None
+    if not (np.isfinite(head.temperature) and head.temperature > 0):
+        raise ModelError(f"{path / HEAD_FILE}: temperature must be a positive number, got {head.temperature!r}")
     if head.coef.shape[0] != len(labels):
         raise ModelError(f"{path}: the head has {head.coef.shape[0]} outputs but labels.txt lists {len(labels)}")
     embedder = resolve_embedder(str(record.get("name")), options)
