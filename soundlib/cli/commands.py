@@ -26,6 +26,12 @@ def cmd_synth(args: argparse.Namespace) -> int:
                                      "duration": args.duration}, where="command line")
     out = generate_corpus(args.out_dir, cfg, progress=not args.quiet)
     print(f"synthetic corpus ({10 * cfg.clips_per_class} clips, seed {cfg.seed}) in {out}")
+    if args.mix:
+        from soundlib.audio.loaders import load_dataset
+        from soundlib.audio.synth.mix import mix_pairs
+
+        manifest = mix_pairs(load_dataset(out), out / "mixtures", sr=cfg.sr, seed=cfg.seed)
+        print(f"multi-label mixtures (pairs at 0 and 6 dB, and the single clips) in {manifest}")
     return 0
 
 def cmd_variants(args: argparse.Namespace) -> int:
@@ -120,8 +126,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"note: {len(results['cross_fold_groups'])} recording group(s) appear in more than one of the "
               f"dataset's folds: {', '.join(list(results['cross_fold_groups'])[:5])} (see results.json)")
     for fold in results["per_fold"]:
-        print(f"  fold {fold['fold']:>2}: accuracy {fold['accuracy']:.3f} ({fold['n']} clips)")
-    print(f"results: {args.out / 'results.json'}, confusion matrix: {args.out / 'confusion_matrix.png'}")
+        if results.get("multilabel"):
+            print(f"  fold {fold['fold']:>2}: mAP {fold['map']:.3f}, micro-F1 {fold['micro_f1']:.3f} ({fold['n']} clips)")
+        else:
+            print(f"  fold {fold['fold']:>2}: accuracy {fold['accuracy']:.3f} ({fold['n']} clips)")
+    plot = "" if results.get("multilabel") else f", confusion matrix: {args.out / 'confusion_matrix.png'}"
+    print(f"results: {args.out / 'results.json'}{plot}")
     print(format_summary(results))
     return 0
 

@@ -93,6 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clips-per-class", type=_positive_int, default=synth.clips_per_class, help="slices per class")
     p.add_argument("--seed", type=int, default=synth.seed, help="random seed")
     p.add_argument("--duration", type=float, default=synth.duration, help="slice length in seconds (at most 10)")
+    p.add_argument("--mix", action="store_true",
+                   help="also write OUT_DIR/mixtures: pairs of clips of two classes from one fold overlaid at 0 and "
+                        "6 dB, both labels in a multi-label manifest (mixtures/manifest.csv, label 'a;b'), with the "
+                        "single clips")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = add("variants", cmd_variants, "list the feature variants and their parameters")

@@ -113,6 +113,10 @@ class FrozenMethod(HeadMethod):
     def embeds(self) -> bool:
         return self.options.head == "logistic"
 
+    @property
+    def multilabel(self) -> bool:
+        return self.options.head == "logistic"
+
     def unavailable(self) -> str | None:
         from soundlib.embedders import resolve_embedder
 
@@ -182,6 +186,11 @@ class FrozenMethod(HeadMethod):
                 embedder=embedder, head=fit.model, spec=ctx.spec, options=self.options.embedder_options().non_default(),
                 labels=list(ctx.classes), info={**metadata, "method": self.spec.to_dict()}))
         metadata = {**metadata, "embedder": record}
+        if getattr(fit.model, "multilabel", False):
+            from soundlib.errors import ModelError
+
+            raise ModelError(f"method {self.spec.name!r}: a multi-label model is exported on an audio embedder "
+                             "(mn04, yamnet, birdnet, mfcc), not on a picture backbone")
         backbone = pooled_backbone(backbone_info(ctx), layer=self.options.layer, pooling=self.options.pooling)
         trained = _as_trained_head(fit.model, ctx)
         info = {**metadata, "method": self.spec.to_dict()}

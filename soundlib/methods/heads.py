@@ -10,6 +10,11 @@ stronger regularization, whose probabilities are the least confident), and one t
 (:func:`fit_temperature`: the scalar that minimises the validation clips' negative log-likelihood,
 bounded to :data:`TEMPERATURE_BOUNDS`) divides the head's logits. ``T`` is part of the fitted head,
 so it reaches every probability the head gives: evaluation, ``predict``, events and exported models.
+
+Multi-label data (labels given as a multi-hot matrix, :func:`soundlib.methods.base.labels_of`) trains
+one-vs-rest: one binary logistic regression per class on the shared standardization, sigmoid outputs
+that need not sum to 1; C is chosen by validation mAP (ties: the better binary cross-entropy) and the
+temperature minimises the validation binary cross-entropy.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from soundlib.errors import DatasetError
-from soundlib.methods.base import Context, Features, FoldFit, FoldSplit, Method, accuracy, aggregate, timed
+from soundlib.methods.base import Context, Features, FoldFit, FoldSplit, Method, aggregate, score_of, timed
 
 if TYPE_CHECKING:
     from sklearn.linear_model import LogisticRegression
@@ -52,6 +57,9 @@ class LogisticHead:
         Classes absent from training get zero weights and a very low intercept.
     temperature : float
         The logits are divided by it (1: uncalibrated; fitted on validation by :func:`fit_temperature`).
+    multilabel : bool
+        One-vs-rest: each class's probability is the sigmoid of its logit (several classes may be
+        present); otherwise the softmax over classes.
     """
 
     mean: np.ndarray
@@ -59,6 +67,7 @@ class LogisticHead:
     coef: np.ndarray
     intercept: np.ndarray
     temperature: float = 1.0
+    multilabel: bool = False
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         """Class scores, shape (n, n_classes), of features ``x`` (n, dim), divided by the temperature."""
@@ -71,10 +80,7 @@ class LogisticHead:
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """Class probabilities, shape (n, n_classes), of features ``x`` (n, dim)."""
-        s = self.logits(x)
-        s -= s.max(axis=1, keepdims=True)
-        e = np.exp(s)
-        return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+        return _link(self.logits(x), self.multilabel).astype(np.float32)
 
     def dense(self) -> tuple[np.ndarray, np.ndarray]:
         """``(kernel (dim, n_classes), bias (n_classes,))`` of one dense layer computing :meth:`logits`
@@ -118,18 +124,57 @@ def _fit_lr(x: np.ndarray, y: np.ndarray, n_classes: int, C: float, *, seed: int
     return LogisticHead(scaler.mean_.astype(np.float64), scale.astype(np.float64), coef, intercept), clf
 
 
+def _fit_ovr(x: np.ndarray, Y: np.ndarray, C: float, *, seed: int,
+             warm: "list | None" = None) -> "tuple[LogisticHead, list]":
+    """One-vs-rest: a binary logistic regression per class of the multi-hot ``Y`` (n, n_classes)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+    from threadpoolctl import threadpool_limits
+
+    scaler = StandardScaler().fit(x)
+    z = scaler.transform(x)
+    n_classes = Y.shape[1]
+    coef, intercept = np.zeros((n_classes, x.shape[1])), np.full(n_classes, ABSENT_LOGIT)
+    models = list(warm) if warm is not None else [None] * n_classes
+    with warnings.catch_warnings(), threadpool_limits(1):
+        warnings.simplefilter("ignore")
+        for k in range(n_classes):
+            yk = (Y[:, k] > 0.5).astype(np.int64)
+            if yk.min() == yk.max():  # never (or always) present in training: a constant output
+                intercept[k] = ABSENT_LOGIT if yk.max() == 0 else -ABSENT_LOGIT
+                continue
+            clf = models[k] or LogisticRegression(C=C, max_iter=3000, tol=1e-4, warm_start=True, random_state=seed)
+            clf.C = C
+            clf.fit(z, yk)
+            coef[k], intercept[k], models[k] = clf.coef_[0], clf.intercept_[0], clf
+    scale = np.where(scaler.scale_ > 0, scaler.scale_, 1.0)
+    return LogisticHead(scaler.mean_.astype(np.float64), scale.astype(np.float64), coef, intercept,
+                        multilabel=True), models
+
+
 def _softmax(s: np.ndarray) -> np.ndarray:
     s = s - s.max(axis=1, keepdims=True)
     e = np.exp(s)
     return e / e.sum(axis=1, keepdims=True)
 
 
+def _link(s: np.ndarray, multilabel: bool) -> np.ndarray:
+    """Logits to probabilities: sigmoid per class (multi-label) or softmax over classes."""
+    if multilabel:
+        return 1.0 / (1.0 + np.exp(-np.clip(s, -500, 500)))
+    return _softmax(s)
+
+
 def log_loss(proba: np.ndarray, y: np.ndarray) -> float:
-    """Mean negative log-likelihood of the true classes ``y`` under ``proba`` (n, n_classes)."""
+    """Mean negative log-likelihood of the true classes ``y`` (n,) under ``proba`` (n, n_classes); for
+    multi-hot ``y`` (n, n_classes), the mean binary cross-entropy over clips and classes."""
     if not len(y):
         return float("nan")
-    p = np.asarray(proba, dtype=np.float64)[np.arange(len(y)), np.asarray(y)]
-    return float(-np.mean(np.log(np.clip(p, 1e-12, 1.0))))
+    y = np.asarray(y)
+    p = np.clip(np.asarray(proba, dtype=np.float64), 1e-12, 1 - 1e-12)
+    if y.ndim == 2:
+        return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+    return float(-np.mean(np.log(p[np.arange(len(y)), y])))
 
 
 def fit_temperature(logits: np.ndarray, row_clip: np.ndarray, clips: np.ndarray, y: np.ndarray, *,
@@ -158,9 +203,10 @@ def fit_temperature(logits: np.ndarray, row_clip: np.ndarray, clips: np.ndarray,
         return 1.0
     logits = np.asarray(logits, dtype=np.float64)
     yc = np.asarray(y)
+    multilabel = yc.ndim == 2
 
     def nll(log_t: float) -> float:
-        p = aggregate(_softmax(logits / np.exp(log_t)), row_clip, clips, how=how)
+        p = aggregate(_link(logits / np.exp(log_t), multilabel), row_clip, clips, how=how)
         return log_loss(p, yc)
 
     lo, hi = np.log(TEMPERATURE_BOUNDS[0]), np.log(TEMPERATURE_BOUNDS[1])
@@ -185,12 +231,21 @@ def fit_logistic_head(feats: Features, split: FoldSplit, y: np.ndarray, *, n_cla
     feats : Features
         Rows of shape (dim,) per window.
     split : FoldSplit
-    y : np.ndarray, shape (n_clips,)
-        Class id of every clip.
+    y : np.ndarray, shape (n_clips,) or (n_clips, n_classes)
+        Class id of every clip, or (multi-label) every clip's multi-hot classes: one-vs-rest heads,
+        scored by mean average precision.
     calibrate : bool
         Break ties by log-loss and fit a temperature (the default), or neither.
     """
     x = feats.x.reshape(len(feats.x), -1)
+    multilabel = np.asarray(y).ndim == 2
+
+    def fit_lr(rows, C, warm=None):
+        target = y[feats.row_clip[rows]]
+        if multilabel:
+            return _fit_ovr(x[rows], target, C, seed=seed, warm=warm)
+        return _fit_lr(x[rows], target, n_classes, C, seed=seed, warm=warm)
+
     rows_fit, rows_val = feats.rows_of(split.fit), feats.rows_of(split.val)
     scores: dict[float, float] = {}
     losses: dict[float, float] = {}
@@ -199,10 +254,10 @@ def fit_logistic_head(feats: Features, split: FoldSplit, y: np.ndarray, *, n_cla
         warm = None
         yv = y[split.val]
         for C in sorted(Cs):
-            head, warm = _fit_lr(x[rows_fit], y[feats.row_clip[rows_fit]], n_classes, C, seed=seed, warm=warm)
+            head, warm = fit_lr(rows_fit, C, warm)
             val_logits[C] = head.logits(x[rows_val])
-            p = aggregate(_softmax(val_logits[C]), feats.row_clip[rows_val], split.val, how=how)
-            scores[C], losses[C] = accuracy(p, yv), log_loss(p, yv)
+            p = aggregate(_link(val_logits[C], multilabel), feats.row_clip[rows_val], split.val, how=how)
+            scores[C], losses[C] = score_of(p, yv), log_loss(p, yv)
         if calibrate:  # the best accuracy; among ties, the best log-loss (then the smaller C)
             best = min(sorted(Cs), key=lambda C: (-scores[C], losses[C]))
         else:
@@ -212,12 +267,12 @@ def fit_logistic_head(feats: Features, split: FoldSplit, y: np.ndarray, *, n_cla
     temperature = 1.0
     if calibrate and best in val_logits:
         temperature = fit_temperature(val_logits[best], feats.row_clip[rows_val], split.val, y[split.val], how=how)
-    val_proba = (aggregate(_softmax(val_logits[best] / temperature), feats.row_clip[rows_val], split.val, how=how)
-                 if best in val_logits else np.zeros((0, n_classes), np.float32))
-    rows_train = feats.rows_of(split.train)
-    head, _ = _fit_lr(x[rows_train], y[feats.row_clip[rows_train]], n_classes, best, seed=seed)
+    val_proba = (aggregate(_link(val_logits[best] / temperature, multilabel), feats.row_clip[rows_val], split.val,
+                           how=how) if best in val_logits else np.zeros((0, n_classes), np.float32))
+    head, _ = fit_lr(feats.rows_of(split.train), best)
     head = head.with_temperature(temperature)
-    choice = {"C": best, "val_accuracy_by_C": {f"{c:g}": round(s, 4) for c, s in scores.items()}}
+    by_c = {f"{c:g}": round(s, 4) for c, s in scores.items()}
+    choice = {"C": best, **({"val_map_by_C": by_c, "multilabel": True} if multilabel else {"val_accuracy_by_C": by_c})}
     if calibrate:
         choice.update(temperature=round(temperature, 4),
                       val_log_loss_by_C={f"{c:g}": round(v, 4) for c, v in losses.items()},
@@ -229,6 +284,10 @@ def fit_logistic_head(feats: Features, split: FoldSplit, y: np.ndarray, *, n_cla
 class HeadMethod(Method):
     """A method whose features are embeddings (one row per window) and whose head is the logistic head:
     subclasses only :meth:`prepare` the embeddings (their options carry ``Cs`` and ``calibrate``)."""
+
+    @property
+    def multilabel(self) -> bool:
+        return True
 
     @timed
     def fit(self, feats: Features, split: FoldSplit, y: np.ndarray, ctx: Context) -> FoldFit:

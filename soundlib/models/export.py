@@ -264,8 +264,10 @@ def export_embedder_model(out_dir: str | os.PathLike, *, embedder: Any, options:
         (tmp / EMBEDDER_FILE).write_text(json.dumps(record, indent=2), encoding="utf-8")
         with open(tmp / HEAD_FILE, "wb") as fh:
             np.savez(fh, mean=head.mean, scale=head.scale, coef=head.coef, intercept=head.intercept,
-                     temperature=np.float64(getattr(head, "temperature", 1.0)))
+                     temperature=np.float64(getattr(head, "temperature", 1.0)),
+                     multilabel=np.bool_(getattr(head, "multilabel", False)))
         full = {**dict(info or {}), "format": MODEL_FORMAT, "kind": "embedder", "embedder": record,
+                "multilabel": bool(getattr(head, "multilabel", False)),
                 "soundlib_version": soundlib_version(),
                 "checksums": {name: sha256_file(tmp / name) for name in (*CHECKED_FILES, *EMBEDDER_CHECKED_FILES)}}
         (tmp / INFO_FILE).write_text(json.dumps(full, indent=2, default=jsonable), encoding="utf-8")

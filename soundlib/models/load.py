@@ -380,7 +380,8 @@ def _load_embedder_model(path: Path) -> LoadedModel:
         options = EmbedderOptions(**record.get("options", {}))
         with np.load(path / HEAD_FILE, allow_pickle=False) as z:
             temperature = float(z["temperature"]) if "temperature" in z.files else 1.0  # 0.2 models: none
-            head = LogisticHead(z["mean"], z["scale"], z["coef"], z["intercept"], temperature)
+            multilabel = bool(z["multilabel"]) if "multilabel" in z.files else False
+            head = LogisticHead(z["mean"], z["scale"], z["coef"], z["intercept"], temperature, multilabel)
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, SoundlibError) as exc:
         raise ModelError(f"{path}: a part of the model is unreadable ({type(exc).__name__}: {exc})") from None
     if not (np.isfinite(head.temperature) and head.temperature > 0):
