@@ -29,6 +29,21 @@ __version__ = "0.3.0"
 
 _compat.install()
 
+#: Names exported lazily (their modules load on first use, so ``import soundlib`` stays light).
+_LAZY = {"SoundClassifier": "soundlib.models.estimator"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'soundlib' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
 __all__ = [
     "__version__",
     "SoundlibError",

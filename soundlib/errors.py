@@ -18,6 +18,7 @@ __all__ = [
     "AudioError",
     "DatasetError",
     "FeatureError",
+    "InputError",
     "BackboneError",
     "ConfigError",
     "ModelError",
@@ -44,6 +45,11 @@ class DatasetError(SoundlibError):
 
 class FeatureError(SoundlibError):
     """A feature spec or a picture is not what a stage expects."""
+
+
+class InputError(FeatureError, ValueError):
+    """Data given to :class:`soundlib.SoundClassifier` (or another scikit-learn-style call) is not what it
+    takes: also a :class:`ValueError`, as scikit-learn's conventions expect."""
 
 
 class BackboneError(SoundlibError):

@@ -71,6 +71,10 @@ class Clip:
 
     ``group`` identifies the source recording: clips sharing a group must never
     be split across folds (UrbanSound8K's ``fsID``, ESC-50's ``src_file``).
+
+    A clip of a multi-label dataset (a manifest ``label`` such as ``siren;dog_bark``) lists every
+    class heard in ``labels``; its ``label`` and ``class_id`` are the first of them. Single-label
+    clips leave ``labels`` empty (:attr:`all_labels` is then ``(label,)``).
     """
 
     path: Path
@@ -79,6 +83,12 @@ class Clip:
     fold: int | None
     group: str
     meta: Mapping[str, object] = dataclasses.field(default_factory=dict, compare=False)
+    labels: tuple[str, ...] = ()
+
+    @property
+    def all_labels(self) -> tuple[str, ...]:
+        """Every class heard in the clip: ``labels``, or ``(label,)`` for a single-label clip."""
+        return self.labels or (self.label,)
 
     @property
     def clip_id(self) -> str:
@@ -137,6 +147,11 @@ class Dataset:
         check_class_names(self.classes, where=f"dataset {self.name!r} at {self.root}")
 
     @property
+    def multilabel(self) -> bool:
+        """True when some clip has several labels (a manifest ``label`` like ``a;b``)."""
+        return any(len(c.labels) > 1 for c in self.clips)
+
+    @property
     def n_recordings(self) -> int:
         """Distinct recordings (groups) among the clips."""
         return len({c.group for c in self.clips})
@@ -175,10 +190,11 @@ class Dataset:
         return self.with_clips(train), self.with_clips(test)
 
     def counts(self) -> dict[str, int]:
-        """Clips per class, every class listed."""
+        """Clips per class, every class listed (a multi-label clip counts for each of its classes)."""
         out: dict[str, int] = {c: 0 for c in self.classes}
         for clip in self.clips:
-            out[clip.label] += 1
+            for label in clip.all_labels:
+                out[label] += 1
         return out
 
     def subset(self, *, folds: Sequence[int] | None = None, labels: Sequence[str] | None = None) -> "Dataset":

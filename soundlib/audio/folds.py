@@ -245,11 +245,11 @@ def check_test_fold(dataset: Dataset, test_fold: int) -> list[str]:
     list of str
         Those classes, in the dataset's class order (empty when every test class was trained on).
     """
-    train = {c.label for c in dataset.clips if c.fold != test_fold}
-    test = {c.label for c in dataset.clips if c.fold == test_fold}
+    train = {x for c in dataset.clips if c.fold != test_fold for x in c.all_labels}
+    test = {x for c in dataset.clips if c.fold == test_fold for x in c.all_labels}
     unseen = [c for c in dataset.classes if c in test and c not in train]
     if unseen:
-        n = sum(1 for c in dataset.clips if c.fold == test_fold and c.label in unseen)
+        n = sum(1 for c in dataset.clips if c.fold == test_fold and set(c.all_labels) & set(unseen))
         warn(f"fold {test_fold} of dataset {dataset.name!r}: class(es) {_shown(unseen)} occur in the test fold "
              f"({n} clip(s)) but never in the training folds; those clips cannot be classified correctly")
     return unseen

@@ -228,7 +228,9 @@ def load_manifest(path: str | os.PathLike, *, check_files: bool = True, group_by
     """Load a manifest CSV with columns ``path,label`` and optional ``fold,group``.
 
     Relative paths resolve against the CSV's folder. Class ids follow the sorted
-    label names. The recording of each file is its ``group`` column, or the
+    label names. A ``label`` naming several classes separated by ``;`` (``siren;dog_bark``)
+    makes a multi-label clip (:attr:`Clip.labels`; the classes are every name that appears).
+    The recording of each file is its ``group`` column, or the
     column named by ``group_by`` (every row must fill it). Without either,
     UrbanSound8K or ESC-50 file names are recognised (:func:`group_by_file_names`);
     otherwise every file is its own recording (:data:`GROUPING_UNKNOWN`): give a
@@ -241,10 +243,16 @@ def load_manifest(path: str | os.PathLike, *, check_files: bool = True, group_by
                            f"its columns are {', '.join(rows[0])}")
     column = group_by or "group"
     has_fold = "fold" in rows[0]
-    labels = sorted({(r["label"] or "").strip() for r in rows})
-    if "" in labels:
-        line = next(i for i, r in enumerate(rows, start=2) if not (r["label"] or "").strip())
-        raise DatasetError(f"{csv_path}, line {line}: empty label")
+    parts = [[x.strip() for x in (r["label"] or "").split(";")] for r in rows]
+    for lineno, names in enumerate(parts, start=2):
+        if not any(names):
+            raise DatasetError(f"{csv_path}, line {lineno}: empty label")
+        if not all(names):
+            raise DatasetError(f"{csv_path}, line {lineno}: label {rows[lineno - 2]['label']!r} has an empty class "
+                               "name between ';' (several classes are written 'a;b')")
+        if len(set(names)) != len(names):
+            raise DatasetError(f"{csv_path}, line {lineno}: label {rows[lineno - 2]['label']!r} names a class twice")
+    labels = sorted({x for names in parts for x in names})
     clips = []
     for lineno, row in enumerate(rows, start=2):
         raw = (row["path"] or "").strip()
@@ -253,7 +261,8 @@ def load_manifest(path: str | os.PathLike, *, check_files: bool = True, group_by
         p = Path(raw).expanduser()
         if not p.is_absolute():
             p = csv_path.parent / p
-        label = row["label"].strip()
+        names = parts[lineno - 2]
+        label = names[0]
         fold_raw = (row.get("fold") or "").strip() if has_fold else ""
         group = (row.get(column) or "").strip()
         if group_by is not None and not group:
@@ -266,6 +275,7 @@ def load_manifest(path: str | os.PathLike, *, check_files: bool = True, group_by
                 class_id=labels.index(label),
                 fold=_fold(csv_path, lineno, fold_raw) if fold_raw else None,
                 group=group or str(p),
+                labels=tuple(names) if len(names) > 1 else (),
             )
         )
     if has_fold and any(c.fold is None for c in clips) and any(c.fold is not None for c in clips):

@@ -37,6 +37,12 @@ def cmd_synth(args: argparse.Namespace) -> int:
                                      "duration": args.duration}, where="command line")
     out = generate_corpus(args.out_dir, cfg, progress=not args.quiet)
     print(f"synthetic corpus ({10 * cfg.clips_per_class} clips, seed {cfg.seed}) in {out}")
+    if args.mix:
+        from soundlib.audio.loaders import load_dataset
+        from soundlib.audio.synth.mix import mix_pairs
+
+        manifest = mix_pairs(load_dataset(out), out / "mixtures", sr=cfg.sr, seed=cfg.seed)
+        print(f"multi-label mixtures (pairs at 0 and 6 dB, and the single clips) in {manifest}")
     return 0
 
 
@@ -142,8 +148,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"note: {len(results['cross_fold_groups'])} recording group(s) appear in more than one of the "
               f"dataset's folds: {', '.join(list(results['cross_fold_groups'])[:5])} (see results.json)")
     for fold in results["per_fold"]:
-        print(f"  fold {fold['fold']:>2}: accuracy {fold['accuracy']:.3f} ({fold['n']} clips)")
-    print(f"results: {args.out / 'results.json'}, confusion matrix: {args.out / 'confusion_matrix.png'}")
+        if results.get("multilabel"):
+            print(f"  fold {fold['fold']:>2}: mAP {fold['map']:.3f}, micro-F1 {fold['micro_f1']:.3f} ({fold['n']} clips)")
+        else:
+            print(f"  fold {fold['fold']:>2}: accuracy {fold['accuracy']:.3f} ({fold['n']} clips)")
+    plot = "" if results.get("multilabel") else f", confusion matrix: {args.out / 'confusion_matrix.png'}"
+    print(f"results: {args.out / 'results.json'}{plot}")
     print(format_summary(results))
     return 0
 
@@ -320,18 +330,75 @@ def _check_predict_outputs(args: argparse.Namespace) -> None:
     from soundlib.models.format import model_folder
     from soundlib.models.label import expand_inputs
 
+    inputs = [*args.inputs, *expand_inputs([p for p in args.inputs if p.is_dir()])]
+    audacity_folder = args.audacity is not None and _several_audio(args.inputs)
     outputs = [(opt, path) for opt, path in (("--csv", args.csv), ("--timeline", args.timeline),
-                                              ("--events", args.events), ("--raven", args.raven)) if path]
+                                              ("--events", args.events), ("--raven", args.raven),
+                                              ("--audacity", args.audacity), ("--extract", args.extract)) if path]
     named = [Path(os.path.abspath(p)) for _, p in outputs]
     if len(set(named)) != len(named):
         twice = sorted({str(p) for p in named if named.count(p) > 1})
-        raise OutputError(f"{', '.join(twice)}: named by two of --csv, --timeline, --events, --raven; give each its "
-                          "own file")
-    inputs = [*args.inputs, *expand_inputs([p for p in args.inputs if p.is_dir()])]
+        raise OutputError(f"{', '.join(twice)}: named by two of --csv, --timeline, --events, --raven, --audacity, "
+                          "--extract; give each its own file or folder")
     headers = [",".join(PREDICT_COLUMNS), ",".join(TIMELINE_COLUMNS), ",".join(EVENT_COLUMNS), "\t".join(RAVEN_COLUMNS)]
+    model = model_folder(args.model_dir)
     for option, path in outputs:
-        check_output_file(path, option=option, inputs=inputs, protected=[model_folder(args.model_dir)],
-                          headers=headers, overwrite=args.overwrite)
+        if option == "--extract" or (option == "--audacity" and audacity_folder):
+            _check_output_folder(path, option, inputs=inputs, model=model, overwrite=args.overwrite)
+        else:
+            check_output_file(path, option=option, inputs=inputs, protected=[model],
+                              headers=headers if option != "--audacity" else [], overwrite=args.overwrite)
+
+def _several_audio(inputs) -> bool:
+    from soundlib.models.format import PICTURE_EXTENSIONS
+    from soundlib.models.label import expand_inputs
+
+    return len([p for p in expand_inputs(inputs) if p.suffix.lower() not in PICTURE_EXTENSIONS]) > 1
+
+#: Files ``--extract`` and ``--audacity`` (folder) write, replaced by a later run without --overwrite.
+_OWN_FILES = r"^(\d{4}_.*_-?\d+\.\d{2}s\.wav|[^/]+\.txt)$"
+
+def _check_output_folder(path: Path, option: str, *, inputs, model: Path, overwrite: bool) -> None:
+    """An output folder (``--extract``, ``--audacity`` for several inputs): writable, not the model's or an
+    input's, and holding nothing but what these options write there (unless ``--overwrite``)."""
+    import re
+
+    from soundlib.atomic import check_output_path
+    from soundlib.errors import OutputError
+
+    check_output_path(path, folder=True)
+    target = Path(os.path.realpath(path))
+    if target == Path(os.path.realpath(model)) or target.is_relative_to(os.path.realpath(model)):
+        raise OutputError(f"{option} {path}: lies inside the model folder {model}; choose a folder outside it")
+    for item in inputs:
+        if Path(os.path.realpath(item)) == target:
+            raise OutputError(f"{option} {path}: is one of the inputs; choose another folder")
+    if path.is_dir() and not overwrite:
+        foreign = sorted(p.name for p in path.iterdir() if not re.match(_OWN_FILES, p.name) or not p.is_file())
+        if foreign:
+            raise OutputError(f"{option} {path}: holds files soundlib did not write there ({', '.join(foreign[:3])}"
+                              f"{'...' if len(foreign) > 3 else ''}); choose an empty or new folder, or pass "
+                              "--overwrite")
+
+def _event_rules(args: argparse.Namespace, labels):
+    """The :class:`~soundlib.models.events.EventRules` of ``--threshold/--thresholds/--classes/...``."""
+    from soundlib.models.events import DEFAULT_THRESHOLD, EventRules, parse_threshold_options, read_thresholds
+
+    default, per_class = parse_threshold_options(args.threshold)
+    thresholds = {**(read_thresholds(args.thresholds) if args.thresholds else {}), **per_class}
+    classes = None
+    if args.classes:
+        classes = []
+        for item in args.classes:
+            if Path(item).is_file():
+                classes += [x.strip() for x in Path(item).read_text(encoding="utf-8").splitlines() if x.strip()]
+            else:
+                classes += [x.strip() for x in item.split(",") if x.strip()]
+    rules = EventRules(threshold=DEFAULT_THRESHOLD if default is None else default,
+                       thresholds=tuple(thresholds.items()), classes=None if classes is None else tuple(classes),
+                       min_duration=args.min_duration, merge_gap=args.merge_gap, boundaries=args.boundaries)
+    rules.check_labels(labels)
+    return rules
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -343,11 +410,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     _check_predict_outputs(args)
     timeline: list | None = [] if args.timeline else None
-    events: list | None = [] if args.events or args.raven else None
+    wants_events = any((args.events, args.raven, args.audacity, args.extract))
+    events: list | None = [] if wants_events else None
+    if wants_events:  # refuse bad thresholds before the model loads
+        from soundlib.models.events import parse_threshold_options, read_thresholds
+
+        parse_threshold_options(args.threshold)
+        if args.thresholds:
+            read_thresholds(args.thresholds)
     model = load_model(args.model_dir)
+    rules = _event_rules(args, model.labels) if wants_events else None
     folders = any(Path(x).is_dir() for x in args.inputs)
     rows, failures = predict(model, args.inputs, top_k=args.top_k, aggregate=args.aggregate, timeline=timeline,
-                             events=events, threshold=args.threshold, progress=folders and not args.quiet)
+                             events=events, rules=rules, hop=args.hop, progress=folders and not args.quiet)
     current = None
     for row in rows:  # names as text: control and bidi characters shown as escapes (soundlib.text.visible)
         if row["input"] != current:
@@ -370,10 +445,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if timeline is not None:
             from soundlib.atomic import write_csv_atomic
 
-            write_csv_atomic(args.timeline, timeline, fieldnames=TIMELINE_COLUMNS)
-            print(visible(f"wrote {args.timeline} ({len(timeline)} rows: top-{args.top_k} per window)"))
-        if events is not None:
-            _write_events(args, events, model.spec)
+        write_csv_atomic(args.timeline, timeline, fieldnames=TIMELINE_COLUMNS)
+        print(visible(f"wrote {args.timeline} ({len(timeline)} rows: top-{args.top_k} per window)"))
+    if events is not None:
+        from soundlib.models.format import PICTURE_EXTENSIONS
+
+        audio = sorted({r["input"] for r in rows if Path(r["input"]).suffix.lower() not in PICTURE_EXTENSIONS})
+        _write_events(args, events, model, rules, inputs=audio)
     for _, msg in failures:
         print(f"error: {visible(msg, keep=chr(10))}", file=sys.stderr)
     if folders or len(args.inputs) > 1:
@@ -386,18 +464,44 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def _write_events(args: argparse.Namespace, events: list, spec) -> None:
-    """``--events`` (CSV) and ``--raven`` (Raven selection table) of ``predict``."""
+def _write_events(args: argparse.Namespace, events: list, model, rules, *, inputs: list[str]) -> None:
+    """``--events`` (CSV), ``--raven`` (Raven selection table), ``--audacity`` (label tracks), ``--extract``."""
     from soundlib.atomic import write_csv_atomic, write_text_atomic
-    from soundlib.models.events import EVENT_COLUMNS, frequency_band, raven_table
+    from soundlib.models.events import EVENT_COLUMNS, audacity_labels, extract_events, frequency_band, raven_table
 
+    per_class = f", {len(rules.thresholds)} per-class" if rules.thresholds else ""
     if args.events:
         write_csv_atomic(args.events, events, fieldnames=EVENT_COLUMNS)
-        print(visible(f"wrote {args.events} ({len(events)} event segment(s), threshold {args.threshold:g})"))
+        print(visible(f"wrote {args.events} ({len(events)} event segment(s), threshold {rules.threshold:g}{per_class})"))
     if args.raven:
-        low, high = frequency_band(spec)
+        low, high = frequency_band(model.spec, model.window if model.modality == "waveform" else None)
         write_text_atomic(args.raven, raven_table(events, low_freq=low, high_freq=high))
-        print(visible(f"wrote {args.raven} (Raven selection table, {len(events)} selection(s))"))
+        print(visible(f"wrote {args.raven} (Raven selection table, {len(events)} selection(s), {low:g}-{high:g} Hz)"))
+    if args.audacity:
+        if _several_audio(args.inputs):
+            from soundlib.atomic import ensure_dir
+
+            folder = ensure_dir(args.audacity)
+            names: set[str] = set()
+            for k, name in enumerate(inputs):
+                stem = Path(name).stem
+                out = folder / (f"{stem}.txt" if stem not in names else f"{stem}-{k}.txt")
+                names.add(stem)
+                write_text_atomic(out, audacity_labels([e for e in events if e["input"] == name]))
+            print(visible(f"wrote {len(inputs)} Audacity label file(s) to {folder} ({len(events)} label(s))"))
+        else:
+            write_text_atomic(args.audacity, audacity_labels(events))
+            print(visible(f"wrote {args.audacity} (Audacity labels, {len(events)} label(s))"))
+    if args.extract:
+        import re
+
+        if args.extract.is_dir():  # an earlier --extract's cuts go: they belong to other events
+            for old in args.extract.iterdir():
+                if old.is_file() and re.match(r"^\d{4}_.*_-?\d+\.\d{2}s\.wav$", old.name):
+                    old.unlink()
+        written = extract_events(events, args.extract)
+        print(visible(f"wrote {len(written)} event audio file(s) to {args.extract}"))
+
 
 
 def cmd_notebooks(args: argparse.Namespace) -> int:

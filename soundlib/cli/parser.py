@@ -121,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clips-per-class", type=_positive_int, default=synth.clips_per_class, help="slices per class")
     p.add_argument("--seed", type=int, default=synth.seed, help="random seed")
     p.add_argument("--duration", type=float, default=synth.duration, help="slice length in seconds (at most 10)")
+    p.add_argument("--mix", action="store_true",
+                   help="also write OUT_DIR/mixtures: pairs of clips of two classes from one fold overlaid at 0 and "
+                        "6 dB, both labels in a multi-label manifest (mixtures/manifest.csv, label 'a;b'), with the "
+                        "single clips")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = add("variants", cmd_variants, "list the feature variants and their parameters")
@@ -339,13 +343,43 @@ def _add_learning_commands(add) -> None:
                    help="replace an existing --csv/--timeline file that soundlib did not write (inputs and the "
                         "model's files are never replaced)")
 
-    p.add_argument("--events", type=Path, metavar="FILE.csv",
-                   help="write event segments (input, start, end, label, confidence): consecutive windows whose "
-                        "class probability reaches --threshold, merged by class")
-    p.add_argument("--raven", type=Path, metavar="FILE.txt",
-                   help="write the event segments as a Raven selection table (BirdNET-Analyzer's convention)")
-    p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
-                   help="probability a window needs to join an event")
+    p.add_argument("--hop", type=float, metavar="SECONDS",
+                   help="seconds between window starts in an audio file (default: the model's; smaller gives finer "
+                        "timelines and event boundaries)")
+    ev = p.add_argument_group(
+        "events", "Event segments: for each class, consecutive windows whose probability reaches the class's "
+        "threshold, merged into one segment (input, start, end, label, confidence = the highest window "
+        "probability in it); several classes may be active at once.")
+    ev.add_argument("--events", type=Path, metavar="FILE.csv",
+                    help="write the event segments (input, start, end, label, confidence) to this CSV")
+    ev.add_argument("--raven", type=Path, metavar="FILE.txt",
+                    help="write the event segments as a Raven selection table (BirdNET-Analyzer's convention; "
+                         "Begin Path absolute, the band up to the model's Nyquist frequency)")
+    ev.add_argument("--audacity", type=Path, metavar="PATH",
+                    help="write the event segments as an Audacity label track (start<TAB>end<TAB>label): this "
+                         "file for one audio input; with several, a folder of <input name>.txt files")
+    ev.add_argument("--extract", type=Path, metavar="DIR",
+                    help="cut every event into its own WAV file in DIR, named "
+                         "<index>_<recording>_<label>_<start>s.wav (the files of an earlier --extract there are "
+                         "replaced)")
+    ev.add_argument("--threshold", action="append", default=[], metavar="VALUE|CLASS=VALUE",
+                    help=f"probability a window needs to join an event: VALUE for every class (default "
+                         f"{DEFAULT_THRESHOLD:g}), CLASS=VALUE for one class; repeat it for several classes")
+    ev.add_argument("--thresholds", type=Path, metavar="FILE",
+                    help="per-class thresholds from a CSV (class,threshold rows) or a YAML file (class: threshold); "
+                         "--threshold CLASS=VALUE overrides a class it names")
+    ev.add_argument("--classes", action="append", default=[], metavar="CLASS[,CLASS...]|FILE",
+                    help="only these classes make events: names separated by commas (repeatable), or a file with "
+                         "one class per line")
+    ev.add_argument("--min-duration", type=float, default=0.0, metavar="SECONDS",
+                    help="drop events shorter than this (after merging)")
+    ev.add_argument("--merge-gap", type=float, default=0.0, metavar="SECONDS",
+                    help="merge two events of one class separated by at most this")
+    from soundlib.models.events import BOUNDARIES
+
+    ev.add_argument("--boundaries", choices=BOUNDARIES, default="windows",
+                    help="windows: an event spans its windows from the first start to the last end; centers: each "
+                         "window stands for the hop-wide span around its centre (tighter boundaries)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = add("info", cmd_info, "sum up an exported model and check its files",

@@ -135,6 +135,10 @@ def prepare(dataset: Dataset, config: EvalConfig, embed_config, progress: bool) 
     ds, protocol = prepare_folds(dataset, k_folds=config.k_folds, seed=config.seed, leaky=config.leaky_split)
     spec, duration = resolve_duration(config.spec, clip_durations(ds) if not config.spec.resolved else [])
     method = build_method(config.method)
+    if ds.multilabel and not method.multilabel:
+        raise ConfigError(f"dataset {ds.name!r} is multi-label (clips with several classes, 'a;b'); method "
+                          f"{config.method.name!r} learns one class per clip: use a method with the logistic head "
+                          "(frozen on any embedder, mn04, yamnet, mfcc), which trains one-vs-rest sigmoid outputs")
     ctx = Context(classes=tuple(ds.classes), spec=spec, backbone=config.backbone, train=config.train,
                   embed=embed_config or EmbedConfig(progress=progress), groups=tuple(c.group for c in ds.clips),
                   aggregate=config.aggregate, progress=progress)
@@ -229,6 +233,9 @@ def _evaluate(dataset: Dataset, config: EvalConfig, *, run, embed_config, progre
 
     from soundlib.audio.folds import check_test_fold, find_leakage, grouping_record
     from soundlib.evaluation.metrics import compute_metrics, prediction_rows, write_predictions, write_results_json
+
+    if dataset.multilabel:
+        return _evaluate_multilabel(dataset, config, run=run, embed_config=embed_config, progress=progress, log=log)
     from soundlib.evaluation.plots import plot_confusion, save_png
 
     t0 = time.perf_counter()
@@ -301,6 +308,60 @@ def _evaluate(dataset: Dataset, config: EvalConfig, *, run, embed_config, progre
     return results
 
 
+def _evaluate_multilabel(dataset: Dataset, config: EvalConfig, *, run, embed_config, progress: bool,
+                         log) -> dict[str, Any]:
+    """:func:`evaluate` of a multi-label dataset: per-fold and pooled mAP, micro and macro F1 and per-class
+    average precision (:func:`~soundlib.evaluation.metrics.compute_multilabel_metrics`)."""
+    from tqdm.auto import tqdm
+
+    from soundlib.audio.folds import check_test_fold, find_leakage, grouping_record
+    from soundlib.evaluation.metrics import (compute_multilabel_metrics, prediction_rows, write_predictions,
+                                             write_results_json)
+
+    t0 = time.perf_counter()
+    p = prepare(dataset, config, embed_config, progress)
+    folds = list(config.folds or p.ds.folds)
+    check_folds(p.ds, folds)
+    for f in folds:
+        check_test_fold(p.ds, f)
+    if run is not None:
+        run.start()
+    classes = list(p.ds.classes)
+    per_fold, truths, probas, rows = [], [], [], []
+    for f in tqdm(folds, desc=f"folds ({p.spec.name}, {config.method.name})", unit="fold", disable=not progress):
+        split, fit, proba, seconds = run_fold(p, f, config)
+        s = compute_multilabel_metrics(p.y[split.test], proba, classes)
+        per_fold.append({"fold": int(f), "map": s["map"], "micro_f1": s["micro_f1"], "macro_f1": s["macro_f1"],
+                         "accuracy": s["subset_accuracy"], "n": s["n"], "val_map": finite_or_none(fit.val_accuracy),
+                         "choice": fit.choice, "seconds": seconds})
+        truths.append(p.y[split.test])
+        probas.append(proba)
+        rows += prediction_rows([p.ds.clips[i] for i in split.test], proba, classes)
+    pooled = compute_multilabel_metrics(np.concatenate(truths), np.concatenate(probas), classes)
+    maps, accs = [r["map"] for r in per_fold], [r["accuracy"] for r in per_fold]
+    results = {
+        "dataset": {"name": p.ds.name, "root": str(p.ds.root), "clips": len(p.ds), "classes": classes},
+        "multilabel": True, "variant": p.spec.name, "feature_spec": p.spec.to_dict(), "duration": p.duration,
+        "method": config.method.to_dict(), "features": p.feats.info, "backbone": p.feats.info.get("backbone"),
+        "protocol": p.protocol, "leaky": bool(config.leaky_split),
+        "note": protocol_note(config.leaky_split, p.ds.grouping.known, p.protocol),
+        "grouping": grouping_record(p.ds), "aggregate": config.aggregate, "per_fold": per_fold,
+        "cross_fold_groups": {g: list(v) for g, v in find_leakage(p.ds.clips).items()},
+        "map_mean": float(np.mean(maps)), "map_std": float(np.std(maps)), "map": pooled["map"],
+        "micro_f1": pooled["micro_f1"], "macro_f1": pooled["macro_f1"], "threshold": pooled["threshold"],
+        "accuracy_mean": float(np.mean(accs)), "accuracy_std": float(np.std(accs)),
+        "accuracy_note": "multi-label: accuracy is the subset accuracy (every class of a clip right)",
+        "per_class": pooled["per_class"], "train_config": config.train.to_dict(),
+        "seconds": {"prepare": p.seconds, "folds": [r["seconds"] for r in per_fold],
+                    "total": round(time.perf_counter() - t0, 2)},
+        "warnings": log.messages,
+    }
+    if run is not None:
+        write_predictions(run.path, rows)
+        write_results_json(run.path, results)
+    return results
+
+
 def protocol_note(leaky: bool, recordings_known: bool, protocol: str) -> str:
     """What ``results.json``'s protocol is worth, in one line."""
     from soundlib.audio.folds import PROTOCOL_PREDEFINED
@@ -343,6 +404,11 @@ def format_summary(results: Mapping[str, Any]) -> str:
     if results.get("warnings"):
         tag += f" [{len(results['warnings'])} warning(s) in results.json]"
     method = results.get("method", {}).get("name", DEFAULT_METHOD)
+    if results.get("multilabel"):
+        return (f"{results['variant']} / {method} (multi-label): mAP {results['map_mean']:.3f} ± "
+                f"{results['map_std']:.3f} over {len(results['per_fold'])} folds (pooled {results['map']:.3f}), "
+                f"micro-F1 {results['micro_f1']:.3f}, macro-F1 {results['macro_f1']:.3f} ({results['protocol']}, "
+                f"{results['dataset']['clips']} clips){tag}")
     return (f"{results['variant']} / {method}: accuracy {results['accuracy_mean']:.3f} ± "
             f"{results['accuracy_std']:.3f} over {len(results['per_fold'])} folds, macro-F1 {results['macro_f1']:.3f} "
             f"({results['protocol']}, {results['dataset']['clips']} clips"

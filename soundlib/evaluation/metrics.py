@@ -28,6 +28,8 @@ __all__ = [
     "RESULTS_FILE",
     "PREDICTIONS_FILE",
     "compute_metrics",
+    "compute_multilabel_metrics",
+    "MULTILABEL_THRESHOLD",
     "RunMetrics",
     "prediction_rows",
     "write_predictions",
@@ -190,6 +192,55 @@ def compute_metrics(y_true: Sequence[int], y_pred: Sequence[int], classes: Seque
     }
 
 
+#: A class counts as predicted for a clip of a multi-label dataset when its probability reaches this.
+MULTILABEL_THRESHOLD = 0.5
+
+
+def compute_multilabel_metrics(Y: np.ndarray, proba: np.ndarray, classes: Sequence[str], *,
+                               threshold: float = MULTILABEL_THRESHOLD) -> dict[str, Any]:
+    """Scores of a multi-label classifier: mean average precision, micro and macro F1, per-class AP.
+
+    Parameters
+    ----------
+    Y : np.ndarray, shape (n, n_classes)
+        Multi-hot true classes.
+    proba : np.ndarray, shape (n, n_classes)
+        Independent class probabilities (sigmoid outputs).
+    threshold : float
+        A class is predicted when its probability reaches it (for F1, precision, recall).
+
+    Returns
+    -------
+    dict
+        ``map`` (mean over the classes with positives of their average precision), ``micro_f1``,
+        ``macro_f1`` (over the classes with positives), ``subset_accuracy`` (every class right),
+        ``per_class`` (name -> ap, precision, recall, f1, support) and ``n``.
+    """
+    from soundlib.methods.base import average_precision
+
+    Y = np.asarray(Y, dtype=np.float64) > 0.5
+    P = np.asarray(proba, dtype=np.float64).reshape(Y.shape)
+    pred = P >= threshold
+    tp, fp, fn = (Y & pred).sum(axis=0), (~Y & pred).sum(axis=0), (Y & ~pred).sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        prec, rec = np.nan_to_num(tp / (tp + fp)), np.nan_to_num(tp / (tp + fn))
+        f1 = np.nan_to_num(2 * tp / (2 * tp + fp + fn))
+    present = Y.sum(axis=0) > 0
+    aps = [average_precision(Y[:, k], P[:, k]) for k in range(len(classes))]
+    micro = 2 * tp.sum() / max(1, 2 * tp.sum() + fp.sum() + fn.sum())
+    return {
+        "map": float(np.mean([a for a, ok in zip(aps, present) if ok])) if present.any() else 0.0,
+        "micro_f1": float(micro),
+        "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
+        "subset_accuracy": float(np.mean(np.all(Y == pred, axis=1))) if len(Y) else 0.0,
+        "per_class": {c: {"ap": None if not present[i] else round(aps[i], 6), "precision": float(prec[i]),
+                          "recall": float(rec[i]), "f1": float(f1[i]), "support": int(Y[:, i].sum())}
+                      for i, c in enumerate(classes)},
+        "threshold": threshold,
+        "n": int(len(Y)),
+    }
+
+
 @dataclasses.dataclass(frozen=True)
 class RunMetrics:
     """One run's scores on its test fold: the content of ``metrics.json``.
@@ -238,6 +289,8 @@ class RunMetrics:
         empty in files of older soundlib versions.
     ece : float or None
         Expected calibration error of the top-1 probability (:data:`ECE_BINS` bins); ``None`` when unknown.
+    map, micro_f1 : float or None
+        A multi-label run's mean average precision and micro-F1 (:func:`compute_multilabel_metrics`).
     grouping : dict
         How the dataset's recordings were known (:func:`soundlib.audio.folds.grouping_record`: ``source``,
         ``detail``, ``known``, ``recordings``, ``clips``); empty in files of older soundlib versions.
@@ -272,6 +325,9 @@ class RunMetrics:
     grouping: dict = dataclasses.field(default_factory=dict)
     top_k_accuracy: dict = dataclasses.field(default_factory=dict)
     ece: float | None = None
+    #: Multi-label runs: mean average precision and micro-F1 (``accuracy`` is then the subset accuracy).
+    map: float | None = None
+    micro_f1: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The content of ``metrics.json``."""
@@ -346,6 +402,15 @@ def prediction_rows(clips: Sequence[Any], proba: np.ndarray, classes: Sequence[s
     """
     rows = []
     columns = probability_columns(classes)
+    if any(len(getattr(c, "labels", ())) > 1 for c in clips) or (
+            len(proba) and not np.allclose(np.asarray(proba).sum(axis=1), 1.0, atol=1e-3)):
+        for c, pr in zip(clips, proba):  # multi-label: every class at or above the threshold is predicted
+            active = [classes[k] for k in np.flatnonzero(pr >= MULTILABEL_THRESHOLD)]
+            rows.append({"path": str(c.path), "fold": c.fold, "group": c.group, "true": ";".join(c.all_labels),
+                         "predicted": ";".join(active), "probability": float(np.max(pr)),
+                         "correct": sorted(active) == sorted(c.all_labels),
+                         **{col: round(float(v), 6) for col, v in zip(columns, pr)}})
+        return rows
     for c, pr in zip(clips, proba):
         k = int(np.argmax(pr))
         rows.append({"path": str(c.path), "fold": c.fold, "group": c.group, "true": c.label,

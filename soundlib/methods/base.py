@@ -26,8 +26,8 @@ from soundlib.audio.datasets import Dataset
 from soundlib.errors import ConfigError, DatasetError
 
 __all__ = ["AGGREGATIONS", "Features", "FoldSplit", "FoldFit", "Method", "Context", "CacheUnit", "aggregate",
-           "accuracy", "backbone_info", "member_context", "clip_durations", "labels_of", "window_pictures",
-           "embedder_features"]
+           "accuracy", "average_precision", "mean_average_precision", "score_of", "backbone_info",
+           "member_context", "clip_durations", "labels_of", "window_pictures", "embedder_features"]
 
 #: How window probabilities become one clip decision.
 AGGREGATIONS = ("mean", "max")
@@ -196,7 +196,8 @@ def aggregate(proba: np.ndarray, row_clip: np.ndarray, clips: np.ndarray, *, how
     clips : np.ndarray, shape (n,)
         The clips wanted, in output order (each must have rows).
     how : {"mean", "max"}
-        Mean of the windows' probabilities, or the maximum per class renormalised to sum to 1.
+        Mean of the windows' probabilities, or the maximum per class (renormalised to sum to 1 when the
+        windows' probabilities are distributions; a multi-label head's independent ones are kept).
 
     Returns
     -------
@@ -218,13 +219,44 @@ def aggregate(proba: np.ndarray, row_clip: np.ndarray, clips: np.ndarray, *, how
         counts[k] += 1
     if np.any(counts == 0):
         raise DatasetError(f"{int(np.sum(counts == 0))} clip(s) have no windows to aggregate")
-    out = out / counts[:, None] if how == "mean" else out / out.sum(axis=1, keepdims=True)
+    if how == "mean":
+        out = out / counts[:, None]
+    elif len(proba) and np.allclose(np.asarray(proba).sum(axis=1), 1.0, atol=1e-3):
+        out = out / out.sum(axis=1, keepdims=True)
     return out.astype(np.float32)
 
 
 def accuracy(proba: np.ndarray, y: np.ndarray) -> float:
     """Share of rows whose most probable class is ``y``."""
     return float(np.mean(np.asarray(proba).argmax(axis=1) == np.asarray(y))) if len(y) else 0.0
+
+
+def average_precision(y: np.ndarray, score: np.ndarray) -> float:
+    """Average precision of one class (scikit-learn's ``average_precision_score``, in numpy):
+    ``sum_n (R_n - R_{n-1}) P_n`` over the distinct score thresholds; NaN without positives."""
+    y = np.asarray(y) > 0.5
+    if not y.any():
+        return float("nan")
+    order = np.argsort(-np.asarray(score, np.float64), kind="mergesort")
+    s, y = np.asarray(score, np.float64)[order], y[order]
+    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
+    tps = np.cumsum(y)[last]
+    precision, recall = tps / (last + 1), tps / tps[-1]
+    return float(np.sum((recall - np.r_[0.0, recall[:-1]]) * precision))
+
+
+def mean_average_precision(proba: np.ndarray, Y: np.ndarray) -> float:
+    """The mean over classes (with at least one positive) of :func:`average_precision`; ``Y`` multi-hot
+    (n, n_classes)."""
+    aps = [average_precision(Y[:, k], proba[:, k]) for k in range(Y.shape[1]) if np.any(Y[:, k] > 0.5)]
+    return float(np.mean(aps)) if aps else 0.0
+
+
+def score_of(proba: np.ndarray, y: np.ndarray) -> float:
+    """What validation maximises: :func:`accuracy` of class ids ``y`` (n,), or the
+    :func:`mean_average_precision` of multi-hot labels ``y`` (n, n_classes)."""
+    y = np.asarray(y)
+    return mean_average_precision(np.asarray(proba), y) if y.ndim == 2 else accuracy(proba, y)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -320,6 +352,11 @@ class Method:
     def unavailable(self) -> str | None:
         """Why it cannot run here (a missing extra), or ``None``."""
         return None
+
+    @property
+    def multilabel(self) -> bool:
+        """Whether it can learn several labels per clip (one-vs-rest sigmoid outputs)."""
+        return False
 
     @classmethod
     def cache_units(cls, spec: Any, variant: Any, backbone: str) -> "list[CacheUnit]":
@@ -446,8 +483,15 @@ def embedder_features(dataset: Dataset, embedder: Any, ctx: "Context") -> Featur
 
 
 def labels_of(dataset: Dataset) -> np.ndarray:
-    """Class ids of the dataset's clips, shape (n_clips,)."""
-    return np.array([c.class_id for c in dataset.clips], dtype=np.int64)
+    """Class ids of the dataset's clips, shape (n_clips,); for a multi-label dataset, the multi-hot
+    matrix (n_clips, n_classes) of every clip's classes."""
+    if not dataset.multilabel:
+        return np.array([c.class_id for c in dataset.clips], dtype=np.int64)
+    index = {c: k for k, c in enumerate(dataset.classes)}
+    out = np.zeros((len(dataset.clips), len(dataset.classes)), np.float32)
+    for i, clip in enumerate(dataset.clips):
+        out[i, [index[x] for x in clip.all_labels]] = 1.0
+    return out
 
 
 def check_rows(feats: Features, what: str, clips: Sequence[int]) -> None:

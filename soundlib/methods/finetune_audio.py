@@ -385,7 +385,7 @@ def fit_audio(feats: Features, embeddings: Features, net: AudioNet, split: FoldS
     # 1. the logistic head on the cached frozen embeddings, fitted on split.fit (C chosen on split.val)
     fit_only = FoldSplit(train=split.fit, fit=split.fit, val=split.val, test=split.test)
     head_fit = fit_logistic_head(embeddings, fit_only, y, n_classes=ctx.n_classes, how=ctx.aggregate,
-                                 seed=ctx.train.seed)
+                                 seed=ctx.train.seed, calibrate=False)  # the network's start: raw logits
     # 2. the network, the head on top
     shape = tuple(feats.x.shape[1:])
     model, head, stage_vars = build_audio_model(net, shape, ctx.n_classes, o, seed=ctx.train.seed)

@@ -55,6 +55,9 @@ class FrozenOptions:
         How such an embedder pads a short clip (``end``, ``center``, ``repeat``; BirdNET: ``end``).
     threads : int
         LiteRT interpreter threads of an audio embedder (0: automatic).
+    calibrate : bool
+        The logistic head's probabilities calibrated on validation (ties in C broken by log-loss, a
+        temperature fitted; :mod:`soundlib.methods.heads`); ``false``: soundlib 0.2's uncalibrated head.
     """
 
     head: str = "logistic"
@@ -64,6 +67,7 @@ class FrozenOptions:
     hop: float | None = None
     pad: str | None = None
     threads: int = 0
+    calibrate: bool = True
 
     def __post_init__(self) -> None:
         from soundlib.errors import ConfigError
@@ -107,6 +111,10 @@ class FrozenMethod(HeadMethod):
 
     @property
     def embeds(self) -> bool:
+        return self.options.head == "logistic"
+
+    @property
+    def multilabel(self) -> bool:
         return self.options.head == "logistic"
 
     def unavailable(self) -> str | None:
@@ -158,6 +166,13 @@ class FrozenMethod(HeadMethod):
         from soundlib.embedders.backbones import PooledInfo, pooled_backbone
 
         ctx = self._own(ctx)
+        from soundlib.methods.heads import LogisticHead
+
+        if isinstance(fit.model, LogisticHead):  # its temperature is inside the head; recorded for the card
+            metadata = {**metadata, "calibration": {
+                "temperature": float(fit.model.temperature),
+                "method": "temperature scaling fitted on the validation recordings" if self.options.calibrate
+                else "none (calibrate: false)"}}
         embedder = embedder_of(ctx, self.options)
         record = {"name": embedder.name, "identity": embedder.identity, "modality": embedder.modality,
                   "license": embedder.license}
@@ -171,6 +186,11 @@ class FrozenMethod(HeadMethod):
                 embedder=embedder, head=fit.model, spec=ctx.spec, options=self.options.embedder_options().non_default(),
                 labels=list(ctx.classes), info={**metadata, "method": self.spec.to_dict()}))
         metadata = {**metadata, "embedder": record}
+        if getattr(fit.model, "multilabel", False):
+            from soundlib.errors import ModelError
+
+            raise ModelError(f"method {self.spec.name!r}: a multi-label model is exported on an audio embedder "
+                             "(mn04, yamnet, birdnet, mfcc), not on a picture backbone")
         backbone = pooled_backbone(backbone_info(ctx), layer=self.options.layer, pooling=self.options.pooling)
         trained = _as_trained_head(fit.model, ctx)
         info = {**metadata, "method": self.spec.to_dict()}

@@ -54,11 +54,14 @@ class FusionOptions:
     mode : {"early", "late"}
     Cs : tuple of float
         The early fusion head's inverse regularization strengths.
+    calibrate : bool
+        Calibrate the early fusion head's probabilities on validation (see :mod:`soundlib.methods.heads`).
     """
 
     members: tuple[Any, ...] = ("frozen", "mfcc")
     mode: str = "late"
     Cs: tuple[float, ...] = DEFAULT_CS
+    calibrate: bool = True
 
     def resolve(self, *, where: str) -> "FusionOptions":
         """Members resolved into method specs (checked: at least two, unique names, early = embeddings)."""
@@ -185,7 +188,7 @@ class FusionMethod(Method):
     def fit(self, feats: Features, split: FoldSplit, y: np.ndarray, ctx: Context) -> FoldFit:
         if self.options.mode == "early":
             fit = fit_logistic_head(feats, split, y, n_classes=ctx.n_classes, Cs=self.options.Cs,
-                                    how=ctx.aggregate, seed=ctx.train.seed)
+                                    how=ctx.aggregate, seed=ctx.train.seed, calibrate=self.options.calibrate)
             fit.choice.update(mode="early", members=[m.spec.name for m in self.members])
             return fit
         fits = [m.fit(f, split, y, self._member_ctx(ctx, m)) for m, f in zip(self.members, self._member_feats)]

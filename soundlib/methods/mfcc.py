@@ -36,11 +36,14 @@ class MfccOptions:
     features : {"basic", "rich"}
     Cs : tuple of float
         The inverse regularization strengths tried on validation.
+    calibrate : bool
+        Calibrate the head's probabilities on validation (see :mod:`soundlib.methods.heads`).
     """
 
     n_mfcc: int = 40
     features: str = "basic"
     Cs: tuple[float, ...] = DEFAULT_CS
+    calibrate: bool = True
 
     def __post_init__(self) -> None:
         if self.features not in FEATURE_SETS:

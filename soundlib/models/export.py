@@ -274,6 +274,7 @@ def export_embedder_model(out_dir: str | os.PathLike, *, embedder: Any, options:
     options : mapping
         The non-default :class:`~soundlib.embedders.EmbedderOptions` it was resolved with.
     head : soundlib.methods.heads.LogisticHead
+        Its temperature (calibration) is saved with its arrays in ``head.npz``.
     spec : FeatureSpec
         The evaluation's variant (its duration and hop made the embedder's windows).
     """
@@ -288,10 +289,13 @@ def export_embedder_model(out_dir: str | os.PathLike, *, embedder: Any, options:
                   "modality": embedder.modality, "license": embedder.license, "window": window.to_dict()}
         (tmp / EMBEDDER_FILE).write_text(json.dumps(record, indent=2), encoding="utf-8")
         with open(tmp / HEAD_FILE, "wb") as fh:
-            np.savez(fh, mean=head.mean, scale=head.scale, coef=head.coef, intercept=head.intercept)
+            np.savez(fh, mean=head.mean, scale=head.scale, coef=head.coef, intercept=head.intercept,
+                     temperature=np.float64(getattr(head, "temperature", 1.0)),
+                     multilabel=np.bool_(getattr(head, "multilabel", False)))
         wave = waveform_copy(tmp, labels=labels, spec=spec, embedder=embedder, options=options, head=head,
                              license=embedder.license)
         full = {**dict(info or {}), "format": MODEL_FORMAT, "kind": "embedder", "embedder": record,
+                "multilabel": bool(getattr(head, "multilabel", False)),
                 "soundlib_version": soundlib_version(), "waveform_tflite": wave,
                 "checksums": {name: sha256_file(tmp / name) for name in (*CHECKED_FILES, *EMBEDDER_CHECKED_FILES)}}
         _write_manifest(tmp, full)

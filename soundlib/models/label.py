@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 
@@ -14,6 +14,9 @@ from soundlib.errors import ConfigError, FeatureError, SoundlibError
 from soundlib.models.events import DEFAULT_THRESHOLD
 from soundlib.models.format import PICTURE_EXTENSIONS
 from soundlib.models.load import LoadedModel
+
+if TYPE_CHECKING:
+    from soundlib.models.events import EventRules
 
 __all__ = ["expand_inputs", "window_probabilities", "predict"]
 
@@ -101,6 +104,7 @@ def window_probabilities(model: LoadedModel, path: str | os.PathLike, *, batch_s
 
 def predict(model: LoadedModel, inputs: Sequence[str | os.PathLike], *, top_k: int = 5, aggregate: str = "mean",
             timeline: list | None = None, events: list | None = None, threshold: float = DEFAULT_THRESHOLD,
+            rules: "EventRules | None" = None, hop: float | None = None,
             progress: bool = False) -> tuple[list[dict], list[tuple[Path, str]]]:
     """Top-k labels for audio files, pictures or folders of them.
 
@@ -117,7 +121,12 @@ def predict(model: LoadedModel, inputs: Sequence[str | os.PathLike], *, top_k: i
         When given, the event segments of each audio file are appended to it:
         ``input, start, end, label, confidence`` (see :func:`soundlib.models.events.event_segments`).
     threshold : float
-        A window belongs to a class's event when its probability is at least this.
+        A window belongs to a class's event when its probability is at least this (without ``rules``).
+    rules : EventRules, optional
+        How windows become events: per-class thresholds, classes kept, minimum duration, gaps merged,
+        boundaries (:class:`soundlib.models.events.EventRules`; replaces ``threshold``).
+    hop : float, optional
+        Seconds between window starts in an audio file (default: the model's).
     progress : bool
         Show a progress bar over the files.
 
@@ -139,9 +148,12 @@ def predict(model: LoadedModel, inputs: Sequence[str | os.PathLike], *, top_k: i
     if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
         raise ConfigError(f"top_k must be a positive integer (how many labels to list per input), got {top_k!r}")
     if events is not None:
-        from soundlib.models.events import check_threshold
+        from soundlib.models.events import EventRules
 
-        check_threshold(threshold)
+        rules = rules if rules is not None else EventRules(threshold=threshold)
+        rules.check_labels(model.labels)
+    if hop is not None and (isinstance(hop, bool) or not isinstance(hop, (int, float)) or not 0 < hop < np.inf):
+        raise ConfigError(f"hop must be a positive number of seconds between windows, got {hop!r}")
     rows, failures = [], []
     from tqdm.auto import tqdm
 
@@ -158,7 +170,7 @@ def predict(model: LoadedModel, inputs: Sequence[str | os.PathLike], *, top_k: i
                                        f"feature spec {model.spec.name!r} makes {want[1]}x{want[0]}")
                 proba, n_windows = model.predict_pictures(pic[None])[0], 1
             else:
-                win, starts, length = window_probabilities(model, path)
+                win, starts, length = window_probabilities(model, path, hop=hop)
                 proba = aggregate_windows(win, np.zeros(len(win), np.int64), np.array([0]), how=aggregate)[0]
                 n_windows = len(win)
                 if timeline is not None:
@@ -172,7 +184,7 @@ def predict(model: LoadedModel, inputs: Sequence[str | os.PathLike], *, top_k: i
 
                     ends = np.minimum(length, starts + model.window_seconds)
                     events += [{"input": str(path), **seg.to_dict()} for seg in
-                               event_segments(win, starts, ends, model.labels, threshold=threshold)]
+                               event_segments(win, starts, ends, model.labels, rules=rules)]
         except SoundlibError as exc:  # named: an embedder's own message ("log_mel needs ...") may not say which file
             message = str(exc)
             failures.append((path, message if str(path) in message else f"{path}: {message}"))

@@ -175,6 +175,92 @@ class LoadedModel:
             raise FeatureError(f"model {self.path} labels pictures of its feature spec, not audio windows")
         return np.asarray(self._model(np.asarray(windows, np.float32)), np.float32)
 
+    @property
+    def sr(self) -> int:
+        """The sample rate in Hz the model takes audio at (its embedder's, or its feature spec's)."""
+        return int(self.window.sr if self.modality == "waveform" else self.spec.sr)
+
+    def array_windows(self, waveform: np.ndarray, sr: int, *, hop: float | None = None) -> tuple[list, np.ndarray]:
+        """The windows the model labels in one clip given as an array (what a file of it would give).
+
+        ``waveform`` (1-D, any finite numbers) is resampled from ``sr`` to :attr:`sr` (soxr, high quality),
+        then cut like a file: the variant's windows (every ``hop`` seconds, default the model's; a short
+        clip padded by the spec's ``pad``) or, for a model on an audio embedder, its windows (a clip
+        shorter than an unpadded window as it is). Returns ``(windows, starts in seconds)``.
+        """
+        from soundlib.audio.clips import pad_to, window_starts
+
+        y = _mono_array(waveform, sr)
+        target = self.sr
+        if int(sr) != target and y.size:
+            import soxr
+
+            y = np.asarray(soxr.resample(y, int(sr), target, quality="HQ"), np.float32)
+        if self.modality == "waveform":
+            duration, pad, default_hop = self.window.duration, self.window.pad, self.window.hop_seconds
+        else:
+            duration, pad, default_hop = self.spec.duration, self.spec.pad, self.spec.hop_seconds
+        n = int(round(target * duration))
+        if pad == "none" and len(y) <= n:
+            return [y], np.zeros(1)
+        pad = "end" if pad == "none" else pad
+        starts = window_starts(len(y), n, max(1, int(round(target * (hop or default_hop)))))
+        return [pad_to(y[s:s + n], n, policy=pad) for s in starts], np.asarray(starts, np.float64) / target
+
+    def window_proba(self, waveform: np.ndarray, sr: int, *, hop: float | None = None,
+                     batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+        """Class probabilities of every window of a clip given as an array: ``(proba (n_windows,
+        n_classes), starts in seconds)`` (see :meth:`array_windows`)."""
+        windows, starts = self.array_windows(waveform, sr, hop=hop)
+        if self.modality == "waveform":
+            out = [self.predict_windows(np.stack(windows[s:s + batch_size]))
+                   for s in range(0, len(windows), batch_size)]
+        else:
+            from soundlib.pictures.features import render
+
+            out = [self.predict_pictures(np.stack([render(w, self.spec) for w in windows[s:s + batch_size]]))
+                   for s in range(0, len(windows), batch_size)]
+        return np.concatenate(out), starts
+
+    def predict_proba(self, waveform: Any, sr: int, *, aggregate: str = "mean",
+                      hop: float | None = None) -> np.ndarray:
+        """Class probabilities of audio given as arrays, with any embedder (no file needed).
+
+        Parameters
+        ----------
+        waveform : np.ndarray or sequence of np.ndarray
+            One clip (1-D: mono samples), a batch of clips of one length (2-D: one clip per row), or a
+            list of 1-D clips of any lengths. Resampled from ``sr`` to the model's rate inside.
+        sr : int
+            Their sample rate in Hz.
+        aggregate : {"mean", "max"}
+            How the windows of a clip longer than the model's window become one decision.
+
+        Returns
+        -------
+        np.ndarray, float32
+            Shape (len(labels),) for one 1-D clip, (n_clips, len(labels)) for a batch; the columns
+            follow :attr:`labels`.
+        """
+        from soundlib.methods.base import aggregate as aggregate_windows
+
+        if isinstance(waveform, np.ndarray) and waveform.ndim > 2:
+            raise FeatureError(f"waveform must be 1-D (one clip) or 2-D (one clip per row), got shape "
+                               f"{waveform.shape}; mix channels down first (e.g. y.mean(axis=0))")
+        one = isinstance(waveform, np.ndarray) and waveform.ndim == 1
+        clips = [waveform] if one else list(waveform)
+        if not clips:
+            return np.zeros((0, len(self.labels)), np.float32)
+        out = []
+        for y in clips:
+            win, _ = self.window_proba(y, sr, hop=hop)
+            out.append(aggregate_windows(win, np.zeros(len(win), np.int64), np.array([0]), how=aggregate)[0])
+        return out[0] if one else np.stack(out)
+
+    def __call__(self, waveform: Any, sr: int, **kwargs: Any) -> np.ndarray:
+        """:meth:`predict_proba`."""
+        return self.predict_proba(waveform, sr, **kwargs)
+
     def predict_pictures(self, pictures: np.ndarray, *, batch_size: int = 32) -> np.ndarray:
         """Class probabilities of pictures.
 
@@ -199,6 +285,24 @@ class LoadedModel:
             x = pictures[s:s + batch_size].astype(np.float32) / 255.0
             out.append(np.asarray(self._model(x)))
         return np.concatenate(out) if out else np.zeros((0, len(self.labels)), np.float32)
+
+
+def _mono_array(waveform: Any, sr: Any) -> np.ndarray:
+    """One clip's samples as float32 1-D, checked (a :class:`FeatureError` names what is wrong)."""
+    if isinstance(sr, bool) or not isinstance(sr, (int, np.integer)) or not 1000 <= sr <= 768000:
+        raise FeatureError(f"sr must be the waveform's sample rate in Hz (an integer in [1000, 768000]), got {sr!r}")
+    try:
+        y = np.asarray(waveform, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise FeatureError(f"a waveform must be an array of numbers, got {type(waveform).__name__}") from None
+    if y.ndim != 1:
+        raise FeatureError(f"a waveform must be 1-D (mono samples), got shape {y.shape}; mix channels down first "
+                           "(e.g. y.mean(axis=0))")
+    if not y.size:
+        raise FeatureError("a waveform has no samples")
+    if not np.all(np.isfinite(y)):
+        raise FeatureError("a waveform holds NaN or infinite samples")
+    return y
 
 
 def _no_model(path: Path, missing: str) -> ModelError:
@@ -385,15 +489,21 @@ def _same(a: Any, b: Any) -> bool:
         return abs(float(a) - float(b)) <= 1e-9 * max(1.0, abs(float(b)))
     return a == b
 
-def _read_head(where: Path, n_labels: int) -> tuple[np.ndarray, ...]:
-    """``mean, scale, coef, intercept`` of ``head.npz``: finite float arrays of shapes (d,), (d,), (k, d), (k,)
-    with ``k`` the number of labels and a positive scale."""
+def _read_head(where: Path, n_labels: int) -> tuple[Any, ...]:
+    """``mean, scale, coef, intercept, temperature, multilabel`` of ``head.npz``: finite float arrays of shapes
+    (d,), (d,), (k, d), (k,) with ``k`` the number of labels and a positive scale; the calibration temperature
+    (a positive number; 1 in soundlib 0.2's heads, which have none) and whether the head is multi-label."""
     names = ("mean", "scale", "coef", "intercept")
+    optional = ("temperature", "multilabel")
     try:
         with np.load(where, allow_pickle=False) as z:
-            if not isinstance(z, np.lib.npyio.NpzFile) or set(z.files) != set(names):
-                raise ValueError(f"expected the arrays {', '.join(names)}, got {', '.join(getattr(z, 'files', []))}")
+            files = set(getattr(z, "files", []))
+            if not isinstance(z, np.lib.npyio.NpzFile) or not set(names) <= files or not files <= {*names, *optional}:
+                raise ValueError(f"expected the arrays {', '.join(names)} (and {', '.join(optional)}), got "
+                                 f"{', '.join(sorted(files))}")
             arrays = [np.asarray(z[k]) for k in names]
+            temperature = float(np.asarray(z["temperature"])) if "temperature" in files else 1.0
+            multilabel = bool(np.asarray(z["multilabel"])) if "multilabel" in files else False
     except (OSError, ValueError, EOFError, TypeError, zipfile.BadZipFile) as exc:
         raise ModelError(f"{where}: not a readable head ({type(exc).__name__}: {str(exc)[:200]})") from None
     for k, a in zip(names, arrays):
@@ -412,4 +522,6 @@ def _read_head(where: Path, n_labels: int) -> tuple[np.ndarray, ...]:
     if not (scale > 0).all():
         raise ModelError(f"{where}: 'scale' holds {int((scale <= 0).sum())} value(s) <= 0 (a standardisation "
                          "divides by it)")
-    return mean, scale, coef, intercept
+    if not (np.isfinite(temperature) and 0 < temperature <= 1000):
+        raise ModelError(f"{where}: 'temperature' must be a positive number, got {temperature!r}")
+    return mean, scale, coef, intercept, temperature, multilabel

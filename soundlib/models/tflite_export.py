@@ -286,11 +286,11 @@ def export_tflite(model_dir: str | os.PathLike, out: str | os.PathLike, *, overw
         from soundlib.embedders import EmbedderOptions, resolve_embedder
         from soundlib.methods.heads import LogisticHead
         from soundlib.models.format import HEAD_FILE
+        from soundlib.models.load import _read_head
 
         kwargs["embedder"] = resolve_embedder(str(record["name"]), EmbedderOptions(**record.get("options", {})))
         kwargs["options"] = record.get("options")
-        with np.load(model.path / HEAD_FILE, allow_pickle=False) as z:
-            kwargs["head"] = LogisticHead(z["mean"], z["scale"], z["coef"], z["intercept"])
+        kwargs["head"] = LogisticHead(*_read_head(model.path / HEAD_FILE, len(model.labels)))  # checked, calibrated
 
         reference = lambda w: model.predict_windows(w[None])[0]  # noqa: E731
     else:

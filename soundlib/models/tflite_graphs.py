@@ -46,9 +46,12 @@ def trailing_length(tf, x, least: int = 1):
 
 
 def logistic_head(tf, head) -> Callable[[Any], Any]:
-    """A :class:`~soundlib.methods.heads.LogisticHead` as one dense layer and a softmax: (1, d) -> (1, C)."""
+    """A :class:`~soundlib.methods.heads.LogisticHead` as one dense layer (standardisation and calibration
+    temperature folded in) and a softmax, or a sigmoid per class for a multi-label head: (1, d) -> (1, C)."""
     kernel, bias = head.dense()
     k, b = tf.constant(kernel), tf.constant(bias)
+    if getattr(head, "multilabel", False):
+        return lambda emb: tf.math.sigmoid(tf.matmul(emb, k) + b)
     return lambda emb: tf.nn.softmax(tf.matmul(emb, k) + b, axis=-1)
 
 

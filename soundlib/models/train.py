@@ -93,12 +93,21 @@ def _train_fold(dataset: Dataset, *, test_fold: int, config: EvalConfig, run, em
     classes = list(p.ds.classes)
     split, fit, proba, seconds = run_fold(p, test_fold, config)
     yt = p.y[split.test]
-    scores = compute_metrics(yt.tolist(), proba.argmax(axis=1).tolist(), classes, proba=proba)
+    if p.ds.multilabel:
+        from soundlib.evaluation.metrics import compute_multilabel_metrics
+
+        ml = compute_multilabel_metrics(yt, proba, classes)
+        scores = {"accuracy": ml["subset_accuracy"], "macro_f1": ml["macro_f1"], "macro_f1_all_classes": None,
+                  "per_class": ml["per_class"], "confusion_matrix": [], "n": ml["n"], "top_k_accuracy": {},
+                  "ece": None, "map": ml["map"], "micro_f1": ml["micro_f1"]}
+    else:
+        scores = compute_metrics(yt.tolist(), proba.argmax(axis=1).tolist(), classes, proba=proba)
     write_predictions(out, prediction_rows([p.ds.clips[i] for i in split.test], proba, classes))
-    save_png(plot_confusion(scores["confusion_matrix"], classes,
-                            title=f"{p.spec.name} / {config.method.name}, test fold {test_fold}: "
-                                  f"accuracy {scores['accuracy']:.3f}"),
-             out / "confusion_matrix.png")
+    if not p.ds.multilabel:
+        save_png(plot_confusion(scores["confusion_matrix"], classes,
+                                title=f"{p.spec.name} / {config.method.name}, test fold {test_fold}: "
+                                      f"accuracy {scores['accuracy']:.3f}"),
+                 out / "confusion_matrix.png")
     write_json_atomic(out / "history.json", fit.choice.get("history", {}))
     exported = None
     if exports:
@@ -109,7 +118,7 @@ def _train_fold(dataset: Dataset, *, test_fold: int, config: EvalConfig, run, em
         variant=p.spec.name, test_fold=int(test_fold), protocol=p.protocol,
         backbone=p.feats.info.get("backbone", ""),
         **{k: scores[k] for k in ("accuracy", "macro_f1", "macro_f1_all_classes", "per_class", "confusion_matrix",
-                                  "n", "top_k_accuracy", "ece")},
+                                  "n", "top_k_accuracy", "ece")}, map=scores.get("map"), micro_f1=scores.get("micro_f1"),
         train_clips=int(len(split.train)), train_config=config.train.to_dict(),
         seconds=round(time.perf_counter() - t0, 2), method=config.method.name,
         method_config=config.method.to_dict(), val_accuracy=finite_or_none(fit.val_accuracy),
@@ -143,7 +152,8 @@ def _model_metadata(p: Prepared, split, config: EvalConfig, cv: dict | None) -> 
     train = [p.ds.clips[i] for i in split.train]
     per_class = {c: 0 for c in p.ds.classes}
     for clip in train:
-        per_class[clip.label] += 1
+        for label in clip.all_labels:
+            per_class[label] += 1
     return {
         "dataset": {"name": p.ds.name, "root": str(p.ds.root), "clips": len(p.ds)},
         "training": {"folds": sorted({int(c.fold) for c in train if c.fold is not None}), "clips": len(train),
