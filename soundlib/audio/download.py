@@ -332,8 +332,8 @@ def fetch_url(url: str, dest: str | os.PathLike, *, error: type[Exception] = Dat
         received += len(exc.partial)
     except (urllib.error.URLError, socket.timeout, ConnectionError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", exc)
-        raise error(f"cannot download {what} from {url} ({type(exc).__name__}: {reason}) after {received:,} "
-                    f"bytes{tail}") from None
+        raise error(f"{url}: could not download {what} ({type(exc).__name__}: {reason}) after {received:,} bytes; "
+                    f"check the network (the address, a proxy, the connection){tail}") from None
     except OSError as exc:  # writing: disk full, file too large, permission denied
         raise error(f"{dest}: cannot write {what} ({exc.strerror or exc}){tail}") from None
     expected = size if size is not None else total

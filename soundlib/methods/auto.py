@@ -296,7 +296,7 @@ class AutoMethod(Method):
         inputs = dict(art.inputs)
         key = "metadata" if "metadata" in inputs else "info"
         record = dict(inputs.get(key) or {})
-        record["method"] = {**(record.get("method") or {}), "name": f"auto -> {chosen}", "why": why}
+        record["method"] = {**(record.get("method") or {}), "name": f"auto: {chosen}", "why": why}
         inputs[key] = record
         return ModelArtifact(art.kind, inputs)
 

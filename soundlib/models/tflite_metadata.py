@@ -100,9 +100,15 @@ def with_metadata(model: bytes, *, labels: Sequence[str], sample_rate: int, name
                   version: str, author: str = "soundlib", license: str = "", channels: int = 1) -> bytes:
     """``model`` (a TFLite flatbuffer with one float32 audio input and one scores output) with MediaPipe's
     audio metadata and its labels file (see the module docstring). Needs TensorFlow (its TFLite schema)."""
+    import importlib
+
     import flatbuffers
     import numpy as np
-    from tensorflow.lite.python import schema_py_generated as schema
+
+    from soundlib.runtime import import_tf
+
+    import_tf()  # quietly, before the TFLite schema module below imports TensorFlow
+    schema = importlib.import_module("tensorflow.lite.python.schema_py_generated")
 
     meta = _metadata_flatbuffer(
         name=name, description=description, version=version, author=author, license=license,

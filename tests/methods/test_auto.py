@@ -87,9 +87,9 @@ def test_train_with_auto_exports_the_pick_and_the_card_says_so(synth_corpus, tin
     if choice["exported"] == "frozen":  # mfcc is a statistic, not an exportable embedder model
         model = load_model(tmp_path / "run" / "model")
         info = json.loads((tmp_path / "run" / "model" / "soundlib_model.json").read_text())
-        assert info["method"]["name"] == "auto -> frozen" and model is not None
+        assert info["method"]["name"] == "auto: frozen" and model is not None
         card = (tmp_path / "run" / "model" / "MODEL_CARD.md").read_text()
-        assert "auto -> frozen" in card
+        assert "- method: auto: frozen" in card
 
 
 def test_the_command_line_default_is_auto_and_a_backbone_alone_means_frozen():
