@@ -432,7 +432,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                                       if windows > 1 else ""))
         print(f"  {row['rank']}. {visible(row['label']):<24} {row['probability']:.3f}")
     if failures and not rows:  # every input failed: no empty tables that read as "nothing heard"
-        named = [str(p) for p in (args.csv, args.timeline, args.events, args.raven) if p]
+        named = [str(p) for p in (args.csv, args.timeline, args.events, args.raven, args.audacity, args.extract) if p]
         if named:
             print(visible(f"soundlib predict: no file could be labelled; not written: {', '.join(named)}"),
                   file=sys.stderr)
@@ -445,13 +445,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if timeline is not None:
             from soundlib.atomic import write_csv_atomic
 
-        write_csv_atomic(args.timeline, timeline, fieldnames=TIMELINE_COLUMNS)
-        print(visible(f"wrote {args.timeline} ({len(timeline)} rows: top-{args.top_k} per window)"))
-    if events is not None:
-        from soundlib.models.format import PICTURE_EXTENSIONS
+            write_csv_atomic(args.timeline, timeline, fieldnames=TIMELINE_COLUMNS)
+            print(visible(f"wrote {args.timeline} ({len(timeline)} rows: top-{args.top_k} per window)"))
+        if events is not None:
+            from soundlib.models.format import PICTURE_EXTENSIONS
 
-        audio = sorted({r["input"] for r in rows if Path(r["input"]).suffix.lower() not in PICTURE_EXTENSIONS})
-        _write_events(args, events, model, rules, inputs=audio)
+            audio = sorted({r["input"] for r in rows if Path(r["input"]).suffix.lower() not in PICTURE_EXTENSIONS})
+            _write_events(args, events, model, rules, inputs=audio)
     for _, msg in failures:
         print(f"error: {visible(msg, keep=chr(10))}", file=sys.stderr)
     if folders or len(args.inputs) > 1:
