@@ -103,7 +103,7 @@ class _AliasFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
                       "(the old path goes in 0.4)", DeprecationWarning, stacklevel=2)
         module = _Alias(spec.name, targets)
         if spec.name in _PACKAGES:
-            module.__path__ = []  # type: ignore[attr-defined]
+            module.__path__ = []
         return module
 
     def exec_module(self, module) -> None:  # noqa: ANN001

@@ -41,6 +41,7 @@ def run_demo(out: Path, *, jobs: int = 2, params: Path | None = None, progress: 
         config = dataclasses.replace(config, dataset=data)
         ensure_corpus(data, config.synth, progress=progress)
     else:
+        assert config.dataset is not None  # (load_sweep_config refuses a file with neither dataset nor synth)
         data = config.dataset
     ds = load_dataset(data)
     print(f"[demo] corpus: {len(ds)} clips, {len(ds.classes)} classes, folds {list(ds.folds)} -> {data}")

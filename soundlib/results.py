@@ -87,7 +87,7 @@ class Results:
     def calibration(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Per ``variant/method``: the top-1 probability of each test clip and whether it was right
         (the input of :func:`soundlib.evaluation.plots.plot_reliability`)."""
-        out = {}
+        out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         frame = self.predictions
         if frame.empty or "probability" not in frame:
             return out
@@ -207,7 +207,8 @@ def _load_sweep(path: Path, runs) -> Results:
     averaged = ["accuracy_mean", "accuracy_std", "macro_f1_mean", "macro_f1_std", "top_3_accuracy", "top_5_accuracy",
                 "ece"]
     summary.loc[~summary["complete"].astype(bool), averaged] = float("nan")
-    per_class, classes = [], []
+    per_class = []
+    classes: list[str] = []
     for label, (names, matrix) in summed_confusion(path).items():
         variant, _, method = label.partition("/")
         classes = classes or list(names)

@@ -123,6 +123,10 @@ def prepare_folds(dataset: Dataset, *, k_folds: int = DEFAULT_K_FOLDS, seed: int
     return assign_folds(dataset, k_folds, seed=seed), f"grouped-{k_folds}-folds"
 
 
+def _none_first(fold: int | None) -> int:
+    return -1 if fold is None else fold
+
+
 def _shown(items: Sequence[str], n: int = 5) -> str:
     return ", ".join(items[:n]) + (f", ... ({len(items)} in all)" if len(items) > n else "")
 
@@ -151,7 +155,7 @@ def drop_duplicate_rows(dataset: Dataset) -> Dataset:
     if two_labels:
         raise DatasetError(f"{where}: {len(two_labels)} file(s) listed under more than one label, so their class "
                            f"is ambiguous: {_shown(two_labels, 3)}; give each file one label")
-    two_folds = [f"{p} (folds {', '.join(str(f) for f in sorted({c.fold for c in cs}))})"
+    two_folds = [f"{p} (folds {', '.join(str(f) for f in sorted({c.fold for c in cs}, key=_none_first))})"
                  for p, cs in repeated.items() if len({c.fold for c in cs}) > 1]
     if two_folds:
         raise DatasetError(f"{where}: {len(two_folds)} file(s) listed in more than one fold, so they would be "

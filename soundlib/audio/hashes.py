@@ -58,7 +58,7 @@ def index_path() -> Path:
     return cache_dir() / INDEX_FILE
 
 
-def sha256_file(path: str | os.PathLike) -> str:
+def sha256_file(path: str | bytes | os.PathLike) -> str:
     """SHA-256 (hex) of a file's bytes, read in 1 MiB blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:

@@ -32,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     for stream in (sys.stdout, sys.stderr):  # file names that are not valid UTF-8 print as \udcXX, never raise
         with contextlib.suppress(AttributeError, ValueError):
-            stream.reconfigure(errors="backslashreplace")
+            stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]  # typeshed: TextIO, no reconfigure
     try:
         try:
             return _run(argv)

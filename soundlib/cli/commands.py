@@ -8,6 +8,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from soundlib.cli.options import backbone_from_args, embed_config_from_args, eval_config_from_args
 from soundlib.text import visible
@@ -64,12 +65,12 @@ def cmd_variants(args: argparse.Namespace) -> int:
         if spec.resolved:
             print(f"{name}  [key {spec.key()}]")
         else:  # the key of the longest window its rule allows (4 s for fit: what 4-s clips get)
-            longest = DURATION_RULES[spec.duration][1]
+            longest = DURATION_RULES[str(spec.duration)][1]
             print(f"{name}  [key {spec.replace(duration=longest).key()} at {longest:g} s]")
         print("    " + ", ".join(f"{k}={v}" for k, v in d.items()))
         if spec.kind in ("merged", "stacked"):
             print("    merge: " + ", ".join(f"{k}={v}" for k, v in merge.items()))
-    for rule in sorted({spec.duration for spec in VARIANTS.values() if not spec.resolved}):
+    for rule in sorted({str(spec.duration) for spec in VARIANTS.values() if not spec.resolved}):
         low, high = DURATION_RULES[rule]
         print(f"duration={rule}: the clips' length ({AUTO_DURATION_PERCENTILE}th percentile, rounded up to 0.1 s) "
               f"within [{low:g}, {high:g}] s, chosen when the dataset is read (one clip: its own length)")
@@ -159,11 +160,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from soundlib.evaluation.metrics import RunMetrics
     from soundlib.models.train import format_all_folds, format_run, train_all_folds, train_fold
 
     _check_folders(args, ("out", "--out"), ("summaries_dir", "--summaries-dir"))
     kwargs = dict(config=eval_config_from_args(args), out_dir=args.out, embed_config=embed_config_from_args(args),
                   overwrite=args.overwrite, progress=not args.quiet, cv_from=args.cv_from)
+    m: dict[str, Any] | RunMetrics
     if args.all_folds:
         m = train_all_folds(_load(args), **kwargs)
     else:
@@ -176,7 +179,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         method = m.get("method") if isinstance(m, dict) else m.method
         print(f"no model exported: method {method!r} makes none (frozen on any embedder, finetune and scratch "
               "runs export one for `soundlib predict`)")
-    print(format_all_folds(m) if args.all_folds else format_run(m))
+    print(format_all_folds(m) if isinstance(m, dict) else format_run(m))
     return 0
 
 
@@ -261,7 +264,7 @@ def _embed_export(args: argparse.Namespace, ds, spec) -> int:
 def cmd_embedders(args: argparse.Namespace) -> int:
     from soundlib.embedders import embedder_entry, embedder_names
 
-    rows = [embedder_entry(n) for n in embedder_names()]
+    rows = [e for e in map(embedder_entry, embedder_names()) if e is not None]  # (every registered name has one)
     width = max(len(e.name) for e in rows)
     for e in sorted(rows, key=lambda e: (e.modality, e.name)):
         print(f"{e.name:<{width}}  {e.modality:<8}  {e.summary}")

@@ -83,7 +83,7 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Options' help with their defaults, except where a default says nothing: flags (their default is
     always off) and options without one (None, an empty list)."""
 
-    def _get_help_string(self, action: argparse.Action) -> str:
+    def _get_help_string(self, action: argparse.Action) -> str | None:
         if action.nargs == 0 or action.default in (None, []):
             return action.help or ""
         return super()._get_help_string(action)

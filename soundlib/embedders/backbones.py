@@ -26,13 +26,16 @@ import dataclasses
 import hashlib
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from soundlib.embedders.handles import (DEFAULT_BACKBONE, EMBEDDED_BACKBONES, EMBEDDED_PORT_VERSION, INT8_RECIPE,
                                  LITERT_INT8_SUFFIX, BackboneInfo, as_picture_batch, cache_dir, embedded_dir)
 from soundlib.errors import BackboneError, FeatureError
+
+if TYPE_CHECKING:
+    from soundlib.embedders.litert import LiteBackbone
 
 __all__ = [
     "DEFAULT_BACKBONE",
@@ -259,16 +262,16 @@ def is_ready(handle: str | os.PathLike) -> bool:
     return Path(raw).expanduser().is_dir()
 
 
-_LOADED: dict[str, Backbone] = {}
+_LOADED: dict[str, Backbone | LiteBackbone] = {}
 
 
-def load_backbone(handle: str | os.PathLike = DEFAULT_BACKBONE, *, runtime: str | None = None) -> "Backbone":
+def load_backbone(handle: str | os.PathLike = DEFAULT_BACKBONE, *, runtime: str | None = None) -> "Backbone | LiteBackbone":
     """Resolve and load a backbone (cached per process); see the module docstring for handles and
     :func:`open_backbone` for ``runtime``."""
     return open_backbone(resolve_backbone(handle), runtime=runtime)
 
 
-def open_backbone(info: BackboneInfo, *, runtime: str | None = None) -> "Backbone":
+def open_backbone(info: BackboneInfo, *, runtime: str | None = None) -> "Backbone | LiteBackbone":
     """Load a resolved backbone for frozen embedding (cached per process).
 
     The embedded backbones run on LiteRT when it is installed (:mod:`soundlib.embedders.litert`:
@@ -392,7 +395,7 @@ class PooledInfo:
         out = pooled[0] if len(pooled) == 1 else tf_keras.layers.Concatenate(name="layers")(pooled)
         return tf_keras.Model(net.input, out, name="efficientnet_lite0_" + self.layer.replace("+", "_"))
 
-    def load(self) -> "Backbone":
+    def load(self) -> "Backbone | LiteBackbone":
         key = self.identity
         if key not in _LOADED:
             model = self.keras_model()

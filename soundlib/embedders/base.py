@@ -26,7 +26,7 @@ import importlib
 import json
 import pkgutil
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Literal, Protocol, Union, runtime_checkable
+from typing import Any, Callable, Iterable, Iterator, Literal, Protocol, Union, runtime_checkable
 
 import numpy as np
 
@@ -125,6 +125,7 @@ class Windowing(Protocol):
     @property
     def resolved(self) -> bool: ...
     def key(self) -> str: ...
+    def to_dict(self) -> dict[str, Any]: ...
 
 
 @runtime_checkable
@@ -135,7 +136,7 @@ class LoadedEmbedder(Protocol):
     def identity(self) -> str: ...
     @property
     def output_dim(self) -> int: ...
-    def __call__(self, batch: np.ndarray, *, batch_size: int = 32) -> np.ndarray: ...
+    def __call__(self, batch: np.ndarray, /, *, batch_size: int = 32) -> np.ndarray: ...
 
 
 @runtime_checkable

@@ -126,6 +126,8 @@ def ensure_model(info: BackboneInfo, quantization: str | None = None) -> Path:
     from soundlib.embedders.derived import derived_file
 
     q = quantization or quantization_of(info)
+    if q is None:  # (what model_path below says of it)
+        raise BackboneError(f"backbone {info.handle!r} has no LiteRT model")
 
     def build(tmp: Path) -> None:
         convert(info.path, tmp, quantization=q, calibration=calibration_pictures() if q == "int8" else None)

@@ -29,12 +29,15 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
 from soundlib.errors import warn
 from soundlib.pictures.variants import FeatureSpec
+
+if TYPE_CHECKING:
+    from soundlib.embedders.base import Windowing
 
 __all__ = ["EmbeddingCache", "audio_hash", "default_cache_root", "entry_problem"]
 
@@ -97,7 +100,7 @@ class EmbeddingCache:
         """Report a bad entry; it is then recomputed and, when the cache is writable, overwritten."""
         warn(f"embedding cache entry {self.path(folder, content_hash, window)} {problem}; recomputing it")
 
-    def folder(self, spec: FeatureSpec, backbone_identity: str) -> Path:
+    def folder(self, spec: FeatureSpec | Windowing, backbone_identity: str) -> Path:
         """The folder of one (feature spec, backbone) pair."""
         bb = hashlib.sha256(backbone_identity.encode()).hexdigest()[:16]
         return self.root / bb / spec.key()
@@ -159,7 +162,7 @@ class EmbeddingCache:
         dim = self._manifest(folder).get("dim")
         return dim if isinstance(dim, int) and not isinstance(dim, bool) and dim > 0 else None
 
-    def write_manifest(self, folder: Path, spec: FeatureSpec, backbone_identity: str,
+    def write_manifest(self, folder: Path, spec: FeatureSpec | Windowing, backbone_identity: str,
                        *, dim: int | None = None) -> None:
         """Record what made the entries of ``folder`` (``key.json``): once, and again to add ``dim``."""
         from soundlib.atomic import write_json_atomic

@@ -17,7 +17,7 @@ import dataclasses
 import queue
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Union, cast
 
 import numpy as np
 
@@ -27,7 +27,7 @@ from soundlib.errors import SoundlibError
 from soundlib.pictures.variants import FeatureSpec
 
 if TYPE_CHECKING:
-    from soundlib.embedders.base import Embedder, Windowing
+    from soundlib.embedders.base import Embedder, LoadedEmbedder, Windowing
 
 __all__ = ["EmbedConfig", "EmbedResult", "embed_clips", "picture_windows"]
 
@@ -153,7 +153,7 @@ def embed_clips(
     backbone: "BackboneInfo | Backbone | Embedder",
     *,
     config: EmbedConfig = EmbedConfig(),
-    inputs: Callable[[Path, FeatureSpec], Union[np.ndarray, Iterable[np.ndarray]]] = picture_windows,
+    inputs: Callable[[Path, Any], Union[np.ndarray, Iterable[np.ndarray]]] = picture_windows,
 ) -> EmbedResult:
     """Embed audio clips window by window: featurize with ``spec``, embed with ``backbone``, through the cache.
 
@@ -189,14 +189,14 @@ def embed_clips(
     from soundlib.pictures.featurize import window_starts_of
 
     identity = backbone.identity
-    loaded = backbone if callable(backbone) else None
+    loaded: LoadedEmbedder | None = backbone if callable(backbone) else None
     paths = [Path(getattr(c, "path", c)) for c in clips]
     if paths and not getattr(spec, "resolved", True):
         from soundlib.pictures.variants import resolve_for_clips
 
-        spec = resolve_for_clips(spec, paths)[0]
+        spec = resolve_for_clips(cast(FeatureSpec, spec), paths)[0]  # (only a picture variant's duration is a rule)
     cache = EmbeddingCache(config.cache_dir) if config.use_cache else None
-    folder = cache.folder(spec, identity) if cache else None
+    folder = cache.folder(spec, identity) if cache else Path()  # (folder and h are read only with a cache)
     if cache:
         cache.write_manifest(folder, spec, identity)
     dim = cache.expected_dim(folder) if cache else None
@@ -207,8 +207,8 @@ def embed_clips(
     hashes: dict[int, str] = {}
     for i, p in enumerate(paths):
         try:
-            h = audio_hash(p) if cache else None
-            starts[i] = window_starts_of(p, spec)
+            h = audio_hash(p) if cache else ""
+            starts[i] = window_starts_of(p, cast(FeatureSpec, spec))  # (it reads what a Windowing has)
         except OSError as exc:
             failures[i] = f"{p}: cannot read file ({exc.strerror or exc})"
             continue
@@ -231,7 +231,7 @@ def embed_clips(
     todo = [(i, hashes[i]) for i in sorted(vectors) if any(v is None for v in vectors[i])]
     if todo and loaded is None:
         loaded = _load(backbone)
-    if cache and todo and getattr(loaded, "output_dim", None):
+    if cache and todo and loaded is not None and getattr(loaded, "output_dim", None):
         cache.write_manifest(folder, spec, identity, dim=loaded.output_dim)
 
     # Each clip's inputs stream, chunk by chunk, from a rendering thread through a small queue of its own;
@@ -265,7 +265,9 @@ def embed_clips(
         """Write a clip's new entries once all its windows are rendered and embedded (none of a clip that fails)."""
         if cache and i in rendered and missing.get(i) == 0 and i in vectors and i not in failures:
             for k in computed.pop(i, []):
-                cache.put(folder, hashes[i], vectors[i][k], k)
+                vector = vectors[i][k]
+                assert vector is not None  # (computed lists the windows flush has filled in)
+                cache.put(folder, hashes[i], vector, k)
 
     bar = tqdm(total=len(paths), initial=len(paths) - len(todo) - len(failures), desc=f"embed {spec.name}",
                unit="clip", disable=not config.progress)
@@ -281,6 +283,7 @@ def embed_clips(
                 cut = len(batch) - len(batch) % config.batch_size if whole_batches else len(batch)
                 if not cut:
                     return
+                assert loaded is not None  # (loaded before any clip's inputs were batched: todo is not empty)
                 # inputs of one shape per call (a waveform embedder that does not pad takes short clips as
                 # they are, so their lengths differ)
                 shapes: dict[tuple[int, ...], list[int]] = {}
@@ -348,7 +351,8 @@ def embed_clips(
     rows = [v for i in order for v in vectors[i]]
     hits = sum(hit[i] for i in order)
     dim = getattr(loaded, "output_dim", 0)
-    emb = np.stack(rows).astype(np.float32) if rows else np.zeros((0, dim), np.float32)
+    # (every window of a clip that worked is filled in: from the cache, or embedded)
+    emb = np.stack(cast("list[np.ndarray]", rows)).astype(np.float32) if rows else np.zeros((0, dim), np.float32)
     return EmbedResult(
         embeddings=emb,
         paths=[paths[i] for i in order],

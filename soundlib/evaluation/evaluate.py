@@ -21,7 +21,7 @@ import dataclasses
 import os
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -178,7 +178,7 @@ def check_size(dataset: Dataset) -> None:
         With the estimate, the number of classes and clips, and what to do.
     """
     raw = os.environ.get(MAX_SCORE_ENV, "").strip()
-    limit = MAX_SCORE_BYTES
+    limit: float = MAX_SCORE_BYTES
     if raw:
         try:
             limit = float(raw) * 2**30
@@ -381,7 +381,7 @@ def finite_or_none(x: float) -> float | None:
     return None if x is None or x != x else round(float(x), 4)
 
 
-def picks_of(per_fold: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def picks_of(per_fold: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """What a choosing method (``auto``) picked on each fold, and why (empty for other methods)."""
     return [{"fold": r["fold"], "picked": r["choice"]["picked"], "rule": r["choice"].get("rule"),
              "protocol": r["choice"].get("protocol"), "exported": r["choice"].get("exported")}

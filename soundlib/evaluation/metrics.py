@@ -66,7 +66,7 @@ def probability_columns(classes: Sequence[str]) -> list[str]:
     return [f"{PROBABILITY_PREFIX}{c}" for c in classes]
 
 
-def top_k_accuracy(y_true: Sequence[int], proba: np.ndarray, ks: Sequence[int] = TOP_K) -> dict[str, float]:
+def top_k_accuracy(y_true: Sequence[int] | np.ndarray, proba: np.ndarray, ks: Sequence[int] = TOP_K) -> dict[str, float]:
     """Share of clips whose true class is among the ``k`` most probable, for each ``k`` up to the number of classes.
 
     Parameters
@@ -137,7 +137,7 @@ def per_class_from_confusion(matrix: Any, classes: Sequence[str]) -> dict[str, d
     return compute_metrics(yt, yp, classes)["per_class"]
 
 
-def compute_metrics(y_true: Sequence[int], y_pred: Sequence[int], classes: Sequence[str], *,
+def compute_metrics(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray, classes: Sequence[str], *,
                     proba: np.ndarray | None = None) -> dict[str, Any]:
     """Accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix
     (and, given the probabilities, top-k accuracy and the calibration error).
@@ -405,7 +405,7 @@ def prediction_rows(clips: Sequence[Any], proba: np.ndarray, classes: Sequence[s
     if any(len(getattr(c, "labels", ())) > 1 for c in clips) or (
             len(proba) and not np.allclose(np.asarray(proba).sum(axis=1), 1.0, atol=1e-3)):
         for c, pr in zip(clips, proba):  # multi-label: every class at or above the threshold is predicted
-            active = [classes[k] for k in np.flatnonzero(pr >= MULTILABEL_THRESHOLD)]
+            active = [classes[int(k)] for k in np.flatnonzero(pr >= MULTILABEL_THRESHOLD)]
             rows.append({"path": str(c.path), "fold": c.fold, "group": c.group, "true": ";".join(c.all_labels),
                          "predicted": ";".join(active), "probability": float(np.max(pr)),
                          "correct": sorted(active) == sorted(c.all_labels),

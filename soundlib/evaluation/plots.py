@@ -27,7 +27,7 @@ def figure(figsize: tuple[float, float], *, dpi: int = 100):
 
     fig = Figure(figsize=figsize, dpi=dpi)
     FigureCanvasAgg(fig)
-    fig._repr_png_ = lambda: png_bytes(fig)  # IPython's display() looks for it
+    fig._repr_png_ = lambda: png_bytes(fig)  # type: ignore[attr-defined]  # IPython's display() looks for it
     return fig
 
 
@@ -200,8 +200,9 @@ def plot_timeline(starts: Sequence[float], proba: np.ndarray, labels: Sequence[s
 def _hz_ticks(freqs: np.ndarray) -> tuple[np.ndarray, list[str]]:
     """Row positions and labels of round frequencies for a spectrogram whose rows are at ``freqs`` Hz."""
     lo, hi = float(freqs[0]), float(freqs[-1])
-    cands = [0, 64, 128, 256, 512, 1000, 2000, 4000, 8000, 16000, 32000]
-    hz, rows = [], []
+    cands: list[float] = [0, 64, 128, 256, 512, 1000, 2000, 4000, 8000, 16000, 32000]
+    hz: list[float] = []
+    rows: list[float] = []
     for f in [f for f in cands if lo <= f <= hi] or [lo, hi]:
         row = float(np.interp(f, freqs, np.arange(len(freqs)) + 0.5))
         if not rows or row - rows[-1] >= 0.08 * len(freqs):  # no labels on top of each other
@@ -335,7 +336,7 @@ def plot_reliability(curves: Mapping[str, tuple[Sequence[float], Sequence[bool]]
     return fig
 
 
-def plot_embedding_map(xy: np.ndarray, labels: Sequence[str], *, classes: Sequence[str] | None = None,
+def plot_embedding_map(xy: np.ndarray, labels: Sequence[str] | np.ndarray, *, classes: Sequence[str] | None = None,
                        highlight: np.ndarray | None = None, highlight_label: str = "test fold", title: str = ""):
     """A 2-D map of embeddings, one point per clip, coloured by class.
 

@@ -64,7 +64,8 @@ def corrected_resampled_t(a: Sequence[float], b: Sequence[float], test_train_rat
     return t, float(2 * stats.t.sf(abs(t), k - 1))
 
 
-def bootstrap_difference(x: Sequence[bool], y: Sequence[bool], groups: Sequence[str] | None = None, *,
+def bootstrap_difference(x: Sequence[bool] | np.ndarray, y: Sequence[bool] | np.ndarray,
+                         groups: Sequence[str] | None = None, *,
                          level: float = 0.95, n_resamples: int = BOOTSTRAP_RESAMPLES,
                          seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap interval of ``accuracy(y) - accuracy(x)`` over the same clips.
@@ -106,7 +107,7 @@ def bootstrap_difference(x: Sequence[bool], y: Sequence[bool], groups: Sequence[
     return float(low), float(high)
 
 
-def mcnemar(x: Sequence[bool], y: Sequence[bool]) -> tuple[int, int, float]:
+def mcnemar(x: Sequence[bool] | np.ndarray, y: Sequence[bool] | np.ndarray) -> tuple[int, int, float]:
     """McNemar's exact test: of the clips exactly one of two models got right, are the two counts
     compatible with chance?
 

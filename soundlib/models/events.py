@@ -122,7 +122,7 @@ class EventRules:
         return dict(self.thresholds).get(str(label), self.threshold)
 
 
-def check_threshold(threshold: float, *, what: str = "threshold") -> float:
+def check_threshold(threshold: float | str, *, what: str = "threshold") -> float:
     """``threshold`` as a float in (0, 1]; a :class:`ConfigError` otherwise."""
     try:
         value = float(threshold)
@@ -202,8 +202,9 @@ def read_thresholds(path: str | os.PathLike) -> dict[str, float]:
     return out
 
 
-def event_segments(proba: np.ndarray, starts: Sequence[float], ends: Sequence[float], labels: Sequence[str], *,
-                   threshold: float = DEFAULT_THRESHOLD, rules: EventRules | None = None) -> list[Segment]:
+def event_segments(proba: np.ndarray, starts: Sequence[float] | np.ndarray, ends: Sequence[float] | np.ndarray,
+                   labels: Sequence[str], *, threshold: float = DEFAULT_THRESHOLD,
+                   rules: EventRules | None = None) -> list[Segment]:
     """Consecutive windows above the threshold merged by class into segments.
 
     Parameters

@@ -14,7 +14,7 @@ import os
 import re
 import socket
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -76,7 +76,8 @@ def clean_stale_exports(model_dir: str | os.PathLike) -> list[Path]:
     import shutil
 
     model_dir = Path(model_dir)
-    parent, removed = model_dir.parent, []
+    parent = model_dir.parent
+    removed: list[Path] = []
     if not parent.is_dir():
         return removed
     for entry in parent.iterdir():
@@ -312,7 +313,8 @@ def export_artifact(artifact: Any, out_dir: str | os.PathLike, *, overwrite: boo
     out_dir : path
         The model folder (replaced in one step; never a folder soundlib did not make unless ``overwrite``).
     """
-    writers = {"picture_head": export_model, "keras": export_keras_model, "embedder_head": export_embedder_model}
+    writers: dict[str, Callable[..., Path]] = {
+        "picture_head": export_model, "keras": export_keras_model, "embedder_head": export_embedder_model}
     if artifact.kind not in writers:
         raise ModelError(f"cannot export a model of kind {artifact.kind!r}; expected one of {', '.join(writers)}")
     inputs = dict(artifact.inputs)

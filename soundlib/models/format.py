@@ -199,7 +199,7 @@ def file_status(model_dir: str | os.PathLike, info: Mapping[str, Any]) -> dict[s
     size recorded for it."""
     path = Path(model_dir)
     recorded = dict(info.get("checksums") or {}) if isinstance(info.get("checksums"), dict) else {}
-    sizes = info.get(SIZES) if isinstance(info.get(SIZES), dict) else {}
+    sizes = info[SIZES] if isinstance(info.get(SIZES), dict) else {}
     lite = info.get("litert")
     limits = {LITERT_FILE: LITERT_MAX_BYTES}
     if isinstance(lite, dict):

@@ -28,7 +28,7 @@ def _audio_windows(model: LoadedModel, path: str | os.PathLike, hop: float | Non
 
     if model.modality != "waveform":
         spec = model.spec
-        yield from iter_windows(path, sr=spec.sr, duration=spec.duration, hop=hop or spec.hop_seconds, pad=spec.pad)
+        yield from iter_windows(path, sr=spec.sr, duration=spec.seconds, hop=hop or spec.hop_seconds, pad=spec.pad)
         return
     w = model.window
     if w.pad == "none" and audio_info(path).duration <= w.duration:

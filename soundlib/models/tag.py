@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from soundlib.errors import AudioError, ConfigError
 
@@ -66,7 +67,7 @@ def open_tagger(name: str = DEFAULT_TAGGER) -> Tagger:
     raise ConfigError(f"unknown tagger {name!r}: expected one of {', '.join(TAGGERS)}")
 
 
-def clip_summary(tags: list[Tag], tagger: Tagger, all_scores: np.ndarray, *, top_k: int = 3) -> Tag:
+def clip_summary(tags: list[Tag], tagger: Tagger, all_scores: ArrayLike, *, top_k: int = 3) -> Tag:
     """The clip's top classes: the frames' scores averaged (``all_scores``: (frames, classes))."""
     mean = np.asarray(all_scores, np.float64).mean(axis=0)
     best = np.argsort(-mean)[:top_k]

@@ -50,7 +50,7 @@ def _mel_basis(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float):
     return scipy.sparse.csr_matrix(slaney_mel_filters(sr, n_fft, n_mels, fmin, fmax).astype(np.float32))
 
 
-def _hz_to_slaney_mel(hz: np.ndarray) -> np.ndarray:
+def _hz_to_slaney_mel(hz: np.ndarray | float) -> np.ndarray:
     """Slaney's mel scale (librosa's default, ``htk=False``): linear below 1 kHz, logarithmic above."""
     hz = np.asarray(hz, dtype=np.float64)
     step, log_step, min_log_hz = 200.0 / 3, np.log(6.4) / 27.0, 1000.0

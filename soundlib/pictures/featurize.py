@@ -78,7 +78,7 @@ def featurize_clip(path: str | os.PathLike, spec: FeatureSpec) -> np.ndarray:
     from soundlib.audio.clips import load_audio
 
     spec = _one_clip(path, spec)
-    return render(load_audio(path, sr=spec.sr, duration=spec.duration, pad=spec.pad), spec)
+    return render(load_audio(path, sr=spec.sr, duration=spec.seconds, pad=spec.pad), spec)
 
 
 def window_starts_of(path: str | os.PathLike, spec: FeatureSpec) -> list[float]:
@@ -106,7 +106,7 @@ def iter_featurize_windows(path: str | os.PathLike, spec: FeatureSpec) -> Iterat
     """
     from soundlib.audio.clips import stream_windows
 
-    for start, window in stream_windows(path, sr=spec.sr, duration=spec.duration, hop=spec.hop_seconds,
+    for start, window in stream_windows(path, sr=spec.sr, duration=spec.seconds, hop=spec.hop_seconds,
                                         pad=spec.pad):
         yield start, render(window, spec)
 
@@ -397,11 +397,11 @@ def write_gallery(clip: str | os.PathLike, out_dir: str | os.PathLike) -> list[P
 
     out_dir = Path(out_dir)
     written = []
-    cache: dict[tuple[int, float], np.ndarray] = {}
+    cache: dict[tuple[int, float, str], np.ndarray] = {}
     for filename, variant in GALLERY_FILES.items():
         spec = _one_clip(clip, get_variant(variant))
-        key = (spec.sr, spec.duration, spec.pad)
+        key = (spec.sr, spec.seconds, spec.pad)
         if key not in cache:
-            cache[key] = load_audio(clip, sr=spec.sr, duration=spec.duration, pad=spec.pad)
+            cache[key] = load_audio(clip, sr=spec.sr, duration=spec.seconds, pad=spec.pad)
         written.append(write_png(out_dir / filename, render(cache[key], spec)))
     return written

@@ -172,7 +172,7 @@ class FeatureSpec:
             raise FeatureError(f"{where}: window_hop must be in [{LIMITS['duration'][0]:g}, "
                                f"{LIMITS['duration'][1]:g}] seconds or null, got {self.window_hop}")
         # a rule's duration is checked at the longest window it may choose (fit: 4 s, what 0.1 checked)
-        seconds = float(self.duration) if self.resolved else DURATION_RULES[self.duration][1]
+        seconds = float(self.duration) if self.resolved else DURATION_RULES[str(self.duration)][1]
         cells = (1 + int(round(self.sr * seconds)) // self.hop_length) * (1 + self.n_fft // 2)
         if cells > MAX_STFT_CELLS:
             longest = "" if self.resolved else f" (the longest window duration {self.duration!r} may choose)"
@@ -236,10 +236,15 @@ class FeatureSpec:
                                "clips first (soundlib.pictures.variants.resolve_duration or resolve_for_clips)")
 
     @property
+    def seconds(self) -> float:
+        """``duration`` in seconds (:class:`~soundlib.errors.FeatureError` while it is a rule)."""
+        self._need_resolved()
+        return float(self.duration)
+
+    @property
     def n_samples(self) -> int:
         """Samples in one picture's window (``sr * duration``)."""
-        self._need_resolved()
-        return int(round(self.sr * self.duration))
+        return int(round(self.sr * self.seconds))
 
     @property
     def hop_seconds(self) -> float:
@@ -358,7 +363,7 @@ def resolve_duration(spec: FeatureSpec, clip_durations: Sequence[float]) -> tupl
 
     if spec.resolved:
         return spec, {"auto": False, "seconds": float(spec.duration)}
-    low, high = DURATION_RULES[spec.duration]
+    low, high = DURATION_RULES[str(spec.duration)]
     d = np.asarray([x for x in clip_durations if x > 0], dtype=float)
     if d.size == 0:
         raise FeatureError(f"feature variant {spec.name!r}: duration {spec.duration!r} is chosen from the clips' "

@@ -5,7 +5,7 @@ gates, onsets and placement of kernels (pure numpy, seeded by the caller's gener
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, overload
 
 import numpy as np
 
@@ -97,7 +97,7 @@ def _cycles(freq: np.ndarray | float, n: int, sr: int, phase0: float = 0.0) -> n
     return phase0 + np.cumsum(freq) / sr
 
 
-def _n_harmonics(f_max: float, sr: int, wanted: int) -> int:
+def _n_harmonics(f_max: float, sr: int, wanted: int | np.integer) -> int:
     """How many harmonics of ``f_max`` stay below 0.45 * sr (at least 1)."""
     return max(1, min(int(wanted), int(0.45 * sr / max(f_max, 1.0))))
 
@@ -153,5 +153,9 @@ def _onsets(total: float, gap: Callable[[], float], first: float) -> np.ndarray:
     return np.asarray(out)
 
 
+@overload
+def _midi_hz(m: float) -> float: ...
+@overload
+def _midi_hz(m: np.ndarray) -> np.ndarray: ...
 def _midi_hz(m: np.ndarray | float) -> np.ndarray | float:
     return 440.0 * 2.0 ** ((np.asarray(m) - 69.0) / 12.0)

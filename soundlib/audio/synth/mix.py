@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from soundlib.audio.datasets import Dataset
+from soundlib.audio.datasets import Clip, Dataset
 from soundlib.errors import ConfigError, DatasetError
 
 __all__ = ["MIX_COLUMNS", "mix_pairs"]
@@ -77,7 +77,7 @@ def mix_pairs(dataset: Dataset, out_dir: str | os.PathLike, *, snrs: Sequence[fl
         clips = [c for c in dataset.clips if c.fold == fold]
         order = [clips[i] for i in rng.permutation(len(clips))]
         used: set[int] = set()
-        pairs = []
+        pairs: list[tuple[Clip, Clip]] = []
         for i, a in enumerate(order):
             if i in used or (pairs_per_fold is not None and len(pairs) >= pairs_per_fold):
                 continue

@@ -37,7 +37,7 @@ _MIN_CAP = 1 << 20
 #: No dimension or stride of a tensor goes beyond this (numpy's shapes and strides are int64).
 _MAX_DIM = 1 << 48
 
-_STORAGE_DTYPES = {
+_STORAGE_DTYPES: dict[str, np.dtype] = {
     "FloatStorage": np.dtype("<f4"),
     "DoubleStorage": np.dtype("<f8"),
     "HalfStorage": np.dtype("<f2"),
