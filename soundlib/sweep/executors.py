@@ -14,7 +14,7 @@ from collections import deque
 from typing import Any, Callable, Iterable, Sequence
 
 from ..errors import ConfigError
-from .tasks import Task, kill_running, run_task
+from .tasks import ShardTask, Task, kill_running, run_task
 
 __all__ = ["LocalBackend", "DaskBackend", "drive"]
 
@@ -30,6 +30,8 @@ class LocalBackend:
 
     def submit(self, task: Task):
         """Start ``task``; returns its future."""
+        if isinstance(task, ShardTask):  # locally a fill is one task (sharded only on a cluster)
+            raise ConfigError(f"sweep task {task.label!r}: shards of a fill run on a Dask cluster only")
         return self.pool.submit(run_task, task, fork=True)
 
     def wait_any(self, futures: Sequence[Any]) -> set:
@@ -50,14 +52,14 @@ class DaskBackend:
 
     def __init__(self, scheduler: Any, jobs: int | None):
         try:
-            from distributed import Client
+            import distributed  # noqa: F401
         except ImportError:  # pragma: no cover - dask[distributed] is a dependency
             raise ConfigError("scheduler= needs dask[distributed] installed") from None
         if isinstance(scheduler, str):
-            try:
-                self.client = Client(scheduler, set_as_default=False)  # timeout: distributed.comm.timeouts.connect
-            except (OSError, TimeoutError) as exc:
-                raise ConfigError(f"cannot reach the Dask scheduler {scheduler}: {exc}") from None
+            from ..shards import connect
+
+            # a malformed address or no answer within the deadline: one ConfigError line, nothing left running
+            self.client = connect(scheduler, option="scheduler")
             self._own = True
         else:  # an existing distributed.Client
             self.client, self._own = scheduler, False
@@ -65,22 +67,39 @@ class DaskBackend:
 
         self.limit = jobs if jobs else math.inf
         self._n = 0
+        self._futures: list = []
         self._done = as_completed(loop=self.client.loop)
 
     def submit(self, task: Task):
         """Send ``task`` to the cluster; returns its future."""
         self._n += 1
         key = f"soundlib-sweep-{task.label}-{os.getpid()}-{self._n}-{time.time_ns()}"
-        fut = self.client.submit(run_task, task.to_json(), key=key, pure=False, retries=0)
+        if isinstance(task, ShardTask):  # one shard of a fill, in the worker's own process, retried alone
+            from ..shards import RETRIES, run_shard
+
+            fut = self.client.submit(run_shard, task.shard, key=key, pure=False, retries=RETRIES)
+        else:
+            fut = self.client.submit(run_task, task.to_json(), key=key, pure=False, retries=0)
         self._done.add(fut)
+        self._futures = [f for f in self._futures if not f.done()] + [fut]
         return fut
+
+    @property
+    def workers(self) -> int:
+        """Workers the cluster has now (at least 1)."""
+        from ..shards import _n_workers
+
+        return _n_workers(self.client)
 
     def wait_any(self, futures: Sequence[Any]) -> set:
         """Block until the next future completes; return it."""
         return {next(self._done)}
 
     def close(self, *, abort: bool = False) -> None:
-        """Disconnect (only from a client this backend opened)."""
+        """Disconnect (only from a client this backend opened); ``abort`` cancels the tasks still running."""
+        if abort:
+            with contextlib.suppress(Exception):
+                self.client.cancel([f for f in self._futures if not f.done()])
         if self._own:
             with contextlib.suppress(Exception):
                 self.client.close()

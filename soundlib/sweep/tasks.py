@@ -45,6 +45,7 @@ from ..metrics import METRICS_FILE, RunMetrics
 __all__ = [
     "FillTask",
     "NotebookTask",
+    "ShardTask",
     "Task",
     "TRAIN_NOTEBOOK",
     "EVALUATE_NOTEBOOK",
@@ -163,8 +164,30 @@ class NotebookTask:
         return {"kind": self.kind, **dataclasses.asdict(self)}
 
 
+@dataclasses.dataclass(frozen=True)
+class ShardTask:
+    """One shard of a fill on a Dask cluster (:mod:`soundlib.shards`): run in the worker's own process by
+    :func:`soundlib.shards.run_shard`, retried alone; ``unit`` is the cache unit its fill fills.
+
+    Attributes
+    ----------
+    label : str
+        ``<fill label>-shard<k>``.
+    unit : str
+    shard : soundlib.shards.Shard
+    log : str
+        The fill's log (unused on a worker: the shard reports through its result).
+    """
+
+    label: str
+    unit: str
+    shard: Any
+    log: str = ""
+    kind: ClassVar[str] = "shard"
+
+
 #: A sweep task.
-Task = Union[FillTask, NotebookTask]
+Task = Union[FillTask, NotebookTask, ShardTask]
 
 
 # ---------------------------------------------------------------------------
@@ -245,7 +268,7 @@ def _prepare_run_dir(run_dir: Path, record: Mapping[str, Any], *, log: str | Non
 # ---------------------------------------------------------------------------
 # The parent side
 
-def run_task(task: "Task | Mapping[str, Any]", *, fork: bool = False) -> dict[str, Any]:
+def run_task(task: "FillTask | NotebookTask | Mapping[str, Any]", *, fork: bool = False) -> dict[str, Any]:
     """Execute one task in a new process and return its result.
 
     Used by the local thread pool (``fork=True``: the process is forked from the
