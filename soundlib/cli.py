@@ -233,12 +233,53 @@ def _load(args: argparse.Namespace):
     return load_dataset(args.dataset, group_by=args.group_by, group_regex=args.group_regex)
 
 
+@contextlib.contextmanager
+def _cluster(args: argparse.Namespace):
+    """The Dask client of ``--scheduler`` (``None`` without it), connected before any other work and closed
+    after: a bad address or an unreachable scheduler is one error line at once (:func:`soundlib.shards.connect`)."""
+    address = getattr(args, "scheduler", None)
+    if address is None:
+        yield None
+        return
+    from .errors import ConfigError
+    from .shards import check_scheduler, connect
+
+    check_scheduler(address)
+    if getattr(args, "no_cache", False):
+        raise ConfigError("--scheduler fills the embedding cache on the cluster; it cannot be used with --no-cache")
+    client = connect(address)
+    try:
+        yield client
+    finally:
+        with contextlib.suppress(Exception):
+            client.close()
+
+
+def _fill_on_cluster(args: argparse.Namespace, client, ds, config) -> None:
+    """``evaluate`` / ``train --scheduler``: fill the caches the method reads on the cluster, sharded; the run
+    then reads them here. A fill that fails is reported, and the run computes what is missing itself."""
+    from .methods import cache_units
+    from .shards import fill_units
+
+    embed = embed_config_from_args(args)
+    units = cache_units(config.method, config.spec, config.backbone).values()
+    for unit, report in fill_units(ds, units, client=client, cache_dir=embed.cache_dir, batch_size=embed.batch_size,
+                                   progress=not args.quiet):
+        print(f"{unit.label} on {args.scheduler}: {report.summary()}")
+        for msg in report.errors:
+            print(f"soundlib {args.command}: warning: {msg}", file=sys.stderr)
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate, format_summary
 
     config = eval_config_from_args(args, leaky_split=args.leaky_split,
                                    folds=tuple(args.folds) if args.folds else None)
-    results = evaluate(_load(args), config, out_dir=args.out, embed_config=embed_config_from_args(args),
+    with _cluster(args) as client:
+        ds = _load(args)
+        if client is not None:
+            _fill_on_cluster(args, client, ds, config)
+    results = evaluate(ds, config, out_dir=args.out, embed_config=embed_config_from_args(args),
                        overwrite=args.overwrite, progress=not args.quiet)
     if results["cross_fold_groups"]:
         print(f"note: {len(results['cross_fold_groups'])} recording group(s) appear in more than one of the "
@@ -255,10 +296,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     kwargs = dict(config=eval_config_from_args(args), out_dir=args.out, embed_config=embed_config_from_args(args),
                   overwrite=args.overwrite, progress=not args.quiet, cv_from=args.cv_from)
+    with _cluster(args) as client:
+        ds = _load(args)
+        if client is not None:
+            _fill_on_cluster(args, client, ds, kwargs["config"])
     if args.all_folds:
-        m = train_all_folds(_load(args), **kwargs)
+        m = train_all_folds(ds, **kwargs)
     else:
-        m = train_fold(_load(args), test_fold=args.test_fold, **kwargs)
+        m = train_fold(ds, test_fold=args.test_fold, **kwargs)
     exported = m.get("exported") if isinstance(m, dict) else m.exported
     if exported:
         print(f"model: {args.out / 'model'}  (MODEL_CARD.md and the files it lists; `soundlib info {args.out}` "
@@ -290,8 +335,13 @@ def _cmd_embed(args: argparse.Namespace) -> int:
     from .embed import embed_clips
     from .variants import resolve_for_clips, resolve_variant
 
-    ds = _load(args)
     spec = resolve_variant(args.variant, where="--variant")
+    with _cluster(args) as client:
+        ds = _load(args)
+        if client is not None:  # sharded on the cluster; --export then reads the cache here
+            rc = _embed_on_cluster(args, client, ds, spec)
+            if not args.export:
+                return rc
     if args.export:
         return _embed_export(args, ds, spec)
     spec, _ = resolve_for_clips(spec, ds.clips)
@@ -303,6 +353,25 @@ def _cmd_embed(args: argparse.Namespace) -> int:
     for _, msg in res.failures:
         print(f"  {msg}", file=sys.stderr)
     return 1 if res.failures else 0
+
+
+def _embed_on_cluster(args: argparse.Namespace, client, ds, spec) -> int:
+    """``soundlib embed --scheduler``: the cache filled on a Dask cluster, one task per shard of clips."""
+    from .embedders import resolve_embedder
+    from .shards import fill_sharded
+    from .variants import resolve_for_clips
+
+    spec, _ = resolve_for_clips(spec, ds.clips)
+    embedder = resolve_embedder(args.backbone)
+    embed = embed_config_from_args(args)
+    report = fill_sharded(ds.clips, embedder.window(spec), embedder, client=client, cache_dir=embed.cache_dir,
+                          batch_size=embed.batch_size, progress=embed.progress)
+    print(f"embed {spec.name} ({spec.duration:g}-s window) on {args.scheduler}: {report.summary()}")
+    for _, msg in report.failures:
+        print(f"  {msg}", file=sys.stderr)
+    for msg in report.errors:
+        print(f"  {msg}", file=sys.stderr)
+    return 0 if report.ok else 1
 
 
 def _embed_export(args: argparse.Namespace, ds, spec) -> int:
@@ -476,6 +545,11 @@ def _cmd_notebooks(args: argparse.Namespace) -> int:
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from . import sweep
 
+    if args.scheduler is not None:  # a malformed address is an error before anything is read
+        from .shards import check_scheduler
+
+        check_scheduler(args.scheduler)
+
     result = sweep.run(args.params, out_dir=args.out, jobs=args.jobs, scheduler=args.scheduler,
                        progress=not args.quiet)
     print(result.summary())
@@ -611,6 +685,9 @@ def _add_common_learning(p: argparse.ArgumentParser, *, training: bool = True) -
     g.add_argument("--cache-dir", type=Path, default=e.cache_dir,
                    help="embedding cache (default: $SOUNDLIB_CACHE_DIR/embeddings or ~/.cache/soundlib/embeddings)")
     g.add_argument("--no-cache", action="store_true", help="do not read or write the embedding cache")
+    g.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                   help="fill the embedding cache on this Dask distributed scheduler's workers, in shards of clips "
+                        "(the cache and the dataset on paths the workers share); the rest runs here")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_grouping(p)
     if not training:
@@ -772,7 +849,9 @@ def _add_learning_commands(add) -> None:
     p.add_argument("params", type=Path, help="sweep YAML, e.g. params/demo.yaml")
     p.add_argument("--out", type=Path, required=True, help="sweep output folder")
     p.add_argument("--jobs", type=int, default=None, help="parallel runs (default: the YAML's, else 1)")
-    p.add_argument("--scheduler", default=None, help="tcp://HOST:PORT of a Dask distributed scheduler")
+    p.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                   help="a Dask distributed scheduler: the cache fills (in shards of clips) and the runs execute on "
+                        "its workers")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
