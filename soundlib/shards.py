@@ -257,6 +257,10 @@ class FillReport:
     errors : list of str
         Shards that failed for good (``"shard N: error"``); their clips are not in the cache.
     seconds : float
+        Wall time of the fill, here.
+    cpu_seconds : float
+        CPU time the shards took on the workers (their processes' time while they ran; exact with
+        single-threaded workers).
     clips_per_shard : int
     """
 
@@ -268,6 +272,7 @@ class FillReport:
     failures: list = dataclasses.field(default_factory=list)
     errors: list = dataclasses.field(default_factory=list)
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
     clips_per_shard: int = 0
 
     @property
@@ -459,10 +464,13 @@ def fill_sharded(clips: Iterable[Any], window: Any, embedder: Any, *, client: An
         if rest and not getattr(embedder, "is_ready", lambda: True)():
             # the first shard prepares the embedder alone (download, export, conversion), the others then load it
             first = submit(rest.pop(0))
-            _collect(first, futures[first], report, bar)
+            _collect(first, futures.pop(first), report, bar)
+            first.release()
         done = as_completed([submit(s) for s in rest])
         for fut in done:
-            _collect(fut, futures[fut], report, bar)
+            # collected, then let go: a result held on a worker that dies later would be computed again
+            _collect(fut, futures.pop(fut), report, bar)
+            fut.release()
     finally:
         bar.close()
         pending = [f for f in futures if not f.done()]
@@ -483,6 +491,7 @@ def _collect(fut: Any, shard: Shard, report: FillReport, bar: Any) -> None:
             report.errors.append(f"shard {shard.index}: {result['error']}")
         report.hits += int(result.get("hits", 0))
         report.computed += int(result.get("computed", 0))
+        report.cpu_seconds += float(result.get("cpu_seconds", 0.0))
         report.failures.extend(tuple(f) for f in result.get("failures", ()))
     bar.update(len(shard.paths))
 
