@@ -46,13 +46,15 @@ __all__ = ["Shard", "FillReport", "WINDOW_CPU_SECONDS", "SHARD_CPU_SECONDS", "CO
            "fill_units", "sweep_shard_tasks"]
 
 #: CPU seconds one window of a 4-s clip costs through the whole pipeline (decode, resample, windows,
-#: front end, network, cache write), per embedder, measured by ``bench/embedders.py`` on a 2-core
-#: x86 machine; an embedder not listed counts as :data:`_DEFAULT_WINDOW_COST`.
-WINDOW_CPU_SECONDS = {"mfcc": 0.02, "mn04": 0.06, "yamnet": 0.07, "birdnet": 0.10, "picture": 0.12}
-_DEFAULT_WINDOW_COST = 0.1
+#: front end, network, cache write), per embedder, as ``bench/embedders.py`` measured them on a shared
+#: 2-core x86 machine (``bench/results/embedders.txt``); an embedder not listed counts as
+#: :data:`_DEFAULT_WINDOW_COST`.
+WINDOW_CPU_SECONDS = {"mfcc": 0.008, "mn04": 0.010, "yamnet": 0.024, "birdnet": 0.072, "picture": 0.020}
+_DEFAULT_WINDOW_COST = 0.05
 #: CPU seconds a shard should take: long enough that its start (scheduling, the first load of the
-#: embedder on a worker) is noise, short enough that a lost worker costs little and the bar moves.
-SHARD_CPU_SECONDS = 30.0
+#: embedder on a worker, about a second) is noise, short enough that a lost worker costs little and the
+#: bar moves.
+SHARD_CPU_SECONDS = 10.0
 #: Clips in a shard: at least (unless the fill is smaller) and at most.
 MIN_SHARD, MAX_SHARD = 16, 1000
 #: Shards per worker at least, when the fill is large enough (so that the work balances).
