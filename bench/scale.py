@@ -101,13 +101,13 @@ def main(argv: list[str] | None = None) -> int:
         f"{os.cpu_count()} CPU cores")
     say(f"machine before: {uptime()}")
     say("")
-    say(f"{'run':<10} {'wall s':>8} {'CPU s':>8} {'clips/s':>8} {'windows':>8} {'same bytes':>10}  note")
+    say(f"{'run':<12} {'wall s':>8} {'CPU s':>8} {'clips/s':>8} {'windows':>8} {'same bytes':>10}  note")
     rows: dict[str, dict] = {}
 
     def row(name: str, wall: float, cpu: float, computed: int, same: bool | None, note: str = "") -> None:
         rows[name] = {"wall": wall, "cpu": cpu}
         same_text = "-" if same is None else ("yes" if same else "NO")
-        say(f"{name:<10} {wall:>8.1f} {cpu:>8.1f} {len(clips) / wall:>8.2f} {computed:>8} {same_text:>10}  {note}")
+        say(f"{name:<12} {wall:>8.1f} {cpu:>8.1f} {len(clips) / wall:>8.2f} {computed:>8} {same_text:>10}  {note}")
 
     def local(name: str, embedder) -> Path:
         root = work / name

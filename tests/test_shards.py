@@ -414,3 +414,14 @@ def test_one_blas_thread_from_any_thread_and_restored():
     t.join()
     assert set(seen["in"]) <= {1} and seen["after"] == before
     assert np.dot(np.ones((2, 2)), np.ones((2, 2)))[0, 0] == 2
+
+
+def test_worker_malloc_tuned_once_where_dask_set_the_trim_threshold(monkeypatch):
+    monkeypatch.setattr(shards, "_TUNED", [])
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    shards._tune_malloc()
+    assert shards._TUNED == []  # a process Dask did not start: left alone
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
+    shards._tune_malloc()
+    shards._tune_malloc()
+    assert shards._TUNED == [True]
