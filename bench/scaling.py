@@ -10,6 +10,7 @@ cost per entry, measured here on a small scale and extrapolated there.
   index      soundlib's audio-hash index (``soundlib.hashes``) over the same files: hashed and recorded
              (cold), then looked up (warm), its size on disk
   memory     N x D float32 held at once (the head's input): measured for the entries read back
+  headers    the header of ``--audio`` files read once each (a fill's plan counts every clip's windows so)
   head       the logistic head soundlib fits (StandardScaler + LogisticRegression, lbfgs) against
              SGDClassifier.partial_fit over chunks (out of core), on ``--head-rows`` synthetic rows of 896
 
@@ -32,6 +33,11 @@ from pathlib import Path
 import numpy as np
 
 DIM = 896  # mn04's embedding (384 + 512)
+
+
+def _shared() -> Path:
+    here = Path(__file__).resolve().parents[2] / "shared"
+    return here if here.is_dir() else Path("/work/shared")
 
 
 def uptime() -> str:
@@ -61,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shard-rows", type=int, default=10_000)
     parser.add_argument("--head-rows", type=int, default=20_000)
     parser.add_argument("--dir", type=Path, default=None, help="where the temporary files go (default: $TMPDIR)")
+    parser.add_argument("--audio", type=Path, default=_shared() / "data" / "urbansound8k_subset" / "audio",
+                        help="real audio files whose headers are read (skipped when missing)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="soundlib-bench-scaling-", dir=args.dir))
@@ -151,6 +159,19 @@ def main(argv: list[str] | None = None) -> int:
     data = np.random.default_rng(1).bytes(64 << 20)
     _, wall, cpu = timed(lambda: hashlib.sha256(data).hexdigest())
     say(f"  SHA-256 throughput: {64 / cpu:.0f} MiB per CPU-second")
+
+    data_dir = args.audio
+    if data_dir is not None and data_dir.is_dir():
+        from soundlib.audio import audio_info
+
+        files = sorted(p for p in data_dir.rglob("*") if p.suffix.lower() in (".ogg", ".wav", ".flac"))[:500]
+        _, wall, cpu = timed(lambda: [audio_info(p) for p in files])
+        mean = sum(p.stat().st_size for p in files) / max(1, len(files))
+        say("")
+        say(f"audio headers (what a fill's plan reads per clip to count its windows), {len(files)} files of "
+            f"{data_dir.parent.name} ({mean / 1024:.0f} KiB on average)")
+        say(f"  first read in a process: {wall / len(files) * 1e3:.2f} ms wall, {cpu / len(files) * 1e3:.2f} ms CPU "
+            "per file")
 
     say("")
     say(f"the head on {args.head_rows} x {DIM} (10 classes, synthetic)")

@@ -49,7 +49,7 @@ __all__ = ["Shard", "FillReport", "WINDOW_CPU_SECONDS", "SHARD_CPU_SECONDS", "CO
 #: front end, network, cache write), per embedder, as ``bench/embedders.py`` measured them on a shared
 #: 2-core x86 machine (``bench/results/embedders.txt``); an embedder not listed counts as
 #: :data:`_DEFAULT_WINDOW_COST`.
-WINDOW_CPU_SECONDS = {"mfcc": 0.008, "mn04": 0.010, "yamnet": 0.024, "birdnet": 0.072, "picture": 0.020}
+WINDOW_CPU_SECONDS = {"mfcc": 0.008, "mn04": 0.009, "yamnet": 0.020, "birdnet": 0.05, "picture": 0.018}
 _DEFAULT_WINDOW_COST = 0.05
 #: CPU seconds a shard should take: long enough that its start (scheduling, the first load of the
 #: embedder on a worker, about a second) is noise, short enough that a lost worker costs little and the
