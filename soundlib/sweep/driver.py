@@ -284,6 +284,7 @@ class _Tracker:
             released = list(self.deferred)
             self.deferred = []
             if self.shards_left[task.unit] > 0:
+                self._postfix()
                 return released
             return released + self._filled(task.unit)
         if isinstance(task, FillTask):
