@@ -74,6 +74,8 @@ def check_scheduler(address: str, *, option: str = "--scheduler") -> str:
     """``address`` when it reads as a Dask scheduler address (``tcp://HOST:PORT``), else a one-line
     :class:`ConfigError` (nothing is contacted)."""
     text = str(address).strip()
+    if re.match(r"^inproc://[^\s/]+(/[^\s/]+)*$", text):  # a cluster in this process (LocalCluster(processes=False))
+        return text
     m = _ADDRESS.match(text)
     if not m or m["scheme"] not in _SCHEMES:
         raise ConfigError(f"{option}: expected a Dask scheduler address tcp://HOST:PORT, got {address!r}")
@@ -496,7 +498,7 @@ def fill_sharded(clips: Iterable[Any], window: Any, embedder: Any, *, client: An
             first = submit(rest.pop(0))
             _collect(first, futures.pop(first), report, bar)
             first.release()
-        done = as_completed([submit(s) for s in rest])
+        done = as_completed([submit(s) for s in rest], loop=client.loop)  # (the client need not be the default)
         for fut in done:
             # collected, then let go: a result held on a worker that dies later would be computed again
             _collect(fut, futures.pop(fut), report, bar)

@@ -56,8 +56,8 @@ def cluster(journal):
     from distributed import Client, LocalCluster
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
-                      silence_logs=logging.ERROR) as c, Client(c) as client:
-        client.wait_for_workers(2, timeout=60)
+                      silence_logs=logging.ERROR) as c, Client(c, set_as_default=False) as client:
+        client.wait_for_workers(2, timeout=60)  # not the default client: soundlib must never rely on one
         yield client
 
 
@@ -110,8 +110,6 @@ def test_malformed_scheduler_is_one_line(bad):
 @pytest.mark.parametrize("good", ["tcp://127.0.0.1:8786", "tcp://sched.example.org:8786", "tls://h:1",
                                   "tcp://[::1]:8786", "inproc://10.0.0.1/123/1"])
 def test_well_formed_scheduler(good):
-    if good.startswith("inproc"):
-        good = "inproc://10.0.0.1"
     assert shards.check_scheduler(good) == good
 
 
