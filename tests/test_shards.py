@@ -26,6 +26,8 @@ from soundlib import shards
 from soundlib.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("SOUNDLIB_SHARED_DIR") or ROOT / ".." / "shared")
+MN04_WEIGHTS = SHARED / "models" / "efficientat" / "mn04_as_mAP_432.pt"
 
 
 def digests(root: Path) -> dict[str, str]:
@@ -40,6 +42,8 @@ def journal(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("journal") / "shards.jsonl"
     old = os.environ.get("SOUNDLIB_SHARD_JOURNAL")
     os.environ["SOUNDLIB_SHARD_JOURNAL"] = str(path)
+    if MN04_WEIGHTS.is_file():  # the workers find the mn04 weights offline too
+        os.environ.setdefault("SOUNDLIB_MN04_CHECKPOINT", str(MN04_WEIGHTS))
     yield path
     if old is None:
         os.environ.pop("SOUNDLIB_SHARD_JOURNAL", None)
@@ -327,6 +331,28 @@ def test_concurrent_fills_of_one_cache_are_safe(cluster, setup, local_fill, tmp_
     assert report.ok
     assert digests(root) == digests(local_fill)
     assert not [p for p in root.rglob("*") if p.is_file() and not (p.suffix == ".npy" or p.name == "key.json")]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not MN04_WEIGHTS.is_file(), reason=f"the mn04 weights are not at {MN04_WEIGHTS}")
+def test_mn04_cluster_fill_writes_the_bytes_of_a_local_fill(cluster, setup, tmp_path):
+    """A network on LiteRT: batches cut elsewhere (shards of 4 clips) and one interpreter thread on the
+    workers, the default threads here; the same bytes."""
+    from soundlib.embed import EmbedConfig, embed_clips
+    from soundlib.embedders import EmbedderOptions, resolve_embedder
+    from soundlib.variants import get_variant, resolve_for_clips
+
+    ds, _, _ = setup
+    clips = ds.clips[:10]
+    mn04 = resolve_embedder("mn04")
+    window = mn04.window(resolve_for_clips(get_variant("mel"), clips)[0])
+    res = embed_clips(clips, window, mn04, config=EmbedConfig(cache_dir=tmp_path / "local", progress=False),
+                      inputs=mn04.inputs)
+    assert not res.failures
+    report = shards.fill_sharded(clips, window, resolve_embedder("mn04", EmbedderOptions(threads=1)), client=cluster,
+                                 cache_dir=tmp_path / "cluster", clips_per_shard=4, progress=False)
+    assert report.ok and report.computed == 10
+    assert digests(tmp_path / "cluster") == digests(tmp_path / "local")
 
 
 def test_sweep_fills_become_shard_tasks(setup, tmp_path):
