@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import stat
+import threading
 from pathlib import Path
 from typing import Iterator
 
@@ -164,6 +165,38 @@ def _check_samples(path: Path, data: np.ndarray) -> None:
                          f"reads up to {MAX_AMPLITUDE:g}): a broken or wrongly scaled file")
 
 
+#: Headers libsndfile read in this process: (path, size, mtime_ns, ctime_ns, inode) -> AudioInfo, the most
+#: recent :data:`_HEADERS_MAX` of them. Opening a compressed file costs milliseconds (an Ogg Vorbis file's
+#: codebooks are parsed), and embedding a clip asked for its header three or four times.
+_HEADERS: dict = {}
+_HEADERS_MAX = 4096
+_HEADERS_LOCK = threading.Lock()
+
+
+def _sf_info(path: Path) -> AudioInfo:
+    """libsndfile's header of ``path``, remembered while the file is unchanged (its size, times and inode);
+    raises as ``soundfile.info`` does."""
+    import soundfile as sf
+
+    try:
+        st = os.stat(path)
+        key: tuple | None = (os.fsencode(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    except OSError:
+        key = None
+    with _HEADERS_LOCK:
+        known = _HEADERS.get(key) if key is not None else None
+    if known is not None:
+        return known
+    info = sf.info(_sf_name(path))
+    known = AudioInfo(int(info.samplerate), int(info.frames), int(info.channels))
+    if key is not None:
+        with _HEADERS_LOCK:
+            if len(_HEADERS) >= _HEADERS_MAX:
+                _HEADERS.pop(next(iter(_HEADERS)))  # the oldest
+            _HEADERS[key] = known
+    return known
+
+
 def audio_info(path: str | os.PathLike) -> AudioInfo:
     """Read a file's header (no samples decoded, except for formats libsndfile lacks)."""
     import soundfile as sf
@@ -171,8 +204,7 @@ def audio_info(path: str | os.PathLike) -> AudioInfo:
     path = Path(path)
     _check_file(path)
     try:
-        info = sf.info(_sf_name(path))
-        return AudioInfo(int(info.samplerate), int(info.frames), int(info.channels))
+        return _sf_info(path)
     except (sf.LibsndfileError, RuntimeError, TypeError) as sf_exc:
         y, sr = _decode_fallback(path, sf_exc, offset=0.0, duration=None)
         return AudioInfo(sr, y.shape[-1], y.shape[0])
@@ -250,7 +282,7 @@ def read_segment(path: str | os.PathLike, *, sr: int, start: float = 0.0, durati
     import soundfile as sf
 
     try:
-        file_sr = int(sf.info(_sf_name(path)).samplerate)
+        file_sr: int | None = _sf_info(path).sr
     except (sf.LibsndfileError, RuntimeError, TypeError):
         file_sr = None
     if file_sr is None or file_sr == sr:

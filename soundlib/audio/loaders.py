@@ -13,18 +13,8 @@ import re
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from soundlib.audio.datasets import (
-    AUDIO_EXTENSIONS,
-    INCOMPLETE_MARKER,
-    US8K_CLASSES,
-    US8K_HEADER,
-    Clip,
-    Dataset,
-    Grouping,
-    compile_group_regex,
-    grouped_by_names,
-    regroup,
-)
+from soundlib.audio.datasets import (AUDIO_EXTENSIONS, INCOMPLETE_MARKER, US8K_CLASSES, US8K_HEADER, Clip, Dataset, Grouping,
+                                     compile_group_regex, grouped_by_names, regroup)
 from soundlib.audio.folds import MAX_FOLD
 from soundlib.errors import DatasetError
 

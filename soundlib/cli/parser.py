@@ -203,6 +203,9 @@ def _add_common_learning(p: argparse.ArgumentParser, *, training: bool = True) -
     g.add_argument("--cache-dir", type=Path, default=e.cache_dir,
                    help="embedding cache (default: $SOUNDLIB_CACHE_DIR/embeddings or ~/.cache/soundlib/embeddings)")
     g.add_argument("--no-cache", action="store_true", help="do not read or write the embedding cache")
+    g.add_argument("--scheduler", type=_scheduler, default=None, metavar="tcp://HOST:PORT",
+                   help="fill the embedding cache on this Dask distributed scheduler's workers, in shards of clips "
+                        "(the cache and the dataset on paths the workers share); the rest runs here")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_grouping(p)
     if not training:

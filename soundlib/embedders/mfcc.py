@@ -9,6 +9,7 @@ over its own audio): ``basic`` = 40 MFCCs and their deltas, mean and standard de
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 from typing import Iterator
 
@@ -20,6 +21,22 @@ from soundlib.embedders.base import Windowing, chunked, register_embedder
 __all__ = ["FEATURE_SETS", "MfccEmbedder", "mfcc_statistics"]
 
 FEATURE_SETS = ("basic", "rich")
+
+
+@functools.lru_cache(maxsize=16)
+def _mel_basis(sr: int, n_fft: int, n_mels: int) -> np.ndarray:
+    import librosa
+
+    basis = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels)
+    basis.setflags(write=False)
+    return basis
+
+
+def _melspectrogram(power: np.ndarray, *, sr: int, n_mels: int) -> np.ndarray:
+    """``librosa.feature.melspectrogram(S=power, sr=sr, n_mels=n_mels)``, the same numbers, with the mel
+    filterbank made once per (sr, n_fft, n_mels) instead of once per window (it cost as much as the rest)."""
+    basis = _mel_basis(int(sr), 2 * (power.shape[-2] - 1), int(n_mels))
+    return np.einsum("...ft,mf->...mt", power, basis, optimize=True)
 
 
 def mfcc_statistics(y: np.ndarray, *, sr: int, n_fft: int = 2048, hop_length: int = 512, n_mfcc: int = 40,
@@ -45,7 +62,7 @@ def mfcc_statistics(y: np.ndarray, *, sr: int, n_fft: int = 2048, hop_length: in
         if y.size < n_fft:
             y = np.pad(y, (0, n_fft - y.size))
         power = np.abs(librosa.stft(y, n_fft=n_fft, hop_length=hop_length)) ** 2
-        mel = librosa.feature.melspectrogram(S=power, sr=sr, n_mels=128)
+        mel = _melspectrogram(power, sr=sr, n_mels=128)
         mf = librosa.feature.mfcc(S=librosa.power_to_db(mel), n_mfcc=n_mfcc)
         width = min(9, mf.shape[1] if mf.shape[1] % 2 else mf.shape[1] - 1)
         d1 = librosa.feature.delta(mf, width=max(3, width)) if mf.shape[1] >= 3 else np.zeros_like(mf)
@@ -70,7 +87,7 @@ def mfcc_statistics(y: np.ndarray, *, sr: int, n_fft: int = 2048, hop_length: in
                                librosa.feature.zero_crossing_rate(y, frame_length=n_fft, hop_length=hop_length),
                                librosa.feature.rms(S=mag),
                                librosa.feature.chroma_stft(S=power, sr=sr, tuning=0.0)])
-            lm = librosa.power_to_db(librosa.feature.melspectrogram(S=power, sr=sr, n_mels=64))
+            lm = librosa.power_to_db(_melspectrogram(power, sr=sr, n_mels=64))
             out = np.concatenate([stats(mf), stats(d1), stats(d2), stats(extra), lm.mean(1), lm.std(1)])
     return np.nan_to_num(out.astype(np.float32))
 

@@ -17,7 +17,7 @@ import dataclasses
 import queue
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Union, cast
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Union, cast
 
 import numpy as np
 
@@ -29,7 +29,7 @@ from soundlib.pictures.variants import FeatureSpec
 if TYPE_CHECKING:
     from soundlib.embedders.base import Embedder, LoadedEmbedder, Windowing
 
-__all__ = ["EmbedConfig", "EmbedResult", "embed_clips", "picture_windows"]
+__all__ = ["EmbedConfig", "EmbedResult", "embed_clips", "one_blas_thread", "picture_windows"]
 
 #: Chunks of one clip's inputs rendered ahead of the backbone, per rendering thread.
 _AHEAD = 2
@@ -95,6 +95,50 @@ class EmbedResult:
     computed: int = 0
 
 
+
+
+_BLAS_LOCK = threading.Lock()
+_BLAS: dict[str, Any] = {"users": 0, "limit": None}
+
+
+@contextlib.contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """BLAS (OpenBLAS, MKL) on one thread while embedding, restored after (by the last of concurrent users).
+
+    The features' numbers then do not depend on how many BLAS threads a process has: a multi-threaded
+    matrix product may round differently in the last bit (MFCC statistics did), and a Dask worker runs
+    BLAS on one thread (``OMP_NUM_THREADS=1``), so a fill on a cluster writes the bytes a local fill
+    writes. The windows are rendered in ``EmbedConfig.jobs`` threads already.
+    """
+    with _BLAS_LOCK:
+        if _BLAS["users"] == 0:
+            try:
+                from threadpoolctl import threadpool_limits
+
+                _release_openblas()  # threadpoolctl lets only one thread set OpenBLAS's limits: the first that did
+                _BLAS["limit"] = threadpool_limits(limits=1, user_api="blas")
+            except Exception:  # pragma: no cover - threadpoolctl is a dependency; without it, BLAS as it is
+                _BLAS["limit"] = None
+        _BLAS["users"] += 1
+    try:
+        yield
+    finally:
+        with _BLAS_LOCK:
+            _BLAS["users"] -= 1
+            if _BLAS["users"] == 0 and _BLAS["limit"] is not None:
+                _release_openblas()  # (the last user may be another thread than the first)
+                _BLAS["limit"].restore_original_limits()
+                _release_openblas()
+                _BLAS["limit"] = None
+
+
+def _release_openblas() -> None:
+    """Let any thread set OpenBLAS's thread count again (threadpoolctl >= 3.6 keeps it to one thread)."""
+    import threadpoolctl
+
+    clear = getattr(getattr(threadpoolctl, "OpenBLASController", None), "clear_controlling_thread", None)
+    if clear is not None:
+        clear(force=True)
 
 
 @contextlib.contextmanager
@@ -273,7 +317,7 @@ def embed_clips(
                unit="clip", disable=not config.progress)
     try:
         # (the rendering threads still running, after an error here, stop at their next chunk)
-        with ThreadPoolExecutor(max_workers=max(1, config.jobs)) as pool, _set_on_exit(stop):
+        with one_blas_thread(), ThreadPoolExecutor(max_workers=max(1, config.jobs)) as pool, _set_on_exit(stop):
             futures = {i: pool.submit(render, i) for i, _ in todo}
             batch: list[tuple[int, str | None, int, np.ndarray]] = []
 

@@ -27,8 +27,8 @@ from soundlib.sweep.config import SweepConfig, check_method_folds, load_sweep_co
 from soundlib.sweep.executors import DaskBackend, LocalBackend, drive, parse_scheduler
 from soundlib.sweep.results import collect_results, collect_runs, grouping_note, results_table_markdown, write_results
 from soundlib.sweep.processes import clean_stale_temp
-from soundlib.sweep.tasks import (EVALUATE_NOTEBOOK, TRAIN_NOTEBOOK, FillTask, NotebookTask, Task, dataset_fingerprint,
-                                  fingerprint, run_complete, run_task)
+from soundlib.sweep.tasks import (EVALUATE_NOTEBOOK, TRAIN_NOTEBOOK, FillTask, NotebookTask, ShardTask, Task,
+                                  dataset_fingerprint, fingerprint, run_complete, run_task)
 
 __all__ = ["RunOutcome", "SweepResult", "run", "run_parameters"]
 
@@ -257,6 +257,7 @@ class _Tracker:
         self.deferred = list(plan.deferred)
         self.filling = {t.unit for t in fills}
         self.embed_errors: dict[str, str] = {}
+        self.shards_left: dict[str, int] = {}
         self.bar = tqdm(total=total, initial=total - plan.remaining, desc="sweep", unit="run",
                         disable=not progress, dynamic_ncols=True)
         self._postfix()
@@ -265,23 +266,34 @@ class _Tracker:
         n_failed = sum(o.status == "failed" for o in self.outcomes.values())
         if self.filling:
             names = sorted({u.split("|")[0].rstrip("/").rsplit("/", 1)[-1] for u in self.filling})
-            self.bar.set_postfix_str(f"filling caches: {', '.join(names)} ({len(self.filling)})")
+            shards = sum(self.shards_left.get(u, 0) for u in self.filling)
+            left = f", {shards} shard(s) left" if shards else ""
+            self.bar.set_postfix_str(f"filling caches: {', '.join(names)} ({len(self.filling)}{left})")
         else:
             self.bar.set_postfix_str(f"{n_failed} failed" if n_failed else "")
 
     def on_done(self, task: Task, result: dict) -> list[Task]:
+        if isinstance(task, ShardTask):  # one shard of a fill on a cluster (soundlib.sweep.shards)
+            shard_error = result.get("error") or (f"{result.get('ename')}: {result.get('evalue')}"
+                                                  if result.get("status") == "failed" else None)
+            bad = result.get("failures") or []
+            if bad and not shard_error:
+                shard_error = f"{len(bad)} clip(s) could not be embedded: " + "; ".join(m for _, m in bad[:3])
+            if shard_error:
+                self.embed_errors[task.label] = shard_error
+            self.shards_left[task.unit] -= 1
+            released = list(self.deferred)
+            self.deferred = []
+            if self.shards_left[task.unit] > 0:
+                self._postfix()
+                return released
+            return released + self._filled(task.unit)
         if isinstance(task, FillTask):
             if result.get("status") != "completed":
                 self.embed_errors[task.label] = f"{result.get('ename')}: {result.get('evalue')}"
-            self.filling.discard(task.unit)
             released = list(self.deferred)
             self.deferred = []
-            for label in list(self.waiting):
-                self.pending[label].discard(task.unit)
-                if not self.pending[label]:
-                    released.append(self.waiting.pop(label))
-            self._postfix()
-            return released
+            return released + self._filled(task.unit)
         status = result.get("status", "failed")
         nb = result.get("notebook")
         err = f"{result.get('ename')}: {result.get('evalue')}" if status == "failed" else None
@@ -293,6 +305,17 @@ class _Tracker:
         self.bar.update(1)
         self._postfix()
         return []
+
+    def _filled(self, unit: str) -> list[Task]:
+        """The runs that no longer wait for a fill, now that cache unit ``unit`` is filled."""
+        self.filling.discard(unit)
+        released: list[Task] = []
+        for label in list(self.waiting):
+            self.pending[label].discard(unit)
+            if not self.pending[label]:
+                released.append(self.waiting.pop(label))
+        self._postfix()
+        return released
 
     def close(self) -> None:
         self.bar.close()
@@ -380,6 +403,24 @@ def _sigterm_exits() -> Iterator[None]:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+def _shard_fills(initial: list[Task], plan: _Plan, ds, backend) -> tuple[list[Task], dict[str, int]]:
+    """``(initial tasks, shards per cache unit)`` with every fill replaced by its shards; when the first fill
+    runs alone (it exports the picture backbone), only its first shard does."""
+    from ..shards import sweep_shard_tasks
+
+    paths = [c.path for c in ds.clips]
+    workers = getattr(backend, "workers", 1)
+    alone = len(initial) == 1 and isinstance(initial[0], FillTask) and bool(plan.deferred)
+    first, counts = sweep_shard_tasks(initial, plan.fills, paths, n_workers=workers)
+    deferred, more = sweep_shard_tasks(plan.deferred, plan.fills, paths, n_workers=workers)
+    for unit, n in more.items():
+        counts[unit] = counts.get(unit, 0) + n
+    if alone:
+        first, deferred = first[:1], first[1:] + deferred
+    plan.deferred = deferred
+    return first, counts
+
+
 @contextlib.contextmanager
 def _aborting(backend) -> Iterator[None]:
     """Kill the backend's running tasks if the body fails (Ctrl-C included); close it cleanly otherwise."""
@@ -456,9 +497,13 @@ def run(config_or_path: "SweepConfig | str | os.PathLike", *, out_dir: str | os.
             plan = _plan(config, ds, ds_path, out, train_nb, kernel_name)
             initial, pending = _schedule(plan, config, ds, ds_path, out)
             fills = [t for t in initial + plan.deferred if isinstance(t, FillTask)]
+            shards: dict[str, int] = {}
+            if scheduler is not None:  # on a cluster each fill runs as shards of clips (soundlib.sweep.shards)
+                initial, shards = _shard_fills(initial, plan, ds, backend)
             total = sum(len(config.method_folds(m.name, config.folds)) for v in config.variants
                         for m in config.methods if config.runs(v.name, m.name))
             tracker = _Tracker(plan, fills, pending, total, progress)
+            tracker.shards_left = shards
             try:
                 drive(backend, initial, tracker.on_done)
             finally:

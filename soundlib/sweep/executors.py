@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from soundlib.errors import ConfigError
 from soundlib.sweep.processes import kill_running
-from soundlib.sweep.tasks import Task, run_task
+from soundlib.sweep.tasks import ShardTask, Task, run_task
 
 __all__ = ["LocalBackend", "DaskBackend", "drive", "parse_scheduler", "connect_scheduler", "scheduler_timeout",
            "SCHEDULER_TIMEOUT_ENV", "DEFAULT_SCHEDULER_TIMEOUT", "SCHEDULER_SCHEMES"]
@@ -176,6 +176,8 @@ class LocalBackend:
 
     def submit(self, task: Task):
         """Start ``task``; returns its future."""
+        if isinstance(task, ShardTask):  # locally a fill is one task (sharded only on a cluster)
+            raise ConfigError(f"sweep task {task.label!r}: shards of a fill run on a Dask cluster only")
         return self.pool.submit(run_task, task, fork=True)
 
     def wait_any(self, futures: Sequence[Any]) -> set:
@@ -204,22 +206,39 @@ class DaskBackend:
 
         self.limit = jobs if jobs else math.inf
         self._n = 0
+        self._futures: list = []
         self._done = as_completed(loop=self.client.loop)
 
     def submit(self, task: Task):
         """Send ``task`` to the cluster; returns its future."""
         self._n += 1
         key = f"soundlib-sweep-{task.label}-{os.getpid()}-{self._n}-{time.time_ns()}"
-        fut = self.client.submit(run_task, task.to_json(), key=key, pure=False, retries=0)
+        if isinstance(task, ShardTask):  # one shard of a fill, in the worker's own process, retried alone
+            from ..shards import RETRIES, run_shard
+
+            fut = self.client.submit(run_shard, task.shard, key=key, pure=False, retries=RETRIES)
+        else:
+            fut = self.client.submit(run_task, task.to_json(), key=key, pure=False, retries=0)
         self._done.add(fut)
+        self._futures = [f for f in self._futures if not f.done()] + [fut]
         return fut
+
+    @property
+    def workers(self) -> int:
+        """Workers the cluster has now (at least 1)."""
+        from ..shards import _n_workers
+
+        return _n_workers(self.client)
 
     def wait_any(self, futures: Sequence[Any]) -> set:
         """Block until the next future completes; return it."""
         return {next(self._done)}
 
     def close(self, *, abort: bool = False) -> None:
-        """Disconnect (only from a client this backend opened)."""
+        """Disconnect (only from a client this backend opened); ``abort`` cancels the tasks still running."""
+        if abort:
+            with contextlib.suppress(Exception):
+                self.client.cancel([f for f in self._futures if not f.done()])
         if self._own:
             with contextlib.suppress(Exception):
                 self.client.close()

@@ -43,7 +43,7 @@ from soundlib.evaluation.metrics import METRICS_FILE, RunMetrics
 from soundlib.sweep.processes import LIVE, ForkedProcess, exit_with, fork_available, tail, temp_dir
 
 __all__ = [
-    "TRAIN_NOTEBOOK", "EVALUATE_NOTEBOOK", "RUN_RECORD", "FillTask", "NotebookTask", "Task", "fingerprint",
+    "TRAIN_NOTEBOOK", "EVALUATE_NOTEBOOK", "RUN_RECORD", "FillTask", "NotebookTask", "ShardTask", "Task", "fingerprint",
     "dataset_fingerprint", "read_run_record", "run_complete", "run_task", "child_main",
 ]
 
@@ -155,8 +155,30 @@ class NotebookTask:
         return {"kind": self.kind, **dataclasses.asdict(self)}
 
 
+@dataclasses.dataclass(frozen=True)
+class ShardTask:
+    """One shard of a fill on a Dask cluster (:mod:`soundlib.sweep.shards`): run in the worker's own process by
+    :func:`soundlib.sweep.shards.run_shard`, retried alone; ``unit`` is the cache unit its fill fills.
+
+    Attributes
+    ----------
+    label : str
+        ``<fill label>-shard<k>``.
+    unit : str
+    shard : soundlib.sweep.shards.Shard
+    log : str
+        The fill's log (unused on a worker: the shard reports through its result).
+    """
+
+    label: str
+    unit: str
+    shard: Any
+    log: str = ""
+    kind: ClassVar[str] = "shard"
+
+
 #: A sweep task.
-Task = Union[FillTask, NotebookTask]
+Task = Union[FillTask, NotebookTask, ShardTask]
 
 
 def fingerprint(params: Mapping[str, Any], synth: Mapping[str, Any] | None, data: str | None = None) -> str:
@@ -213,7 +235,7 @@ def _prepare_run_dir(run_dir: Path, record: Mapping[str, Any], *, log: str | Non
     write_json_atomic(run_dir / RUN_RECORD, dict(record))
 
 
-def run_task(task: "Task | Mapping[str, Any]", *, fork: bool = False) -> dict[str, Any]:
+def run_task(task: "FillTask | NotebookTask | Mapping[str, Any]", *, fork: bool = False) -> dict[str, Any]:
     """Execute one task in a new process and return its result.
 
     Used by the local thread pool (``fork=True``: the process is forked from the
