@@ -5,12 +5,12 @@ are declared in :mod:`soundlib.cli.parser`.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from soundlib.cli.cluster import cluster, embed_on_cluster, fill_on_cluster
 from soundlib.cli.options import backbone_from_args, embed_config_from_args, eval_config_from_args
 from soundlib.text import visible
 
@@ -138,53 +138,16 @@ def _load(args: argparse.Namespace):
     return load_dataset(args.dataset, group_by=args.group_by, group_regex=args.group_regex)
 
 
-@contextlib.contextmanager
-def _cluster(args: argparse.Namespace):
-    """The Dask client of ``--scheduler`` (``None`` without it), connected before any other work and closed
-    after: a bad address or an unreachable scheduler is one error line at once (:func:`soundlib.sweep.shards.connect`)."""
-    address = getattr(args, "scheduler", None)
-    if address is None:
-        yield None
-        return
-    from soundlib.errors import ConfigError
-    from soundlib.sweep.shards import check_scheduler, connect
-
-    check_scheduler(address)
-    if getattr(args, "no_cache", False):
-        raise ConfigError("--scheduler fills the embedding cache on the cluster; it cannot be used with --no-cache")
-    client = connect(address)
-    try:
-        yield client
-    finally:
-        with contextlib.suppress(Exception):
-            client.close()
-
-
-def _fill_on_cluster(args: argparse.Namespace, client, ds, config) -> None:
-    """``evaluate`` / ``train --scheduler``: fill the caches the method reads on the cluster, sharded; the run
-    then reads them here. A fill that fails is reported, and the run computes what is missing itself."""
-    from soundlib.methods import cache_units
-    from soundlib.sweep.shards import fill_units
-
-    embed = embed_config_from_args(args)
-    units = cache_units(config.method, config.spec, config.backbone).values()
-    for unit, report in fill_units(ds, units, client=client, cache_dir=embed.cache_dir, batch_size=embed.batch_size,
-                                   progress=not args.quiet):
-        print(visible(f"{unit.label} on {args.scheduler}: {report.summary()}"))
-        for msg in report.errors:
-            print(visible(f"soundlib {args.command}: warning: {msg}"), file=sys.stderr)
-
-
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from soundlib.evaluation.evaluate import evaluate, format_summary
 
     _check_folders(args, ("out", "--out"), ("summaries_dir", "--summaries-dir"))
     config = eval_config_from_args(args, leaky_split=args.leaky_split,
                                    folds=tuple(args.folds) if args.folds else None)
-    with _cluster(args) as client:
+    with cluster(args) as client:
         ds = _load(args)
         if client is not None:
-            _fill_on_cluster(args, client, ds, config)
+            fill_on_cluster(args, client, ds, config)
     results = evaluate(ds, config, out_dir=args.out, embed_config=embed_config_from_args(args),
                        overwrite=args.overwrite, progress=not args.quiet)
     if results["cross_fold_groups"]:
@@ -209,10 +172,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     kwargs = dict(config=eval_config_from_args(args), out_dir=args.out, embed_config=embed_config_from_args(args),
                   overwrite=args.overwrite, progress=not args.quiet, cv_from=args.cv_from)
     m: dict[str, Any] | RunMetrics
-    with _cluster(args) as client:
+    with cluster(args) as client:
         ds = _load(args)
         if client is not None:
-            _fill_on_cluster(args, client, ds, kwargs["config"])
+            fill_on_cluster(args, client, ds, kwargs["config"])
     if args.all_folds:
         m = train_all_folds(ds, **kwargs)
     else:
@@ -262,10 +225,10 @@ def cmd_embed(args: argparse.Namespace) -> int:
     from soundlib.pictures.variants import resolve_for_clips, resolve_variant
 
     spec = resolve_variant(args.variant, where="--variant")
-    with _cluster(args) as client:
+    with cluster(args) as client:
         ds = _load(args)
         if client is not None:  # sharded on the cluster; --export then reads the cache here
-            rc = _embed_on_cluster(args, client, ds, spec)
+            rc = embed_on_cluster(args, client, ds, spec)
             if not args.export:
                 return rc
     if args.export:
@@ -279,25 +242,6 @@ def cmd_embed(args: argparse.Namespace) -> int:
     for _, msg in res.failures:
         print(f"  {visible(msg)}", file=sys.stderr)
     return 1 if res.failures else 0
-
-
-def _embed_on_cluster(args: argparse.Namespace, client, ds, spec) -> int:
-    """``soundlib embed --scheduler``: the cache filled on a Dask cluster, one task per shard of clips."""
-    from soundlib.embedders import resolve_embedder
-    from soundlib.pictures.variants import resolve_for_clips
-    from soundlib.sweep.shards import fill_sharded
-
-    spec, _ = resolve_for_clips(spec, ds.clips)
-    embedder = resolve_embedder(backbone_from_args(args))
-    embed = embed_config_from_args(args)
-    report = fill_sharded(ds.clips, embedder.window(spec), embedder, client=client, cache_dir=embed.cache_dir,
-                          batch_size=embed.batch_size, progress=embed.progress)
-    print(visible(f"embed {spec.name} ({spec.seconds:g}-s window) on {args.scheduler}: {report.summary()}"))
-    for _, msg in report.failures:
-        print(f"  {visible(msg)}", file=sys.stderr)
-    for msg in report.errors:
-        print(f"  {visible(msg)}", file=sys.stderr)
-    return 0 if report.ok else 1
 
 
 def _dataset_files(path: Path, ds) -> list[Path]:

@@ -406,7 +406,7 @@ def _sigterm_exits() -> Iterator[None]:
 def _shard_fills(initial: list[Task], plan: _Plan, ds, backend) -> tuple[list[Task], dict[str, int]]:
     """``(initial tasks, shards per cache unit)`` with every fill replaced by its shards; when the first fill
     runs alone (it exports the picture backbone), only its first shard does."""
-    from ..shards import sweep_shard_tasks
+    from soundlib.sweep.shards import sweep_shard_tasks
 
     paths = [c.path for c in ds.clips]
     workers = getattr(backend, "workers", 1)

@@ -214,7 +214,7 @@ class DaskBackend:
         self._n += 1
         key = f"soundlib-sweep-{task.label}-{os.getpid()}-{self._n}-{time.time_ns()}"
         if isinstance(task, ShardTask):  # one shard of a fill, in the worker's own process, retried alone
-            from ..shards import RETRIES, run_shard
+            from soundlib.sweep.shards import RETRIES, run_shard
 
             fut = self.client.submit(run_shard, task.shard, key=key, pure=False, retries=RETRIES)
         else:
@@ -226,9 +226,9 @@ class DaskBackend:
     @property
     def workers(self) -> int:
         """Workers the cluster has now (at least 1)."""
-        from ..shards import _n_workers
+        from soundlib.sweep.shards import n_workers
 
-        return _n_workers(self.client)
+        return n_workers(self.client)
 
     def wait_any(self, futures: Sequence[Any]) -> set:
         """Block until the next future completes; return it."""

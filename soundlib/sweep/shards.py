@@ -198,7 +198,7 @@ def _client_class():
     return _CLIENT
 
 
-def _n_workers(client: Any) -> int:
+def n_workers(client: Any) -> int:
     try:
         return max(1, len(client.scheduler_info().get("workers", {})))
     except Exception:  # pragma: no cover - a scheduler that does not answer: assume one
@@ -475,7 +475,7 @@ def fill_sharded(clips: Iterable[Any], window: Any, embedder: Any, *, client: An
 
         window = resolve_for_clips(window, paths)[0]
     shards, skipped, size = plan_shards(paths, window, embedder, cache_dir=cache_dir, batch_size=batch_size,
-                                        clips_per_shard=clips_per_shard, n_workers=_n_workers(client))
+                                        clips_per_shard=clips_per_shard, n_workers=n_workers(client))
     report = FillReport(clips=len(paths), shards=len(shards) + skipped, skipped=skipped, clips_per_shard=size)
     cache = EmbeddingCache(_root(cache_dir))
     if shards:  # key.json first: the workers then only add the embedding size to it
