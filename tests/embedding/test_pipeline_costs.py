@@ -13,7 +13,7 @@ from ..conftest import tone, write_wav
 def test_header_is_read_once_per_version_of_the_file(tmp_path, monkeypatch):
     import soundfile as sf
 
-    from soundlib import audio
+    from soundlib.audio import clips as audio
 
     path = write_wav(tmp_path / "a.wav", tone(seconds=1.0))
     calls = []
