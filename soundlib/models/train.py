@@ -113,7 +113,8 @@ def _train_fold(dataset: Dataset, *, test_fold: int, config: EvalConfig, run, em
     if exports:
         exported = export_artifact(p.method.artifact(fit, p.ctx, metadata={
             "test_fold": test_fold, "protocol": p.protocol, **_model_metadata(p, split, config, cv),
-            "test_accuracy": {k: scores[k] for k in ("accuracy", "macro_f1", "n")}}), out / "model", overwrite=overwrite)
+            "test_accuracy": {k: scores[k] for k in ("accuracy", "macro_f1", "n", "per_class")}}), out / "model",
+            overwrite=overwrite)
     metrics = RunMetrics(
         variant=p.spec.name, test_fold=int(test_fold), protocol=p.protocol,
         backbone=p.feats.info.get("backbone", ""),
@@ -155,7 +156,8 @@ def _model_metadata(p: Prepared, split, config: EvalConfig, cv: dict | None) -> 
         for label in clip.all_labels:
             per_class[label] += 1
     return {
-        "dataset": {"name": p.ds.name, "root": str(p.ds.root), "clips": len(p.ds)},
+        # the dataset's folder by name, never the absolute path it has on the machine that trained the model
+        "dataset": {"name": p.ds.name, "folder": Path(p.ds.root).name, "clips": len(p.ds)},
         "training": {"folds": sorted({int(c.fold) for c in train if c.fold is not None}), "clips": len(train),
                      "clips_per_class": per_class, "recordings": len({c.group for c in train}),
                      "validation_split": config.train.validation_split, "validation_clips": int(len(split.val)),
