@@ -15,7 +15,7 @@ from typing import Any, Iterator, Mapping
 from soundlib.audio.datasets import Dataset
 from soundlib.errors import DatasetError
 from soundlib.evaluation.evaluate import (EvalConfig, Prepared, check_cross_validation_features, check_folds, check_size,
-                                          finite_or_none, prepare, read_cross_validation, run_fold)
+                                          embedder_text, finite_or_none, prepare, read_cross_validation, run_fold)
 from soundlib.evaluation.metrics import RunMetrics
 from soundlib.models.export import export_artifact
 
@@ -125,7 +125,7 @@ def _train_fold(dataset: Dataset, *, test_fold: int, config: EvalConfig, run, em
         method_config=config.method.to_dict(), val_accuracy=finite_or_none(fit.val_accuracy),
         choice={k: v for k, v in fit.choice.items() if k != "history"},
         fit_seconds=seconds, prepare_seconds=p.seconds, exported=exported is not None, duration=p.duration,
-        warnings=log.messages, grouping=grouping_record(p.ds),
+        warnings=log.messages, grouping=grouping_record(p.ds), embedder=embedder_text(p.feats.info, fit.choice),
     )
     metrics.write(out)
     return metrics
@@ -134,8 +134,9 @@ def _train_fold(dataset: Dataset, *, test_fold: int, config: EvalConfig, run, em
 def format_run(metrics: RunMetrics) -> str:
     """One line about a :func:`train_fold` result (plus a count of its warnings, if any)."""
     warned = f"; {len(metrics.warnings)} warning(s) in metrics.json" if metrics.warnings else ""
+    on = f"{metrics.embedder}, " if metrics.embedder else ""
     return (f"{metrics.variant} / {metrics.method}, test fold {metrics.test_fold}: accuracy {metrics.accuracy:.3f}, "
-            f"macro-F1 {metrics.macro_f1:.3f} on {metrics.n} clips (trained on {metrics.train_clips}, "
+            f"macro-F1 {metrics.macro_f1:.3f} on {metrics.n} clips ({on}trained on {metrics.train_clips}, "
             f"{metrics.seconds} s){warned}" + _picked(metrics.choice))
 
 
@@ -225,6 +226,7 @@ def _train_all_folds(dataset: Dataset, *, config: EvalConfig, run, embed_config,
         "choice": {k: v for k, v in fit.choice.items() if k != "history"}, "fit_seconds": fit_seconds,
         "prepare_seconds": p.seconds, "seconds": round(time.perf_counter() - t0, 2),
         "exported": exported is not None, "duration": p.duration, "warnings": log.messages,
+        "embedder": embedder_text(p.feats.info, fit.choice),
     }
     write_json_atomic(out / METRICS_FILE, metrics)
     return metrics
@@ -238,6 +240,7 @@ def format_all_folds(metrics: Mapping[str, Any]) -> str:
            "no cross-validated accuracy recorded (--cv-from an evaluate folder of this configuration adds it)")
     val = metrics.get("val_accuracy")
     warned = f"; {len(metrics['warnings'])} warning(s) in metrics.json" if metrics.get("warnings") else ""
+    on = f" ({metrics['embedder']})" if metrics.get("embedder") else ""
     return (f"{metrics['variant']} / {metrics['method']}, all folds ({', '.join(map(str, metrics['folds']))}): "
-            f"trained on {metrics['train_clips']} clips, validation accuracy "
+            f"trained on {metrics['train_clips']} clips{on}, validation accuracy "
             f"{'n/a' if val is None else f'{val:.3f}'}, no test fold; {acc}{warned}" + _picked(metrics.get("choice")))
