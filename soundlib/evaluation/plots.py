@@ -310,11 +310,13 @@ def plot_prediction(picture: np.ndarray, top: Sequence[tuple[str, float]], *, tr
 
 
 def plot_reliability(curves: Mapping[str, tuple[Sequence[float], Sequence[bool]]], *, n_bins: int | None = None,
-                     title: str = "reliability diagram (top-1 confidence)"):
+                     title: str = "reliability diagram (top-1 confidence), all folds' test clips pooled"):
     """Reliability diagram: accuracy against top-1 confidence, one line per model, and how many clips
     fall in each confidence bin.
 
-    A calibrated model's line follows the diagonal; below it, the model is over-confident.
+    A calibrated model's line follows the diagonal; below it, the model is over-confident. The ECE in
+    the legend is of the clips as given (for a sweep, every fold's test clips pooled: "pooled ECE"), which
+    differs from a mean of the folds' ECEs (the results tables' ``ece``).
 
     Parameters
     ----------
@@ -337,12 +339,12 @@ def plot_reliability(curves: Mapping[str, tuple[Sequence[float], Sequence[bool]]
         keep = count > 0
         ece = expected_calibration_error(conf, ok, n_bins)
         top.plot(np.asarray(bins["confidence"])[keep], np.asarray(bins["accuracy"])[keep], "o-", markersize=4,
-                 label=f"{label} (ECE {ece:.3f})")
+                 label=f"{label} (pooled ECE {ece:.3f})")
         bottom.bar(np.asarray(bins["edges"][:-1]) + (i + 0.5) * width, count, width=width)
     top.set_xlim(0, 1)
     top.set_ylim(0, 1.02)
     top.set_ylabel("accuracy")
-    top.legend(fontsize=7, loc="upper left")
+    top.legend(fontsize=7, loc="best", framealpha=0.85)  # where it hides the fewest points
     top.set_title(title, fontsize=9)
     bottom.set_xlabel(f"top-1 confidence ({n_bins} bins)")
     bottom.set_ylabel("clips")

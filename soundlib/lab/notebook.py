@@ -30,6 +30,7 @@ __all__ = [
     "misclassified",
     "score",
     "choice_table",
+    "choice_text",
     "scores_line",
     "alert_tone",
 ]
@@ -378,6 +379,18 @@ def choice_table(choice: Mapping[str, Any] | None):
 
     rows = list(_flat("", dict(choice or {})))
     return pd.DataFrame(rows or [("(nothing)", "-")], columns=["setting", "value"]).set_index("setting")
+
+
+def choice_text(choice: Any) -> str:
+    """A run's choice in a few words for a table cell: what ``auto`` picked, or the method's own settings
+    (``C 0.1, temperature 0.672``); nested entries are left to :func:`choice_table`."""
+    if not isinstance(choice, Mapping):
+        return "" if choice is None or choice != choice else str(choice)
+    if "picked" in choice:
+        inner = choice_text(choice.get("picked_choice"))
+        return f"picked {choice['picked']}" + (f" ({inner})" if inner else "")
+    return ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in choice.items()
+                     if isinstance(v, (int, float, str)) and not isinstance(v, bool))
 
 
 def scores_line(metrics: Any) -> str:

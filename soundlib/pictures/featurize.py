@@ -342,6 +342,12 @@ def featurize(
     paths = [Path(getattr(c, "path", c)) for c in clips]
     root = _common_root(paths, Path(root) if root is not None else None)
     spec = resolve_for_clips(spec, paths)[0] if paths else spec
+    from soundlib.pictures.features import empty_mel_warning
+
+    if empty_mel_warning(spec):
+        from soundlib.errors import warn
+
+        warn(empty_mel_warning(spec))
     report = FeaturizeReport(spec=spec)
     tasks: list[tuple[Path, FeatureSpec, Path | None]] = []
     if out_dir is not None:
