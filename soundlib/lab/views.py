@@ -19,7 +19,7 @@ from typing import Any, Mapping
 import numpy as np
 
 __all__ = ["MethodEmbedder", "method_embedder", "model_embedder", "window_text", "describe_method",
-           "describe_model", "model_input"]
+           "describe_model", "no_map_reason", "model_input"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,6 +192,24 @@ def describe_method(config: Any, *, dataset: Any = None) -> str:
     kind = f"{method.kind}, " if method.kind != method.name else ""
     tuned = "fine-tuned " if me.trained else ""
     return f"method {method.name} ({kind}{tuned}embedder {me.describe()})"
+
+
+def no_map_reason(config: Any) -> str:
+    """Why a run of ``config`` has no embedding map (what :func:`soundlib.lab.embedmap.embedding_map` returned
+    ``None`` for), in one line."""
+    kind = config.method.kind
+    if kind == "scratch":
+        return f"no map: method {config.method.name} trains its own small network (no pretrained embedder to map)"
+    if kind == "fusion":
+        return (f"no map: method {config.method.name} joins several embedders; each member's own run maps its "
+                "embeddings")
+    if kind == "auto":
+        return f"no map: method {config.method.name} has not recorded a pick (its run's metrics.json)"
+    me = method_embedder(config)
+    name = me.name if me is not None else str(config.backbone)
+    return (f"no map: the pretrained {name} embeddings of these clips are not in the cache (`soundlib embed DATASET "
+            f"--backbone {name}` fills it); {config.method.name} fine-tunes the network, whose own embeddings are "
+            "not mapped")
 
 
 def describe_model(model: Any) -> str:

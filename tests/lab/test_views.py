@@ -112,3 +112,9 @@ def test_choice_and_scores_are_tables_not_dicts():
     line = notebook.scores_line(M())
     assert line == "top-1 0.567, top-3 0.900, top-5 1.000; calibration error (ECE, 15 bins, this fold's clips) 0.235"
     assert json.dumps(M.top_k_accuracy) not in line
+
+
+def test_no_map_reason_says_why():
+    assert "trains its own small network" in views.no_map_reason(config("scratch"))
+    assert "not in the cache" in views.no_map_reason(config("finetune"))
+    assert "joins several embedders" in views.no_map_reason(config({"name": "f", "method": "fusion"}))
