@@ -448,11 +448,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
             write_csv_atomic(args.timeline, timeline, fieldnames=TIMELINE_COLUMNS)
             print(visible(f"wrote {args.timeline} ({len(timeline)} rows: top-{args.top_k} per window)"))
-    if events is not None:
-        from soundlib.models.format import PICTURE_EXTENSIONS
+        if events is not None:
+            from soundlib.models.format import PICTURE_EXTENSIONS
 
-        audio = sorted({r["input"] for r in rows if Path(r["input"]).suffix.lower() not in PICTURE_EXTENSIONS})
-        _write_events(args, events, model, rules, inputs=audio)
+            audio = sorted({r["input"] for r in rows if Path(r["input"]).suffix.lower() not in PICTURE_EXTENSIONS})
+            _write_events(args, events, model, rules, inputs=audio)
     for _, msg in failures:
         print(f"error: {visible(msg, keep=chr(10))}", file=sys.stderr)
     if folders or len(args.inputs) > 1:
