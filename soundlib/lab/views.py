@@ -108,7 +108,7 @@ def _of_spec(method: Any, spec: Any, backbone: str, choice: Mapping[str, Any] | 
             picked = (choice or {}).get("exported")
             if picked not in names:
                 return None
-            via = f"{method.name} picked {choice.get('picked')} (a fusion); its best single candidate {picked}"
+            via = f"{method.name} picked {(choice or {}).get('picked')} (a fusion); its best single candidate {picked}"
         else:
             via = f"{method.name} picked {picked}"
         return _of_spec(names[picked], spec, backbone, None, via)

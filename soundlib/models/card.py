@@ -395,7 +395,8 @@ def _window_short(f: Mapping[str, Any]) -> str:
     """``4-s windows at 32000 Hz every 2 s``: the windows the model labels, in a few words."""
     w = (f["embedder"] or {}).get("window") if f["embedder"] is not None else f["spec"]
     w = w if isinstance(w, dict) else {}
-    duration, sr, hop = w.get("duration"), w.get("sr"), w.get("window_hop")
+    duration: Any = w.get("duration")
+    sr, hop = w.get("sr"), w.get("window_hop")
     if not _is_number(duration):
         return "its windows"
     hop = hop if _is_number(hop) else duration / 2

@@ -132,7 +132,7 @@ def _three(x: Any) -> str:
     return f"{x:.3f}" if _number(x) else "-"
 
 
-def calibration(f: Mapping[str, Any]) -> dict | None:
+def calibration(f: Mapping[str, Any]) -> Mapping[str, Any] | None:
     """The manifest's ``calibration`` (``temperature``, ``method``) when it records a finite temperature."""
     cal = (f.get("info") or {}).get("calibration")
     return cal if isinstance(cal, Mapping) and _number(cal.get("temperature")) else None

@@ -103,9 +103,9 @@ def empty_mel_warning(spec: FeatureSpec) -> str | None:
     empty = empty_mel_bands(spec)
     if not empty:
         return None
-    edges = _slaney_mel_to_hz(np.linspace(_hz_to_slaney_mel(spec.fmin),
-                                          _hz_to_slaney_mel(spec.fmax if spec.fmax is not None else spec.sr / 2),
-                                          spec.n_mels + 2))
+    fmax = spec.fmax if spec.fmax is not None else spec.sr / 2
+    edges = _slaney_mel_to_hz(np.linspace(_hz_to_slaney_mel(np.asarray(spec.fmin, np.float64)),
+                                          _hz_to_slaney_mel(np.asarray(fmax, np.float64)), spec.n_mels + 2))
     shown = ", ".join(map(str, empty[:8])) + (f" ... ({len(empty)} in all)" if len(empty) > 8 else "")
     return (f"variant {spec.name!r}: {len(empty)} of its {spec.n_mels} mel bands are empty (band {shown}; centres "
             f"{edges[empty[0] + 1]:.0f}-{edges[empty[-1] + 1]:.0f} Hz) and draw as black stripes: n_fft "

@@ -344,10 +344,11 @@ def featurize(
     spec = resolve_for_clips(spec, paths)[0] if paths else spec
     from soundlib.pictures.features import empty_mel_warning
 
-    if empty_mel_warning(spec):
+    empty = empty_mel_warning(spec)
+    if empty:
         from soundlib.errors import warn
 
-        warn(empty_mel_warning(spec))
+        warn(empty)
     report = FeaturizeReport(spec=spec)
     tasks: list[tuple[Path, FeatureSpec, Path | None]] = []
     if out_dir is not None:
