@@ -32,6 +32,7 @@ def test_notebook_is_thin_stripped_and_parameterised(name):
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert sum("parameters" in c.metadata.get("tags", []) for c in code) == 1
     assert all(not c.outputs and c.execution_count is None for c in code), "outputs must be stripped"
+    assert not notebook_residue(nb), notebook_residue(nb)
     source = "\n".join(c.source for c in code)
     assert "from soundlib" in source
     if name != "evaluate.ipynb":  # only the notebook that reads sweeps imports the sweep package
@@ -51,6 +52,54 @@ def test_sweep_passes_only_known_parameters():
     params = run_parameters(SweepConfig(dataset=Path("/data")), get_variant("mel"), 1, Path("/data"), Path("/out"))
     assert set(params) <= known
     assert set(pm.inspect_notebook(str(NOTEBOOKS / "evaluate.ipynb"))) == {"sweep_dir"}
+
+
+def notebook_residue(nb) -> list[str]:
+    """What a tracked notebook must not carry (what nbstripout removes): outputs, execution counts, a
+    run's cell metadata (``execution``, ``collapsed``/``scrolled`` view state) and saved widget state."""
+    found = []
+    for i, c in enumerate(nb.cells):
+        if c.cell_type != "code":
+            continue
+        if c.get("outputs"):
+            found.append(f"cell {i}: {len(c.outputs)} output(s)")
+        if c.get("execution_count") is not None:
+            found.append(f"cell {i}: execution_count {c.execution_count}")
+        found += [f"cell {i}: metadata {k!r}" for k in ("execution", "collapsed", "scrolled", "papermill")
+                  if k in c.metadata]
+    found += [f"notebook metadata {k!r}" for k in ("widgets", "papermill") if k in nb.metadata]
+    return found
+
+
+def test_the_strip_check_fails_on_a_notebook_with_outputs():
+    """The check above is not one that cannot fail: an executed notebook's cells are caught."""
+    nb = nbformat.read(NOTEBOOKS / "visualize.ipynb", as_version=4)
+    code = next(c for c in nb.cells if c.cell_type == "code")
+    assert not notebook_residue(nb)
+    code.execution_count = 3
+    code.outputs = [nbformat.v4.new_output("stream", text="hello")]
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {}}
+    assert len(notebook_residue(nb)) == 3
+
+
+def test_pre_commit_strips_the_notebooks():
+    """`.pre-commit-config.yaml` runs nbstripout on notebooks, nbstripout is in the dev extra and
+    environment.yml, and the README says how to install the hook."""
+    import tomllib
+
+    import yaml
+
+    root = NOTEBOOKS.parent
+    config = yaml.safe_load((root / ".pre-commit-config.yaml").read_text())
+    hooks = [h for repo in config["repos"] for h in repo["hooks"]]
+    strip = [h for h in hooks if h["id"] == "nbstripout"]
+    assert strip and all(h.get("files", r"\.ipynb$").endswith("ipynb$") for h in strip)
+    dev = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]["dev"]
+    assert any(d.startswith(("nbstripout", "pre-commit")) for d in dev)
+    assert {d.split(">")[0].split("=")[0].strip() for d in dev} >= {"nbstripout", "pre-commit"}
+    assert "nbstripout" in (root / "environment.yml").read_text()
+    readme = (root / "README.md").read_text()
+    assert "pre-commit install" in readme and "nbstripout --install" in readme
 
 
 # ---------------------------------------------------------------------------
@@ -125,7 +174,8 @@ def test_train_notebook(trained):
     assert (run_dir / "model" / "saved_model").is_dir()
     pngs = [o for o in outputs(nb) if "image/png" in o.get("data", {})]
     assert len(pngs) >= 1  # the confusion matrix (the frozen method's logistic head has no training curves)
-    assert "chosen: {'C':" in json.dumps(outputs(nb))  # what the method chose on validation
+    chosen = "".join(o.get("data", {}).get("text/html", "") for o in cell_outputs(nb, "choice_table"))
+    assert "<th>C</th>" in chosen and "{'C'" not in json.dumps(outputs(nb))  # a table, never a raw dict
     assert not any(o.get("output_type") == "error" for o in outputs(nb))
     assert "autoplay" not in json.dumps(outputs(nb))  # alert=False: no chime
 
@@ -270,6 +320,34 @@ def run_default(demo, name: str) -> nbformat.NotebookNode:
                                    notebook.default_kernel_name(), progress_bar=False, cwd=str(root / "notebooks"))
 
 
+def assert_nothing_written_beside_the_notebooks(root: Path) -> None:
+    """Run from `make lab`, a notebook writes only under a run folder (demo_out/...), never into notebooks/
+    (there: only the executed notebooks this test itself saved)."""
+    left = sorted(p.name for p in (root / "notebooks").iterdir() if p.suffix != ".ipynb")
+    assert not left, f"written into notebooks/: {left}"
+
+
+def test_notebook_defaults_write_outside_notebooks():
+    """Every path parameter a notebook writes to defaults to a place under demo_out/ (ignored by git), never
+    to notebooks/ or the checkout's root."""
+    import ast
+
+    import papermill as pm
+
+    writes = {"plotting_trials.ipynb": ["output_png"], "train.ipynb": ["output_dir"],
+              "visualize.ipynb": ["output_json"], "evaluate.ipynb": []}
+    for name, keys in writes.items():
+        params = pm.inspect_notebook(str(NOTEBOOKS / name))
+        for key in keys:
+            default = ast.literal_eval(params[key]["default"])
+            if default is None:
+                continue
+            target = (NOTEBOOKS / default).resolve()
+            assert target.is_relative_to((NOTEBOOKS.parent / "demo_out").resolve()), (name, key, default)
+    ignored = (NOTEBOOKS.parent / ".gitignore").read_text().split()
+    assert "/demo_out/" in ignored
+
+
 def check_clean(nb) -> None:
     """No error, no TensorFlow start-up line, no progress bar printed as text."""
     from .test_quiet import tf_noise
@@ -344,8 +422,9 @@ def test_plotting_trials_with_defaults_after_demo(demo):
     root, _, _ = demo
     nb = run_default(demo, "plotting_trials.ipynb")
     check_clean(nb)
-    assert (root / "notebooks" / "plotting_trials.png").is_file()
+    assert (root / "demo_out" / "lab" / "plotting_trials.png").is_file()
     assert has_mime(nb, "application/vnd.jupyter.widget-view+json")
+    assert_nothing_written_beside_the_notebooks(root)
 
 
 @pytest.mark.slow
@@ -353,8 +432,10 @@ def test_train_with_defaults_after_demo(demo):
     root, _, _ = demo
     nb = run_default(demo, "train.ipynb")
     check_clean(nb)
-    run = root / "runs" / "train"
+    run = root / "demo_out" / "lab" / "train"
     assert json.loads((run / "metrics.json").read_text())["variant"] == "mel"
+    assert_nothing_written_beside_the_notebooks(root)
+    assert not (root / "runs").exists()
     assert (run / "model" / "saved_model").is_dir()
     bars = [o["data"]["text/plain"] for o in outputs(nb)
             if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]

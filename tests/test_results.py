@@ -130,7 +130,7 @@ def test_reliability_diagram_and_normalised_confusion():
     fig = plot_reliability({"over-confident": (conf, rng.random(200) < conf - 0.2),
                             "calibrated": (conf, rng.random(200) < conf)})
     legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
-    assert legend[0] == "calibrated" and legend[1].startswith("over-confident (ECE 0.") and len(legend) == 3
+    assert legend[0] == "calibrated" and legend[1].startswith("over-confident (pooled ECE 0.") and len(legend) == 3
     assert fig._repr_png_()[:4] == b"\x89PNG"
     cm = plot_confusion([[1, 3], [0, 2]], ["a", "b"], normalize=True)
     assert sorted(t.get_text() for t in cm.axes[0].texts) == [".25", ".75", "1.00"]

@@ -169,7 +169,9 @@ def load_urbansound8k(path: str | os.PathLike, *, check_files: bool = True) -> D
         )
     if check_files:
         _check_files_exist(clips, csv_path)
-    return Dataset("urbansound8k", root, US8K_CLASSES, tuple(clips),
+    # soundlib's synthetic corpus has this layout too: it is named for what it is (its marker file beside the CSV)
+    name = "synthetic" if (csv_path.parent / "synth_config.json").is_file() else "urbansound8k"
+    return Dataset(name, root, US8K_CLASSES, tuple(clips),
                    Grouping("metadata", "UrbanSound8K metadata: fsID (the Freesound recording)"))
 
 

@@ -237,8 +237,8 @@ def cmd_embed(args: argparse.Namespace) -> int:
     embedder = resolve_embedder(backbone_from_args(args))
     res = embed_clips(ds.clips, embedder.window(spec), embedder, config=embed_config_from_args(args),
                       inputs=embedder.inputs)
-    print(f"embed {spec.name} ({spec.duration:g}-s window): {res.hits} from cache, {res.computed} computed, "
-          f"{len(res.failures)} failed")
+    print(f"embed {spec.name} ({spec.duration:g}-s window) with {embedder.name} ({embedder.modality}): "
+          f"{res.hits} from cache, {res.computed} computed, {len(res.failures)} failed")
     for _, msg in res.failures:
         print(f"  {visible(msg)}", file=sys.stderr)
     return 1 if res.failures else 0
@@ -267,7 +267,8 @@ def _embed_export(args: argparse.Namespace, ds, spec) -> int:
         print(visible(f"soundlib embed: no clip could be embedded; {args.export} not written"), file=sys.stderr)
         return 1
     write_npz(args.export, table)
-    print(visible(f"embed {table.variant}: {len(table)} clips ({len(table.window_clip)} windows) x "
+    print(visible(f"embed {table.variant} with {backbone_from_args(args)}: {len(table)} clips "
+                  f"({len(table.window_clip)} windows) x "
                   f"{table.embeddings.shape[1]} dims, {len(table.classes)} classes, folds "
                   f"{sorted(set(table.folds.tolist()))} -> {args.export}"))
     for _, msg in table.failures:

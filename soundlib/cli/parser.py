@@ -35,6 +35,7 @@ examples:
   soundlib featurize data/synth --variant mel --out pictures/mel --jobs 2
   soundlib gallery data/synth/audio/fold1/X.wav gallery/
   soundlib evaluate data/synth --variant mel --out runs/mel
+  soundlib evaluate data/synth --method mn04 --out runs/mn04   # the audio network mn04 + a logistic head
   soundlib train data/synth --variant mel --test-fold 1 --out models/mel-f1
   soundlib train data/synth --variant mel --all-folds --cv-from runs/mel --out models/mel  # the model to ship
   soundlib info models/mel                        # classes, embedder, licences, accuracy, file checksums
@@ -95,8 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="soundlib",
-        description="Classify sounds by transfer learning: render audio as pictures, embed them with a "
-        "pretrained image model, train a small head, evaluate fold by fold.",
+        description="Classify sounds by transfer learning: embed the audio with a pretrained audio network "
+        "(mn04, YAMNet, speech) or MFCC statistics, or render it as pictures for a pretrained image network, "
+        "train a small head, evaluate fold by fold (`soundlib embedders` lists the embedders).",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -317,7 +319,8 @@ def _add_learning_commands(add) -> None:
                         "soundlib refuses to delete or write among files it did not make)")
 
     p = add("embed", cmd_embed, "fill the embedding cache for a dataset and variant (--export: to a file)",
-            "Embed every clip of the dataset with the variant's pictures and the backbone, filling the embedding "
+            "Embed every clip of the dataset with the embedder (--backbone: a picture backbone on the variant's "
+            "pictures, or an audio network such as mn04 or yamnet on its audio windows), filling the embedding "
             "cache. With --export FILE, also write them out for your own analysis: " + _npz_help())
     _add_common_learning(p, training=False)
     p.add_argument("--export", type=Path, metavar="FILE.npz", help="write the embeddings, labels, folds, recordings "
@@ -330,7 +333,7 @@ def _add_learning_commands(add) -> None:
     p.add_argument("--k-folds", type=int, default=DEFAULT_K_FOLDS,
                    help="with --export: folds to assign (grouped by recording) when the dataset has none")
 
-    p = add("predict", cmd_predict, "label WAVs or pictures with an exported model",
+    p = add("predict", cmd_predict, "label audio files (WAV, FLAC, Ogg...) or pictures with an exported model",
             "Print the top-k labels and probabilities for each input (a WAV or other audio file, a picture, "
             "or a folder of them). An audio file longer than the model's window is cut into windows (read one "
             "at a time: a recording of hours needs the memory of one window) whose probabilities are averaged "

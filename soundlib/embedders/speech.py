@@ -240,6 +240,11 @@ class SpeechModel:
         self._front = _Interpreter(melspec, threads)
         self._net = _Interpreter(embedding, threads)
 
+    def mel_frames(self, audio: np.ndarray) -> np.ndarray:
+        """The network's input: the log-mel frames (k, frames, 32) of same-length clips (k, samples) at 16 kHz
+        (:func:`log_mel`; what a notebook shows as what the model sees)."""
+        return log_mel(self._front, np.asarray(audio, np.float32))
+
     def embed_frames(self, windows: np.ndarray) -> np.ndarray:
         """The network on mel windows (m, 76, 32): (m, 96)."""
         out = []

@@ -394,6 +394,25 @@ def format_picks(picks: list[Mapping[str, Any]]) -> str:
         f"{p['fold']} {p['picked']} ({p.get('rule')})" for p in picks)
 
 
+def embedder_text(info: Mapping[str, Any] | None, choice: Mapping[str, Any] | None = None) -> str:
+    """The embedder(s) a run's features came from, in words, from the features' ``info``: ``"embedder mn04"``;
+    for ``auto``, the pick's (``"embedder mn04 (auto picked mn04)"``, from ``choice``) or every candidate's;
+    for a fusion, its members'; ``""`` when nothing names one (``scratch``)."""
+    info = info if isinstance(info, Mapping) else {}
+    if isinstance(info.get("embedder"), str):
+        return f"embedder {info['embedder']}"
+    parts = info.get("candidates") or info.get("members")
+    if not isinstance(parts, Mapping):
+        return ""
+    names = {k: v.get("embedder") if isinstance(v, Mapping) and isinstance(v.get("embedder"), str) else None
+             for k, v in parts.items()}
+    picked = (choice or {}).get("picked") if isinstance(choice, Mapping) else None
+    if picked in names:
+        return f"embedder {names[picked]} (picked {picked})" if names[picked] else f"picked {picked}"
+    listed = ", ".join(n if not e or e == n else f"{n} on {e}" for n, e in names.items())
+    return f"{'candidates' if 'candidates' in info else 'members'}: {listed}" if listed else ""
+
+
 def format_summary(results: Mapping[str, Any]) -> str:
     """One line about an :func:`evaluate` result: variant, method, protocol, mean ± std accuracy, macro-F1."""
     tag = " [LEAKY split: not a valid estimate]" if results.get("leaky") else ""
@@ -412,8 +431,13 @@ def format_summary(results: Mapping[str, Any]) -> str:
     return (f"{results['variant']} / {method}: accuracy {results['accuracy_mean']:.3f} ± "
             f"{results['accuracy_std']:.3f} over {len(results['per_fold'])} folds, macro-F1 {results['macro_f1']:.3f} "
             f"({results['protocol']}, {results['dataset']['clips']} clips"
-            f"{', ' + results['backbone'] if results.get('backbone') else ''}){tag}"
+            f"{', ' + _embedder_of(results) if _embedder_of(results) else ''}){tag}"
             + (f"\n{format_picks(results['picked'])}" if results.get("picked") else ""))
+
+
+def _embedder_of(results: Mapping[str, Any]) -> str:
+    """What a summary says of the embedder: its name (or auto's candidates), else the backbone identity."""
+    return embedder_text(results.get("features")) or str(results.get("backbone") or "")
 
 
 def _handle(handle: Any) -> str:

@@ -328,6 +328,9 @@ class RunMetrics:
     #: Multi-label runs: mean average precision and micro-F1 (``accuracy`` is then the subset accuracy).
     map: float | None = None
     micro_f1: float | None = None
+    #: The embedder in words (:func:`soundlib.evaluation.evaluate.embedder_text`: ``"embedder mn04"``; for
+    #: ``auto``, the pick's); empty in files of older soundlib versions.
+    embedder: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """The content of ``metrics.json``."""

@@ -39,7 +39,8 @@ def png_bytes(fig) -> bytes:
     for text in fig.findobj(Text):
         text.set_parse_math(False)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png")
+    # the saved image grows to hold every title, label and colour bar: none is ever cut at the edge
+    fig.savefig(buf, format="png", bbox_inches="tight", pad_inches=0.08)
     return buf.getvalue()
 
 
@@ -262,23 +263,36 @@ def plot_feature(y: np.ndarray, spec: Any, *, title: str = ""):
 
 
 def plot_prediction(picture: np.ndarray, top: Sequence[tuple[str, float]], *, true_label: str | None = None,
-                    title: str = ""):
-    """A picture beside the bar chart of the model's top-k classes (the true class in green, others grey;
+                    title: str = "", picture_title: str = "what the model sees"):
+    """What the model sees beside the bar chart of its top-k classes (the true class in green, others grey;
     a wrong top class in red).
 
     Parameters
     ----------
-    picture : np.ndarray, shape (H, W, 3), uint8
+    picture : np.ndarray, shape (H, W, 3) uint8, or (rows, frames)
+        A picture, or a 2-D input of an audio network (a log-mel: bands or coefficients by frames, row 0
+        the lowest), drawn with row 0 at the bottom and a colour bar.
     top : sequence of (label, probability)
         Highest probability first.
     true_label : str, optional
+    picture_title : str
+        What the picture is (wrapped to its panel's width).
     """
-    fig = figure((8.0, max(2.6, 0.9 + 0.35 * len(top))))
+    import textwrap
+
+    fig = figure((8.6, max(2.9, 0.9 + 0.35 * len(top))))
     fig.set_layout_engine("constrained")
-    left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.0, 1.6]})
-    left.imshow(picture)
-    left.set_axis_off()
-    left.set_title("what the model sees", fontsize=9)
+    left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.2, 1.4]})
+    picture = np.asarray(picture)
+    if picture.ndim == 2:
+        im = left.imshow(picture, origin="lower", aspect="auto", cmap="viridis", interpolation="nearest")
+        left.set_xlabel("frame")
+        left.set_ylabel("band / coefficient")
+        fig.colorbar(im, ax=left, fraction=0.05, pad=0.02)
+    else:
+        left.imshow(picture)
+        left.set_axis_off()
+    left.set_title(textwrap.fill(picture_title, 48), fontsize=8)
     labels = [lab for lab, _ in top]
     probs = [p for _, p in top]
     colors = ["tab:green" if lab == true_label else ("tab:red" if i == 0 and true_label is not None else "0.6")
@@ -291,17 +305,19 @@ def plot_prediction(picture: np.ndarray, top: Sequence[tuple[str, float]], *, tr
     right.set_xlabel("probability")
     for yi, p in zip(y, probs):
         right.text(min(p + 0.02, 0.85), yi, f"{p:.1%}", va="center", fontsize=8)
-    right.set_title(title or (f"top-{len(top)}; true class: {true_label}" if true_label else f"top-{len(top)}"),
-                    fontsize=9)
+    right.set_title(textwrap.fill(title or (f"top-{len(top)}; true class: {true_label}" if true_label
+                                            else f"top-{len(top)}"), 60), fontsize=9)
     return fig
 
 
 def plot_reliability(curves: Mapping[str, tuple[Sequence[float], Sequence[bool]]], *, n_bins: int | None = None,
-                     title: str = "reliability diagram (top-1 confidence)"):
+                     title: str = "reliability diagram (top-1 confidence), all folds' test clips pooled"):
     """Reliability diagram: accuracy against top-1 confidence, one line per model, and how many clips
     fall in each confidence bin.
 
-    A calibrated model's line follows the diagonal; below it, the model is over-confident.
+    A calibrated model's line follows the diagonal; below it, the model is over-confident. The ECE in
+    the legend is of the clips as given (for a sweep, every fold's test clips pooled: "pooled ECE"), which
+    differs from a mean of the folds' ECEs (the results tables' ``ece``).
 
     Parameters
     ----------
@@ -324,12 +340,12 @@ def plot_reliability(curves: Mapping[str, tuple[Sequence[float], Sequence[bool]]
         keep = count > 0
         ece = expected_calibration_error(conf, ok, n_bins)
         top.plot(np.asarray(bins["confidence"])[keep], np.asarray(bins["accuracy"])[keep], "o-", markersize=4,
-                 label=f"{label} (ECE {ece:.3f})")
+                 label=f"{label} (pooled ECE {ece:.3f})")
         bottom.bar(np.asarray(bins["edges"][:-1]) + (i + 0.5) * width, count, width=width)
     top.set_xlim(0, 1)
     top.set_ylim(0, 1.02)
     top.set_ylabel("accuracy")
-    top.legend(fontsize=7, loc="upper left")
+    top.legend(fontsize=7, loc="best", framealpha=0.85)  # where it hides the fewest points
     top.set_title(title, fontsize=9)
     bottom.set_xlabel(f"top-1 confidence ({n_bins} bins)")
     bottom.set_ylabel("clips")

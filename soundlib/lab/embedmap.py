@@ -83,7 +83,7 @@ class EmbeddingTable:
         return len(self.embeddings)
 
 
-def embed_dataset(dataset, spec, backbone: str, *, config=None, k_folds: int | None = None, seed: int = 0,
+def embed_dataset(dataset, spec, backbone: Any, *, config=None, k_folds: int | None = None, seed: int = 0,
                   layer: str = "head", pooling: str = "avg", options=None) -> EmbeddingTable:
     """Embed every clip of ``dataset`` (through the embedding cache) into an :class:`EmbeddingTable`.
 
@@ -94,9 +94,9 @@ def embed_dataset(dataset, spec, backbone: str, *, config=None, k_folds: int | N
         The variant; ``duration: auto`` is chosen from the clips as ``evaluate`` does. A picture embedder
         embeds its pictures, an audio embedder (``mn04``, ``yamnet``, ``birdnet``, ``mfcc``) its windows
         (:meth:`~soundlib.embedders.base.Embedder.window`).
-    backbone : str
+    backbone : str or soundlib.embedders.Embedder
         Any embedder handle (:func:`soundlib.embedders.resolve_embedder`: a registered name, a TF Hub
-        handle, a SavedModel folder).
+        handle, a SavedModel folder), or an embedder already resolved (a method's own, with its options).
     config : soundlib.embedding.embed.EmbedConfig, optional
     k_folds, seed : int
         Folds assigned (grouped by recording, as ``evaluate`` does) when the dataset has none.
@@ -135,7 +135,7 @@ def embed_dataset(dataset, spec, backbone: str, *, config=None, k_folds: int | N
     )
 
 
-def _resolve(dataset, spec, backbone: str, *, k_folds: int | None, seed: int, layer: str, pooling: str,
+def _resolve(dataset, spec, backbone: Any, *, k_folds: int | None, seed: int, layer: str, pooling: str,
              options=None):
     """``(dataset with folds, spec with its duration, embedder)``, as ``evaluate`` resolves them."""
     from soundlib.audio.folds import DEFAULT_K_FOLDS, prepare_folds
@@ -143,7 +143,8 @@ def _resolve(dataset, spec, backbone: str, *, k_folds: int | None, seed: int, la
     from soundlib.methods.base import clip_durations
     from soundlib.pictures.variants import resolve_duration
 
-    embedder = resolve_embedder(str(backbone), options or EmbedderOptions(layer=layer, pooling=pooling))
+    embedder = backbone if not isinstance(backbone, (str, os.PathLike)) else resolve_embedder(
+        str(backbone), options or EmbedderOptions(layer=layer, pooling=pooling))
     ds, _ = prepare_folds(dataset, k_folds=k_folds or DEFAULT_K_FOLDS, seed=seed)
     spec, _ = resolve_duration(spec, clip_durations(ds) if not spec.resolved else [])
     return ds, spec, embedder
@@ -262,46 +263,60 @@ class EmbeddingMap:
     xy: np.ndarray
     projection: str
     test_fold: int | None = None
+    #: The embedder in words (``"mn04 (4-s windows at 32 kHz every 2 s)"``; ``auto``: which candidate it picked).
+    embedder: str = ""
 
     def figure(self, *, title: str = ""):
         """The map, coloured by class, the test fold's clips outlined (:func:`soundlib.evaluation.plots.plot_embedding_map`)."""
+        import textwrap
+
         from soundlib.evaluation.plots import plot_embedding_map
 
         highlight = self.table.folds == self.test_fold if self.test_fold is not None else None
+        by = self.embedder or f"{self.table.variant} embedded by {self.table.backbone.split(':')[0]}"
         return plot_embedding_map(
             self.xy, self.table.labels, classes=self.table.classes, highlight=highlight,
             highlight_label=f"test fold {self.test_fold}",
-            title=title or (f"{len(self.table)} clips, {self.table.variant} embedded by {self.table.backbone} "
-                            f"({self.projection})"))
+            title=title or textwrap.fill(f"{len(self.table)} clips, {by} ({self.projection})", 70))
 
 
 def embedding_map(dataset, config: Any, *, test_fold: int | None = None, embed_config=None, method: str = "auto",
-                  cached_only: bool | None = None) -> EmbeddingMap | None:
-    """The 2-D map of a dataset's backbone embeddings, for an :class:`~soundlib.evaluation.evaluate.EvalConfig`.
+                  cached_only: bool | None = None, run_dir: str | os.PathLike | None = None) -> EmbeddingMap | None:
+    """The 2-D map of the embeddings a method's head was trained on, for an
+    :class:`~soundlib.evaluation.evaluate.EvalConfig`.
 
-    The clips are the variant's pictures embedded by the config's backbone (with the frozen
-    method's ``layer`` and ``pooling`` when the method is ``frozen``: after training they are
-    read from the cache), one point per clip (the mean of its windows), projected by
-    :func:`project_2d`.
+    The embedder is the method's own (:func:`soundlib.lab.views.method_embedder`): the frozen method's
+    backbone with its ``layer`` and ``pooling`` (a picture backbone on the variant's pictures, an audio
+    network such as ``mn04`` on its audio windows), the ``mfcc`` method's statistics, and for ``auto``
+    the candidate it picked on the run in ``run_dir`` (for a fusion, its best single candidate). One
+    point per clip (the mean of its windows), projected by :func:`project_2d`. After training the
+    embeddings are read from the cache.
+
+    Returns ``None`` when the method has no one embedder (``scratch``, ``fusion``, ``auto`` without
+    ``run_dir``), or, with ``cached_only``, when some embeddings are not in the cache.
 
     Parameters
     ----------
+    run_dir : path-like, optional
+        The training run's folder (what ``auto`` picked, the window ``duration: auto`` chose).
     cached_only : bool, optional
-        Draw the map only from embeddings already in the cache, and return ``None`` when some are
-        missing (default: for every method but ``frozen``, whose training filled the cache, so that
-        a method that does not embed pictures never embeds a whole dataset for a picture).
+        Draw the map only from embeddings already in the cache (default: for ``finetune``, whose
+        training does not fill it, so that a map never costs a whole embedding pass of the dataset).
     """
     from soundlib.embedding.cache import EmbeddingCache
+    from soundlib.lab.views import method_embedder
 
-    opts = config.method.options if config.method.kind == "frozen" else None
-    layer, pooling = getattr(opts, "layer", "head"), getattr(opts, "pooling", "avg")
-    if cached_only if cached_only is not None else config.method.kind != "frozen":
-        ds, spec, embedder = _resolve(dataset, config.spec, config.backbone, k_folds=config.k_folds,
-                                      seed=config.seed, layer=layer, pooling=pooling)
+    me = method_embedder(config, run_dir=run_dir, dataset=dataset)
+    if me is None:
+        return None
+    if cached_only if cached_only is not None else me.trained:
+        ds, spec, embedder = _resolve(dataset, me.spec, me.embedder, k_folds=config.k_folds, seed=config.seed,
+                                      layer="head", pooling="avg")
         cache = EmbeddingCache(getattr(embed_config, "cache_dir", None))
         if not cache.has_all([c.path for c in ds.clips], embedder.window(spec), embedder.identity):
             return None
-    table = embed_dataset(dataset, config.spec, config.backbone, config=embed_config, k_folds=config.k_folds,
-                          seed=config.seed, layer=layer, pooling=pooling)
+    table = embed_dataset(dataset, me.spec, me.embedder, config=embed_config, k_folds=config.k_folds,
+                          seed=config.seed)
     xy, used = project_2d(table.embeddings, method=method, seed=config.seed)
-    return EmbeddingMap(table, xy, used, test_fold)
+    words = me.describe() + (" before fine-tuning" if me.trained else "")
+    return EmbeddingMap(table, xy, used, test_fold, embedder=f"{me.via}: {words}" if me.via else words)

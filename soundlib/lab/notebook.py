@@ -28,6 +28,10 @@ __all__ = [
     "label_clip",
     "ClipPrediction",
     "misclassified",
+    "score",
+    "choice_table",
+    "choice_text",
+    "scores_line",
     "alert_tone",
 ]
 
@@ -160,11 +164,13 @@ def pick_clip(dataset: Dataset, *, fold: int | None = None, label: str | None = 
 
 @dataclasses.dataclass
 class ClipPrediction:
-    """A clip, its (first window's) picture, the model's top-k labels, and every window's probabilities.
+    """A clip, what the model sees of its first window, the model's top-k labels, and every window's probabilities.
 
-    ``starts`` (seconds, shape (n_windows,)) and ``window_proba`` (shape (n_windows, n_classes)) hold the
-    timeline of a clip longer than the model's window; ``labels`` are the model's classes; ``length`` is
-    the clip's length in seconds.
+    ``picture`` is the input of the model's embedder (:func:`soundlib.lab.views.model_input`): the variant's
+    picture (H, W, 3) for a picture backbone, a 2-D array (bands, frames) for an audio network (mn04's
+    log-mel, YAMNet's patches, the MFCCs...), described by ``seen``. ``starts`` (seconds, shape
+    (n_windows,)) and ``window_proba`` (shape (n_windows, n_classes)) hold the timeline of a clip longer
+    than the model's window; ``labels`` are the model's classes; ``length`` is the clip's length in seconds.
     """
 
     clip: Clip
@@ -176,6 +182,7 @@ class ClipPrediction:
     window_seconds: float = 0.0
     length: float = 0.0
     sr: int = 22050
+    seen: str = "what the model sees"
 
     @property
     def long(self) -> bool:
@@ -209,7 +216,7 @@ class ClipPrediction:
         """The picture beside the bar chart of the top-k probabilities (:func:`soundlib.evaluation.plots.plot_prediction`)."""
         from soundlib.evaluation.plots import plot_prediction
 
-        return plot_prediction(self.picture, self.top, true_label=self.true_label,
+        return plot_prediction(self.picture, self.top, true_label=self.true_label, picture_title=self.seen,
                                title=f"{self.clip.path.name}: predicted {self.predicted}, true class {self.true_label}")
 
     def events(self, threshold: float | None = None) -> list:
@@ -242,10 +249,19 @@ class ClipPrediction:
         return Audio(read_segment(self.clip.path, sr=self.sr, duration=max_seconds), rate=self.sr)
 
     def image(self):
-        """The picture as a PIL image (displays inline in a notebook)."""
+        """What the model sees as a PIL image (displays inline in a notebook; a 2-D input in viridis, low
+        rows at the bottom)."""
+        import numpy as np
         from PIL import Image
 
-        return Image.fromarray(self.picture)
+        from soundlib.pictures.features import colormap_lut
+
+        pic = np.asarray(self.picture)
+        if pic.ndim == 2:
+            lo, hi = float(np.min(pic)), float(np.max(pic))
+            scaled = np.round(255 * (pic - lo) / ((hi - lo) or 1.0)).astype(np.uint8)
+            pic = colormap_lut("viridis")[scaled[::-1]]
+        return Image.fromarray(pic)
 
     def to_dict(self) -> dict[str, Any]:
         """The pick and its labels as plain data (for JSON)."""
@@ -256,28 +272,40 @@ class ClipPrediction:
 
 def label_clip(model, clip: Clip, *, top_k: int = 3, aggregate: str = "mean") -> ClipPrediction:
     """Label ``clip`` with a :class:`~soundlib.models.load.LoadedModel` (on pictures or on an audio embedder): its
-    windows' probabilities aggregated into one decision; the picture shown is the model's feature spec's."""
+    windows' probabilities aggregated into one decision. What is shown as the model's input is its feature
+    spec's picture, or for a model on an audio embedder that network's own input (mn04's log-mel...; see
+    :func:`soundlib.lab.views.model_input`)."""
     import numpy as np
 
-    from soundlib.pictures.featurize import featurize_clip
-    from soundlib.models.label import window_probabilities
+    from soundlib.lab.views import model_embedder, model_input
     from soundlib.methods.base import aggregate as aggregate_windows
+    from soundlib.models.label import window_probabilities
+    from soundlib.pictures.featurize import featurize_clip
 
-    picture = featurize_clip(clip.path, model.spec)
+    me = model_embedder(model)
+    if me is not None:
+        seen, picture = model_input(clip.path, me.embedder, model.spec)
+    else:
+        picture = featurize_clip(clip.path, model.spec)
+        seen = f"what the model sees: the {model.spec.name} picture"
     win, starts, length = window_probabilities(model, clip.path)
     proba = aggregate_windows(win, np.zeros(len(win), np.int64), np.array([0]), how=aggregate)[0]
     order = np.argsort(-proba)[:max(1, top_k)]
     return ClipPrediction(clip, picture, [(model.labels[i], float(proba[i])) for i in order], starts, win,
                           list(model.labels), float(model.window_seconds), float(length),
-                          int(model.window.sr if model.window is not None else model.spec.sr))
+                          int(model.window.sr if model.window is not None else model.spec.sr), seen)
 
 
-def misclassified(run_dir: str | os.PathLike, spec: Any, *, limit: int = 4, top_k: int = 3) -> list[ClipPrediction]:
+def misclassified(run_dir: str | os.PathLike, spec: Any, *, limit: int = 4, top_k: int = 3,
+                  config: Any = None) -> list[ClipPrediction]:
     """The test clips of a training run whose top class is wrong, most confident mistakes first.
 
-    Each comes with the picture the model saw (the first window, rendered with ``spec``) and its
-    top-k classes from ``predictions.csv``: ``.figure()`` shows them side by side (the true class
-    in green), ``.audio()`` plays the clip.
+    Each comes with what the model saw of its first window and its top-k classes from
+    ``predictions.csv``: ``.figure()`` shows them side by side (the true class in green),
+    ``.audio()`` plays the clip. What the model saw is its embedder's input
+    (:func:`soundlib.lab.views.model_input`) when ``config`` is given: the picture for a picture
+    backbone, mn04's log-mel, YAMNet's patches, the MFCCs...; for ``auto``, that of the candidate it
+    picked. Without ``config`` (or for a method with no one embedder) it is the variant's picture.
 
     Parameters
     ----------
@@ -287,10 +315,13 @@ def misclassified(run_dir: str | os.PathLike, spec: Any, *, limit: int = 4, top_
         The run's variant (its window chosen from ``metrics.json`` when it is ``auto``).
     limit : int
         At most this many.
+    config : soundlib.evaluation.evaluate.EvalConfig, optional
+        The run's configuration (:func:`eval_config`): which embedder the method used.
     """
     from soundlib.audio.datasets import Clip
-    from soundlib.pictures.featurize import featurize_clip
     from soundlib.evaluation.metrics import RunMetrics, read_predictions, read_probabilities
+    from soundlib.lab.views import method_embedder, model_input
+    from soundlib.pictures.featurize import featurize_clip
 
     frame = read_predictions(run_dir)
     if frame is None:
@@ -298,6 +329,7 @@ def misclassified(run_dir: str | os.PathLike, spec: Any, *, limit: int = 4, top_
     if not spec.resolved:
         m = RunMetrics.read(run_dir)
         spec = spec.replace(duration=float((m.duration if m else {}).get("seconds") or 4.0))
+    me = method_embedder(dataclasses.replace(config, spec=spec), run_dir=run_dir) if config is not None else None
     wrong = frame[frame["true"] != frame["predicted"]].sort_values("probability", ascending=False, kind="stable")
     got = read_probabilities(wrong)
     out = []
@@ -311,9 +343,62 @@ def misclassified(run_dir: str | os.PathLike, spec: Any, *, limit: int = 4, top_
         fold = row.get("fold")
         clip = Clip(Path(row["path"]), str(row["true"]), -1, int(fold) if fold == fold else None,
                     str(row.get("group", "")))
-        out.append(ClipPrediction(clip, featurize_clip(clip.path, spec), top, sr=int(spec.sr),
-                                  window_seconds=float(spec.duration)))
+        if me is not None:
+            seen, picture = model_input(clip.path, me.embedder, me.spec)
+            if me.via:
+                seen = f"{me.via}: {seen}"
+        else:
+            seen, picture = f"what the model sees: the {spec.name} picture", featurize_clip(clip.path, spec)
+        out.append(ClipPrediction(clip, picture, top, sr=int(spec.sr), window_seconds=float(spec.duration),
+                                  seen=seen))
     return out
+
+
+def score(x: Any, digits: int = 3) -> str:
+    """A score as a person reads it (``0.567``; ``"n/a"`` for ``None``)."""
+    return "n/a" if x is None else f"{float(x):.{digits}f}"
+
+
+def _flat(prefix: str, value: Any):
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            yield from _flat(f"{prefix}{k}" if not prefix else f"{prefix} / {k}", v)
+    elif isinstance(value, (list, tuple)):
+        yield prefix, "; ".join(map(str, value)) if value else "-"
+    elif isinstance(value, float):
+        yield prefix, f"{value:.4g}"
+    else:
+        yield prefix, "-" if value is None else str(value)
+
+
+def choice_table(choice: Mapping[str, Any] | None):
+    """What a method chose on validation (``metrics.choice``) as a two-column pandas DataFrame (setting,
+    value): nested entries (``auto``'s candidates' accuracies, the pick's own choice) one row each, numbers to
+    four significant digits, never a raw dict."""
+    import pandas as pd
+
+    rows = list(_flat("", dict(choice or {})))
+    return pd.DataFrame(rows or [("(nothing)", "-")], columns=["setting", "value"]).set_index("setting")
+
+
+def choice_text(choice: Any) -> str:
+    """A run's choice in a few words for a table cell: what ``auto`` picked, or the method's own settings
+    (``C 0.1, temperature 0.672``); nested entries are left to :func:`choice_table`."""
+    if not isinstance(choice, Mapping):
+        return "" if choice is None or choice != choice else str(choice)
+    if "picked" in choice:
+        inner = choice_text(choice.get("picked_choice"))
+        return f"picked {choice['picked']}" + (f" ({inner})" if inner else "")
+    return ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in choice.items()
+                     if isinstance(v, (int, float, str)) and not isinstance(v, bool))
+
+
+def scores_line(metrics: Any) -> str:
+    """Top-k accuracy and the calibration error of one run, in words (never a raw dict)."""
+    topk = ", ".join(f"top-{k} {score(v)}" for k, v in sorted((metrics.top_k_accuracy or {}).items(),
+                                                               key=lambda kv: int(kv[0])))
+    ece = f"calibration error (ECE, 15 bins, this fold's clips) {score(metrics.ece)}" if metrics.ece is not None else ""
+    return "; ".join(x for x in (topk, ece) if x) or "no top-k or calibration recorded"
 
 
 def _interactive() -> bool:

@@ -63,6 +63,8 @@ class TrialsUI:
         self.picture = None
         self.figure = None
         self.error: str | None = None
+        #: What is wrong with the current settings though they render (empty mel bands), or ``None``.
+        self.warning: str | None = None
         base = get_variant(variant)
         self.base = base
         classes = [c for c in dataset.classes if any(clip.label == c for clip in dataset.clips)]
@@ -261,9 +263,14 @@ class TrialsUI:
         c = self.clip
         self.figure = plot_feature(samples, spec, title=f"{c.label} · {c.path.name} · {spec.name}")
         self.axes_image.value = png_bytes(self.figure)
+        from soundlib.pictures.features import empty_mel_warning
+
+        self.warning = empty_mel_warning(spec)
         self.message.value = (f"<b>{html(c.label)}</b> · {html(c.path.name)} · fold {c.fold} · "
                               f"variant {html(spec.name)} · "
-                              f"{self.picture.shape[1]}×{self.picture.shape[0]} px")
+                              f"{self.picture.shape[1]}×{self.picture.shape[0]} px"
+                              + (f"<br><span style='color:#b06000'>&#9888; {html(self.warning)}</span>"
+                                 if self.warning else ""))
         return self.picture
 
     def save_png(self, path: str | os.PathLike) -> Path:

@@ -15,7 +15,7 @@ from typing import Any, Iterator, Mapping
 from soundlib.audio.datasets import Dataset
 from soundlib.errors import DatasetError
 from soundlib.evaluation.evaluate import (EvalConfig, Prepared, check_cross_validation_features, check_folds, check_size,
-                                          finite_or_none, prepare, read_cross_validation, run_fold)
+                                          embedder_text, finite_or_none, prepare, read_cross_validation, run_fold)
 from soundlib.evaluation.metrics import RunMetrics
 from soundlib.models.export import export_artifact
 
@@ -113,7 +113,8 @@ def _train_fold(dataset: Dataset, *, test_fold: int, config: EvalConfig, run, em
     if exports:
         exported = export_artifact(p.method.artifact(fit, p.ctx, metadata={
             "test_fold": test_fold, "protocol": p.protocol, **_model_metadata(p, split, config, cv),
-            "test_accuracy": {k: scores[k] for k in ("accuracy", "macro_f1", "n")}}), out / "model", overwrite=overwrite)
+            "test_accuracy": {k: scores[k] for k in ("accuracy", "macro_f1", "n", "per_class")}}), out / "model",
+            overwrite=overwrite)
     metrics = RunMetrics(
         variant=p.spec.name, test_fold=int(test_fold), protocol=p.protocol,
         backbone=p.feats.info.get("backbone", ""),
@@ -124,7 +125,7 @@ def _train_fold(dataset: Dataset, *, test_fold: int, config: EvalConfig, run, em
         method_config=config.method.to_dict(), val_accuracy=finite_or_none(fit.val_accuracy),
         choice={k: v for k, v in fit.choice.items() if k != "history"},
         fit_seconds=seconds, prepare_seconds=p.seconds, exported=exported is not None, duration=p.duration,
-        warnings=log.messages, grouping=grouping_record(p.ds),
+        warnings=log.messages, grouping=grouping_record(p.ds), embedder=embedder_text(p.feats.info, fit.choice),
     )
     metrics.write(out)
     return metrics
@@ -133,8 +134,9 @@ def _train_fold(dataset: Dataset, *, test_fold: int, config: EvalConfig, run, em
 def format_run(metrics: RunMetrics) -> str:
     """One line about a :func:`train_fold` result (plus a count of its warnings, if any)."""
     warned = f"; {len(metrics.warnings)} warning(s) in metrics.json" if metrics.warnings else ""
+    on = f"{metrics.embedder}, " if metrics.embedder else ""
     return (f"{metrics.variant} / {metrics.method}, test fold {metrics.test_fold}: accuracy {metrics.accuracy:.3f}, "
-            f"macro-F1 {metrics.macro_f1:.3f} on {metrics.n} clips (trained on {metrics.train_clips}, "
+            f"macro-F1 {metrics.macro_f1:.3f} on {metrics.n} clips ({on}trained on {metrics.train_clips}, "
             f"{metrics.seconds} s){warned}" + _picked(metrics.choice))
 
 
@@ -155,7 +157,8 @@ def _model_metadata(p: Prepared, split, config: EvalConfig, cv: dict | None) -> 
         for label in clip.all_labels:
             per_class[label] += 1
     return {
-        "dataset": {"name": p.ds.name, "root": str(p.ds.root), "clips": len(p.ds)},
+        # the dataset's folder by name, never the absolute path it has on the machine that trained the model
+        "dataset": {"name": p.ds.name, "folder": Path(p.ds.root).name, "clips": len(p.ds)},
         "training": {"folds": sorted({int(c.fold) for c in train if c.fold is not None}), "clips": len(train),
                      "clips_per_class": per_class, "recordings": len({c.group for c in train}),
                      "validation_split": config.train.validation_split, "validation_clips": int(len(split.val)),
@@ -223,6 +226,7 @@ def _train_all_folds(dataset: Dataset, *, config: EvalConfig, run, embed_config,
         "choice": {k: v for k, v in fit.choice.items() if k != "history"}, "fit_seconds": fit_seconds,
         "prepare_seconds": p.seconds, "seconds": round(time.perf_counter() - t0, 2),
         "exported": exported is not None, "duration": p.duration, "warnings": log.messages,
+        "embedder": embedder_text(p.feats.info, fit.choice),
     }
     write_json_atomic(out / METRICS_FILE, metrics)
     return metrics
@@ -236,6 +240,7 @@ def format_all_folds(metrics: Mapping[str, Any]) -> str:
            "no cross-validated accuracy recorded (--cv-from an evaluate folder of this configuration adds it)")
     val = metrics.get("val_accuracy")
     warned = f"; {len(metrics['warnings'])} warning(s) in metrics.json" if metrics.get("warnings") else ""
+    on = f" ({metrics['embedder']})" if metrics.get("embedder") else ""
     return (f"{metrics['variant']} / {metrics['method']}, all folds ({', '.join(map(str, metrics['folds']))}): "
-            f"trained on {metrics['train_clips']} clips, validation accuracy "
+            f"trained on {metrics['train_clips']} clips{on}, validation accuracy "
             f"{'n/a' if val is None else f'{val:.3f}'}, no test fold; {acc}{warned}" + _picked(metrics.get("choice")))

@@ -19,6 +19,8 @@ from soundlib.pictures.merge import merge_channels, stack_panels
 from soundlib.pictures.variants import FeatureSpec
 
 __all__ = [
+    "empty_mel_bands",
+    "empty_mel_warning",
     "spectrogram_plane",
     "spectrogram_frequencies",
     "waveform_plane",
@@ -83,6 +85,32 @@ def slaney_mel_filters(sr: int, n_fft: int, n_mels: int, fmin: float = 0.0, fmax
     falling = ramps[2:] / widths[1:, None]
     weights = np.maximum(0.0, np.minimum(rising, falling))
     return weights * (2.0 / (edges[2:] - edges[:-2]))[:, None]
+
+
+def empty_mel_bands(spec: FeatureSpec) -> list[int]:
+    """The mel bands of ``spec`` that no STFT bin falls in (all-zero filters, drawn as black stripes): too many
+    ``n_mels`` for the frequency resolution ``sr / n_fft`` (librosa warns "Empty filters detected"). Empty for a
+    linear spectrogram or a waveform plot."""
+    if spec.kind == "waveform" or spec.frequency != "mel":
+        return []
+    fmax = spec.fmax if spec.fmax is not None else spec.sr / 2
+    weights = slaney_mel_filters(spec.sr, spec.n_fft, spec.n_mels, float(spec.fmin), float(fmax))
+    return [int(k) for k in np.flatnonzero(weights.max(axis=1) <= 0)]
+
+
+def empty_mel_warning(spec: FeatureSpec) -> str | None:
+    """One line naming the empty mel bands of ``spec`` and what to change, or ``None`` when there are none."""
+    empty = empty_mel_bands(spec)
+    if not empty:
+        return None
+    fmax = spec.fmax if spec.fmax is not None else spec.sr / 2
+    edges = _slaney_mel_to_hz(np.linspace(_hz_to_slaney_mel(np.asarray(spec.fmin, np.float64)),
+                                          _hz_to_slaney_mel(np.asarray(fmax, np.float64)), spec.n_mels + 2))
+    shown = ", ".join(map(str, empty[:8])) + (f" ... ({len(empty)} in all)" if len(empty) > 8 else "")
+    return (f"variant {spec.name!r}: {len(empty)} of its {spec.n_mels} mel bands are empty (band {shown}; centres "
+            f"{edges[empty[0] + 1]:.0f}-{edges[empty[-1] + 1]:.0f} Hz) and draw as black stripes: n_fft "
+            f"{spec.n_fft} at {spec.sr} Hz gives one frequency bin every {spec.sr / spec.n_fft:.0f} Hz, too coarse "
+            "for those narrow bands; lower n_mels or raise n_fft")
 
 
 @functools.lru_cache(maxsize=8)

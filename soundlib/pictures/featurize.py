@@ -342,6 +342,13 @@ def featurize(
     paths = [Path(getattr(c, "path", c)) for c in clips]
     root = _common_root(paths, Path(root) if root is not None else None)
     spec = resolve_for_clips(spec, paths)[0] if paths else spec
+    from soundlib.pictures.features import empty_mel_warning
+
+    empty = empty_mel_warning(spec)
+    if empty:
+        from soundlib.errors import warn
+
+        warn(empty)
     report = FeaturizeReport(spec=spec)
     tasks: list[tuple[Path, FeatureSpec, Path | None]] = []
     if out_dir is not None:

@@ -427,9 +427,13 @@ def test_d09b_model_card_shows_names_as_text(inj):
     assert "<img" not in card and "javascript:" not in card
     assert not re.search(r"(?<!\\)\[[^\]]*(?<!\\)\]\(", card)  # no link: every [ and ] of a name escaped
     assert "&lt;img src=x onerror=alert(1)&gt;" in card
-    rows = [line for line in card.splitlines() if line.startswith("| ") and "training clips" not in line
+    data = card.split("## Data")[1].split("##")[0]
+    rows = [line for line in data.splitlines() if line.startswith("| ") and "training clips" not in line
             and any(n[:4] in line for n in ("=cmd", "&lt;img"))]
     assert len(rows) == 2 and all(len(_cells_of_markdown_row(r)) == 2 for r in rows), rows
+    scores = card.split("## Scores per class")[1].split("##")[0]  # the per-class scores name them as text too
+    rows = [line for line in scores.splitlines() if any(n[:4] in line for n in ("=cmd", "&lt;img"))]
+    assert len(rows) == 2 and all(len(_cells_of_markdown_row(r)) == 5 for r in rows), rows
     classes = card.split("## Classes (2)")[1].split("##")[0]
     assert "\\[l\\]" in classes and "\\|" in classes
 

@@ -72,7 +72,8 @@ def test_project_2d_and_map():
 
 
 def test_embedding_map_for_a_run(tmp_path, synth_corpus, tiny_backbone):
-    """A frozen run's map embeds (or reads) the clips; another method's map never embeds a whole dataset."""
+    """A run's map is of the method's own embeddings: the frozen method's backbone, the mfcc method's
+    statistics (never the picture backbone's); a method with no one embedder (scratch) has none."""
     from soundlib.embedding.embed import EmbedConfig
     from soundlib.lab.embedmap import embedding_map
     from soundlib.evaluation.evaluate import EvalConfig
@@ -80,11 +81,15 @@ def test_embedding_map_for_a_run(tmp_path, synth_corpus, tiny_backbone):
 
     ds = load_dataset(synth_corpus)
     embed = EmbedConfig(cache_dir=tmp_path / "cache", progress=False)
-    mfcc = EvalConfig(spec=small_spec(), backbone=str(tiny_backbone), method=resolve_method("mfcc"))
-    assert embedding_map(ds, mfcc, test_fold=2, embed_config=embed) is None  # nothing cached: no map
     frozen = EvalConfig(method="frozen", spec=small_spec(), backbone=str(tiny_backbone))
     emap = embedding_map(ds, frozen, test_fold=2, embed_config=embed)
     assert emap.xy.shape == (len(ds), 2) and emap.projection in ("t-SNE", "UMAP")
     assert (emap.table.folds == 2).sum() == sum(c.fold == 2 for c in ds.clips)
+    assert emap.table.backbone.startswith("savedmodel:") and emap.table.embeddings.shape[1] == 16
     assert emap.figure()._repr_png_()[:4] == b"\x89PNG"
-    assert embedding_map(ds, mfcc, test_fold=2, embed_config=embed) is not None  # now in the cache
+    mfcc = EvalConfig(spec=small_spec(), backbone=str(tiny_backbone), method=resolve_method("mfcc"))
+    emap = embedding_map(ds, mfcc, test_fold=2, embed_config=embed)
+    assert emap.table.backbone == "mfcc:basic:40:1" and emap.table.embeddings.shape[1] == 160
+    assert emap.embedder.startswith("mfcc (")
+    scratch = EvalConfig(spec=small_spec(), backbone=str(tiny_backbone), method=resolve_method("scratch"))
+    assert embedding_map(ds, scratch, test_fold=2, embed_config=embed) is None
