@@ -55,7 +55,8 @@ class FusionOptions:
     Cs : tuple of float
         The early fusion head's inverse regularization strengths.
     calibrate : bool
-        Calibrate the early fusion head's probabilities on validation (see :mod:`soundlib.methods.heads`).
+        Calibrate on validation: the early fusion head's temperature (see :mod:`soundlib.methods.heads`), and one
+        temperature on the late fusion's averaged probabilities.
     """
 
     members: tuple[Any, ...] = ("frozen", "mfcc")
@@ -179,8 +180,14 @@ class FusionMethod(Method):
             return self.fit(feats, split, y, ctx)
         weights, acc = best_weights([f.val_proba for f in member_fits], y[split.val])
         val = sum(w * f.val_proba for w, f in zip(weights, member_fits))
-        return FoldFit(model=(list(member_fits), weights), val_proba=np.asarray(val, np.float32), val_accuracy=acc,
+        # an average of calibrated members is less confident than it is right: one temperature on the fused
+        # probabilities, fitted on the same validation clips (1 without calibrate, or without validation clips)
+        temperature = _fused_temperature(np.asarray(val), y[split.val]) if self.options.calibrate else 1.0
+        val = _sharpen(np.asarray(val), temperature)
+        return FoldFit(model=(list(member_fits), weights, temperature), val_proba=np.asarray(val, np.float32),
+                       val_accuracy=acc,
                        choice={"mode": "late", "weights": {m.spec.name: w for m, w in zip(self.members, weights)},
+                               "temperature": round(temperature, 4),
                                "member_val_accuracy": {m.spec.name: round(f.val_accuracy, 4)
                                                        for m, f in zip(self.members, member_fits)}})
 
@@ -202,7 +209,27 @@ class FusionMethod(Method):
     def predict(self, fit: FoldFit, feats: Features, clips: np.ndarray, ctx: Context) -> np.ndarray:
         if self.options.mode == "early":
             return fit.model.predict_proba(feats.x[clips])
-        fits, weights = fit.model
+        fits, weights, temperature = fit.model
         probas = [m.predict(f, mf, clips, self._member_ctx(ctx, m))
                   for m, f, mf in zip(self.members, fits, self._member_feats)]
-        return np.asarray(sum(w * p for w, p in zip(weights, probas)), np.float32)
+        return np.asarray(_sharpen(np.asarray(sum(w * p for w, p in zip(weights, probas))), temperature), np.float32)
+
+
+def _fused_temperature(proba: np.ndarray, y: np.ndarray) -> float:
+    """The temperature of the fused probabilities (their logs as logits) minimising the validation NLL."""
+    from soundlib.methods.heads import fit_temperature
+
+    if proba.ndim != 2 or not len(proba) or np.asarray(y).ndim != 1:
+        return 1.0
+    rows = np.arange(len(proba))
+    return fit_temperature(np.log(np.clip(proba, 1e-12, 1.0)), rows, rows, np.asarray(y))
+
+
+def _sharpen(proba: np.ndarray, temperature: float) -> np.ndarray:
+    """``softmax(log(proba) / temperature)`` (``proba`` itself at temperature 1)."""
+    if temperature == 1.0 or proba.ndim != 2 or not len(proba):
+        return proba
+    z = np.log(np.clip(proba, 1e-12, 1.0)) / temperature
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
