@@ -445,8 +445,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if timeline is not None:
             from soundlib.atomic import write_csv_atomic
 
-        write_csv_atomic(args.timeline, timeline, fieldnames=TIMELINE_COLUMNS)
-        print(visible(f"wrote {args.timeline} ({len(timeline)} rows: top-{args.top_k} per window)"))
+            write_csv_atomic(args.timeline, timeline, fieldnames=TIMELINE_COLUMNS)
+            print(visible(f"wrote {args.timeline} ({len(timeline)} rows: top-{args.top_k} per window)"))
     if events is not None:
         from soundlib.models.format import PICTURE_EXTENSIONS
 
