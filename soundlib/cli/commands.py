@@ -174,8 +174,8 @@ def cmd_train(args: argparse.Namespace) -> int:
               "sums it up)")
     else:
         method = m.get("method") if isinstance(m, dict) else m.method
-        print(f"no model exported: method {method!r} makes none (frozen on any embedder, finetune and scratch "
-              "runs export one for `soundlib predict`)")
+        print(f"no model exported: method {method!r} makes none (frozen on any embedder, mfcc on its default "
+              "statistics, finetune and scratch runs export one for `soundlib predict`)")
     print(format_all_folds(m) if args.all_folds else format_run(m))
     return 0
 
@@ -218,13 +218,18 @@ def cmd_embed(args: argparse.Namespace) -> int:
         return _embed_export(args, ds, spec)
     spec, _ = resolve_for_clips(spec, ds.clips)
     embedder = resolve_embedder(backbone_from_args(args))
-    res = embed_clips(ds.clips, embedder.window(spec), embedder, config=embed_config_from_args(args),
-                      inputs=embedder.inputs)
-    print(f"embed {spec.name} ({spec.duration:g}-s window): {res.hits} from cache, {res.computed} computed, "
-          f"{len(res.failures)} failed")
+    window = embedder.window(spec)
+    res = embed_clips(ds.clips, window, embedder, config=embed_config_from_args(args), inputs=embedder.inputs)
+    print(visible(f"embed {spec.name} with {_embedder_words(embedder, window)}: {res.hits} from cache, "
+                  f"{res.computed} computed, {len(res.failures)} failed"))
     for _, msg in res.failures:
         print(f"  {visible(msg)}", file=sys.stderr)
     return 1 if res.failures else 0
+
+
+def _embedder_words(embedder, window) -> str:
+    """``"mn04 (1-s windows at 32000 Hz)"``: the embedder and the windows it takes (its own, not the variant's)."""
+    return f"{embedder.name} ({window.n_samples / window.sr:g}-s windows at {window.sr} Hz)"
 
 
 def _dataset_files(path: Path, ds) -> list[Path]:
@@ -250,7 +255,8 @@ def _embed_export(args: argparse.Namespace, ds, spec) -> int:
         print(visible(f"soundlib embed: no clip could be embedded; {args.export} not written"), file=sys.stderr)
         return 1
     write_npz(args.export, table)
-    print(visible(f"embed {table.variant}: {len(table)} clips ({len(table.window_clip)} windows) x "
+    print(visible(f"embed {table.variant} with {table.window.get('embedder')} ({table.window.get('duration'):g}-s "
+                  f"windows at {table.window.get('sr')} Hz): {len(table)} clips ({len(table.window_clip)} windows) x "
                   f"{table.embeddings.shape[1]} dims, {len(table.classes)} classes, folds "
                   f"{sorted(set(table.folds.tolist()))} -> {args.export}"))
     for _, msg in table.failures:
