@@ -122,8 +122,8 @@ def test_short_clips_get_one_window_from_embed_to_predict(tmp_path, capsys, tiny
     common = ["--variant", "mel32", "--backbone", str(tiny_backbone), "--quiet"]
     assert main(["variants"]) == 0 and "duration=fit: the clips' length" in capsys.readouterr().out
     assert main(["embed", str(data), *common]) == 0
-    assert (f"embed mel32 with {tiny_backbone} (0.5-s windows at 22050 Hz): 0 from cache, 12 computed"
-            in capsys.readouterr().out)
+    said = capsys.readouterr().out
+    assert "embed mel32 (0.5-s window) with " in said and ": 0 from cache, 12 computed" in said
     assert main(["evaluate", str(data), "--out", str(tmp_path / "ev"), *common]) == 0
     res = json.loads((tmp_path / "ev" / "results.json").read_text())
     assert res["duration"]["seconds"] == res["feature_spec"]["duration"] == 0.5

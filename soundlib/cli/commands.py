@@ -220,16 +220,18 @@ def cmd_embed(args: argparse.Namespace) -> int:
     embedder = resolve_embedder(backbone_from_args(args))
     window = embedder.window(spec)
     res = embed_clips(ds.clips, window, embedder, config=embed_config_from_args(args), inputs=embedder.inputs)
-    print(visible(f"embed {spec.name} with {_embedder_words(embedder, window)}: {res.hits} from cache, "
-                  f"{res.computed} computed, {len(res.failures)} failed"))
+    said = _embedder_words(embedder.name, embedder.modality, window.sr, window.n_samples / window.sr)
+    print(visible(f"embed {spec.name} {said}: {res.hits} from cache, {res.computed} computed, "
+                  f"{len(res.failures)} failed"))
     for _, msg in res.failures:
         print(f"  {visible(msg)}", file=sys.stderr)
     return 1 if res.failures else 0
 
 
-def _embedder_words(embedder, window) -> str:
-    """``"mn04 (1-s windows at 32000 Hz)"``: the embedder and the windows it takes (its own, not the variant's)."""
-    return f"{embedder.name} ({window.n_samples / window.sr:g}-s windows at {window.sr} Hz)"
+def _embedder_words(name: str, modality: str, sr: int, seconds: float) -> str:
+    """``"(3-s window) with birdnet (waveform, 48000 Hz)"``: the windows the embedder takes (its own, not the
+    variant's) and the embedder."""
+    return f"({seconds:g}-s window) with {name} ({modality}, {sr} Hz)"
 
 
 def _dataset_files(path: Path, ds) -> list[Path]:
@@ -255,8 +257,9 @@ def _embed_export(args: argparse.Namespace, ds, spec) -> int:
         print(visible(f"soundlib embed: no clip could be embedded; {args.export} not written"), file=sys.stderr)
         return 1
     write_npz(args.export, table)
-    print(visible(f"embed {table.variant} with {table.window.get('embedder')} ({table.window.get('duration'):g}-s "
-                  f"windows at {table.window.get('sr')} Hz): {len(table)} clips ({len(table.window_clip)} windows) x "
+    w = table.window
+    print(visible(f"embed {table.variant} {_embedder_words(w['embedder'], w['modality'], w['sr'], w['duration'])}: "
+                  f"{len(table)} clips ({len(table.window_clip)} windows) x "
                   f"{table.embeddings.shape[1]} dims, {len(table.classes)} classes, folds "
                   f"{sorted(set(table.folds.tolist()))} -> {args.export}"))
     for _, msg in table.failures:
