@@ -186,8 +186,8 @@ def cmd_train(args: argparse.Namespace) -> int:
               "sums it up)")
     else:
         method = m.get("method") if isinstance(m, dict) else m.method
-        print(f"no model exported: method {method!r} makes none (frozen on any embedder, finetune and scratch "
-              "runs export one for `soundlib predict`)")
+        print(f"no model exported: method {method!r} makes none (frozen on any embedder, mfcc on its default "
+              "statistics, finetune and scratch runs export one for `soundlib predict`)")
     print(format_all_folds(m) if isinstance(m, dict) else format_run(m))
     return 0
 
@@ -235,13 +235,20 @@ def cmd_embed(args: argparse.Namespace) -> int:
         return _embed_export(args, ds, spec)
     spec, _ = resolve_for_clips(spec, ds.clips)
     embedder = resolve_embedder(backbone_from_args(args))
-    res = embed_clips(ds.clips, embedder.window(spec), embedder, config=embed_config_from_args(args),
-                      inputs=embedder.inputs)
-    print(f"embed {spec.name} ({spec.duration:g}-s window) with {embedder.name} ({embedder.modality}): "
-          f"{res.hits} from cache, {res.computed} computed, {len(res.failures)} failed")
+    window = embedder.window(spec)
+    res = embed_clips(ds.clips, window, embedder, config=embed_config_from_args(args), inputs=embedder.inputs)
+    said = _embedder_words(embedder.name, embedder.modality, window.sr, window.n_samples / window.sr)
+    print(visible(f"embed {spec.name} {said}: {res.hits} from cache, {res.computed} computed, "
+                  f"{len(res.failures)} failed"))
     for _, msg in res.failures:
         print(f"  {visible(msg)}", file=sys.stderr)
     return 1 if res.failures else 0
+
+
+def _embedder_words(name: str, modality: str, sr: int, seconds: float) -> str:
+    """``"(3-s window) with birdnet (waveform, 48000 Hz)"``: the windows the embedder takes (its own, not the
+    variant's) and the embedder."""
+    return f"({seconds:g}-s window) with {name} ({modality}, {sr} Hz)"
 
 
 def _dataset_files(path: Path, ds) -> list[Path]:
@@ -267,8 +274,9 @@ def _embed_export(args: argparse.Namespace, ds, spec) -> int:
         print(visible(f"soundlib embed: no clip could be embedded; {args.export} not written"), file=sys.stderr)
         return 1
     write_npz(args.export, table)
-    print(visible(f"embed {table.variant} with {backbone_from_args(args)}: {len(table)} clips "
-                  f"({len(table.window_clip)} windows) x "
+    w = table.window
+    print(visible(f"embed {table.variant} {_embedder_words(w['embedder'], w['modality'], w['sr'], w['duration'])}: "
+                  f"{len(table)} clips ({len(table.window_clip)} windows) x "
                   f"{table.embeddings.shape[1]} dims, {len(table.classes)} classes, folds "
                   f"{sorted(set(table.folds.tolist()))} -> {args.export}"))
     for _, msg in table.failures:

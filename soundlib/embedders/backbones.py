@@ -47,6 +47,7 @@ __all__ = [
     "cache_dir",
     "resolve_backbone",
     "is_ready",
+    "backbone_input_size",
     "POOLINGS",
     "LAYER_ALIASES",
     "PooledInfo",
@@ -265,6 +266,15 @@ def is_ready(handle: str | os.PathLike) -> bool:
 _LOADED: dict[str, Backbone | LiteBackbone] = {}
 
 
+def backbone_input_size(info: BackboneInfo) -> tuple[int, int]:
+    """The (H, W) pictures of the backbone ``info`` takes: frozen embedding resizes pictures of another size to it
+    (:class:`Backbone`), so a model built on the backbone must too. Known without loading for the embedded and
+    aliased backbones; read from the SavedModel's signature otherwise (224x224 when it states none)."""
+    if info.input_size[0]:
+        return (int(info.input_size[0]), int(info.input_size[1]))
+    return open_backbone(info, runtime="tf").input_size
+
+
 def load_backbone(handle: str | os.PathLike = DEFAULT_BACKBONE, *, runtime: str | None = None) -> "Backbone | LiteBackbone":
     """Resolve and load a backbone (cached per process); see the module docstring for handles and
     :func:`open_backbone` for ``runtime``."""
@@ -348,11 +358,31 @@ def pool_layer_fn(fmap, pooling: str = "avg"):
 
 
 def resize_layer_fn(pictures, size: tuple = (224, 224)):
-    """Bilinear, antialiased resize of float pictures, as the backbones do, for a tf_keras ``Lambda``."""
+    """Bilinear, antialiased resize of float pictures, as the backbones do, for a tf_keras ``Lambda``.
+
+    For pictures of a known size it is written as two matrix products (the resize is linear and separable; its
+    matrices are ``tf.image.resize`` of the unit vectors, equal to it within 1e-6): LiteRT's built-in ops run
+    them, where they lack the antialiased resize itself (``ScaleAndTranslate``), so a model holding this layer
+    keeps its LiteRT copies.
+    """
     from soundlib.runtime import import_tf
 
     tf, _ = import_tf()
-    return tf.image.resize(pictures, tuple(size), method="bilinear", antialias=True)
+    h, w = pictures.shape[1], pictures.shape[2]
+    if h is None or w is None:
+        return tf.image.resize(pictures, tuple(size), method="bilinear", antialias=True)
+    if (int(h), int(w)) == tuple(size):
+        return pictures
+
+    def matrix(n_in: int, n_out: int):  # (n_out, n_in): row o weighs the inputs of output o
+        eye = tf.eye(n_in, dtype=tf.float32)[:, :, None, None]
+        return tf.transpose(tf.image.resize(eye, (n_out, 1), method="bilinear", antialias=True)[:, :, 0, 0])
+
+    with tf.init_scope():  # constants, computed once when the layer is built or traced
+        rows, cols = matrix(int(h), int(size[0])).numpy(), matrix(int(w), int(size[1])).numpy()
+    x = tf.transpose(tf.cast(pictures, tf.float32), [0, 2, 3, 1])  # (n, w, c, h): the rows last
+    x = tf.transpose(tf.matmul(x, tf.constant(rows.T)), [0, 3, 2, 1])  # (n, h', c, w): the columns last
+    return tf.transpose(tf.matmul(x, tf.constant(cols.T)), [0, 1, 3, 2])  # (n, h', w', c)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -155,16 +155,14 @@ class BirdnetModel:
         for s in range(0, len(windows), batch_size):
             chunk = windows[s:s + batch_size]
             n = len(chunk)
-            if self._batch != batch_size:
-                self._it.resize_tensor_input(self._in, [batch_size, int(SR * WINDOW)])
+            if self._batch != n:  # the chunk's own size: a file of one window (predict) costs one window, not 16
+                self._it.resize_tensor_input(self._in, [n, int(SR * WINDOW)])
                 from soundlib.runtime import filtered_stderr
 
                 with filtered_stderr():  # XNNPACK says it was created when tensors are first planned
-                    self._it.allocate_tensors()
-                self._batch = batch_size
-            x = np.zeros((batch_size, int(SR * WINDOW)), np.float32)
-            x[:n] = chunk
-            self._it.set_tensor(self._in, x)
+                    self._it.allocate_tensors()  # (a re-plan takes well under a millisecond)
+                self._batch = n
+            self._it.set_tensor(self._in, np.ascontiguousarray(chunk))
             self._it.invoke()
             out.append(np.array(self._it.get_tensor(self._out)[:n], dtype=np.float32))
         return np.concatenate(out) if out else np.zeros((0, EMBEDDING_DIM), np.float32)

@@ -42,6 +42,15 @@ class PictureEmbedder:
     def identity(self) -> str:
         return self.info.identity
 
+    @property
+    def runs_as_savedmodel(self) -> bool:
+        """Whether its SavedModel computes its embeddings, so that a model on it can hold that network. Not so for
+        the LiteRT int8 model, whose SavedModel is the float network: a model on it runs the embedder itself
+        (:func:`soundlib.models.export.export_embedder_model`), or it would not label as it was measured."""
+        from soundlib.embedders.handles import EMBEDDED_BACKBONES, LITERT_INT8_SUFFIX
+
+        return not (self.name in EMBEDDED_BACKBONES and self.name.endswith(LITERT_INT8_SUFFIX))
+
     def is_ready(self) -> bool:
         """Whether it opens without exporting, converting or downloading anything."""
         from soundlib.embedders.backbones import is_ready

@@ -33,7 +33,8 @@ _EXACT_TSNE = 500
 NPZ_HELP = ("one .npz file (numpy.load, no pickles): embeddings (n_clips, dim) float32, the mean of each clip's "
             "windows; per clip labels, class_ids, folds (the dataset's own, or the grouped folds evaluate assigns), "
             "groups (recordings) and paths; classes; window_embeddings, window_clip and window_start (one row per "
-            "window); variant, backbone and feature_spec (JSON); format")
+            "window); variant, backbone and feature_spec (JSON); window (JSON: the embedder's name and modality and "
+            "the windows it took: sr, duration, window_hop, pad); format")
 
 
 @dataclasses.dataclass
@@ -60,6 +61,10 @@ class EmbeddingTable:
         Feature variant name and the backbone's identity.
     feature_spec : dict
         The full feature spec (duration resolved).
+    window : dict
+        What the embedder took: its ``embedder`` name and ``modality``, and its windows (``sr``, ``duration``,
+        ``window_hop``, ``pad``): an audio network's own sample rate, not the variant's (empty in files written
+        before soundlib 0.3).
     failures : list of (str, str)
         Clips that could not be embedded, and why (not in the table).
     """
@@ -77,6 +82,7 @@ class EmbeddingTable:
     variant: str = ""
     backbone: str = ""
     feature_spec: dict = dataclasses.field(default_factory=dict)
+    window: dict = dataclasses.field(default_factory=dict)
     failures: list = dataclasses.field(default_factory=list)
 
     def __len__(self) -> int:
@@ -111,8 +117,8 @@ def embed_dataset(dataset, spec, backbone: Any, *, config=None, k_folds: int | N
 
     ds, spec, embedder = _resolve(dataset, spec, backbone, k_folds=k_folds, seed=seed, layer=layer, pooling=pooling,
                                   options=options)
-    res = embed_clips(ds.clips, embedder.window(spec), embedder, config=config or EmbedConfig(),
-                      inputs=embedder.inputs)
+    window = embedder.window(spec)
+    res = embed_clips(ds.clips, window, embedder, config=config or EmbedConfig(), inputs=embedder.inputs)
     index = {str(c.path): i for i, c in enumerate(ds.clips)}
     clips = [ds.clips[index[str(p)]] for p in res.paths]
     dim = res.embeddings.shape[1] if res.embeddings.ndim == 2 else 0
@@ -131,6 +137,8 @@ def embed_dataset(dataset, spec, backbone: Any, *, config=None, k_folds: int | N
         window_clip=res.row_clip.astype(np.int64),
         window_start=res.row_start.astype(np.float64),
         variant=spec.name, backbone=embedder.identity, feature_spec=spec.to_dict(),
+        window={"embedder": embedder.name, "modality": embedder.modality, "sr": int(window.sr),
+                "duration": window.n_samples / window.sr, "window_hop": window.hop_seconds, "pad": window.pad},
         failures=[(str(p), msg) for p, msg in res.failures],
     )
 
@@ -175,7 +183,8 @@ def write_npz(path: str | os.PathLike, table: EmbeddingTable) -> Path:
         class_ids=table.class_ids, classes=np.asarray(table.classes, dtype=str), folds=table.folds,
         groups=table.groups, paths=table.paths, window_embeddings=table.window_embeddings,
         window_clip=table.window_clip, window_start=table.window_start, variant=np.asarray(table.variant),
-        backbone=np.asarray(table.backbone), feature_spec=np.asarray(json.dumps(table.feature_spec)))
+        backbone=np.asarray(table.backbone), feature_spec=np.asarray(json.dumps(table.feature_spec)),
+        window=np.asarray(json.dumps(table.window)))
     return write_bytes_atomic(path, buf.getvalue())
 
 
@@ -199,7 +208,8 @@ def read_npz(path: str | os.PathLike) -> EmbeddingTable:
         embeddings=d["embeddings"], labels=d["labels"], class_ids=d["class_ids"],
         classes=tuple(d["classes"].tolist()), folds=d["folds"], groups=d["groups"], paths=d["paths"],
         window_embeddings=d["window_embeddings"], window_clip=d["window_clip"], window_start=d["window_start"],
-        variant=str(d["variant"]), backbone=str(d["backbone"]), feature_spec=json.loads(str(d["feature_spec"])))
+        variant=str(d["variant"]), backbone=str(d["backbone"]), feature_spec=json.loads(str(d["feature_spec"])),
+        window=json.loads(str(d["window"])) if "window" in d else {})
 
 
 def project_2d(x: np.ndarray, *, method: str = "auto", seed: int = 0) -> tuple[np.ndarray, str]:

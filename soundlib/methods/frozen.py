@@ -176,11 +176,12 @@ class FrozenMethod(HeadMethod):
         embedder = embedder_of(ctx, self.options)
         record = {"name": embedder.name, "identity": embedder.identity, "modality": embedder.modality,
                   "license": embedder.license}
-        if embedder.modality != "picture":
+        if embedder.modality != "picture" or not getattr(embedder, "runs_as_savedmodel", True):
+            # a model that runs the embedder itself: an audio network, or a picture model only LiteRT runs (int8)
             from soundlib.errors import ModelError
 
             if self.options.head != "logistic":
-                raise ModelError(f"method {self.spec.name!r}: a model on the audio embedder {embedder.name!r} "
+                raise ModelError(f"method {self.spec.name!r}: a model on the embedder {embedder.name!r} "
                                  "is exported with the logistic head (head: logistic)")
             return ModelArtifact("embedder_head", dict(
                 embedder=embedder, head=fit.model, spec=ctx.spec, options=self.options.embedder_options().non_default(),

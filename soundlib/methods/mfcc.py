@@ -8,7 +8,9 @@ zero-crossing rate, RMS, chroma) and log-mel band means and deviations.
 The windows are the variant's (``duration``, ``window_hop``), without padding:
 a short clip's statistics are over its own audio. The statistics come from the
 ``mfcc`` embedder (:mod:`soundlib.embedders.mfcc`), so ``frozen`` with
-``--backbone mfcc`` is the same method with the default statistics.
+``--backbone mfcc`` is the same method with the default statistics, and exports
+the same model: a logistic head on the ``mfcc`` embedder (the default statistics
+only: a model names a registered embedder, and ``mfcc`` is the basic 40).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from soundlib.audio.datasets import Dataset
 from soundlib.embedders.mfcc import FEATURE_SETS, MfccEmbedder, mfcc_statistics
 from soundlib.errors import ConfigError
 from soundlib.methods import register_method
-from soundlib.methods.base import CacheUnit, Context, Features, embedder_features
+from soundlib.methods.base import CacheUnit, Context, Features, FoldFit, ModelArtifact, embedder_features
 from soundlib.methods.heads import DEFAULT_CS, HeadMethod
 
 __all__ = ["MfccOptions", "MfccMethod", "mfcc_statistics"]
@@ -62,6 +64,26 @@ class MfccMethod(HeadMethod):
     @property
     def embeds(self) -> bool:
         return True
+
+    @property
+    def exportable(self) -> bool:  # type: ignore[override]
+        """A model on the default statistics: those of the registered ``mfcc`` embedder, which the model names."""
+        from soundlib.embedders import resolve_embedder
+
+        return self.options.embedder().identity == resolve_embedder("mfcc").identity
+
+    def artifact(self, fit: FoldFit, ctx: Context, *, metadata: dict) -> ModelArtifact:
+        """The logistic head on the ``mfcc`` embedder (what ``frozen --backbone mfcc`` exports)."""
+        if not self.exportable:
+            return super().artifact(fit, ctx, metadata=metadata)
+        from soundlib.embedders import resolve_embedder
+
+        calibration = {"temperature": float(fit.model.temperature),
+                       "method": "temperature scaling fitted on the validation recordings" if self.options.calibrate
+                       else "none (calibrate: false)"}
+        return ModelArtifact("embedder_head", dict(
+            embedder=resolve_embedder("mfcc"), head=fit.model, spec=ctx.spec, options={}, labels=list(ctx.classes),
+            info={**metadata, "calibration": calibration, "method": self.spec.to_dict()}))
 
     @classmethod
     def cache_units(cls, spec, variant, backbone: str) -> "list[CacheUnit]":

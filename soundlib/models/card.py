@@ -83,6 +83,9 @@ EMBEDDER_RUNTIMES: dict[str, str] = {
               "runs it when LiteRT is not installed) and the logistic head (numpy); no SavedModel",
     "birdnet:": "BirdNET's LiteRT model (ai-edge-litert; TensorFlow once, to derive its embedding copy) and the "
                 "logistic head (numpy); no SavedModel",
+    "embedded:efficientnet_lite0": "the embedded EfficientNet-Lite0's LiteRT int8 model (ai-edge-litert; TensorFlow "
+                                   "only converts it once) on the variant's pictures and the logistic head (numpy); "
+                                   "no SavedModel",
 }
 
 #: Keys of ``soundlib_model.json`` that name the embedder(s) a model was built on.
@@ -364,7 +367,13 @@ def _embedder_windowing(record: Mapping[str, Any], spec: Mapping[str, Any]) -> s
 
 
 def _input_text(f: Mapping[str, Any]) -> str:
-    return _embedder_windowing(f["embedder"], f["spec"]) if f["embedder"] is not None else _windowing(f["spec"])
+    record = f["embedder"]
+    if record is not None and record.get("modality") == "picture":  # a picture model that runs its embedder itself
+        name = record.get("name") if isinstance(record.get("name"), str) else "?"
+        averages = "; a file's label averages its windows"
+        return _windowing(f["spec"]).replace(averages, f", embedded by the picture embedder {name!r} "
+                                             f"({record.get('identity')}) and labelled by the logistic head{averages}")
+    return _embedder_windowing(record, f["spec"]) if record is not None else _windowing(f["spec"])
 
 
 def _runtime_text(f: Mapping[str, Any]) -> str:

@@ -167,8 +167,14 @@ def export_model(
             h = layer(h, training=False) if layer.name == "spec_augment" else layer(h)
         model = tf_keras.Model(inputs, h)
     else:
+        from soundlib.embedders.backbones import backbone_input_size, resize_layer_fn
+
+        takes = backbone_input_size(backbone)  # pictures of another size are resized, as they were for training
+        resize = [] if takes == size else [
+            tf_keras.layers.Lambda(resize_layer_fn, arguments={"size": takes}, name="resize")]
         model = tf_keras.Sequential([
             tf_keras.Input(size + (3,), dtype="float32"),
+            *resize,
             hub.KerasLayer(str(backbone.path), trainable=False, name="backbone"),
             tf_keras.layers.Dense(trained.n_classes, activation="softmax", name="head"),
         ])
@@ -271,7 +277,8 @@ def export_embedder_model(out_dir: str | os.PathLike, *, embedder: Any, options:
     Parameters
     ----------
     embedder : soundlib.embedders.Embedder
-        A waveform embedder (picture models are written by :func:`export_model`).
+        An audio embedder, or a picture embedder whose SavedModel is not what it runs (the LiteRT int8 model:
+        see ``runs_as_savedmodel``); other picture models are written by :func:`export_model`.
     options : mapping
         The non-default :class:`~soundlib.embedders.EmbedderOptions` it was resolved with.
     head : soundlib.methods.heads.LogisticHead

@@ -313,10 +313,10 @@ def _no_model(path: Path, missing: str) -> ModelError:
     make = "make one with `soundlib train DATASET --test-fold K --out DIR` and pass DIR"
     run = RunMetrics.read(path)
     if run is not None and not run.exported:
-        return ModelError(f"{path}: a run of method {run.method!r}, which exports no model (only frozen, on any "
-                          "embedder, finetune and scratch make one; fusion, auto and mfcc choose or combine "
-                          "several); train with --method frozen (--backbone mn04, yamnet...), finetune or scratch "
-                          "to get a model for `soundlib predict`")
+        return ModelError(f"{path}: a run of method {run.method!r}, which exports no model (frozen on any "
+                          "embedder, mfcc on its default statistics, finetune and scratch make one, auto its best "
+                          "exportable candidate's; a fusion combines several); train with --method frozen "
+                          "(--backbone mn04, yamnet...), finetune or scratch to get a model for `soundlib predict`")
     marker = read_run_marker(path)
     if run is None and marker is not None and marker.get("state") in ("running", "failed", "interrupted"):
         return ModelError(f"{path}: an incomplete run ({marker.get('kind')}, {marker['state']}); it has no model yet: "
@@ -396,9 +396,10 @@ def load_model(model_dir: str | os.PathLike) -> LoadedModel:
 
 
 def _load_embedder_model(path: Path) -> LoadedModel:
-    """A model on an audio embedder (see :func:`export_embedder_model`), checked file by file.
+    """A model on an embedder it runs itself (an audio embedder, or the LiteRT int8 picture model; see
+    :func:`export_embedder_model`), checked file by file.
 
-    ``embedder.json`` is data, not an instruction: it must name a registered waveform embedder (never a
+    ``embedder.json`` is data, not an instruction: it must name a registered embedder (never a
     path or a URL), with the identity, modality and windows that embedder has for this feature spec, and
     ``head.npz`` must hold finite arrays of the shapes the labels and each other imply; all before the
     embedder is loaded."""
@@ -432,6 +433,8 @@ def _load_embedder_model(path: Path) -> LoadedModel:
         x = np.stack([prepare(w, own) for w in windows]) if prepare is not None else windows
         return head.predict_proba(loaded(x, batch_size=16))
 
+    if embedder.modality == "picture":  # the LiteRT int8 model: it labels the variant's pictures itself
+        return LoadedModel(path, labels, spec, info, call, runtime="embedder", modality="picture")
     return LoadedModel(path, labels, spec, info, call, runtime="embedder", modality="waveform", window=window)
 
 #: The keys of ``embedder.json`` (``license``: shown by ``soundlib info``; the rest checked here).
@@ -459,12 +462,16 @@ def _recorded_embedder(where: Path, record: Any, spec: FeatureSpec):
                          f"{', '.join(sorted(_EMBEDDER_KEYS))}")
     name = record["name"]
     entry = embedder_entry(name)
-    if entry is None or entry.modality != "waveform":
-        waveform = [n for n in embedder_names() if getattr(embedder_entry(n), "modality", "") == "waveform"]
-        raise ModelError(f"{where}: 'name' {name[:120]!r} is not a registered audio embedder ({', '.join(waveform)}); "
-                         "a model names its embedder, never a path, URL or picture backbone: the file was edited")
-    if record.get("modality") != "waveform":
-        raise ModelError(f"{where}: 'modality' {record.get('modality')!r}, but {name!r} embeds audio ('waveform')")
+    if entry is None or not _runs_itself(name, entry):
+        entries = {n: e for n in embedder_names() if (e := embedder_entry(n)) is not None}
+        audio = [n for n, e in entries.items() if e.modality == "waveform"]
+        pictures = [n for n, e in entries.items() if n not in audio and _runs_itself(n, e)]
+        raise ModelError(f"{where}: 'name' {name[:120]!r} is not a registered audio embedder ({', '.join(audio)}) or "
+                         f"picture embedder a model runs itself ({', '.join(pictures)}); a model names its embedder, "
+                         "never a path, URL or picture backbone: the file was edited")
+    if record.get("modality") != entry.modality:
+        what = "audio ('waveform')" if entry.modality == "waveform" else "pictures ('picture')"
+        raise ModelError(f"{where}: 'modality' {record.get('modality')!r}, but {name!r} embeds {what}")
     try:
         options = EmbedderOptions(**(record.get("options") or {}))
         embedder = resolve_embedder(name, options)
@@ -483,6 +490,15 @@ def _recorded_embedder(where: Path, record: Any, spec: FeatureSpec):
         raise ModelError(f"{where}: the recorded window is not the one {name!r} uses for {SPEC_FILE}: "
                          f"{', '.join(wrong)}; the file was edited: restore it or export the model again")
     return embedder, own
+
+def _runs_itself(name: str, entry: Any) -> bool:
+    """Whether a model on the registered embedder ``name`` runs that embedder (an audio embedder, or a picture
+    embedder whose SavedModel is not what it runs: the LiteRT int8 model), made without loading anything."""
+    from soundlib.embedders import EmbedderOptions
+
+    if entry.modality == "waveform":
+        return True
+    return not getattr(entry.factory(name, EmbedderOptions()), "runs_as_savedmodel", True)
 
 def _same(a: Any, b: Any) -> bool:
     if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):

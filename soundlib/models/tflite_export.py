@@ -272,7 +272,7 @@ def export_tflite(model_dir: str | os.PathLike, out: str | os.PathLike, *, overw
     if out.exists() and not overwrite:
         raise ModelError(f"--tflite {out}: exists; pass --overwrite to replace it")
     model = load_model(model_dir)
-    record = model.info.get("embedder") if model.modality == "waveform" else None
+    record = model.info.get("embedder") if model.info.get("kind") == "embedder" else None
     if record is not None:
         why = unsupported(embedder=str(record.get("name")), options=record.get("options"))
     else:

@@ -77,10 +77,11 @@ def test_exported_models_label_like_the_evaluation(name, tmp_path, synth_corpus,
 
 def test_methods_that_cannot_export_say_so(tmp_path, synth_corpus, tiny_backbone, spec):
     ds = load_dataset(synth_corpus)
+    rich = {"name": "mfcc_rich", "method": "mfcc", "features": "rich"}  # the default statistics export a model
     m = train_fold(ds, test_fold=2, out_dir=tmp_path / "run", progress=False,
-                   config=EvalConfig(spec=spec, method=resolve_method("mfcc"), backbone=str(tiny_backbone)))
+                   config=EvalConfig(spec=spec, method=resolve_method(rich), backbone=str(tiny_backbone)))
     assert not m.exported and not (tmp_path / "run" / "model").exists()
-    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["method"] == "mfcc"
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["method"] == "mfcc_rich"
 
 
 def test_long_clips_are_windowed_and_decided_per_clip(tmp_path, tiny_backbone, spec):
