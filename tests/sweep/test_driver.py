@@ -248,7 +248,9 @@ def test_failed_run_is_reported_and_others_finish(project):
     assert "no_such_colormap" in str(bad)
     assert "fill-tiny-broken" in res.embed_errors
     assert not (out / "broken" / "frozen" / "fold1" / "metrics.json").exists()
-    assert list(res.table.index) == [("tmel", "frozen")]
+    # the failed row is shown, as incomplete, never averaged (desk review finding 9)
+    assert list(res.table.index) == [("tmel", "frozen"), ("broken", "frozen")]
+    assert not res.table.loc[("broken", "frozen"), "complete"] and res.table.loc[("tmel", "frozen"), "complete"]
     assert res.evaluate_error is None and (out / "results.md").is_file()
     import nbformat
 
@@ -310,7 +312,8 @@ def test_run_failing_after_metrics_is_not_complete(project, tmp_path):
     assert [(o.variant, o.fold) for o in res.failed] == [("tmel", 2)]
     assert "RuntimeError: display went wrong" in res.failed[0].error
     assert res.failed[0].notebook.is_file() and not (out / "tmel" / "frozen" / "fold2" / "metrics.json").exists()
-    assert len(res.table) == 0
+    assert len(res.table) == 1 and not res.table["complete"].iloc[0]  # shown as incomplete, not averaged
+    assert res.table["missing_folds"].iloc[0] == "2" and np.isnan(res.table["accuracy_mean"].iloc[0])
     again = sweep.run(one, out_dir=out, jobs=1, progress=False)  # the real notebooks: it runs again
     assert [(o.variant, o.fold) for o in again.completed] == [("tmel", 2)]
 
