@@ -231,7 +231,7 @@ def evaluate(dataset: Dataset, config: EvalConfig = EvalConfig(), *, out_dir: st
 def _evaluate(dataset: Dataset, config: EvalConfig, *, run, embed_config, progress: bool, log) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
-    from soundlib.audio.folds import check_test_fold, find_leakage, grouping_record
+    from soundlib.audio.folds import find_leakage, grouping_record
     from soundlib.evaluation.metrics import compute_metrics, prediction_rows, write_predictions, write_results_json
 
     if dataset.multilabel:
@@ -241,13 +241,7 @@ def _evaluate(dataset: Dataset, config: EvalConfig, *, run, embed_config, progre
     t0 = time.perf_counter()
     if not dataset.clips:
         raise DatasetError(f"dataset {dataset.name!r} at {dataset.root} has no clips")
-    p = prepare(dataset, config, embed_config, progress)
-    folds = list(config.folds or p.ds.folds)
-    check_folds(p.ds, folds)
-    for f in folds:
-        check_test_fold(p.ds, f)
-    if run is not None:
-        run.start()  # the previous run's results (and a model beside them) go first
+    p, folds = _prepared_folds(dataset, config, run=run, embed_config=embed_config, progress=progress)
     classes = list(p.ds.classes)
     per_fold, y_true, y_pred, rows, probas = [], [], [], [], []
     for f in tqdm(folds, desc=f"folds ({p.spec.name}, {config.method.name})", unit="fold", disable=not progress):
@@ -314,18 +308,12 @@ def _evaluate_multilabel(dataset: Dataset, config: EvalConfig, *, run, embed_con
     average precision (:func:`~soundlib.evaluation.metrics.compute_multilabel_metrics`)."""
     from tqdm.auto import tqdm
 
-    from soundlib.audio.folds import check_test_fold, find_leakage, grouping_record
+    from soundlib.audio.folds import find_leakage, grouping_record
     from soundlib.evaluation.metrics import (compute_multilabel_metrics, prediction_rows, write_predictions,
                                              write_results_json)
 
     t0 = time.perf_counter()
-    p = prepare(dataset, config, embed_config, progress)
-    folds = list(config.folds or p.ds.folds)
-    check_folds(p.ds, folds)
-    for f in folds:
-        check_test_fold(p.ds, f)
-    if run is not None:
-        run.start()
+    p, folds = _prepared_folds(dataset, config, run=run, embed_config=embed_config, progress=progress)
     classes = list(p.ds.classes)
     per_fold, truths, probas, rows = [], [], [], []
     for f in tqdm(folds, desc=f"folds ({p.spec.name}, {config.method.name})", unit="fold", disable=not progress):
@@ -379,6 +367,22 @@ def protocol_note(leaky: bool, recordings_known: bool, protocol: str) -> str:
 
 def finite_or_none(x: float) -> float | None:
     return None if x is None or x != x else round(float(x), 4)
+
+
+def _prepared_folds(dataset: Dataset, config: EvalConfig, *, run, embed_config, progress: bool
+                    ) -> tuple[Prepared, list[int]]:
+    """The features prepared once and the test folds checked; then the run folder is started (the previous
+    run's results, and a model beside them, go first)."""
+    from soundlib.audio.folds import check_test_fold
+
+    p = prepare(dataset, config, embed_config, progress)
+    folds = list(config.folds or p.ds.folds)
+    check_folds(p.ds, folds)
+    for f in folds:
+        check_test_fold(p.ds, f)
+    if run is not None:
+        run.start()
+    return p, folds
 
 
 def picks_of(per_fold: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
