@@ -26,6 +26,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import re
 import os
 from pathlib import Path
 
@@ -475,11 +476,11 @@ def test_train_notebook_with_the_embedder_as_method(walk, name, methods_sweep):
     errors = [o for o in outputs if o.get("output_type") == "error"]
     assert not errors, errors[0].get("evalue") if errors else ""
     text = "".join("".join(o.get("text", "")) for o in outputs)
-    header = next(x for x in text.splitlines() if "test fold 1" in x and "method" in x)
-    others = [n for n in EMBEDDERS if n != name and f"backbone {n}" in header]
-    if others:
-        pytest.xfail(f"train.ipynb says 'backbone {others[0]}' for method={name} (desk review finding 3; "
-                     f"the notebooks are being fixed in branch h-nb): {header}")
+    header = next(x for x in text.splitlines() if x.startswith("method "))  # "method E (..., embedder E (...))"
+    assert f"method {name} " in header and f"embedder {name} " in header, header
+    assert "test fold 1" in text
+    others = [n for n in EMBEDDERS if n != name and re.search(rf"(backbone|embedder) {re.escape(n)}\b", text)]
+    assert not others, f"train.ipynb names {others[0]} for method={name}: {header}"
 
 
 # ---------------------------------------------------------------------------
