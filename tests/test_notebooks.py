@@ -370,7 +370,7 @@ def test_notebook_defaults_read_what_make_demo_writes():
     from soundlib.sweep import load_sweep_config
 
     config = load_sweep_config(DEMO_PARAMS)
-    fold = min(config.export_model) if not isinstance(config.export_model, bool) else 1
+    fold = min(f for f in range(1, 11) if config.exports(f, config.variants[0].name))
     sweep_dir = DEFAULT_OUT / "sweep"
     expected = {
         "plotting_trials.ipynb": {"dataset": DEFAULT_OUT / "synth"},

@@ -46,6 +46,7 @@ __all__ = [
     "LITERT_INT8_SUFFIX",
     "cache_dir",
     "resolve_backbone",
+    "savedmodel_dir",
     "is_ready",
     "backbone_input_size",
     "POOLINGS",
@@ -104,15 +105,18 @@ _embedded_dir = embedded_dir
 
 
 def resolve_backbone(handle: str | os.PathLike = DEFAULT_BACKBONE) -> BackboneInfo:
-    """Turn a handle into a local SavedModel directory (exporting or downloading it if needed)."""
+    """Turn a handle into a local SavedModel directory (downloading it if needed).
+
+    An embedded backbone's SavedModel is exported into the cache only when something needs it
+    (:func:`savedmodel_dir`: TensorFlow embedding, training end to end, exporting a model); frozen
+    embedding on LiteRT converts its LiteRT copy from the weights directly.
+    """
     raw = str(handle)
     if raw in EMBEDDED_BACKBONES:
         from soundlib.embedders.nets import efficientnet_lite as _efficientnet_lite
 
         name = raw.removesuffix(LITERT_INT8_SUFFIX)
         path = _embedded_dir(name)
-        if not (path / "saved_model.pb").is_file():
-            _efficientnet_lite.export_feature_vector_savedmodel(path)
         identity = f"embedded:{name}:{_efficientnet_lite.checkpoint_path().name}:port{_EMBEDDED_PORT_VERSION}"
         if raw != name:  # the LiteRT int8 model: other embeddings, another cache identity
             identity += f":litert-int8-r{INT8_RECIPE}"
@@ -142,6 +146,24 @@ def resolve_backbone(handle: str | os.PathLike = DEFAULT_BACKBONE) -> BackboneIn
         ) from None
     _check_savedmodel_dir(path, raw)
     return BackboneInfo(raw, f"hub:{url}", path, (size, size))
+
+
+def savedmodel_dir(info: "BackboneInfo | PooledInfo") -> Path:
+    """The SavedModel folder of a resolved backbone (of a cut backbone: of its whole network), exported
+    into the cache the first time for an embedded backbone (about 10 s on 2 cores; under a lock, so
+    processes sharing the cache export it once).
+
+    Raises
+    ------
+    BackboneError
+        The embedded backbone's weights cannot be read or its SavedModel cannot be written.
+    """
+    base = info.base if isinstance(info, PooledInfo) else info
+    if base.handle in EMBEDDED_BACKBONES:
+        from soundlib.embedders.nets import efficientnet_lite as _efficientnet_lite
+
+        return _efficientnet_lite.ensure_savedmodel(base.path)
+    return Path(base.path)
 
 
 def _read_input_size(obj: Any) -> tuple[int, int] | None:
@@ -251,15 +273,15 @@ def is_ready(handle: str | os.PathLike) -> bool:
     raw = str(handle)
     if raw in EMBEDDED_BACKBONES:
         path = _embedded_dir(raw.removesuffix(LITERT_INT8_SUFFIX))
-        if not (path / "saved_model.pb").is_file():
-            return False
         from soundlib.embedders import litert
 
         info = BackboneInfo(raw, "", path, (224, 224))
         try:
-            return not litert.wanted(info) or litert.model_path(info).is_file()
+            if litert.wanted(info):
+                return litert.model_path(info).is_file()
         except BackboneError:
             return True  # opening it will say what is missing; nothing to export first
+        return (path / "saved_model.pb").is_file()
     return Path(raw).expanduser().is_dir()
 
 
@@ -302,8 +324,9 @@ def open_backbone(info: BackboneInfo, *, runtime: str | None = None) -> "Backbon
 
     hub = import_hub()  # TensorFlow quietly first
 
+    path = savedmodel_dir(info)
     try:
-        module = hub.load(str(info.path))
+        module = hub.load(str(path))
     except Exception as exc:
         raise BackboneError(
             f"backbone {info.handle!r}: could not load the SavedModel at {info.path}: "

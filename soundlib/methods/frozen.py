@@ -227,6 +227,7 @@ def _head_proba(model, x: np.ndarray) -> np.ndarray:
 
 def _fit_softmax(feats: Features, split: FoldSplit, y: np.ndarray, ctx: Context) -> FoldFit:
     """The 0.1 head: validated on ``split.val`` when fitted on ``split.fit``, then refitted on all training clips."""
+    from soundlib.embedders.backbones import savedmodel_dir
     from soundlib.methods.train import train_end_to_end, train_head
 
     def train(clips):
@@ -234,7 +235,8 @@ def _fit_softmax(feats: Features, split: FoldSplit, y: np.ndarray, ctx: Context)
         groups = [ctx.groups[int(c)] for c in feats.row_clip[rows]]
         if ctx.train.needs_pictures:
             return train_end_to_end(feats.x[rows], y[feats.row_clip[rows]], ctx.n_classes,
-                                    backbone_path=backbone_info(ctx).path, groups=groups, config=ctx.train)
+                                    backbone_path=savedmodel_dir(backbone_info(ctx)), groups=groups,
+                                    config=ctx.train)
         return train_head(feats.x[rows], y[feats.row_clip[rows]], ctx.n_classes, config=ctx.train, groups=groups)
 
     val_proba = np.zeros((0, ctx.n_classes), np.float32)

@@ -175,13 +175,27 @@ def export_model(
         model = tf_keras.Sequential([
             tf_keras.Input(size + (3,), dtype="float32"),
             *resize,
-            hub.KerasLayer(str(backbone.path), trainable=False, name="backbone"),
+            _backbone_layer(backbone, hub),
             tf_keras.layers.Dense(trained.n_classes, activation="softmax", name="head"),
         ])
         model.get_layer("head").set_weights(trained.model.get_weights())  # [kernel, bias]
     info = {"backbone": backbone.identity, "train_config": trained.config.to_dict(), "history": trained.history,
             **dict(metadata or {})}
     return export_keras_model(out_dir, model, spec=spec, labels=labels, info=info, overwrite=overwrite)
+
+
+def _backbone_layer(backbone: Any, hub: Any) -> Any:
+    """The frozen backbone as a layer of the exported model: the embedded EfficientNet-Lite0 rebuilt from its
+    weights (as fast to save as its SavedModel is to load, and no SavedModel to export first into a fresh
+    cache), any other backbone as a ``hub.KerasLayer`` of its SavedModel."""
+    from soundlib.embedders.backbones import DEFAULT_BACKBONE, embedded_keras_model, savedmodel_dir
+
+    if getattr(backbone, "handle", None) == DEFAULT_BACKBONE:
+        net = embedded_keras_model(include_top=False)
+        net.trainable = False
+        net._name = "backbone"  # (tf_keras has no public renaming of a built model)
+        return net
+    return hub.KerasLayer(str(savedmodel_dir(backbone)), trainable=False, name="backbone")
 
 
 @contextlib.contextmanager

@@ -68,8 +68,9 @@ class SweepConfig:
         How the windows of a long clip become one decision.
     embed_batch_size : int
         Pictures per backbone call while filling the embedding cache.
-    export_model : bool or tuple of int
-        Export each run's model (``True``), none (``False``), or only the runs of these test folds.
+    export_model : bool, tuple of int, or dict
+        Export each run's model (``True``), none (``False``), only the runs of these test folds, or per
+        variant (``{variant name: True, False or test folds}``; a variant not named exports none).
     jobs : int
         Runs executed at once (the ``jobs`` argument of :func:`soundlib.sweep.run` overrides it).
     seed : int
@@ -95,7 +96,7 @@ class SweepConfig:
     train: TrainConfig = TrainConfig()
     aggregate: str = "mean"
     embed_batch_size: int = EmbedConfig.batch_size
-    export_model: bool | tuple[int, ...] = True
+    export_model: bool | tuple[int, ...] | dict[str, bool | tuple[int, ...]] = True
     jobs: int = 1
     seed: int = 0
     group_by: str | None = None
@@ -136,11 +137,15 @@ class SweepConfig:
         allowed = self.only.get(method, {}).get("folds")
         return tuple(f for f in folds if allowed is None or f in allowed)
 
-    def exports(self, fold: int) -> bool:
-        """Whether the run of test fold ``fold`` exports its model."""
-        if isinstance(self.export_model, bool):
-            return self.export_model
-        return fold in self.export_model
+    def exports(self, fold: int, variant: str | None = None) -> bool:
+        """Whether the run of test fold ``fold`` (on the variant named ``variant``) exports its model."""
+        rule = self.export_model
+        if isinstance(rule, dict):
+            rule = rule.get(variant, False) if variant is not None else any(
+                r if isinstance(r, bool) else fold in r for r in rule.values())
+        if isinstance(rule, bool):
+            return rule
+        return fold in rule
 
     def to_dict(self) -> dict[str, Any]:
         """A plain mapping (the YAML file's keys) that :meth:`from_dict` reads back to an equal config."""
@@ -157,7 +162,7 @@ class SweepConfig:
         d["train"] = self.train.to_dict()
         d["aggregate"] = self.aggregate
         d["embed"] = {"batch_size": self.embed_batch_size}
-        d["export_model"] = self.export_model if isinstance(self.export_model, bool) else list(self.export_model)
+        d["export_model"] = _export_param(self.export_model)
         d["jobs"] = self.jobs
         d["seed"] = self.seed
         for key in ("group_by", "group_regex"):
@@ -292,12 +297,28 @@ def _backbone(raw: Any, base_dir: Path, where: str) -> str:
     return raw
 
 
-def _export(raw: Any, where: str) -> bool | tuple[int, ...]:
+def _export(raw: Any, where: str, variants: tuple[FeatureSpec, ...] | None = None
+            ) -> bool | tuple[int, ...] | dict[str, bool | tuple[int, ...]]:
     if isinstance(raw, bool):
         return raw
     if isinstance(raw, (list, tuple)):
         return tuple(to_int(f, f"{where}: export_model", minimum=1) for f in raw)
-    raise ConfigError(f"{where}: export_model must be true, false or a list of test folds, got {raw!r}")
+    if isinstance(raw, Mapping) and variants is not None:
+        names = [spec.name for spec in variants]
+        unknown = [str(k) for k in raw if k not in names]
+        if unknown:
+            raise ConfigError(f"{where}: export_model names variant(s) {', '.join(map(repr, unknown))} that the "
+                              f"sweep does not run; expected some of {', '.join(names)}")
+        return {str(k): _export(v, f"{where}: export_model: {k}") for k, v in raw.items()}
+    raise ConfigError(f"{where}: export_model must be true, false, a list of test folds, or a mapping of variant "
+                      f"names to those, got {raw!r}")
+
+
+def _export_param(rule: Any) -> Any:
+    """``export_model`` as the sweep file writes it."""
+    if isinstance(rule, dict):
+        return {k: _export_param(v) for k, v in rule.items()}
+    return rule if isinstance(rule, bool) else list(rule)
 
 
 def _from_dict(d: Any, *, where: str, base_dir: Path, max_runs: int | None = None) -> SweepConfig:
@@ -346,7 +367,7 @@ def _from_dict(d: Any, *, where: str, base_dir: Path, max_runs: int | None = Non
         aggregate=_aggregate(d.get("aggregate", defaults.aggregate), where),
         embed_batch_size=to_int(embed.get("batch_size", defaults.embed_batch_size), f"{where}: embed: batch_size",
                                 minimum=1),
-        export_model=_export(d.get("export_model", defaults.export_model), where),
+        export_model=_export(d.get("export_model", defaults.export_model), where, variants),
         jobs=to_int(d.get("jobs", defaults.jobs), f"{where}: jobs", minimum=1),
         seed=seed,
         **_grouping(d, where),
@@ -441,7 +462,8 @@ def load_sweep_config(path: str | os.PathLike, *, max_runs: int | None = None) -
         ``embed``
             ``{batch_size: N}``.
         ``export_model``
-            ``true``, ``false``, or a list of test folds whose models are exported.
+            ``true``, ``false``, a list of test folds whose models are exported, or a mapping of
+            variant names to those (``{mel: [1]}``: the mel runs of fold 1 only).
         ``jobs``, ``seed``
             Parallel runs; default seed of the head and of fold assignment.
         ``group_by``, ``group_regex``

@@ -135,7 +135,7 @@ def run_parameters(config: SweepConfig, spec: FeatureSpec, fold: int, dataset: P
         "embed_batch_size": config.embed_batch_size,
         "k_folds": config.k_folds,
         "output_dir": str(run_dir),
-        "export_model": config.exports(fold),
+        "export_model": config.exports(fold, spec.name),
         "alert": False,
         "generate_if_missing": False,
         "progress": False,
@@ -236,13 +236,29 @@ def _schedule(plan: _Plan, config: SweepConfig, ds, ds_path: Path, out: Path) ->
     pending = {t.label: set(t.needs) & filling for t in plan.todo}
     ready: list[Task] = [t for t in plan.todo if not pending[t.label]]
     backbone_fills = [t for t in fills if t.picture]
-    if backbone_fills and not is_ready(config.backbone):
+    if backbone_fills and not is_ready(config.backbone) and not _converted_under_lock(config.backbone):
         # the first backbone fill exports (or downloads) the backbone alone; the rest then only load it
         # (measured: the first variant's runs interleave with the other fills better than fills first)
         first = backbone_fills[0]
         plan.deferred = [*(t for t in fills if t is not first), *ready]
         return [first], pending
     return [*fills, *ready], pending
+
+
+def _converted_under_lock(handle: str) -> bool:
+    """Whether the fills of ``handle`` open it through a copy built under a lock (an embedded backbone on
+    LiteRT: the first fill converts it, the others wait for the lock and then load it), so that they may all
+    start at once rather than after the first one."""
+    from soundlib.embedders import litert
+    from soundlib.embedders.backbones import EMBEDDED_BACKBONES, resolve_backbone
+    from soundlib.errors import BackboneError
+
+    if handle not in EMBEDDED_BACKBONES:
+        return False
+    try:
+        return litert.wanted(resolve_backbone(handle))
+    except BackboneError:
+        return False
 
 
 class _Tracker:

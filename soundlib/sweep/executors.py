@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from soundlib.errors import ConfigError
 from soundlib.sweep.processes import kill_running
-from soundlib.sweep.tasks import ShardTask, Task, run_task
+from soundlib.sweep.tasks import ShardTask, Task, longest_first, run_task, task_threads
 
 __all__ = ["LocalBackend", "DaskBackend", "drive", "parse_scheduler", "connect_scheduler", "scheduler_timeout",
            "SCHEDULER_TIMEOUT_ENV", "DEFAULT_SCHEDULER_TIMEOUT", "SCHEDULER_SCHEMES"]
@@ -172,13 +172,14 @@ class LocalBackend:
         from concurrent.futures import ThreadPoolExecutor
 
         self.limit = jobs
+        self.threads = task_threads(jobs)
         self.pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="soundlib-sweep")
 
     def submit(self, task: Task):
         """Start ``task``; returns its future."""
         if isinstance(task, ShardTask):  # locally a fill is one task (sharded only on a cluster)
             raise ConfigError(f"sweep task {task.label!r}: shards of a fill run on a Dask cluster only")
-        return self.pool.submit(run_task, task, fork=True)
+        return self.pool.submit(run_task, task, fork=True, threads=self.threads)
 
     def wait_any(self, futures: Sequence[Any]) -> set:
         """Block until at least one of ``futures`` is done; return the done ones."""
@@ -247,9 +248,10 @@ class DaskBackend:
 def drive(backend, initial: Iterable[Task], on_done: Callable[[Task, dict], Iterable[Task]]) -> None:
     """Run tasks, at most ``backend.limit`` at once; ``on_done(task, result)`` may return follow-up tasks.
 
-    On any error (Ctrl-C included) the running tasks are killed before it propagates.
+    Waiting tasks start in :func:`~soundlib.sweep.tasks.longest_first` order. On any error (Ctrl-C included)
+    the running tasks are killed before it propagates.
     """
-    queue = deque(initial)
+    queue = deque(longest_first(initial))
     inflight: dict[Any, Task] = {}
     ok = False
     try:
@@ -263,7 +265,9 @@ def drive(backend, initial: Iterable[Task], on_done: Callable[[Task, dict], Iter
                     result = fut.result()
                 except Exception as exc:  # a Dask worker died, a task could not be sent...
                     result = {"status": "failed", "ename": type(exc).__name__, "evalue": str(exc)}
-                queue.extend(on_done(task, result) or ())
+                follow = list(on_done(task, result) or ())
+                if follow:
+                    queue = deque(longest_first([*queue, *follow]))
         ok = True
     finally:
         if not ok:

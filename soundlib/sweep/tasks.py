@@ -35,7 +35,7 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
-from typing import Any, ClassVar, Mapping, Union
+from typing import Any, ClassVar, Iterable, Mapping, Union
 
 from soundlib.atomic import file_lock
 from soundlib.audio.hashes import dataset_fingerprint
@@ -44,6 +44,7 @@ from soundlib.sweep.processes import LIVE, ForkedProcess, exit_with, fork_availa
 
 __all__ = [
     "TRAIN_NOTEBOOK", "EVALUATE_NOTEBOOK", "RUN_RECORD", "FillTask", "NotebookTask", "ShardTask", "Task", "fingerprint",
+    "longest_first", "THREAD_VARS", "TASK_THREADS_ENV", "task_threads",
     "dataset_fingerprint", "read_run_record", "run_complete", "run_task", "child_main",
 ]
 
@@ -181,6 +182,20 @@ class ShardTask:
 Task = Union[FillTask, NotebookTask, ShardTask]
 
 
+def longest_first(tasks: "Iterable[Task]") -> "list[Task]":
+    """Tasks in the order to start them: fills first (runs wait for them), then runs that export a model, then
+    runs that draw the embedding map, then the others, each group in its given order. Long runs start early,
+    so that short ones fill the other workers meanwhile instead of one long run finishing alone at the end
+    (measured on the demo: one export takes as long as ~15 short runs)."""
+    def cost(task: "Task") -> int:
+        params = getattr(task, "parameters", None)
+        if params is None:
+            return -1
+        return 0 if params.get("export_model") else 1 if params.get("embedding_map") else 2
+
+    return sorted(tasks, key=cost)
+
+
 def fingerprint(params: Mapping[str, Any], synth: Mapping[str, Any] | None, data: str | None = None) -> str:
     """The identity of a run: its notebook parameters (minus output-only ones), the synthetic corpus, and the
     dataset's contents (``data``: :func:`dataset_fingerprint`), so that a run over changed data runs again."""
@@ -235,12 +250,40 @@ def _prepare_run_dir(run_dir: Path, record: Mapping[str, Any], *, log: str | Non
     write_json_atomic(run_dir / RUN_RECORD, dict(record))
 
 
-def run_task(task: "FillTask | NotebookTask | Mapping[str, Any]", *, fork: bool = False) -> dict[str, Any]:
+#: The thread-count variables of the numerical libraries a task uses (OpenMP: scikit-learn's t-SNE; BLAS; TensorFlow).
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
+               "TF_NUM_INTEROP_THREADS")
+#: The threads each task may use (set by the local backend: the cores shared by the runs executed at once).
+TASK_THREADS_ENV = "SOUNDLIB_TASK_THREADS"
+
+
+def task_threads(jobs: int) -> int:
+    """Threads per task when ``jobs`` tasks share this machine's cores (at least one)."""
+    return max(1, (os.cpu_count() or 1) // max(1, int(jobs)))
+
+
+def _limit_threads() -> None:
+    """In a task process: at most ``$SOUNDLIB_TASK_THREADS`` threads in the libraries already loaded (the fork
+    server imported numpy and scikit-learn before the limit was known); TensorFlow, imported later by the
+    kernel, reads ``TF_NUM_*_THREADS`` from the environment."""
+    threads = os.environ.get(TASK_THREADS_ENV)
+    if threads and threads.isdigit():
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(int(threads))
+
+
+def run_task(task: "FillTask | NotebookTask | Mapping[str, Any]", *, fork: bool = False,
+             threads: int | None = None) -> dict[str, Any]:
     """Execute one task in a new process and return its result.
 
     Used by the local thread pool (``fork=True``: the process is forked from the
-    warm fork server, see :func:`fork_available`) and, as is, as the Dask task
-    function (a fresh ``python`` process). Never raises for a failing task: the
+    warm fork server, see :func:`fork_available`; ``threads``: the threads each of
+    its tasks may use, :func:`task_threads`, unless the environment already sets
+    :data:`THREAD_VARS`) and, as is, as the Dask task function (a fresh ``python``
+    process). Oversubscribed cores are slow: two tasks each running TensorFlow
+    or OpenMP on every core took 2-5x longer than on one core each (measured on
+    the demo, 2 cores). Never raises for a failing task: the
     failure is in the returned dict (``status``, ``ename``, ``evalue``, ``cell``,
     ``notebook``, ``seconds``).
     """
@@ -254,6 +297,10 @@ def run_task(task: "FillTask | NotebookTask | Mapping[str, Any]", *, fork: bool 
            "PYTHONUNBUFFERED": "1", "JUPYTER_PLATFORM_DIRS": "1", "TMPDIR": str(work),
            "JUPYTER_RUNTIME_DIR": str(work)}
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if threads is not None:
+        env[TASK_THREADS_ENV] = str(int(threads))
+        for var in THREAD_VARS:
+            env.setdefault(var, str(int(threads)))
     log = Path(task["log"])
     log.parent.mkdir(parents=True, exist_ok=True)
     proc: "ForkedProcess | subprocess.Popen | None" = None
@@ -326,6 +373,7 @@ def child_main(task_path: str) -> int:
     from soundlib.runtime import die_with_parent
 
     die_with_parent(int(os.environ.get("SOUNDLIB_SWEEP_PARENT") or 0))
+    _limit_threads()
     task = json.loads(Path(task_path).read_text())
     try:
         if task["kind"] == "fill":

@@ -53,7 +53,7 @@ def test_hub_handle_served_from_tfhub_cache_dir(tmp_path, monkeypatch, tiny_back
 @pytest.mark.slow
 def test_embedded_backbone_goes_through_the_same_path():
     info = B.resolve_backbone("efficientnet_lite0")
-    assert (info.path / "saved_model.pb").is_file()
+    assert B.savedmodel_dir(info) == info.path and (info.path / "saved_model.pb").is_file()
     assert str(info.path).startswith(str(B.cache_dir()))
     assert "efficientnet-lite0-57934424.pth" in info.identity
     bb = B.load_backbone("efficientnet_lite0", runtime="tf")  # (tests/test_litert.py: the LiteRT runtime)
@@ -62,3 +62,39 @@ def test_embedded_backbone_goes_through_the_same_path():
     pics = np.random.default_rng(1).integers(0, 256, (2, 224, 224, 3), dtype=np.uint8)
     by_path = B.load_backbone(info.path)
     assert np.allclose(bb(pics), by_path(pics), atol=1e-5)
+
+
+def test_resolving_the_embedded_backbone_exports_nothing(tmp_path, monkeypatch):
+    """Resolving the embedded backbone names its SavedModel folder without writing it: the SavedModel is
+    exported when something needs it (:func:`savedmodel_dir`), and is_ready says whether opening it would
+    export or convert anything."""
+    monkeypatch.setenv("SOUNDLIB_CACHE_DIR", str(tmp_path / "cache"))
+    info = B.resolve_backbone("efficientnet_lite0")
+    assert info.path == tmp_path / "cache" / "backbones" / "efficientnet_lite0-port1"
+    assert not info.path.exists() and not B.is_ready("efficientnet_lite0")
+    monkeypatch.setenv("SOUNDLIB_BACKBONE_RUNTIME", "tf")
+    info.path.mkdir(parents=True)
+    (info.path / "saved_model.pb").write_bytes(b"")  # what is_ready looks for on TensorFlow
+    assert B.is_ready("efficientnet_lite0")
+    monkeypatch.setenv("SOUNDLIB_BACKBONE_RUNTIME", "litert")  # LiteRT needs its own copy, not the SavedModel
+    assert not B.is_ready("efficientnet_lite0")
+
+
+@pytest.mark.slow
+def test_embedded_backbone_on_litert_needs_no_savedmodel(tmp_path, monkeypatch):
+    """In a fresh cache, opening the embedded backbone on LiteRT converts its copy from the weights and
+    exports no SavedModel; exporting the SavedModel afterwards gives the same features on TensorFlow."""
+    from soundlib.embedders import litert
+
+    if not litert.available():
+        pytest.skip("ai-edge-litert is not installed")
+    monkeypatch.setenv("SOUNDLIB_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(B, "_LOADED", {})  # (backbones opened by earlier tests, from another cache)
+    info = B.resolve_backbone("efficientnet_lite0")
+    lite = B.open_backbone(info)
+    assert isinstance(lite, litert.LiteBackbone) and litert.model_path(info).is_file()
+    assert not info.path.exists() and B.is_ready("efficientnet_lite0")
+    pics = np.random.default_rng(2).integers(0, 256, (3, 224, 224, 3), dtype=np.uint8)
+    tf_features = B.open_backbone(info, runtime="tf")(pics)  # exports the SavedModel now
+    assert (info.path / "saved_model.pb").is_file()
+    np.testing.assert_allclose(lite(pics), tf_features, atol=1e-4)

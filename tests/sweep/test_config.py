@@ -141,3 +141,32 @@ def test_shipped_real_recordings_benchmark_file(tmp_path):
 
 # ---------------------------------------------------------------------------
 # Aggregation (fast: hand-written metrics files)
+
+
+def test_export_model_per_variant(tmp_path, data_dir):
+    """``export_model: {variant: folds}`` exports those folds of the variants it names, none of the others;
+    it round-trips through the sweep file, and names a variant the sweep does not run as an error."""
+    from soundlib.sweep.driver import run_parameters
+
+    cfg = write(tmp_path / "s.yaml", """
+        data_home: data
+        variants: [mel, waveform, merged]
+        export_model: {mel: [1, 3], merged: true}
+    """)
+    c = sweep.load_sweep_config(cfg)
+    assert [c.exports(f, "mel") for f in (1, 2, 3)] == [True, False, True]
+    assert not any(c.exports(f, "waveform") for f in (1, 2, 3))
+    assert all(c.exports(f, "merged") for f in (1, 2, 3))
+    spec = {v.name: v for v in c.variants}
+    assert run_parameters(c, spec["mel"], 1, data_dir, tmp_path / "r")["export_model"] is True
+    assert run_parameters(c, spec["waveform"], 1, data_dir, tmp_path / "r")["export_model"] is False
+    import yaml
+
+    again = write(tmp_path / "again.yaml", yaml.safe_dump(c.to_dict()))
+    assert sweep.load_sweep_config(again) == c
+    bad = write(tmp_path / "bad.yaml", "data_home: data\nvariants: [mel]\nexport_model: {melody: [1]}\n")
+    with pytest.raises(ConfigError, match=r"export_model names variant\(s\) 'melody'.*expected some of mel"):
+        sweep.load_sweep_config(bad)
+    worse = write(tmp_path / "worse.yaml", "data_home: data\nvariants: [mel]\nexport_model: {mel: maybe}\n")
+    with pytest.raises(ConfigError, match="export_model: mel"):
+        sweep.load_sweep_config(worse)

@@ -284,6 +284,7 @@ def test_dask_cluster_matches_local(project, reference, tmp_path, monkeypatch):
 def test_unreachable_scheduler_is_a_config_error(tmp_path):
     (tmp_path / "data").mkdir()
     import dask
+    import distributed  # noqa: F401  (its defaults enter dask's config first: set() below would hide them)
 
     cfg = write(tmp_path / "s.yaml", "dataset: data\n")
     with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
@@ -343,3 +344,45 @@ def test_methods_sweep_variant_by_method(project, tmp_path, monkeypatch):
     assert logs == ["fill-mfcc-tmel.log", "fill-tiny-tmel.log"]  # one fill per cache, shared by both runs
     assert "| tmel | pick | 1 |" in (out / "results.md").read_text()
 
+
+
+def test_long_runs_are_queued_first():
+    """Waiting tasks start fills first, then runs that export, then those drawing the embedding map, each group
+    in its order; drive() keeps its queue in that order as tasks are released."""
+    from types import SimpleNamespace
+
+    from soundlib.sweep.executors import drive
+    from soundlib.sweep.tasks import longest_first
+
+    def run(name, export=False, emap=False):
+        return SimpleNamespace(label=name, parameters={"export_model": export, "embedding_map": emap})
+
+    tasks = [run("a"), run("b", emap=True), run("c", export=True, emap=True), run("d"), run("e", export=True)]
+    assert [t.label for t in longest_first(tasks)] == ["c", "e", "b", "a", "d"]
+    fill = SimpleNamespace(label="fill")  # a fill (no parameters) goes before every run
+    assert [t.label for t in longest_first([run("x", export=True), fill])] == ["fill", "x"]
+
+    started = []
+
+    class OneAtATime:
+        limit = 1
+
+        def submit(self, task):
+            started.append(task.label)
+            return task.label
+
+        def wait_any(self, futures):
+            return set(futures)
+
+        def close(self, *, abort=False):
+            pass
+
+    class Done:
+        def result(self):
+            return {}
+
+    released = {"fill": [run("short1"), run("short2"), run("export", export=True)]}
+    backend = OneAtATime()
+    backend.submit = lambda task: (started.append(task.label), Done())[1]
+    drive(backend, [fill, run("short0")], lambda task, result: released.get(task.label, []))
+    assert started == ["fill", "export", "short0", "short1", "short2"]

@@ -129,3 +129,45 @@ def test_kernel_with_a_semaphore_shuts_down_by_itself(tmp_path):
     text = json.dumps([c.get("outputs") for c in executed["cells"]])
     assert "resource_tracker" not in text, text
     assert marker.read_text() == "clean", "the kernel did not exit by itself on the shutdown request"
+
+
+def test_tasks_share_the_cores(tmp_path, monkeypatch):
+    """With ``threads``, a forked task's kernel runs its libraries on that many threads: the OpenMP and BLAS
+    pools already loaded by the fork server are limited, and TensorFlow (imported later) reads the variables;
+    a variable the user set is kept."""
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("TF_NUM_INTEROP_THREADS", "3")
+    cell = textwrap.dedent(f"""
+        import json, os
+        import sklearn.manifold, numpy  # (OpenMP and BLAS, as the t-SNE and the heads load them)
+        from threadpoolctl import threadpool_info
+        pools = sorted({{p["user_api"]: p["num_threads"] for p in threadpool_info()}}.items())
+        open({str(tmp_path / "seen.json")!r}, "w").write(json.dumps(
+            {{"pools": pools, "intra": os.environ.get("TF_NUM_INTRAOP_THREADS"),
+             "inter": os.environ.get("TF_NUM_INTEROP_THREADS")}}))
+    """)
+    nb = {"cells": [{"cell_type": "code", "metadata": {"tags": ["parameters"]}, "source": "x = 1", "outputs": [],
+                     "execution_count": None, "id": "p"},
+                    {"cell_type": "code", "metadata": {}, "source": cell, "outputs": [], "execution_count": None,
+                     "id": "c"}],
+          "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+          "nbformat": 4, "nbformat_minor": 5}
+    out = tmp_path / "out"
+    script = tmp_path / "run.py"
+    script.write_text(textwrap.dedent(f"""
+        import json
+        from soundlib.lab.notebook import default_kernel_name
+        from soundlib.sweep.tasks import run_task
+        if __name__ == "__main__":
+            r = run_task({{"kind": "notebook", "notebook": json.dumps({nb!r}), "output": {str(out / "nb.ipynb")!r},
+                          "parameters": {{"x": 2}}, "kernel_name": default_kernel_name(),
+                          "log": {str(out / "run.log")!r}, "lock": {str(out / ".lock")!r}}}, fork=True, threads=1)
+            print(json.dumps(r))
+    """))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1])["status"] == "completed"
+    seen = json.loads((tmp_path / "seen.json").read_text())
+    assert seen["intra"] == "1" and seen["inter"] == "3"
+    assert seen["pools"] and all(n == 1 for _, n in seen["pools"]), seen["pools"]

@@ -45,6 +45,7 @@ from soundlib.errors import BackboneError
 
 __all__ = [
     "IMAGE_SIZE",
+    "ensure_savedmodel",
     "FEATURE_DIM",
     "NUM_CLASSES",
     "IMAGENET_MEAN",
@@ -429,6 +430,19 @@ def load_checkpoint_weights(model, state: Mapping[str, np.ndarray]) -> None:
 
 def _savedmodel_complete(path: Path) -> bool:
     return (path / "saved_model.pb").is_file() and (path / "variables" / "variables.index").is_file()
+
+
+def ensure_savedmodel(out_dir: str | os.PathLike) -> Path:
+    """``out_dir`` holding the feature-vector SavedModel (:func:`export_feature_vector_savedmodel`), exported the
+    first time under a lock file beside it, so that processes sharing a cache export it once."""
+    from soundlib.atomic import file_lock
+
+    out = Path(out_dir)
+    if not _savedmodel_complete(out):
+        with file_lock(out.with_name(out.name + ".lock")):
+            if not _savedmodel_complete(out):  # (another process may have exported it while we waited)
+                export_feature_vector_savedmodel(out)
+    return out
 
 
 def export_feature_vector_savedmodel(out_dir: str | os.PathLike, *, include_top: bool = False) -> Path:
