@@ -47,13 +47,15 @@ def uptime() -> str:
 
 
 def candidates() -> list[tuple[str, dict]]:
-    """(embedder name, options) of the embedders that run here without a download."""
-    from soundlib.embedders import resolve_embedder
+    """(embedder name, options) of every registered embedder that runs here without a download (the audio
+    networks on one LiteRT thread, as on a cluster's single-threaded workers)."""
+    from soundlib.embedders import EmbedderOptions, embedder_entry, embedder_names, resolve_embedder
 
     out = []
-    for name, opts in (("efficientnet_lite0", {}), ("mn04", {"threads": 1}), ("yamnet", {"threads": 1}),
-                       ("birdnet", {"threads": 1}), ("mfcc", {})):
-        from soundlib.embedders import EmbedderOptions
+    for name in embedder_names():
+        entry = embedder_entry(name)
+        threaded = entry is not None and "threads" in entry.accepts
+        opts = {"threads": 1} if threaded else {}
 
         e = resolve_embedder(name, EmbedderOptions(**opts))
         if getattr(e, "unavailable", lambda: None)() or not getattr(e, "is_ready", lambda: True)():

@@ -5,6 +5,8 @@ first N), the mn04 cache is filled, in one run, each time into a fresh embedding
 
   local        ``embed_clips`` in this process, as ``soundlib embed`` does it (LiteRT on its default threads)
   local-1t     the same with LiteRT on one thread (``--method-option threads=1``)
+  local-1core  local-1t in a process pinned to one core (``sched_setaffinity``): what one worker's core does
+               alone (the local fill overlaps decoding with the network, so unpinned it already uses ~1.5 cores)
   cluster-cold ``fill_sharded`` on a fresh LocalCluster of ``--workers`` single-threaded workers (LiteRT on one
                thread): each worker's first shard pays its imports and the model's load
   cluster      the same cluster again (warm workers), into another fresh cache
@@ -70,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clips-per-shard", type=int, default=None, help="default: soundlib.sweep.shards.shard_size")
     parser.add_argument("--no-kill", action="store_true", help="skip the killed-worker run")
     parser.add_argument("--out", type=Path, default=None, help="also write the report here")
+    parser.add_argument("--pinned-fill", type=Path, default=None, help=argparse.SUPPRESS)  # (local-1core's process)
     args = parser.parse_args(argv)
 
     os.environ.setdefault("SOUNDLIB_MN04_CHECKPOINT", str(SHARED / "models" / "efficientat" / "mn04_as_mAP_432.pt"))
@@ -100,6 +103,13 @@ def main(argv: list[str] | None = None) -> int:
     assert single.window(spec) == window and single.identity == default.identity
     file_hashes([c.path for c in clips])  # the persistent hash index, warm for every run
     default.load()  # converts the LiteRT model once, before anything is timed
+    if args.pinned_fill is not None:  # the local-1core process: one fill, its times on stdout
+        t, c = time.perf_counter(), time.process_time()
+        res = embed_clips(clips, window, single, config=EmbedConfig(cache_dir=args.pinned_fill, progress=False),
+                          inputs=single.inputs)
+        print(json.dumps({"wall": time.perf_counter() - t, "cpu": time.process_time() - c,
+                          "computed": res.computed, "failures": len(res.failures)}))
+        return 0
     size = args.clips_per_shard or shards.shard_size(single, len(clips), args.workers,
                                                      window_seconds=window.n_samples / window.sr)
     say(f"bench/scale.py: {len(clips)} clips of {args.data.parent.name} ({window.duration:g}-s windows at "
@@ -135,6 +145,17 @@ def main(argv: list[str] | None = None) -> int:
 
     local("local", default)
     local("local-1t", single)
+    if hasattr(os, "sched_setaffinity"):
+        core = min(os.sched_getaffinity(0))
+        command = [sys.executable, __file__, "--data", str(args.data), "--pinned-fill", str(work / "local-1core")]
+        done = subprocess.run(command + (["--limit", str(args.limit)] if args.limit else []), capture_output=True,
+                              text=True, preexec_fn=lambda: os.sched_setaffinity(0, {core}))
+        if done.returncode != 0:
+            raise SystemExit(f"the pinned fill failed:\n{done.stderr[-2000:]}")
+        pinned = json.loads(done.stdout.strip().splitlines()[-1])
+        assert not pinned["failures"], pinned
+        row("local-1core", pinned["wall"], pinned["cpu"], pinned["computed"],
+            digests(work / "local-1core") == reference(), f"LiteRT threads: 1; pinned to core {core}")
 
     t = time.perf_counter()
     with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=":0",
@@ -209,7 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     say("speed-up of the cluster over one process (local wall / cluster wall, same run): "
         f"{rows['local']['wall'] / rows['cluster']['wall']:.2f} with warm workers, "
         f"{rows['local']['wall'] / rows['cluster-cold']['wall']:.2f} with fresh ones; against LiteRT on one thread "
-        f"(local-1t): {rows['local-1t']['wall'] / rows['cluster']['wall']:.2f}")
+        f"(local-1t): {rows['local-1t']['wall'] / rows['cluster']['wall']:.2f}"
+        + (f"; against one process on one core (local-1core): "
+           f"{rows['local-1core']['wall'] / rows['cluster']['wall']:.2f}" if "local-1core" in rows else ""))
     say(f"machine after: {uptime()}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -34,6 +34,7 @@ from soundlib.errors import OutputError
 
 __all__ = [
     "atomic_path",
+    "special_kind",
     "check_output_path",
     "ensure_dir",
     "output_error",
@@ -116,6 +117,11 @@ def _obstacle(path: Path, *, folder: bool) -> str | None:
         return "it is a folder, expected a file"
     special = None if folder else _special(path)
     return f"it is {special}, not a regular file" if special else None
+
+
+def special_kind(path: Path) -> str | None:
+    """What ``path`` is when it is a named pipe, a device or a socket (never to be replaced), else ``None``."""
+    return _special(path)
 
 
 def _special(path: Path) -> str | None:

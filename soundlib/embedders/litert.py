@@ -46,6 +46,7 @@ __all__ = [
     "ensure_model",
     "convert",
     "convert_keras",
+    "convert_embedded",
     "calibration_pictures",
     "LiteBackbone",
     "open_lite_backbone",
@@ -134,7 +135,7 @@ def ensure_model(info: BackboneInfo, quantization: str | None = None) -> Path:
         from soundlib.embedders.nets import efficientnet_lite as _efficientnet_lite
 
         if q == "float":  # from the weights, in memory: no SavedModel to export and read back first
-            convert_keras(_efficientnet_lite.build_efficientnet_lite0("imagenet", include_top=False), tmp)
+            convert_embedded(tmp)
         else:
             convert(_efficientnet_lite.ensure_savedmodel(info.path), tmp, quantization=q,
                     calibration=calibration_pictures())
@@ -239,6 +240,14 @@ def convert_keras(model, out: str | os.PathLike, *, input_size: tuple[int, int] 
     with atomic_path(out) as tmp:
         tmp.write_bytes(blob)
     return out
+
+
+def convert_embedded(out: str | os.PathLike) -> Path:
+    """The embedded EfficientNet-Lite0's float LiteRT model, converted from its weights rebuilt in memory
+    (:func:`convert_keras`). Needs TensorFlow; written atomically."""
+    from soundlib.embedders.nets import efficientnet_lite as _efficientnet_lite
+
+    return convert_keras(_efficientnet_lite.build_efficientnet_lite0("imagenet", include_top=False), out)
 
 
 class LiteBackbone:

@@ -27,6 +27,8 @@ permission denied, full) is used for reading only, with one warning.
 from __future__ import annotations
 
 import hashlib
+import io
+import itertools
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
@@ -81,6 +83,23 @@ def entry_problem(vector: np.ndarray, dim: int | None = None) -> str | None:
     return None
 
 
+#: Numbers the temporary files of this process's cache writes (with its pid: no two writers share a name).
+_TMP_COUNTER = itertools.count()
+#: ``numpy.save``'s header of a float32 array, by shape.
+_NPY_HEADERS: dict[tuple[int, ...], bytes] = {}
+
+
+def _npy_bytes(vector: np.ndarray) -> bytes:
+    """The bytes ``numpy.save`` writes for ``vector`` as float32 (its header made once per shape)."""
+    v = np.ascontiguousarray(vector, dtype=np.float32)
+    header = _NPY_HEADERS.get(v.shape)
+    if header is None:
+        buf = io.BytesIO()
+        np.save(buf, v, allow_pickle=False)
+        header = _NPY_HEADERS.setdefault(v.shape, buf.getvalue()[: -v.nbytes or None])
+    return header + v.tobytes()
+
+
 class EmbeddingCache:
     """Cached embeddings under ``root`` (default :func:`default_cache_root`)."""
 
@@ -88,6 +107,7 @@ class EmbeddingCache:
         self.root = Path(root) if root is not None else default_cache_root()
         self.writable = True
         self._read_denied = False
+        self._made: set[Path] = set()  # entry folders known to exist
 
     def _write_failed(self, exc: OSError) -> None:
         """Go on without writing to the cache (warned once)."""
@@ -136,16 +156,43 @@ class EmbeddingCache:
         return vector
 
     def put(self, folder: Path, content_hash: str, vector: np.ndarray, window: int = 0) -> None:
-        """Store one window's vector atomically (nothing, once the cache turned out not to be writable)."""
-        from soundlib.atomic import atomic_path
+        """Store one window's vector atomically (nothing, once the cache turned out not to be writable).
+
+        The bytes are ``numpy.save``'s, written with one system call into a temporary file beside the entry
+        (created with the permissions the umask allows) and renamed into place: about a tenth of the time
+        a general atomic write took (0.65 ms per entry, a quarter of mn04's pipeline, measured by
+        ``bench/embedders.py``).
+        """
+        from soundlib.atomic import output_error, special_kind
 
         if not self.writable:
             return
+        path = self.path(folder, content_hash, window)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}-{next(_TMP_COUNTER)}.tmp")
         try:
-            with atomic_path(self.path(folder, content_hash, window)) as tmp:
-                with open(tmp, "wb") as fh:
-                    np.save(fh, np.asarray(vector, dtype=np.float32), allow_pickle=False)
+            if path.parent not in self._made:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._made.add(path.parent)
+            if special_kind(path):  # a pipe or a device in an entry's place is never replaced
+                raise output_error(path)
+            data = _npy_bytes(vector)
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            except FileNotFoundError:  # its folder was removed meanwhile (a cache cleared by hand)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
         except OSError as exc:
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
             self._write_failed(exc)
 
     def _manifest(self, folder: Path) -> dict:

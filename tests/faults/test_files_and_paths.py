@@ -241,6 +241,7 @@ def test_damaged_derived_models_are_rebuilt_with_a_warning(tmp_path, monkeypatch
         Path(out).write_bytes(blob)
 
     monkeypatch.setattr(litert, "convert", fake_convert)
+    monkeypatch.setattr(litert, "convert_embedded", lambda out: fake_convert(None, out))  # (the float model's way)
     info = BackboneInfo("efficientnet_lite0", "efficientnet_lite0@test", tmp_path / "cache" / "backbones" / "bb",
                         (224, 224))
     path = litert.ensure_model(info)
