@@ -2,7 +2,11 @@
 converted, every embedding computed), once more with that cache warm (a second ``make demo`` into another
 folder), each into a new output folder; the results table is printed with each time.
 
-    python bench/demo_time.py [--out bench/results/demo_time.txt]
+    python bench/demo_time.py [--checkout DIR] [--out bench/results/demo_time.txt]
+
+``--checkout DIR`` times another checkout's demo (e.g. a ``git worktree`` of an older commit) with this
+environment's packages: ``python -m soundlib.demo`` runs in DIR with DIR first on ``PYTHONPATH``, so that it
+and the sweep's kernels import DIR's soundlib.
 
 Run it on a quiet machine: the demo runs two notebooks at once on 2 cores, so other load adds directly.
 """
@@ -20,11 +24,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_demo(out: Path, cache: Path) -> tuple[float, str]:
-    env = {**os.environ, "SOUNDLIB_CACHE_DIR": str(cache)}
+def run_demo(out: Path, cache: Path, checkout: Path = REPO) -> tuple[float, str]:
+    # PYTHONPATH: the sweep's kernels, which run in their run folders, import the timed checkout's soundlib too
+    env = {**os.environ, "SOUNDLIB_CACHE_DIR": str(cache),
+           "PYTHONPATH": os.pathsep.join([str(checkout), *filter(None, [os.environ.get("PYTHONPATH")])])}
     t = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "soundlib.demo", "--out", str(out), "--jobs", "2", "--quiet"],
-                          cwd=REPO, env=env, capture_output=True, text=True)
+                          cwd=checkout, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t
     if done.returncode != 0:
         raise SystemExit(f"the demo failed:\n{done.stderr[-3000:]}")
@@ -35,13 +41,14 @@ def run_demo(out: Path, cache: Path) -> tuple[float, str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=None, help="also write the report here")
+    parser.add_argument("--checkout", type=Path, default=REPO, help="the source checkout whose demo is timed")
     args = parser.parse_args(argv)
-    lines: list[str] = []
+    lines: list[str] = [f"checkout: {args.checkout.resolve()}"]
     load = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="soundlib-demo-time-") as work:
         cache = Path(work) / "cache"
         for name in ("fresh cache", "warm cache"):
-            wall, table = run_demo(Path(work) / name.replace(" ", "_"), cache)
+            wall, table = run_demo(Path(work) / name.replace(" ", "_"), cache, args.checkout.resolve())
             lines += [f"{name}: {wall:.1f} s (wall, the whole `python -m soundlib.demo`)", table, ""]
             print("\n".join(lines[-3:]), flush=True)
     lines.append(f"{os.cpu_count()} CPU cores; load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")

@@ -54,14 +54,16 @@ def run_demo(out: Path, *, jobs: int = 2, params: Path | None = None, progress: 
     report = featurize(ds, get_variant("mel"), out_dir=pictures, jobs=jobs, progress=progress)
     print(f"[demo] featurized {len(report.written) + len(report.skipped)} clips (mel) -> {pictures}")
 
-    if preparing is not None:
-        preparing.wait()  # (a failure is the sweep's to report: its first fill prepares the backbone again)
     sweep_dir = out / "sweep"
     names = ", ".join(v.name for v in config.variants)
     n_folds = len(config.folds) if config.folds else len(ds.folds)
     print(f"[demo] sweep {params or DEMO_PARAMS}: {len(config.variants)} variants ({names}) x {n_folds} folds, "
           f"backbone {config.backbone}, {jobs} job(s) -> {sweep_dir}", flush=True)
+    # (while the backbone is still being prepared, the sweep's fills wait for its lock; a failure there is the
+    # sweep's to report: its first fill prepares the backbone again)
     result = sweep.run(config, out_dir=sweep_dir, jobs=jobs, progress=progress)
+    if preparing is not None:
+        preparing.wait()
 
     print(f"[demo] {len(result.completed)} run(s) executed, {len(result.skipped)} already complete, "
           f"{len(result.failed)} failed")

@@ -16,18 +16,19 @@ __all__ = ["cluster", "fill_on_cluster", "embed_on_cluster"]
 @contextlib.contextmanager
 def cluster(args: argparse.Namespace):
     """The Dask client of ``--scheduler`` (``None`` without it), connected before any other work and closed
-    after: a bad address or an unreachable scheduler is one error line at once (:func:`soundlib.sweep.shards.connect`)."""
+    after: a bad address or an unreachable scheduler is one error line at once
+    (:func:`soundlib.sweep.executors.connect_scheduler`)."""
     address = getattr(args, "scheduler", None)
     if address is None:
         yield None
         return
     from soundlib.errors import ConfigError
-    from soundlib.sweep.shards import check_scheduler, connect
+    from soundlib.sweep.executors import connect_scheduler, parse_scheduler
 
-    check_scheduler(address)
+    parse_scheduler(address)
     if getattr(args, "no_cache", False):
         raise ConfigError("--scheduler fills the embedding cache on the cluster; it cannot be used with --no-cache")
-    client = connect(address)
+    client = connect_scheduler(address)
     try:
         yield client
     finally:

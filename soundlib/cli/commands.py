@@ -547,9 +547,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from soundlib import sweep
 
     if args.scheduler is not None:  # a malformed address is an error before anything is read
-        from soundlib.sweep.shards import check_scheduler
+        from soundlib.sweep.executors import parse_scheduler
 
-        check_scheduler(args.scheduler)
+        parse_scheduler(args.scheduler)
 
     _check_folders(args, ("out", "--out"))
     result = sweep.run(args.params, out_dir=args.out, jobs=args.jobs, scheduler=args.scheduler,

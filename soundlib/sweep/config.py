@@ -309,7 +309,13 @@ def _export(raw: Any, where: str, variants: tuple[FeatureSpec, ...] | None = Non
         if unknown:
             raise ConfigError(f"{where}: export_model names variant(s) {', '.join(map(repr, unknown))} that the "
                               f"sweep does not run; expected some of {', '.join(names)}")
-        return {str(k): _export(v, f"{where}: export_model: {k}") for k, v in raw.items()}
+        per_variant: dict[str, bool | tuple[int, ...]] = {}
+        for k, v in raw.items():
+            rule = _export(v, f"{where}: export_model: {k}")
+            if isinstance(rule, dict):  # (no variants given: a nested mapping is refused above)
+                raise ConfigError(f"{where}: export_model: {k}: expected true, false or a list of test folds")
+            per_variant[str(k)] = rule
+        return per_variant
     raise ConfigError(f"{where}: export_model must be true, false, a list of test folds, or a mapping of variant "
                       f"names to those, got {raw!r}")
 

@@ -113,8 +113,34 @@ def _check_greeting(address: str, host: str, port: int, seconds: float) -> None:
     except socket.timeout:
         raise ConfigError(f"scheduler (--scheduler) {address}: no Dask scheduler answered within {seconds:g} s (a Dask "
                           f"scheduler greets a connection at once; {SCHEDULER_TIMEOUT_ENV} sets the deadline)") from None
+    except ConnectionRefusedError:
+        raise ConfigError(f"cannot reach the Dask scheduler {address}: connection refused (is it running?)") from None
     except OSError as exc:
         raise ConfigError(f"cannot reach the Dask scheduler {address}: {(exc.strerror or str(exc)).lower()}") from None
+
+
+_CLIENT: Any = None
+
+
+def _client_class():
+    """``distributed.Client`` that, when it cannot connect, stops its event-loop thread at once (the plain
+    one leaves it running, and its finalizer then waits twice the timeout to close)."""
+    global _CLIENT
+    if _CLIENT is None:
+        from distributed import Client
+
+        class _Client(Client):
+            def __init__(self, *args: Any, **kwargs: Any):
+                try:
+                    super().__init__(*args, **kwargs)
+                except BaseException:
+                    self.status = "closed"
+                    with contextlib.suppress(Exception):
+                        self._loop_runner.stop()
+                    raise
+
+        _CLIENT = _Client
+    return _CLIENT
 
 
 def connect_scheduler(address: str, timeout: float | None = None):
@@ -131,9 +157,10 @@ def connect_scheduler(address: str, timeout: float | None = None):
     seconds = scheduler_timeout(timeout)
     url = f"{scheme}://{host}:{port}" if scheme != "inproc" else address
     try:
-        from distributed import Client
+        import distributed  # noqa: F401
     except ImportError:  # pragma: no cover - dask[distributed] is a dependency
         raise ConfigError("scheduler= needs dask[distributed] installed") from None
+    Client = _client_class()  # noqa: N806
     if scheme == "tcp":
         _check_greeting(url, host, port, seconds)
     deadline = time.monotonic() + seconds

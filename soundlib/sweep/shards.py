@@ -33,17 +33,15 @@ import dataclasses
 import json
 import math
 import os
-import re
 import threading
 import time
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from soundlib.errors import ConfigError, SoundlibError
+from soundlib.errors import SoundlibError
 
-__all__ = ["Shard", "FillReport", "WINDOW_CPU_SECONDS", "SHARD_CPU_SECONDS", "CONNECT_TIMEOUT",
-           "check_scheduler", "connect", "shard_size", "plan_shards", "run_shard", "fill_sharded",
-           "fill_units", "sweep_shard_tasks"]
+__all__ = ["Shard", "FillReport", "WINDOW_CPU_SECONDS", "SHARD_CPU_SECONDS", "shard_size", "plan_shards", "run_shard",
+           "fill_sharded", "fill_units", "sweep_shard_tasks"]
 
 #: CPU seconds one window of a 4-s clip costs through the whole pipeline (decode, resample, windows,
 #: front end, network, cache write), per embedder, as ``bench/embedders.py`` measured them on a shared
@@ -59,144 +57,12 @@ SHARD_CPU_SECONDS = 10.0
 MIN_SHARD, MAX_SHARD = 16, 1000
 #: Shards per worker at least, when the fill is large enough (so that the work balances).
 _SHARDS_PER_WORKER = 4
-#: Seconds to wait for a scheduler (less when ``distributed.comm.timeouts.connect`` is lower).
-CONNECT_TIMEOUT = 10.0
 #: Times a shard that raised is run again.
 RETRIES = 2
-_SCHEMES = ("tcp", "tls", "ws", "wss", "inproc", "ucx")
-_ADDRESS = re.compile(r"^(?P<scheme>[a-z]+)://(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.\-]+)(?::(?P<port>[0-9]+))?/?$")
 
 
 # ---------------------------------------------------------------------------
 # The scheduler
-
-def check_scheduler(address: str, *, option: str = "--scheduler") -> str:
-    """``address`` when it reads as a Dask scheduler address (``tcp://HOST:PORT``), else a one-line
-    :class:`ConfigError` (nothing is contacted)."""
-    text = str(address).strip()
-    if re.match(r"^inproc://[^\s/]+(/[^\s/]+)*$", text):  # a cluster in this process (LocalCluster(processes=False))
-        return text
-    m = _ADDRESS.match(text)
-    if not m or m["scheme"] not in _SCHEMES:
-        raise ConfigError(f"{option}: expected a Dask scheduler address tcp://HOST:PORT, got {address!r}")
-    if m["scheme"] != "inproc":
-        if m["port"] is None:
-            raise ConfigError(f"{option}: {address!r} names no port (tcp://HOST:PORT; a scheduler listens on 8786 "
-                              "by default)")
-        if not 0 < int(m["port"]) < 65536:
-            raise ConfigError(f"{option}: port {m['port']} of {address!r} is not in 1-65535")
-    return text
-
-
-def _connect_timeout() -> float:
-    try:
-        import dask
-        from dask.utils import parse_timedelta
-
-        configured = parse_timedelta(dask.config.get("distributed.comm.timeouts.connect"), default="seconds")
-    except Exception:  # pragma: no cover - an unreadable config: the default
-        configured = CONNECT_TIMEOUT
-    return float(min(CONNECT_TIMEOUT, configured or CONNECT_TIMEOUT))
-
-
-def connect(address: str, *, timeout: float | None = None, option: str = "--scheduler"):
-    """A ``distributed.Client`` connected to the scheduler at ``address`` within ``timeout`` seconds
-    (default :data:`CONNECT_TIMEOUT`, or dask's ``distributed.comm.timeouts.connect`` when lower).
-
-    Raises
-    ------
-    ConfigError
-        A malformed address, or no scheduler answered in time (one line; the half-made client is closed).
-    """
-    address = check_scheduler(address, option=option)
-    try:
-        import distributed  # noqa: F401
-    except ImportError:  # pragma: no cover - dask[distributed] is a dependency
-        raise ConfigError(f"{option} needs dask[distributed] installed") from None
-    timeout = _connect_timeout() if timeout is None else float(timeout)
-    m = _ADDRESS.match(address)
-    if m and m["scheme"] == "tcp":
-        _probe(address, m["host"].strip("[]"), int(m["port"]), timeout)
-    try:
-        return _client_class()(address, timeout=timeout, set_as_default=False)
-    except ValueError as exc:  # an address distributed cannot parse
-        raise ConfigError(f"{option}: {address!r}: {exc}") from None
-    except Exception as exc:  # refused, timed out, or something that is not a Dask scheduler answered
-        first = str(exc).splitlines()[0][:200] if str(exc) else ""
-        reason = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
-        if isinstance(exc, (OSError, TimeoutError)):
-            raise ConfigError(f"cannot reach the Dask scheduler {address} within {timeout:g} s ({reason})") from None
-        raise ConfigError(f"{address} did not answer as a Dask scheduler (is something else listening there? "
-                          f"{type(exc).__name__} reading its reply)") from None
-
-
-#: The largest first message a Dask scheduler's handshake may announce (bytes); more is not Dask speaking.
-_HANDSHAKE_LIMIT = 1 << 20
-
-
-def _probe(address: str, host: str, port: int, timeout: float) -> None:
-    """Check, within ``timeout`` seconds, that a Dask scheduler listens at ``host:port``: a scheduler sends
-    its handshake as soon as it accepts a connection (one frame, its length first as 8 little-endian bytes).
-    Nothing listening, a name that does not resolve, a server that stays silent (``distributed.Client`` would
-    wait for it forever) or one that speaks another protocol is a :class:`ConfigError` at once."""
-    import socket
-    import struct
-
-    deadline = time.monotonic() + timeout
-    try:
-        sock = socket.create_connection((host, port), timeout=timeout)
-    except ConnectionRefusedError:
-        raise ConfigError(f"cannot reach the Dask scheduler {address} (connection refused: is it running?)") from None
-    except socket.gaierror as exc:
-        raise ConfigError(f"cannot reach the Dask scheduler {address} (host {host!r} not found: "
-                          f"{exc.strerror or exc})") from None
-    except OSError as exc:  # a timeout, no route to the host...
-        raise ConfigError(f"cannot reach the Dask scheduler {address} within {timeout:g} s "
-                          f"({exc.strerror or type(exc).__name__})") from None
-    head = b""
-    try:
-        while len(head) < 8:
-            sock.settimeout(max(0.01, deadline - time.monotonic()))
-            chunk = sock.recv(8 - len(head))
-            if not chunk:
-                break
-            head += chunk
-    except OSError:
-        pass
-    finally:
-        sock.close()
-    if len(head) < 8:
-        raise ConfigError(f"{address} accepted the connection but did not answer as a Dask scheduler within "
-                          f"{timeout:g} s")
-    if not 0 < struct.unpack("<Q", head)[0] <= _HANDSHAKE_LIMIT:
-        raise ConfigError(f"{address} did not answer as a Dask scheduler (is something else listening there?)")
-
-
-_CLIENT: Any = None
-
-
-def _client_class():
-    """``distributed.Client`` that, when it cannot connect, stops its event-loop thread at once (the plain
-    one leaves it running, and its finalizer then waits twice the timeout to close)."""
-    global _CLIENT
-    if _CLIENT is None:
-        import contextlib
-
-        from distributed import Client
-
-        class _Client(Client):
-            def __init__(self, *args: Any, **kwargs: Any):
-                try:
-                    super().__init__(*args, **kwargs)
-                except BaseException:
-                    self.status = "closed"
-                    with contextlib.suppress(Exception):
-                        self._loop_runner.stop()
-                    raise
-
-        _CLIENT = _Client
-    return _CLIENT
-
 
 def n_workers(client: Any) -> int:
     try:

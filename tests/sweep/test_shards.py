@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 from soundlib.sweep import shards
+from soundlib.sweep.executors import connect_scheduler, parse_scheduler
 from soundlib.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,14 +108,14 @@ def local_fill(setup, tmp_path_factory) -> Path:
                                  "tcp://h:80/x", "tcp://a b:1"])
 def test_malformed_scheduler_is_one_line(bad):
     with pytest.raises(ConfigError) as err:
-        shards.check_scheduler(bad)
+        parse_scheduler(bad)
     assert "\n" not in str(err.value) and "--scheduler" in str(err.value)
 
 
 @pytest.mark.parametrize("good", ["tcp://127.0.0.1:8786", "tcp://sched.example.org:8786", "tls://h:1",
                                   "tcp://[::1]:8786", "inproc://10.0.0.1/123/1"])
 def test_well_formed_scheduler(good):
-    assert shards.check_scheduler(good) == good
+    assert parse_scheduler(good)[0] == good.split("://")[0]
 
 
 def _threads() -> set[str]:
@@ -128,7 +129,7 @@ def test_refused_scheduler_fails_at_once_and_leaves_nothing_running():
         port = s.getsockname()[1]
     t0 = time.perf_counter()
     with pytest.raises(ConfigError, match="connection refused"):
-        shards.connect(f"tcp://127.0.0.1:{port}")
+        connect_scheduler(f"tcp://127.0.0.1:{port}")
     assert time.perf_counter() - t0 < 3
     assert _threads() <= before
 
@@ -153,7 +154,7 @@ def test_something_else_listening_is_one_line_and_leaves_nothing_running():
     t0 = time.perf_counter()
     try:
         with pytest.raises(ConfigError) as err:
-            shards.connect(f"tcp://127.0.0.1:{srv.getsockname()[1]}", timeout=3)
+            connect_scheduler(f"tcp://127.0.0.1:{srv.getsockname()[1]}", timeout=3)
     finally:
         srv.close()
     assert "\n" not in str(err.value)
@@ -169,8 +170,8 @@ def test_silent_server_is_an_error_within_the_deadline():
         srv.bind(("127.0.0.1", 0))
         srv.listen()
         t0 = time.perf_counter()
-        with pytest.raises(ConfigError, match="did not answer as a Dask scheduler within 1 s"):
-            shards.connect(f"tcp://127.0.0.1:{srv.getsockname()[1]}", timeout=1)
+        with pytest.raises(ConfigError, match="no Dask scheduler answered within 1 s"):
+            connect_scheduler(f"tcp://127.0.0.1:{srv.getsockname()[1]}", timeout=1)
         assert time.perf_counter() - t0 < 3
     assert _threads() <= before
 
@@ -178,9 +179,11 @@ def test_silent_server_is_an_error_within_the_deadline():
 def test_cli_bad_scheduler_is_one_error_line(tmp_path, capsys):
     from soundlib.cli import main
 
-    assert main(["embed", str(tmp_path), "--scheduler", "localhost:8786"]) == 2
+    with pytest.raises(SystemExit) as stop:  # checked as the command line is read: argparse's one line, exit 2
+        main(["embed", str(tmp_path), "--scheduler", "tcp://localhost:0"])
+    assert stop.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("soundlib embed: error: --scheduler")
+    assert "argument --scheduler" in err[-1] and "port 0 is not in 1..65535" in err[-1]
     with pytest.raises(SystemExit) as stop:  # a usage error: argparse's one line, exit 2
         main(["sweep", str(tmp_path / "x.yaml"), "--out", str(tmp_path / "o"), "--scheduler", "nope"])
     assert stop.value.code == 2 and not (tmp_path / "o").exists()
@@ -200,8 +203,8 @@ def test_cli_unreachable_scheduler_exits_promptly(tmp_path):
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().splitlines() == [
-        f"soundlib evaluate: error: cannot reach the Dask scheduler tcp://127.0.0.1:{port} (connection refused: "
-        "is it running?)"]
+        f"soundlib evaluate: error: cannot reach the Dask scheduler tcp://127.0.0.1:{port}: connection refused "
+        "(is it running?)"]
     assert time.perf_counter() - t0 < 30
     assert not (tmp_path / "out").exists()
 
