@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
 
     say("")
     say("the audio-hash index (soundlib.audio.hashes) over the entry files")
-    from soundlib import hashes
+    from soundlib.audio import hashes
 
     _, wall, cpu = timed(hashes.file_hashes, paths)
     say(f"  cold (SHA-256 of each file, recorded): {wall:.1f} s wall, {cpu:.1f} s CPU = "
