@@ -115,16 +115,11 @@ def _obstacle(path: Path, *, folder: bool) -> str | None:
         return "it is a file, expected a folder"
     if not folder and path.is_dir():
         return "it is a folder, expected a file"
-    special = None if folder else _special(path)
+    special = None if folder else special_kind(path)
     return f"it is {special}, not a regular file" if special else None
 
 
 def special_kind(path: Path) -> str | None:
-    """What ``path`` is when it is a named pipe, a device or a socket (never to be replaced), else ``None``."""
-    return _special(path)
-
-
-def _special(path: Path) -> str | None:
     """What ``path`` is when it is a named pipe, a device or a socket (renaming a file over it would
     replace the pipe or device itself), else ``None``."""
     try:
@@ -259,7 +254,7 @@ def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterat
     permissions the umask allows before it is renamed (see :func:`apply_umask`).
     """
     path = Path(path)
-    if _special(path):  # a pipe or device is never replaced
+    if special_kind(path):  # a pipe or device is never replaced
         raise output_error(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

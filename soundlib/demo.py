@@ -90,6 +90,7 @@ def _prepare_backbone(handle: str) -> "subprocess.Popen | None":
     import os
 
     from soundlib.embedders.backbones import is_ready
+    from soundlib.sweep.tasks import THREAD_VARS
 
     try:
         if is_ready(handle):
@@ -97,9 +98,7 @@ def _prepare_backbone(handle: str) -> "subprocess.Popen | None":
     except Exception:  # (the sweep will say what is wrong with it)
         return None
     code = "import sys\nfrom soundlib.embedders.backbones import load_backbone\nload_backbone(sys.argv[1])\n"
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
-           **{var: os.environ.get(var, "1") for var in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
-                                                         "TF_NUM_INTEROP_THREADS")}}
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **{var: os.environ.get(var, "1") for var in THREAD_VARS}}
     return subprocess.Popen([sys.executable, "-c", code, handle], stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
 

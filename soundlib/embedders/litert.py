@@ -175,8 +175,7 @@ def convert(savedmodel: str | os.PathLike, out: str | os.PathLike, *, quantizati
     with the input range pinned to [0, 255] so that the uint8 input is fed as it is
     (scale 1, zero point 0). Needs TensorFlow; written atomically.
     """
-    from soundlib.atomic import atomic_path
-    from soundlib.runtime import filtered_stderr, import_tf
+    from soundlib.runtime import import_tf
 
     if quantization not in QUANTIZATIONS:
         raise BackboneError(f"unknown LiteRT quantization {quantization!r}; expected one of {QUANTIZATIONS}")
@@ -211,6 +210,14 @@ def convert(savedmodel: str | os.PathLike, out: str | os.PathLike, *, quantizati
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.uint8
         converter.inference_output_type = tf.float32
+    return _write_converted(converter, out)
+
+
+def _write_converted(converter, out: str | os.PathLike) -> Path:
+    """Run a LiteRT ``converter`` quietly and write its flatbuffer to ``out`` atomically."""
+    from soundlib.atomic import atomic_path
+    from soundlib.runtime import filtered_stderr
+
     with filtered_stderr(_EVERYTHING, stdout=True):  # the converter reports every step of its work
         blob = converter.convert()
     out = Path(out)
@@ -223,8 +230,7 @@ def convert_keras(model, out: str | os.PathLike, *, input_size: tuple[int, int] 
     """Convert a tf_keras feature model ((N, H, W, 3) float in [0, 1] -> (N, D)) to a float LiteRT model that
     takes uint8 pictures, as :func:`convert` does for a SavedModel (the same flatbuffer's numbers: the
     embedded backbone's features agree exactly). Needs TensorFlow; written atomically."""
-    from soundlib.atomic import atomic_path
-    from soundlib.runtime import filtered_stderr, import_tf
+    from soundlib.runtime import import_tf
 
     tf, _ = import_tf()
     h, w = input_size
@@ -234,12 +240,7 @@ def convert_keras(model, out: str | os.PathLike, *, input_size: tuple[int, int] 
         return {"features": model(tf.cast(x, tf.float32) * (1.0 / 255.0), training=False)}
 
     converter = tf.lite.TFLiteConverter.from_concrete_functions([features.get_concrete_function()])
-    with filtered_stderr(_EVERYTHING, stdout=True):  # the converter reports every step of its work
-        blob = converter.convert()
-    out = Path(out)
-    with atomic_path(out) as tmp:
-        tmp.write_bytes(blob)
-    return out
+    return _write_converted(converter, out)
 
 
 def convert_embedded(out: str | os.PathLike) -> Path:

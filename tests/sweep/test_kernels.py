@@ -94,16 +94,9 @@ def test_unguarded_script_is_not_run_again_in_task_processes(tmp_path):
     assert Path(result["notebook"]).is_file()
 
 
-def test_kernel_with_a_semaphore_shuts_down_by_itself(tmp_path):
-    """A notebook that creates a multiprocessing lock (tqdm does) uses the inherited resource tracker: no
-    "resource_tracker: process died unexpectedly" warning in its output, and its kernel exits on the shutdown
-    request (its atexit handlers run) instead of hanging until jupyter_client terminates it."""
-    marker = tmp_path / "exited.txt"
-    cell = textwrap.dedent(f"""
-        import atexit, multiprocessing
-        lock = multiprocessing.RLock()
-        atexit.register(lambda: open({str(marker)!r}, "w").write("clean"))
-    """)
+def _run_forked_notebook(tmp_path: Path, cell: str, *, threads: int | None = None) -> Path:
+    """Run a two-cell notebook (a parameters cell, then ``cell``) as a sweep task forked from the fork server, in
+    a script of its own; assert it completed; return the executed notebook."""
     nb = {"cells": [{"cell_type": "code", "metadata": {"tags": ["parameters"]}, "source": "x = 1", "outputs": [],
                      "execution_count": None, "id": "p"},
                     {"cell_type": "code", "metadata": {}, "source": cell, "outputs": [], "execution_count": None,
@@ -119,13 +112,28 @@ def test_kernel_with_a_semaphore_shuts_down_by_itself(tmp_path):
         if __name__ == "__main__":
             r = run_task({{"kind": "notebook", "notebook": json.dumps({nb!r}), "output": {str(out / "nb.ipynb")!r},
                           "parameters": {{"x": 2}}, "kernel_name": default_kernel_name(),
-                          "log": {str(out / "run.log")!r}, "lock": {str(out / ".lock")!r}}}, fork=True)
+                          "log": {str(out / "run.log")!r}, "lock": {str(out / ".lock")!r}}}, fork=True,
+                         threads={threads!r})
             print(json.dumps(r))
     """))
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1])["status"] == "completed"
-    executed = json.loads((out / "nb.ipynb").read_text())
+    return out / "nb.ipynb"
+
+
+def test_kernel_with_a_semaphore_shuts_down_by_itself(tmp_path):
+    """A notebook that creates a multiprocessing lock (tqdm does) uses the inherited resource tracker: no
+    "resource_tracker: process died unexpectedly" warning in its output, and its kernel exits on the shutdown
+    request (its atexit handlers run) instead of hanging until jupyter_client terminates it."""
+    marker = tmp_path / "exited.txt"
+    cell = textwrap.dedent(f"""
+        import atexit, multiprocessing
+        lock = multiprocessing.RLock()
+        atexit.register(lambda: open({str(marker)!r}, "w").write("clean"))
+    """)
+    notebook = _run_forked_notebook(tmp_path, cell)
+    executed = json.loads(notebook.read_text())
     text = json.dumps([c.get("outputs") for c in executed["cells"]])
     assert "resource_tracker" not in text, text
     assert marker.read_text() == "clean", "the kernel did not exit by itself on the shutdown request"
@@ -147,27 +155,7 @@ def test_tasks_share_the_cores(tmp_path, monkeypatch):
             {{"pools": pools, "intra": os.environ.get("TF_NUM_INTRAOP_THREADS"),
              "inter": os.environ.get("TF_NUM_INTEROP_THREADS")}}))
     """)
-    nb = {"cells": [{"cell_type": "code", "metadata": {"tags": ["parameters"]}, "source": "x = 1", "outputs": [],
-                     "execution_count": None, "id": "p"},
-                    {"cell_type": "code", "metadata": {}, "source": cell, "outputs": [], "execution_count": None,
-                     "id": "c"}],
-          "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-          "nbformat": 4, "nbformat_minor": 5}
-    out = tmp_path / "out"
-    script = tmp_path / "run.py"
-    script.write_text(textwrap.dedent(f"""
-        import json
-        from soundlib.lab.notebook import default_kernel_name
-        from soundlib.sweep.tasks import run_task
-        if __name__ == "__main__":
-            r = run_task({{"kind": "notebook", "notebook": json.dumps({nb!r}), "output": {str(out / "nb.ipynb")!r},
-                          "parameters": {{"x": 2}}, "kernel_name": default_kernel_name(),
-                          "log": {str(out / "run.log")!r}, "lock": {str(out / ".lock")!r}}}, fork=True, threads=1)
-            print(json.dumps(r))
-    """))
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout.strip().splitlines()[-1])["status"] == "completed"
+    _run_forked_notebook(tmp_path, cell, threads=1)
     seen = json.loads((tmp_path / "seen.json").read_text())
     assert seen["intra"] == "1" and seen["inter"] == "3"
     assert seen["pools"] and all(n == 1 for _, n in seen["pools"]), seen["pools"]
